@@ -1,0 +1,220 @@
+package cluster
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const minimalYAML = `
+cluster:
+  name: lab
+  host: hv1
+  storage:
+    base_image: /var/lib/images/base.qcow2
+compute_nodes:
+  - name: compute-01
+  - name: compute-02
+`
+
+func TestParseAppliesPlanDefaults(t *testing.T) {
+	s, err := Parse([]byte(minimalYAML))
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/libvirt/images", s.Cluster.Storage.PoolPath)
+	assert.Equal(t, "dir", s.Cluster.Storage.PoolType)
+	assert.Equal(t, "192.168.100.0/24", s.Network.NetworkRange)
+	assert.Equal(t, "192.168.100.1", s.Network.GatewayIP)
+	assert.Equal(t, "192.168.100.10", s.Network.DHCPStart)
+	assert.Equal(t, "192.168.100.254", s.Network.DHCPEnd)
+	assert.Equal(t, "isolated", s.Network.DNSMode)
+	assert.Equal(t, ControllerSpec{Count: 1, MemoryMB: 4096, CPUCores: 2, DiskSizeGB: 50}, s.Controller)
+	assert.Equal(t, NodeSpec{Name: "compute-01", MemoryMB: 8192, CPUCores: 4, DiskSizeGB: 100}, s.ComputeNodes[0])
+}
+
+func TestParseAcceptsThePlansExample(t *testing.T) {
+	// The plan's "Enhanced Cluster Configuration", trimmed of comments.
+	yaml := `
+global: {}
+cluster:
+  name: "hpc-cluster"
+  storage:
+    pool_path: "/var/lib/libvirt/images"
+    pool_type: "dir"
+    base_image: "/var/lib/libvirt/images/hpc-base.qcow2"
+  hardware:
+    acceleration:
+      enable_kvm: true
+      enable_nested: false
+      cpu_model: "host-passthrough"
+      cpu_features: ["+vmx", "+svm", "+sse4.1"]
+      numa_topology: null
+      cpu_topology: {sockets: 1, cores: 4, threads: 1}
+      performance: {enable_hugepages: false, hugepage_size: "2M", cpu_pinning: false, memory_backing: "default"}
+network:
+  network_range: "192.168.100.0/24"
+  bridge_name: "br-hpc-cluster"
+  gateway_ip: "192.168.100.1"
+  dhcp_start: "192.168.100.10"
+  dhcp_end: "192.168.100.254"
+  dns_mode: "isolated"
+  dns_servers: ["8.8.8.8", "1.1.1.1"]
+  static_leases:
+    controller-01: "192.168.100.10"
+    compute-01: "192.168.100.11"
+    compute-02: "192.168.100.12"
+host_configuration:
+  require_confirmation: true
+  network: {enable_host_dns_integration: false}
+controller: {count: 1, memory_mb: 4096, cpu_cores: 2, disk_size_gb: 50}
+compute_nodes:
+  - name: "compute-01"
+    memory_mb: 8192
+    cpu_cores: 4
+    disk_size_gb: 100
+    pcie_passthrough:
+      enabled: true
+      devices:
+        - {pci_address: "0000:65:00.0", device_type: "gpu", vendor_id: "10de", device_id: "2684", iommu_group: 1}
+  - name: "compute-02"
+`
+	s, err := Parse([]byte(yaml))
+	require.NoError(t, err)
+	assert.Equal(t, "hpc-cluster", s.Cluster.Name)
+	assert.Equal(t, "192.168.100.12", s.Network.StaticLeases["compute-02"])
+	require.NotNil(t, s.Cluster.Hardware.Acceleration.EnableKVM)
+	assert.True(t, *s.Cluster.Hardware.Acceleration.EnableKVM)
+}
+
+func TestValidationNamesFieldValueAndRemedy(t *testing.T) {
+	cases := []struct {
+		name, yaml, path, want string
+	}{
+		{"xml-breaking name", `cluster: {name: "a<b>", storage: {base_image: /x.qcow2}}`, "cluster.name", "lowercase letters"},
+		{"uppercase name", `cluster: {name: "Lab", storage: {base_image: /x.qcow2}}`, "cluster.name", "lowercase"},
+		{"bridge too long", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {bridge_name: br-this-is-too-long}", "network.bridge_name", "at most 15"},
+		{"relative base image", `cluster: {name: lab, storage: {base_image: images/x.qcow2}}`, "cluster.storage.base_image", "absolute"},
+		{"path with quote", `cluster: {name: lab, storage: {base_image: "/x'.qcow2"}}`, "cluster.storage.base_image", "remove"},
+		{"unclean path", `cluster: {name: lab, storage: {base_image: "/a/../x.qcow2"}}`, "cluster.storage.base_image", `"/x.qcow2"`},
+		{"missing base image", `cluster: {name: lab}`, "cluster.storage.base_image", "is required"},
+		{"unsupported pool type", `cluster: {name: lab, storage: {base_image: /x.qcow2, pool_type: lvm}}`, "cluster.storage.pool_type", "not supported"},
+		{"host bits", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.1.2.3/24}", "network.network_range", `"10.1.2.0/24"`},
+		{"gateway outside", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {gateway_ip: 10.0.0.1}", "network.gateway_ip", "192.168.100.1 to"},
+		{"lease for unknown vm", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {static_leases: {ghost: 192.168.100.20}}", "network.static_leases.ghost", "names no VM"},
+		{"duplicate lease", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1}]\nnetwork: {static_leases: {c1: 192.168.100.20, controller-01: 192.168.100.20}}", "network.static_leases", "also leased"},
+		{"duplicate vm", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1}, {name: c1}]", "compute_nodes[1].name", "used twice"},
+		{"tiny memory", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1, memory_mb: 8}]", "compute_nodes[0].memory_mb", "at least 64"},
+		{"typo key", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memroy_mb: 10}", "controller.memroy_mb", "not a known setting"},
+		{"dns mode", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {dns_mode: routed}", "network.dns_mode", "host changes"},
+		{"cpu model", "cluster: {name: lab, storage: {base_image: /x.qcow2, }, hardware: {acceleration: {cpu_model: pentium}}}", "cluster.hardware.acceleration.cpu_model", "host-passthrough"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			require.Error(t, err)
+			var verr ValidationError
+			require.True(t, errors.As(err, &verr), "want a ValidationError, got %T: %v", err, err)
+			msg := err.Error()
+			assert.Contains(t, msg, tc.path)
+			assert.Contains(t, msg, tc.want)
+		})
+	}
+}
+
+func TestParseRejectsBrokenYAMLAndWrongTypes(t *testing.T) {
+	_, err := Parse([]byte("cluster: [\n"))
+	var in *InputError
+	require.ErrorAs(t, err, &in)
+	assert.Contains(t, err.Error(), "not valid YAML")
+
+	_, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memory_mb: lots}"))
+	require.ErrorAs(t, err, &in)
+	assert.Contains(t, err.Error(), "memory_mb")
+}
+
+func TestPlanIsDeterministicAndNamesEverything(t *testing.T) {
+	s, err := Parse([]byte(minimalYAML + "network:\n  static_leases:\n    compute-02: 192.168.100.10\n"))
+	require.NoError(t, err)
+	p1, err := NewPlan(s)
+	require.NoError(t, err)
+	p2, err := NewPlan(s)
+	require.NoError(t, err)
+	assert.Equal(t, p1, p2)
+
+	assert.Equal(t, "lab-network", p1.Network.Name)
+	assert.Equal(t, "br-lab", p1.Network.Bridge)
+	assert.Equal(t, "lab-pool", p1.Pool.Name)
+	assert.Equal(t, "/var/lib/libvirt/images/lab", p1.Pool.Path)
+	assert.Equal(t, "lab-base.qcow2", p1.BaseImage.Volume)
+	require.Len(t, p1.VMs, 3)
+	assert.Equal(t, []string{"lab-controller-01", "lab-compute-01", "lab-compute-02"}, []string{p1.VMs[0].Domain, p1.VMs[1].Domain, p1.VMs[2].Domain})
+	// compute-02 holds .10 by a static lease; the others take the lowest free addresses.
+	assert.Equal(t, []string{"192.168.100.11", "192.168.100.12", "192.168.100.10"}, []string{p1.VMs[0].IP, p1.VMs[1].IP, p1.VMs[2].IP})
+	macs := map[string]bool{}
+	for _, vm := range p1.VMs {
+		assert.Regexp(t, `^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`, vm.MAC)
+		assert.Equal(t, byte(0x02), hexByte(t, vm.MAC[:2])&0x03, "locally administered unicast")
+		macs[vm.MAC] = true
+	}
+	assert.Len(t, macs, 3)
+	assert.Len(t, p1.Network.Leases, 3)
+
+	other := s
+	other.Cluster.Name = "lab2"
+	p3, err := NewPlan(other)
+	require.NoError(t, err)
+	assert.NotEqual(t, p1.VMs[0].MAC, p3.VMs[0].MAC, "two clusters never share a MAC")
+	assert.NotEqual(t, p1.VMs[0].UUID, p3.VMs[0].UUID)
+}
+
+func TestBridgeNameFitsKernelLimit(t *testing.T) {
+	b := BridgeName("a-rather-long-cluster-name", "")
+	assert.LessOrEqual(t, len(b), 15)
+	assert.Equal(t, b, BridgeName("a-rather-long-cluster-name", ""))
+	assert.NotEqual(t, b, BridgeName("a-rather-long-cluster-namf", ""))
+}
+
+func TestNegotiatePicksNewestQ35AndFallsBackToTCG(t *testing.T) {
+	s, err := Parse([]byte(minimalYAML))
+	require.NoError(t, err)
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	host := HostCapabilities{Arch: "x86_64", KVMUsable: true, Emulator: "/usr/bin/qemu-system-x86_64",
+		MachineTypes: []string{"pc-i440fx-7.2", "pc-q35-6.2", "pc-q35-7.2", "pc-q35-7.10", "q35", "pc"}}
+	require.NoError(t, p.Negotiate(s, host))
+	assert.Equal(t, "pc-q35-7.10", p.Machine.MachineType)
+	assert.Equal(t, "kvm", p.Machine.DomainType)
+	assert.Empty(t, p.Machine.Notes)
+
+	host.KVMUsable = false
+	yes := true
+	s.Cluster.Hardware.Acceleration.EnableKVM = &yes
+	s.Cluster.Hardware.Acceleration.CPUModel = "host-passthrough"
+	require.NoError(t, p.Negotiate(s, host))
+	assert.Equal(t, "qemu", p.Machine.DomainType)
+	assert.Empty(t, p.Machine.CPUMode)
+	assert.Len(t, p.Machine.Notes, 2)
+	assert.Contains(t, strings.Join(p.Machine.Notes, "\n"), "enable_kvm is true")
+
+	host.MachineTypes = []string{"pc-i440fx-7.2"}
+	err = p.Negotiate(s, host)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no Q35 machine type")
+}
+
+func hexByte(t *testing.T, s string) byte {
+	t.Helper()
+	var b byte
+	for _, c := range s {
+		b <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			b |= byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			b |= byte(c-'a') + 10
+		}
+	}
+	return b
+}

@@ -1,0 +1,363 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// FieldError is one bad value: where it is, what is wrong, what is accepted.
+type FieldError struct {
+	Path    string
+	Value   any
+	Problem string
+	Want    string
+}
+
+func (e FieldError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Path)
+	if e.Value != nil {
+		fmt.Fprintf(&b, ": %q", fmt.Sprint(e.Value))
+	}
+	b.WriteString(" " + e.Problem)
+	if e.Want != "" {
+		b.WriteString("; " + e.Want)
+	}
+	return b.String()
+}
+
+// ValidationError lists every bad value found, so the operator fixes the file
+// in one pass instead of one error per run.
+type ValidationError []FieldError
+
+func (v ValidationError) Error() string {
+	lines := make([]string, len(v))
+	for i, e := range v {
+		lines[i] = "  " + e.Error()
+	}
+	return fmt.Sprintf("cluster configuration has %d problem(s):\n%s", len(v), strings.Join(lines, "\n"))
+}
+
+// ApplyDefaults fills what the operator left out, with the plan's defaults.
+func ApplyDefaults(s *Spec) {
+	if s.Cluster.Host == "" {
+		if h, err := os.Hostname(); err == nil {
+			s.Cluster.Host = strings.ToLower(h)
+		}
+	}
+	st := &s.Cluster.Storage
+	if st.PoolPath == "" {
+		st.PoolPath = DefaultPoolPath
+	}
+	if st.PoolType == "" {
+		st.PoolType = DefaultPoolType
+	}
+	n := &s.Network
+	if n.NetworkRange == "" {
+		n.NetworkRange = DefaultNetworkRange
+	}
+	if n.DNSMode == "" {
+		n.DNSMode = DefaultDNSMode
+	}
+	if prefix, err := netip.ParsePrefix(n.NetworkRange); err == nil && prefix.Addr().Is4() {
+		first := prefix.Masked().Addr().Next()
+		if n.GatewayIP == "" {
+			n.GatewayIP = first.String()
+		}
+		if n.DHCPStart == "" {
+			n.DHCPStart = nthAddr(prefix.Masked().Addr(), defaultDHCPStartHostPart).String()
+		}
+		if n.DHCPEnd == "" {
+			n.DHCPEnd = lastHost(prefix).String()
+		}
+	}
+	c := &s.Controller
+	if c.Count == 0 {
+		c.Count = DefaultControllerCount
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = DefaultControllerMemory
+	}
+	if c.CPUCores == 0 {
+		c.CPUCores = DefaultControllerCPU
+	}
+	if c.DiskSizeGB == 0 {
+		c.DiskSizeGB = DefaultControllerDiskGB
+	}
+	for i := range s.ComputeNodes {
+		node := &s.ComputeNodes[i]
+		if node.MemoryMB == 0 {
+			node.MemoryMB = DefaultComputeMemory
+		}
+		if node.CPUCores == 0 {
+			node.CPUCores = DefaultComputeCPU
+		}
+		if node.DiskSizeGB == 0 {
+			node.DiskSizeGB = DefaultComputeDiskGB
+		}
+	}
+}
+
+var (
+	// Names end up in libvirt object names, hostnames, DHCP entries and file
+	// names, so they are kept to what is safe in all of them (and lowercase,
+	// because hostnames are case-insensitive and YAML map keys are folded).
+	nameRE      = regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$`)
+	hostRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+	bridgeRE    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	cpuFeatRE   = regexp.MustCompile(`^[+-][a-z0-9][a-z0-9_.-]*$`)
+	unsafePathR = regexp.MustCompile(`[<>&"'\x00-\x1f\x7f]`)
+)
+
+const (
+	maxClusterNameLen = 32
+	maxVMNameLen      = 32
+	maxBridgeLen      = 15 // IFNAMSIZ-1: the kernel refuses longer interface names
+	minMemoryMB       = 64
+	maxCPUCores       = 512
+	maxDiskGB         = 65536
+	maxControllers    = 9
+)
+
+// Validate checks everything that can be checked without the host.
+func Validate(s Spec) error {
+	var errs ValidationError
+	add := func(path string, value any, problem, want string) {
+		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
+	}
+	checkName := func(path, v string, max int) {
+		switch {
+		case v == "":
+			add(path, nil, "is required", "")
+		case len(v) > max || !nameRE.MatchString(v):
+			add(path, v, "is not a valid name", fmt.Sprintf("use 1-%d lowercase letters, digits and '-', starting with a letter and not ending with '-'", max))
+		}
+	}
+	checkPath := func(path, v string, required bool) {
+		switch {
+		case v == "":
+			if required {
+				add(path, nil, "is required", "give the absolute path of a file on the cluster's host")
+			}
+		case !filepath.IsAbs(v):
+			add(path, v, "is not an absolute path", "give a path starting with '/'")
+		case unsafePathR.MatchString(v):
+			add(path, v, "contains characters hpcvm does not put into libvirt XML", `remove < > & " ' and control characters`)
+		case filepath.Clean(v) != v:
+			add(path, v, "is not a clean path", fmt.Sprintf("write it as %q", filepath.Clean(v)))
+		case v == "/":
+			add(path, v, "is the root directory", "choose a directory for the cluster's disks")
+		}
+	}
+
+	checkName("cluster.name", s.Cluster.Name, maxClusterNameLen)
+	if s.Cluster.Host == "" {
+		add("cluster.host", nil, "is required (the hostname could not be read)", "name the hypervisor host whose hpcvm-worker runs this cluster")
+	} else if len(s.Cluster.Host) > 63 || !hostRE.MatchString(s.Cluster.Host) {
+		add("cluster.host", s.Cluster.Host, "is not a valid host name", "use lowercase letters, digits, '.' and '-'")
+	}
+
+	st := s.Cluster.Storage
+	checkPath("cluster.storage.pool_path", st.PoolPath, true)
+	checkPath("cluster.storage.base_image", st.BaseImage, true)
+	switch st.PoolType {
+	case "dir":
+	case "lvm", "zfs", "nfs", "iscsi":
+		add("cluster.storage.pool_type", st.PoolType, "is in the schema but not supported by hpcvm yet", `use "dir"`)
+	default:
+		add("cluster.storage.pool_type", st.PoolType, "is not a pool type", `use "dir"`)
+	}
+
+	acc := s.Cluster.Hardware.Acceleration
+	switch acc.CPUModel {
+	case "", "host", "host-passthrough", "host-model", "qemu64":
+	default:
+		add("cluster.hardware.acceleration.cpu_model", acc.CPUModel, "is not a CPU model", "use one of host, host-passthrough, host-model, qemu64, or leave it out for the hypervisor's default")
+	}
+	for i, f := range acc.CPUFeatures {
+		if !cpuFeatRE.MatchString(f) {
+			add(fmt.Sprintf("cluster.hardware.acceleration.cpu_features[%d]", i), f, "is not a CPU feature", `write "+name" to require or "-name" to disable a feature`)
+		}
+	}
+	if t := acc.CPUTopology; t != nil {
+		for _, kv := range []struct {
+			k string
+			v int
+		}{{"sockets", t.Sockets}, {"cores", t.Cores}, {"threads", t.Threads}} {
+			if kv.v < 1 {
+				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "must be at least 1", "")
+			}
+		}
+	}
+
+	validateNetwork(s, add)
+
+	c := s.Controller
+	if c.Count < 1 || c.Count > maxControllers {
+		add("controller.count", c.Count, "is out of range", fmt.Sprintf("use 1 to %d", maxControllers))
+	}
+	checkSizes := func(path string, mem, cpu, disk int) {
+		if mem < minMemoryMB {
+			add(path+".memory_mb", mem, "is too small", fmt.Sprintf("use at least %d (MiB)", minMemoryMB))
+		}
+		if cpu < 1 || cpu > maxCPUCores {
+			add(path+".cpu_cores", cpu, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
+		}
+		if disk < 1 || disk > maxDiskGB {
+			add(path+".disk_size_gb", disk, "is out of range", fmt.Sprintf("use 1 to %d (GiB)", maxDiskGB))
+		}
+	}
+	checkSizes("controller", c.MemoryMB, c.CPUCores, c.DiskSizeGB)
+
+	seen := map[string]string{}
+	for _, name := range ControllerNames(c.Count) {
+		seen[name] = "controller"
+	}
+	for i, node := range s.ComputeNodes {
+		path := fmt.Sprintf("compute_nodes[%d]", i)
+		checkName(path+".name", node.Name, maxVMNameLen)
+		if prev, dup := seen[node.Name]; dup && node.Name != "" {
+			add(path+".name", node.Name, "is used twice", "already used by "+prev+"; give every VM its own name")
+		}
+		seen[node.Name] = path
+		checkSizes(path, node.MemoryMB, node.CPUCores, node.DiskSizeGB)
+	}
+
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func validateNetwork(s Spec, add func(path string, value any, problem, want string)) {
+	n := s.Network
+	switch {
+	case n.BridgeName == "":
+	case len(n.BridgeName) > maxBridgeLen:
+		add("network.bridge_name", n.BridgeName, fmt.Sprintf("is %d characters long", len(n.BridgeName)), fmt.Sprintf("Linux interface names have at most %d; leave it out to have one derived from the cluster name", maxBridgeLen))
+	case !bridgeRE.MatchString(n.BridgeName):
+		add("network.bridge_name", n.BridgeName, "is not a valid interface name", "use letters, digits, '-', '_' and '.'")
+	}
+	switch n.DNSMode {
+	case "isolated":
+	case "shared_dns", "routed", "service_discovery":
+		add("network.dns_mode", n.DNSMode, "needs host changes that hpcvm does not make yet", `use "isolated"`)
+	default:
+		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated"`)
+	}
+	for i, d := range n.DNSServers {
+		if a, err := netip.ParseAddr(d); err != nil || !a.Is4() {
+			add(fmt.Sprintf("network.dns_servers[%d]", i), d, "is not an IPv4 address", "")
+		}
+	}
+
+	prefix, err := netip.ParsePrefix(n.NetworkRange)
+	if err != nil || !prefix.Addr().Is4() {
+		add("network.network_range", n.NetworkRange, "is not an IPv4 network", `write it in CIDR form, e.g. "192.168.100.0/24"`)
+		return
+	}
+	if prefix.Masked() != prefix {
+		add("network.network_range", n.NetworkRange, "has host bits set", fmt.Sprintf("write it as %q", prefix.Masked().String()))
+		return
+	}
+	if prefix.Bits() < 8 || prefix.Bits() > 29 {
+		add("network.network_range", n.NetworkRange, "has an unusable prefix length", "use a prefix from /8 to /29")
+		return
+	}
+	inside := func(path, v string) (netip.Addr, bool) {
+		a, err := netip.ParseAddr(v)
+		switch {
+		case err != nil || !a.Is4():
+			add(path, v, "is not an IPv4 address", "")
+		case !prefix.Contains(a) || a == prefix.Addr() || a == broadcast(prefix):
+			add(path, v, "is not a host address of network.network_range "+n.NetworkRange, fmt.Sprintf("use an address from %s to %s", prefix.Addr().Next(), lastHost(prefix)))
+		default:
+			return a, true
+		}
+		return netip.Addr{}, false
+	}
+	gw, gwOK := inside("network.gateway_ip", n.GatewayIP)
+	start, startOK := inside("network.dhcp_start", n.DHCPStart)
+	end, endOK := inside("network.dhcp_end", n.DHCPEnd)
+	if startOK && endOK && end.Less(start) {
+		add("network.dhcp_end", n.DHCPEnd, "is below network.dhcp_start "+n.DHCPStart, "")
+	}
+	if gwOK && startOK && endOK && !gw.Less(start) && !end.Less(gw) {
+		add("network.gateway_ip", n.GatewayIP, fmt.Sprintf("is inside the DHCP range %s-%s", n.DHCPStart, n.DHCPEnd), "move the gateway or the range")
+	}
+
+	vms := map[string]bool{}
+	for _, name := range ControllerNames(max(s.Controller.Count, 0)) {
+		vms[name] = true
+	}
+	for _, node := range s.ComputeNodes {
+		vms[node.Name] = true
+	}
+	names := make([]string, 0, len(n.StaticLeases))
+	for name := range n.StaticLeases {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	usedBy := map[netip.Addr]string{}
+	for _, name := range names {
+		path := "network.static_leases." + name
+		if !vms[name] {
+			add(path, nil, "names no VM of this cluster", "use a controller name (controller-01, ...) or a compute_nodes name")
+			continue
+		}
+		a, ok := inside(path, n.StaticLeases[name])
+		if !ok {
+			continue
+		}
+		if gwOK && a == gw {
+			add(path, n.StaticLeases[name], "is the gateway address", "choose another address")
+		}
+		if other, dup := usedBy[a]; dup {
+			add(path, n.StaticLeases[name], "is also leased to "+other, "give every VM its own address")
+		}
+		usedBy[a] = name
+	}
+	if startOK && endOK {
+		if size := addrDistance(start, end) + 1; size < len(vms) {
+			add("network.dhcp_end", n.DHCPEnd, fmt.Sprintf("leaves %d addresses for %d VMs", size, len(vms)), "widen the DHCP range")
+		}
+	}
+}
+
+// ControllerNames lists the controller VM names for a count: controller-01, ...
+func ControllerNames(count int) []string {
+	out := make([]string, count)
+	for i := range out {
+		out[i] = fmt.Sprintf("controller-%02d", i+1)
+	}
+	return out
+}
+
+func nthAddr(a netip.Addr, n int) netip.Addr {
+	for i := 0; i < n; i++ {
+		a = a.Next()
+	}
+	return a
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	hostBits := 32 - p.Bits()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= (1 << hostBits) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func lastHost(p netip.Prefix) netip.Addr { return broadcast(p).Prev() }
+
+func addrDistance(a, b netip.Addr) int {
+	x, y := a.As4(), b.As4()
+	av := int(x[0])<<24 | int(x[1])<<16 | int(x[2])<<8 | int(x[3])
+	bv := int(y[0])<<24 | int(y[1])<<16 | int(y[2])<<8 | int(y[3])
+	return bv - av
+}

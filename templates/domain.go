@@ -1,0 +1,102 @@
+package templates
+
+import (
+	"fmt"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"libvirt.org/go/libvirtxml"
+)
+
+// Domain is one VM of the cluster on the machine the host agreed to
+// (p.Machine, filled by Plan.Negotiate). It boots from its copy-on-write disk,
+// has one virtio NIC with its planned MAC on the cluster network, a serial
+// console, and hpcvm's ownership element in <metadata>.
+//
+// Unlike the plan's template it has no VNC display listening on all
+// addresses: a console on every host interface is not a safe default; the
+// serial console (`virsh console`) serves instead.
+func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
+	m := p.Machine
+	if m.DomainType == "" || m.MachineType == "" {
+		return "", fmt.Errorf("domain %s: the plan has no machine yet; negotiate it with the host first", vm.Domain)
+	}
+	port := uint(0)
+	doc := libvirtxml.Domain{
+		Type:        m.DomainType,
+		Name:        vm.Domain,
+		UUID:        vm.UUID,
+		Description: fmt.Sprintf("hpcvm cluster %s, %s %s", p.Cluster, vm.Role, vm.Name),
+		Metadata: &libvirtxml.DomainMetadata{XML: ownerXML(Owner{
+			Cluster: p.Cluster, VM: vm.Name, Role: vm.Role, Host: p.Host,
+		})},
+		Memory:        &libvirtxml.DomainMemory{Value: uint(vm.MemoryMiB), Unit: "MiB"},
+		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(vm.MemoryMiB), Unit: "MiB"},
+		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(vm.VCPUs)},
+		CPU:           cpu(m),
+		OS: &libvirtxml.DomainOS{
+			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: m.MachineType, Type: "hvm"},
+			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}},
+		},
+		// ACPI is what makes `hpcvm stop` a clean shutdown: the guest sees
+		// the power button.
+		Features: &libvirtxml.DomainFeatureList{
+			ACPI: &libvirtxml.DomainFeature{},
+			APIC: &libvirtxml.DomainFeatureAPIC{},
+		},
+		Clock: &libvirtxml.DomainClock{Offset: "utc", Timer: []libvirtxml.DomainTimer{
+			{Name: "rtc", TickPolicy: "catchup"},
+			{Name: "pit", TickPolicy: "delay"},
+			{Name: "hpet", Present: "no"},
+		}},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices: &libvirtxml.DomainDeviceList{
+			Emulator: m.Emulator,
+			Disks: []libvirtxml.DomainDisk{{
+				Device: "disk",
+				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Discard: "unmap"},
+				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: VolumePath(p, vm)}},
+				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+			}},
+			Interfaces: []libvirtxml.DomainInterface{{
+				MAC:    &libvirtxml.DomainInterfaceMAC{Address: vm.MAC},
+				Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: p.Network.Name}},
+				Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
+			}},
+			Serials: []libvirtxml.DomainSerial{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainSerialTarget{Port: &port},
+			}},
+			Consoles: []libvirtxml.DomainConsole{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &port},
+			}},
+			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio"},
+			RNGs: []libvirtxml.DomainRNG{{
+				Model:   "virtio",
+				Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+			}},
+		},
+	}
+	return doc.Marshal()
+}
+
+func cpu(m cluster.MachinePlan) *libvirtxml.DomainCPU {
+	if m.CPUMode == "" {
+		return nil
+	}
+	c := &libvirtxml.DomainCPU{Mode: m.CPUMode}
+	if m.CPUMode == "custom" {
+		c.Match = "exact"
+		c.Model = &libvirtxml.DomainCPUModel{Value: m.CPUModel, Fallback: "forbid"}
+	}
+	for _, f := range m.CPUFeatures {
+		policy := "require"
+		if f[0] == '-' {
+			policy = "disable"
+		}
+		c.Features = append(c.Features, libvirtxml.DomainCPUFeature{Policy: policy, Name: f[1:]})
+	}
+	return c
+}

@@ -1,0 +1,38 @@
+package templates
+
+import (
+	"github.com/hpcvm/hpcvm/cluster"
+	"libvirt.org/go/libvirtxml"
+)
+
+// Network is the cluster's private network: no <forward>, so isolated from
+// the host's other networks (dns_mode "isolated"), with a static DHCP lease
+// for every VM so each VM always gets its planned address.
+func Network(p cluster.Plan) (string, error) {
+	n := p.Network
+	hosts := make([]libvirtxml.NetworkDHCPHost, 0, len(n.Leases))
+	for _, l := range n.Leases {
+		hosts = append(hosts, libvirtxml.NetworkDHCPHost{MAC: l.MAC, Name: l.Name, IP: l.IP})
+	}
+	doc := libvirtxml.Network{
+		Name:   n.Name,
+		Bridge: &libvirtxml.NetworkBridge{Name: n.Bridge, STP: "on", Delay: "0"},
+		Domain: &libvirtxml.NetworkDomain{Name: n.DomainName, LocalOnly: "yes"},
+		IPs: []libvirtxml.NetworkIP{{
+			Address: n.Gateway,
+			Prefix:  uint(n.PrefixLen),
+			DHCP: &libvirtxml.NetworkDHCP{
+				Ranges: []libvirtxml.NetworkDHCPRange{{Start: n.DHCPStart, End: n.DHCPEnd}},
+				Hosts:  hosts,
+			},
+		}},
+	}
+	if len(n.DNSServers) > 0 {
+		dns := &libvirtxml.NetworkDNS{}
+		for _, s := range n.DNSServers {
+			dns.Forwarders = append(dns.Forwarders, libvirtxml.NetworkDNSForwarder{Addr: s})
+		}
+		doc.DNS = dns
+	}
+	return doc.Marshal()
+}
