@@ -26,7 +26,9 @@ func BaseImage(p cluster.Plan, format string, virtualSize uint64) (string, error
 func BaseImagePath(p cluster.Plan) string { return filepath.Join(p.Pool.Path, p.BaseImage.Volume) }
 
 // VolumePath is where a VM's disk lives in a directory pool.
-func VolumePath(p cluster.Plan, vm cluster.VMPlan) string { return filepath.Join(p.Pool.Path, vm.Volume) }
+func VolumePath(p cluster.Plan, vm cluster.VMPlan) string {
+	return filepath.Join(p.Pool.Path, vm.Volume)
+}
 
 // VMVolume is a VM's copy-on-write qcow2 disk on top of the base volume: it
 // starts empty and only grows with what the VM writes.
