@@ -1,0 +1,97 @@
+// Package activities holds one Temporal activity per libvirt step. Each is
+// idempotent (present and matching is success, deleting what is absent is
+// success), heartbeats while it works so a dead worker is noticed quickly,
+// and makes no decisions: the workflows decide, the activities do.
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hpcvm/hpcvm/libvirt"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Activities are the libvirt steps of one host. Workflows reference them by
+// method value (a.EnsureNetwork); the worker registers one instance holding
+// that host's libvirt connection.
+type Activities struct {
+	Libvirt *libvirt.Client
+	// HeartbeatEvery is how often a running activity tells Temporal it is
+	// alive; it must be well below the workflows' heartbeat timeout.
+	HeartbeatEvery time.Duration
+}
+
+// Error types that tell the operator (and Temporal's retry policy) what kind
+// of failure this is. Everything but a lost libvirt connection is final:
+// retrying a mismatch or a bad XML document cannot make it succeed.
+const (
+	ErrTypeMismatch     = "Mismatch"
+	ErrTypeNotOwned     = "NotOwned"
+	ErrTypeInvalidXML   = "InvalidXML"
+	ErrTypeInvalidState = "InvalidState"
+	ErrTypeBadInput     = "BadInput"
+	ErrTypeLibvirt      = "Libvirt"
+	ErrTypeConnection   = "Connection"
+)
+
+// classify turns a libvirt error into a Temporal application error whose
+// retryability follows the error's kind.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	switch {
+	case libvirt.IsRetryable(err):
+		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
+	case errors.Is(err, libvirt.ErrMismatch):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeMismatch, err)
+	case errors.Is(err, libvirt.ErrNotOwned):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotOwned, err)
+	case errors.Is(err, libvirt.ErrInvalidXML):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidXML, err)
+	case errors.Is(err, libvirt.ErrInvalidState):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidState, err)
+	default:
+		// Anything else libvirt refused (a domain QEMU cannot start, a
+		// full disk) does not heal by itself within a run.
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeLibvirt, err)
+	}
+}
+
+func badInput(msg string, cause error) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadInput, cause)
+}
+
+// heartbeating runs fn while heartbeating in the background, so that a
+// worker killed mid-call is detected by the heartbeat timeout rather than
+// the much longer start-to-close timeout.
+func (a *Activities) heartbeating(ctx context.Context, fn func() error) error {
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return classify(fn())
+}

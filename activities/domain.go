@@ -1,0 +1,88 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hpcvm/hpcvm/libvirt"
+	"github.com/hpcvm/hpcvm/templates"
+	"go.temporal.io/sdk/activity"
+)
+
+// EnsureDomain defines a VM's domain (idempotent).
+func (a *Activities) EnsureDomain(ctx context.Context, xml string) (EnsureResult, error) {
+	var res EnsureResult
+	err := a.heartbeating(ctx, func() (err error) {
+		res.Created, err = a.Libvirt.EnsureDomain(xml)
+		return err
+	})
+	return res, err
+}
+
+// StartDomain starts a domain; a running one is success.
+func (a *Activities) StartDomain(ctx context.Context, name string) (bool, error) {
+	var started bool
+	err := a.heartbeating(ctx, func() (err error) {
+		started, err = a.Libvirt.StartDomain(name)
+		return err
+	})
+	return started, err
+}
+
+// ShutdownDomain presses the ACPI power button of a running domain.
+func (a *Activities) ShutdownDomain(ctx context.Context, name string) error {
+	return a.heartbeating(ctx, func() error { return a.Libvirt.ShutdownDomain(name) })
+}
+
+// ForceOffDomain pulls the plug of a domain; it reports whether it was
+// still running.
+func (a *Activities) ForceOffDomain(ctx context.Context, name string) (bool, error) {
+	var wasRunning bool
+	err := a.heartbeating(ctx, func() error {
+		st, err := a.Libvirt.DomainState(name)
+		if errors.Is(err, libvirt.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		wasRunning = st != "shut off" && st != "crashed"
+		return a.Libvirt.ForceOffDomain(name)
+	})
+	return wasRunning, err
+}
+
+// WaitDomainsOff waits until every named domain is off, heartbeating the ones
+// still running. The stop workflow races it against its durable timer and
+// cancels it when the timer wins.
+func (a *Activities) WaitDomainsOff(ctx context.Context, names []string) error {
+	return classify(a.Libvirt.WaitDomainsOff(ctx, names, 250*time.Millisecond, func(running []string) {
+		activity.RecordHeartbeat(ctx, running)
+	}))
+}
+
+// DeleteDomain stops and undefines a domain, after proving that hpcvm
+// defined it for this cluster; an absent domain is success.
+func (a *Activities) DeleteDomain(ctx context.Context, ref DomainRef) error {
+	return a.heartbeating(ctx, func() error {
+		meta, err := a.Libvirt.DomainMetadata(ref.Name, templates.MetadataNamespace)
+		if errors.Is(err, libvirt.ErrNotFound) {
+			if _, stErr := a.Libvirt.DomainState(ref.Name); errors.Is(stErr, libvirt.ErrNotFound) {
+				return nil // already gone
+			}
+			return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: "delete domain", Object: ref.Name,
+				Detail: "it has no hpcvm metadata, so hpcvm did not create it; it was left alone (remove it with virsh if it should go)"}
+		}
+		if err != nil {
+			return err
+		}
+		owner, err := templates.ParseOwner(meta)
+		if err != nil || owner.Cluster != ref.Cluster {
+			return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: "delete domain", Object: ref.Name,
+				Detail: fmt.Sprintf("its hpcvm metadata names cluster %q, not %q; it was left alone", owner.Cluster, ref.Cluster)}
+		}
+		return a.Libvirt.DeleteDomain(ref.Name)
+	})
+}

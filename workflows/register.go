@@ -1,0 +1,18 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+)
+
+// Registrar is the part of a Temporal worker that registers workflows.
+type Registrar interface {
+	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
+}
+
+// Register registers every hpcvm workflow under its stable name.
+func Register(w Registrar) {
+	w.RegisterWorkflowWithOptions(StartCluster, workflow.RegisterOptions{Name: StartClusterName})
+	w.RegisterWorkflowWithOptions(StopCluster, workflow.RegisterOptions{Name: StopClusterName})
+	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
+	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
+}

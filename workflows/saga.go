@@ -1,0 +1,96 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// saga is a stack of compensations. A compensation is pushed before its step
+// runs (a step can succeed in libvirt and still time out in Temporal), and
+// decides itself, from the snapshot taken at the start of the run, whether
+// there is anything of this run's to undo.
+type saga struct {
+	steps []compensation
+}
+
+type compensation struct {
+	name string
+	undo func(ctx workflow.Context) error
+	// group is set for a parallel group: its members are compensated
+	// concurrently, each member's own stack in reverse.
+	group []*saga
+}
+
+func (s *saga) push(name string, undo func(ctx workflow.Context) error) {
+	s.steps = append(s.steps, compensation{name: name, undo: undo})
+}
+
+// pushGroup registers n sub-sagas that will be filled by parallel branches.
+func (s *saga) pushGroup(name string, n int) []*saga {
+	subs := make([]*saga, n)
+	for i := range subs {
+		subs[i] = &saga{}
+	}
+	s.steps = append(s.steps, compensation{name: name, group: subs})
+	return subs
+}
+
+// compensate runs every compensation in reverse order on a context that is
+// not cancelled with the run, and reports what it undid and what it could
+// not. It never stops early: one failed undo must not leak the rest.
+func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []string) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	for i := len(s.steps) - 1; i >= 0; i-- {
+		c := s.steps[i]
+		if c.group != nil {
+			type outcome struct{ undone, failed []string }
+			ch := workflow.NewChannel(dctx)
+			for _, sub := range c.group {
+				sub := sub
+				workflow.Go(dctx, func(gctx workflow.Context) {
+					u, f := sub.compensate(gctx, tr)
+					ch.Send(gctx, outcome{u, f})
+				})
+			}
+			for range c.group {
+				var o outcome
+				ch.Receive(dctx, &o)
+				undone = append(undone, o.undone...)
+				failed = append(failed, o.failed...)
+			}
+			continue
+		}
+		if err := c.undo(dctx); err != nil {
+			tr.set(c.name, StepCompensationFailed, err.Error())
+			failed = append(failed, fmt.Sprintf("%s: %v", c.name, err))
+			continue
+		}
+		tr.set(c.name, StepCompensated, "")
+		undone = append(undone, c.name)
+	}
+	return undone, failed
+}
+
+// tracker keeps the run's progress for the progress query.
+type tracker struct {
+	steps []Step
+	index map[string]int
+}
+
+func newTracker(ctx workflow.Context) (*tracker, error) {
+	t := &tracker{index: map[string]int{}}
+	err := workflow.SetQueryHandler(ctx, ProgressQuery, func() ([]Step, error) {
+		return append([]Step(nil), t.steps...), nil
+	})
+	return t, err
+}
+
+func (t *tracker) set(name, status, detail string) {
+	if i, ok := t.index[name]; ok {
+		t.steps[i].Status, t.steps[i].Detail = status, detail
+		return
+	}
+	t.index[name] = len(t.steps)
+	t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail})
+}

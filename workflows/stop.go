@@ -1,0 +1,126 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// StopCluster presses the ACPI power button of every running VM of the
+// cluster in parallel, waits for them to power off, and after
+// Options.ShutdownTimeout (a durable timer: it survives worker restarts)
+// forces off those still running. Disks, pool and network stay.
+func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
+	o := req.Options.withDefaults()
+	tr, err := newTracker(ctx)
+	if err != nil {
+		return StopResult{}, err
+	}
+	actx := stepContext(ctx, o)
+	plan, err := cluster.NewPlan(req.Spec)
+	if err != nil {
+		return StopResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+	}
+	var inv activities.Inventory
+	if err := run(tr, "inspect", func() (bool, error) {
+		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
+	}); err != nil {
+		return StopResult{}, err
+	}
+
+	var res StopResult
+	var running []string
+	for _, d := range inv.Domains {
+		switch {
+		case !d.Owned:
+			// Named like ours but not created by hpcvm: not ours to stop.
+		case d.Running():
+			running = append(running, d.Name)
+		default:
+			res.WasStopped = append(res.WasStopped, d.Name)
+		}
+	}
+	if len(running) == 0 {
+		return res, nil
+	}
+
+	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
+		return run(tr, "shutdown "+name, func() (bool, error) {
+			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, name).Get(gctx, nil)
+		})
+	}); err != nil {
+		return res, err
+	}
+
+	// Race the guests against the durable timer.
+	waitCtx, cancelWait := workflow.WithCancel(ctx)
+	waitCtx = workflow.WithActivityOptions(waitCtx, workflow.ActivityOptions{
+		StartToCloseTimeout: o.ShutdownTimeout + o.StepTimeout,
+		HeartbeatTimeout:    o.HeartbeatTimeout,
+		RetryPolicy:         stepRetry,
+		WaitForCancellation: true,
+	})
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	tr.set("wait for power-off", StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))
+	wait := workflow.ExecuteActivity(waitCtx, a.WaitDomainsOff, running)
+	timer := workflow.NewTimer(timerCtx, o.ShutdownTimeout)
+	timedOut := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(wait, func(f workflow.Future) { cancelTimer() })
+	sel.AddFuture(timer, func(f workflow.Future) { timedOut = true; cancelWait() })
+	sel.Select(ctx)
+	if waitErr := wait.Get(ctx, nil); waitErr != nil && !timedOut {
+		// The wait itself failed (not cancelled by the timer): fall back to
+		// forcing off, which is what the timeout would have done.
+		tr.set("wait for power-off", StepFailed, rootMessage(waitErr))
+	} else {
+		tr.set("wait for power-off", StepDone, "")
+	}
+
+	forced := map[string]bool{}
+	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
+		return run(tr, "force off "+name, func() (bool, error) {
+			var wasRunning bool
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, name).Get(gctx, &wasRunning)
+			forced[name] = wasRunning
+			return wasRunning, err
+		})
+	}); err != nil {
+		return res, err
+	}
+	for _, name := range running {
+		if forced[name] {
+			res.ForcedOff = append(res.ForcedOff, name)
+		} else {
+			res.ShutDown = append(res.ShutDown, name)
+		}
+	}
+	return res, nil
+}
+
+// parallel runs fn for every name concurrently and returns the first error,
+// after all have finished.
+func parallel(ctx workflow.Context, names []string, fn func(workflow.Context, string) error) error {
+	errs := make([]error, len(names))
+	wg := workflow.NewWaitGroup(ctx)
+	for i, name := range names {
+		i, name := i, name
+		wg.Add(1)
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer wg.Done()
+			errs[i] = fn(gctx, name)
+		})
+	}
+	wg.Wait(ctx)
+	return firstError(errs)
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}

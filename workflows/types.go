@@ -1,0 +1,132 @@
+// Package workflows holds the durable sagas of hpcvm: StartCluster,
+// StopCluster, DestroyCluster, and the read-only DescribeCluster. They decide
+// order, parallelism, compensations, timeouts and retries; they do no I/O.
+// Every libvirt step is an activity run by the worker of the cluster's host.
+package workflows
+
+import (
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+)
+
+// TaskQueue is the queue of one hypervisor host's worker. Workflows and
+// activities of a cluster both run there, so a restarted worker on the same
+// host drains its own backlog.
+func TaskQueue(host string) string { return "hpcvm.host." + host }
+
+// WorkflowID is shared by every operation on a cluster: Temporal then lets
+// only one run at a time, across all processes and machines.
+func WorkflowID(clusterName string) string { return "hpcvm-cluster-" + clusterName }
+
+// Names under which the workflows are registered and started.
+const (
+	StartClusterName    = "StartCluster"
+	StopClusterName     = "StopCluster"
+	DestroyClusterName  = "DestroyCluster"
+	DescribeClusterName = "DescribeCluster"
+
+	// ProgressQuery returns the run's []Step.
+	ProgressQuery = "progress"
+)
+
+// Options tune a run; zero values mean the defaults below.
+type Options struct {
+	// ShutdownTimeout is how long stop waits for guests to power off after
+	// the ACPI power button before forcing them off.
+	ShutdownTimeout time.Duration `json:"shutdown_timeout,omitempty"`
+	// HeartbeatTimeout is how long an activity may go without a heartbeat
+	// before Temporal retries it elsewhere: how fast a dead worker is noticed.
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// StepTimeout bounds one attempt of a libvirt step (not the upload).
+	StepTimeout time.Duration `json:"step_timeout,omitempty"`
+	// UploadTimeout bounds one attempt of the base image upload.
+	UploadTimeout time.Duration `json:"upload_timeout,omitempty"`
+}
+
+// Defaults.
+const (
+	DefaultShutdownTimeout  = 2 * time.Minute
+	DefaultHeartbeatTimeout = 15 * time.Second
+	DefaultStepTimeout      = 5 * time.Minute
+	DefaultUploadTimeout    = 2 * time.Hour
+)
+
+func (o Options) withDefaults() Options {
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = DefaultStepTimeout
+	}
+	if o.UploadTimeout <= 0 {
+		o.UploadTimeout = DefaultUploadTimeout
+	}
+	return o
+}
+
+// Request is the input of every cluster workflow: the validated spec (the
+// plan is derived from it inside the workflow, deterministically) and options.
+type Request struct {
+	Spec    cluster.Spec `json:"spec"`
+	Options Options      `json:"options,omitempty"`
+}
+
+// Step is one line of a run's progress, as the CLI and the progress query
+// show it.
+type Step struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // running, done, skipped, failed, compensated, compensation-failed
+	Detail string `json:"detail,omitempty"`
+}
+
+// Step statuses.
+const (
+	StepRunning            = "running"
+	StepDone               = "done"
+	StepUnchanged          = "unchanged"
+	StepFailed             = "failed"
+	StepCompensated        = "undone"
+	StepCompensationFailed = "undo-failed"
+)
+
+// StartResult is what StartCluster did.
+type StartResult struct {
+	Plan    cluster.Plan `json:"plan"`
+	Created []string     `json:"created"` // objects this run created
+	Started []string     `json:"started"` // domains this run started
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+// StopResult is what StopCluster did.
+type StopResult struct {
+	ShutDown   []string `json:"shut_down"`   // powered off after the ACPI button
+	ForcedOff  []string `json:"forced_off"`  // still running after the timeout
+	WasStopped []string `json:"was_stopped"` // already off
+}
+
+// DestroyResult is what DestroyCluster did.
+type DestroyResult struct {
+	Deleted    []string `json:"deleted"`
+	LeftAlone  []string `json:"left_alone,omitempty"` // objects with our names that hpcvm did not create
+	WasMissing []string `json:"was_missing,omitempty"`
+}
+
+// Description is DescribeCluster's answer: the plan and what exists of it.
+type Description struct {
+	Plan      cluster.Plan         `json:"plan"`
+	Inventory activities.Inventory `json:"inventory"`
+}
+
+// Failure is attached (as details) to the error of a failed StartCluster:
+// what failed and what was rolled back.
+type Failure struct {
+	FailedStep string   `json:"failed_step"`
+	Cause      string   `json:"cause"`
+	RolledBack []string `json:"rolled_back"`
+	NotUndone  []string `json:"not_undone,omitempty"`
+}

@@ -1,0 +1,355 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+const testSpec = `
+cluster:
+  name: lab
+  host: hv1
+  storage: {pool_path: /srv/pools, base_image: /srv/base.qcow2}
+controller: {memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
+compute_nodes:
+  - {name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
+  - {name: compute-02, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
+`
+
+func testRequest(t *testing.T) Request {
+	t.Helper()
+	s, err := cluster.Parse([]byte(testSpec))
+	require.NoError(t, err)
+	return Request{Spec: s, Options: Options{ShutdownTimeout: time.Minute}}
+}
+
+var hostCaps = cluster.HostCapabilities{Arch: "x86_64", KVMUsable: true, Emulator: "/usr/bin/qemu-system-x86_64", MachineTypes: []string{"pc-q35-7.2"}}
+
+// recorder mocks every activity, fails the one named in failAt, and
+// records the compensating calls in the order they happened.
+type recorder struct {
+	mu     sync.Mutex
+	undo   []string
+	calls  []string
+	failAt string
+	inv    activities.Inventory
+	// volumeDelay holds every EnsureVolume for that long (real time).
+	volumeDelay time.Duration
+}
+
+func (r *recorder) note(list *[]string, s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*list = append(*list, s)
+}
+
+func (r *recorder) fail(call string) error {
+	if call == r.failAt {
+		return temporal.NewNonRetryableApplicationError("injected failure at "+call, activities.ErrTypeLibvirt, nil)
+	}
+	return nil
+}
+
+func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.ProbeHost, mock.Anything).Return(func(context.Context) (cluster.HostCapabilities, error) {
+		r.note(&r.calls, "ProbeHost")
+		return hostCaps, r.fail("ProbeHost")
+	})
+	env.OnActivity(a.InspectBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, p string) (activities.ImageInfo, error) {
+		r.note(&r.calls, "InspectBaseImage")
+		return activities.ImageInfo{Path: p, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, r.fail("InspectBaseImage")
+	})
+	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(func(context.Context, activities.InspectRequest) (activities.Inventory, error) {
+		r.note(&r.calls, "InspectCluster")
+		return r.inv, r.fail("InspectCluster")
+	})
+	ensure := func(name string) func(context.Context, string) (activities.EnsureResult, error) {
+		return func(context.Context, string) (activities.EnsureResult, error) {
+			r.note(&r.calls, name)
+			if err := r.fail(name); err != nil {
+				return activities.EnsureResult{}, err
+			}
+			return activities.EnsureResult{Created: true}, nil
+		}
+	}
+	env.OnActivity(a.EnsureNetwork, mock.Anything, mock.Anything).Return(ensure("EnsureNetwork"))
+	env.OnActivity(a.EnsurePool, mock.Anything, mock.Anything).Return(ensure("EnsurePool"))
+	env.OnActivity(a.UploadBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.UploadRequest) (activities.UploadResult, error) {
+		r.note(&r.calls, "UploadBaseImage")
+		return activities.UploadResult{Bytes: 1 << 24}, r.fail("UploadBaseImage")
+	})
+	env.OnActivity(a.EnsureVolume, mock.Anything, mock.Anything).After(r.volumeDelay).Return(func(_ context.Context, req activities.VolumeRequest) (activities.EnsureResult, error) {
+		name := "EnsureVolume " + volumeName(req.XML)
+		return ensure(name)(nil, "")
+	})
+	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (activities.EnsureResult, error) {
+		return ensure("EnsureDomain " + domainName(xml))(nil, "")
+	})
+	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
+		r.note(&r.calls, "StartDomain "+name)
+		return r.fail("StartDomain "+name) == nil, r.fail("StartDomain " + name)
+	})
+	// Compensations.
+	env.OnActivity(a.DeleteNetwork, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.NetworkRef) error {
+		r.note(&r.undo, "DeleteNetwork "+ref.Name)
+		return nil
+	})
+	env.OnActivity(a.DeletePool, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.PoolRef) error {
+		r.note(&r.undo, "DeletePool "+ref.Name)
+		return nil
+	})
+	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.VolumeRef) error {
+		r.note(&r.undo, "DeleteVolume "+ref.Name)
+		return nil
+	})
+	env.OnActivity(a.DeleteDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) error {
+		r.note(&r.undo, "DeleteDomain "+ref.Name)
+		return nil
+	})
+	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
+		r.note(&r.undo, "ForceOffDomain "+name)
+		return true, nil
+	})
+}
+
+func volumeName(xml string) string { return between(xml, "<name>", "</name>") }
+func domainName(xml string) string { return between(xml, "<name>", "</name>") }
+func between(s, a, b string) string {
+	i := indexOf(s, a)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(a):]
+	return s[:indexOf(s, b)]
+}
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// vmUndo is the compensation chain of one VM that got as far as `reached`.
+func vmUndo(vm string, reached int) []string {
+	chain := []string{"DeleteVolume " + vm + ".qcow2", "DeleteDomain lab-" + vm, "ForceOffDomain lab-" + vm}
+	out := []string{}
+	for i := reached - 1; i >= 0; i-- {
+		out = append(out, chain[i])
+	}
+	return out
+}
+
+var sharedUndo = []string{"DeleteVolume lab-base.qcow2", "DeletePool lab-pool", "DeleteNetwork lab-network"}
+
+func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
+	cases := []struct {
+		failAt string
+		// perVM: how many of (volume, domain, start) each VM registered.
+		perVM  map[string]int
+		shared int // how many of (base, pool, network), counted from the end
+	}{
+		{failAt: "ProbeHost"},
+		{failAt: "InspectBaseImage"},
+		{failAt: "InspectCluster"},
+		{failAt: "EnsureNetwork", shared: 1},
+		{failAt: "EnsurePool", shared: 2},
+		{failAt: "UploadBaseImage", shared: 3},
+		{failAt: "EnsureVolume compute-02.qcow2", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 1}},
+		{failAt: "EnsureDomain lab-compute-02", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 2}},
+		{failAt: "StartDomain lab-compute-02", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.failAt, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			r := &recorder{failAt: tc.failAt}
+			r.install(env)
+			env.ExecuteWorkflow(StartCluster, testRequest(t))
+			require.True(t, env.IsWorkflowCompleted())
+			err := env.GetWorkflowError()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "injected failure at "+tc.failAt)
+			assert.Contains(t, r.calls, tc.failAt, "the failing step ran")
+
+			// Shared compensations come last, exactly in reverse order.
+			wantShared := sharedUndo[len(sharedUndo)-tc.shared:]
+			require.GreaterOrEqual(t, len(r.undo), len(wantShared))
+			if len(wantShared) > 0 {
+				assert.Equal(t, wantShared, r.undo[len(r.undo)-len(wantShared):])
+			}
+			vmPart := r.undo[:len(r.undo)-len(wantShared)]
+			total := 0
+			for vm, reached := range tc.perVM {
+				var got []string
+				for _, u := range vmPart {
+					if indexOf(u, vm) >= 0 {
+						got = append(got, u)
+					}
+				}
+				assert.Equal(t, vmUndo(vm, reached), got, "compensations of %s", vm)
+				total += reached
+			}
+			assert.Len(t, vmPart, total, "no other compensation ran: %v", r.undo)
+			if tc.shared == 0 {
+				assert.Empty(t, r.undo)
+				assert.Contains(t, err.Error(), "nothing to roll back")
+			} else {
+				assert.Contains(t, err.Error(), "rolled back")
+			}
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(err, &appErr))
+			var f Failure
+			require.NoError(t, appErr.Details(&f))
+			assert.Len(t, f.RolledBack, len(r.undo))
+		})
+	}
+}
+
+func TestStartClusterSucceedsAndReportsWhatItCreated(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, testRequest(t))
+	require.NoError(t, env.GetWorkflowError())
+	var res StartResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.Empty(t, r.undo)
+	assert.Len(t, res.Started, 3)
+	assert.Contains(t, res.Created, "network lab-network")
+	assert.Contains(t, res.Created, "domain lab-compute-02")
+	assert.Equal(t, "pc-q35-7.2", res.Plan.Machine.MachineType)
+}
+
+// A second start of a running cluster changes nothing and, should it fail,
+// would undo nothing: everything existed before the run.
+func TestStartClusterOnExistingClusterRegistersNoCompensation(t *testing.T) {
+	req := testRequest(t)
+	plan, err := cluster.NewPlan(req.Spec)
+	require.NoError(t, err)
+	inv := activities.Inventory{
+		Network:    &activities.NetworkState{Name: "lab-network", Bridge: "br-lab", Active: true},
+		Pool:       &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
+		BaseVolume: &activities.VolumeState{Name: "lab-base.qcow2"},
+		Volumes:    map[string]activities.VolumeState{},
+	}
+	for _, vm := range plan.VMs {
+		inv.Volumes[vm.Volume] = activities.VolumeState{Name: vm.Volume}
+		inv.Domains = append(inv.Domains, activities.DomainState{Name: vm.Domain, State: "running", Owned: true})
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{inv: inv, failAt: "StartDomain lab-compute-02"}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, req)
+	require.Error(t, env.GetWorkflowError())
+	assert.Empty(t, r.undo, "nothing of a pre-existing cluster is undone")
+}
+
+func TestStartClusterCancelledRollsBack(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	// Cancel while the VMs' volumes are being created.
+	r := &recorder{volumeDelay: 2 * time.Second}
+	r.install(env)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+	env.ExecuteWorkflow(StartCluster, testRequest(t))
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	var canceled *temporal.CanceledError
+	assert.True(t, errors.As(err, &canceled), "a cancelled run ends cancelled, got %v", err)
+	assert.Equal(t, sharedUndo, r.undo[len(r.undo)-3:], "the run's shared objects were removed after cancel")
+	assert.Contains(t, r.undo, "DeleteVolume controller-01.qcow2")
+}
+
+func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
+	req := testRequest(t)
+	req.Options.ShutdownTimeout = 30 * time.Second
+	inv := activities.Inventory{Domains: []activities.DomainState{
+		{Name: "lab-controller-01", State: "running", Owned: true},
+		{Name: "lab-compute-01", State: "running", Owned: true},
+		{Name: "lab-compute-02", State: "shut off", Owned: true},
+		{Name: "lab-compute-03", State: "running", Owned: false},
+	}}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
+	var mu sync.Mutex
+	var shutdown []string
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		shutdown = append(shutdown, name)
+		return nil
+	})
+	// The guests never power off: the wait only ends when cancelled.
+	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, "lab-controller-01").Return(true, nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, "lab-compute-01").Return(false, nil)
+	env.ExecuteWorkflow(StopCluster, req)
+	require.NoError(t, env.GetWorkflowError())
+	var res StopResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.ElementsMatch(t, []string{"lab-controller-01", "lab-compute-01"}, shutdown, "ACPI only to our running domains")
+	assert.Equal(t, []string{"lab-controller-01"}, res.ForcedOff)
+	assert.Equal(t, []string{"lab-compute-01"}, res.ShutDown)
+	assert.Equal(t, []string{"lab-compute-02"}, res.WasStopped)
+}
+
+func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
+	inv := activities.Inventory{
+		Network: &activities.NetworkState{Name: "lab-network", Bridge: "virbr7", Active: true},
+		Pool:    &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
+		Volumes: map[string]activities.VolumeState{"controller-01.qcow2": {}, "compute-01.qcow2": {}},
+		Domains: []activities.DomainState{
+			{Name: "lab-controller-01", State: "running", Owned: true},
+			{Name: "lab-compute-01", State: "shut off", Owned: true},
+			{Name: "lab-compute-02", State: "running", Owned: false},
+		},
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{inv: inv}
+	r.install(env)
+	env.ExecuteWorkflow(DestroyCluster, testRequest(t))
+	require.NoError(t, env.GetWorkflowError())
+	var res DestroyResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.ElementsMatch(t, []string{
+		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01",
+		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeletePool lab-pool",
+	}, r.undo)
+	assert.Equal(t, "DeletePool lab-pool", r.undo[len(r.undo)-1], "the pool goes after its volumes")
+	require.Len(t, res.LeftAlone, 2)
+	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
+	assert.Contains(t, res.LeftAlone[1], "virbr7")
+}
+
+func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{}
+	r.install(env)
+	env.ExecuteWorkflow(DestroyCluster, testRequest(t))
+	require.NoError(t, env.GetWorkflowError())
+	var res DestroyResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.Empty(t, r.undo)
+	assert.ElementsMatch(t, []string{"pool lab-pool", "network lab-network"}, res.WasMissing)
+}
