@@ -15,7 +15,7 @@ packages=(
   # iptables for bridges and firewall rules
   dnsmasq-base iproute2 iptables
   # the bootable test guest image (scripts/make-test-image.sh)
-  linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk
+  linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio gzip
 )
 
 missing=()

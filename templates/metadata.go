@@ -10,9 +10,11 @@ import (
 // the proof of ownership that destroy requires before deleting a domain.
 const MetadataNamespace = "https://hpcvm.dev/xmlns/cluster/1"
 
-// Owner is the content of that element.
+// Owner is the content of that element. Its XML name carries no namespace
+// because libvirt hands the element back without one: the namespace is how
+// the caller asked libvirt for it (virDomainGetMetadata with our URI).
 type Owner struct {
-	XMLName xml.Name `xml:"https://hpcvm.dev/xmlns/cluster/1 cluster"`
+	XMLName xml.Name `xml:"cluster"`
 	Cluster string   `xml:"name,attr"`
 	VM      string   `xml:"vm,attr"`
 	Role    string   `xml:"role,attr"`
@@ -30,6 +32,9 @@ func ParseOwner(metadata string) (Owner, error) {
 	var o Owner
 	if err := xml.Unmarshal([]byte(metadata), &o); err != nil {
 		return Owner{}, fmt.Errorf("hpcvm metadata is not readable: %w", err)
+	}
+	if o.Cluster == "" {
+		return Owner{}, fmt.Errorf("hpcvm metadata names no cluster: %s", metadata)
 	}
 	return o, nil
 }

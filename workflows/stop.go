@@ -62,7 +62,9 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 		StartToCloseTimeout: o.ShutdownTimeout + o.StepTimeout,
 		HeartbeatTimeout:    o.HeartbeatTimeout,
 		RetryPolicy:         stepRetry,
-		WaitForCancellation: true,
+		// The wait only reads: when the timer wins, force off at once
+		// instead of waiting for the cancel to reach it at its next heartbeat.
+		WaitForCancellation: false,
 	})
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	tr.set("wait for power-off", StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))

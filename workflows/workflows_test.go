@@ -95,7 +95,7 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		return ensure(name)(nil, "")
 	})
 	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (activities.EnsureResult, error) {
-		return ensure("EnsureDomain " + domainName(xml))(nil, "")
+		return ensure("EnsureDomain "+domainName(xml))(nil, "")
 	})
 	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
 		r.note(&r.calls, "StartDomain "+name)

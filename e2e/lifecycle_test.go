@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/templates"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestClusterLifecycle(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "created 9 object(s), started 3 VM(s)") // network, pool, base, 3 volumes, 3 domains
+
+	// Every object, checked through libvirt itself.
+	net, err := e.lv.LookupNetwork(e.cluster + "-network")
+	require.NoError(t, err)
+	assert.True(t, net.Active)
+	pool, err := e.lv.LookupPool(e.cluster + "-pool")
+	require.NoError(t, err)
+	assert.True(t, pool.Active)
+	assert.Equal(t, e.poolRoot+"/"+e.cluster, pool.Path)
+	vols, err := e.lv.ListVolumes(e.cluster + "-pool")
+	require.NoError(t, err)
+	names := map[string]string{}
+	for _, v := range vols {
+		names[v.Name] = v.BackingPath
+	}
+	assert.Len(t, names, 4)
+	for _, vm := range []string{"controller-01", "compute-01", "compute-02"} {
+		assert.Equal(t, pool.Path+"/"+e.cluster+"-base.qcow2", names[vm+".qcow2"], "volume of %s is copy-on-write on the base", vm)
+		dom := e.cluster + "-" + vm
+		st, err := e.lv.DomainState(dom)
+		require.NoError(t, err)
+		assert.Equal(t, "running", string(st))
+		meta, err := e.lv.DomainMetadata(dom, templates.MetadataNamespace)
+		require.NoError(t, err)
+		owner, err := templates.ParseOwner(meta)
+		require.NoError(t, err)
+		assert.Equal(t, e.cluster, owner.Cluster)
+		assert.Equal(t, vm, owner.VM)
+	}
+	assert.Contains(t, virsh(t, "net-dumpxml", e.cluster+"-network"), "controller-01")
+
+	// A second start of a running cluster changes nothing.
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "created 0 object(s), started 0 VM(s)")
+
+	code, out = e.hpcvm("status", "-o", "json")
+	require.Equal(t, cli.ExitOK, code, out)
+	var st cli.Status
+	require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &st))
+	assert.Equal(t, "running", st.State)
+	require.Len(t, st.VMs, 3)
+	assert.Equal(t, "running", st.VMs[0].State)
+
+	// The booted guests take their static leases from the cluster network.
+	leases := e.waitForLeases(3, 90*time.Second)
+	assert.Contains(t, leases, "10.")
+
+	// Stop keeps the disks; the booted guests power off on the ACPI button.
+	code, out = e.hpcvm("stop", "--timeout", "60s")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "3 shut down cleanly, 0 forced off")
+	for _, vm := range []string{"controller-01", "compute-01", "compute-02"} {
+		st, err := e.lv.DomainState(e.cluster + "-" + vm)
+		require.NoError(t, err)
+		assert.Equal(t, "shut off", string(st))
+	}
+	vols, err = e.lv.ListVolumes(e.cluster + "-pool")
+	require.NoError(t, err)
+	assert.Len(t, vols, 4, "stop keeps every disk")
+
+	// Start of a stopped cluster only starts it.
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "created 0 object(s), started 3 VM(s)")
+
+	code, out = e.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "Status: running")
+	assert.Contains(t, out, "compute-02")
+
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Empty(t, e.leftovers())
+
+	// Destroy is idempotent.
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "deleted 0 object(s)")
+}
+
+// A start whose second compute domain cannot start leaves nothing behind.
+func TestFailedStartLeavesNothingBehind(t *testing.T) {
+	e := newEnv(t)
+	// More vCPUs than the Q35 machine supports: libvirt defines the domain,
+	// QEMU refuses to start it.
+	e.writeConfig("300")
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitFailed, code, out)
+	assert.Contains(t, out, e.cluster+"-compute-02")
+	assert.Contains(t, out, "rolled back")
+	assert.Contains(t, out, "network "+e.cluster+"-network")
+	assert.Empty(t, e.leftovers())
+}
+
+func TestBadInputCreatesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	// A base image that is not on the host fails the host checks.
+	cfg := strings.Replace(readFile(t, e.config), testImage(t), "/var/tmp/no-such-image.qcow2", 1)
+	writeFile(t, e.config, cfg)
+	code, out := e.hpcvm("start")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "does not exist on host")
+	assert.Empty(t, e.leftovers())
+
+	// A bad field is refused before anything is submitted.
+	writeFile(t, e.config, strings.Replace(cfg, "memory_mb: 128", "memory_mb: 1", 1))
+	code, out = e.hpcvm("start")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "controller.memory_mb")
+	assert.Contains(t, out, "nothing was submitted")
+}

@@ -1,0 +1,133 @@
+// Package libvirt is hpcvm's only door to libvirtd. It knows nothing about
+// clusters: callers hand it XML documents and names, and it makes libvirt
+// objects exist (Ensure*), reports on them (Lookup*, List*) and removes them
+// (Delete*), classifying every failure into the kinds in errors.go.
+package libvirt
+
+import (
+	"sync"
+
+	lv "libvirt.org/go/libvirt"
+)
+
+// Client is a connection to one libvirtd. It is safe for concurrent use: a
+// libvirt connection is itself thread-safe, and the mutex only guards
+// replacing it after libvirtd went away.
+type Client struct {
+	uri string
+	mu  sync.Mutex
+	cur *connRef
+}
+
+// connRef counts the calls running on a connection, so that one found dead
+// is closed only after the last of them returned: closing it under a
+// running call would free it while in use.
+type connRef struct {
+	conn    *lv.Connect
+	users   int
+	retired bool
+}
+
+// Dial connects to libvirtd at uri (for example "qemu:///system").
+func Dial(uri string) (*Client, error) {
+	conn, err := openConn(uri)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{uri: uri, cur: &connRef{conn: conn}}, nil
+}
+
+func openConn(uri string) (*lv.Connect, error) {
+	conn, err := lv.NewConnect(uri)
+	if err != nil {
+		return nil, &Error{
+			Kind: ErrConnection, Op: "connect", Object: uri,
+			Detail: libvirtMessage(err) + "; start libvirtd (scripts/libvirtd-up.sh in a checkout) or check the URI",
+			Cause:  err,
+		}
+	}
+	return conn, nil
+}
+
+// URI is the libvirt URI the client was dialled with.
+func (c *Client) URI() string { return c.uri }
+
+// Close releases the connection once calls still running on it return.
+// Using the client afterwards dials again.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		c.retireLocked(c.cur)
+		c.cur = nil
+	}
+	return nil
+}
+
+func (c *Client) retireLocked(r *connRef) {
+	r.retired = true
+	if r.users == 0 {
+		_, _ = r.conn.Close()
+	}
+}
+
+// acquire returns a live connection for one call, dialling anew when the
+// current one is gone (libvirtd restarted, or the client was closed) or is
+// the stale one the caller just saw fail. Pair with release.
+func (c *Client) acquire(stale *connRef) (*connRef, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil && c.cur != stale && !connDead(c.cur.conn) {
+		c.cur.users++
+		return c.cur, nil
+	}
+	if c.cur != nil {
+		c.retireLocked(c.cur)
+		c.cur = nil
+	}
+	conn, err := openConn(c.uri)
+	if err != nil {
+		return nil, err
+	}
+	c.cur = &connRef{conn: conn, users: 1}
+	return c.cur, nil
+}
+
+func (c *Client) release(r *connRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.users--
+	if r.retired && r.users == 0 {
+		_, _ = r.conn.Close()
+	}
+}
+
+// connDead reports whether conn has lost libvirtd.
+func connDead(conn *lv.Connect) bool {
+	alive, err := conn.IsAlive()
+	return err != nil || !alive
+}
+
+// do runs fn with a live connection and classifies its error. If fn fails
+// because the connection dropped (libvirtd restarted since the last call:
+// without an event loop the client only notices when a call fails), it
+// reconnects and runs fn once more when retry is set; every operation
+// passed with retry is written to be repeatable.
+func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) error) error {
+	r, err := c.acquire(nil)
+	if err != nil {
+		return err
+	}
+	err = fn(r.conn)
+	if err != nil && retry && isConnLoss(err, r.conn) {
+		fresh, cerr := c.acquire(r)
+		c.release(r)
+		if cerr != nil {
+			return cerr
+		}
+		r = fresh
+		err = fn(r.conn)
+	}
+	defer c.release(r)
+	return classify(op, object, err, r.conn)
+}

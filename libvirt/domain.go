@@ -1,0 +1,496 @@
+package libvirt
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	lv "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+)
+
+// DomainState is libvirt's domain state in the words virsh uses.
+type DomainState string
+
+const (
+	StateRunning      DomainState = "running"
+	StateShutOff      DomainState = "shut off"
+	StatePaused       DomainState = "paused"
+	StateShuttingDown DomainState = "shutting down"
+	StateCrashed      DomainState = "crashed"
+	StatePMSuspended  DomainState = "pmsuspended"
+	StateBlocked      DomainState = "blocked"
+	StateUnknown      DomainState = "unknown"
+)
+
+func stateOf(s lv.DomainState) DomainState {
+	switch s {
+	case lv.DOMAIN_RUNNING:
+		return StateRunning
+	case lv.DOMAIN_SHUTOFF:
+		return StateShutOff
+	case lv.DOMAIN_PAUSED:
+		return StatePaused
+	case lv.DOMAIN_SHUTDOWN:
+		return StateShuttingDown
+	case lv.DOMAIN_CRASHED:
+		return StateCrashed
+	case lv.DOMAIN_PMSUSPENDED:
+		return StatePMSuspended
+	case lv.DOMAIN_BLOCKED:
+		return StateBlocked
+	}
+	return StateUnknown
+}
+
+// DomainSummary is one domain as ListDomains sees it.
+type DomainSummary struct {
+	Name      string
+	State     DomainState
+	Metadata  string // the metadata element in the requested namespace (without it, see DomainMetadata), "" if none
+	MemoryKiB uint64
+	VCPUs     uint
+	XML       string // live definition
+}
+
+// EnsureDomain defines the domain described by xml unless one of that name
+// exists. An existing domain must match in memory, vCPUs, disk sources,
+// interface MACs and networks, and the metadata element the desired XML
+// carries; otherwise ErrMismatch. It does not start the domain.
+func (c *Client) EnsureDomain(xml string) (created bool, err error) {
+	var want libvirtxml.Domain
+	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
+		return false, invalidXML("define domain", want.Name, err, "a <domain> with a <name>")
+	}
+	wantNS, wantMeta, err := metadataElement(&want)
+	if err != nil {
+		return false, invalidXML("define domain", want.Name, err, "well-formed <metadata>")
+	}
+	const op = "define domain"
+	err = c.do(op, want.Name, true, func(conn *lv.Connect) error {
+		created = false
+		dom, err := conn.LookupDomainByName(want.Name)
+		if err != nil && !isNotFound(err) {
+			return err
+		}
+		if err == nil {
+			defer dom.Free()
+			haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+			if err != nil {
+				return err
+			}
+			var have libvirtxml.Domain
+			if err := have.Unmarshal(haveXML); err != nil {
+				return err
+			}
+			if d := diffDomain(&have, &want); d != nil {
+				d.Op, d.Object = op, want.Name
+				return d
+			}
+			if wantNS != "" {
+				haveMeta, err := dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, wantNS, lv.DOMAIN_AFFECT_CONFIG)
+				if err != nil && !isNotFound(err) {
+					return err
+				}
+				if canonicalXML(haveMeta) != canonicalXML(wantMeta) {
+					return mismatch(op, want.Name, "metadata "+wantNS, haveMeta, wantMeta)
+				}
+			}
+			return nil
+		}
+		dom, err = conn.DomainDefineXML(xml)
+		if err != nil {
+			return err
+		}
+		created = true
+		return dom.Free()
+	})
+	return created, err
+}
+
+// DomainState returns ErrNotFound if no domain has that name.
+func (c *Client) DomainState(name string) (DomainState, error) {
+	var st DomainState
+	err := c.withDomain("read state of domain", name, func(dom *lv.Domain) error {
+		s, _, err := dom.GetState()
+		st = stateOf(s)
+		return err
+	})
+	return st, err
+}
+
+// StartDomain boots the domain. An already active (running or paused)
+// domain is left as it is and startedNow is false.
+func (c *Client) StartDomain(name string) (startedNow bool, err error) {
+	err = c.withDomain("start domain", name, func(dom *lv.Domain) error {
+		startedNow = false
+		active, err := dom.IsActive()
+		if err != nil || active {
+			return err
+		}
+		if err := dom.Create(); err != nil {
+			if isInvalidState(err) {
+				if active, aerr := dom.IsActive(); aerr == nil && active {
+					return nil // started by someone else meanwhile
+				}
+			}
+			return &Error{Op: "start domain", Object: name, Cause: err,
+				Detail: libvirtMessage(err) + "; see /var/log/libvirt/qemu/" + name + ".log on the host"}
+		}
+		startedNow = true
+		return nil
+	})
+	return startedNow, err
+}
+
+// ShutdownDomain presses the ACPI power button and returns at once; the
+// guest decides whether and when to power off (see WaitDomainsOff). A
+// domain that is not running is not an error.
+func (c *Client) ShutdownDomain(name string) error {
+	return c.withDomain("shut down domain", name, func(dom *lv.Domain) error {
+		active, err := dom.IsActive()
+		if err != nil || !active {
+			return err
+		}
+		if err := dom.ShutdownFlags(lv.DOMAIN_SHUTDOWN_ACPI_POWER_BTN); err != nil && !isInvalidState(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+// ForceOffDomain pulls the plug (virDomainDestroy). A domain that is not
+// running is not an error.
+func (c *Client) ForceOffDomain(name string) error {
+	return c.withDomain("force off domain", name, func(dom *lv.Domain) error {
+		active, err := dom.IsActive()
+		if err != nil || !active {
+			return err
+		}
+		if err := dom.Destroy(); err != nil && !isInvalidState(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+// DeleteDomain forces the domain off and undefines it together with its
+// managed-save image, snapshot metadata and NVRAM file; its disks are left
+// to the caller. A missing domain is not an error. It does not check who
+// owns the domain: callers do, with DomainMetadata.
+func (c *Client) DeleteDomain(name string) error {
+	err := c.withDomain("delete domain", name, func(dom *lv.Domain) error {
+		active, err := dom.IsActive()
+		if err != nil {
+			return err
+		}
+		if active {
+			if err := dom.Destroy(); err != nil && !isInvalidState(err) {
+				return err
+			}
+		}
+		// A transient domain vanishes when destroyed; undefine then finds
+		// nothing, which is what we wanted.
+		return dom.UndefineFlags(lv.DOMAIN_UNDEFINE_MANAGED_SAVE |
+			lv.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | lv.DOMAIN_UNDEFINE_NVRAM)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// DomainMetadata returns the domain's metadata element in namespaceURI, as
+// libvirt gives it: without the namespace prefix and declaration, e.g.
+// <owner cluster="c1"/>. ErrNotFound if the domain or the element is absent.
+func (c *Client) DomainMetadata(name, namespaceURI string) (string, error) {
+	var meta string
+	err := c.withDomain("read metadata of domain", name, func(dom *lv.Domain) error {
+		var err error
+		meta, err = dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, namespaceURI, lv.DOMAIN_AFFECT_CURRENT)
+		return err
+	})
+	return meta, err
+}
+
+// ListDomains returns every domain, active or not, sorted by name, each
+// with its metadata element in namespaceURI ("" if it has none).
+func (c *Client) ListDomains(namespaceURI string) ([]DomainSummary, error) {
+	var out []DomainSummary
+	err := c.do("list domains", c.uri, true, func(conn *lv.Connect) error {
+		out = nil
+		doms, err := conn.ListAllDomains(0)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for i := range doms {
+				_ = doms[i].Free()
+			}
+		}()
+		for i := range doms {
+			s, err := summarize(&doms[i], namespaceURI)
+			if isNotFound(err) {
+				continue // undefined meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
+	var s DomainSummary
+	var err error
+	if s.Name, err = dom.GetName(); err != nil {
+		return s, err
+	}
+	st, _, err := dom.GetState()
+	if err != nil {
+		return s, err
+	}
+	s.State = stateOf(st)
+	if s.XML, err = dom.GetXMLDesc(0); err != nil {
+		return s, err
+	}
+	var def libvirtxml.Domain
+	if err := def.Unmarshal(s.XML); err != nil {
+		return s, err
+	}
+	s.MemoryKiB = domainMemoryKiB(&def)
+	if def.VCPU != nil {
+		s.VCPUs = def.VCPU.Value
+	}
+	if ns != "" {
+		s.Metadata, err = dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, ns, lv.DOMAIN_AFFECT_CURRENT)
+		if err != nil {
+			code, _ := libvirtCode(err)
+			if code != lv.ERR_NO_DOMAIN_METADATA {
+				return s, err
+			}
+			s.Metadata = ""
+		}
+	}
+	return s, nil
+}
+
+// WaitDomainsOff polls until every named domain is shut off or gone,
+// calling tick with the ones still running after each round that is not
+// the last. Cancelling ctx returns ctx.Err().
+func (c *Client) WaitDomainsOff(ctx context.Context, names []string, poll time.Duration, tick func(stillRunning []string)) error {
+	if poll <= 0 {
+		poll = time.Second
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		var still []string
+		for _, n := range names {
+			st, err := c.DomainState(n)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if st != StateShutOff {
+				still = append(still, n)
+			}
+		}
+		if len(still) == 0 {
+			return nil
+		}
+		if tick != nil {
+			tick(still)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) withDomain(op, name string, fn func(dom *lv.Domain) error) error {
+	return c.do(op, name, true, func(conn *lv.Connect) error {
+		dom, err := conn.LookupDomainByName(name)
+		if err != nil {
+			return err
+		}
+		defer dom.Free()
+		return fn(dom)
+	})
+}
+
+func diffDomain(have, want *libvirtxml.Domain) *Error {
+	if want.Memory != nil {
+		if h, w := domainMemoryKiB(have), domainMemoryKiB(want); h != w {
+			return mismatch("", "", "memory", fmt.Sprintf("%d KiB", h), fmt.Sprintf("%d KiB", w))
+		}
+	}
+	if want.VCPU != nil {
+		var h uint
+		if have.VCPU != nil {
+			h = have.VCPU.Value
+		}
+		if h != want.VCPU.Value {
+			return mismatch("", "", "vcpus", h, want.VCPU.Value)
+		}
+	}
+	if h, w := diskSources(have), diskSources(want); h != w {
+		return mismatch("", "", "disk sources", h, w)
+	}
+	hi, wi := interfaces(have), interfaces(want)
+	if len(hi) != len(wi) {
+		return mismatch("", "", "interface count", len(hi), len(wi))
+	}
+	for i := range wi {
+		if wi[i].mac != "" && hi[i].mac != wi[i].mac {
+			return mismatch("", "", fmt.Sprintf("interface %d MAC", i+1), hi[i].mac, wi[i].mac)
+		}
+		if wi[i].network != "" && hi[i].network != wi[i].network {
+			return mismatch("", "", fmt.Sprintf("interface %d network", i+1), hi[i].network, wi[i].network)
+		}
+	}
+	return nil
+}
+
+func domainMemoryKiB(d *libvirtxml.Domain) uint64 {
+	if d.Memory == nil {
+		return 0
+	}
+	unit := d.Memory.Unit
+	if unit == "" {
+		unit = "KiB" // libvirt's default for <memory>
+	}
+	m, err := unitMultiplier(unit)
+	if err != nil {
+		return 0
+	}
+	return uint64(d.Memory.Value) * m / 1024
+}
+
+func diskSources(d *libvirtxml.Domain) string {
+	if d.Devices == nil {
+		return ""
+	}
+	var parts []string
+	for _, disk := range d.Devices.Disks {
+		src := ""
+		if s := disk.Source; s != nil {
+			switch {
+			case s.File != nil:
+				src = s.File.File
+			case s.Block != nil:
+				src = s.Block.Dev
+			case s.Volume != nil:
+				src = s.Volume.Pool + "/" + s.Volume.Volume
+			}
+		}
+		parts = append(parts, src)
+	}
+	return strings.Join(parts, ",")
+}
+
+type ifaceKey struct{ mac, network string }
+
+func interfaces(d *libvirtxml.Domain) []ifaceKey {
+	if d.Devices == nil {
+		return nil
+	}
+	var out []ifaceKey
+	for _, i := range d.Devices.Interfaces {
+		var k ifaceKey
+		if i.MAC != nil {
+			k.mac = strings.ToLower(i.MAC.Address)
+		}
+		if i.Source != nil && i.Source.Network != nil {
+			k.network = i.Source.Network.Network
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// metadataElement returns the namespace and XML of the first element under
+// the domain's <metadata>, or "" if it has none.
+func metadataElement(d *libvirtxml.Domain) (ns, elem string, err error) {
+	if d.Metadata == nil || strings.TrimSpace(d.Metadata.XML) == "" {
+		return "", "", nil
+	}
+	dec := xml.NewDecoder(strings.NewReader(d.Metadata.XML))
+	depth := 0
+	start := int64(-1)
+	for {
+		off := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return "", "", nil
+		}
+		if err != nil {
+			return "", "", err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				ns, start = t.Name.Space, off
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth == 0 && start >= 0 {
+				return ns, d.Metadata.XML[start:dec.InputOffset()], nil
+			}
+		}
+	}
+}
+
+// canonicalXML reduces an element to what matters for comparing it: local
+// names, sorted attributes and trimmed text. Namespaces are dropped because
+// virDomainGetMetadata returns the element stripped of its namespace (the
+// caller selected it by namespace already), and libvirt re-serialises with
+// its own quoting and indentation.
+func canonicalXML(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return ""
+	}
+	dec := xml.NewDecoder(strings.NewReader(s))
+	var b strings.Builder
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return b.String()
+		}
+		if err != nil {
+			return "unparsable:" + s
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			var attrs []string
+			for _, a := range t.Attr {
+				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					continue
+				}
+				attrs = append(attrs, fmt.Sprintf("%s=%q", a.Name.Local, a.Value))
+			}
+			sort.Strings(attrs)
+			fmt.Fprintf(&b, "<%s %s>", t.Name.Local, strings.Join(attrs, " "))
+		case xml.EndElement:
+			b.WriteString("</>")
+		case xml.CharData:
+			if txt := strings.TrimSpace(string(t)); txt != "" {
+				fmt.Fprintf(&b, "%q", txt)
+			}
+		}
+	}
+}

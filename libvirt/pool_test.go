@@ -1,0 +1,98 @@
+package libvirt
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	lv "libvirt.org/go/libvirt"
+)
+
+func TestPoolLifecycle(t *testing.T) {
+	c := testClient(t)
+	prefix := testPrefix(t)
+	p := dirPool(t, c, prefix)
+
+	created, err := c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	require.True(t, created)
+	created, err = c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	require.False(t, created)
+
+	st, err := os.Stat(p.dir)
+	require.NoError(t, err, "ensure builds the directory")
+	require.True(t, st.IsDir())
+
+	info, err := c.LookupPool(p.name)
+	require.NoError(t, err)
+	require.True(t, info.Active)
+	require.Equal(t, p.dir, info.Path)
+	require.NotZero(t, info.Capacity)
+
+	_, err = c.EnsurePool(poolXML(t, p.name, p.dir+"-elsewhere"))
+	require.ErrorIs(t, err, ErrMismatch)
+	require.Contains(t, err.Error(), "target path")
+
+	_, err = c.EnsureVolume(p.name, volumeXML(t, "a.qcow2", "qcow2", 8<<20, ""))
+	require.NoError(t, err)
+	// A file made outside libvirt is a volume too once the pool is refreshed.
+	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "outside.img"), make([]byte, 4096), 0o644))
+	vols, err := c.ListVolumes(p.name)
+	require.NoError(t, err)
+	require.Len(t, vols, 2)
+
+	require.ErrorIs(t, c.DeletePool(p.name, "/var/tmp/somebody-else"), ErrNotOwned)
+	_, err = c.LookupPool(p.name)
+	require.NoError(t, err)
+
+	require.NoError(t, c.DeletePool(p.name, p.dir))
+	_, err = c.LookupPool(p.name)
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = os.Stat(p.dir)
+	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
+	require.NoError(t, c.DeletePool(p.name, p.dir), "deleting twice is fine")
+}
+
+func TestPoolRestartsInactiveForDelete(t *testing.T) {
+	c := testClient(t)
+	p := dirPool(t, c, testPrefix(t))
+	_, err := c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	_, err = c.EnsureVolume(p.name, volumeXML(t, "v.raw", "raw", 1<<20, ""))
+	require.NoError(t, err)
+
+	// Stop the pool behind the client's back; delete must still find and
+	// remove its volume and directory.
+	require.NoError(t, c.do("stop pool", p.name, false, func(conn *lv.Connect) error {
+		pool, err := conn.LookupStoragePoolByName(p.name)
+		if err != nil {
+			return err
+		}
+		defer pool.Free()
+		return pool.Destroy()
+	}))
+	info, err := c.LookupPool(p.name)
+	require.NoError(t, err)
+	require.False(t, info.Active)
+	// Ensure starts it again.
+	created, err := c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	require.False(t, created)
+	info, err = c.LookupPool(p.name)
+	require.NoError(t, err)
+	require.True(t, info.Active)
+
+	require.NoError(t, c.do("stop pool", p.name, false, func(conn *lv.Connect) error {
+		pool, err := conn.LookupStoragePoolByName(p.name)
+		if err != nil {
+			return err
+		}
+		defer pool.Free()
+		return pool.Destroy()
+	}))
+	require.NoError(t, c.DeletePool(p.name, p.dir))
+	_, err = os.Stat(p.dir)
+	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
+}

@@ -1,0 +1,148 @@
+package libvirt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	lv "libvirt.org/go/libvirt"
+)
+
+const uploadChunk = 4 << 20
+
+// UploadVolume streams the local file src into the existing volume
+// pool/name, starting at byte offset of both (so an interrupted upload can
+// resume where it stopped). progress, if not nil, is called after every
+// chunk with the file offset up to which data has been handed to libvirtd.
+// Cancelling ctx stops sending between chunks, closes the stream cleanly
+// so that everything reported to progress is on disk, and returns ctx.Err().
+//
+// It is not retried on a dropped connection: the caller resumes from the
+// last reported offset instead.
+func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, progress func(done int64)) error {
+	op, object := "upload to volume", pool+"/"+name
+	f, err := os.Open(src)
+	if err != nil {
+		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
+	}
+	size := st.Size()
+	if offset < 0 || offset > size {
+		return newErr(nil, op, object, "offset %d is outside %s (%d bytes)", offset, src, size)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var ctxErr error
+	err = c.do(op, object, false, func(conn *lv.Connect) error {
+		p, err := conn.LookupStoragePoolByName(pool)
+		if err != nil {
+			return err
+		}
+		defer p.Free()
+		v, err := p.LookupStorageVolByName(name)
+		if err != nil {
+			return err
+		}
+		defer v.Free()
+		stream, err := conn.NewStream(0)
+		if err != nil {
+			return err
+		}
+		defer stream.Free()
+		if err := v.Upload(stream, uint64(offset), uint64(size-offset), 0); err != nil {
+			return err
+		}
+		buf := make([]byte, uploadChunk)
+		done := offset
+		for done < size {
+			if err := ctx.Err(); err != nil {
+				// Finish, not Abort: libvirtd drops data it has received but
+				// not yet written when a stream is aborted, which would make
+				// the offsets already reported to progress a lie and a resume
+				// from them leave a hole. Finish waits only for the chunks
+				// in flight.
+				ctxErr = err
+				return stream.Finish()
+			}
+			n, rerr := io.ReadFull(f, buf)
+			if rerr != nil && !errors.Is(rerr, io.ErrUnexpectedEOF) && !errors.Is(rerr, io.EOF) {
+				_ = stream.Abort()
+				return &Error{Op: op, Object: object, Cause: rerr, Detail: "reading " + src + ": " + rerr.Error()}
+			}
+			if n == 0 {
+				_ = stream.Abort()
+				return newErr(nil, op, object, "%s shrank to %d bytes while uploading", src, done)
+			}
+			if err := sendAll(stream, buf[:n]); err != nil {
+				_ = stream.Abort()
+				return err
+			}
+			done += int64(n)
+			if progress != nil {
+				progress(done)
+			}
+		}
+		return stream.Finish()
+	})
+	if ctxErr != nil && err == nil {
+		return ctxErr
+	}
+	return err
+}
+
+// sendAll loops because a remote stream sends at most one RPC packet's
+// worth (256 KiB) per call.
+func sendAll(s *lv.Stream, p []byte) error {
+	for len(p) > 0 {
+		n, err := s.Send(p)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return fmt.Errorf("stream accepted no data")
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
+
+// InspectImage reports a disk image's format ("qcow2" or "raw"), the size a
+// guest sees (virtualSize) and the size of the file. It reads only the
+// header, so it is cheap on large images.
+func InspectImage(path string) (format string, virtualSize uint64, fileSize int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	fileSize = st.Size()
+	hdr := make([]byte, 32)
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", 0, 0, fmt.Errorf("read header of %s: %w", path, err)
+	}
+	if n >= 4 && string(hdr[:4]) == string(qcow2Magic) {
+		if n < 32 {
+			return "", 0, 0, fmt.Errorf("%s: truncated qcow2 header (%d bytes); the image is damaged", path, n)
+		}
+		return "qcow2", binary.BigEndian.Uint64(hdr[24:32]), fileSize, nil
+	}
+	return "raw", uint64(fileSize), fileSize, nil
+}

@@ -1,0 +1,129 @@
+// Package cli implements the hpcvm command line.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/temporalopts"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+)
+
+// app is what every command shares.
+type app struct {
+	v      *viper.Viper
+	in     io.Reader
+	out    io.Writer
+	errOut io.Writer
+}
+
+// Main runs the CLI and returns its exit code.
+func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	a := &app{v: viper.New(), in: in, out: out, errOut: errOut}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintln(errOut, "hpcvm:", ee.msg)
+		return ee.code
+	}
+	// cobra's own errors: unknown command or flag.
+	fmt.Fprintln(errOut, "hpcvm:", err)
+	return ExitBadInput
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hpcvm",
+		Short: "Run HPC clusters of KVM virtual machines on your libvirt hosts",
+		Long: `hpcvm creates, starts, stops and destroys clusters of KVM virtual machines
+described in a cluster.yaml: a controller, compute nodes, a private network
+with static DHCP leases, a storage pool and a base image.
+
+Every operation is a durable Temporal workflow (a saga) executed by the
+hpcvm-worker on the cluster's host: if a step fails or the run is cancelled,
+what the run created is removed again, in reverse; if a worker or machine
+dies, the run resumes where it stopped. Only one operation runs on a cluster
+at a time. Follow runs here or in the Temporal Web UI.
+
+Connection settings come from flags or HPCVM_* environment variables
+(HPCVM_TEMPORAL_ADDRESS, HPCVM_NAMESPACE, HPCVM_TLS_CA, ...).
+
+Exit codes: 0 success; 1 the run failed (what it created was rolled back);
+2 bad configuration or usage (nothing was created); 3 Temporal or the host's
+worker cannot be reached; 4 another operation on the cluster is running;
+130 interrupted (the run goes on in Temporal).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
+	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
+	pf.String("temporal-address", temporalopts.DefaultAddress, "Temporal frontend host:port")
+	pf.String("namespace", temporalopts.DefaultNamespace, "Temporal namespace")
+	pf.Bool("tls", false, "connect to Temporal with TLS (implied by --tls-cert or --tls-ca)")
+	pf.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
+	pf.String("tls-key", "", "client private key (PEM) for mutual TLS")
+	pf.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
+	pf.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+	_ = a.v.BindPFlags(pf)
+	a.v.SetEnvPrefix("HPCVM")
+	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	a.v.AutomaticEnv()
+
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand())
+	return root
+}
+
+// loadSpec reads and validates the cluster file; errors exit with code 2.
+func (a *app) loadSpec() (cluster.Spec, error) {
+	path := a.v.GetString("config")
+	spec, err := cluster.Load(path)
+	if err != nil {
+		return spec, fail(ExitBadInput, "%v\nnothing was submitted", err)
+	}
+	if host := a.v.GetString("host"); host != "" {
+		spec.Cluster.Host = strings.ToLower(host)
+		if err := cluster.Validate(spec); err != nil {
+			return spec, fail(ExitBadInput, "%v\nnothing was submitted", err)
+		}
+	}
+	return spec, nil
+}
+
+// dial connects to Temporal; failure exits with code 3.
+func (a *app) dial(ctx context.Context) (client.Client, error) {
+	conn := temporalopts.Connection{
+		Address: a.v.GetString("temporal-address"), Namespace: a.v.GetString("namespace"),
+		TLS: a.v.GetBool("tls"), TLSCert: a.v.GetString("tls-cert"), TLSKey: a.v.GetString("tls-key"),
+		TLSCA: a.v.GetString("tls-ca"), TLSServerName: a.v.GetString("tls-server-name"),
+	}
+	opts, err := conn.ClientOptions(zap.NewNop())
+	if err != nil {
+		return nil, fail(ExitBadInput, "%v", err)
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fail(ExitUnreachable, "cannot reach Temporal at %s (namespace %s): %v\nstart the local dev server with `make devserver`, or point --temporal-address / HPCVM_TEMPORAL_ADDRESS at your Temporal", opts.HostPort, opts.Namespace, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+)
+
+// Status is `hpcvm status -o json`: stable field names for scripts.
+type Status struct {
+	Cluster   string        `json:"cluster"`
+	Host      string        `json:"host"`
+	State     string        `json:"state"` // running, partly running, stopped, partial, absent
+	Operation *OperationRef `json:"operation,omitempty"`
+	Network   *NetworkInfo  `json:"network,omitempty"`
+	Pool      *PoolInfo     `json:"storage_pool,omitempty"`
+	VMs       []VMStatus    `json:"vms"`
+	LeftAlone []string      `json:"not_owned,omitempty"`
+}
+
+// OperationRef is the operation running on the cluster, if any.
+type OperationRef struct {
+	Type    string    `json:"type"`
+	RunID   string    `json:"run_id"`
+	Started time.Time `json:"started"`
+}
+
+// NetworkInfo is the network part of the status.
+type NetworkInfo struct {
+	Name    string `json:"name"`
+	Bridge  string `json:"bridge"`
+	Range   string `json:"network_range"`
+	Gateway string `json:"gateway"`
+	Active  bool   `json:"active"`
+}
+
+// PoolInfo is the pool part of the status.
+type PoolInfo struct {
+	Name        string  `json:"name"`
+	Path        string  `json:"path"`
+	Active      bool    `json:"active"`
+	CapacityGB  float64 `json:"capacity_gb"`
+	AllocatedGB float64 `json:"allocation_gb"`
+	AvailableGB float64 `json:"available_gb"`
+}
+
+// VMStatus is one VM of the plan.
+type VMStatus struct {
+	Name      string `json:"name"`
+	Type      string `json:"vm_type"`
+	Domain    string `json:"domain"`
+	State     string `json:"state"` // libvirt's state, or "absent"
+	IP        string `json:"ip_address"`
+	CPUCores  int    `json:"cpu_cores"`
+	MemoryMB  int    `json:"memory_mb"`
+	Volume    string `json:"volume"`
+	VolumeGB  int    `json:"disk_size_gb"`
+	HasVolume bool   `json:"volume_exists"`
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's network, pool and VMs as libvirt has them",
+		Long: `status asks the worker on the cluster's host what exists of the cluster and
+prints it: the network, the storage pool, and every VM with its state, IP
+address, CPUs, memory and volume, plus the operation running on the
+cluster, if any. It changes nothing. -o json prints the same for scripts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, _ := cmd.Flags().GetString("output")
+			if format != "table" && format != "json" {
+				return fail(ExitBadInput, "--output must be table or json, not %q", format)
+			}
+			spec, err := a.loadSpec()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := describe(ctx, c, spec)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			a.printStatus(st)
+			return nil
+		},
+	}
+	cmd.Flags().StringP("output", "o", "table", "table or json")
+	return cmd
+}
+
+func describe(ctx context.Context, c client.Client, spec cluster.Spec) (Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       fmt.Sprintf("hpcvm-describe-%s-%d", spec.Cluster.Name, time.Now().UnixNano()),
+		TaskQueue:                workflows.TaskQueue(spec.Cluster.Host),
+		WorkflowExecutionTimeout: 40 * time.Second,
+	}, workflows.DescribeClusterName, workflows.Request{Spec: spec})
+	if err != nil {
+		return Status{}, unreachable(err)
+	}
+	var d workflows.Description
+	if err := run.Get(ctx, &d); err != nil {
+		return Status{}, fail(ExitUnreachable, "the worker of host %s did not answer: %v (is hpcvm-worker --host %s running?)", spec.Cluster.Host, err, spec.Cluster.Host)
+	}
+	st := buildStatus(d)
+	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.Cluster.Name), ""); err == nil {
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetCloseTime() == nil {
+			st.Operation = &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
+		}
+	}
+	return st, nil
+}
+
+func buildStatus(d workflows.Description) Status {
+	p, inv := d.Plan, d.Inventory
+	st := Status{Cluster: p.Cluster, Host: p.Host}
+	if n := inv.Network; n != nil {
+		st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: p.Network.Range, Gateway: p.Network.Gateway, Active: n.Active}
+	}
+	const gb = 1 << 30
+	if pl := inv.Pool; pl != nil {
+		st.Pool = &PoolInfo{Name: pl.Name, Path: pl.Path, Active: pl.Active,
+			CapacityGB: float64(pl.Capacity) / gb, AllocatedGB: float64(pl.Allocation) / gb, AvailableGB: float64(pl.Available) / gb}
+	}
+	running, present := 0, 0
+	for _, vm := range p.VMs {
+		vs := VMStatus{Name: vm.Name, Type: vm.Role, Domain: vm.Domain, State: "absent", IP: vm.IP,
+			CPUCores: vm.VCPUs, MemoryMB: vm.MemoryMiB, Volume: vm.Volume, VolumeGB: vm.DiskGiB}
+		_, vs.HasVolume = inv.Volumes[vm.Volume]
+		if dom, ok := inv.Domain(vm.Domain); ok {
+			if !dom.Owned {
+				st.LeftAlone = append(st.LeftAlone, "domain "+dom.Name+" has our name but no hpcvm metadata")
+			} else {
+				vs.State = dom.State
+				present++
+				if dom.Running() {
+					running++
+				}
+			}
+		}
+		st.VMs = append(st.VMs, vs)
+	}
+	switch {
+	case present == 0 && inv.Network == nil && inv.Pool == nil:
+		st.State = "absent"
+	case running == len(p.VMs):
+		st.State = "running"
+	case running > 0:
+		st.State = "partly running"
+	case present == len(p.VMs):
+		st.State = "stopped"
+	default:
+		st.State = "partial"
+	}
+	return st
+}
+
+func (a *app) printStatus(st Status) {
+	fmt.Fprintf(a.out, "Cluster: %s (host %s)\nStatus: %s\n", st.Cluster, st.Host, st.State)
+	if st.Operation != nil {
+		fmt.Fprintf(a.out, "Operation in progress: %s since %s (run %s)\n", st.Operation.Type, st.Operation.Started.Local().Format(time.RFC3339), st.Operation.RunID)
+	}
+	if n := st.Network; n != nil {
+		fmt.Fprintf(a.out, "\nVirtual Network: %s\n  Bridge: %s\n  Network Range: %s\n  Gateway: %s\n  Status: %s\n",
+			n.Name, n.Bridge, n.Range, n.Gateway, activeWord(n.Active))
+	} else {
+		fmt.Fprintln(a.out, "\nVirtual Network: absent")
+	}
+	if pl := st.Pool; pl != nil {
+		fmt.Fprintf(a.out, "\nStorage Pool: %s\n  Path: %s\n  Capacity: %.1fGB\n  Allocated: %.1fGB\n  Available: %.1fGB\n",
+			pl.Name, pl.Path, pl.CapacityGB, pl.AllocatedGB, pl.AvailableGB)
+	} else {
+		fmt.Fprintln(a.out, "\nStorage Pool: absent")
+	}
+	fmt.Fprintln(a.out, "\nVirtual Machines")
+	tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tIP ADDRESS\tCPU\tMEMORY\tVOLUME")
+	for _, vm := range st.VMs {
+		vol := vm.Volume
+		if !vm.HasVolume {
+			vol += " (absent)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, vm.State, vm.IP, vm.CPUCores, vm.MemoryMB, vol)
+	}
+	_ = tw.Flush()
+	for _, l := range st.LeftAlone {
+		fmt.Fprintln(a.out, "warning:", l)
+	}
+}
+
+func activeWord(b bool) string {
+	if b {
+		return "Active"
+	}
+	return "Inactive"
+}

@@ -1,0 +1,40 @@
+// Package hostworker builds the Temporal worker of one hypervisor host: the
+// hpcvm workflows and this host's libvirt activities, on the host's queue.
+package hostworker
+
+import (
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/libvirt"
+	"github.com/hpcvm/hpcvm/workflows"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+)
+
+// Options of a host worker.
+type Options struct {
+	Host string // the host name clusters name in cluster.host
+	// StopTimeout is how long a stopping worker lets running activities
+	// finish (or heartbeat their progress) before it goes.
+	StopTimeout time.Duration
+	// MaxConcurrentActivities bounds parallel libvirt calls.
+	MaxConcurrentActivities int
+}
+
+// New registers the workflows and activities on the host's task queue.
+func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if o.MaxConcurrentActivities <= 0 {
+		o.MaxConcurrentActivities = 32
+	}
+	w := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
+		WorkerStopTimeout:                  o.StopTimeout,
+		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
+	})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: time.Second})
+	return w
+}

@@ -1,0 +1,125 @@
+// Command hpcvm-worker runs on every hypervisor host: it executes the hpcvm
+// workflows and this host's libvirt activities, polling the task queue
+// "hpcvm.host.<host>".
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hpcvm/hpcvm/internal/temporalopts"
+	"github.com/hpcvm/hpcvm/libvirt"
+	"github.com/hpcvm/hpcvm/worker/hostworker"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "hpcvm-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	v := viper.New()
+	v.SetEnvPrefix("HPCVM")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	cmd := &cobra.Command{
+		Use:   "hpcvm-worker",
+		Short: "Run this hypervisor host's hpcvm worker",
+		Long: `hpcvm-worker executes hpcvm's workflows and this host's libvirt steps
+(network, pool, base-image upload, volumes, domains). Run one on every host
+that runs clusters; a cluster names its host in cluster.host and its runs go
+to the task queue "hpcvm.host.<host>", which this worker polls.
+
+Every flag can also be set as an environment variable: HPCVM_ and the flag
+name in capitals with '_' for '-', e.g. HPCVM_TEMPORAL_ADDRESS.
+
+On SIGINT/SIGTERM the worker stops taking work and gives running steps
+--stop-timeout to finish; a step cut off is retried by Temporal, on this host,
+when a worker polls its queue again (a base-image upload resumes from its last
+recorded offset).`,
+		Example: `  hpcvm-worker                                   # local dev server, qemu:///system
+  hpcvm-worker --temporal-address temporal.lab:7233 --tls-ca ca.pem --host hv1`,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), v)
+		},
+	}
+	f := cmd.Flags()
+	host, _ := os.Hostname()
+	f.String("temporal-address", temporalopts.DefaultAddress, "Temporal frontend host:port")
+	f.String("namespace", temporalopts.DefaultNamespace, "Temporal namespace")
+	f.Bool("tls", false, "connect to Temporal with TLS (implied by --tls-cert or --tls-ca)")
+	f.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
+	f.String("tls-key", "", "client private key (PEM) for mutual TLS")
+	f.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
+	f.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+	f.String("libvirt-uri", "qemu:///system", "libvirt connection URI of this host")
+	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
+	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
+	f.String("log-level", "info", "debug, info, warn or error")
+	_ = v.BindPFlags(f)
+	return cmd
+}
+
+func run(ctx context.Context, v *viper.Viper) error {
+	level, err := zapcore.ParseLevel(v.GetString("log-level"))
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	logger, err := cfg.Build()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+
+	lv, err := libvirt.Dial(v.GetString("libvirt-uri"))
+	if err != nil {
+		return fmt.Errorf("%w (is libvirtd running? on a test machine: scripts/libvirtd-up.sh)", err)
+	}
+	defer lv.Close()
+
+	conn := temporalopts.Connection{
+		Address: v.GetString("temporal-address"), Namespace: v.GetString("namespace"),
+		TLS: v.GetBool("tls"), TLSCert: v.GetString("tls-cert"), TLSKey: v.GetString("tls-key"),
+		TLSCA: v.GetString("tls-ca"), TLSServerName: v.GetString("tls-server-name"),
+	}
+	opts, err := conn.ClientOptions(logger)
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("cannot reach Temporal at %s: %w (start it with `make devserver`, or point --temporal-address at yours)", opts.HostPort, err)
+	}
+	defer c.Close()
+
+	host := v.GetString("host")
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout")})
+	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
+		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	stop := make(chan interface{})
+	go func() {
+		s := <-sig
+		logger.Info("stopping: letting running steps finish", zap.String("signal", s.String()), zap.Duration("stop_timeout", v.GetDuration("stop-timeout")))
+		close(stop)
+	}()
+	return w.Run(stop)
+}
