@@ -1,0 +1,51 @@
+# hpcvm: durable KVM clusters on libvirt hosts, driven by Temporal workflows.
+# `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin
+STATE     := .hpcvm
+EXAMPLE   ?= examples/cluster.yaml
+# Go test timeout: the whole suite takes a few minutes; the first build of the
+# in-process Temporal server takes about 3 minutes more on 2 cores.
+TEST_TIMEOUT ?= 25m
+
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench run down devserver worker example-image clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages hpcvm needs (libvirt, QEMU, headers)
+	bash scripts/install-deps.sh
+
+libvirtd: deps ## start libvirtd + virtlogd in the hpcvm-test network namespace (or reuse a running one)
+	bash scripts/libvirtd-up.sh
+
+libvirtd-down: ## stop the libvirtd this project started
+	bash scripts/libvirtd-down.sh
+
+build: deps ## build bin/hpcvm, bin/hpcvm-worker, bin/hpcvm-devserver
+	$(GO) build -o $(BIN)/hpcvm ./starter
+	$(GO) build -o $(BIN)/hpcvm-worker ./worker
+	$(GO) build -o $(BIN)/hpcvm-devserver ./devserver
+
+test: deps libvirtd ## run every test: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit: ## the tests that need neither libvirtd nor Temporal
+	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/
+
+bench: build libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script
+	bash scripts/bench.sh
+
+example-image: deps ## build the example's base image (a tiny bootable guest) if missing
+	@test -f /var/lib/hpcvm/images/example-base.qcow2 || bash scripts/make-test-image.sh /var/lib/hpcvm/images/example-base.qcow2
+
+run: build libvirtd example-image ## bring up Temporal + worker locally and start the example cluster
+	bash scripts/run-local.sh start $(EXAMPLE)
+
+down: ## stop the local worker and Temporal dev server started by `make run`
+	bash scripts/run-local.sh stop
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/templates"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+)
+
+// buildWorker compiles hpcvm-worker once for the crash test.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hpcvm-worker")
+	out, err := exec.Command("go", "build", "-o", bin, "../worker").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// startWorkerProcess runs hpcvm-worker as its own process, as on a host.
+func (e *env) startWorkerProcess(bin string) *exec.Cmd {
+	cmd := exec.Command(bin, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace(),
+		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "warn")
+	log, err := os.Create(filepath.Join(e.poolRoot, "worker.log"))
+	require.NoError(e.t, err)
+	cmd.Stdout, cmd.Stderr = log, log
+	require.NoError(e.t, cmd.Start())
+	e.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_, _ = cmd.Process.Wait()
+		}
+	})
+	return cmd
+}
+
+func TestWorkerKilledMidStartResumes(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	bin := buildWorker(t)
+	first := e.startWorkerProcess(bin)
+
+	spec, err := cluster.Load(e.config)
+	require.NoError(t, err)
+	c := e.ts.GetDefaultClient()
+	ctx := context.Background()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
+	}, workflows.StartClusterName, workflows.Request{Spec: spec, Options: workflows.Options{HeartbeatTimeout: 3 * time.Second}})
+	require.NoError(t, err)
+
+	// Kill the worker as soon as the run is in the middle: the pool exists
+	// but not every VM has been started yet.
+	var killedAt []workflows.Step
+	deadline := time.Now().Add(2 * time.Minute)
+	for killedAt == nil {
+		require.True(t, time.Now().Before(deadline), "the run never reached the middle")
+		if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery); err == nil {
+			var steps []workflows.Step
+			require.NoError(t, v.Get(&steps))
+			for _, s := range steps {
+				if strings.HasPrefix(s.Name, "pool ") && s.Status == workflows.StepDone {
+					require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+					_, _ = first.Process.Wait()
+					killedAt = steps
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("worker killed with -9 at: %+v", killedAt)
+	var started int
+	for _, s := range killedAt {
+		if strings.HasPrefix(s.Name, "start ") && s.Status == workflows.StepDone {
+			started++
+		}
+	}
+	require.Less(t, started, 3, "the kill came before the run had started every VM")
+
+	second := e.startWorkerProcess(bin)
+	getCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var res workflows.StartResult
+	require.NoError(t, run.Get(getCtx, &res), "the run completes on the restarted worker")
+
+	// Nothing duplicated, nothing leaked: exactly the planned objects.
+	domains, err := e.lv.ListDomains(templates.MetadataNamespace)
+	require.NoError(t, err)
+	var ours []string
+	for _, d := range domains {
+		if strings.HasPrefix(d.Name, e.cluster+"-") {
+			ours = append(ours, d.Name)
+			assert.Equal(t, "running", string(d.State), d.Name)
+		}
+	}
+	assert.ElementsMatch(t, []string{e.cluster + "-controller-01", e.cluster + "-compute-01", e.cluster + "-compute-02"}, ours)
+	vols, err := e.lv.ListVolumes(e.cluster + "-pool")
+	require.NoError(t, err)
+	var volNames []string
+	for _, v := range vols {
+		volNames = append(volNames, v.Name)
+	}
+	assert.ElementsMatch(t, []string{e.cluster + "-base.qcow2", "controller-01.qcow2", "compute-01.qcow2", "compute-02.qcow2"}, volNames)
+	base, err := e.lv.LookupVolume(e.cluster+"-pool", e.cluster+"-base.qcow2")
+	require.NoError(t, err)
+	st, err := os.Stat(testImage(t))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(st.Size()), base.Physical, "the base image arrived whole")
+
+	code, out := e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Empty(t, e.leftovers())
+	_ = second
+}
