@@ -35,8 +35,8 @@ test: deps libvirtd ## run every test: unit, workflow, libvirt and end-to-end (r
 test-unit: ## the tests that need neither libvirtd nor Temporal
 	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/
 
-bench: build libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script
-	bash scripts/bench.sh
+bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script; prints both and their ratio
+	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@test -f /var/lib/hpcvm/images/example-base.qcow2 || bash scripts/make-test-image.sh /var/lib/hpcvm/images/example-base.qcow2

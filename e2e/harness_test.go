@@ -33,7 +33,7 @@ func libvirtURI() string {
 	return "qemu:///system"
 }
 
-func dialLibvirt(t *testing.T) *libvirt.Client {
+func dialLibvirt(t testing.TB) *libvirt.Client {
 	t.Helper()
 	lv, err := libvirt.Dial(libvirtURI())
 	require.NoError(t, err, "libvirtd must be running for the end-to-end tests: run scripts/libvirtd-up.sh (make test does)")
@@ -55,7 +55,7 @@ var (
 
 // testImage builds the bootable test guest once per machine: a kernel and a
 // busybox initramfs that takes its DHCP lease and powers off on ACPI.
-func testImage(t *testing.T) string {
+func testImage(t testing.TB) string {
 	t.Helper()
 	imageOnce.Do(func() {
 		imagePath = "/var/tmp/hpcvm-test-guest.qcow2"
@@ -74,7 +74,7 @@ func testImage(t *testing.T) string {
 // env is one test's world: a Temporal server, a worker for a unique host
 // name, and a unique cluster whose leftovers are checked at the end.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	ts       *temporaltest.TestServer
 	lv       *libvirt.Client
 	host     string
@@ -83,9 +83,15 @@ type env struct {
 	config   string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	lv := dialLibvirt(t)
-	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	var ts *temporaltest.TestServer
+	if tt, ok := t.(*testing.T); ok {
+		ts = temporaltest.NewServer(temporaltest.WithT(tt))
+	} else { // a benchmark: temporaltest takes only *testing.T
+		ts = temporaltest.NewServer()
+		t.Cleanup(ts.Stop)
+	}
 	suffix := randomSuffix()
 	e := &env{t: t, ts: ts, lv: lv, host: "e2e-" + suffix, cluster: "e2e-" + suffix}
 	root, err := os.MkdirTemp("/var/tmp", "hpcvm-e2e-")
@@ -187,7 +193,7 @@ func (e *env) mustLeaveNothing() {
 	})
 }
 
-func virsh(t *testing.T, args ...string) string {
+func virsh(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("virsh", append([]string{"-c", libvirtURI()}, args...)...).CombinedOutput()
 	require.NoError(t, err, "virsh %v: %s", args, out)

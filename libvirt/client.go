@@ -10,14 +10,22 @@ import (
 	lv "libvirt.org/go/libvirt"
 )
 
-// Client is a connection to one libvirtd. It is safe for concurrent use: a
-// libvirt connection is itself thread-safe, and the mutex only guards
-// replacing it after libvirtd went away.
+// Client is a small pool of connections to one libvirtd. It is safe for
+// concurrent use: a libvirt connection is itself thread-safe, and the mutex
+// only guards replacing one after libvirtd went away. Calls are spread over
+// several connections because libvirtd serves at most max_client_requests
+// (default 5) calls of one connection at a time, and a domain destroy holds
+// its slot until QEMU has exited: with one connection, eight parallel
+// destroys queue behind each other.
 type Client struct {
-	uri string
-	mu  sync.Mutex
-	cur *connRef
+	uri   string
+	mu    sync.Mutex
+	slots []*connRef // nil until first used
+	next  int
 }
+
+// poolSize is how many connections a Client opens at most.
+const poolSize = 4
 
 // connRef counts the calls running on a connection, so that one found dead
 // is closed only after the last of them returned: closing it under a
@@ -34,7 +42,9 @@ func Dial(uri string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{uri: uri, cur: &connRef{conn: conn}}, nil
+	c := &Client{uri: uri, slots: make([]*connRef, poolSize)}
+	c.slots[0] = &connRef{conn: conn}
+	return c, nil
 }
 
 func openConn(uri string) (*lv.Connect, error) {
@@ -52,14 +62,16 @@ func openConn(uri string) (*lv.Connect, error) {
 // URI is the libvirt URI the client was dialled with.
 func (c *Client) URI() string { return c.uri }
 
-// Close releases the connection once calls still running on it return.
+// Close releases the connections once calls still running on them return.
 // Using the client afterwards dials again.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur != nil {
-		c.retireLocked(c.cur)
-		c.cur = nil
+	for i, r := range c.slots {
+		if r != nil {
+			c.retireLocked(r)
+			c.slots[i] = nil
+		}
 	}
 	return nil
 }
@@ -77,20 +89,23 @@ func (c *Client) retireLocked(r *connRef) {
 func (c *Client) acquire(stale *connRef) (*connRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur != nil && c.cur != stale && !connDead(c.cur.conn) {
-		c.cur.users++
-		return c.cur, nil
+	i := c.next % len(c.slots)
+	c.next++
+	cur := c.slots[i]
+	if cur != nil && cur != stale && !connDead(cur.conn) {
+		cur.users++
+		return cur, nil
 	}
-	if c.cur != nil {
-		c.retireLocked(c.cur)
-		c.cur = nil
+	if cur != nil {
+		c.retireLocked(cur)
+		c.slots[i] = nil
 	}
 	conn, err := openConn(c.uri)
 	if err != nil {
 		return nil, err
 	}
-	c.cur = &connRef{conn: conn, users: 1}
-	return c.cur, nil
+	c.slots[i] = &connRef{conn: conn, users: 1}
+	return c.slots[i], nil
 }
 
 func (c *Client) release(r *connRef) {

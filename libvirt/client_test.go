@@ -18,19 +18,29 @@ func TestReconnectAfterConnectionClosed(t *testing.T) {
 	_, err := c.HostFacts()
 	require.NoError(t, err)
 
-	// Close the connection behind the client's back, as a libvirtd restart
-	// would leave it: the next call must dial again by itself.
+	// Close every connection behind the client's back, as a libvirtd
+	// restart would leave them: the next calls must dial again by themselves.
 	c.mu.Lock()
-	old := c.cur
-	n, err := old.conn.Close()
+	var old []*connRef
+	for _, r := range c.slots {
+		if r != nil {
+			n, err := r.conn.Close()
+			require.NoError(t, err)
+			require.Equal(t, 0, n, "the test holds the only reference")
+			old = append(old, r)
+		}
+	}
 	c.mu.Unlock()
-	require.NoError(t, err)
-	require.Equal(t, 0, n, "the test holds the only reference")
+	require.NotEmpty(t, old)
 
-	_, err = c.LookupNetwork(testPrefix(t) + "absent")
-	require.ErrorIs(t, err, ErrNotFound)
+	for i := 0; i < 2*poolSize; i++ {
+		_, err = c.LookupNetwork(testPrefix(t) + "absent")
+		require.ErrorIs(t, err, ErrNotFound)
+	}
 	c.mu.Lock()
-	require.NotSame(t, old, c.cur)
+	for _, r := range c.slots {
+		require.NotContains(t, old, r, "a closed connection was replaced")
+	}
 	c.mu.Unlock()
 
 	facts, err := c.HostFacts()

@@ -54,6 +54,17 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		}
 	}
 
+	poolOurs := inv.Pool != nil && inv.Pool.Path == plan.Pool.Path
+	switch {
+	case inv.Pool == nil:
+		res.WasMissing = append(res.WasMissing, "pool "+plan.Pool.Name)
+	case !poolOurs:
+		res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("pool %s (its directory is %s, not the planned %s)", inv.Pool.Name, inv.Pool.Path, plan.Pool.Path))
+	}
+
+	// Every VM in parallel: its domain, then its volume (a volume goes only
+	// once the domain using it is gone).
+	vmVolumes := map[string]bool{}
 	var domains []string
 	for _, d := range inv.Domains {
 		if d.Owned {
@@ -62,35 +73,49 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("domain %s (it has no hpcvm metadata for cluster %s, so hpcvm did not create it)", d.Name, plan.Cluster))
 		}
 	}
+	volumeOf := map[string]string{}
+	for _, vm := range plan.VMs {
+		volumeOf[vm.Domain] = vm.Volume
+	}
+	deleteVolume := func(gctx workflow.Context, name string) error {
+		step := "delete volume " + name
+		return run(tr, step, func() (bool, error) {
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume, activities.VolumeRef{Pool: plan.Pool.Name, Name: name}).Get(gctx, nil)
+			return true, outcome(step, "volume "+name, err)
+		})
+	}
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, name string) error {
 		step := "delete domain " + name
-		return run(tr, step, func() (bool, error) {
+		err := run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: name, Cluster: plan.Cluster}).Get(gctx, nil)
 			return true, outcome(step, "domain "+name, err)
 		})
+		vol, planned := volumeOf[name]
+		if err != nil || !poolOurs || !planned {
+			return err
+		}
+		if _, exists := inv.Volumes[vol]; !exists {
+			return nil
+		}
+		vmVolumes[vol] = true
+		return deleteVolume(gctx, vol)
 	})
 
-	poolOurs := inv.Pool != nil && inv.Pool.Path == plan.Pool.Path
 	switch {
-	case inv.Pool == nil:
-		res.WasMissing = append(res.WasMissing, "pool "+plan.Pool.Name)
 	case !poolOurs:
-		res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("pool %s (its directory is %s, not the planned %s)", inv.Pool.Name, inv.Pool.Path, plan.Pool.Path))
 	case domainsErr != nil:
 		// A domain that could not be deleted may still use its disk.
 		failures = append(failures, "pool "+plan.Pool.Name+": kept because a domain could not be deleted")
 	default:
-		var vols []string
+		// Volumes no domain claimed (a half-created VM), then the pool
+		// with whatever is left in it: the base volume.
+		var rest []string
 		for name := range inv.Volumes {
-			vols = append(vols, name)
+			if !vmVolumes[name] {
+				rest = append(rest, name)
+			}
 		}
-		_ = parallel(ctx, sorted(vols), func(gctx workflow.Context, name string) error {
-			step := "delete volume " + name
-			return run(tr, step, func() (bool, error) {
-				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume, activities.VolumeRef{Pool: plan.Pool.Name, Name: name}).Get(gctx, nil)
-				return true, outcome(step, "volume "+name, err)
-			})
-		})
+		_ = parallel(ctx, sorted(rest), deleteVolume)
 		step := "delete pool " + plan.Pool.Name
 		_ = run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(actx, a.DeletePool, activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}).Get(ctx, nil)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The baseline of `make bench`: the libvirt work of an hpcvm start or destroy
+# done by a plain virsh script, in parallel where hpcvm is parallel.
+#   bench-virsh.sh up   DIR URI   DIR holds network.xml, pool.xml, base.xml,
+#                                 base.img (the image), vms (one name a line),
+#                                 <vm>-volume.xml and <vm>-domain.xml
+#   bench-virsh.sh down DIR URI
+set -euo pipefail
+mode=$1 dir=$2 uri=$3
+v() { virsh -q -c "$uri" "$@" >/dev/null; }
+net=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$dir/network.xml" | head -1)
+pool=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$dir/pool.xml" | head -1)
+base=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$dir/base.xml" | head -1)
+mapfile -t vms <"$dir/vms"
+
+case $mode in
+up)
+  v net-define "$dir/network.xml"; v net-start "$net"; v net-autostart "$net"
+  v pool-define "$dir/pool.xml"; v pool-build "$pool"; v pool-start "$pool"; v pool-autostart "$pool"
+  v vol-create "$pool" "$dir/base.xml"; v vol-upload --pool "$pool" "$base" "$dir/base.img"
+  for vm in "${vms[@]}"; do
+    ( v vol-create "$pool" "$dir/$vm-volume.xml"; v define "$dir/$vm-domain.xml"
+      v start "$(sed -n 's:^  <name>\(.*\)</name>:\1:p' "$dir/$vm-domain.xml")" ) &
+  done
+  wait
+  ;;
+down)
+  for vm in "${vms[@]}"; do
+    ( dom=$(sed -n 's:^  <name>\(.*\)</name>:\1:p' "$dir/$vm-domain.xml")
+      v destroy "$dom" || true; v undefine "$dom"
+      v vol-delete --pool "$pool" "$vm.qcow2" ) &
+  done
+  wait
+  v vol-delete --pool "$pool" "$base"
+  v pool-destroy "$pool"; v pool-delete "$pool"; v pool-undefine "$pool"
+  v net-destroy "$net"; v net-undefine "$net"
+  ;;
+esac
