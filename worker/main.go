@@ -32,9 +32,7 @@ func main() {
 
 func newCommand() *cobra.Command {
 	v := viper.New()
-	v.SetEnvPrefix("HPCVM")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
+	temporalopts.BindEnv(v)
 	cmd := &cobra.Command{
 		Use:   "hpcvm-worker",
 		Short: "Run this hypervisor host's hpcvm worker",
@@ -59,13 +57,7 @@ recorded offset).`,
 	}
 	f := cmd.Flags()
 	host, _ := os.Hostname()
-	f.String("temporal-address", temporalopts.DefaultAddress, "Temporal frontend host:port")
-	f.String("namespace", temporalopts.DefaultNamespace, "Temporal namespace")
-	f.Bool("tls", false, "connect to Temporal with TLS (implied by --tls-cert or --tls-ca)")
-	f.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
-	f.String("tls-key", "", "client private key (PEM) for mutual TLS")
-	f.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
-	f.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+	temporalopts.AddFlags(f)
 	f.String("libvirt-uri", "qemu:///system", "libvirt connection URI of this host")
 	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
@@ -93,12 +85,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	defer lv.Close()
 
-	conn := temporalopts.Connection{
-		Address: v.GetString("temporal-address"), Namespace: v.GetString("namespace"),
-		TLS: v.GetBool("tls"), TLSCert: v.GetString("tls-cert"), TLSKey: v.GetString("tls-key"),
-		TLSCA: v.GetString("tls-ca"), TLSServerName: v.GetString("tls-server-name"),
-	}
-	opts, err := conn.ClientOptions(logger)
+	opts, err := temporalopts.FromViper(v).ClientOptions(logger)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/hpcvm/hpcvm/activities"
-	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -19,20 +18,8 @@ import (
 // directory and the network the planned bridge; anything else with our names
 // is left alone and reported.
 func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
-	o := req.Options.withDefaults()
-	tr, err := newTracker(ctx)
+	o, tr, plan, inv, err := inspected(ctx, req)
 	if err != nil {
-		return DestroyResult{}, err
-	}
-	actx := stepContext(ctx, o)
-	plan, err := cluster.NewPlan(req.Spec)
-	if err != nil {
-		return DestroyResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
-	}
-	var inv activities.Inventory
-	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
-	}); err != nil {
 		return DestroyResult{}, err
 	}
 
@@ -118,7 +105,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		_ = parallel(ctx, sorted(rest), deleteVolume)
 		step := "delete pool " + plan.Pool.Name
 		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(actx, a.DeletePool, activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}).Get(ctx, nil)
+			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}).Get(ctx, nil)
 			if err == nil && inv.BaseVolume != nil {
 				res.Deleted = append(res.Deleted, "volume "+inv.BaseVolume.Name)
 			}
@@ -134,7 +121,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	default:
 		step := "delete network " + plan.Network.Name
 		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(actx, a.DeleteNetwork, activities.NetworkRef{Name: plan.Network.Name, Bridge: plan.Network.Bridge}).Get(ctx, nil)
+			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeleteNetwork, activities.NetworkRef{Name: plan.Network.Name, Bridge: plan.Network.Bridge}).Get(ctx, nil)
 			return true, outcome(step, "network "+plan.Network.Name, err)
 		})
 	}

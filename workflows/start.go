@@ -307,3 +307,22 @@ func rootMessage(err error) string {
 		err = next
 	}
 }
+
+// inspected is the common start of stop and destroy: the plan, the progress
+// tracker, and what exists of the cluster now.
+func inspected(ctx workflow.Context, req Request) (Options, *tracker, cluster.Plan, activities.Inventory, error) {
+	o := req.Options.withDefaults()
+	var inv activities.Inventory
+	tr, err := newTracker(ctx)
+	if err != nil {
+		return o, nil, cluster.Plan{}, inv, err
+	}
+	plan, err := cluster.NewPlan(req.Spec)
+	if err != nil {
+		return o, tr, plan, inv, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+	}
+	err = run(tr, "inspect", func() (bool, error) {
+		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
+	})
+	return o, tr, plan, inv, err
+}

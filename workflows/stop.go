@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/hpcvm/hpcvm/activities"
-	"github.com/hpcvm/hpcvm/cluster"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -15,20 +12,8 @@ import (
 // Options.ShutdownTimeout (a durable timer: it survives worker restarts)
 // forces off those still running. Disks, pool and network stay.
 func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
-	o := req.Options.withDefaults()
-	tr, err := newTracker(ctx)
+	o, tr, _, inv, err := inspected(ctx, req)
 	if err != nil {
-		return StopResult{}, err
-	}
-	actx := stepContext(ctx, o)
-	plan, err := cluster.NewPlan(req.Spec)
-	if err != nil {
-		return StopResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
-	}
-	var inv activities.Inventory
-	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
-	}); err != nil {
 		return StopResult{}, err
 	}
 

@@ -8,6 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -86,3 +90,31 @@ func (z *zapLogger) Debug(msg string, kv ...interface{}) { z.s.Debugw(msg, kv...
 func (z *zapLogger) Info(msg string, kv ...interface{})  { z.s.Infow(msg, kv...) }
 func (z *zapLogger) Warn(msg string, kv ...interface{})  { z.s.Warnw(msg, kv...) }
 func (z *zapLogger) Error(msg string, kv ...interface{}) { z.s.Errorw(msg, kv...) }
+
+// AddFlags defines the connection flags on fs, for hpcvm and hpcvm-worker
+// alike; bind them with viper so HPCVM_* environment variables work too.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.String("temporal-address", DefaultAddress, "Temporal frontend host:port")
+	fs.String("namespace", DefaultNamespace, "Temporal namespace")
+	fs.Bool("tls", false, "connect to Temporal with TLS (implied by --tls-cert or --tls-ca)")
+	fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
+	fs.String("tls-key", "", "client private key (PEM) for mutual TLS")
+	fs.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
+	fs.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+}
+
+// FromViper reads the settings AddFlags defined, from flags or environment.
+func FromViper(v *viper.Viper) Connection {
+	return Connection{
+		Address: v.GetString("temporal-address"), Namespace: v.GetString("namespace"),
+		TLS: v.GetBool("tls"), TLSCert: v.GetString("tls-cert"), TLSKey: v.GetString("tls-key"),
+		TLSCA: v.GetString("tls-ca"), TLSServerName: v.GetString("tls-server-name"),
+	}
+}
+
+// BindEnv makes v read HPCVM_<FLAG_NAME> environment variables.
+func BindEnv(v *viper.Viper) {
+	v.SetEnvPrefix("HPCVM")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+}

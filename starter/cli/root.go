@@ -78,17 +78,9 @@ worker cannot be reached; 4 another operation on the cluster is running;
 	pf := root.PersistentFlags()
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
-	pf.String("temporal-address", temporalopts.DefaultAddress, "Temporal frontend host:port")
-	pf.String("namespace", temporalopts.DefaultNamespace, "Temporal namespace")
-	pf.Bool("tls", false, "connect to Temporal with TLS (implied by --tls-cert or --tls-ca)")
-	pf.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
-	pf.String("tls-key", "", "client private key (PEM) for mutual TLS")
-	pf.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
-	pf.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+	temporalopts.AddFlags(pf)
 	_ = a.v.BindPFlags(pf)
-	a.v.SetEnvPrefix("HPCVM")
-	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	a.v.AutomaticEnv()
+	temporalopts.BindEnv(a.v)
 
 	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand())
 	return root
@@ -112,12 +104,7 @@ func (a *app) loadSpec() (cluster.Spec, error) {
 
 // dial connects to Temporal; failure exits with code 3.
 func (a *app) dial(ctx context.Context) (client.Client, error) {
-	conn := temporalopts.Connection{
-		Address: a.v.GetString("temporal-address"), Namespace: a.v.GetString("namespace"),
-		TLS: a.v.GetBool("tls"), TLSCert: a.v.GetString("tls-cert"), TLSKey: a.v.GetString("tls-key"),
-		TLSCA: a.v.GetString("tls-ca"), TLSServerName: a.v.GetString("tls-server-name"),
-	}
-	opts, err := conn.ClientOptions(zap.NewNop())
+	opts, err := temporalopts.FromViper(a.v).ClientOptions(zap.NewNop())
 	if err != nil {
 		return nil, fail(ExitBadInput, "%v", err)
 	}

@@ -1,0 +1,169 @@
+package activities
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hpcvm/hpcvm/libvirt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"libvirt.org/go/libvirtxml"
+)
+
+// These tests run the activities against the real libvirtd (scripts/
+// libvirtd-up.sh); they fail, never skip, without one.
+
+type fixture struct {
+	t      *testing.T
+	lv     *libvirt.Client
+	acts   *Activities
+	prefix string
+	dir    string
+	pool   string
+}
+
+func newFixture(t *testing.T) *fixture {
+	uri := os.Getenv("HPCVM_TEST_LIBVIRT_URI")
+	if uri == "" {
+		uri = "qemu:///system"
+	}
+	lv, err := libvirt.Dial(uri)
+	require.NoError(t, err, "libvirtd must run for these tests: scripts/libvirtd-up.sh")
+	t.Cleanup(func() { _ = lv.Close() })
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	f := &fixture{t: t, lv: lv, acts: &Activities{Libvirt: lv}, prefix: "hpcvma-" + hex.EncodeToString(b)}
+	f.dir, err = os.MkdirTemp("/var/tmp", f.prefix+"-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(f.dir, 0o755))
+	t.Cleanup(func() { _ = os.RemoveAll(f.dir) })
+	return f
+}
+
+func (f *fixture) env() *testsuite.TestActivityEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.acts)
+	return env
+}
+
+func (f *fixture) makePool() {
+	f.pool = f.prefix + "-pool"
+	xml, err := (&libvirtxml.StoragePool{Type: "dir", Name: f.pool,
+		Target: &libvirtxml.StoragePoolTarget{Path: filepath.Join(f.dir, "pool")}}).Marshal()
+	require.NoError(f.t, err)
+	_, err = f.lv.EnsurePool(xml)
+	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = f.lv.DeletePool(f.pool, filepath.Join(f.dir, "pool")) })
+}
+
+func appErrorType(t *testing.T, err error) (string, bool) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "want an application error, got %T: %v", err, err)
+	return appErr.Type(), appErr.NonRetryable()
+}
+
+// A retried upload resumes from the offset its last attempt heartbeated,
+// and an upload of a volume that already holds the whole image does nothing.
+func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	const size, offset = 6 << 20, 5 << 19 // 6 MiB image, resume at 2.5 MiB
+	image := make([]byte, size)
+	_, _ = rand.Read(image)
+	src := filepath.Join(f.dir, "base.img")
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	volXML, err := (&libvirtxml.StorageVolume{Type: "file", Name: "base.img",
+		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: size},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}}}).Marshal()
+	require.NoError(t, err)
+
+	// The first attempt got as far as offset before its worker died.
+	_, err = f.lv.EnsureVolume(f.pool, volXML)
+	require.NoError(t, err)
+	partial := filepath.Join(f.dir, "partial.img")
+	require.NoError(t, os.WriteFile(partial, image[:offset], 0o644))
+	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, func(int64) {}))
+
+	env := f.env()
+	env.SetHeartbeatDetails(int64(offset))
+	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src})
+	require.NoError(t, err)
+	var res UploadResult
+	require.NoError(t, val.Get(&res))
+	assert.Equal(t, int64(offset), res.ResumedFrom)
+	assert.Equal(t, int64(size-offset), res.Bytes, "only the rest was sent")
+	vol, err := f.lv.LookupVolume(f.pool, "base.img")
+	require.NoError(t, err)
+	got, err := os.ReadFile(vol.Path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(image, got), "the volume holds the image exactly")
+
+	// A later run finds it complete and sends nothing.
+	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src})
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	assert.True(t, res.AlreadyDone)
+}
+
+// Present-but-different is final: no retry can fix it.
+func TestMismatchIsNonRetryable(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	otherPath, err := (&libvirtxml.StoragePool{Type: "dir", Name: f.pool,
+		Target: &libvirtxml.StoragePoolTarget{Path: filepath.Join(f.dir, "elsewhere")}}).Marshal()
+	require.NoError(t, err)
+	_, err = f.env().ExecuteActivity(f.acts.EnsurePool, otherPath)
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeMismatch, typ)
+	assert.True(t, final)
+	assert.Contains(t, err.Error(), "elsewhere")
+}
+
+// DeleteDomain leaves a domain that hpcvm did not create alone, and treats
+// an absent domain as deleted.
+func TestDeleteDomainProvesOwnership(t *testing.T) {
+	f := newFixture(t)
+	facts, err := f.lv.HostFacts()
+	require.NoError(t, err)
+	name := f.prefix + "-foreign"
+	xml, err := (&libvirtxml.Domain{Type: "qemu", Name: name,
+		Memory: &libvirtxml.DomainMemory{Value: 64, Unit: "MiB"},
+		OS:     &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"}},
+		Devices: &libvirtxml.DomainDeviceList{Emulator: facts.Emulator},
+	}).Marshal()
+	require.NoError(t, err)
+	_, err = f.lv.EnsureDomain(xml)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.lv.DeleteDomain(name) })
+
+	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, DomainRef{Name: name, Cluster: "lab"})
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeNotOwned, typ)
+	assert.True(t, final)
+	_, err = f.lv.DomainState(name)
+	assert.NoError(t, err, "the foreign domain is still there")
+
+	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, DomainRef{Name: f.prefix + "-absent", Cluster: "lab"})
+	assert.NoError(t, err)
+}
+
+func TestInspectBaseImageRefusesAMissingFile(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.env().ExecuteActivity(f.acts.InspectBaseImage, filepath.Join(f.dir, "nope.qcow2"))
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeBadInput, typ)
+	assert.True(t, final)
+	assert.Contains(t, err.Error(), "does not exist on host")
+}
