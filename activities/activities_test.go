@@ -137,8 +137,8 @@ func TestDeleteDomainProvesOwnership(t *testing.T) {
 	require.NoError(t, err)
 	name := f.prefix + "-foreign"
 	xml, err := (&libvirtxml.Domain{Type: "qemu", Name: name,
-		Memory: &libvirtxml.DomainMemory{Value: 64, Unit: "MiB"},
-		OS:     &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"}},
+		Memory:  &libvirtxml.DomainMemory{Value: 64, Unit: "MiB"},
+		OS:      &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"}},
 		Devices: &libvirtxml.DomainDeviceList{Emulator: facts.Emulator},
 	}).Marshal()
 	require.NoError(t, err)
