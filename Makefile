@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench run down devserver worker example-image clean
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,7 @@ bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and wi
 	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
+	@mkdir -p /var/lib/hpcvm/images
 	@test -f /var/lib/hpcvm/images/example-base.qcow2 || bash scripts/make-test-image.sh /var/lib/hpcvm/images/example-base.qcow2
 
 run: build libvirtd example-image ## bring up Temporal + worker locally and start the example cluster

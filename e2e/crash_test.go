@@ -62,23 +62,9 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 
 	// Kill the worker as soon as the run is in the middle: the pool exists
 	// but not every VM has been started yet.
-	var killedAt []workflows.Step
-	deadline := time.Now().Add(2 * time.Minute)
-	for killedAt == nil {
-		require.True(t, time.Now().Before(deadline), "the run never reached the middle")
-		if v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery); err == nil {
-			var steps []workflows.Step
-			require.NoError(t, v.Get(&steps))
-			for _, s := range steps {
-				if strings.HasPrefix(s.Name, "pool ") && s.Status == workflows.StepDone {
-					require.NoError(t, first.Process.Signal(syscall.SIGKILL))
-					_, _ = first.Process.Wait()
-					killedAt = steps
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	killedAt := waitForStep(t, c, run, "pool ")
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_, _ = first.Process.Wait()
 	t.Logf("worker killed with -9 at: %+v", killedAt)
 	var started int
 	for _, s := range killedAt {
@@ -122,4 +108,25 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Empty(t, e.leftovers())
 	_ = second
+}
+
+// waitForStep polls the run's progress until a step whose name starts with
+// prefix is done, and returns the progress at that moment.
+func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix string) []workflows.Step {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		v, err := c.QueryWorkflow(context.Background(), run.GetID(), run.GetRunID(), workflows.ProgressQuery)
+		if err != nil {
+			continue
+		}
+		var steps []workflows.Step
+		require.NoError(t, v.Get(&steps))
+		for _, s := range steps {
+			if strings.HasPrefix(s.Name, prefix) && s.Status == workflows.StepDone {
+				return steps
+			}
+		}
+	}
+	t.Fatalf("the run never finished a step %q...", prefix)
+	return nil
 }

@@ -91,7 +91,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("cannot reach Temporal at %s: %w (start it with `make devserver`, or point --temporal-address at yours)", opts.HostPort, err)
+		return fmt.Errorf("cannot reach Temporal at %s: %w (start it locally with bin/hpcvm-devserver, or point --temporal-address at yours)", opts.HostPort, err)
 	}
 	defer c.Close()
 
