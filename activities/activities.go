@@ -51,7 +51,7 @@ func classify(err error) error {
 	case libvirt.IsRetryable(err):
 		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
 	case errors.Is(err, libvirt.ErrMismatch):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeMismatch, err)
+		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, ErrTypeMismatch, err)
 	case errors.Is(err, libvirt.ErrNotOwned):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotOwned, err)
 	case errors.Is(err, libvirt.ErrInvalidXML):
@@ -64,6 +64,11 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeLibvirt, err)
 	}
 }
+
+// mismatchHint tells the operator the way out of a present-but-different
+// object: hpcvm never rewrites what exists.
+const mismatchHint = "; hpcvm does not modify objects that already exist: undo the change in cluster.yaml, " +
+	"or remove the existing object (`hpcvm destroy` if it is this cluster's) and start again"
 
 func badInput(msg string, cause error) error {
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadInput, cause)

@@ -127,6 +127,7 @@ func TestMismatchIsNonRetryable(t *testing.T) {
 	assert.Equal(t, ErrTypeMismatch, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "elsewhere")
+	assert.Contains(t, err.Error(), "does not modify objects that already exist")
 }
 
 // DeleteDomain leaves a domain that hpcvm did not create alone, and treats

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 const testSpec = `
@@ -352,4 +353,30 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Empty(t, r.undo)
 	assert.ElementsMatch(t, []string{"pool lab-pool", "network lab-network"}, res.WasMissing)
+}
+
+// Other workflows compose cluster creation as a child workflow, under the
+// cluster's workflow ID and on its host's queue.
+func buildLab(ctx workflow.Context, req Request) (StartResult, error) {
+	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: WorkflowID(req.Spec.Cluster.Name),
+		TaskQueue:  TaskQueue(req.Spec.Cluster.Host),
+	})
+	var res StartResult
+	err := workflow.ExecuteChildWorkflow(ctx, StartClusterName, req).Get(ctx, &res)
+	return res, err
+}
+
+func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	Register(env)
+	env.RegisterWorkflow(buildLab)
+	r := &recorder{}
+	r.install(env)
+	env.ExecuteWorkflow(buildLab, testRequest(t))
+	require.NoError(t, env.GetWorkflowError())
+	var res StartResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.Len(t, res.Started, 3)
 }
