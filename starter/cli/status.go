@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Status is `hpcvm status -o json`: stable field names for scripts.
@@ -107,19 +109,25 @@ cluster, if any. It changes nothing. -o json prints the same for scripts.`,
 }
 
 func describe(ctx context.Context, c client.Client, spec cluster.Spec) (Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	defer cancel()
+	// Status is interactive: a host without a running worker is reported
+	// after a short wait instead of queueing the question indefinitely.
+	const answerWithin = 10 * time.Second
+	queue := workflows.TaskQueue(spec.Cluster.Host)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       fmt.Sprintf("hpcvm-describe-%s-%d", spec.Cluster.Name, time.Now().UnixNano()),
-		TaskQueue:                workflows.TaskQueue(spec.Cluster.Host),
-		WorkflowExecutionTimeout: 40 * time.Second,
+		TaskQueue:                queue,
+		WorkflowExecutionTimeout: answerWithin,
 	}, workflows.DescribeClusterName, workflows.Request{Spec: spec})
 	if err != nil {
 		return Status{}, unreachable(err)
 	}
 	var d workflows.Description
 	if err := run.Get(ctx, &d); err != nil {
-		return Status{}, fail(ExitUnreachable, "the worker of host %s did not answer: %v (is hpcvm-worker --host %s running?)", spec.Cluster.Host, err, spec.Cluster.Host)
+		var timeout *temporal.TimeoutError
+		if errors.As(err, &timeout) {
+			return Status{}, fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", spec.Cluster.Host, answerWithin, spec.Cluster.Host, queue)
+		}
+		return Status{}, fail(ExitUnreachable, "the worker of host %s could not read the cluster: %s", spec.Cluster.Host, rootMessage(err))
 	}
 	st := buildStatus(d)
 	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.Cluster.Name), ""); err == nil {
@@ -213,4 +221,14 @@ func activeWord(b bool) string {
 		return "Active"
 	}
 	return "Inactive"
+}
+
+// rootMessage is an application error's own message, without Temporal's
+// wrapping.
+func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }
