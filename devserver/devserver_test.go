@@ -241,9 +241,6 @@ func (c *child) terminate(t *testing.T) {
 // TestRestartAcrossProcesses checks persistence the way a user sees it: the
 // server process is stopped with SIGTERM and a new process opens the file.
 func TestRestartAcrossProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two server processes")
-	}
 	dbFile := filepath.Join(t.TempDir(), "temporal.db")
 	opts := testOptions(t, dbFile)
 	args := []string{
