@@ -61,7 +61,14 @@ func (f *fixture) makePool() {
 	require.NoError(f.t, err)
 	_, err = f.lv.EnsurePool(xml)
 	require.NoError(f.t, err)
-	f.t.Cleanup(func() { _ = f.lv.DeletePool(f.pool, filepath.Join(f.dir, "pool")) })
+	f.t.Cleanup(func() {
+		if vols, err := f.lv.ListVolumes(f.pool); err == nil {
+			for _, v := range vols {
+				_ = f.lv.DeleteVolume(f.pool, v.Name)
+			}
+		}
+		_ = f.lv.DeletePool(f.pool, filepath.Join(f.dir, "pool"))
+	})
 }
 
 func appErrorType(t *testing.T, err error) (string, bool) {
@@ -71,23 +78,21 @@ func appErrorType(t *testing.T, err error) (string, bool) {
 	return appErr.Type(), appErr.NonRetryable()
 }
 
-// A retried upload resumes from the offset its last attempt heartbeated,
-// and an upload of a volume that already holds the whole image does nothing.
+// A retried upload resumes a little before the offset its last attempt
+// heartbeated; a volume that existed before the run is verified, not
+// uploaded again.
 func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	f := newFixture(t)
 	f.makePool()
-	const size, offset = 6 << 20, 5 << 19 // 6 MiB image, resume at 2.5 MiB
+	const size, offset = 72 << 20, 70 << 20 // resumes at offset - resumeRewind
 	image := make([]byte, size)
 	_, _ = rand.Read(image)
 	src := filepath.Join(f.dir, "base.img")
 	require.NoError(t, os.WriteFile(src, image, 0o644))
-	volXML, err := (&libvirtxml.StorageVolume{Type: "file", Name: "base.img",
-		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: size},
-		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}}}).Marshal()
-	require.NoError(t, err)
+	volXML := rawVolume(t, "base.img", size)
 
 	// The first attempt got as far as offset before its worker died.
-	_, err = f.lv.EnsureVolume(f.pool, volXML)
+	_, err := f.lv.EnsureVolume(f.pool, volXML)
 	require.NoError(t, err)
 	partial := filepath.Join(f.dir, "partial.img")
 	require.NoError(t, os.WriteFile(partial, image[:offset], 0o644))
@@ -95,23 +100,67 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 
 	env := f.env()
 	env.SetHeartbeatDetails(int64(offset))
-	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src})
+	req := UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src}
+	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
 	var res UploadResult
 	require.NoError(t, val.Get(&res))
-	assert.Equal(t, int64(offset), res.ResumedFrom)
-	assert.Equal(t, int64(size-offset), res.Bytes, "only the rest was sent")
-	vol, err := f.lv.LookupVolume(f.pool, "base.img")
-	require.NoError(t, err)
-	got, err := os.ReadFile(vol.Path)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(image, got), "the volume holds the image exactly")
+	assert.Equal(t, int64(offset-resumeRewind), res.ResumedFrom)
+	assert.Equal(t, int64(size-offset+resumeRewind), res.Bytes, "only the rest (and the rewind) was sent")
+	assertVolumeHolds(t, f, "base.img", image)
 
 	// A later run finds it complete and sends nothing.
-	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src})
+	req.Existed = true
+	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
 	require.NoError(t, val.Get(&res))
 	assert.True(t, res.AlreadyDone)
+
+	// The image changed under an existing volume: final, and nothing is overwritten.
+	image[size-1] ^= 0xff
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeMismatch, typ)
+	assert.True(t, final)
+	assert.Contains(t, err.Error(), "hpcvm destroy")
+}
+
+// A raw volume libvirt has just created is as long as the image (all
+// zeros): it must still be uploaded.
+func TestUploadBaseImageUploadsANewRawVolume(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	image := make([]byte, 3<<20)
+	_, _ = rand.Read(image)
+	src := filepath.Join(f.dir, "raw.img")
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "raw.img", XML: rawVolume(t, "raw.img", len(image)), Source: src})
+	require.NoError(t, err)
+	var res UploadResult
+	require.NoError(t, val.Get(&res))
+	assert.False(t, res.AlreadyDone)
+	assert.Equal(t, int64(len(image)), res.Bytes)
+	assertVolumeHolds(t, f, "raw.img", image)
+}
+
+func rawVolume(t *testing.T, name string, size int) string {
+	t.Helper()
+	x, err := (&libvirtxml.StorageVolume{Type: "file", Name: name,
+		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: uint64(size)},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}}}).Marshal()
+	require.NoError(t, err)
+	return x
+}
+
+func assertVolumeHolds(t *testing.T, f *fixture, name string, want []byte) {
+	t.Helper()
+	vol, err := f.lv.LookupVolume(f.pool, name)
+	require.NoError(t, err)
+	got, err := os.ReadFile(vol.Path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, got), "the volume holds the image exactly")
 }
 
 // Present-but-different is final: no retry can fix it.

@@ -23,7 +23,10 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		if pool, err := a.Libvirt.LookupPool(p.Pool.Name); err == nil {
 			inv.Pool = &PoolState{Name: pool.Name, Path: pool.Path, Active: pool.Active,
 				Capacity: pool.Capacity, Allocation: pool.Allocation, Available: pool.Available}
-			if pool.Active {
+			// Listing brings an inactive pool up: its volumes must be
+			// known, or a start would take existing disks for new ones
+			// (and its rollback would delete them).
+			{
 				vols, err := a.Libvirt.ListVolumes(p.Pool.Name)
 				if err != nil {
 					return err

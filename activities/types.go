@@ -40,6 +40,9 @@ type UploadRequest struct {
 	Volume string `json:"volume"`
 	XML    string `json:"xml"`
 	Source string `json:"source"`
+	// Existed says the volume was there before this run began: it is then
+	// verified against Source instead of uploaded.
+	Existed bool `json:"existed"`
 }
 
 // UploadResult says what the upload did.

@@ -83,6 +83,13 @@ func dirPool(t *testing.T, c *Client, prefix string) testPool {
 	tp := testPool{name: prefix + "pool", dir: filepath.Join(parent, "pool")}
 	tp.xml = poolXML(t, tp.name, tp.dir)
 	t.Cleanup(func() {
+		// Tests leave volumes behind on purpose; DeletePool keeps a pool
+		// that still holds any, so they go first.
+		if vols, err := c.ListVolumes(tp.name); err == nil {
+			for _, v := range vols {
+				_ = c.DeleteVolume(tp.name, v.Name)
+			}
+		}
 		if err := c.DeletePool(tp.name, tp.dir); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}

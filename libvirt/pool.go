@@ -1,7 +1,9 @@
 package libvirt
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 
 	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -46,6 +48,12 @@ func (c *Client) EnsurePool(xml string) (created bool, err error) {
 				return mismatch(op, want.Name, "target path", h, w)
 			}
 		} else {
+			// A dir pool's volumes are simply the files in its directory,
+			// and deleting the pool later deletes them: never adopt a
+			// directory that already holds files.
+			if err := checkEmptyDir(op, want.Name, poolPath(&want)); err != nil {
+				return err
+			}
 			pool, err = conn.StoragePoolDefineXML(xml, 0)
 			if err != nil {
 				return err
@@ -138,22 +146,18 @@ func (c *Client) DeletePool(name, wantPath string) error {
 				return ignoreNotFound(err)
 			}
 		}
+		// Only an empty pool is deleted: its volumes are deleted one by
+		// one, by name, by whoever created them. Anything left is not ours
+		// to remove, so the pool stays and says what it still holds.
 		_ = pool.Refresh(0)
-		vols, err := pool.ListAllStorageVolumes(0)
+		names, err := pool.ListStorageVolumes()
 		if err != nil {
 			return ignoreNotFound(err)
 		}
-		for i := range vols {
-			v := &vols[i]
-			if err := v.Delete(lv.STORAGE_VOL_DELETE_NORMAL); err != nil && !isNotFound(err) {
-				for j := i; j < len(vols); j++ {
-					_ = vols[j].Free()
-				}
-				vname, _ := v.GetName()
-				return &Error{Op: "delete volume", Object: name + "/" + vname, Cause: err,
-					Detail: libvirtMessage(err) + "; a running domain may still use it: stop it first"}
-			}
-			_ = v.Free()
+		if len(names) > 0 {
+			return newErr(ErrNotOwned, op, name,
+				"its directory %s still holds %s, which were not deleted as this cluster's volumes; the pool is kept (move those files away and run destroy again)",
+				wantPath, strings.Join(names, ", "))
 		}
 		if err := pool.Destroy(); err != nil && !isInvalidState(err) {
 			return ignoreNotFound(err)
@@ -183,4 +187,23 @@ func poolPath(p *libvirtxml.StoragePool) string {
 		return ""
 	}
 	return filepath.Clean(p.Target.Path)
+}
+
+// checkEmptyDir refuses a directory that exists and holds anything.
+func checkEmptyDir(op, object, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return nil // absent (libvirt creates it) or empty
+	}
+	var names []string
+	for i, e := range entries {
+		if i == 3 {
+			names = append(names, "...")
+			break
+		}
+		names = append(names, e.Name())
+	}
+	return newErr(ErrNotOwned, op, object,
+		"its directory %s already exists and holds files (%s); hpcvm keeps each cluster's disks in a directory of its own: choose another pool_path, or move those files away",
+		dir, strings.Join(names, ", "))
 }

@@ -47,12 +47,36 @@ func TestPoolLifecycle(t *testing.T) {
 	_, err = c.LookupPool(p.name)
 	require.NoError(t, err)
 
+	// A pool that still holds files is kept, with what it holds named.
+	err = c.DeletePool(p.name, p.dir)
+	require.ErrorIs(t, err, ErrNotOwned)
+	require.Contains(t, err.Error(), "outside.img")
+	_, err = os.Stat(filepath.Join(p.dir, "outside.img"))
+	require.NoError(t, err, "a file hpcvm did not create survives")
+
+	require.NoError(t, c.DeleteVolume(p.name, "a.qcow2"))
+	require.NoError(t, os.Remove(filepath.Join(p.dir, "outside.img")))
 	require.NoError(t, c.DeletePool(p.name, p.dir))
 	_, err = c.LookupPool(p.name)
 	require.ErrorIs(t, err, ErrNotFound)
 	_, err = os.Stat(p.dir)
 	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
 	require.NoError(t, c.DeletePool(p.name, p.dir), "deleting twice is fine")
+}
+
+// A new pool is never defined over a directory that already holds files:
+// deleting the pool would take them along.
+func TestPoolRefusesANonEmptyDirectory(t *testing.T) {
+	c := testClient(t)
+	p := dirPool(t, c, testPrefix(t))
+	require.NoError(t, os.MkdirAll(p.dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "precious.img"), []byte("x"), 0o644))
+	t.Cleanup(func() { _ = os.RemoveAll(p.dir) })
+	_, err := c.EnsurePool(p.xml)
+	require.ErrorIs(t, err, ErrNotOwned)
+	require.Contains(t, err.Error(), "precious.img")
+	_, err = c.LookupPool(p.name)
+	require.ErrorIs(t, err, ErrNotFound, "nothing was defined")
 }
 
 func TestPoolRestartsInactiveForDelete(t *testing.T) {
@@ -92,6 +116,7 @@ func TestPoolRestartsInactiveForDelete(t *testing.T) {
 		defer pool.Free()
 		return pool.Destroy()
 	}))
+	require.NoError(t, c.DeleteVolume(p.name, "v.raw"))
 	require.NoError(t, c.DeletePool(p.name, p.dir))
 	_, err = os.Stat(p.dir)
 	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)

@@ -128,6 +128,7 @@ func (c *Client) DeleteVolume(pool, name string) error {
 			return err
 		}
 		defer p.Free()
+		refreshPool(p)
 		v, err := p.LookupStorageVolByName(name)
 		if isNotFound(err) {
 			return nil
@@ -140,10 +141,18 @@ func (c *Client) DeleteVolume(pool, name string) error {
 	})
 }
 
-// refreshPool is best effort: libvirt refuses to refresh a pool while a
-// volume in it is being built, and the lookup that follows reports any
-// real problem (such as an inactive pool) anyway.
-func refreshPool(p *lv.StoragePool) { _ = p.Refresh(0) }
+// refreshPool makes libvirt see the pool's current files. An inactive pool
+// (stopped, or not yet started after a host reboot) is started first: its
+// volumes are invisible while it is down, and a caller that took "no
+// volumes" at face value could take existing disks for new ones. It is best
+// effort: libvirt refuses to refresh a pool while a volume in it is being
+// built, and the lookup that follows reports any real problem anyway.
+func refreshPool(p *lv.StoragePool) {
+	if active, err := p.IsActive(); err == nil && !active {
+		_ = p.Create(0)
+	}
+	_ = p.Refresh(0)
+}
 
 func volumeDef(v *lv.StorageVol) (*libvirtxml.StorageVolume, error) {
 	x, err := v.GetXMLDesc(0)

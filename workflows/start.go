@@ -144,6 +144,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		var up activities.UploadResult
 		err := workflow.ExecuteActivity(uploadContext(ctx, o), a.UploadBaseImage, activities.UploadRequest{
 			Pool: plan.Pool.Name, Volume: plan.BaseImage.Volume, XML: baseXML, Source: img.Path,
+			Existed: inv.BaseVolume != nil,
 		}).Get(ctx, &up)
 		if err == nil && !up.AlreadyDone {
 			res.Created = append(res.Created, baseStep)
