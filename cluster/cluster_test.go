@@ -104,6 +104,7 @@ func TestValidationNamesFieldValueAndRemedy(t *testing.T) {
 		{"gateway outside", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {gateway_ip: 10.0.0.1}", "network.gateway_ip", "192.168.100.1 to"},
 		{"lease for unknown vm", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {static_leases: {ghost: 192.168.100.20}}", "network.static_leases.ghost", "names no VM"},
 		{"duplicate lease", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1}]\nnetwork: {static_leases: {c1: 192.168.100.20, controller-01: 192.168.100.20}}", "network.static_leases", "also leased"},
+		{"vm named like the base volume", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: lab-base}]", "compute_nodes[0].name", "base image volume"},
 		{"duplicate vm", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1}, {name: c1}]", "compute_nodes[1].name", "used twice"},
 		{"tiny memory", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1, memory_mb: 8}]", "compute_nodes[0].memory_mb", "at least 64"},
 		{"typo key", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memroy_mb: 10}", "controller.memroy_mb", "not a known setting"},

@@ -13,7 +13,10 @@ import (
 // Plan is every libvirt object a cluster owns, named and sized, derived only
 // from the Spec (and, for Machine, from the host's capabilities). The same
 // Spec always yields the same Plan, so a retried step finds what the first
-// try made and two clusters never collide.
+// try made. Names are prefixed with the cluster name; two clusters can still
+// produce one domain name (cluster "a" with VM "b-c", cluster "a-b" with VM
+// "c"), and then the ownership metadata keeps either from touching the
+// other's domain: the second start fails with a mismatch.
 type Plan struct {
 	Cluster   string        `json:"cluster"`
 	Host      string        `json:"host"`

@@ -224,6 +224,9 @@ func Validate(s Spec) error {
 		if prev, dup := seen[node.Name]; dup && node.Name != "" {
 			add(path+".name", node.Name, "is used twice", "already used by "+prev+"; give every VM its own name")
 		}
+		if node.Name != "" && node.Name+".qcow2" == baseVolumeName(s.Cluster.Name, st.BaseImage) {
+			add(path+".name", node.Name, "would share its disk's name with the base image volume", "choose another name")
+		}
 		seen[node.Name] = path
 		checkSizes(path, node.MemoryMB, node.CPUCores, node.DiskSizeGB)
 	}

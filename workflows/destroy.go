@@ -60,9 +60,23 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("domain %s (it has no hpcvm metadata for cluster %s, so hpcvm did not create it)", d.Name, plan.Cluster))
 		}
 	}
+	// A domain's disk is its VM's volume: from the plan, or from the
+	// metadata of an owned domain the plan no longer lists.
 	volumeOf := map[string]string{}
 	for _, vm := range plan.VMs {
 		volumeOf[vm.Domain] = vm.Volume
+	}
+	for _, d := range inv.Domains {
+		if _, planned := volumeOf[d.Name]; !planned && d.Owned && d.VM != "" {
+			volumeOf[d.Name] = d.VM + ".qcow2"
+		}
+	}
+	// Disks of domains that were left alone stay, whatever else happens.
+	keep := map[string]bool{}
+	for _, d := range inv.Domains {
+		if !d.Owned {
+			keep[volumeOf[d.Name]] = true
+		}
 	}
 	deleteVolume := func(gctx workflow.Context, name string) error {
 		step := "delete volume " + name
@@ -73,13 +87,19 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, name string) error {
 		step := "delete domain " + name
+		deleted := false
 		err := run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: name, Cluster: plan.Cluster}).Get(gctx, nil)
+			deleted = err == nil
 			return true, outcome(step, "domain "+name, err)
 		})
-		vol, planned := volumeOf[name]
-		if err != nil || !poolOurs || !planned {
+		vol, known := volumeOf[name]
+		if !deleted {
+			keep[vol] = true // left alone (not ours after all) or failed: its disk stays
 			return err
+		}
+		if !poolOurs || !known {
+			return nil
 		}
 		if _, exists := inv.Volumes[vol]; !exists {
 			return nil
@@ -96,19 +116,27 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	default:
 		// Volumes no domain claimed (a half-created VM), then the pool
 		// with whatever is left in it: the base volume.
+		// Volumes no domain claimed: a half-created VM's disk and the base.
+		// Anything else in the directory is not ours: DeletePool then keeps
+		// the pool and says what it holds.
+		planned := map[string]bool{}
+		for _, vol := range volumeOf {
+			planned[vol] = true
+		}
 		var rest []string
 		for name := range inv.Volumes {
-			if !vmVolumes[name] {
+			if planned[name] && !vmVolumes[name] && !keep[name] {
 				rest = append(rest, name)
 			}
+		}
+		// The base goes only if no disk that stays may be layered on it.
+		if inv.BaseVolume != nil && len(keep) == 0 {
+			rest = append(rest, inv.BaseVolume.Name)
 		}
 		_ = parallel(ctx, sorted(rest), deleteVolume)
 		step := "delete pool " + plan.Pool.Name
 		_ = run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}).Get(ctx, nil)
-			if err == nil && inv.BaseVolume != nil {
-				res.Deleted = append(res.Deleted, "volume "+inv.BaseVolume.Name)
-			}
 			return true, outcome(step, "pool "+plan.Pool.Name, err)
 		})
 	}

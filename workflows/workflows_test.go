@@ -317,7 +317,8 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	inv := activities.Inventory{
 		Network: &activities.NetworkState{Name: "lab-network", Bridge: "virbr7", Active: true},
 		Pool:    &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
-		Volumes: map[string]activities.VolumeState{"controller-01.qcow2": {}, "compute-01.qcow2": {}},
+		BaseVolume: &activities.VolumeState{Name: "lab-base.qcow2"},
+		Volumes:    map[string]activities.VolumeState{"controller-01.qcow2": {}, "compute-01.qcow2": {}, "compute-02.qcow2": {}, "notes.txt": {}},
 		Domains: []activities.DomainState{
 			{Name: "lab-controller-01", State: "running", Owned: true},
 			{Name: "lab-compute-01", State: "shut off", Owned: true},
@@ -337,6 +338,8 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeletePool lab-pool",
 	}, r.undo)
 	assert.Equal(t, "DeletePool lab-pool", r.undo[len(r.undo)-1], "the pool goes after its volumes")
+	// The foreign domain's disk, the base it may be layered on, and a file
+	// hpcvm never made all stay (DeletePool then keeps the pool).
 	require.Len(t, res.LeftAlone, 2)
 	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
 	assert.Contains(t, res.LeftAlone[1], "virbr7")
