@@ -35,6 +35,7 @@ const (
 	ErrTypeBadInput     = "BadInput"
 	ErrTypeLibvirt      = "Libvirt"
 	ErrTypeConnection   = "Connection"
+	ErrTypeBusy         = "Busy"
 )
 
 // classify turns a libvirt error into a Temporal application error whose
@@ -48,6 +49,8 @@ func classify(err error) error {
 		return err
 	}
 	switch {
+	case errors.Is(err, libvirt.ErrBusy):
+		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeBusy, err)
 	case libvirt.IsRetryable(err):
 		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
 	case errors.Is(err, libvirt.ErrMismatch):

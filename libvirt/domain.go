@@ -263,13 +263,15 @@ func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
 	if s.XML, err = dom.GetXMLDesc(0); err != nil {
 		return s, err
 	}
+	// Sizes are for display: a domain whose XML libvirtxml cannot read (some
+	// other tool's, with elements it does not know) is still listed, so one
+	// odd domain on the host cannot block every cluster's operations.
 	var def libvirtxml.Domain
-	if err := def.Unmarshal(s.XML); err != nil {
-		return s, err
-	}
-	s.MemoryKiB = domainMemoryKiB(&def)
-	if def.VCPU != nil {
-		s.VCPUs = def.VCPU.Value
+	if def.Unmarshal(s.XML) == nil {
+		s.MemoryKiB = domainMemoryKiB(&def)
+		if def.VCPU != nil {
+			s.VCPUs = def.VCPU.Value
+		}
 	}
 	if ns != "" {
 		s.Metadata, err = dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, ns, lv.DOMAIN_AFFECT_CURRENT)

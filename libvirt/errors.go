@@ -20,9 +20,12 @@ var (
 	// one the caller created; it is never modified or deleted.
 	ErrNotOwned   = errors.New("exists but is not ours")
 	ErrInvalidXML = errors.New("invalid XML")
-	// ErrConnection: libvirtd is unreachable or the connection dropped. The
-	// only kind worth retrying.
+	// ErrConnection: libvirtd is unreachable or the connection dropped.
+	// With ErrBusy, the only kinds worth retrying.
 	ErrConnection = errors.New("libvirtd unreachable")
+	// ErrBusy: libvirtd timed out waiting for an object another call holds
+	// (e.g. a domain's state change lock); trying again later can succeed.
+	ErrBusy = errors.New("busy")
 )
 
 // Error describes a failed operation on one libvirt object.
@@ -60,7 +63,7 @@ func (e *Error) Unwrap() error { return e.Cause }
 
 // IsRetryable reports whether trying again later may succeed: only when
 // libvirtd could not be reached.
-func IsRetryable(err error) bool { return errors.Is(err, ErrConnection) }
+func IsRetryable(err error) bool { return errors.Is(err, ErrConnection) || errors.Is(err, ErrBusy) }
 
 func newErr(kind error, op, object, format string, args ...any) *Error {
 	return &Error{Kind: kind, Op: op, Object: object, Detail: fmt.Sprintf(format, args...)}
@@ -141,6 +144,13 @@ func classify(op, object string, err error, conn *lv.Connect) error {
 	}
 	var own *Error
 	if errors.As(err, &own) {
+		// An error this package built around a libvirt failure (start a
+		// domain, build a pool) keeps its wording, but a lost connection
+		// under it must still read as one, or a libvirtd restart would
+		// make the step fail for good instead of being retried.
+		if own.Kind == nil && own.Cause != nil && isConnLoss(own.Cause, conn) {
+			own.Kind = ErrConnection
+		}
 		return err
 	}
 	e := &Error{Op: op, Object: object, Cause: err}
@@ -154,6 +164,8 @@ func classify(op, object string, err error, conn *lv.Connect) error {
 		e.Kind = ErrNotFound
 	case code == lv.ERR_OPERATION_INVALID:
 		e.Kind = ErrInvalidState
+	case code == lv.ERR_OPERATION_TIMEOUT:
+		e.Kind = ErrBusy
 	case code == lv.ERR_XML_ERROR || code == lv.ERR_XML_DETAIL:
 		e.Kind = ErrInvalidXML
 	case code == lv.ERR_NETWORK_EXIST || code == lv.ERR_DOM_EXIST ||

@@ -53,3 +53,18 @@ func TestCanonicalXML(t *testing.T) {
 	require.Equal(t, canonicalXML(a), canonicalXML(`<cluster name="c1"><node id="1"/></cluster>`), "libvirt returns metadata without namespace")
 	require.NotEqual(t, canonicalXML(a), canonicalXML(`<h:cluster xmlns:h="urn:x" name="c2"><h:node id="1"/></h:cluster>`))
 }
+
+func TestBusyAndWrappedConnectionLossAreRetryable(t *testing.T) {
+	busy := classify("start domain", "d", lv.Error{Code: lv.ERR_OPERATION_TIMEOUT, Message: "cannot acquire state change lock"}, nil)
+	require.ErrorIs(t, busy, ErrBusy)
+	require.True(t, IsRetryable(busy))
+
+	// An error this package wrapped itself, with the connection lost under it.
+	own := &Error{Op: "start domain", Object: "d", Cause: lv.Error{Code: lv.ERR_RPC, Message: "connection closed"}}
+	got := classify("start domain", "d", own, nil)
+	require.ErrorIs(t, got, ErrConnection)
+	require.True(t, IsRetryable(got))
+
+	plain := classify("start domain", "d", &Error{Op: "start domain", Object: "d", Cause: lv.Error{Code: lv.ERR_INTERNAL_ERROR, Message: "qemu failed"}}, nil)
+	require.False(t, IsRetryable(plain), "an ordinary failure stays final")
+}

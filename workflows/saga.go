@@ -38,11 +38,19 @@ func (s *saga) pushGroup(name string, n int) []*saga {
 
 // compensate runs every compensation in reverse order on a context that is
 // not cancelled with the run, and reports what it undid and what it could
-// not. It never stops early: one failed undo must not leak the rest.
+// not. Once an undo fails, the ones registered before it are not run: they
+// are what it stands on (a volume under a domain that could not be deleted,
+// the pool under that volume), so they are reported as not undone and left
+// for `hpcvm destroy` once the cause is fixed. Parallel branches are
+// independent: one branch's failure does not stop another's undo.
 func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []string) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	for i := len(s.steps) - 1; i >= 0; i-- {
 		c := s.steps[i]
+		if len(failed) > 0 {
+			failed = append(failed, skippedNames(c)...)
+			continue
+		}
 		if c.group != nil {
 			type outcome struct{ undone, failed []string }
 			ch := workflow.NewChannel(dctx)
@@ -70,6 +78,20 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 		undone = append(undone, c.name)
 	}
 	return undone, failed
+}
+
+// skippedNames lists a compensation (or a group's) as skipped.
+func skippedNames(c compensation) []string {
+	if c.group == nil {
+		return []string{c.name + ": skipped, an undo it depends on failed"}
+	}
+	var out []string
+	for _, sub := range c.group {
+		for i := len(sub.steps) - 1; i >= 0; i-- {
+			out = append(out, skippedNames(sub.steps[i])...)
+		}
+	}
+	return out
 }
 
 // tracker keeps the run's progress for the progress query.

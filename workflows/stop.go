@@ -61,9 +61,10 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	sel.AddFuture(timer, func(f workflow.Future) { timedOut = true; cancelWait() })
 	sel.Select(ctx)
 	if waitErr := wait.Get(ctx, nil); waitErr != nil && !timedOut {
-		// The wait itself failed (not cancelled by the timer): fall back to
-		// forcing off, which is what the timeout would have done.
-		tr.set("wait for power-off", StepFailed, rootMessage(waitErr))
+		// The wait itself failed (not cancelled by the timer): the guests
+		// still get their full time before they are forced off.
+		tr.set("wait for power-off", StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
+		_ = timer.Get(ctx, nil)
 	} else {
 		tr.set("wait for power-off", StepDone, "")
 	}

@@ -3,6 +3,8 @@ package workflows
 import (
 	"context"
 	"errors"
+	"go.temporal.io/api/enums/v1"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +49,8 @@ type recorder struct {
 	inv    activities.Inventory
 	// volumeDelay holds every EnsureVolume for that long (real time).
 	volumeDelay time.Duration
+	// failUndo names a compensating call that fails.
+	failUndo string
 }
 
 func (r *recorder) note(list *[]string, s string) {
@@ -117,6 +121,9 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(a.DeleteDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) error {
 		r.note(&r.undo, "DeleteDomain "+ref.Name)
+		if r.failUndo == "DeleteDomain "+ref.Name {
+			return temporal.NewNonRetryableApplicationError("injected undo failure", activities.ErrTypeLibvirt, nil)
+		}
 		return nil
 	})
 	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
@@ -315,8 +322,8 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 
 func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	inv := activities.Inventory{
-		Network: &activities.NetworkState{Name: "lab-network", Bridge: "virbr7", Active: true},
-		Pool:    &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
+		Network:    &activities.NetworkState{Name: "lab-network", Bridge: "virbr7", Active: true},
+		Pool:       &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
 		BaseVolume: &activities.VolumeState{Name: "lab-base.qcow2"},
 		Volumes:    map[string]activities.VolumeState{"controller-01.qcow2": {}, "compute-01.qcow2": {}, "compute-02.qcow2": {}, "notes.txt": {}},
 		Domains: []activities.DomainState{
@@ -362,8 +369,9 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 // cluster's workflow ID and on its host's queue.
 func buildLab(ctx workflow.Context, req Request) (StartResult, error) {
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: WorkflowID(req.Spec.Cluster.Name),
-		TaskQueue:  TaskQueue(req.Spec.Cluster.Host),
+		WorkflowID:        WorkflowID(req.Spec.Cluster.Name),
+		TaskQueue:         TaskQueue(req.Spec.Cluster.Host),
+		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 	})
 	var res StartResult
 	err := workflow.ExecuteChildWorkflow(ctx, StartClusterName, req).Get(ctx, &res)
@@ -382,4 +390,28 @@ func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
 	var res StartResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Len(t, res.Started, 3)
+}
+
+// An undo that fails stops the undos that depend on it (the domain's volume,
+// the base, pool and network beneath), while the other VMs still clean up.
+func TestFailedUndoStopsTheUndosBeneathIt(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{failAt: "StartDomain lab-compute-02", failUndo: "DeleteDomain lab-compute-02"}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, testRequest(t))
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	assert.NotContains(t, r.undo, "DeleteVolume compute-02.qcow2")
+	for _, shared := range sharedUndo {
+		assert.NotContains(t, r.undo, shared)
+	}
+	assert.Contains(t, r.undo, "DeleteVolume controller-01.qcow2", "another VM's branch still cleans up")
+	assert.Contains(t, err.Error(), "COULD NOT UNDO")
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	var f Failure
+	require.NoError(t, appErr.Details(&f))
+	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "volume compute-02.qcow2: skipped")
+	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "network lab-network: skipped")
 }

@@ -16,6 +16,8 @@ const (
 type exitError struct {
 	code int
 	msg  string
+	// cancelledClean marks a cancelled run whose rollback undid everything.
+	cancelledClean bool
 }
 
 func (e *exitError) Error() string { return e.msg }

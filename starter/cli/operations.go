@@ -3,12 +3,15 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 )
 
 func (a *app) startCommand() *cobra.Command {
@@ -146,16 +149,22 @@ prints what was rolled back.`,
 			defer c.Close()
 			id := workflows.WorkflowID(spec.Cluster.Name)
 			desc, err := c.DescribeWorkflowExecution(cmd.Context(), id, "")
-			if err != nil || desc.GetWorkflowExecutionInfo().GetCloseTime() != nil {
+			var notFound *serviceerror.NotFound
+			switch {
+			case errors.As(err, &notFound):
+				return fail(ExitBadInput, "no operation has run on cluster %s", spec.Cluster.Name)
+			case err != nil:
+				return unreachable(err)
+			case desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
 				return fail(ExitBadInput, "no operation is running on cluster %s", spec.Cluster.Name)
 			}
-			if err := c.CancelWorkflow(cmd.Context(), id, ""); err != nil {
+			info := desc.GetWorkflowExecutionInfo()
+			if err := c.CancelWorkflow(cmd.Context(), id, info.GetExecution().GetRunId()); err != nil {
 				return unreachable(err)
 			}
-			info := desc.GetWorkflowExecutionInfo()
 			fmt.Fprintf(a.out, "cancel requested for %s; waiting for it to roll back\n", info.GetType().GetName())
 			err = a.follow(cmd.Context(), c, c.GetWorkflow(cmd.Context(), id, info.GetExecution().GetRunId()), nil)
-			if ee, ok := err.(*exitError); ok && strings.HasPrefix(ee.msg, "the run was cancelled") {
+			if ee, ok := err.(*exitError); ok && ee.cancelledClean {
 				fmt.Fprintln(a.out, ee.msg)
 				return nil
 			}

@@ -21,6 +21,19 @@ import (
 // refused with its name. All operations share the cluster's workflow ID, so
 // Temporal enforces this across processes and machines.
 func submit(ctx context.Context, c client.Client, op string, spec cluster.Spec, opts workflows.Options) (client.WorkflowRun, bool, error) {
+	for attempt := 0; ; attempt++ {
+		run, attached, err := trySubmit(ctx, c, op, spec, opts)
+		if !errors.Is(err, errClosedMeanwhile) || attempt == 2 {
+			return run, attached, err
+		}
+	}
+}
+
+// errClosedMeanwhile: the run that held the ID ended between our start
+// request and our look at it; submitting again will go through.
+var errClosedMeanwhile = errors.New("the running operation ended meanwhile")
+
+func trySubmit(ctx context.Context, c client.Client, op string, spec cluster.Spec, opts workflows.Options) (client.WorkflowRun, bool, error) {
 	id := workflows.WorkflowID(spec.Cluster.Name)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
@@ -42,6 +55,9 @@ func submit(ctx context.Context, c client.Client, op string, spec cluster.Spec, 
 		return nil, false, unreachable(derr)
 	}
 	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, false, errClosedMeanwhile
+	}
 	running := info.GetType().GetName()
 	if running == op {
 		return c.GetWorkflow(ctx, id, info.GetExecution().GetRunId()), true, nil
@@ -137,10 +153,15 @@ func outcome(err error) error {
 	if errors.As(err, &canceled) {
 		msg := "the run was cancelled"
 		var f workflows.Failure
-		if canceled.HasDetails() && canceled.Details(&f) == nil && len(f.RolledBack) > 0 {
-			msg += "; rolled back: " + joinList(f.RolledBack)
+		if canceled.HasDetails() && canceled.Details(&f) == nil {
+			if len(f.RolledBack) > 0 {
+				msg += "; rolled back: " + joinList(f.RolledBack)
+			}
+			if len(f.NotUndone) > 0 {
+				msg += "; COULD NOT UNDO: " + joinList(f.NotUndone) + " (fix the cause, then run `hpcvm destroy`)"
+			}
 		}
-		return fail(ExitFailed, "%s", msg)
+		return &exitError{code: ExitFailed, msg: msg, cancelledClean: len(f.NotUndone) == 0}
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
