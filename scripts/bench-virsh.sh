@@ -13,24 +13,36 @@ pool=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$dir/pool.xml" | head -1)
 base=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$dir/base.xml" | head -1)
 mapfile -t vms <"$dir/vms"
 
+# Run the per-VM work in parallel, and fail if any of it failed: a bare
+# `wait` would report success whatever the background jobs did.
+pids=()
+wait_all() {
+  local failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  pids=()
+  [ "$failed" -eq 0 ] || { echo "bench-virsh: a per-VM step failed" >&2; exit 1; }
+}
+
 case $mode in
 up)
   v net-define "$dir/network.xml"; v net-start "$net"; v net-autostart "$net"
   v pool-define "$dir/pool.xml"; v pool-build "$pool"; v pool-start "$pool"; v pool-autostart "$pool"
   v vol-create "$pool" "$dir/base.xml"; v vol-upload --pool "$pool" "$base" "$dir/base.img"
   for vm in "${vms[@]}"; do
-    ( v vol-create "$pool" "$dir/$vm-volume.xml"; v define "$dir/$vm-domain.xml"
+    ( set -e; v vol-create "$pool" "$dir/$vm-volume.xml"; v define "$dir/$vm-domain.xml"
       v start "$(sed -n 's:^  <name>\(.*\)</name>:\1:p' "$dir/$vm-domain.xml")" ) &
+    pids+=($!)
   done
-  wait
+  wait_all
   ;;
 down)
   for vm in "${vms[@]}"; do
-    ( dom=$(sed -n 's:^  <name>\(.*\)</name>:\1:p' "$dir/$vm-domain.xml")
-      v destroy "$dom" || true; v undefine "$dom"
+    ( set -e; dom=$(sed -n 's:^  <name>\(.*\)</name>:\1:p' "$dir/$vm-domain.xml")
+      v destroy "$dom"; v undefine "$dom"
       v vol-delete --pool "$pool" "$vm.qcow2" ) &
+    pids+=($!)
   done
-  wait
+  wait_all
   v vol-delete --pool "$pool" "$base"
   v pool-destroy "$pool"; v pool-delete "$pool"; v pool-undefine "$pool"
   v net-destroy "$net"; v net-undefine "$net"
