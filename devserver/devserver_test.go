@@ -134,30 +134,16 @@ func TestWorkflowSurvivesRestart(t *testing.T) {
 	c = dial(t, opts, "hpcvm-test")
 	defer c.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
-	require.NoError(t, err)
-	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.GetWorkflowExecutionInfo().GetStatus())
+	require.Equal(t, "hello vm!", resumeAndFinish(t, c, run, "!"))
 
-	w := worker.New(c, testTaskQueue, worker.Options{})
-	w.RegisterWorkflow(waitForSignalWorkflow)
-	require.NoError(t, w.Start())
-	defer w.Stop()
-
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), continueSignal, "!"))
-	var result string
-	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &result))
-	require.Equal(t, "hello vm!", result)
-
-	desc, err = c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+	desc, err := c.DescribeWorkflowExecution(context.Background(), run.GetID(), run.GetRunID())
 	require.NoError(t, err)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.GetWorkflowExecutionInfo().GetStatus())
 
 	// The default namespace was registered too.
 	dc := dial(t, opts, "default")
 	defer dc.Close()
-	_, err = dc.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+	_, err = dc.WorkflowService().DescribeNamespace(context.Background(), &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
 	require.NoError(t, err)
 }
 
@@ -271,6 +257,13 @@ func TestRestartAcrossProcesses(t *testing.T) {
 	defer p.terminate(t)
 	c = dial(t, opts, "hpcvm-test")
 	defer c.Close()
+	require.Equal(t, "hello process?", resumeAndFinish(t, c, run, "?"))
+}
+
+// resumeAndFinish checks that run is still running after the restart, then
+// lets a worker finish it and returns its result.
+func resumeAndFinish(t *testing.T, c client.Client, run client.WorkflowRun, signal string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
@@ -281,8 +274,8 @@ func TestRestartAcrossProcesses(t *testing.T) {
 	w.RegisterWorkflow(waitForSignalWorkflow)
 	require.NoError(t, w.Start())
 	defer w.Stop()
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), continueSignal, "?"))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), continueSignal, signal))
 	var result string
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &result))
-	require.Equal(t, "hello process?", result)
+	return result
 }

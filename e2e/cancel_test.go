@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -22,19 +20,14 @@ func TestCancelledStartRollsBack(t *testing.T) {
 	e.startWorker()
 	e.mustLeaveNothing()
 
-	spec, err := cluster.Load(e.config)
-	require.NoError(t, err)
 	c := e.ts.GetDefaultClient()
-	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
-	}, workflows.StartClusterName, workflows.Request{Spec: spec})
-	require.NoError(t, err)
+	run := e.submitStart(workflows.Options{})
 
 	waitForStep(t, c, run, "pool ")
 	require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err = run.Get(ctx, nil)
+	err := run.Get(ctx, nil)
 	var canceled *temporal.CanceledError
 	require.True(t, errors.As(err, &canceled), "the run ends cancelled, got %v", err)
 	var f workflows.Failure

@@ -51,14 +51,9 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	bin := buildWorker(t)
 	first := e.startWorkerProcess(bin)
 
-	spec, err := cluster.Load(e.config)
-	require.NoError(t, err)
 	c := e.ts.GetDefaultClient()
 	ctx := context.Background()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
-	}, workflows.StartClusterName, workflows.Request{Spec: spec, Options: workflows.Options{HeartbeatTimeout: 3 * time.Second}})
-	require.NoError(t, err)
+	run := e.submitStart(workflows.Options{HeartbeatTimeout: 3 * time.Second})
 
 	// Kill the worker as soon as the run is in the middle: the pool exists
 	// but not every VM has been started yet.
@@ -129,4 +124,17 @@ func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix s
 	}
 	t.Fatalf("the run never finished a step %q...", prefix)
 	return nil
+}
+
+// submitStart submits StartCluster for the env's cluster as the CLI does,
+// without following it, so a test can act while it runs.
+func (e *env) submitStart(opts workflows.Options) client.WorkflowRun {
+	e.t.Helper()
+	spec, err := cluster.Load(e.config)
+	require.NoError(e.t, err)
+	run, err := e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
+	}, workflows.StartClusterName, workflows.Request{Spec: spec, Options: opts})
+	require.NoError(e.t, err)
+	return run
 }

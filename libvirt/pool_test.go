@@ -89,14 +89,7 @@ func TestPoolRestartsInactiveForDelete(t *testing.T) {
 
 	// Stop the pool behind the client's back; delete must still find and
 	// remove its volume and directory.
-	require.NoError(t, c.do("stop pool", p.name, false, func(conn *lv.Connect) error {
-		pool, err := conn.LookupStoragePoolByName(p.name)
-		if err != nil {
-			return err
-		}
-		defer pool.Free()
-		return pool.Destroy()
-	}))
+	stopPool(t, c, p.name)
 	info, err := c.LookupPool(p.name)
 	require.NoError(t, err)
 	require.False(t, info.Active)
@@ -108,16 +101,23 @@ func TestPoolRestartsInactiveForDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, info.Active)
 
-	require.NoError(t, c.do("stop pool", p.name, false, func(conn *lv.Connect) error {
-		pool, err := conn.LookupStoragePoolByName(p.name)
+	stopPool(t, c, p.name)
+	require.NoError(t, c.DeleteVolume(p.name, "v.raw"))
+	require.NoError(t, c.DeletePool(p.name, p.dir))
+	_, err = os.Stat(p.dir)
+	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
+}
+
+// stopPool stops a pool behind the client's back, as a host reboot or an
+// operator's virsh pool-destroy would leave it.
+func stopPool(t *testing.T, c *Client, name string) {
+	t.Helper()
+	require.NoError(t, c.do("stop pool", name, false, func(conn *lv.Connect) error {
+		pool, err := conn.LookupStoragePoolByName(name)
 		if err != nil {
 			return err
 		}
 		defer pool.Free()
 		return pool.Destroy()
 	}))
-	require.NoError(t, c.DeleteVolume(p.name, "v.raw"))
-	require.NoError(t, c.DeletePool(p.name, p.dir))
-	_, err = os.Stat(p.dir)
-	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
 }

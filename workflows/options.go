@@ -16,26 +16,27 @@ var stepRetry = &temporal.RetryPolicy{
 	MaximumAttempts:    20,
 }
 
-// stepContext is the activity context of a short libvirt step. The
-// heartbeat timeout makes a dead worker visible in seconds;
+// activityContext builds the activity options every hpcvm step shares: the
+// heartbeat timeout makes a dead worker visible in seconds, and the retry
+// policy retries only what activities mark retryable.
+func activityContext(ctx workflow.Context, o Options, startToClose time.Duration, waitForCancel bool) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: startToClose,
+		HeartbeatTimeout:    o.HeartbeatTimeout,
+		RetryPolicy:         stepRetry,
+		WaitForCancellation: waitForCancel,
+	})
+}
+
+// stepContext is the activity context of a short libvirt step.
 // WaitForCancellation keeps a cancelled run from compensating before the
 // step it cancelled has really finished.
 func stepContext(ctx workflow.Context, o Options) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: o.StepTimeout,
-		HeartbeatTimeout:    o.HeartbeatTimeout,
-		RetryPolicy:         stepRetry,
-		WaitForCancellation: true,
-	})
+	return activityContext(ctx, o, o.StepTimeout, true)
 }
 
 // uploadContext is the activity context of the base image upload, which may
 // take long and heartbeats its offset.
 func uploadContext(ctx workflow.Context, o Options) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: o.UploadTimeout,
-		HeartbeatTimeout:    o.HeartbeatTimeout,
-		RetryPolicy:         stepRetry,
-		WaitForCancellation: true,
-	})
+	return activityContext(ctx, o, o.UploadTimeout, true)
 }

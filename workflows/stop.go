@@ -43,14 +43,9 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 
 	// Race the guests against the durable timer.
 	waitCtx, cancelWait := workflow.WithCancel(ctx)
-	waitCtx = workflow.WithActivityOptions(waitCtx, workflow.ActivityOptions{
-		StartToCloseTimeout: o.ShutdownTimeout + o.StepTimeout,
-		HeartbeatTimeout:    o.HeartbeatTimeout,
-		RetryPolicy:         stepRetry,
-		// The wait only reads: when the timer wins, force off at once
-		// instead of waiting for the cancel to reach it at its next heartbeat.
-		WaitForCancellation: false,
-	})
+	// The wait only reads: when the timer wins, force off at once instead
+	// of waiting for the cancel to reach it at its next heartbeat.
+	waitCtx = activityContext(waitCtx, o, o.ShutdownTimeout+o.StepTimeout, false)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	tr.set("wait for power-off", StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))
 	wait := workflow.ExecuteActivity(waitCtx, a.WaitDomainsOff, running)
