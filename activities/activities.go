@@ -30,6 +30,7 @@ type Activities struct {
 const (
 	ErrTypeMismatch     = "Mismatch"
 	ErrTypeNotOwned     = "NotOwned"
+	ErrTypeNotEmpty     = "NotEmpty"
 	ErrTypeInvalidXML   = "InvalidXML"
 	ErrTypeInvalidState = "InvalidState"
 	ErrTypeBadInput     = "BadInput"
@@ -57,6 +58,8 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, ErrTypeMismatch, err)
 	case errors.Is(err, libvirt.ErrNotOwned):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotOwned, err)
+	case errors.Is(err, libvirt.ErrNotEmpty):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotEmpty, err)
 	case errors.Is(err, libvirt.ErrInvalidXML):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidXML, err)
 	case errors.Is(err, libvirt.ErrInvalidState):

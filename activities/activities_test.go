@@ -3,17 +3,21 @@ package activities
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -27,6 +31,8 @@ type fixture struct {
 	prefix string
 	dir    string
 	pool   string
+	// poolUUID marks the test pool as the fixture's, as hpcvm marks its own.
+	poolUUID string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,7 +62,8 @@ func (f *fixture) env() *testsuite.TestActivityEnvironment {
 
 func (f *fixture) makePool() {
 	f.pool = f.prefix + "-pool"
-	xml, err := (&libvirtxml.StoragePool{Type: "dir", Name: f.pool,
+	f.poolUUID = cluster.PoolUUID(f.prefix)
+	xml, err := (&libvirtxml.StoragePool{Type: "dir", Name: f.pool, UUID: f.poolUUID,
 		Target: &libvirtxml.StoragePoolTarget{Path: filepath.Join(f.dir, "pool")}}).Marshal()
 	require.NoError(f.t, err)
 	_, err = f.lv.EnsurePool(xml)
@@ -67,7 +74,7 @@ func (f *fixture) makePool() {
 				_ = f.lv.DeleteVolume(f.pool, v.Name)
 			}
 		}
-		_ = f.lv.DeletePool(f.pool, filepath.Join(f.dir, "pool"))
+		_ = f.lv.DeletePool(f.pool, f.poolUUID)
 	})
 }
 
@@ -84,40 +91,70 @@ func appErrorType(t *testing.T, err error) (string, bool) {
 func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	f := newFixture(t)
 	f.makePool()
-	const size, offset = 72 << 20, 70 << 20 // resumes at offset - resumeRewind
+	const size, resumeAt = 72 << 20, 6 << 20
 	image := make([]byte, size)
 	_, _ = rand.Read(image)
 	src := filepath.Join(f.dir, "base.img")
 	require.NoError(t, os.WriteFile(src, image, 0o644))
+	st, err := os.Stat(src)
+	require.NoError(t, err)
 	volXML := rawVolume(t, "base.img", size)
 
-	// The first attempt got as far as offset before its worker died.
-	_, err := f.lv.EnsureVolume(f.pool, volXML)
+	// The first attempt got past resumeAt before its worker died; its last
+	// heartbeat named resumeAt with the digest of what came before.
+	_, err = f.lv.EnsureVolume(f.pool, volXML)
 	require.NoError(t, err)
 	partial := filepath.Join(f.dir, "partial.img")
-	require.NoError(t, os.WriteFile(partial, image[:offset], 0o644))
-	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, func(int64) {}))
+	require.NoError(t, os.WriteFile(partial, image[:resumeAt+(1<<20)], 0o644))
+	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil, func(int64) {}))
+	h := sha256.New()
+	h.Write(image[:resumeAt])
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	require.NoError(t, err)
 
 	env := f.env()
-	env.SetHeartbeatDetails(int64(offset))
-	req := UploadRequest{Pool: f.pool, Volume: "base.img", XML: volXML, Source: src}
+	env.SetHeartbeatDetails(uploadProgress{Offset: resumeAt, DigestState: state, SourceSize: size, SourceMTime: st.ModTime().UnixNano()})
+	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src}
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
 	var res UploadResult
 	require.NoError(t, val.Get(&res))
-	assert.Equal(t, int64(offset-resumeRewind), res.ResumedFrom)
-	assert.Equal(t, int64(size-offset+resumeRewind), res.Bytes, "only the rest (and the rewind) was sent")
+	assert.Equal(t, int64(resumeAt), res.ResumedFrom)
+	assert.Equal(t, int64(size-resumeAt), res.Bytes, "only the rest was sent")
 	assertVolumeHolds(t, f, "base.img", image)
+	vol, err := f.lv.LookupVolume(f.pool, "base.img")
+	require.NoError(t, err)
+	rec, ok := readBaseRecord(vol.Path)
+	require.True(t, ok, "the verified upload is recorded on the volume")
+	whole := sha256.Sum256(image)
+	assert.Equal(t, hex.EncodeToString(whole[:]), rec.SHA256, "the digest streamed across the resume is the image's")
 
-	// A later run finds it complete and sends nothing.
+	// A later run trusts the record: nothing is read or sent, no note.
 	req.Existed = true
 	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
 	require.NoError(t, val.Get(&res))
 	assert.True(t, res.AlreadyDone)
+	assert.Empty(t, res.Notes)
 
-	// The image changed under an existing volume: final, and nothing is overwritten.
+	// The source changed, then went away: notes, not failures.
 	image[size-1] ^= 0xff
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	require.Len(t, res.Notes, 1)
+	assert.Contains(t, res.Notes[0], "is not the file the base volume was made from")
+	require.NoError(t, os.Remove(src))
+	val, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	assert.Contains(t, res.Notes[0], "is not there any more")
+	assertVolumeHolds(t, f, "base.img", append(image[:size-1:size-1], image[size-1]^0xff))
+
+	// Without a record (an upload that never finished), a different
+	// source is final, and nothing is overwritten.
+	require.NoError(t, unix.Removexattr(vol.Path, baseRecordAttr))
 	require.NoError(t, os.WriteFile(src, image, 0o644))
 	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.Error(t, err)
@@ -125,6 +162,28 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	assert.Equal(t, ErrTypeMismatch, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "hpcvm destroy")
+}
+
+// A retry whose source changed since the attempt that heartbeated starts
+// over from the first byte.
+func TestResumedUploadStartsOverWhenTheSourceChanged(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	image := make([]byte, 8<<20)
+	_, _ = rand.Read(image)
+	src := filepath.Join(f.dir, "base.img")
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	env := f.env()
+	env.SetHeartbeatDetails(uploadProgress{Offset: 4 << 20, DigestState: []byte("from another file"), SourceSize: int64(len(image)) - 1, SourceMTime: 1})
+	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: rawVolume(t, "base.img", len(image)), Source: src})
+	require.NoError(t, err)
+	var res UploadResult
+	require.NoError(t, val.Get(&res))
+	assert.Equal(t, int64(0), res.ResumedFrom)
+	assert.Equal(t, int64(len(image)), res.Bytes)
+	require.Len(t, res.Notes, 1)
+	assert.Contains(t, res.Notes[0], "changed between upload attempts")
+	assertVolumeHolds(t, f, "base.img", image)
 }
 
 // A raw volume libvirt has just created is as long as the image (all
@@ -206,6 +265,26 @@ func TestDeleteDomainProvesOwnership(t *testing.T) {
 
 	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, DomainRef{Name: f.prefix + "-absent", Cluster: "lab"})
 	assert.NoError(t, err)
+}
+
+// A volume is ours only inside a pool that is ours: with another pool's
+// mark, DeleteVolume touches nothing.
+func TestDeleteVolumeProvesThePoolIsOurs(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	_, err := f.lv.EnsureVolume(f.pool, rawVolume(t, "disk.img", 1<<20))
+	require.NoError(t, err)
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, PoolUUID: cluster.PoolUUID("someone-else"), Name: "disk.img"})
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeNotOwned, typ)
+	assert.True(t, final)
+	_, err = f.lv.LookupVolume(f.pool, "disk.img")
+	require.NoError(t, err, "the volume is still there")
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, PoolUUID: f.poolUUID, Name: "disk.img"})
+	require.NoError(t, err)
+	_, err = f.lv.LookupVolume(f.pool, "disk.img")
+	require.ErrorIs(t, err, libvirt.ErrNotFound)
 }
 
 func TestInspectBaseImageRefusesAMissingFile(t *testing.T) {

@@ -3,65 +3,104 @@ package activities
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
 )
 
-// InspectCluster reports which of the plan's objects exist and in what
-// state. The start workflow takes it as its snapshot of what existed before
-// the run, so that its compensations undo only what the run itself created.
+// InspectCluster reports what exists of the cluster in libvirt, found by
+// the marks hpcvm writes (network and pool UUIDs, domain metadata) rather
+// than by today's cluster.yaml, so destroy, stop and status see everything
+// the cluster owns after any edit of the file. The start workflow takes it
+// as its snapshot of what existed before the run, so that its compensations
+// undo only what the run itself created.
 func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (Inventory, error) {
 	var inv Inventory
 	err := a.heartbeating(ctx, func() error {
-		p := req.Plan
-		if n, err := a.Libvirt.LookupNetwork(p.Network.Name); err == nil {
-			inv.Network = &NetworkState{Name: n.Name, Bridge: n.Bridge, Active: n.Active}
+		name := req.Cluster
+		if n, err := a.Libvirt.LookupNetwork(cluster.NetworkName(name)); err == nil {
+			ns := &NetworkState{Name: n.Name, UUID: n.UUID, Bridge: n.Bridge, Active: n.Active,
+				Address: n.Address, DHCPRange: n.DHCPRange,
+				Owned: strings.EqualFold(n.UUID, cluster.NetworkUUID(name))}
+			for _, h := range n.Hosts {
+				ns.Leases = append(ns.Leases, cluster.HostLease{Name: h.Name, MAC: h.MAC, IP: h.IP})
+			}
+			inv.Network = ns
 		} else if !errors.Is(err, libvirt.ErrNotFound) {
 			return err
 		}
-		if pool, err := a.Libvirt.LookupPool(p.Pool.Name); err == nil {
-			inv.Pool = &PoolState{Name: pool.Name, Path: pool.Path, Active: pool.Active,
+
+		poolUUID := cluster.PoolUUID(name)
+		if pool, err := a.Libvirt.LookupPool(cluster.PoolName(name)); err == nil {
+			inv.Pool = &PoolState{Name: pool.Name, UUID: pool.UUID, Path: pool.Path, Active: pool.Active,
+				Owned:    strings.EqualFold(pool.UUID, poolUUID),
 				Capacity: pool.Capacity, Allocation: pool.Allocation, Available: pool.Available}
-			// Listing brings an inactive pool up: its volumes must be
-			// known, or a start would take existing disks for new ones
-			// (and its rollback would delete them).
-			{
-				vols, err := a.Libvirt.ListVolumes(p.Pool.Name)
+		} else if !errors.Is(err, libvirt.ErrNotFound) {
+			return err
+		}
+		if inv.PoolOwned() {
+			if !inv.Pool.Active && req.Activate {
+				// An inactive pool hides its volumes: a start would take
+				// existing disks for new ones, a destroy would miss them.
+				// A pool that cannot start (its directory removed by hand)
+				// is reported, not fatal: destroy still removes the rest.
+				if err := a.Libvirt.ActivatePool(inv.Pool.Name, poolUUID); err != nil {
+					if libvirt.IsRetryable(err) {
+						return err
+					}
+					inv.Pool.Problem = err.Error()
+				} else {
+					inv.Pool.Active = true
+				}
+			}
+			if inv.Pool.Active {
+				vols, err := a.Libvirt.ListVolumes(inv.Pool.Name)
 				if err != nil {
 					return err
 				}
 				inv.Volumes = map[string]VolumeState{}
 				for _, v := range vols {
-					vs := VolumeState{Name: v.Name, Path: v.Path, Capacity: v.Capacity, Allocation: v.Allocation}
-					if v.Name == p.BaseImage.Volume {
-						inv.BaseVolume = &vs
-						continue
-					}
-					inv.Volumes[v.Name] = vs
+					inv.Volumes[v.Name] = VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
+						Capacity: v.Capacity, Allocation: v.Allocation, BackingPath: v.BackingPath}
 				}
 			}
-		} else if !errors.Is(err, libvirt.ErrNotFound) {
-			return err
 		}
 
 		planned := map[string]bool{}
-		for _, vm := range p.VMs {
-			planned[vm.Domain] = true
+		for _, d := range req.PlannedDomains {
+			planned[d] = true
 		}
 		domains, err := a.Libvirt.ListDomains(templates.MetadataNamespace)
 		if err != nil {
 			return err
 		}
 		for _, d := range domains {
-			ds := DomainState{Name: d.Name, State: string(d.State), MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs}
+			ds := DomainState{Name: d.Name, State: string(d.State), MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
+				Disks: d.Disks, Networks: d.Networks}
 			if d.Metadata != "" {
-				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == p.Cluster {
+				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == name {
 					ds.Owned, ds.VM, ds.Role = true, owner.VM, owner.Role
 				}
 			}
 			if ds.Owned || planned[d.Name] {
 				inv.Domains = append(inv.Domains, ds)
+			}
+			if !ds.Owned && inv.Network != nil {
+				for _, n := range d.Networks {
+					if n == inv.Network.Name {
+						inv.NetworkUsers = append(inv.NetworkUsers, d.Name)
+					}
+				}
+			}
+			if !ds.Owned && inv.Pool != nil {
+				for _, disk := range d.Disks {
+					if filepath.Dir(disk) == inv.Pool.Path {
+						inv.ForeignDisks = append(inv.ForeignDisks, disk)
+					}
+				}
 			}
 		}
 		return nil

@@ -2,7 +2,8 @@ package activities
 
 import "context"
 
-// EnsurePool defines, builds and starts the cluster pool (idempotent).
+// EnsurePool defines, builds and starts the cluster pool (idempotent). An
+// existing pool of that name must carry the UUID in xml.
 func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, error) {
 	var res EnsureResult
 	err := a.heartbeating(ctx, func() (err error) {
@@ -12,8 +13,8 @@ func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, 
 	return res, err
 }
 
-// DeletePool deletes the pool's volumes, its directory and the pool, if the
-// pool is ours.
+// DeletePool deletes the cluster pool and its directory if the pool carries
+// the cluster's UUID and holds no volume any more.
 func (a *Activities) DeletePool(ctx context.Context, ref PoolRef) error {
-	return a.heartbeating(ctx, func() error { return a.Libvirt.DeletePool(ref.Name, ref.Path) })
+	return a.heartbeating(ctx, func() error { return a.Libvirt.DeletePool(ref.Name, ref.UUID) })
 }

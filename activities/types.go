@@ -10,36 +10,47 @@ type ImageInfo struct {
 	FileSize    int64  `json:"file_size"`
 }
 
-// NetworkRef names a network and the bridge that proves it is ours.
+// NetworkRef names a network and the UUID that proves it is ours.
 type NetworkRef struct {
-	Name   string `json:"name"`
-	Bridge string `json:"bridge"`
+	Name string `json:"name"`
+	UUID string `json:"uuid"`
 }
 
-// PoolRef names a pool and the directory that proves it is ours.
+// PoolRef names a pool and the UUID that proves it is ours.
 type PoolRef struct {
 	Name string `json:"name"`
-	Path string `json:"path"`
+	UUID string `json:"uuid"`
 }
 
-// VolumeRef names a volume in a pool.
+// VolumeRef names a volume in a pool; the pool must carry PoolUUID, since a
+// volume is ours only inside a pool that is ours.
 type VolumeRef struct {
-	Pool string `json:"pool"`
-	Name string `json:"name"`
+	Pool     string `json:"pool"`
+	PoolUUID string `json:"pool_uuid"`
+	Name     string `json:"name"`
 }
 
-// VolumeRequest is a volume to ensure in a pool.
+// VolumeRequest is a volume to ensure in a pool of ours.
 type VolumeRequest struct {
-	Pool string `json:"pool"`
-	XML  string `json:"xml"`
+	Pool     string `json:"pool"`
+	PoolUUID string `json:"pool_uuid"`
+	XML      string `json:"xml"`
+}
+
+// DHCPHostRequest is one static lease to ensure in (or remove from) a
+// network of ours.
+type DHCPHostRequest struct {
+	Network NetworkRef        `json:"network"`
+	Lease   cluster.HostLease `json:"lease"`
 }
 
 // UploadRequest streams Source into the pool volume described by XML.
 type UploadRequest struct {
-	Pool   string `json:"pool"`
-	Volume string `json:"volume"`
-	XML    string `json:"xml"`
-	Source string `json:"source"`
+	Pool     string `json:"pool"`
+	PoolUUID string `json:"pool_uuid"`
+	Volume   string `json:"volume"`
+	XML      string `json:"xml"`
+	Source   string `json:"source"`
 	// Existed says the volume was there before this run began: it is then
 	// verified against Source instead of uploaded.
 	Existed bool `json:"existed"`
@@ -50,6 +61,9 @@ type UploadResult struct {
 	Bytes       int64 `json:"bytes"`        // bytes sent by this activity
 	ResumedFrom int64 `json:"resumed_from"` // offset a retry resumed at
 	AlreadyDone bool  `json:"already_done"` // a complete volume was found
+	// Notes are for the operator: e.g. the source changed since the base
+	// volume was made from it, which is kept.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // DomainRef names a domain and the cluster that must own it.
@@ -63,50 +77,72 @@ type EnsureResult struct {
 	Created bool `json:"created"`
 }
 
-// Inventory is what exists in libvirt of one cluster's plan.
+// Inventory is what exists in libvirt of one cluster: the network and pool
+// named like the cluster's (owned or not: a look-alike is reported, never
+// touched), the volumes of the pool if it is ours, and the domains that
+// carry hpcvm's metadata for the cluster or have a planned domain's name.
 type Inventory struct {
-	Network    *NetworkState          `json:"network,omitempty"`
-	Pool       *PoolState             `json:"pool,omitempty"`
-	BaseVolume *VolumeState           `json:"base_volume,omitempty"`
-	Volumes    map[string]VolumeState `json:"volumes,omitempty"` // by volume name
-	Domains    []DomainState          `json:"domains,omitempty"`
+	Network *NetworkState `json:"network,omitempty"`
+	Pool    *PoolState    `json:"pool,omitempty"`
+	// Volumes of the owned pool by name; nil when the pool is absent, not
+	// ours, or inactive and not activated by the inspection.
+	Volumes map[string]VolumeState `json:"volumes,omitempty"`
+	Domains []DomainState          `json:"domains,omitempty"`
+	// ForeignDisks are files inside the pool's directory that domains
+	// outside this cluster use: never deleted, whoever made them.
+	ForeignDisks []string `json:"foreign_disks,omitempty"`
+	// NetworkUsers are domains outside this cluster attached to its network.
+	NetworkUsers []string `json:"network_users,omitempty"`
 }
 
-// NetworkState is the cluster network as libvirt has it.
+// NetworkState is the network named like the cluster's, as libvirt has it.
 type NetworkState struct {
-	Name   string `json:"name"`
-	Bridge string `json:"bridge"`
-	Active bool   `json:"active"`
+	Name      string              `json:"name"`
+	UUID      string              `json:"uuid"`
+	Owned     bool                `json:"owned"` // carries the cluster's network UUID
+	Bridge    string              `json:"bridge"`
+	Address   string              `json:"address"`    // gateway/prefix
+	DHCPRange string              `json:"dhcp_range"` // start-end
+	Active    bool                `json:"active"`
+	Leases    []cluster.HostLease `json:"leases,omitempty"` // static DHCP hosts
 }
 
-// PoolState is the cluster pool as libvirt has it.
+// PoolState is the pool named like the cluster's, as libvirt has it.
 type PoolState struct {
 	Name       string `json:"name"`
+	UUID       string `json:"uuid"`
+	Owned      bool   `json:"owned"` // carries the cluster's pool UUID
 	Path       string `json:"path"`
 	Active     bool   `json:"active"`
 	Capacity   uint64 `json:"capacity"`
 	Allocation uint64 `json:"allocation"`
 	Available  uint64 `json:"available"`
+	// Problem says why an owned, inactive pool could not be started.
+	Problem string `json:"problem,omitempty"`
 }
 
 // VolumeState is one volume as libvirt has it.
 type VolumeState struct {
-	Name       string `json:"name"`
-	Path       string `json:"path"`
-	Capacity   uint64 `json:"capacity"`
-	Allocation uint64 `json:"allocation"`
+	Name        string `json:"name"`
+	Path        string `json:"path"`
+	Format      string `json:"format,omitempty"`
+	Capacity    uint64 `json:"capacity"`
+	Allocation  uint64 `json:"allocation"`
+	BackingPath string `json:"backing_path,omitempty"`
 }
 
 // DomainState is one domain that is either named like one of the plan's VMs
 // or carries hpcvm metadata naming this cluster.
 type DomainState struct {
-	Name      string `json:"name"`
-	VM        string `json:"vm,omitempty"`   // from the metadata
-	Role      string `json:"role,omitempty"` // from the metadata
-	State     string `json:"state"`
-	Owned     bool   `json:"owned"` // hpcvm metadata names this cluster
-	MemoryMiB uint64 `json:"memory_mib"`
-	VCPUs     uint   `json:"vcpus"`
+	Name      string   `json:"name"`
+	VM        string   `json:"vm,omitempty"`   // from the metadata
+	Role      string   `json:"role,omitempty"` // from the metadata
+	State     string   `json:"state"`
+	Owned     bool     `json:"owned"` // hpcvm metadata names this cluster
+	MemoryMiB uint64   `json:"memory_mib"`
+	VCPUs     uint     `json:"vcpus"`
+	Disks     []string `json:"disks,omitempty"`    // source files of its disks
+	Networks  []string `json:"networks,omitempty"` // networks it is attached to
 }
 
 // Running reports whether the domain has a QEMU process.
@@ -124,7 +160,24 @@ func (inv Inventory) Domain(name string) (DomainState, bool) {
 	return DomainState{}, false
 }
 
-// InspectRequest asks for the inventory of a plan.
+// InspectRequest asks for the inventory of a cluster.
 type InspectRequest struct {
-	Plan cluster.Plan `json:"plan"`
+	Cluster string `json:"cluster"`
+	// PlannedDomains are domain names the current file plans: a domain of
+	// such a name without the cluster's metadata is reported as a look-alike.
+	PlannedDomains []string `json:"planned_domains,omitempty"`
+	// Activate starts the cluster's pool if it is ours and inactive, so its
+	// volumes can be listed; start and destroy act on them, status does not.
+	Activate bool `json:"activate,omitempty"`
 }
+
+// Volume returns the named volume of the owned pool.
+func (inv Inventory) Volume(name string) (VolumeState, bool) {
+	v, ok := inv.Volumes[name]
+	return v, ok
+}
+
+// NetworkOwned and PoolOwned say whether the cluster's network and pool
+// exist and carry its mark.
+func (inv Inventory) NetworkOwned() bool { return inv.Network != nil && inv.Network.Owned }
+func (inv Inventory) PoolOwned() bool    { return inv.Pool != nil && inv.Pool.Owned }

@@ -3,28 +3,49 @@ package activities
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hpcvm/hpcvm/libvirt"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
 
-// EnsureVolume creates a VM's copy-on-write volume (idempotent).
+// EnsureVolume creates a VM's copy-on-write volume (idempotent) in the
+// cluster's pool, once the pool is proven ours.
 func (a *Activities) EnsureVolume(ctx context.Context, req VolumeRequest) (EnsureResult, error) {
 	var res EnsureResult
 	err := a.heartbeating(ctx, func() (err error) {
+		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
+			return err
+		}
 		res.Created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
 		return err
 	})
 	return res, err
 }
 
-// DeleteVolume deletes a volume; an absent one is success.
+// DeleteVolume deletes a volume of the cluster's pool; an absent volume or
+// pool is success. A pool without the cluster's UUID is not ours, and
+// neither is anything in it: ErrNotOwned, nothing touched.
 func (a *Activities) DeleteVolume(ctx context.Context, ref VolumeRef) error {
-	return a.heartbeating(ctx, func() error { return a.Libvirt.DeleteVolume(ref.Pool, ref.Name) })
+	return a.heartbeating(ctx, func() error {
+		if err := a.Libvirt.OwnedPool(ref.Pool, ref.PoolUUID); errors.Is(err, libvirt.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return a.Libvirt.DeleteVolume(ref.Pool, ref.Name)
+	})
 }
 
 // resumeRewind is how far before its last heartbeated offset a retried
@@ -33,93 +54,259 @@ func (a *Activities) DeleteVolume(ctx context.Context, ref VolumeRef) error {
 // resuming exactly there could leave a hole. Rewriting bytes is harmless.
 const resumeRewind = 64 << 20
 
-// UploadBaseImage streams the base image into its pool volume, heartbeating
-// the byte offset it reached: a retry after a crash or timeout resumes from
-// there (less resumeRewind) instead of starting over. A volume that existed
-// before this run is not uploaded again but compared with the image: equal
-// is success; different is a final error, since VM disks may be layered on it.
+// checkpointEvery is how often the upload keeps the state of its running
+// digest, so a resumed upload can go on digesting from a checkpoint.
+const checkpointEvery = 16 << 20
+
+// uploadProgress is the upload's heartbeat detail: where a retry resumes,
+// the digest of everything before that point, and which source it was.
+type uploadProgress struct {
+	Offset      int64  `json:"offset"`
+	DigestState []byte `json:"digest_state"` // sha256 state after Offset bytes
+	SourceSize  int64  `json:"source_size"`
+	SourceMTime int64  `json:"source_mtime_ns"`
+}
+
+// UploadBaseImage streams the base image into its pool volume, digesting it
+// as it streams, and proves what it wrote: once the stream is finished the
+// volume is read back and must have the same SHA-256. The proof is recorded
+// on the volume file itself (an extended attribute, so it lives and dies
+// with the volume): a later start trusts a recorded base without the
+// source, and without reading the source again.
+//
+// Heartbeats carry the resume point with the digest state at that point: a
+// retry after a crash or timeout resumes there instead of starting over,
+// unless the source changed between attempts, in which case it starts over.
 func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	var res UploadResult
-	_, _, size, err := libvirt.InspectImage(req.Source)
+	if req.Existed {
+		return a.checkExistingBase(ctx, req)
+	}
+	src, err := os.Stat(req.Source)
 	if err != nil {
 		return res, badInput(fmt.Sprintf("base image %q: %v", req.Source, err), err)
 	}
-	var offset int64
+	size := src.Size()
 	if err := a.heartbeating(ctx, func() error {
+		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
+			return err
+		}
 		_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
 		return err
 	}); err != nil {
 		return res, err
 	}
-	switch {
-	case activity.HasHeartbeatDetails(ctx):
-		if err := activity.GetHeartbeatDetails(ctx, &offset); err != nil || offset < 0 || offset > size {
-			offset = 0
+
+	digest := sha256.New()
+	var offset int64
+	var prev uploadProgress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
+		switch {
+		case prev.SourceSize != size || prev.SourceMTime != src.ModTime().UnixNano():
+			res.Notes = append(res.Notes, fmt.Sprintf("base image %s changed between upload attempts; the upload started over", req.Source))
+		case prev.Offset > 0 && prev.Offset <= size:
+			if um, ok := digest.(encoding.BinaryUnmarshaler); ok && um.UnmarshalBinary(prev.DigestState) == nil {
+				offset = prev.Offset
+			} else {
+				digest.Reset()
+			}
 		}
-		offset = max(0, offset-resumeRewind)
-	case req.Existed:
-		vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
-		if err != nil {
-			return res, classify(err)
-		}
-		same, err := sameContent(ctx, vol.Path, req.Source, size)
-		if err != nil {
-			return res, classify(err)
-		}
-		if !same {
-			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"base volume %s/%s exists but does not hold %s (an earlier upload did not finish, or the image changed); the VMs' disks may be layered on it, so hpcvm does not overwrite it: run `hpcvm destroy` and start the cluster again",
-				req.Pool, req.Volume, req.Source), ErrTypeMismatch, nil)
-		}
-		res.AlreadyDone = true
-		return res, nil
 	}
 	res.ResumedFrom = offset
 	activity.GetLogger(ctx).Info("uploading base image", "source", req.Source, "volume", req.Volume, "offset", offset, "size", size)
-	err = a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, func(done int64) {
-		activity.RecordHeartbeat(ctx, done)
+	// The heartbeat names the newest checkpoint at least resumeRewind
+	// behind what was handed to libvirtd.
+	type checkpoint struct {
+		at    int64
+		state []byte
+	}
+	marshal := func() []byte {
+		b, _ := digest.(encoding.BinaryMarshaler).MarshalBinary()
+		return b
+	}
+	checkpoints := []checkpoint{{offset, marshal()}}
+	last := checkpoints[0]
+	err = a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, digest, func(done int64) {
+		if done-checkpoints[len(checkpoints)-1].at >= checkpointEvery {
+			checkpoints = append(checkpoints, checkpoint{done, marshal()})
+		}
+		for len(checkpoints) > 1 && checkpoints[1].at <= done-resumeRewind {
+			checkpoints = checkpoints[1:]
+		}
+		if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
+			last = checkpoints[0]
+		}
+		activity.RecordHeartbeat(ctx, uploadProgress{Offset: last.at, DigestState: last.state,
+			SourceSize: size, SourceMTime: src.ModTime().UnixNano()})
 	})
 	if err != nil {
 		return res, classify(err)
 	}
 	res.Bytes = size - offset
+	sum := hex.EncodeToString(digest.Sum(nil))
+
+	// Prove it: the volume must hold exactly what was streamed.
+	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
+	if err != nil {
+		return res, classify(err)
+	}
+	got, err := fileDigest(ctx, vol.Path)
+	if err != nil {
+		return res, classify(err)
+	}
+	if got != sum {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (sha256 %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
+	}
+	after, err := os.Stat(req.Source)
+	if err != nil || after.Size() != size || !after.ModTime().Equal(src.ModTime()) {
+		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
+	}
+	rec := baseRecord{SHA256: sum, Size: size, Source: req.Source, SourceSize: size, SourceMTime: src.ModTime().UnixNano(), Verified: time.Now().UTC().Format(time.RFC3339)}
+	if err := rec.write(vol.Path); err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("the base volume's digest could not be recorded on %s (%v): later starts will compare it with the source again", vol.Path, err))
+	}
 	return res, nil
 }
 
-// sameContent compares the volume's file with the image, heartbeating as it
-// reads: the worker runs on the host, so the volume is a local file.
-func sameContent(ctx context.Context, volPath, src string, size int64) (bool, error) {
+// checkExistingBase decides about a base volume that was there before the
+// run. A volume with a record of a verified upload is trusted as it is: the
+// source is not needed, and a changed or missing source is a note, not a
+// failure. A volume without a record (an older hpcvm, or an upload that
+// never finished) is compared with the source, and recorded if equal.
+func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (UploadResult, error) {
+	res := UploadResult{AlreadyDone: true}
+	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
+	if err != nil {
+		return res, classify(err)
+	}
+	if rec, ok := readBaseRecord(vol.Path); ok {
+		if st, err := os.Stat(vol.Path); err == nil && st.Size() == rec.Size {
+			src, err := os.Stat(req.Source)
+			switch {
+			case err != nil:
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not there any more; the cluster runs on its verified copy %s (sha256 %s)", req.Source, req.Volume, rec.SHA256))
+			case req.Source != rec.Source || src.Size() != rec.SourceSize || src.ModTime().UnixNano() != rec.SourceMTime:
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not the file the base volume was made from (%s, %s); the cluster keeps its base (sha256 %s): destroy and start again to use the new image", req.Source, rec.Source, rec.Verified, rec.SHA256))
+			}
+			return res, nil
+		}
+	}
+	srcSt, err := os.Stat(req.Source)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"base volume %s/%s exists but holds no record of a verified upload, and the base image %s cannot be read (%v) to check it: put the image back and start again, or run `hpcvm destroy`",
+			req.Pool, req.Volume, req.Source, err), ErrTypeMismatch, nil)
+	}
+	sum, same, err := sameContent(ctx, vol.Path, req.Source, srcSt.Size())
+	if err != nil {
+		return res, classify(err)
+	}
+	if !same {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"base volume %s/%s exists but does not hold %s (an earlier upload did not finish, or the image changed); the VMs' disks may be layered on it, so hpcvm does not overwrite it: run `hpcvm destroy` and start the cluster again",
+			req.Pool, req.Volume, req.Source), ErrTypeMismatch, nil)
+	}
+	rec := baseRecord{SHA256: sum, Size: srcSt.Size(), Source: req.Source, SourceSize: srcSt.Size(), SourceMTime: srcSt.ModTime().UnixNano(), Verified: time.Now().UTC().Format(time.RFC3339)}
+	_ = rec.write(vol.Path)
+	return res, nil
+}
+
+// baseRecord is the proof of a verified upload, kept on the volume file.
+type baseRecord struct {
+	SHA256      string `json:"sha256"`
+	Size        int64  `json:"size"`
+	Source      string `json:"source"`
+	SourceSize  int64  `json:"source_size"`
+	SourceMTime int64  `json:"source_mtime_ns"`
+	Verified    string `json:"verified"`
+}
+
+// baseRecordAttr is the extended attribute that holds the record.
+const baseRecordAttr = "user.hpcvm.base"
+
+func (r baseRecord) write(path string) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return unix.Setxattr(path, baseRecordAttr, b, 0)
+}
+
+func readBaseRecord(path string) (baseRecord, bool) {
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(path, baseRecordAttr, buf)
+	if err != nil {
+		return baseRecord{}, false
+	}
+	var r baseRecord
+	if json.Unmarshal(buf[:n], &r) != nil || r.SHA256 == "" {
+		return baseRecord{}, false
+	}
+	return r, true
+}
+
+// fileDigest is the SHA-256 of a local file, heartbeating as it reads: the
+// worker runs on the host, so a volume is a local file.
+func fileDigest(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for {
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		activity.RecordHeartbeat(ctx)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
+}
+
+// sameContent compares the volume's file with the image, and returns the
+// image's digest, heartbeating as it reads.
+func sameContent(ctx context.Context, volPath, src string, size int64) (string, bool, error) {
 	vf, err := os.Open(volPath)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	defer vf.Close()
 	if st, err := vf.Stat(); err != nil || st.Size() != size {
-		return false, err
+		return "", false, err
 	}
 	sf, err := os.Open(src)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	defer sf.Close()
+	h := sha256.New()
 	const block = 4 << 20
 	vb, sb := make([]byte, block), make([]byte, block)
 	for done := int64(0); done < size; {
 		n, err := io.ReadFull(sf, sb)
 		if err != nil && err != io.ErrUnexpectedEOF {
-			return false, err
+			return "", false, err
 		}
 		if _, err := io.ReadFull(vf, vb[:n]); err != nil {
-			return false, nil
+			return "", false, nil
 		}
 		if !bytes.Equal(vb[:n], sb[:n]) {
-			return false, nil
+			return "", false, nil
 		}
+		h.Write(sb[:n])
 		done += int64(n)
 		activity.RecordHeartbeat(ctx)
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return "", false, ctx.Err()
 		}
 	}
-	return true, nil
+	return hex.EncodeToString(h.Sum(nil)), true, nil
 }

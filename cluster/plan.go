@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -30,7 +29,11 @@ type Plan struct {
 
 // NetworkPlan is the cluster's private libvirt network.
 type NetworkPlan struct {
-	Name       string      `json:"name"`
+	Name string `json:"name"`
+	// UUID is derived from the cluster name alone: it is hpcvm's mark of
+	// ownership on a network (libvirt 9.0 networks have no <metadata>). A
+	// network made by hand with the same name has a random UUID.
+	UUID       string      `json:"uuid"`
 	Bridge     string      `json:"bridge"`
 	DomainName string      `json:"domain_name"`
 	Range      string      `json:"range"`
@@ -52,6 +55,9 @@ type HostLease struct {
 // PoolPlan is the cluster's storage pool: a directory of its own.
 type PoolPlan struct {
 	Name string `json:"name"`
+	// UUID is derived from the cluster name alone: hpcvm's mark of
+	// ownership on a pool, which has no metadata element at all.
+	UUID string `json:"uuid"`
 	Type string `json:"type"`
 	Path string `json:"path"`
 }
@@ -101,6 +107,18 @@ func DomainName(cluster, vm string) string {
 	return cluster + "-" + vm
 }
 
+// NetworkUUID and PoolUUID are the ownership marks of a cluster's network
+// and pool. They depend on the cluster name only, so destroy finds and
+// proves them whatever cluster.yaml says today.
+func NetworkUUID(cluster string) string { return stableUUID("hpcvm-network/" + cluster) }
+func PoolUUID(cluster string) string    { return stableUUID("hpcvm-pool/" + cluster) }
+
+// BaseVolumeNames are the names a cluster's base volume can have (one per
+// image format); destroy recognises either, whatever base_image says today.
+func BaseVolumeNames(cluster string) []string {
+	return []string{cluster + "-base.qcow2", cluster + "-base.img"}
+}
+
 // BridgeName is the bridge the operator asked for or, by default, one derived
 // from the cluster name that fits the kernel's 15-character limit.
 func BridgeName(cluster, asked string) string {
@@ -114,8 +132,15 @@ func BridgeName(cluster, asked string) string {
 	return fmt.Sprintf("hpcvm-%x", sum[:4])
 }
 
-// NewPlan derives the plan from a validated spec.
-func NewPlan(s Spec) (Plan, error) {
+// NewPlan derives the plan of a cluster that does not exist yet.
+func NewPlan(s Spec) (Plan, error) { return NewPlanKeeping(s, nil) }
+
+// NewPlanKeeping derives the plan from a validated spec and the DHCP leases
+// the cluster's network already holds. A VM's MAC depends on the cluster and
+// VM names only; its address is its static lease if it has one, else the
+// address the network already gives it, else the lowest free one, so adding,
+// removing or reordering nodes never renumbers the others.
+func NewPlanKeeping(s Spec, existing []HostLease) (Plan, error) {
 	name := s.Cluster.Name
 	prefix, err := netip.ParsePrefix(s.Network.NetworkRange)
 	if err != nil {
@@ -126,6 +151,7 @@ func NewPlan(s Spec) (Plan, error) {
 		Host:    s.Cluster.Host,
 		Network: NetworkPlan{
 			Name:       NetworkName(name),
+			UUID:       NetworkUUID(name),
 			Bridge:     BridgeName(name, s.Network.BridgeName),
 			DomainName: name + ".local",
 			Range:      prefix.String(),
@@ -137,6 +163,7 @@ func NewPlan(s Spec) (Plan, error) {
 		},
 		Pool: PoolPlan{
 			Name: PoolName(name),
+			UUID: PoolUUID(name),
 			Type: s.Cluster.Storage.PoolType,
 			Path: filepath.Join(s.Cluster.Storage.PoolPath, name),
 		},
@@ -154,7 +181,7 @@ func NewPlan(s Spec) (Plan, error) {
 	if err := assignMACs(p.VMs, name); err != nil {
 		return Plan{}, err
 	}
-	if err := assignIPs(p.VMs, s.Network); err != nil {
+	if err := assignIPs(p.VMs, s.Network, existing); err != nil {
 		return Plan{}, err
 	}
 	for _, vm := range p.VMs {
@@ -183,46 +210,50 @@ func baseVolumeName(cluster, source string) string {
 	return cluster + "-base.img"
 }
 
-// assignMACs gives every VM a locally administered unicast MAC derived from
-// the cluster and VM names, so a redefined domain keeps its DHCP lease.
+// MACAddress is a VM's locally administered unicast MAC, derived from the
+// cluster and VM names only, so a redefined domain keeps its DHCP lease and
+// a node's MAC never depends on the other nodes.
+func MACAddress(cluster, vm string) string {
+	sum := sha256.Sum256([]byte("hpcvm-mac/" + cluster + "/" + vm))
+	sum[0] = (sum[0] & 0xfe) | 0x02
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3], sum[4], sum[5])
+}
+
+// assignMACs refuses the (one in 2^46) case of two names sharing a MAC
+// rather than resolving it by position, which would make a MAC depend on
+// the order of the file.
 func assignMACs(vms []VMPlan, cluster string) error {
-	used := map[string]bool{}
+	owner := map[string]string{}
 	for i := range vms {
-		for attempt := 0; ; attempt++ {
-			if attempt > 16 {
-				return fmt.Errorf("cannot derive a unique MAC address for VM %q", vms[i].Name)
-			}
-			seed := "hpcvm-mac/" + cluster + "/" + vms[i].Name
-			if attempt > 0 {
-				seed += "/" + strconv.Itoa(attempt)
-			}
-			sum := sha256.Sum256([]byte(seed))
-			sum[0] = (sum[0] & 0xfe) | 0x02
-			mac := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3], sum[4], sum[5])
-			if !used[mac] {
-				used[mac] = true
-				vms[i].MAC = mac
-				break
-			}
+		mac := MACAddress(cluster, vms[i].Name)
+		if other, dup := owner[mac]; dup {
+			return fmt.Errorf("VMs %q and %q would share the MAC address %s; rename one of them", other, vms[i].Name, mac)
 		}
+		owner[mac] = vms[i].Name
+		vms[i].MAC = mac
 	}
 	return nil
 }
 
-// assignIPs gives each VM its static lease, or else the lowest free address
-// of the DHCP range, in VM order, so every VM has a fixed address.
-func assignIPs(vms []VMPlan, n NetworkSpec) error {
+// assignIPs gives each VM, in this order of precedence: its static lease;
+// the address the cluster network already leases to it; the lowest free
+// address of the DHCP range, handed out in name order (controllers first).
+// Addresses of leases the network holds for VMs no longer in the file stay
+// taken: start never removes a node, so its address is not reused.
+func assignIPs(vms []VMPlan, n NetworkSpec, existing []HostLease) error {
 	taken := map[netip.Addr]bool{}
 	if gw, err := netip.ParseAddr(n.GatewayIP); err == nil {
 		taken[gw] = true
 	}
-	leased := make([]string, 0, len(n.StaticLeases))
-	for vm := range n.StaticLeases {
-		leased = append(leased, vm)
+	for _, ip := range n.StaticLeases {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			taken[a] = true
+		}
 	}
-	sort.Strings(leased)
-	for _, vm := range leased {
-		if a, err := netip.ParseAddr(n.StaticLeases[vm]); err == nil {
+	had := map[string]netip.Addr{}
+	for _, l := range existing {
+		if a, err := netip.ParseAddr(l.IP); err == nil {
+			had[l.Name] = a
 			taken[a] = true
 		}
 	}
@@ -234,11 +265,28 @@ func assignIPs(vms []VMPlan, n NetworkSpec) error {
 	if err != nil {
 		return fmt.Errorf("network.dhcp_end: %w", err)
 	}
+	var fresh []int
 	for i := range vms {
 		if ip, ok := n.StaticLeases[vms[i].Name]; ok {
 			vms[i].IP = ip
 			continue
 		}
+		// Keep the address the network gives the VM, unless a static lease
+		// now claims it for another VM.
+		if a, ok := had[vms[i].Name]; ok && !claimedByStatic(n.StaticLeases, a, vms[i].Name) {
+			vms[i].IP = a.String()
+			continue
+		}
+		fresh = append(fresh, i)
+	}
+	sort.SliceStable(fresh, func(x, y int) bool {
+		a, b := vms[fresh[x]], vms[fresh[y]]
+		if a.Role != b.Role {
+			return a.Role == RoleController
+		}
+		return a.Name < b.Name
+	})
+	for _, i := range fresh {
 		for taken[next] && !end.Less(next) {
 			next = next.Next()
 		}
@@ -249,6 +297,15 @@ func assignIPs(vms []VMPlan, n NetworkSpec) error {
 		taken[next] = true
 	}
 	return nil
+}
+
+func claimedByStatic(static map[string]string, a netip.Addr, except string) bool {
+	for vm, ip := range static {
+		if vm != except && ip == a.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // stableUUID is a name-based UUID (version 5 layout over SHA-256), so a

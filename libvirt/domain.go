@@ -55,7 +55,9 @@ type DomainSummary struct {
 	Metadata  string // the metadata element in the requested namespace (without it, see DomainMetadata), "" if none
 	MemoryKiB uint64
 	VCPUs     uint
-	XML       string // live definition
+	Disks     []string // source files of its disks
+	Networks  []string // networks its interfaces are attached to
+	XML       string   // live definition
 }
 
 // EnsureDomain defines the domain described by xml unless one of that name
@@ -271,6 +273,18 @@ func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
 		s.MemoryKiB = domainMemoryKiB(&def)
 		if def.VCPU != nil {
 			s.VCPUs = def.VCPU.Value
+		}
+		if def.Devices != nil {
+			for _, d := range def.Devices.Disks {
+				if d.Source != nil && d.Source.File != nil && d.Source.File.File != "" {
+					s.Disks = append(s.Disks, d.Source.File.File)
+				}
+			}
+			for _, i := range def.Devices.Interfaces {
+				if i.Source != nil && i.Source.Network != nil {
+					s.Networks = append(s.Networks, i.Source.Network.Network)
+				}
+			}
 		}
 	}
 	if ns != "" {

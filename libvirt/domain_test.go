@@ -76,7 +76,7 @@ func TestDomainLifecycle(t *testing.T) {
 	require.NoError(t, err)
 
 	n := isolatedNetwork(t, prefix)
-	t.Cleanup(func() { _ = c.DeleteNetwork(n.name, n.bridge) })
+	t.Cleanup(func() { _ = c.DeleteNetwork(n.name, n.uuid) })
 	_, err = c.EnsureNetwork(n.xml)
 	require.NoError(t, err)
 

@@ -18,7 +18,9 @@ var (
 	ErrMismatch = errors.New("present but different")
 	// ErrNotOwned: an object with the requested name exists but is not the
 	// one the caller created; it is never modified or deleted.
-	ErrNotOwned   = errors.New("exists but is not ours")
+	ErrNotOwned = errors.New("exists but is not ours")
+	// ErrNotEmpty: a pool still holds volumes the caller did not delete.
+	ErrNotEmpty   = errors.New("not empty")
 	ErrInvalidXML = errors.New("invalid XML")
 	// ErrConnection: libvirtd is unreachable or the connection dropped.
 	// With ErrBusy, the only kinds worth retrying.

@@ -40,8 +40,8 @@ func testPrefix(t *testing.T) string {
 }
 
 type testNet struct {
-	name, bridge, xml string
-	subnet            int // x in 10.213.x.0/24
+	name, uuid, bridge, xml string
+	subnet                  int // x in 10.213.x.0/24
 }
 
 // isolatedNetwork describes a network without <forward>: it lives only
@@ -51,9 +51,10 @@ func isolatedNetwork(t *testing.T, prefix string) testNet {
 	n, err := rand.Int(rand.Reader, big.NewInt(250))
 	require.NoError(t, err)
 	x := int(n.Int64()) + 2
-	tn := testNet{name: prefix + "net", bridge: "hvt" + prefix[7:13], subnet: x}
+	tn := testNet{name: prefix + "net", uuid: randomUUID(t), bridge: "hvt" + prefix[7:13], subnet: x}
 	def := libvirtxml.Network{
 		Name:   tn.name,
+		UUID:   tn.uuid,
 		Bridge: &libvirtxml.NetworkBridge{Name: tn.bridge, STP: "on"},
 		Domain: &libvirtxml.NetworkDomain{Name: "hpcvmt.test"},
 		IPs: []libvirtxml.NetworkIP{{
@@ -70,7 +71,17 @@ func isolatedNetwork(t *testing.T, prefix string) testNet {
 }
 
 type testPool struct {
-	name, dir, xml string
+	name, uuid, dir, xml string
+}
+
+// randomUUID stands for the mark a caller writes into what it creates.
+func randomUUID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	b[6], b[8] = (b[6]&0x0f)|0x40, (b[8]&0x3f)|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // dirPool describes a directory pool under /var/tmp/<prefix>/, removed with
@@ -80,17 +91,18 @@ func dirPool(t *testing.T, c *Client, prefix string) testPool {
 	parent := filepath.Join("/var/tmp", prefix+"pools")
 	require.NoError(t, os.MkdirAll(parent, 0o755))
 	require.NoError(t, os.Chmod(parent, 0o755))
-	tp := testPool{name: prefix + "pool", dir: filepath.Join(parent, "pool")}
-	tp.xml = poolXML(t, tp.name, tp.dir)
+	tp := testPool{name: prefix + "pool", uuid: randomUUID(t), dir: filepath.Join(parent, "pool")}
+	tp.xml = poolXML(t, tp.name, tp.uuid, tp.dir)
 	t.Cleanup(func() {
 		// Tests leave volumes behind on purpose; DeletePool keeps a pool
 		// that still holds any, so they go first.
+		_ = c.ActivatePool(tp.name, tp.uuid)
 		if vols, err := c.ListVolumes(tp.name); err == nil {
 			for _, v := range vols {
 				_ = c.DeleteVolume(tp.name, v.Name)
 			}
 		}
-		if err := c.DeletePool(tp.name, tp.dir); err != nil {
+		if err := c.DeletePool(tp.name, tp.uuid); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 		_ = os.RemoveAll(parent)
@@ -98,10 +110,10 @@ func dirPool(t *testing.T, c *Client, prefix string) testPool {
 	return tp
 }
 
-func poolXML(t *testing.T, name, dir string) string {
+func poolXML(t *testing.T, name, uuid, dir string) string {
 	t.Helper()
 	def := libvirtxml.StoragePool{
-		Type: "dir", Name: name,
+		Type: "dir", Name: name, UUID: uuid,
 		Target: &libvirtxml.StoragePoolTarget{Path: dir, Permissions: &libvirtxml.StoragePoolTargetPermissions{Mode: "0755"}},
 	}
 	x, err := def.Marshal()

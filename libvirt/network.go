@@ -12,15 +12,31 @@ import (
 // NetworkInfo describes an existing virtual network.
 type NetworkInfo struct {
 	Name   string
+	UUID   string
 	Bridge string
 	Active bool
-	XML    string // live definition
+	// Address is the host side address with its prefix ("10.0.0.1/24"),
+	// DHCPRange the first range ("10.0.0.10-10.0.0.254").
+	Address   string
+	DHCPRange string
+	Hosts     []DHCPHost // static DHCP entries, as the persistent definition has them
+	XML       string     // live definition
+}
+
+// DHCPHost is one static DHCP entry of a network.
+type DHCPHost struct {
+	MAC  string
+	Name string
+	IP   string
 }
 
 // EnsureNetwork makes the network described by xml exist, persistent,
-// active and autostarted. An existing network of that name must match in
-// bridge, forward mode, IP addresses, DHCP ranges and static hosts and
-// domain name, or ErrMismatch is returned and nothing is changed.
+// active and autostarted. An existing network of that name must carry the
+// UUID of xml (the caller's mark of ownership) or ErrNotOwned is returned;
+// it must match in bridge, forward mode, IP addresses, DHCP ranges and
+// domain name, or ErrMismatch is returned; in both cases nothing is changed.
+// Static DHCP hosts of an existing network are not compared: callers add
+// theirs in place with EnsureDHCPHost.
 func (c *Client) EnsureNetwork(xml string) (created bool, err error) {
 	var want libvirtxml.Network
 	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
@@ -41,6 +57,9 @@ func (c *Client) EnsureNetwork(xml string) (created bool, err error) {
 			}
 			var have libvirtxml.Network
 			if err := have.Unmarshal(haveXML); err != nil {
+				return err
+			}
+			if err := provenNetwork(op, &have, want.UUID); err != nil {
 				return err
 			}
 			if d := diffNetwork(&have, &want); d != nil {
@@ -99,22 +118,105 @@ func (c *Client) LookupNetwork(name string) (NetworkInfo, error) {
 		if err := x.Unmarshal(info.XML); err != nil {
 			return err
 		}
+		info.UUID = x.UUID
 		if x.Bridge != nil {
 			info.Bridge = x.Bridge.Name
 		}
+		info.Address = ipSummary(x.IPs)
+		if r := strings.SplitN(dhcpRanges(x.IPs), ",", 2); r[0] != "" {
+			info.DHCPRange = r[0]
+		}
+		// The persistent definition is where hpcvm's added hosts live for
+		// good; the live one may lag after a failed live update.
+		inactive, err := net.GetXMLDesc(lv.NETWORK_XML_INACTIVE)
+		if err != nil {
+			return err
+		}
+		var def libvirtxml.Network
+		if err := def.Unmarshal(inactive); err != nil {
+			return err
+		}
+		info.Hosts = hostsOf(&def)
 		return nil
 	})
 	return info, err
 }
 
-// DeleteNetwork stops and undefines the network. A missing network is not
-// an error. wantBridge guards against deleting someone else's network of
-// the same name: if the network's bridge differs, ErrNotOwned is returned
-// and nothing is touched. An empty wantBridge skips that check.
-func (c *Client) DeleteNetwork(name, wantBridge string) error {
-	const op = "delete network"
-	return c.do(op, name, true, func(conn *lv.Connect) error {
-		net, err := conn.LookupNetworkByName(name)
+func hostsOf(n *libvirtxml.Network) []DHCPHost {
+	var out []DHCPHost
+	for _, ip := range n.IPs {
+		if ip.DHCP == nil {
+			continue
+		}
+		for _, h := range ip.DHCP.Hosts {
+			out = append(out, DHCPHost{MAC: strings.ToLower(h.MAC), Name: h.Name, IP: h.IP})
+		}
+	}
+	return out
+}
+
+// provenNetwork refuses a network that does not carry wantUUID: one made by
+// hand (or by another tool) with the name the caller plans to use.
+func provenNetwork(op string, have *libvirtxml.Network, wantUUID string) error {
+	if wantUUID == "" || strings.EqualFold(have.UUID, wantUUID) {
+		return nil
+	}
+	return newErr(ErrNotOwned, op, have.Name,
+		"it was not created by hpcvm (its UUID %s is not the one hpcvm gives this cluster's network), so hpcvm neither changes nor deletes it; "+
+			"remove it yourself if it is stale (virsh net-destroy %s; virsh net-undefine %s), or give the cluster another name", have.UUID, have.Name, have.Name)
+}
+
+// EnsureDHCPHost makes the network lease ip to mac under name, live (if the
+// network runs) and in its persistent definition, without restarting it:
+// an entry for mac with another name or address is modified, a missing one
+// added. The network must carry wantUUID (ErrNotOwned otherwise).
+func (c *Client) EnsureDHCPHost(network, wantUUID string, h DHCPHost) (changed bool, err error) {
+	const op = "add DHCP host to network"
+	entry, err := (&libvirtxml.NetworkDHCPHost{MAC: h.MAC, Name: h.Name, IP: h.IP}).Marshal()
+	if err != nil {
+		return false, invalidXML(op, network, err, "a DHCP host")
+	}
+	err = c.do(op, network, true, func(conn *lv.Connect) error {
+		changed = false
+		net, def, err := ownedNetwork(conn, op, network, wantUUID)
+		if err != nil {
+			return err
+		}
+		defer net.Free()
+		cmd := lv.NETWORK_UPDATE_COMMAND_ADD_LAST
+		for _, have := range hostsOf(def) {
+			if have.MAC != strings.ToLower(h.MAC) {
+				if have.Name == h.Name || have.IP == h.IP {
+					return newErr(ErrMismatch, op, network, "its entry %s %s %s already uses the name or address planned for %s %s", have.MAC, have.Name, have.IP, h.Name, h.IP)
+				}
+				continue
+			}
+			if have.Name == h.Name && have.IP == h.IP {
+				return nil
+			}
+			cmd = lv.NETWORK_UPDATE_COMMAND_MODIFY
+		}
+		flags := lv.NETWORK_UPDATE_AFFECT_CONFIG
+		if active, err := net.IsActive(); err != nil {
+			return err
+		} else if active {
+			flags |= lv.NETWORK_UPDATE_AFFECT_LIVE
+		}
+		if err := net.Update(cmd, lv.NETWORK_SECTION_IP_DHCP_HOST, -1, entry, flags); err != nil {
+			return err
+		}
+		changed = true
+		return nil
+	})
+	return changed, err
+}
+
+// DeleteDHCPHost removes the network's static entry for mac, live and
+// persistent; an absent entry or network is success.
+func (c *Client) DeleteDHCPHost(network, wantUUID, mac string) error {
+	const op = "remove DHCP host from network"
+	return c.do(op, network, true, func(conn *lv.Connect) error {
+		net, def, err := ownedNetwork(conn, op, network, wantUUID)
 		if isNotFound(err) {
 			return nil
 		}
@@ -122,23 +224,64 @@ func (c *Client) DeleteNetwork(name, wantBridge string) error {
 			return err
 		}
 		defer net.Free()
-		haveXML, err := net.GetXMLDesc(0)
-		if err != nil {
-			return ignoreNotFound(err)
+		for _, have := range hostsOf(def) {
+			if have.MAC != strings.ToLower(mac) {
+				continue
+			}
+			entry, err := (&libvirtxml.NetworkDHCPHost{MAC: have.MAC, Name: have.Name, IP: have.IP}).Marshal()
+			if err != nil {
+				return err
+			}
+			flags := lv.NETWORK_UPDATE_AFFECT_CONFIG
+			if active, err := net.IsActive(); err != nil {
+				return err
+			} else if active {
+				flags |= lv.NETWORK_UPDATE_AFFECT_LIVE
+			}
+			return net.Update(lv.NETWORK_UPDATE_COMMAND_DELETE, lv.NETWORK_SECTION_IP_DHCP_HOST, -1, entry, flags)
 		}
-		var have libvirtxml.Network
-		if err := have.Unmarshal(haveXML); err != nil {
+		return nil
+	})
+}
+
+// ownedNetwork looks the network up and proves it carries wantUUID; it
+// returns its persistent definition. The caller frees the network.
+func ownedNetwork(conn *lv.Connect, op, name, wantUUID string) (*lv.Network, *libvirtxml.Network, error) {
+	net, err := conn.LookupNetworkByName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	x, err := net.GetXMLDesc(lv.NETWORK_XML_INACTIVE)
+	if err != nil {
+		_ = net.Free()
+		return nil, nil, err
+	}
+	var def libvirtxml.Network
+	if err := def.Unmarshal(x); err != nil {
+		_ = net.Free()
+		return nil, nil, err
+	}
+	if err := provenNetwork(op, &def, wantUUID); err != nil {
+		_ = net.Free()
+		return nil, nil, err
+	}
+	return net, &def, nil
+}
+
+// DeleteNetwork stops and undefines the network. A missing network is not
+// an error. A network that does not carry wantUUID (the caller's mark of
+// ownership) is ErrNotOwned and is not touched.
+func (c *Client) DeleteNetwork(name, wantUUID string) error {
+	const op = "delete network"
+	return c.do(op, name, true, func(conn *lv.Connect) error {
+		net, _, err := ownedNetwork(conn, op, name, wantUUID)
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		bridge := ""
-		if have.Bridge != nil {
-			bridge = have.Bridge.Name
-		}
-		if wantBridge != "" && bridge != wantBridge {
-			return newErr(ErrNotOwned, op, name,
-				"its bridge is %q, not %q; it was not created by this caller, so it is left alone (remove it by hand with virsh net-destroy/net-undefine if it is stale)",
-				bridge, wantBridge)
-		}
+		defer net.Free()
 		persistent, err := net.IsPersistent()
 		if err != nil {
 			return ignoreNotFound(err)
@@ -178,9 +321,6 @@ func diffNetwork(have, want *libvirtxml.Network) *Error {
 	}
 	if h, w := dhcpRanges(have.IPs), dhcpRanges(want.IPs); h != w {
 		return mismatch("", "", "DHCP ranges", h, w)
-	}
-	if h, w := dhcpHosts(have.IPs), dhcpHosts(want.IPs); h != w {
-		return mismatch("", "", "DHCP static hosts", h, w)
 	}
 	return nil
 }
@@ -228,19 +368,6 @@ func dhcpRanges(ips []libvirtxml.NetworkIP) string {
 		}
 		for _, r := range ip.DHCP.Ranges {
 			parts = append(parts, r.Start+"-"+r.End)
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-func dhcpHosts(ips []libvirtxml.NetworkIP) string {
-	var parts []string
-	for _, ip := range ips {
-		if ip.DHCP == nil {
-			continue
-		}
-		for _, h := range ip.DHCP.Hosts {
-			parts = append(parts, strings.ToLower(h.MAC)+" "+h.Name+" "+h.IP)
 		}
 	}
 	return strings.Join(parts, ",")

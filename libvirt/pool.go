@@ -3,6 +3,7 @@ package libvirt
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	lv "libvirt.org/go/libvirt"
@@ -13,6 +14,7 @@ import (
 // zero while the pool is inactive.
 type PoolInfo struct {
 	Name       string
+	UUID       string
 	Path       string
 	Active     bool
 	Capacity   uint64
@@ -22,7 +24,8 @@ type PoolInfo struct {
 
 // EnsurePool makes the storage pool described by xml exist, built (its
 // directory created), active and autostarted. An existing pool of that name
-// must have the same type and target path, or ErrMismatch is returned.
+// must carry the UUID of xml (the caller's mark of ownership: ErrNotOwned
+// otherwise) and have the same type and target path (ErrMismatch).
 func (c *Client) EnsurePool(xml string) (created bool, err error) {
 	var want libvirtxml.StoragePool
 	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
@@ -39,6 +42,9 @@ func (c *Client) EnsurePool(xml string) (created bool, err error) {
 			defer pool.Free()
 			have, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
 			if err != nil {
+				return err
+			}
+			if err := provenPool(op, have, want.UUID); err != nil {
 				return err
 			}
 			if have.Type != want.Type {
@@ -97,7 +103,7 @@ func (c *Client) LookupPool(name string) (PoolInfo, error) {
 		if err != nil {
 			return err
 		}
-		info = PoolInfo{Name: name, Path: poolPath(def)}
+		info = PoolInfo{Name: name, UUID: def.UUID, Path: poolPath(def)}
 		if info.Active, err = pool.IsActive(); err != nil {
 			return err
 		}
@@ -111,11 +117,71 @@ func (c *Client) LookupPool(name string) (PoolInfo, error) {
 	return info, err
 }
 
-// DeletePool removes the pool, every volume in it and its (then empty)
-// directory. A missing pool is not an error. If the pool's path is not
-// wantPath, ErrNotOwned is returned and nothing is touched; an empty
-// wantPath skips that check.
-func (c *Client) DeletePool(name, wantPath string) error {
+// provenPool refuses a pool that does not carry wantUUID: one made by hand
+// (or by another tool) with the name the caller plans to use.
+func provenPool(op string, have *libvirtxml.StoragePool, wantUUID string) error {
+	if wantUUID == "" || strings.EqualFold(have.UUID, wantUUID) {
+		return nil
+	}
+	return newErr(ErrNotOwned, op, have.Name,
+		"it was not created by hpcvm (its UUID %s is not the one hpcvm gives this cluster's pool), so hpcvm neither changes nor deletes it nor anything in it; "+
+			"remove it yourself if it is stale (virsh pool-destroy %s; virsh pool-undefine %s), or give the cluster another name", have.UUID, have.Name, have.Name)
+}
+
+// OwnedPool returns ErrNotOwned unless the pool carries wantUUID, and
+// ErrNotFound if there is no such pool. Callers prove a pool is theirs with
+// it before they touch a volume in it.
+func (c *Client) OwnedPool(name, wantUUID string) error {
+	const op = "check owner of pool"
+	return c.do(op, name, true, func(conn *lv.Connect) error {
+		pool, err := conn.LookupStoragePoolByName(name)
+		if err != nil {
+			return err
+		}
+		defer pool.Free()
+		def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
+		if err != nil {
+			return err
+		}
+		return provenPool(op, def, wantUUID)
+	})
+}
+
+// ActivatePool starts an inactive pool (a host reboot, a `virsh
+// pool-destroy`): its volumes cannot be listed or deleted while it is down.
+// The pool must carry wantUUID.
+func (c *Client) ActivatePool(name, wantUUID string) error {
+	const op = "start pool"
+	return c.do(op, name, true, func(conn *lv.Connect) error {
+		pool, err := conn.LookupStoragePoolByName(name)
+		if err != nil {
+			return err
+		}
+		defer pool.Free()
+		def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
+		if err != nil {
+			return err
+		}
+		if err := provenPool(op, def, wantUUID); err != nil {
+			return err
+		}
+		if active, err := pool.IsActive(); err != nil || active {
+			return err
+		}
+		if err := pool.Create(0); err != nil {
+			return &Error{Op: op, Object: name, Cause: err,
+				Detail: libvirtMessage(err) + "; check that its directory " + poolPath(def) + " exists"}
+		}
+		return nil
+	})
+}
+
+// DeletePool removes the pool and its (then empty) directory. A missing
+// pool is not an error. A pool that does not carry wantUUID is ErrNotOwned
+// and is not touched. A pool that still holds volumes is kept
+// (ErrNotEmpty): volumes are deleted one by one by whoever proved them
+// theirs, and whatever is left is not the caller's to remove.
+func (c *Client) DeletePool(name, wantUUID string) error {
 	const op = "delete pool"
 	return c.do(op, name, true, func(conn *lv.Connect) error {
 		pool, err := conn.LookupStoragePoolByName(name)
@@ -130,10 +196,8 @@ func (c *Client) DeletePool(name, wantPath string) error {
 		if err != nil {
 			return ignoreNotFound(err)
 		}
-		if have := poolPath(def); wantPath != "" && have != filepath.Clean(wantPath) {
-			return newErr(ErrNotOwned, op, name,
-				"its path is %q, not %q; it was not created by this caller, so it is left alone (remove it by hand with virsh pool-destroy/pool-undefine if it is stale)",
-				have, wantPath)
+		if err := provenPool(op, def, wantUUID); err != nil {
+			return err
 		}
 		// Volumes can only be listed, and the directory only removed, while
 		// the pool is active.
@@ -143,21 +207,20 @@ func (c *Client) DeletePool(name, wantPath string) error {
 		}
 		if !active {
 			if err := pool.Create(0); err != nil {
-				return ignoreNotFound(err)
+				return &Error{Op: op, Object: name, Cause: err,
+					Detail: libvirtMessage(err) + "; the pool cannot be started to check that it is empty (does " + poolPath(def) + " exist?): remove it by hand with virsh pool-undefine " + name + " once you have checked its directory"}
 			}
 		}
-		// Only an empty pool is deleted: its volumes are deleted one by
-		// one, by name, by whoever created them. Anything left is not ours
-		// to remove, so the pool stays and says what it still holds.
 		_ = pool.Refresh(0)
 		names, err := pool.ListStorageVolumes()
 		if err != nil {
 			return ignoreNotFound(err)
 		}
 		if len(names) > 0 {
-			return newErr(ErrNotOwned, op, name,
-				"its directory %s still holds %s, which were not deleted as this cluster's volumes; the pool is kept (move those files away and run destroy again)",
-				wantPath, strings.Join(names, ", "))
+			sort.Strings(names)
+			return newErr(ErrNotEmpty, op, name,
+				"its directory %s still holds %s, which hpcvm did not delete (not created by hpcvm, or still in use); the pool is kept: move those files away and run destroy again",
+				poolPath(def), strings.Join(names, ", "))
 		}
 		if err := pool.Destroy(); err != nil && !isInvalidState(err) {
 			return ignoreNotFound(err)

@@ -31,7 +31,7 @@ func TestPoolLifecycle(t *testing.T) {
 	require.Equal(t, p.dir, info.Path)
 	require.NotZero(t, info.Capacity)
 
-	_, err = c.EnsurePool(poolXML(t, p.name, p.dir+"-elsewhere"))
+	_, err = c.EnsurePool(poolXML(t, p.name, p.uuid, p.dir+"-elsewhere"))
 	require.ErrorIs(t, err, ErrMismatch)
 	require.Contains(t, err.Error(), "target path")
 
@@ -43,25 +43,31 @@ func TestPoolLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, vols, 2)
 
-	require.ErrorIs(t, c.DeletePool(p.name, "/var/tmp/somebody-else"), ErrNotOwned)
+	// A pool of that name without the caller's UUID is not the caller's.
+	stranger := randomUUID(t)
+	_, err = c.EnsurePool(poolXML(t, p.name, stranger, p.dir))
+	require.ErrorIs(t, err, ErrNotOwned)
+	require.ErrorIs(t, c.DeletePool(p.name, stranger), ErrNotOwned)
+	require.ErrorIs(t, c.OwnedPool(p.name, stranger), ErrNotOwned)
+	require.NoError(t, c.OwnedPool(p.name, p.uuid))
 	_, err = c.LookupPool(p.name)
 	require.NoError(t, err)
 
 	// A pool that still holds files is kept, with what it holds named.
-	err = c.DeletePool(p.name, p.dir)
-	require.ErrorIs(t, err, ErrNotOwned)
+	err = c.DeletePool(p.name, p.uuid)
+	require.ErrorIs(t, err, ErrNotEmpty)
 	require.Contains(t, err.Error(), "outside.img")
 	_, err = os.Stat(filepath.Join(p.dir, "outside.img"))
 	require.NoError(t, err, "a file hpcvm did not create survives")
 
 	require.NoError(t, c.DeleteVolume(p.name, "a.qcow2"))
 	require.NoError(t, os.Remove(filepath.Join(p.dir, "outside.img")))
-	require.NoError(t, c.DeletePool(p.name, p.dir))
+	require.NoError(t, c.DeletePool(p.name, p.uuid))
 	_, err = c.LookupPool(p.name)
 	require.ErrorIs(t, err, ErrNotFound)
 	_, err = os.Stat(p.dir)
 	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
-	require.NoError(t, c.DeletePool(p.name, p.dir), "deleting twice is fine")
+	require.NoError(t, c.DeletePool(p.name, p.uuid), "deleting twice is fine")
 }
 
 // A new pool is never defined over a directory that already holds files:
@@ -101,9 +107,16 @@ func TestPoolRestartsInactiveForDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, info.Active)
 
+	// Listing changes nothing: an inactive pool stays inactive.
 	stopPool(t, c, p.name)
+	_, err = c.ListVolumes(p.name)
+	require.ErrorIs(t, err, ErrInvalidState)
+	info, err = c.LookupPool(p.name)
+	require.NoError(t, err)
+	require.False(t, info.Active)
+
 	require.NoError(t, c.DeleteVolume(p.name, "v.raw"))
-	require.NoError(t, c.DeletePool(p.name, p.dir))
+	require.NoError(t, c.DeletePool(p.name, p.uuid))
 	_, err = os.Stat(p.dir)
 	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
 }

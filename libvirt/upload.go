@@ -15,14 +15,16 @@ const uploadChunk = 4 << 20
 
 // UploadVolume streams the local file src into the existing volume
 // pool/name, starting at byte offset of both (so an interrupted upload can
-// resume where it stopped). progress, if not nil, is called after every
+// resume where it stopped). tee, if not nil, is handed every byte read from
+// src, in order, before it is sent (the caller digests what it uploads).
+// progress, if not nil, is called after every
 // chunk with the file offset up to which data has been handed to libvirtd.
 // Cancelling ctx stops sending between chunks, closes the stream cleanly
 // so that everything reported to progress is on disk, and returns ctx.Err().
 //
 // It is not retried on a dropped connection: the caller resumes from the
 // last reported offset instead.
-func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, progress func(done int64)) error {
+func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, tee io.Writer, progress func(done int64)) error {
 	op, object := "upload to volume", pool+"/"+name
 	f, err := os.Open(src)
 	if err != nil {
@@ -83,6 +85,9 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			if n == 0 {
 				_ = stream.Abort()
 				return newErr(nil, op, object, "%s shrank to %d bytes while uploading", src, done)
+			}
+			if tee != nil {
+				_, _ = tee.Write(buf[:n])
 			}
 			if err := sendAll(stream, buf[:n]); err != nil {
 				_ = stream.Abort()

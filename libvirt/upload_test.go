@@ -46,7 +46,7 @@ func TestUploadCancelAndResume(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var reported []int64
-	err = c.UploadVolume(ctx, p.name, "image", src, 0, func(done int64) {
+	err = c.UploadVolume(ctx, p.name, "image", src, 0, nil, func(done int64) {
 		reported = append(reported, done)
 		if done >= size/2 {
 			cancel()
@@ -58,7 +58,7 @@ func TestUploadCancelAndResume(t *testing.T) {
 	require.Less(t, resumeAt, int64(size), "cancelled before the end")
 
 	var resumed []int64
-	err = c.UploadVolume(context.Background(), p.name, "image", src, resumeAt, func(done int64) { resumed = append(resumed, done) })
+	err = c.UploadVolume(context.Background(), p.name, "image", src, resumeAt, nil, func(done int64) { resumed = append(resumed, done) })
 	require.NoError(t, err)
 	require.Equal(t, int64(size), resumed[len(resumed)-1])
 	for i, d := range resumed {
@@ -77,7 +77,7 @@ func TestUploadCancelAndResume(t *testing.T) {
 	require.Equal(t, len(want), len(got))
 	require.True(t, bytes.Equal(want, got), "volume content equals the source")
 
-	err = c.UploadVolume(context.Background(), p.name, "absent", src, 0, nil)
+	err = c.UploadVolume(context.Background(), p.name, "absent", src, 0, nil, nil)
 	require.ErrorIs(t, err, ErrNotFound)
 }
 

@@ -82,17 +82,25 @@ func (c *Client) LookupVolume(pool, name string) (VolumeInfo, error) {
 	return info, err
 }
 
-// ListVolumes returns every volume in pool, after a refresh.
+// ListVolumes returns every volume in pool, after a refresh. It changes
+// nothing: an inactive pool is ErrInvalidState (start it with ActivatePool
+// first when the caller means to act on its volumes).
 func (c *Client) ListVolumes(pool string) ([]VolumeInfo, error) {
 	var out []VolumeInfo
-	err := c.do("list volumes of pool", pool, true, func(conn *lv.Connect) error {
+	const op = "list volumes of pool"
+	err := c.do(op, pool, true, func(conn *lv.Connect) error {
 		out = nil
 		p, err := conn.LookupStoragePoolByName(pool)
 		if err != nil {
 			return err
 		}
 		defer p.Free()
-		refreshPool(p)
+		if active, err := p.IsActive(); err != nil {
+			return err
+		} else if !active {
+			return newErr(ErrInvalidState, op, pool, "the pool is inactive, so its volumes cannot be listed")
+		}
+		_ = p.Refresh(0)
 		vols, err := p.ListAllStorageVolumes(0)
 		if err != nil {
 			return err

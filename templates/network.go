@@ -16,6 +16,7 @@ func Network(p cluster.Plan) (string, error) {
 	}
 	doc := libvirtxml.Network{
 		Name:   n.Name,
+		UUID:   n.UUID, // hpcvm's mark of ownership: see cluster.NetworkUUID
 		Bridge: &libvirtxml.NetworkBridge{Name: n.Bridge, STP: "on", Delay: "0"},
 		Domain: &libvirtxml.NetworkDomain{Name: n.DomainName, LocalOnly: "yes"},
 		IPs: []libvirtxml.NetworkIP{{

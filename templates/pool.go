@@ -11,6 +11,7 @@ func Pool(p cluster.Plan) (string, error) {
 	doc := libvirtxml.StoragePool{
 		Type: p.Pool.Type,
 		Name: p.Pool.Name,
+		UUID: p.Pool.UUID, // hpcvm's mark of ownership: see cluster.PoolUUID
 		Target: &libvirtxml.StoragePoolTarget{
 			Path:        p.Pool.Path,
 			Permissions: &libvirtxml.StoragePoolTargetPermissions{Mode: "0755"},

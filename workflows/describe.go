@@ -9,13 +9,26 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// DescribeCluster reads what exists of the cluster on its host. It changes
-// nothing, so it runs beside any operation without taking the cluster's lock.
+// DescribeCluster reads what exists of the cluster on its host, found by
+// hpcvm's marks, and the plan of the current file (none for a NameOnly
+// request). It changes nothing (it does not even start an inactive pool),
+// so it runs beside any operation without taking the cluster's lock.
 func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 	o := req.Options.withDefaults()
-	plan, err := cluster.NewPlan(req.Spec)
-	if err != nil {
-		return Description{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+	name := req.Spec.Cluster.Name
+	var fresh cluster.Plan
+	if req.NameOnly {
+		if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
+			return Description{}, badRequest(err)
+		}
+	} else {
+		if err := cluster.Validate(req.Spec); err != nil {
+			return Description{}, badRequest(err)
+		}
+		var err error
+		if fresh, err = cluster.NewPlan(req.Spec); err != nil {
+			return Description{}, badRequest(err)
+		}
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
@@ -24,7 +37,21 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	d := Description{Plan: plan}
-	err = workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &d.Inventory)
-	return d, err
+	var d Description
+	err := workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{
+		Cluster: name, PlannedDomains: domainNames(fresh),
+	}).Get(ctx, &d.Inventory)
+	if err != nil || req.NameOnly {
+		d.Plan = cluster.Plan{Cluster: name, Host: req.Spec.Cluster.Host}
+		return d, err
+	}
+	// The addresses shown are those the network really gives.
+	var leases []cluster.HostLease
+	if d.Inventory.NetworkOwned() {
+		leases = d.Inventory.Network.Leases
+	}
+	if d.Plan, err = cluster.NewPlanKeeping(req.Spec, leases); err != nil {
+		d.Plan = fresh
+	}
+	return d, nil
 }

@@ -6,157 +6,188 @@ import (
 	"strings"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
-// DestroyCluster removes every trace of the cluster: its domains (forced off
-// and undefined, in parallel), their volumes, the base volume and the pool
-// with its directory, and the network. It works on a half-created cluster and
-// is idempotent. It never deletes what hpcvm did not create: a domain must
-// carry hpcvm's metadata naming this cluster, the pool must have the planned
-// directory and the network the planned bridge; anything else with our names
-// is left alone and reported.
+// DestroyCluster removes every trace of the cluster: its domains (forced
+// off and undefined, in parallel) with their disks, the copy-on-write disks
+// no domain claims, the base volume once nothing stands on it, the pool
+// with its directory, and the network. It works from what the cluster owns
+// in libvirt (network and pool UUIDs, domain metadata), so it needs only the
+// cluster's name and host, whatever cluster.yaml says today; it works on a
+// half-created cluster and is idempotent. With Request.VMs it removes only
+// those nodes (domain, disk, DHCP lease).
+//
+// It never deletes what hpcvm did not create: objects with the cluster's
+// names but without its marks are left alone and listed. Whenever anything
+// of the cluster is left (a failure, files in its pool it did not create, a
+// base a kept disk stands on), it fails with DestroyIncomplete listing it.
 func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
-	o, tr, plan, inv, err := inspected(ctx, req)
+	o := req.Options.withDefaults()
+	tr, err := newTracker(ctx)
 	if err != nil {
 		return DestroyResult{}, err
 	}
+	name := req.Spec.Cluster.Name
+	if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
+		return DestroyResult{}, badRequest(err)
+	}
+	var inv activities.Inventory
+	if err := run(tr, "inspect", func() (bool, error) {
+		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,
+			activities.InspectRequest{Cluster: name, Activate: true}).Get(ctx, &inv)
+	}); err != nil {
+		return DestroyResult{}, err
+	}
+	d := decideDestroy(name, inv, req.VMs)
 
-	var res DestroyResult
+	res := DestroyResult{LeftAlone: d.LeftAlone, Kept: d.Kept}
 	var failures []string
-	// outcome sorts an activity's result into deleted / left alone / failed.
+	// outcome sorts an activity's result into deleted / kept / failed.
 	outcome := func(step, object string, err error) error {
 		var appErr *temporal.ApplicationError
 		switch {
 		case err == nil:
 			res.Deleted = append(res.Deleted, object)
 			return nil
-		case errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeNotOwned:
-			res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("%s (%s)", object, appErr.Message()))
-			return nil
+		case errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeNotOwned || appErr.Type() == activities.ErrTypeNotEmpty):
+			// Changed since the inspection: proven not ours after all.
+			res.Kept = append(res.Kept, fmt.Sprintf("%s (%s)", object, appErr.Message()))
+			return err
 		default:
 			failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
 			return err
 		}
 	}
-
-	poolOurs := inv.Pool != nil && inv.Pool.Path == plan.Pool.Path
-	switch {
-	case inv.Pool == nil:
-		res.WasMissing = append(res.WasMissing, "pool "+plan.Pool.Name)
-	case !poolOurs:
-		res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("pool %s (its directory is %s, not the planned %s)", inv.Pool.Name, inv.Pool.Path, plan.Pool.Path))
+	var poolName, poolUUID string
+	if inv.Pool != nil {
+		poolName, poolUUID = inv.Pool.Name, cluster.PoolUUID(name)
 	}
-
-	// Every VM in parallel: its domain, then its volume (a volume goes only
-	// once the domain using it is gone).
-	vmVolumes := map[string]bool{}
-	var domains []string
-	for _, d := range inv.Domains {
-		if d.Owned {
-			domains = append(domains, d.Name)
-		} else {
-			res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("domain %s (it has no hpcvm metadata for cluster %s, so hpcvm did not create it)", d.Name, plan.Cluster))
-		}
-	}
-	// A domain's disk is its VM's volume: from the plan, or from the
-	// metadata of an owned domain the plan no longer lists.
-	volumeOf := map[string]string{}
-	for _, vm := range plan.VMs {
-		volumeOf[vm.Domain] = vm.Volume
-	}
-	for _, d := range inv.Domains {
-		if _, planned := volumeOf[d.Name]; !planned && d.Owned && d.VM != "" {
-			volumeOf[d.Name] = d.VM + ".qcow2"
-		}
-	}
-	// Disks of domains that were left alone stay, whatever else happens.
-	keep := map[string]bool{}
-	for _, d := range inv.Domains {
-		if !d.Owned {
-			keep[volumeOf[d.Name]] = true
-		}
-	}
-	deleteVolume := func(gctx workflow.Context, name string) error {
-		step := "delete volume " + name
+	deleted := map[string]bool{} // volumes
+	deleteVolume := func(gctx workflow.Context, vol string) error {
+		step := "delete volume " + vol
 		return run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume, activities.VolumeRef{Pool: plan.Pool.Name, Name: name}).Get(gctx, nil)
-			return true, outcome(step, "volume "+name, err)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume,
+				activities.VolumeRef{Pool: poolName, PoolUUID: poolUUID, Name: vol}).Get(gctx, nil)
+			if err == nil {
+				deleted[vol] = true
+			}
+			return true, outcome(step, "volume "+vol, err)
 		})
 	}
-	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, name string) error {
-		step := "delete domain " + name
-		deleted := false
+
+	// Every domain in parallel, then its disks.
+	byName := map[string]domainTeardown{}
+	var domains []string
+	for _, td := range d.Domains {
+		byName[td.Name] = td
+		domains = append(domains, td.Name)
+	}
+	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, dom string) error {
+		step := "delete domain " + dom
 		err := run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: name, Cluster: plan.Cluster}).Get(gctx, nil)
-			deleted = err == nil
-			return true, outcome(step, "domain "+name, err)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: dom, Cluster: name}).Get(gctx, nil)
+			return true, outcome(step, "domain "+dom, err)
 		})
-		vol, known := volumeOf[name]
-		if !deleted {
-			keep[vol] = true // left alone (not ours after all) or failed: its disk stays
+		if err != nil {
+			for _, vol := range byName[dom].Volumes {
+				res.Kept = append(res.Kept, fmt.Sprintf("volume %s (its domain %s was not deleted)", vol, dom))
+			}
 			return err
 		}
-		if !poolOurs || !known {
-			return nil
-		}
-		if _, exists := inv.Volumes[vol]; !exists {
-			return nil
-		}
-		vmVolumes[vol] = true
-		return deleteVolume(gctx, vol)
+		return parallel(gctx, byName[dom].Volumes, deleteVolume)
 	})
+	_ = parallel(ctx, d.LooseVolumes, deleteVolume)
 
-	switch {
-	case !poolOurs:
-	case domainsErr != nil:
-		// A domain that could not be deleted may still use its disk.
-		failures = append(failures, "pool "+plan.Pool.Name+": kept because a domain could not be deleted")
-	default:
-		// Volumes no domain claimed (a half-created VM), then the pool
-		// with whatever is left in it: the base volume.
-		// Volumes no domain claimed: a half-created VM's disk and the base.
-		// Anything else in the directory is not ours: DeletePool then keeps
-		// the pool and says what it holds.
-		planned := map[string]bool{}
-		for _, vol := range volumeOf {
-			planned[vol] = true
-		}
-		var rest []string
-		for name := range inv.Volumes {
-			if planned[name] && !vmVolumes[name] && !keep[name] {
-				rest = append(rest, name)
-			}
-		}
-		// The base goes only if no disk that stays may be layered on it.
-		if inv.BaseVolume != nil && len(keep) == 0 {
-			rest = append(rest, inv.BaseVolume.Name)
-		}
-		_ = parallel(ctx, sorted(rest), deleteVolume)
-		step := "delete pool " + plan.Pool.Name
-		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}).Get(ctx, nil)
-			return true, outcome(step, "pool "+plan.Pool.Name, err)
+	if len(d.Leases) > 0 {
+		netRef := activities.NetworkRef{Name: cluster.NetworkName(name), UUID: cluster.NetworkUUID(name)}
+		_ = parallel(ctx, leaseNames(d.Leases), func(gctx workflow.Context, vm string) error {
+			l := leaseOf(d.Leases, vm)
+			step := "remove DHCP lease " + vm
+			return run(tr, step, func() (bool, error) {
+				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDHCPHost, activities.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
+				return true, outcome(step, fmt.Sprintf("DHCP lease %s %s", vm, l.IP), err)
+			})
 		})
 	}
 
+	// A base goes only when no volume that stays stands on it.
+	inUse := basesInUse(inv, d.Bases, deleted)
+	var bases []string
+	for _, b := range d.Bases {
+		if users := inUse[b]; len(users) > 0 {
+			res.Kept = append(res.Kept, fmt.Sprintf("volume %s (the base image: %s still stand on it)", b, strings.Join(users, ", ")))
+			continue
+		}
+		bases = append(bases, b)
+	}
+	_ = parallel(ctx, bases, deleteVolume)
+
+	allGone := true
+	for vol := range inv.Volumes {
+		allGone = allGone && deleted[vol]
+	}
 	switch {
-	case inv.Network == nil:
-		res.WasMissing = append(res.WasMissing, "network "+plan.Network.Name)
-	case inv.Network.Bridge != plan.Network.Bridge:
-		res.LeftAlone = append(res.LeftAlone, fmt.Sprintf("network %s (its bridge is %s, not the planned %s)", inv.Network.Name, inv.Network.Bridge, plan.Network.Bridge))
+	case !d.Pool:
+	case domainsErr != nil || !allGone:
+		res.Kept = append(res.Kept, fmt.Sprintf("pool %s (volumes of it remain, see above)", poolName))
 	default:
-		step := "delete network " + plan.Network.Name
+		step := "delete pool " + poolName
 		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeleteNetwork, activities.NetworkRef{Name: plan.Network.Name, Bridge: plan.Network.Bridge}).Get(ctx, nil)
-			return true, outcome(step, "network "+plan.Network.Name, err)
+			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: poolName, UUID: poolUUID}).Get(ctx, nil)
+			return true, outcome(step, "pool "+poolName, err)
 		})
 	}
 
-	if len(failures) > 0 {
-		msg := fmt.Sprintf("destroy of cluster %s is incomplete: %s; what was deleted stays deleted, run `hpcvm destroy` again once the cause is fixed", plan.Cluster, strings.Join(failures, "; "))
-		return res, temporal.NewNonRetryableApplicationError(msg, "DestroyIncomplete", nil, res)
+	if d.Network {
+		netName := inv.Network.Name
+		step := "delete network " + netName
+		_ = run(tr, step, func() (bool, error) {
+			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeleteNetwork, activities.NetworkRef{Name: netName, UUID: cluster.NetworkUUID(name)}).Get(ctx, nil)
+			return true, outcome(step, "network "+netName, err)
+		})
+	}
+	res.Missing = d.Missing
+
+	if len(failures) > 0 || len(res.Kept) > 0 {
+		var parts []string
+		if len(failures) > 0 {
+			parts = append(parts, "failed: "+strings.Join(failures, "; "))
+		}
+		if len(res.Kept) > 0 {
+			parts = append(parts, "left: "+strings.Join(res.Kept, "; "))
+		}
+		msg := fmt.Sprintf("destroy of cluster %s is incomplete: %s; what was deleted stays deleted; fix the cause and run destroy again", name, strings.Join(parts, "; "))
+		return res, temporal.NewNonRetryableApplicationError(msg, ErrTypeDestroyIncomplete, nil, res)
 	}
 	return res, nil
+}
+
+// ErrTypeDestroyIncomplete is the error type of a destroy that left
+// something of the cluster; its details are the DestroyResult.
+const ErrTypeDestroyIncomplete = "DestroyIncomplete"
+
+func leaseNames(ls []cluster.HostLease) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Name
+	}
+	return out
+}
+
+func leaseOf(ls []cluster.HostLease, vm string) cluster.HostLease {
+	for _, l := range ls {
+		if l.Name == vm {
+			return l
+		}
+	}
+	return cluster.HostLease{}
+}
+
+// badRequest is a request the workflow refuses itself: a client that skips
+// the CLI gets the same errors as the CLI gives.
+func badRequest(err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
 }

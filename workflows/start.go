@@ -43,9 +43,11 @@ func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 }
 
 // StartCluster creates whatever of the cluster is missing and starts every
-// VM: host checks → network → pool → base image → for every VM in parallel:
-// volume → domain → start. On failure or cancellation it undoes, in reverse,
-// what this run created, and says what failed and what was rolled back.
+// VM: inspect → host checks → network → pool → base image → for every VM in
+// parallel: DHCP lease (on a running network) → volume → domain → start. On
+// failure or cancellation it undoes, in reverse, what this run created, and
+// says what failed and what was rolled back. On a cluster that already has
+// VMs, a node that fails is rolled back alone and the others stay up.
 func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	o := req.Options.withDefaults()
 	tr, err := newTracker(ctx)
@@ -53,13 +55,41 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return StartResult{}, err
 	}
 	actx := stepContext(ctx, o)
-	plan, err := cluster.NewPlan(req.Spec)
+	// The workflow checks its request itself: a client that skips the CLI
+	// gets the same errors, and nothing is created for a bad request.
+	if err := cluster.Validate(req.Spec); err != nil {
+		return StartResult{}, badRequest(err)
+	}
+	fresh, err := cluster.NewPlan(req.Spec)
 	if err != nil {
-		return StartResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+		return StartResult{}, badRequest(err)
 	}
 
+	var inv activities.Inventory
+	if err := run(tr, "inspect", func() (bool, error) {
+		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{
+			Cluster: fresh.Cluster, PlannedDomains: domainNames(fresh), Activate: true,
+		}).Get(ctx, &inv)
+	}); err != nil {
+		return StartResult{}, failStart(ctx, tr, &saga{}, err)
+	}
+	if err := refuseLookalikes(fresh, inv); err != nil {
+		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
+	}
+	// Addresses the network already gives stay with their VMs.
+	var leases []cluster.HostLease
+	if inv.NetworkOwned() {
+		leases = inv.Network.Leases
+	}
+	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
+	if err != nil {
+		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"plan", badRequest(err)})
+	}
+	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
+
 	// Host checks: nothing is created before the host has shown it can run
-	// this cluster.
+	// this cluster. A base volume already in the pool stands for the image:
+	// its source is not needed any more.
 	var img activities.ImageInfo
 	err = run(tr, "host checks", func() (bool, error) {
 		var caps cluster.HostCapabilities
@@ -67,9 +97,11 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			return false, err
 		}
 		if err := plan.Negotiate(req.Spec, caps); err != nil {
-			return false, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+			return false, badRequest(err)
 		}
-		if err := workflow.ExecuteActivity(actx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img); err != nil {
+		if baseExisted {
+			img = activities.ImageInfo{Path: plan.BaseImage.Source, Format: base.Format, VirtualSize: base.Capacity}
+		} else if err := workflow.ExecuteActivity(actx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img); err != nil {
 			return false, err
 		}
 		for _, vm := range plan.VMs {
@@ -84,26 +116,24 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return StartResult{}, failStart(ctx, tr, &saga{}, err)
 	}
 
-	var inv activities.Inventory
-	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
-	}); err != nil {
-		return StartResult{}, failStart(ctx, tr, &saga{}, err)
-	}
-
-	res := StartResult{Plan: plan, Notes: plan.Machine.Notes}
+	res := StartResult{Plan: plan, Notes: plan.Machine.Notes, NotInFile: notInFile(plan, inv)}
 	sg := &saga{}
+	// ensure runs a step whose object did not exist before the run, or
+	// checks one that did. What it created is counted from the snapshot, so
+	// a retried step that finds its object made by the first try counts.
 	ensure := func(name string, existed bool, undo func(workflow.Context) error, act any, arg any) error {
 		if !existed {
 			sg.push(name, undo)
 		}
 		return run(tr, name, func() (bool, error) {
 			var r activities.EnsureResult
-			err := workflow.ExecuteActivity(actx, act, arg).Get(ctx, &r)
-			if r.Created {
+			if err := workflow.ExecuteActivity(actx, act, arg).Get(ctx, &r); err != nil {
+				return false, err
+			}
+			if !existed {
 				res.Created = append(res.Created, name)
 			}
-			return r.Created, err
+			return !existed, nil
 		})
 	}
 
@@ -111,8 +141,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render network", err})
 	}
-	netRef := activities.NetworkRef{Name: plan.Network.Name, Bridge: plan.Network.Bridge}
-	if err := ensure("network "+plan.Network.Name, inv.Network != nil, func(c workflow.Context) error {
+	netRef := activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}
+	netExisted := inv.NetworkOwned()
+	if err := ensure("network "+plan.Network.Name, netExisted, func(c workflow.Context) error {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeleteNetwork, netRef).Get(c, nil)
 	}, a.EnsureNetwork, netXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
@@ -122,8 +153,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render pool", err})
 	}
-	poolRef := activities.PoolRef{Name: plan.Pool.Name, Path: plan.Pool.Path}
-	if err := ensure("pool "+plan.Pool.Name, inv.Pool != nil, func(c workflow.Context) error {
+	poolRef := activities.PoolRef{Name: plan.Pool.Name, UUID: plan.Pool.UUID}
+	if err := ensure("pool "+plan.Pool.Name, inv.PoolOwned(), func(c workflow.Context) error {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeletePool, poolRef).Get(c, nil)
 	}, a.EnsurePool, poolXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
@@ -134,8 +165,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, &stepError{"render base image", err})
 	}
 	baseStep := "base image " + plan.BaseImage.Volume
-	baseRef := activities.VolumeRef{Pool: plan.Pool.Name, Name: plan.BaseImage.Volume}
-	if inv.BaseVolume == nil {
+	baseRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: plan.BaseImage.Volume}
+	if !baseExisted {
 		sg.push(baseStep, func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteVolume, baseRef).Get(c, nil)
 		})
@@ -143,18 +174,23 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err := run(tr, baseStep, func() (bool, error) {
 		var up activities.UploadResult
 		err := workflow.ExecuteActivity(uploadContext(ctx, o), a.UploadBaseImage, activities.UploadRequest{
-			Pool: plan.Pool.Name, Volume: plan.BaseImage.Volume, XML: baseXML, Source: img.Path,
-			Existed: inv.BaseVolume != nil,
+			Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Volume: plan.BaseImage.Volume, XML: baseXML, Source: img.Path,
+			Existed: baseExisted,
 		}).Get(ctx, &up)
-		if err == nil && !up.AlreadyDone {
+		if err != nil {
+			return false, err
+		}
+		res.Notes = append(res.Notes, up.Notes...)
+		if !baseExisted {
 			res.Created = append(res.Created, baseStep)
 		}
-		return err == nil && !up.AlreadyDone, err
+		return !baseExisted, nil
 	}); err != nil {
 		return res, failStart(ctx, tr, sg, err)
 	}
 
 	// Every VM in parallel; each branch has its own compensation stack.
+	scaleOut := ownsDomains(inv)
 	subs := sg.pushGroup("vms", len(plan.VMs))
 	errs := make([]error, len(plan.VMs))
 	wg := workflow.NewWaitGroup(ctx)
@@ -163,20 +199,33 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		wg.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer wg.Done()
-			errs[i] = startVM(gctx, o, tr, plan, vm, inv, img.Format, subs[i], &res)
+			errs[i] = startVM(gctx, o, tr, plan, vm, inv, netExisted, img.Format, subs[i], &res)
 		})
 	}
 	wg.Wait(ctx)
-	if err := firstError(errs); err != nil {
-		return res, failStart(ctx, tr, sg, err)
-	}
 	if ctx.Err() != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"start", ctx.Err()})
+	}
+	if err := firstError(errs); err != nil {
+		if !scaleOut {
+			return res, failStart(ctx, tr, sg, err)
+		}
+		// The cluster was up before this run: the nodes that failed are
+		// rolled back alone, the others (old and new) stay as they are.
+		failed := &saga{}
+		var names []string
+		for i, e := range errs {
+			if e != nil {
+				failed.steps = append(failed.steps, subs[i].steps...)
+				names = append(names, plan.VMs[i].Name)
+			}
+		}
+		return res, failNodes(ctx, tr, failed, names, err)
 	}
 	return res, nil
 }
 
-func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv activities.Inventory, baseFormat string, sg *saga, res *StartResult) error {
+func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv activities.Inventory, netExisted bool, baseFormat string, sg *saga, res *StartResult) error {
 	actx := stepContext(ctx, o)
 	volXML, err := templates.VMVolume(plan, vm, baseFormat)
 	if err != nil {
@@ -187,20 +236,38 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		return &stepError{"render domain " + vm.Domain, err}
 	}
 
+	// A network that existed before the run gets the VM's lease in place,
+	// without a restart: how a node joins a running cluster.
+	lease := cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP}
+	if netExisted && !hasLease(inv.Network.Leases, lease) {
+		leaseStep := "DHCP lease " + vm.Name
+		req := activities.DHCPHostRequest{Network: activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
+		if !hasMAC(inv.Network.Leases, vm.MAC) {
+			sg.push(leaseStep, func(c workflow.Context) error {
+				return workflow.ExecuteActivity(stepContext(c, o), a.DeleteDHCPHost, req).Get(c, nil)
+			})
+		}
+		if err := run(tr, leaseStep, func() (bool, error) {
+			return true, workflow.ExecuteActivity(actx, a.EnsureDHCPHost, req).Get(ctx, nil)
+		}); err != nil {
+			return err
+		}
+	}
+
 	volStep := "volume " + vm.Volume
-	volRef := activities.VolumeRef{Pool: plan.Pool.Name, Name: vm.Volume}
-	if _, existed := inv.Volumes[vm.Volume]; !existed {
+	volRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: vm.Volume}
+	_, volExisted := inv.Volume(vm.Volume)
+	if !volExisted {
 		sg.push(volStep, func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteVolume, volRef).Get(c, nil)
 		})
 	}
 	if err := run(tr, volStep, func() (bool, error) {
-		var r activities.EnsureResult
-		err := workflow.ExecuteActivity(actx, a.EnsureVolume, activities.VolumeRequest{Pool: plan.Pool.Name, XML: volXML}).Get(ctx, &r)
-		if r.Created {
+		err := workflow.ExecuteActivity(actx, a.EnsureVolume, activities.VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML}).Get(ctx, nil)
+		if err == nil && !volExisted {
 			res.Created = append(res.Created, volStep)
 		}
-		return r.Created, err
+		return !volExisted, err
 	}); err != nil {
 		return err
 	}
@@ -214,30 +281,117 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		})
 	}
 	if err := run(tr, domStep, func() (bool, error) {
-		var r activities.EnsureResult
-		err := workflow.ExecuteActivity(actx, a.EnsureDomain, domXML).Get(ctx, &r)
-		if r.Created {
+		err := workflow.ExecuteActivity(actx, a.EnsureDomain, domXML).Get(ctx, nil)
+		if err == nil && !existed {
 			res.Created = append(res.Created, domStep)
 		}
-		return r.Created, err
+		return !existed, err
 	}); err != nil {
 		return err
 	}
 
 	startStep := "start " + vm.Domain
-	if !existed || !dom.Running() {
+	wasRunning := existed && dom.Running()
+	if !wasRunning {
 		sg.push(startStep, func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), a.ForceOffDomain, vm.Domain).Get(c, nil)
 		})
 	}
 	return run(tr, startStep, func() (bool, error) {
-		var started bool
-		err := workflow.ExecuteActivity(actx, a.StartDomain, vm.Domain).Get(ctx, &started)
-		if started {
+		err := workflow.ExecuteActivity(actx, a.StartDomain, vm.Domain).Get(ctx, nil)
+		// Counted from the snapshot: a retry that finds the domain
+		// started by the first try still started it in this run.
+		if err == nil && !wasRunning {
 			res.Started = append(res.Started, vm.Domain)
 		}
-		return started, err
+		return !wasRunning, err
 	})
+}
+
+// refuseLookalikes stops a start before it creates anything when an object
+// has one of the cluster's names but not hpcvm's mark: hpcvm would
+// otherwise adopt, change or later delete someone else's object.
+func refuseLookalikes(p cluster.Plan, inv activities.Inventory) error {
+	var problems []string
+	if n := inv.Network; n != nil && !n.Owned {
+		problems = append(problems, fmt.Sprintf("network %s exists but was not created by hpcvm (its UUID %s is not the one hpcvm gives cluster %s's network)", n.Name, n.UUID, p.Cluster))
+	}
+	if pl := inv.Pool; pl != nil && !pl.Owned {
+		problems = append(problems, fmt.Sprintf("pool %s (at %s) exists but was not created by hpcvm (its UUID %s is not the one hpcvm gives cluster %s's pool)", pl.Name, pl.Path, pl.UUID, p.Cluster))
+	}
+	for _, d := range inv.Domains {
+		if !d.Owned {
+			problems = append(problems, fmt.Sprintf("domain %s exists but was not created by hpcvm for cluster %s (it has no hpcvm metadata naming the cluster)", d.Name, p.Cluster))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	msg := strings.Join(problems, "; ") + ". hpcvm never changes or deletes what it did not create, and nothing was created: rename or remove those objects yourself (virsh), or give the cluster another name"
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeNotOwned, nil)
+}
+
+// notInFile lists the VMs the cluster owns that the plan no longer names.
+func notInFile(p cluster.Plan, inv activities.Inventory) []string {
+	var out []string
+	for _, d := range inv.Domains {
+		if _, planned := p.VM(d.VM); d.Owned && !planned {
+			out = append(out, d.VM)
+		}
+	}
+	return out
+}
+
+func ownsDomains(inv activities.Inventory) bool {
+	for _, d := range inv.Domains {
+		if d.Owned {
+			return true
+		}
+	}
+	return false
+}
+
+func domainNames(p cluster.Plan) []string {
+	out := make([]string, len(p.VMs))
+	for i, vm := range p.VMs {
+		out[i] = vm.Domain
+	}
+	return out
+}
+
+func hasLease(ls []cluster.HostLease, want cluster.HostLease) bool {
+	for _, l := range ls {
+		if strings.EqualFold(l.MAC, want.MAC) && l.Name == want.Name && l.IP == want.IP {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMAC(ls []cluster.HostLease, mac string) bool {
+	for _, l := range ls {
+		if strings.EqualFold(l.MAC, mac) {
+			return true
+		}
+	}
+	return false
+}
+
+// failNodes rolls back the nodes that failed on a cluster that was already
+// up, and says so.
+func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err error) error {
+	undone, notUndone := sg.compensate(ctx, tr)
+	f := Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
+	var se *stepError
+	if errors.As(err, &se) {
+		f.FailedStep = se.step
+	}
+	msg := fmt.Sprintf("step %q failed: %s; node(s) %s rolled back alone (%s); the rest of the cluster is as it was",
+		f.FailedStep, f.Cause, strings.Join(names, ", "), orDefault(strings.Join(undone, ", "), "nothing of theirs had been created"))
+	if len(notUndone) > 0 {
+		msg += fmt.Sprintf("; COULD NOT UNDO: %s (run `hpcvm destroy --vm NAME` once the cause is fixed)", strings.Join(notUndone, "; "))
+	}
+	return temporal.NewNonRetryableApplicationError(msg, "StartFailed", err, f)
 }
 
 // failStart rolls back and builds the error the operator reads: what failed,
@@ -307,23 +461,4 @@ func rootMessage(err error) string {
 		}
 		err = next
 	}
-}
-
-// inspected is the common start of stop and destroy: the plan, the progress
-// tracker, and what exists of the cluster now.
-func inspected(ctx workflow.Context, req Request) (Options, *tracker, cluster.Plan, activities.Inventory, error) {
-	o := req.Options.withDefaults()
-	var inv activities.Inventory
-	tr, err := newTracker(ctx)
-	if err != nil {
-		return o, nil, cluster.Plan{}, inv, err
-	}
-	plan, err := cluster.NewPlan(req.Spec)
-	if err != nil {
-		return o, tr, plan, inv, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
-	}
-	err = run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster, activities.InspectRequest{Plan: plan}).Get(ctx, &inv)
-	})
-	return o, tr, plan, inv, err
 }

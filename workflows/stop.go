@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -11,9 +14,23 @@ import (
 // cluster in parallel, waits for them to power off, and after
 // Options.ShutdownTimeout (a durable timer: it survives worker restarts)
 // forces off those still running. Disks, pool and network stay.
+//
+// It stops every VM the cluster owns in libvirt (by hpcvm's metadata), so it
+// needs only the cluster's name and host, whatever cluster.yaml says today.
 func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
-	o, tr, _, inv, err := inspected(ctx, req)
+	o := req.Options.withDefaults()
+	tr, err := newTracker(ctx)
 	if err != nil {
+		return StopResult{}, err
+	}
+	if err := cluster.ValidateTarget(req.Spec.Cluster.Name, req.Spec.Cluster.Host); err != nil {
+		return StopResult{}, badRequest(err)
+	}
+	var inv activities.Inventory
+	if err := run(tr, "inspect", func() (bool, error) {
+		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,
+			activities.InspectRequest{Cluster: req.Spec.Cluster.Name}).Get(ctx, &inv)
+	}); err != nil {
 		return StopResult{}, err
 	}
 
@@ -60,9 +77,11 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 		// still get their full time before they are forced off.
 		tr.set("wait for power-off", StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
 		_ = timer.Get(ctx, nil)
+		timedOut = true
 	} else {
 		tr.set("wait for power-off", StepDone, "")
 	}
+	res.TimerEnded = timedOut
 
 	forced := map[string]bool{}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {

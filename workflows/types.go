@@ -71,9 +71,16 @@ func (o Options) withDefaults() Options {
 
 // Request is the input of every cluster workflow: the validated spec (the
 // plan is derived from it inside the workflow, deterministically) and options.
+// Stop and destroy read only Spec.Cluster.Name and .Host: they act on what
+// the cluster owns in libvirt, whatever the rest of the file says.
 type Request struct {
 	Spec    cluster.Spec `json:"spec"`
 	Options Options      `json:"options,omitempty"`
+	// NameOnly says the spec holds only the cluster's name and host (the
+	// file is gone: `hpcvm destroy --name`); status then plans nothing.
+	NameOnly bool `json:"name_only,omitempty"`
+	// VMs limits destroy to these nodes (`hpcvm destroy --vm`).
+	VMs []string `json:"vms,omitempty"`
 }
 
 // Step is one line of a run's progress, as the CLI and the progress query
@@ -100,6 +107,9 @@ type StartResult struct {
 	Created []string     `json:"created"` // objects this run created
 	Started []string     `json:"started"` // domains this run started
 	Notes   []string     `json:"notes,omitempty"`
+	// NotInFile are VMs the cluster owns that cluster.yaml no longer names:
+	// start leaves them as they are (`hpcvm destroy --vm` removes one).
+	NotInFile []string `json:"not_in_file,omitempty"`
 }
 
 // StopResult is what StopCluster did.
@@ -107,16 +117,25 @@ type StopResult struct {
 	ShutDown   []string `json:"shut_down"`   // powered off after the ACPI button
 	ForcedOff  []string `json:"forced_off"`  // still running after the timeout
 	WasStopped []string `json:"was_stopped"` // already off
+	// TimerEnded says the shutdown timeout, not the guests, ended the wait.
+	TimerEnded bool `json:"timer_ended"`
 }
 
 // DestroyResult is what DestroyCluster did.
 type DestroyResult struct {
-	Deleted    []string `json:"deleted"`
-	LeftAlone  []string `json:"left_alone,omitempty"` // objects with our names that hpcvm did not create
-	WasMissing []string `json:"was_missing,omitempty"`
+	Deleted []string `json:"deleted"`
+	// LeftAlone are objects with the cluster's names that hpcvm did not
+	// create: never touched.
+	LeftAlone []string `json:"left_alone,omitempty"`
+	// Kept are objects of the cluster, or files in its pool, that are still
+	// there, each with the reason; destroy then fails.
+	Kept []string `json:"kept,omitempty"`
+	// Missing are nodes asked for with --vm that the cluster does not have.
+	Missing []string `json:"missing,omitempty"`
 }
 
-// Description is DescribeCluster's answer: the plan and what exists of it.
+// Description is DescribeCluster's answer: the plan (empty for a NameOnly
+// request) and what exists of the cluster.
 type Description struct {
 	Plan      cluster.Plan         `json:"plan"`
 	Inventory activities.Inventory `json:"inventory"`

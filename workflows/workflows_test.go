@@ -90,6 +90,13 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		}
 	}
 	env.OnActivity(a.EnsureNetwork, mock.Anything, mock.Anything).Return(ensure("EnsureNetwork"))
+	env.OnActivity(a.EnsureDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
+		return ensure("EnsureDHCPHost "+req.Lease.Name)(nil, "")
+	})
+	env.OnActivity(a.DeleteDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) error {
+		r.note(&r.undo, "DeleteDHCPHost "+req.Lease.Name)
+		return nil
+	})
 	env.OnActivity(a.EnsurePool, mock.Anything, mock.Anything).Return(ensure("EnsurePool"))
 	env.OnActivity(a.UploadBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.UploadRequest) (activities.UploadResult, error) {
 		r.note(&r.calls, "UploadBaseImage")
@@ -249,16 +256,7 @@ func TestStartClusterOnExistingClusterRegistersNoCompensation(t *testing.T) {
 	req := testRequest(t)
 	plan, err := cluster.NewPlan(req.Spec)
 	require.NoError(t, err)
-	inv := activities.Inventory{
-		Network:    &activities.NetworkState{Name: "lab-network", Bridge: "br-lab", Active: true},
-		Pool:       &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
-		BaseVolume: &activities.VolumeState{Name: "lab-base.qcow2"},
-		Volumes:    map[string]activities.VolumeState{},
-	}
-	for _, vm := range plan.VMs {
-		inv.Volumes[vm.Volume] = activities.VolumeState{Name: vm.Volume}
-		inv.Domains = append(inv.Domains, activities.DomainState{Name: vm.Domain, State: "running", Owned: true})
-	}
+	inv := existingInventory(plan)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	r := &recorder{inv: inv, failAt: "StartDomain lab-compute-02"}
@@ -320,36 +318,85 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	assert.Equal(t, []string{"lab-compute-02"}, res.WasStopped)
 }
 
-func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
+// existingInventory is a running cluster of the plan, all of it hpcvm's.
+func existingInventory(plan cluster.Plan) activities.Inventory {
 	inv := activities.Inventory{
-		Network:    &activities.NetworkState{Name: "lab-network", Bridge: "virbr7", Active: true},
-		Pool:       &activities.PoolState{Name: "lab-pool", Path: "/srv/pools/lab", Active: true},
-		BaseVolume: &activities.VolumeState{Name: "lab-base.qcow2"},
-		Volumes:    map[string]activities.VolumeState{"controller-01.qcow2": {}, "compute-01.qcow2": {}, "compute-02.qcow2": {}, "notes.txt": {}},
-		Domains: []activities.DomainState{
-			{Name: "lab-controller-01", State: "running", Owned: true},
-			{Name: "lab-compute-01", State: "shut off", Owned: true},
-			{Name: "lab-compute-02", State: "running", Owned: false},
+		Network: &activities.NetworkState{Name: "lab-network", UUID: plan.Network.UUID, Owned: true, Bridge: "br-lab", Active: true},
+		Pool:    &activities.PoolState{Name: "lab-pool", UUID: plan.Pool.UUID, Owned: true, Path: "/srv/pools/lab", Active: true},
+		Volumes: map[string]activities.VolumeState{
+			"lab-base.qcow2": {Name: "lab-base.qcow2", Path: "/srv/pools/lab/lab-base.qcow2", Format: "qcow2", Capacity: 1 << 28},
 		},
 	}
+	for _, vm := range plan.VMs {
+		inv.Network.Leases = append(inv.Network.Leases, cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP})
+		inv.Volumes[vm.Volume] = activities.VolumeState{Name: vm.Volume, Path: "/srv/pools/lab/" + vm.Volume, BackingPath: "/srv/pools/lab/lab-base.qcow2"}
+		inv.Domains = append(inv.Domains, activities.DomainState{Name: vm.Domain, VM: vm.Name, State: "running", Owned: true,
+			Disks: []string{"/srv/pools/lab/" + vm.Volume}, Networks: []string{"lab-network"}})
+	}
+	return inv
+}
+
+func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
+	req := testRequest(t)
+	plan, err := cluster.NewPlan(req.Spec)
+	require.NoError(t, err)
+	inv := existingInventory(plan)
+	// compute-02's domain is a look-alike without our metadata: it and its
+	// disk stay, and so do the base under that disk and the pool.
+	inv.Domains[2].Owned, inv.Domains[2].VM = false, ""
+	inv.ForeignDisks = []string{"/srv/pools/lab/compute-02.qcow2"}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	r := &recorder{inv: inv}
 	r.install(env)
-	env.ExecuteWorkflow(DestroyCluster, testRequest(t))
+	env.ExecuteWorkflow(DestroyCluster, req)
+	err = env.GetWorkflowError()
+	require.Error(t, err, "something of the cluster is left, so destroy fails")
+	assert.Contains(t, err.Error(), "lab-base.qcow2 (the base image: compute-02.qcow2 still stand on it)")
+	assert.ElementsMatch(t, []string{
+		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01",
+		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeleteNetwork lab-network",
+	}, r.undo)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	assert.Equal(t, ErrTypeDestroyIncomplete, appErr.Type())
+	var res DestroyResult
+	require.NoError(t, appErr.Details(&res))
+	require.Len(t, res.LeftAlone, 1)
+	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
+	assert.Contains(t, strings.Join(res.Kept, "\n"), "pool lab-pool")
+}
+
+func TestDestroyRemovesEverythingTheClusterOwnsWhateverTheFileSays(t *testing.T) {
+	req := testRequest(t)
+	plan, err := cluster.NewPlan(req.Spec)
+	require.NoError(t, err)
+	inv := existingInventory(plan)
+	// A node the file no longer names, a half-made disk, and a base of the
+	// other format: all the cluster's.
+	inv.Domains = append(inv.Domains, activities.DomainState{Name: "lab-old", VM: "old", State: "running", Owned: true, Disks: []string{"/srv/pools/lab/old.qcow2"}})
+	inv.Volumes["old.qcow2"] = activities.VolumeState{Name: "old.qcow2", Path: "/srv/pools/lab/old.qcow2", BackingPath: "/srv/pools/lab/lab-base.qcow2"}
+	inv.Volumes["half.qcow2"] = activities.VolumeState{Name: "half.qcow2", Path: "/srv/pools/lab/half.qcow2", BackingPath: "/srv/pools/lab/lab-base.img"}
+	inv.Volumes["lab-base.img"] = activities.VolumeState{Name: "lab-base.img", Path: "/srv/pools/lab/lab-base.img"}
+	// Only the name and host reach the workflow, as with --name.
+	only := Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{inv: inv}
+	r.install(env)
+	env.ExecuteWorkflow(DestroyCluster, only)
 	require.NoError(t, env.GetWorkflowError())
 	var res DestroyResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.ElementsMatch(t, []string{
-		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01",
-		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeletePool lab-pool",
+		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01", "DeleteDomain lab-compute-02", "DeleteDomain lab-old",
+		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeleteVolume compute-02.qcow2", "DeleteVolume old.qcow2",
+		"DeleteVolume half.qcow2", "DeleteVolume lab-base.qcow2", "DeleteVolume lab-base.img",
+		"DeletePool lab-pool", "DeleteNetwork lab-network",
 	}, r.undo)
-	assert.Equal(t, "DeletePool lab-pool", r.undo[len(r.undo)-1], "the pool goes after its volumes")
-	// The foreign domain's disk, the base it may be layered on, and a file
-	// hpcvm never made all stay (DeletePool then keeps the pool).
-	require.Len(t, res.LeftAlone, 2)
-	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
-	assert.Contains(t, res.LeftAlone[1], "virbr7")
+	assert.Equal(t, "DeleteNetwork lab-network", r.undo[len(r.undo)-1])
+	assert.Equal(t, "DeletePool lab-pool", r.undo[len(r.undo)-2])
+	assert.Empty(t, res.Kept)
 }
 
 func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
@@ -362,7 +409,7 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 	var res DestroyResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Empty(t, r.undo)
-	assert.ElementsMatch(t, []string{"pool lab-pool", "network lab-network"}, res.WasMissing)
+	assert.Empty(t, res.Deleted)
 }
 
 // Other workflows compose cluster creation as a child workflow, under the

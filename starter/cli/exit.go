@@ -18,6 +18,9 @@ type exitError struct {
 	msg  string
 	// cancelledClean marks a cancelled run whose rollback undid everything.
 	cancelledClean bool
+	// details decodes the failed run's error details (a DestroyResult for
+	// an incomplete destroy); nil when there are none.
+	details func(into any) error
 }
 
 func (e *exitError) Error() string { return e.msg }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
@@ -24,19 +25,33 @@ image (streamed into the pool), and for every VM in parallel its
 copy-on-write volume and domain; then it starts every VM.
 
 Starting a running cluster changes nothing; starting a stopped one only
-starts its VMs. If a step fails or the run is cancelled, everything this run
+starts its VMs. New compute nodes in the file join a running cluster
+without restarting the others: their DHCP leases are added to the running
+network in place. A VM's MAC and address depend on its name only (or its
+static lease); a node that fails to come up is rolled back alone. Nodes
+removed from the file are reported, never deleted (use destroy --vm). If a step fails or the run is cancelled, everything this run
 created is removed again, in reverse order, and the error says what failed
 and what was rolled back. Objects that existed before the run are kept.`,
 		Example: `  hpcvm start -c examples/cluster.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.v.GetString("name") != "" {
+				return fail(ExitBadInput, "start needs the cluster file (-c); --name is for stop, destroy, status and cancel")
+			}
+			spec, err := a.loadSpec()
+			if err != nil {
+				return err
+			}
 			var res workflows.StartResult
-			err := a.operate(cmd.Context(), workflows.StartClusterName, workflows.Options{}, &res)
+			err = a.operate(cmd.Context(), workflows.StartClusterName, workflows.Request{Spec: spec}, &res)
 			if err != nil {
 				return err
 			}
 			for _, n := range res.Notes {
 				fmt.Fprintln(a.out, "note:", n)
+			}
+			if len(res.NotInFile) > 0 {
+				fmt.Fprintf(a.out, "note: the cluster has VM(s) cluster.yaml no longer names: %s; start leaves them as they are (remove one with `hpcvm destroy --vm NAME`)\n", strings.Join(res.NotInFile, ", "))
 			}
 			fmt.Fprintf(a.out, "cluster %s is running on %s (%s, %s): created %d object(s), started %d VM(s)\n",
 				res.Plan.Cluster, res.Plan.Host, res.Plan.Machine.MachineType, domainKind(res.Plan.Machine.DomainType), len(res.Created), len(res.Started))
@@ -62,19 +77,34 @@ func (a *app) stopCommand() *cobra.Command {
 		Long: `stop presses the ACPI power button of every running VM of the cluster in
 parallel and waits up to --timeout for them to power off; VMs still running
 then are forced off. Disks, the pool and the network are kept: ` + "`hpcvm start`" + `
-brings the cluster back as it was.`,
+brings the cluster back as it was.
+
+It stops every VM the cluster owns (by hpcvm's metadata), also those the
+file no longer names; --name NAME --host HOST works without the file.`,
+		Example: `  hpcvm stop -c cluster.yaml --timeout 30s
+  hpcvm stop --name lab --host hv1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			timeout, _ := cmd.Flags().GetDuration("timeout")
 			if timeout <= 0 {
 				return fail(ExitBadInput, "--timeout must be positive")
 			}
+			req, err := a.loadTarget()
+			if err != nil {
+				return err
+			}
+			req.Options.ShutdownTimeout = timeout
 			var res workflows.StopResult
-			if err := a.operate(cmd.Context(), workflows.StopClusterName, workflows.Options{ShutdownTimeout: timeout}, &res); err != nil {
+			if err := a.operate(cmd.Context(), workflows.StopClusterName, req, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "cluster stopped: %d shut down cleanly, %d forced off after %s, %d already off\n",
 				len(res.ShutDown), len(res.ForcedOff), timeout, len(res.WasStopped))
+			if res.TimerEnded {
+				fmt.Fprintf(a.out, "  the %s timeout, not the guests, ended the wait: the guests still running then were forced off\n", timeout)
+			} else if len(res.ShutDown) > 0 {
+				fmt.Fprintln(a.out, "  every guest powered off by itself within the timeout")
+			}
 			if len(res.ForcedOff) > 0 {
 				fmt.Fprintf(a.out, "  forced off: %s\n", strings.Join(res.ForcedOff, ", "))
 			}
@@ -89,44 +119,91 @@ func (a *app) destroyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "destroy",
 		Short: "Remove every trace of the cluster: VMs, disks, pool, network",
-		Long: `destroy forces off and undefines the cluster's VMs, deletes their volumes,
+		Long: `destroy forces off and undefines the cluster's VMs, deletes their disks,
 the base volume, the pool with its directory, and the network. It works on a
 half-created cluster and can be run again safely.
 
-It never deletes what hpcvm did not create: a domain must carry hpcvm's
-metadata for this cluster, the pool the planned directory, the network the
-planned bridge. Anything else with the cluster's names is left alone and
-listed.`,
+It works from what the cluster owns in libvirt, not from today's file:
+after any edit (nodes removed, pool_path, base_image, network range or
+bridge changed) it removes everything the cluster owns; with --name NAME
+(and --host HOST) it needs no file at all. Ownership is proven, never
+assumed: the network and the pool carry UUIDs hpcvm derives from the
+cluster's name, each domain carries hpcvm's metadata, and a volume is the
+cluster's only inside its pool. Objects with the cluster's names but
+without those marks are left untouched and listed. The base volume goes
+only when no remaining disk stands on it.
+
+destroy exits 1 and lists what is left whenever anything of the cluster is
+left (files in its pool hpcvm did not create, a failure); run it again once
+the cause is fixed.
+
+--vm NAME removes one node only: its domain, its disk and its DHCP lease.`,
+		Example: `  hpcvm destroy -c cluster.yaml
+  hpcvm destroy --name lab --host hv1 --yes
+  hpcvm destroy -c cluster.yaml --vm compute-03`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			yes, _ := cmd.Flags().GetBool("yes")
-			if !yes {
-				spec, err := a.loadSpec()
-				if err != nil {
-					return err
+			vms, _ := cmd.Flags().GetStringSlice("vm")
+			req, err := a.loadTarget()
+			if err != nil {
+				return err
+			}
+			for _, vm := range vms {
+				if err := cluster.ValidateVMName(vm); err != nil {
+					return fail(ExitBadInput, "--vm: %v\nnothing was submitted", err)
 				}
-				fmt.Fprintf(a.out, "This deletes cluster %s on %s with all its disks. Type the cluster name to confirm: ", spec.Cluster.Name, spec.Cluster.Host)
+			}
+			req.VMs = vms
+			name := req.Spec.Cluster.Name
+			if !yes {
+				what := fmt.Sprintf("cluster %s on %s with all its disks", name, req.Spec.Cluster.Host)
+				if len(vms) > 0 {
+					what = fmt.Sprintf("VM(s) %s of cluster %s with their disks", strings.Join(vms, ", "), name)
+				}
+				fmt.Fprintf(a.out, "This deletes %s. Type the cluster name to confirm: ", what)
 				line, _ := bufio.NewReader(a.in).ReadString('\n')
-				if strings.TrimSpace(line) != spec.Cluster.Name {
+				if strings.TrimSpace(line) != name {
 					return fail(ExitBadInput, "not confirmed; nothing was deleted (use --yes to skip the question)")
 				}
 			}
 			var res workflows.DestroyResult
-			if err := a.operate(cmd.Context(), workflows.DestroyClusterName, workflows.Options{}, &res); err != nil {
+			err = a.operate(cmd.Context(), workflows.DestroyClusterName, req, &res)
+			var ee *exitError
+			if errors.As(err, &ee) && ee.details != nil {
+				_ = ee.details(&res)
+			}
+			a.printDestroy(res)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "cluster destroyed: deleted %d object(s)\n", len(res.Deleted))
-			for _, d := range res.Deleted {
-				fmt.Fprintln(a.out, "  deleted", d)
-			}
-			for _, l := range res.LeftAlone {
-				fmt.Fprintln(a.out, "  LEFT ALONE (not created by hpcvm):", l)
+			switch {
+			case len(vms) > 0:
+				fmt.Fprintf(a.out, "VM(s) removed from cluster %s: deleted %d object(s)\n", name, len(res.Deleted))
+			default:
+				fmt.Fprintf(a.out, "cluster %s destroyed: deleted %d object(s), nothing of it is left\n", name, len(res.Deleted))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolP("yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().StringSlice("vm", nil, "remove only this node (domain, disk, DHCP lease); repeat or separate with commas")
 	return cmd
+}
+
+func (a *app) printDestroy(res workflows.DestroyResult) {
+	for _, d := range res.Deleted {
+		fmt.Fprintln(a.out, "  deleted", d)
+	}
+	for _, k := range res.Kept {
+		fmt.Fprintln(a.out, "  LEFT:", k)
+	}
+	for _, l := range res.LeftAlone {
+		fmt.Fprintln(a.out, "  not created by hpcvm, left untouched:", l)
+	}
+	for _, m := range res.Missing {
+		fmt.Fprintln(a.out, "  no such VM in the cluster:", m)
+	}
 }
 
 func (a *app) cancelCommand() *cobra.Command {
@@ -176,12 +253,8 @@ prints what was rolled back.`,
 	}
 }
 
-// operate loads the spec, submits (or attaches to) the operation and follows it.
-func (a *app) operate(ctx context.Context, op string, opts workflows.Options, result any) error {
-	spec, err := a.loadSpec()
-	if err != nil {
-		return err
-	}
+// operate submits (or attaches to) the operation for req and follows it.
+func (a *app) operate(ctx context.Context, op string, req workflows.Request, result any) error {
 	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	c, err := a.dial(dialCtx)
@@ -189,12 +262,12 @@ func (a *app) operate(ctx context.Context, op string, opts workflows.Options, re
 		return err
 	}
 	defer c.Close()
-	run, attached, err := submit(ctx, c, op, spec, opts)
+	run, attached, err := submit(ctx, c, op, req)
 	if err != nil {
 		return err
 	}
 	if attached {
-		fmt.Fprintf(a.out, "%s of cluster %s is already running: following it\n", op, spec.Cluster.Name)
+		fmt.Fprintf(a.out, "%s of cluster %s is already running: following it\n", op, req.Spec.Cluster.Name)
 	}
 	return a.follow(ctx, c, run, result)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
+	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"go.temporal.io/sdk/client"
@@ -78,6 +79,7 @@ worker cannot be reached; 4 another operation on the cluster is running;
 	pf := root.PersistentFlags()
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
+	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel); with --host, default this machine's hostname")
 	temporalopts.AddFlags(pf)
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
@@ -100,6 +102,32 @@ func (a *app) loadSpec() (cluster.Spec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// loadTarget is the request of stop, destroy, status and cancel: with
+// --name, the cluster's name and host alone (no file is read: these act on
+// what the cluster owns in libvirt); otherwise the validated file.
+func (a *app) loadTarget() (workflows.Request, error) {
+	name := a.v.GetString("name")
+	if name == "" {
+		spec, err := a.loadSpec()
+		return workflows.Request{Spec: spec}, err
+	}
+	if a.v.IsSet("config") && a.v.GetString("config") != "cluster.yaml" {
+		return workflows.Request{}, fail(ExitBadInput, "give either --name or -c, not both")
+	}
+	host := strings.ToLower(a.v.GetString("host"))
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return workflows.Request{}, fail(ExitBadInput, "--host is required with --name (the hostname could not be read: %v)", err)
+		}
+		host = strings.ToLower(h)
+	}
+	if err := cluster.ValidateTarget(name, host); err != nil {
+		return workflows.Request{}, fail(ExitBadInput, "%v\nnothing was submitted", err)
+	}
+	return workflows.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: name, Host: host}}, NameOnly: true}, nil
 }
 
 // dial connects to Temporal; failure exits with code 3.

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -65,6 +66,9 @@ type VMStatus struct {
 	Volume    string `json:"volume"`
 	VolumeGB  int    `json:"disk_size_gb"`
 	HasVolume bool   `json:"volume_exists"`
+	// NotInFile marks a VM the cluster owns that cluster.yaml no longer
+	// names: start leaves it alone, destroy --vm removes it.
+	NotInFile bool `json:"not_in_file,omitempty"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -74,14 +78,17 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `status asks the worker on the cluster's host what exists of the cluster and
 prints it: the network, the storage pool, and every VM with its state, IP
 address, CPUs, memory and volume, plus the operation running on the
-cluster, if any. It changes nothing. -o json prints the same for scripts.`,
+cluster, if any. VMs the cluster owns that the file no longer names are
+listed too ("not in file"). It changes nothing: it does not even start an
+inactive pool. With --name NAME (--host HOST) it needs no file and lists
+what the cluster owns. -o json prints the same for scripts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, _ := cmd.Flags().GetString("output")
 			if format != "table" && format != "json" {
 				return fail(ExitBadInput, "--output must be table or json, not %q", format)
 			}
-			spec, err := a.loadSpec()
+			req, err := a.loadTarget()
 			if err != nil {
 				return err
 			}
@@ -91,7 +98,7 @@ cluster, if any. It changes nothing. -o json prints the same for scripts.`,
 				return err
 			}
 			defer c.Close()
-			st, err := describe(ctx, c, spec)
+			st, err := describe(ctx, c, req)
 			if err != nil {
 				return err
 			}
@@ -108,7 +115,8 @@ cluster, if any. It changes nothing. -o json prints the same for scripts.`,
 	return cmd
 }
 
-func describe(ctx context.Context, c client.Client, spec cluster.Spec) (Status, error) {
+func describe(ctx context.Context, c client.Client, req workflows.Request) (Status, error) {
+	spec := req.Spec
 	// Status is interactive: a host without a running worker is reported
 	// after a short wait instead of queueing the question indefinitely.
 	const answerWithin = 10 * time.Second
@@ -117,7 +125,7 @@ func describe(ctx context.Context, c client.Client, spec cluster.Spec) (Status, 
 		ID:                       fmt.Sprintf("hpcvm-describe-%s-%d", spec.Cluster.Name, time.Now().UnixNano()),
 		TaskQueue:                queue,
 		WorkflowExecutionTimeout: answerWithin,
-	}, workflows.DescribeClusterName, workflows.Request{Spec: spec})
+	}, workflows.DescribeClusterName, req)
 	if err != nil {
 		return Status{}, unreachable(err)
 	}
@@ -143,13 +151,25 @@ func buildStatus(d workflows.Description) Status {
 	p, inv := d.Plan, d.Inventory
 	st := Status{Cluster: p.Cluster, Host: p.Host}
 	if n := inv.Network; n != nil {
-		st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: p.Network.Range, Gateway: p.Network.Gateway, Active: n.Active}
+		if !n.Owned {
+			st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("network %s has the cluster's name but was not created by hpcvm (its UUID is not hpcvm's)", n.Name))
+		} else {
+			st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: n.Address, Gateway: strings.Split(n.Address, "/")[0], Active: n.Active}
+			if pfx, err := netip.ParsePrefix(n.Address); err == nil {
+				st.Network.Range = pfx.Masked().String()
+			}
+		}
 	}
 	const gb = 1 << 30
 	if pl := inv.Pool; pl != nil {
-		st.Pool = &PoolInfo{Name: pl.Name, Path: pl.Path, Active: pl.Active,
-			CapacityGB: float64(pl.Capacity) / gb, AllocatedGB: float64(pl.Allocation) / gb, AvailableGB: float64(pl.Available) / gb}
+		if !pl.Owned {
+			st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("pool %s (%s) has the cluster's name but was not created by hpcvm (its UUID is not hpcvm's)", pl.Name, pl.Path))
+		} else {
+			st.Pool = &PoolInfo{Name: pl.Name, Path: pl.Path, Active: pl.Active,
+				CapacityGB: float64(pl.Capacity) / gb, AllocatedGB: float64(pl.Allocation) / gb, AvailableGB: float64(pl.Available) / gb}
+		}
 	}
+	volumeKnown := inv.Volumes != nil
 	running, present := 0, 0
 	for _, vm := range p.VMs {
 		vs := VMStatus{Name: vm.Name, Type: vm.Role, Domain: vm.Domain, State: "absent", IP: vm.IP,
@@ -168,14 +188,40 @@ func buildStatus(d workflows.Description) Status {
 		}
 		st.VMs = append(st.VMs, vs)
 	}
+	// VMs the cluster owns that the file does not name (or, with --name,
+	// every VM it owns).
+	leases := map[string]string{}
+	if inv.NetworkOwned() {
+		for _, l := range inv.Network.Leases {
+			leases[l.Name] = l.IP
+		}
+	}
+	total := len(p.VMs)
+	for _, dom := range inv.Domains {
+		if _, planned := p.VM(dom.VM); !dom.Owned || planned {
+			continue
+		}
+		vs := VMStatus{Name: dom.VM, Type: dom.Role, Domain: dom.Name, State: dom.State, IP: leases[dom.VM],
+			CPUCores: int(dom.VCPUs), MemoryMB: int(dom.MemoryMiB), Volume: dom.VM + ".qcow2", NotInFile: len(p.VMs) > 0}
+		_, vs.HasVolume = inv.Volumes[vs.Volume]
+		st.VMs = append(st.VMs, vs)
+		total++
+		present++
+		if dom.Running() {
+			running++
+		}
+	}
+	if !volumeKnown && inv.PoolOwned() {
+		st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
+	}
 	switch {
-	case present == 0 && inv.Network == nil && inv.Pool == nil:
+	case present == 0 && st.Network == nil && st.Pool == nil:
 		st.State = "absent"
-	case running == len(p.VMs):
+	case running == total:
 		st.State = "running"
 	case running > 0:
 		st.State = "partly running"
-	case present == len(p.VMs):
+	case present == total:
 		st.State = "stopped"
 	default:
 		st.State = "partial"
@@ -208,7 +254,11 @@ func (a *app) printStatus(st Status) {
 		if !vm.HasVolume {
 			vol += " (absent)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, vm.State, vm.IP, vm.CPUCores, vm.MemoryMB, vol)
+		state := vm.State
+		if vm.NotInFile {
+			state += " (not in file)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, state, vm.IP, vm.CPUCores, vm.MemoryMB, vol)
 	}
 	_ = tw.Flush()
 	for _, l := range st.LeftAlone {

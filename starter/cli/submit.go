@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
-	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -20,9 +19,9 @@ import (
 // operation if one is already running; a different running operation is
 // refused with its name. All operations share the cluster's workflow ID, so
 // Temporal enforces this across processes and machines.
-func submit(ctx context.Context, c client.Client, op string, spec cluster.Spec, opts workflows.Options) (client.WorkflowRun, bool, error) {
+func submit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
 	for attempt := 0; ; attempt++ {
-		run, attached, err := trySubmit(ctx, c, op, spec, opts)
+		run, attached, err := trySubmit(ctx, c, op, req)
 		if !errors.Is(err, errClosedMeanwhile) || attempt == 2 {
 			return run, attached, err
 		}
@@ -33,7 +32,8 @@ func submit(ctx context.Context, c client.Client, op string, spec cluster.Spec, 
 // request and our look at it; submitting again will go through.
 var errClosedMeanwhile = errors.New("the running operation ended meanwhile")
 
-func trySubmit(ctx context.Context, c client.Client, op string, spec cluster.Spec, opts workflows.Options) (client.WorkflowRun, bool, error) {
+func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
+	spec := req.Spec
 	id := workflows.WorkflowID(spec.Cluster.Name)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
@@ -42,7 +42,7 @@ func trySubmit(ctx context.Context, c client.Client, op string, spec cluster.Spe
 		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("%s %s on %s", op, spec.Cluster.Name, spec.Cluster.Host),
-	}, op, workflows.Request{Spec: spec, Options: opts})
+	}, op, req)
 	if err == nil {
 		return run, false, nil
 	}
@@ -169,7 +169,11 @@ func outcome(err error) error {
 		if appErr.Type() == activities.ErrTypeBadInput {
 			code = ExitBadInput
 		}
-		return fail(code, "%s", appErr.Message())
+		ee := &exitError{code: code, msg: appErr.Message()}
+		if appErr.HasDetails() {
+			ee.details = func(into any) error { return appErr.Details(into) }
+		}
+		return ee
 	}
 	var terminated *temporal.TerminatedError
 	if errors.As(err, &terminated) {

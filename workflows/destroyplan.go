@@ -1,0 +1,214 @@
+package workflows
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+)
+
+// destroyDecision is what destroy will delete and what it will keep, decided
+// from what the cluster owns in libvirt (never from today's cluster.yaml),
+// before anything is touched. The workflow only executes it.
+type destroyDecision struct {
+	// Domains to delete, each with the volumes (of the owned pool) that
+	// are its disks: they go once the domain is gone.
+	Domains []domainTeardown
+	// Leases to remove from the network (destroy --vm only).
+	Leases []cluster.HostLease
+	// LooseVolumes are disks of ours that no domain claims: a half-created
+	// VM's, or one whose domain was removed by hand.
+	LooseVolumes []string
+	// Bases go only once no volume that stays stands on them.
+	Bases []string
+	// Pool and Network say whether the cluster's own pool and network go.
+	Pool, Network bool
+	// LeftAlone are objects with the cluster's names that hpcvm did not
+	// create: never touched, not counted as left over.
+	LeftAlone []string
+	// Kept are objects of the cluster, or inside its pool, that stay for a
+	// reason known before anything runs.
+	Kept []string
+	// Missing are VMs asked for with --vm that the cluster does not have.
+	Missing []string
+}
+
+type domainTeardown struct {
+	Name    string
+	VM      string
+	Volumes []string
+}
+
+// decideDestroy sorts what the inventory shows into what destroy deletes and
+// what it keeps. onlyVMs, if not empty, limits destroy to those nodes: their
+// domains, disks and leases; the base, pool and network stay.
+//
+// A volume is the cluster's only inside the cluster's pool (proven by its
+// UUID), and then only if it is a base volume (named like one), the disk of
+// a domain of the cluster, or a copy-on-write layer on a base; a volume a
+// domain outside the cluster uses stays whatever it is.
+func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) destroyDecision {
+	var d destroyDecision
+	only := map[string]bool{}
+	for _, vm := range onlyVMs {
+		only[vm] = true
+	}
+	partial := len(only) > 0
+
+	if n := inv.Network; n != nil && !n.Owned {
+		d.LeftAlone = append(d.LeftAlone, fmt.Sprintf("network %s (its UUID %s is not the one hpcvm gives cluster %s's network: not created by hpcvm)", n.Name, n.UUID, name))
+	}
+	if p := inv.Pool; p != nil && !p.Owned {
+		d.LeftAlone = append(d.LeftAlone, fmt.Sprintf("pool %s and everything in %s (its UUID %s is not the one hpcvm gives cluster %s's pool: not created by hpcvm)", p.Name, p.Path, p.UUID, name))
+	}
+
+	poolPath := ""
+	if inv.PoolOwned() {
+		poolPath = inv.Pool.Path
+	}
+	volumeAt := map[string]string{} // path → volume name, in the owned pool
+	for vname, v := range inv.Volumes {
+		volumeAt[filepath.Clean(v.Path)] = vname
+	}
+	foreign := map[string]bool{}
+	for _, p := range inv.ForeignDisks {
+		foreign[filepath.Clean(p)] = true
+	}
+
+	claimed := map[string]bool{}
+	found := map[string]bool{}
+	for _, dom := range inv.Domains {
+		if !dom.Owned {
+			d.LeftAlone = append(d.LeftAlone, fmt.Sprintf("domain %s (it has no hpcvm metadata for cluster %s: not created by hpcvm)", dom.Name, name))
+			continue
+		}
+		if partial && !only[dom.VM] {
+			// Its disks are not to be touched either.
+			for _, disk := range dom.Disks {
+				if v, ok := volumeAt[filepath.Clean(disk)]; ok {
+					claimed[v] = true
+				}
+			}
+			continue
+		}
+		found[dom.VM] = true
+		td := domainTeardown{Name: dom.Name, VM: dom.VM}
+		for _, disk := range dom.Disks {
+			v, ok := volumeAt[filepath.Clean(disk)]
+			if !ok || claimed[v] {
+				continue
+			}
+			claimed[v] = true
+			if foreign[filepath.Clean(disk)] {
+				d.Kept = append(d.Kept, fmt.Sprintf("volume %s (a domain outside cluster %s uses it too)", v, name))
+				continue
+			}
+			td.Volumes = append(td.Volumes, v)
+		}
+		d.Domains = append(d.Domains, td)
+	}
+
+	isBase := map[string]bool{}
+	basePaths := map[string]string{}
+	for _, b := range cluster.BaseVolumeNames(name) {
+		if v, ok := inv.Volumes[b]; ok {
+			isBase[b] = true
+			basePaths[filepath.Clean(v.Path)] = b
+		}
+	}
+	if partial {
+		for _, vm := range sortedKeys(only) {
+			if !found[vm] {
+				// The domain is gone; its disk may still be there.
+				if v, ok := inv.Volumes[vm+".qcow2"]; ok && !claimed[v.Name] && basePaths[filepath.Clean(v.BackingPath)] != "" && !foreign[filepath.Clean(v.Path)] {
+					d.LooseVolumes = append(d.LooseVolumes, v.Name)
+					found[vm] = true
+				}
+			}
+			if n := inv.Network; n != nil && n.Owned {
+				for _, l := range n.Leases {
+					if l.Name == vm {
+						d.Leases = append(d.Leases, l)
+						found[vm] = true
+					}
+				}
+			}
+			if !found[vm] {
+				d.Missing = append(d.Missing, vm)
+			}
+		}
+		return d
+	}
+
+	for _, vname := range sortedKeys(inv.Volumes) {
+		v := inv.Volumes[vname]
+		switch {
+		case claimed[vname] || isBase[vname]:
+		case foreign[filepath.Clean(v.Path)]:
+			d.Kept = append(d.Kept, fmt.Sprintf("volume %s (a domain outside cluster %s uses it)", vname, name))
+		case basePaths[filepath.Clean(v.BackingPath)] != "":
+			d.LooseVolumes = append(d.LooseVolumes, vname)
+		default:
+			d.Kept = append(d.Kept, fmt.Sprintf("volume %s in %s (not created by hpcvm: it is neither a base volume nor a disk layered on one)", vname, poolPath))
+		}
+	}
+	for _, b := range cluster.BaseVolumeNames(name) {
+		if !isBase[b] {
+			continue
+		}
+		if foreign[filepath.Clean(inv.Volumes[b].Path)] {
+			d.Kept = append(d.Kept, fmt.Sprintf("volume %s (a domain outside cluster %s uses it)", b, name))
+			continue
+		}
+		d.Bases = append(d.Bases, b)
+	}
+	switch {
+	case inv.PoolOwned() && inv.Volumes == nil:
+		d.Kept = append(d.Kept, fmt.Sprintf("pool %s (%s; its volumes could not be listed, so neither they nor the pool were deleted)", inv.Pool.Name, orDefault(inv.Pool.Problem, "it is inactive")))
+	case inv.PoolOwned():
+		d.Pool = true
+	}
+	if inv.NetworkOwned() {
+		if len(inv.NetworkUsers) > 0 {
+			d.Kept = append(d.Kept, fmt.Sprintf("network %s (domains outside the cluster are attached to it: %s)", inv.Network.Name, strings.Join(inv.NetworkUsers, ", ")))
+		} else {
+			d.Network = true
+		}
+	}
+	return d
+}
+
+// basesInUse lists, for each base volume, the volumes that stay and stand
+// on it: a base goes only when that list is empty.
+func basesInUse(inv activities.Inventory, bases []string, deleted map[string]bool) map[string][]string {
+	out := map[string][]string{}
+	for _, b := range bases {
+		bp := filepath.Clean(inv.Volumes[b].Path)
+		for _, vname := range sortedKeys(inv.Volumes) {
+			v := inv.Volumes[vname]
+			if !deleted[vname] && vname != b && v.BackingPath != "" && filepath.Clean(v.BackingPath) == bp {
+				out[b] = append(out[b], vname)
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
