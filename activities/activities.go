@@ -22,6 +22,10 @@ type Activities struct {
 	// HeartbeatEvery is how often a running activity tells Temporal it is
 	// alive; it must be well below the workflows' heartbeat timeout.
 	HeartbeatEvery time.Duration
+	// ImageRoots are the directories base images may be read from, and
+	// PoolRoots those pools may be created under (CheckHostPaths); none
+	// means nothing is allowed.
+	ImageRoots, PoolRoots []string
 }
 
 // Error types that tell the operator (and Temporal's retry policy) what kind

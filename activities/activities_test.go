@@ -48,6 +48,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, lv: lv, acts: &Activities{Libvirt: lv}, prefix: "hpcvma-" + hex.EncodeToString(b)}
 	f.dir, err = os.MkdirTemp("/var/tmp", f.prefix+"-")
 	require.NoError(t, err)
+	f.acts.ImageRoots, f.acts.PoolRoots = []string{f.dir}, []string{f.dir}
 	require.NoError(t, os.Chmod(f.dir, 0o755))
 	t.Cleanup(func() { _ = os.RemoveAll(f.dir) })
 	return f
@@ -295,4 +296,45 @@ func TestInspectBaseImageRefusesAMissingFile(t *testing.T) {
 	assert.Equal(t, ErrTypeBadInput, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "does not exist on host")
+}
+
+// The worker reads images and creates pools only under its roots, links
+// followed: whoever can start workflows on its queue acts as root here.
+func TestHostPathsStayUnderTheRoots(t *testing.T) {
+	f := newFixture(t)
+	inside := filepath.Join(f.dir, "img.qcow2")
+	require.NoError(t, os.WriteFile(inside, []byte("x"), 0o644))
+	outside := t.TempDir()
+	escape := filepath.Join(f.dir, "escape")
+	require.NoError(t, os.Symlink(outside, escape))
+	cases := []struct {
+		req PathsRequest
+		bad string
+	}{
+		{PathsRequest{BaseImage: inside, PoolDir: filepath.Join(f.dir, "pools", "lab")}, ""},
+		{PathsRequest{BaseImage: "/etc/shadow", PoolDir: filepath.Join(f.dir, "lab")}, "cluster.storage.base_image /etc/shadow is outside"},
+		{PathsRequest{PoolDir: "/etc/lab"}, "cluster.storage.pool_path /etc/lab is outside"},
+		{PathsRequest{PoolDir: filepath.Join(escape, "lab")}, "once links are followed"},
+		{PathsRequest{BaseImage: filepath.Join(f.dir, "..", "x.qcow2"), PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
+	}
+	for _, tc := range cases {
+		_, err := f.env().ExecuteActivity(f.acts.CheckHostPaths, tc.req)
+		if tc.bad == "" {
+			assert.NoError(t, err)
+			continue
+		}
+		require.Error(t, err, "%+v", tc.req)
+		assert.Contains(t, err.Error(), tc.bad)
+		typ, final := appErrorType(t, err)
+		assert.Equal(t, ErrTypeBadInput, typ)
+		assert.True(t, final)
+	}
+	// No roots configured: nothing is allowed.
+	bare := &Activities{Libvirt: f.lv}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(bare)
+	_, err := env.ExecuteActivity(bare.CheckHostPaths, PathsRequest{PoolDir: filepath.Join(f.dir, "lab")})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no --pool-root configured")
 }

@@ -33,6 +33,9 @@ func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, e
 // its format and size, before anything is created.
 func (a *Activities) InspectBaseImage(ctx context.Context, path string) (ImageInfo, error) {
 	host, _ := os.Hostname()
+	if err := within("cluster.storage.base_image", path, a.ImageRoots, "--image-root"); err != nil {
+		return ImageInfo{}, err
+	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

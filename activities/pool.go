@@ -1,11 +1,22 @@
 package activities
 
-import "context"
+import (
+	"context"
+
+	"libvirt.org/go/libvirtxml"
+)
 
 // EnsurePool defines, builds and starts the cluster pool (idempotent). An
 // existing pool of that name must carry the UUID in xml.
 func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, error) {
 	var res EnsureResult
+	var def libvirtxml.StoragePool
+	if err := def.Unmarshal(xml); err != nil || def.Target == nil {
+		return res, badInput("the pool XML has no target directory", err)
+	}
+	if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
+		return res, err
+	}
 	err := a.heartbeating(ctx, func() (err error) {
 		res.Created, err = a.Libvirt.EnsurePool(xml)
 		return err

@@ -82,6 +82,9 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	if req.Existed {
 		return a.checkExistingBase(ctx, req)
 	}
+	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
+		return res, err
+	}
 	src, err := os.Stat(req.Source)
 	if err != nil {
 		return res, badInput(fmt.Sprintf("base image %q: %v", req.Source, err), err)
@@ -190,6 +193,9 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 			}
 			return res, nil
 		}
+	}
+	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
+		return res, err
 	}
 	srcSt, err := os.Stat(req.Source)
 	if err != nil {

@@ -31,7 +31,8 @@ func buildWorker(t *testing.T) string {
 // startWorkerProcess runs hpcvm-worker as its own process, as on a host.
 func (e *env) startWorkerProcess(bin string) *exec.Cmd {
 	cmd := exec.Command(bin, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace(),
-		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "warn")
+		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "warn",
+		"--image-root", "/var/tmp", "--pool-root", "/var/tmp")
 	log, err := os.Create(filepath.Join(e.poolRoot, "worker.log"))
 	require.NoError(e.t, err)
 	cmd.Stdout, cmd.Stderr = log, log

@@ -137,7 +137,9 @@ compute_nodes:
 
 // startWorker runs the host worker in-process, as hpcvm-worker does.
 func (e *env) startWorker() worker.Worker {
-	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, hostworker.Options{Host: e.host})
+	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, hostworker.Options{Host: e.host,
+		// The test image and the pools live under /var/tmp.
+		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}})
 	require.NoError(e.t, w.Start())
 	e.t.Cleanup(w.Stop)
 	return w

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
@@ -41,6 +43,11 @@ func newCommand() *cobra.Command {
 that runs clusters; a cluster names its host in cluster.host and its runs go
 to the task queue "hpcvm.host.<host>", which this worker polls.
 
+Whoever can start workflows on that queue acts as root on this host, so the
+worker reads base images only under --image-root and creates pools only
+under --pool-root (defaults: /var/lib/libvirt/images and /var/lib/hpcvm);
+anything else is refused before a cluster is created.
+
 Every flag can also be set as an environment variable: HPCVM_ and the flag
 name in capitals with '_' for '-', e.g. HPCVM_TEMPORAL_ADDRESS.
 
@@ -62,6 +69,8 @@ recorded offset).`,
 	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
 	f.String("log-level", "info", "debug, info, warn or error")
+	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
+	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
 	_ = v.BindPFlags(f)
 	return cmd
 }
@@ -96,9 +105,16 @@ func run(ctx context.Context, v *viper.Viper) error {
 	defer c.Close()
 
 	host := v.GetString("host")
-	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout")})
+	imageRoots, poolRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root")
+	for _, r := range append(append([]string{}, imageRoots...), poolRoots...) {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("--image-root/--pool-root %q: give an absolute directory", r)
+		}
+	}
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
-		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()))
+		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
+		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -99,6 +99,19 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		if err := plan.Negotiate(req.Spec, caps); err != nil {
 			return false, badRequest(err)
 		}
+		// Paths the worker may not use are refused before anything exists.
+		paths := activities.PathsRequest{}
+		if !baseExisted {
+			paths.BaseImage = plan.BaseImage.Source
+		}
+		if !inv.PoolOwned() {
+			paths.PoolDir = plan.Pool.Path
+		}
+		if paths != (activities.PathsRequest{}) {
+			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
+				return false, err
+			}
+		}
 		if baseExisted {
 			img = activities.ImageInfo{Path: plan.BaseImage.Source, Format: base.Format, VirtualSize: base.Capacity}
 		} else if err := workflow.ExecuteActivity(actx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img); err != nil {

@@ -76,6 +76,10 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		r.note(&r.calls, "InspectBaseImage")
 		return activities.ImageInfo{Path: p, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, r.fail("InspectBaseImage")
 	})
+	env.OnActivity(a.CheckHostPaths, mock.Anything, mock.Anything).Return(func(context.Context, activities.PathsRequest) error {
+		r.note(&r.calls, "CheckHostPaths")
+		return r.fail("CheckHostPaths")
+	})
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(func(context.Context, activities.InspectRequest) (activities.Inventory, error) {
 		r.note(&r.calls, "InspectCluster")
 		return r.inv, r.fail("InspectCluster")
@@ -178,6 +182,7 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 		shared int // how many of (base, pool, network), counted from the end
 	}{
 		{failAt: "ProbeHost"},
+		{failAt: "CheckHostPaths"},
 		{failAt: "InspectBaseImage"},
 		{failAt: "InspectCluster"},
 		{failAt: "EnsureNetwork", shared: 1},

@@ -20,6 +20,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// MaxConcurrentActivities bounds parallel libvirt calls.
 	MaxConcurrentActivities int
+	// ImageRoots and PoolRoots bound where base images are read from and
+	// pools created (activities.DefaultImageRoots/DefaultPoolRoots if nil).
+	ImageRoots, PoolRoots []string
 }
 
 // New registers the workflows and activities on the host's task queue.
@@ -35,6 +38,12 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
 	})
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: time.Second})
+	if o.ImageRoots == nil {
+		o.ImageRoots = activities.DefaultImageRoots
+	}
+	if o.PoolRoots == nil {
+		o.PoolRoots = activities.DefaultPoolRoots
+	}
+	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: time.Second, ImageRoots: o.ImageRoots, PoolRoots: o.PoolRoots})
 	return w
 }

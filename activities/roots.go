@@ -1,0 +1,91 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Default roots: where a host's worker reads base images from and creates
+// pools under, unless it is configured otherwise.
+var (
+	DefaultImageRoots = []string{"/var/lib/libvirt/images", "/var/lib/hpcvm"}
+	DefaultPoolRoots  = []string{"/var/lib/libvirt/images", "/var/lib/hpcvm"}
+)
+
+// PathsRequest names the host paths a start would use.
+type PathsRequest struct {
+	BaseImage string `json:"base_image,omitempty"` // "" when the base volume exists already
+	PoolDir   string `json:"pool_dir"`
+}
+
+// CheckHostPaths refuses, before anything is created, a base image outside
+// the worker's image roots and a pool directory outside its pool roots.
+// Whoever can start workflows on this host's queue acts as root here; the
+// roots bound what such a request can read or create.
+func (a *Activities) CheckHostPaths(ctx context.Context, req PathsRequest) error {
+	if req.BaseImage != "" {
+		if err := within("cluster.storage.base_image", req.BaseImage, a.ImageRoots, "--image-root"); err != nil {
+			return err
+		}
+	}
+	if req.PoolDir == "" {
+		return nil
+	}
+	return within("cluster.storage.pool_path", req.PoolDir, a.PoolRoots, "--pool-root")
+}
+
+// within checks that path, with every symbolic link in its existing part
+// resolved, lies inside one of roots (resolved too).
+func within(field, path string, roots []string, flag string) error {
+	host, _ := os.Hostname()
+	if len(roots) == 0 {
+		return badInput(fmt.Sprintf("%s %q: the worker on host %s has no %s configured, so it uses no path at all", field, path, host, flag), nil)
+	}
+	real, err := resolveExisting(path)
+	if err != nil {
+		return badInput(fmt.Sprintf("%s %q on host %s: %v", field, path, host, err), err)
+	}
+	for _, r := range roots {
+		rr, err := resolveExisting(r)
+		if err != nil {
+			continue
+		}
+		if real == rr || strings.HasPrefix(real, rr+string(filepath.Separator)) {
+			return nil
+		}
+	}
+	shown := path
+	if real != filepath.Clean(path) {
+		shown = fmt.Sprintf("%s (%s once links are followed)", path, real)
+	}
+	return badInput(fmt.Sprintf("%s %s is outside what the worker on host %s may use (%s %s): move it under one of those, or start that host's worker with %s for its directory",
+		field, shown, host, flag, strings.Join(roots, ", "), flag), nil)
+}
+
+// resolveExisting resolves symbolic links in the longest existing prefix of
+// path and appends the rest, so a path that does not exist yet (a pool's
+// directory) is judged by where it would be created.
+func resolveExisting(path string) (string, error) {
+	p := filepath.Clean(path)
+	var rest []string
+	for {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Clean(path), nil
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
+}
