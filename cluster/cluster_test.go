@@ -130,9 +130,15 @@ func TestParseRejectsBrokenYAMLAndWrongTypes(t *testing.T) {
 	require.ErrorAs(t, err, &in)
 	assert.Contains(t, err.Error(), "not valid YAML")
 
-	_, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memory_mb: lots}"))
+	_, err = Parse([]byte("- cluster\n"))
 	require.ErrorAs(t, err, &in)
-	assert.Contains(t, err.Error(), "memory_mb")
+	assert.Contains(t, err.Error(), "not a cluster file")
+
+	// A wrong type is a problem of one setting, reported with the others.
+	_, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memory_mb: lots}"))
+	var problems ValidationError
+	require.ErrorAs(t, err, &problems)
+	assert.Contains(t, err.Error(), `controller.memory_mb: "lots" is not a whole number; give a number of MiB such as 4096`)
 }
 
 func TestPlanIsDeterministicAndNamesEverything(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is one bad value: where it is, what is wrong, what is accepted.
@@ -22,7 +23,7 @@ func (e FieldError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Path)
 	if e.Value != nil {
-		fmt.Fprintf(&b, ": %q", fmt.Sprint(e.Value))
+		fmt.Fprintf(&b, ": %q", shortened(fmt.Sprint(e.Value)))
 	}
 	b.WriteString(" " + e.Problem)
 	if e.Want != "" {
@@ -43,63 +44,76 @@ func (v ValidationError) Error() string {
 	return fmt.Sprintf("cluster configuration has %d problem(s):\n%s", len(v), strings.Join(lines, "\n"))
 }
 
-// ApplyDefaults fills what the operator left out, with the plan's defaults.
-func ApplyDefaults(s *Spec) {
-	if s.Cluster.Host == "" {
+// maxShownValueLen bounds how much of a bad value a message repeats: enough
+// to recognise it, not a pasted file's worth.
+const maxShownValueLen = 80
+
+func shortened(s string) string {
+	if len(s) <= maxShownValueLen {
+		return s
+	}
+	cut := maxShownValueLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// ApplyDefaults fills every setting left at its zero value with the plan's
+// default. It is for a Spec built in Go, where zero means "not set". Parse
+// does not use it: there a 0 or "" the operator wrote must reach Validate
+// and be refused, not be replaced by a default.
+func ApplyDefaults(s *Spec) { applyDefaults(s, func(string) bool { return false }) }
+
+// applyDefaults fills the settings that are still zero and that given does
+// not report as written by the operator. given takes the setting's path as
+// error messages spell it: "controller.memory_mb", "compute_nodes[2].cpu_cores".
+func applyDefaults(s *Spec, given func(path string) bool) {
+	text := func(path string, field *string, def string) {
+		if *field == "" && !given(path) {
+			*field = def
+		}
+	}
+	number := func(path string, field *int, def int) {
+		if *field == 0 && !given(path) {
+			*field = def
+		}
+	}
+	if s.Cluster.Host == "" && !given("cluster.host") {
 		if h, err := os.Hostname(); err == nil {
 			s.Cluster.Host = strings.ToLower(h)
 		}
 	}
-	st := &s.Cluster.Storage
-	if st.PoolPath == "" {
-		st.PoolPath = DefaultPoolPath
-	}
-	if st.PoolType == "" {
-		st.PoolType = DefaultPoolType
-	}
+	text("cluster.storage.pool_path", &s.Cluster.Storage.PoolPath, DefaultPoolPath)
+	text("cluster.storage.pool_type", &s.Cluster.Storage.PoolType, DefaultPoolType)
 	n := &s.Network
-	if n.NetworkRange == "" {
-		n.NetworkRange = DefaultNetworkRange
-	}
-	if n.DNSMode == "" {
-		n.DNSMode = DefaultDNSMode
-	}
+	text("network.network_range", &n.NetworkRange, DefaultNetworkRange)
+	text("network.dns_mode", &n.DNSMode, DefaultDNSMode)
 	if prefix, err := netip.ParsePrefix(n.NetworkRange); err == nil && prefix.Addr().Is4() {
-		first := prefix.Masked().Addr().Next()
-		if n.GatewayIP == "" {
-			n.GatewayIP = first.String()
+		base := prefix.Masked().Addr()
+		first := base.Next()
+		start := nthAddr(base, defaultDHCPStartHostPart)
+		if !prefix.Contains(start) || start == broadcast(prefix) {
+			// A network too small for the usual start (a /29) starts its
+			// range after the gateway instead of getting a default that
+			// Validate refuses although the operator never wrote it.
+			start = first.Next()
 		}
-		if n.DHCPStart == "" {
-			n.DHCPStart = nthAddr(prefix.Masked().Addr(), defaultDHCPStartHostPart).String()
-		}
-		if n.DHCPEnd == "" {
-			n.DHCPEnd = lastHost(prefix).String()
-		}
+		text("network.gateway_ip", &n.GatewayIP, first.String())
+		text("network.dhcp_start", &n.DHCPStart, start.String())
+		text("network.dhcp_end", &n.DHCPEnd, lastHost(prefix).String())
 	}
 	c := &s.Controller
-	if c.Count == 0 {
-		c.Count = DefaultControllerCount
-	}
-	if c.MemoryMB == 0 {
-		c.MemoryMB = DefaultControllerMemory
-	}
-	if c.CPUCores == 0 {
-		c.CPUCores = DefaultControllerCPU
-	}
-	if c.DiskSizeGB == 0 {
-		c.DiskSizeGB = DefaultControllerDiskGB
-	}
+	number("controller.count", &c.Count, DefaultControllerCount)
+	number("controller.memory_mb", &c.MemoryMB, DefaultControllerMemory)
+	number("controller.cpu_cores", &c.CPUCores, DefaultControllerCPU)
+	number("controller.disk_size_gb", &c.DiskSizeGB, DefaultControllerDiskGB)
 	for i := range s.ComputeNodes {
 		node := &s.ComputeNodes[i]
-		if node.MemoryMB == 0 {
-			node.MemoryMB = DefaultComputeMemory
-		}
-		if node.CPUCores == 0 {
-			node.CPUCores = DefaultComputeCPU
-		}
-		if node.DiskSizeGB == 0 {
-			node.DiskSizeGB = DefaultComputeDiskGB
-		}
+		path := fmt.Sprintf("compute_nodes[%d]", i)
+		number(path+".memory_mb", &node.MemoryMB, DefaultComputeMemory)
+		number(path+".cpu_cores", &node.CPUCores, DefaultComputeCPU)
+		number(path+".disk_size_gb", &node.DiskSizeGB, DefaultComputeDiskGB)
 	}
 }
 
@@ -119,6 +133,7 @@ const (
 	maxVMNameLen      = 32
 	maxBridgeLen      = 15 // IFNAMSIZ-1: the kernel refuses longer interface names
 	minMemoryMB       = 64
+	maxMemoryMB       = 16 << 20 // 16 TiB, beyond any host hpcvm runs on; keeps KiB arithmetic far from overflow
 	maxCPUCores       = 512
 	maxDiskGB         = 65536
 	maxControllers    = 9
@@ -131,11 +146,12 @@ func Validate(s Spec) error {
 		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
 	}
 	checkName := func(path, v string, max int) {
+		rule := fmt.Sprintf("use 1-%d lowercase letters, digits and '-', starting with a letter and not ending with '-'", max)
 		switch {
 		case v == "":
-			add(path, nil, "is required", "")
+			add(path, nil, "is required", rule)
 		case len(v) > max || !nameRE.MatchString(v):
-			add(path, v, "is not a valid name", fmt.Sprintf("use 1-%d lowercase letters, digits and '-', starting with a letter and not ending with '-'", max))
+			add(path, v, "is not a valid name", rule)
 		}
 	}
 	checkPath := func(path, v string, required bool) {
@@ -189,8 +205,8 @@ func Validate(s Spec) error {
 			k string
 			v int
 		}{{"sockets", t.Sockets}, {"cores", t.Cores}, {"threads", t.Threads}} {
-			if kv.v < 1 {
-				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "must be at least 1", "")
+			if kv.v < 1 || kv.v > maxCPUCores {
+				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
 			}
 		}
 	}
@@ -202,8 +218,11 @@ func Validate(s Spec) error {
 		add("controller.count", c.Count, "is out of range", fmt.Sprintf("use 1 to %d", maxControllers))
 	}
 	checkSizes := func(path string, mem, cpu, disk int) {
-		if mem < minMemoryMB {
+		switch {
+		case mem < minMemoryMB:
 			add(path+".memory_mb", mem, "is too small", fmt.Sprintf("use at least %d (MiB)", minMemoryMB))
+		case mem > maxMemoryMB:
+			add(path+".memory_mb", mem, "is too large", fmt.Sprintf("use at most %d (MiB, i.e. 16 TiB)", maxMemoryMB))
 		}
 		if cpu < 1 || cpu > maxCPUCores {
 			add(path+".cpu_cores", cpu, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
@@ -215,7 +234,7 @@ func Validate(s Spec) error {
 	checkSizes("controller", c.MemoryMB, c.CPUCores, c.DiskSizeGB)
 
 	seen := map[string]string{}
-	for _, name := range ControllerNames(c.Count) {
+	for _, name := range ControllerNames(boundedControllerCount(c.Count)) {
 		seen[name] = "controller"
 	}
 	for i, node := range s.ComputeNodes {
@@ -255,7 +274,7 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	}
 	for i, d := range n.DNSServers {
 		if a, err := netip.ParseAddr(d); err != nil || !a.Is4() {
-			add(fmt.Sprintf("network.dns_servers[%d]", i), d, "is not an IPv4 address", "")
+			add(fmt.Sprintf("network.dns_servers[%d]", i), d, "is not an IPv4 address", "write an address such as 1.1.1.1")
 		}
 	}
 
@@ -276,7 +295,7 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 		a, err := netip.ParseAddr(v)
 		switch {
 		case err != nil || !a.Is4():
-			add(path, v, "is not an IPv4 address", "")
+			add(path, v, "is not an IPv4 address", fmt.Sprintf("use an address from %s to %s", prefix.Addr().Next(), lastHost(prefix)))
 		case !prefix.Contains(a) || a == prefix.Addr() || a == broadcast(prefix):
 			add(path, v, "is not a host address of network.network_range "+n.NetworkRange, fmt.Sprintf("use an address from %s to %s", prefix.Addr().Next(), lastHost(prefix)))
 		default:
@@ -288,17 +307,22 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	start, startOK := inside("network.dhcp_start", n.DHCPStart)
 	end, endOK := inside("network.dhcp_end", n.DHCPEnd)
 	if startOK && endOK && end.Less(start) {
-		add("network.dhcp_end", n.DHCPEnd, "is below network.dhcp_start "+n.DHCPStart, "")
+		add("network.dhcp_end", n.DHCPEnd, "is below network.dhcp_start "+n.DHCPStart, "give an address from network.dhcp_start up, or swap the two")
 	}
 	if gwOK && startOK && endOK && !gw.Less(start) && !end.Less(gw) {
 		add("network.gateway_ip", n.GatewayIP, fmt.Sprintf("is inside the DHCP range %s-%s", n.DHCPStart, n.DHCPEnd), "move the gateway or the range")
 	}
 
 	vms := map[string]bool{}
-	for _, name := range ControllerNames(max(s.Controller.Count, 0)) {
+	var vmNames []string
+	for _, name := range ControllerNames(boundedControllerCount(s.Controller.Count)) {
 		vms[name] = true
+		vmNames = append(vmNames, name)
 	}
 	for _, node := range s.ComputeNodes {
+		if nameRE.MatchString(node.Name) && !vms[node.Name] { // a bad name is reported at its node, not repeated here
+			vmNames = append(vmNames, node.Name)
+		}
 		vms[node.Name] = true
 	}
 	names := make([]string, 0, len(n.StaticLeases))
@@ -308,9 +332,9 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	sort.Strings(names)
 	usedBy := map[netip.Addr]string{}
 	for _, name := range names {
-		path := "network.static_leases." + name
-		if !vms[name] {
-			add(path, nil, "names no VM of this cluster", "use a controller name (controller-01, ...) or a compute_nodes name")
+		path := settingPath("network.static_leases", name)
+		if !vms[name] || name == "" {
+			add(path, nil, "names no VM of this cluster", "use the name of one of its VMs: "+listForMessage(vmNames))
 			continue
 		}
 		a, ok := inside(path, n.StaticLeases[name])
@@ -333,12 +357,35 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 }
 
 // ControllerNames lists the controller VM names for a count: controller-01, ...
+// A count below one yields none; Validate refuses such a count, and callers
+// that have not validated yet (Validate itself) must not crash on it.
 func ControllerNames(count int) []string {
+	if count < 1 {
+		return nil
+	}
 	out := make([]string, count)
 	for i := range out {
 		out[i] = fmt.Sprintf("controller-%02d", i+1)
 	}
 	return out
+}
+
+// boundedControllerCount is the count Validate uses to name controllers
+// while it checks the rest: an out-of-range count is reported once, at
+// controller.count, and must not make Validate allocate a name per unit of
+// a count such as 1<<40 from a hostile request.
+func boundedControllerCount(count int) int { return min(max(count, 0), maxControllers) }
+
+// listForMessage shows a few names in a message, not a thousand.
+func listForMessage(names []string) string {
+	const shown = 8
+	if len(names) == 0 {
+		return "(the cluster has no VMs)"
+	}
+	if len(names) > shown {
+		return strings.Join(names[:shown], ", ") + fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return strings.Join(names, ", ")
 }
 
 func nthAddr(a netip.Addr, n int) netip.Addr {

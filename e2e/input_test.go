@@ -1,0 +1,44 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/stretchr/testify/assert"
+)
+
+// Explicit zeros and negative sizes are refused before anything is sent.
+func TestZeroAndNegativeSizesAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	good := readFile(t, e.config)
+	for _, bad := range []struct{ from, to, field string }{
+		{"cpu_cores: 1, disk_size_gb: 1}\ncompute_nodes", "cpu_cores: 0, disk_size_gb: 1}\ncompute_nodes", "controller.cpu_cores"},
+		{"controller: {count: 1, memory_mb: 128", "controller: {count: 1, memory_mb: 0", "controller.memory_mb"},
+		{"controller: {count: 1,", "controller: {count: -1,", "controller.count"},
+		{"controller: {count: 1,", "controller: {count: 0,", "controller.count"},
+		{"name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1", "name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 0", "compute_nodes[0].disk_size_gb"},
+		{"name: compute-01, memory_mb: 128, cpu_cores: 1", "name: compute-01, memory_mb: 128, cpu_cores: -2", "compute_nodes[0].cpu_cores"},
+	} {
+		writeFile(t, e.config, strings.Replace(good, bad.from, bad.to, 1))
+		code, out := e.hpcvm("start")
+		assert.Equal(t, cli.ExitBadInput, code, out)
+		assert.Contains(t, out, bad.field)
+		assert.Contains(t, out, "nothing was submitted")
+	}
+	assert.Empty(t, e.leftovers())
+}
+
+// A pool outside the worker's --pool-root is refused before anything exists.
+func TestPathsOutsideTheWorkersRootsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{poolPath: "/srv/hpcvm-not-a-root"})
+	e.startWorker()
+	e.mustLeaveNothing()
+	code, out := e.hpcvm("start")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "cluster.storage.pool_path /srv/hpcvm-not-a-root/"+e.cluster+" is outside what the worker")
+	assert.Contains(t, out, "--pool-root")
+	assert.Empty(t, e.leftovers())
+}
