@@ -289,3 +289,45 @@ func TestRestartWithoutTheSourceImage(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, outS)
 	assert.Contains(t, outS, "created 0 object(s), started 2 VM(s)")
 }
+
+// Status changes nothing: it does not start an inactive pool. A pool that
+// cannot start (its directory removed by hand) does not stop destroy from
+// removing the rest, and destroy says what it left.
+func TestInactiveAndBrokenPools(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	e.startWorker()
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	code, out = e.hpcvm("stop", "--timeout", "1s")
+	require.Equal(t, cli.ExitOK, code, out)
+	pool := e.cluster + "-pool"
+	virsh(t, "pool-destroy", pool)
+
+	code, out = e.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "is inactive: its volumes are not listed")
+	assert.Contains(t, virsh(t, "pool-info", pool), "inactive", "status started nothing")
+
+	// Break the pool: its directory goes away behind libvirt's back.
+	dir := filepath.Join(e.poolRoot, e.cluster)
+	require.NoError(t, os.Rename(dir, dir+".moved"))
+	t.Cleanup(func() {
+		_, _ = exec.Command("virsh", "-c", libvirtURI(), "pool-undefine", pool).CombinedOutput()
+		_ = os.RemoveAll(dir + ".moved")
+	})
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitFailed, code, out)
+	assert.Contains(t, out, "deleted domain "+e.cluster+"-controller-01")
+	assert.Contains(t, out, "deleted network "+e.cluster+"-network")
+	assert.Contains(t, out, "LEFT: pool "+pool)
+	assert.Contains(t, out, "destroy of cluster "+e.cluster+" is incomplete")
+	left := e.leftovers()
+	assert.Equal(t, []string{"pool-list: " + pool}, left, "only the broken pool is left")
+
+	// Once the operator puts the directory back, destroy finishes the job.
+	require.NoError(t, os.Rename(dir+".moved", dir))
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Empty(t, e.leftovers())
+}
