@@ -97,7 +97,7 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	_, _ = rand.Read(image)
 	src := filepath.Join(f.dir, "base.img")
 	require.NoError(t, os.WriteFile(src, image, 0o644))
-	st, err := os.Stat(src)
+	st, err := statSource(src)
 	require.NoError(t, err)
 	volXML := rawVolume(t, "base.img", size)
 
@@ -114,7 +114,7 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	require.NoError(t, err)
 
 	env := f.env()
-	env.SetHeartbeatDetails(uploadProgress{Offset: resumeAt, DigestState: state, SourceSize: size, SourceMTime: st.ModTime().UnixNano()})
+	env.SetHeartbeatDetails(uploadProgress{Offset: resumeAt, DigestState: state, Source: st})
 	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src}
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
@@ -170,13 +170,33 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 func TestResumedUploadStartsOverWhenTheSourceChanged(t *testing.T) {
 	f := newFixture(t)
 	f.makePool()
-	image := make([]byte, 8<<20)
-	_, _ = rand.Read(image)
+	old := make([]byte, 8<<20)
+	_, _ = rand.Read(old)
 	src := filepath.Join(f.dir, "base.img")
+	require.NoError(t, os.WriteFile(src, old, 0o644))
+	oldStat, err := statSource(src)
+	require.NoError(t, err)
+	volXML := rawVolume(t, "base.img", len(old))
+	// The first attempt sent half of the old image, then died.
+	_, err = f.lv.EnsureVolume(f.pool, volXML)
+	require.NoError(t, err)
+	half := filepath.Join(f.dir, "half.img")
+	require.NoError(t, os.WriteFile(half, old[:4<<20], 0o644))
+	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", half, 0, nil, nil))
+	h := sha256.New()
+	h.Write(old[:4<<20])
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	require.NoError(t, err)
+
+	// The operator replaced the image (same size) before the retry.
+	image := make([]byte, len(old))
+	_, _ = rand.Read(image)
+	require.NoError(t, os.Remove(src))
 	require.NoError(t, os.WriteFile(src, image, 0o644))
+
 	env := f.env()
-	env.SetHeartbeatDetails(uploadProgress{Offset: 4 << 20, DigestState: []byte("from another file"), SourceSize: int64(len(image)) - 1, SourceMTime: 1})
-	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: rawVolume(t, "base.img", len(image)), Source: src})
+	env.SetHeartbeatDetails(uploadProgress{Offset: 4 << 20, DigestState: state, Source: oldStat})
+	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src})
 	require.NoError(t, err)
 	var res UploadResult
 	require.NoError(t, val.Get(&res))
@@ -196,7 +216,7 @@ func TestUploadBaseImageUploadsANewRawVolume(t *testing.T) {
 	_, _ = rand.Read(image)
 	src := filepath.Join(f.dir, "raw.img")
 	require.NoError(t, os.WriteFile(src, image, 0o644))
-	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, Volume: "raw.img", XML: rawVolume(t, "raw.img", len(image)), Source: src})
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "raw.img", XML: rawVolume(t, "raw.img", len(image)), Source: src})
 	require.NoError(t, err)
 	var res UploadResult
 	require.NoError(t, val.Get(&res))
@@ -280,6 +300,8 @@ func TestDeleteVolumeProvesThePoolIsOurs(t *testing.T) {
 	typ, final := appErrorType(t, err)
 	assert.Equal(t, ErrTypeNotOwned, typ)
 	assert.True(t, final)
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, Name: "disk.img"})
+	require.Error(t, err, "no mark to prove is no proof")
 	_, err = f.lv.LookupVolume(f.pool, "disk.img")
 	require.NoError(t, err, "the volume is still there")
 	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, PoolUUID: f.poolUUID, Name: "disk.img"})
@@ -307,6 +329,8 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 	outside := t.TempDir()
 	escape := filepath.Join(f.dir, "escape")
 	require.NoError(t, os.Symlink(outside, escape))
+	dangling := filepath.Join(f.dir, "dangling")
+	require.NoError(t, os.Symlink("/etc/not-there-hpcvm", dangling))
 	cases := []struct {
 		req PathsRequest
 		bad string
@@ -315,6 +339,7 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 		{PathsRequest{BaseImage: "/etc/shadow", PoolDir: filepath.Join(f.dir, "lab")}, "cluster.storage.base_image /etc/shadow is outside"},
 		{PathsRequest{PoolDir: "/etc/lab"}, "cluster.storage.pool_path /etc/lab is outside"},
 		{PathsRequest{PoolDir: filepath.Join(escape, "lab")}, "once links are followed"},
+		{PathsRequest{PoolDir: filepath.Join(dangling, "lab")}, "symbolic link to a path that does not exist"},
 		{PathsRequest{BaseImage: filepath.Join(f.dir, "..", "x.qcow2"), PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
 	}
 	for _, tc := range cases {

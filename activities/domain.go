@@ -21,26 +21,41 @@ func (a *Activities) EnsureDomain(ctx context.Context, xml string) (EnsureResult
 	return res, err
 }
 
-// StartDomain starts a domain; a running one is success.
-func (a *Activities) StartDomain(ctx context.Context, name string) (bool, error) {
+// StartDomain starts a domain of the cluster; a running one is success.
+func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, error) {
 	var started bool
 	err := a.heartbeating(ctx, func() (err error) {
-		started, err = a.Libvirt.StartDomain(name)
+		if err := a.provenDomain("start domain", ref); err != nil {
+			return err
+		}
+		started, err = a.Libvirt.StartDomain(ref.Name)
 		return err
 	})
 	return started, err
 }
 
-// ShutdownDomain presses the ACPI power button of a running domain.
-func (a *Activities) ShutdownDomain(ctx context.Context, name string) error {
-	return a.heartbeating(ctx, func() error { return a.Libvirt.ShutdownDomain(name) })
+// ShutdownDomain presses the ACPI power button of a running domain of the
+// cluster.
+func (a *Activities) ShutdownDomain(ctx context.Context, ref DomainRef) error {
+	return a.heartbeating(ctx, func() error {
+		if err := a.provenDomain("shut down domain", ref); err != nil {
+			return err
+		}
+		return a.Libvirt.ShutdownDomain(ref.Name)
+	})
 }
 
-// ForceOffDomain pulls the plug of a domain; it reports whether it was
-// still running.
-func (a *Activities) ForceOffDomain(ctx context.Context, name string) (bool, error) {
+// ForceOffDomain pulls the plug of a domain of the cluster; it reports
+// whether it was still running. An absent domain is success.
+func (a *Activities) ForceOffDomain(ctx context.Context, ref DomainRef) (bool, error) {
 	var wasRunning bool
 	err := a.heartbeating(ctx, func() error {
+		if err := a.provenDomain("force off domain", ref); errors.Is(err, libvirt.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		name := ref.Name
 		st, err := a.Libvirt.DomainState(name)
 		if errors.Is(err, libvirt.ErrNotFound) {
 			return nil
@@ -67,22 +82,37 @@ func (a *Activities) WaitDomainsOff(ctx context.Context, names []string) error {
 // defined it for this cluster; an absent domain is success.
 func (a *Activities) DeleteDomain(ctx context.Context, ref DomainRef) error {
 	return a.heartbeating(ctx, func() error {
-		meta, err := a.Libvirt.DomainMetadata(ref.Name, templates.MetadataNamespace)
-		if errors.Is(err, libvirt.ErrNotFound) {
-			if _, stErr := a.Libvirt.DomainState(ref.Name); errors.Is(stErr, libvirt.ErrNotFound) {
-				return nil // already gone
-			}
-			return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: "delete domain", Object: ref.Name,
-				Detail: "it has no hpcvm metadata, so hpcvm did not create it; it was left alone (remove it with virsh if it should go)"}
-		}
-		if err != nil {
+		if err := a.provenDomain("delete domain", ref); errors.Is(err, libvirt.ErrNotFound) {
+			return nil
+		} else if err != nil {
 			return err
-		}
-		owner, err := templates.ParseOwner(meta)
-		if err != nil || owner.Cluster != ref.Cluster {
-			return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: "delete domain", Object: ref.Name,
-				Detail: fmt.Sprintf("its hpcvm metadata names cluster %q, not %q; it was left alone", owner.Cluster, ref.Cluster)}
 		}
 		return a.Libvirt.DeleteDomain(ref.Name)
 	})
+}
+
+// provenDomain returns nil if the domain carries hpcvm's metadata naming
+// ref.Cluster, ErrNotFound if there is no such domain, ErrNotOwned else.
+func (a *Activities) provenDomain(op string, ref DomainRef) error {
+	meta, err := a.Libvirt.DomainMetadata(ref.Name, templates.MetadataNamespace)
+	if errors.Is(err, libvirt.ErrNotFound) {
+		if _, stErr := a.Libvirt.DomainState(ref.Name); errors.Is(stErr, libvirt.ErrNotFound) {
+			return stErr
+		}
+		return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: op, Object: ref.Name,
+			Detail: "it has no hpcvm metadata, so hpcvm did not create it; it was left alone (remove it with virsh if it should go)"}
+	}
+	if err != nil {
+		return err
+	}
+	owner, err := templates.ParseOwner(meta)
+	if err != nil {
+		return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: op, Object: ref.Name,
+			Detail: fmt.Sprintf("its hpcvm metadata cannot be read (%v), so hpcvm cannot prove it created it; it was left alone", err)}
+	}
+	if owner.Cluster != ref.Cluster {
+		return &libvirt.Error{Kind: libvirt.ErrNotOwned, Op: op, Object: ref.Name,
+			Detail: fmt.Sprintf("its hpcvm metadata names cluster %q, not %q; it was left alone", owner.Cluster, ref.Cluster)}
+	}
+	return nil
 }

@@ -3,7 +3,10 @@ package activities
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hpcvm/hpcvm/cluster"
@@ -52,6 +55,9 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 						return err
 					}
 					inv.Pool.Problem = err.Error()
+					if _, statErr := os.Stat(inv.Pool.Path); errors.Is(statErr, fs.ErrNotExist) {
+						inv.Pool.DirMissing = true
+					}
 				} else {
 					inv.Pool.Active = true
 				}
@@ -61,7 +67,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 				if err != nil {
 					return err
 				}
-				inv.Volumes = map[string]VolumeState{}
+				inv.Volumes, inv.VolumesListed = map[string]VolumeState{}, true
 				for _, v := range vols {
 					inv.Volumes[v.Name] = VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
 						Capacity: v.Capacity, Allocation: v.Allocation, BackingPath: v.BackingPath}
@@ -88,17 +94,27 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			if ds.Owned || planned[d.Name] {
 				inv.Domains = append(inv.Domains, ds)
 			}
-			if !ds.Owned && inv.Network != nil {
-				for _, n := range d.Networks {
-					if n == inv.Network.Name {
-						inv.NetworkUsers = append(inv.NetworkUsers, d.Name)
+			if ds.Owned {
+				continue
+			}
+			if d.Unreadable {
+				inv.Unreadable = append(inv.Unreadable, d.Name)
+				continue
+			}
+			if n := inv.Network; n != nil && (slices.Contains(d.Networks, n.Name) || slices.Contains(d.Bridges, n.Bridge)) {
+				inv.NetworkUsers = append(inv.NetworkUsers, d.Name)
+			}
+			if inv.Pool != nil {
+				// Its disks, the files under them, and pool volumes it
+				// names: whatever of the pool it uses stays.
+				for _, disk := range append(append([]string{}, d.Disks...), d.BackingFiles...) {
+					if filepath.Dir(filepath.Clean(disk)) == inv.Pool.Path {
+						inv.ForeignDisks = append(inv.ForeignDisks, filepath.Clean(disk))
 					}
 				}
-			}
-			if !ds.Owned && inv.Pool != nil {
-				for _, disk := range d.Disks {
-					if filepath.Dir(disk) == inv.Pool.Path {
-						inv.ForeignDisks = append(inv.ForeignDisks, disk)
+				for _, pv := range d.VolumeDisks {
+					if pool, vol, ok := strings.Cut(pv, "/"); ok && pool == inv.Pool.Name {
+						inv.ForeignDisks = append(inv.ForeignDisks, filepath.Join(inv.Pool.Path, vol))
 					}
 				}
 			}

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"strings"
 
 	"libvirt.org/go/libvirtxml"
 )
@@ -14,8 +15,12 @@ func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, 
 	if err := def.Unmarshal(xml); err != nil || def.Target == nil {
 		return res, badInput("the pool XML has no target directory", err)
 	}
-	if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
-		return res, err
+	// The roots bound where pools are created; a pool of the cluster that
+	// exists already is checked by its UUID in EnsurePool instead.
+	if have, err := a.Libvirt.LookupPool(def.Name); err != nil || !strings.EqualFold(have.UUID, def.UUID) {
+		if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
+			return res, err
+		}
 	}
 	err := a.heartbeating(ctx, func() (err error) {
 		res.Created, err = a.Libvirt.EnsurePool(xml)

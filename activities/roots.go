@@ -81,6 +81,11 @@ func resolveExisting(path string) (string, error) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
+		if _, lerr := os.Lstat(p); lerr == nil {
+			// It exists as a link whose target does not: judging it by its
+			// parent would let a link out of a root pass.
+			return "", fmt.Errorf("%s is a symbolic link to a path that does not exist", p)
+		}
 		parent := filepath.Dir(p)
 		if parent == p {
 			return filepath.Clean(path), nil

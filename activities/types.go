@@ -86,13 +86,20 @@ type Inventory struct {
 	Pool    *PoolState    `json:"pool,omitempty"`
 	// Volumes of the owned pool by name; nil when the pool is absent, not
 	// ours, or inactive and not activated by the inspection.
-	Volumes map[string]VolumeState `json:"volumes,omitempty"`
-	Domains []DomainState          `json:"domains,omitempty"`
+	Volumes map[string]VolumeState `json:"volumes"`
+	// VolumesListed says Volumes is the pool's full list (an empty pool
+	// too); false when the pool is absent, not ours, or could not be read.
+	VolumesListed bool          `json:"volumes_listed"`
+	Domains       []DomainState `json:"domains,omitempty"`
 	// ForeignDisks are files inside the pool's directory that domains
 	// outside this cluster use: never deleted, whoever made them.
 	ForeignDisks []string `json:"foreign_disks,omitempty"`
-	// NetworkUsers are domains outside this cluster attached to its network.
+	// NetworkUsers are domains outside this cluster attached to its network
+	// (or directly to its bridge).
 	NetworkUsers []string `json:"network_users,omitempty"`
+	// Unreadable are domains outside this cluster whose definition could
+	// not be read: they may use anything of it.
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 // NetworkState is the network named like the cluster's, as libvirt has it.
@@ -119,6 +126,9 @@ type PoolState struct {
 	Available  uint64 `json:"available"`
 	// Problem says why an owned, inactive pool could not be started.
 	Problem string `json:"problem,omitempty"`
+	// DirMissing says the pool's directory does not exist: nothing is left
+	// in it to lose, only the pool's definition.
+	DirMissing bool `json:"dir_missing,omitempty"`
 }
 
 // VolumeState is one volume as libvirt has it.

@@ -61,10 +61,30 @@ const checkpointEvery = 16 << 20
 // uploadProgress is the upload's heartbeat detail: where a retry resumes,
 // the digest of everything before that point, and which source it was.
 type uploadProgress struct {
-	Offset      int64  `json:"offset"`
-	DigestState []byte `json:"digest_state"` // sha256 state after Offset bytes
-	SourceSize  int64  `json:"source_size"`
-	SourceMTime int64  `json:"source_mtime_ns"`
+	Offset      int64      `json:"offset"`
+	DigestState []byte     `json:"digest_state"` // sha256 state after Offset bytes
+	Source      sourceStat `json:"source"`
+	// StartOver asks the next attempt to recreate the volume and upload
+	// from the first byte (a resumed upload did not verify).
+	StartOver bool `json:"start_over,omitempty"`
+}
+
+// sourceStat identifies one version of the source file: a rewrite in place
+// that keeps the size and the modification time still changes the inode
+// change time.
+type sourceStat struct {
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime_ns"`
+	CTime int64  `json:"ctime_ns"`
+	Inode uint64 `json:"inode"`
+}
+
+func statSource(path string) (sourceStat, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return sourceStat{}, err
+	}
+	return sourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}, nil
 }
 
 // UploadBaseImage streams the base image into its pool volume, digesting it
@@ -85,16 +105,17 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
 		return res, err
 	}
-	src, err := os.Stat(req.Source)
+	src, err := statSource(req.Source)
 	if err != nil {
 		return res, badInput(fmt.Sprintf("base image %q: %v", req.Source, err), err)
 	}
-	size := src.Size()
-	if err := a.heartbeating(ctx, func() error {
+	size := src.Size
+	var created bool
+	if err := a.heartbeating(ctx, func() (err error) {
 		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
 			return err
 		}
-		_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
+		created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
 		return err
 	}); err != nil {
 		return res, err
@@ -103,10 +124,26 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	digest := sha256.New()
 	var offset int64
 	var prev uploadProgress
-	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
+	if !created && activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
+		changed := prev.Source != src
 		switch {
-		case prev.SourceSize != size || prev.SourceMTime != src.ModTime().UnixNano():
-			res.Notes = append(res.Notes, fmt.Sprintf("base image %s changed between upload attempts; the upload started over", req.Source))
+		case changed || prev.StartOver:
+			if changed {
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s changed between upload attempts; the upload started over", req.Source))
+			}
+			// The volume may hold a tail of what was there before: start
+			// from a new, empty volume.
+			if err := a.heartbeating(ctx, func() error {
+				if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
+					return err
+				}
+				_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
+				return err
+			}); err != nil {
+				// The XML was planned from the old source (size, format):
+				// the run must plan again.
+				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), ErrTypeMismatch, err)
+			}
 		case prev.Offset > 0 && prev.Offset <= size:
 			if um, ok := digest.(encoding.BinaryUnmarshaler); ok && um.UnmarshalBinary(prev.DigestState) == nil {
 				offset = prev.Offset
@@ -139,8 +176,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
 			last = checkpoints[0]
 		}
-		activity.RecordHeartbeat(ctx, uploadProgress{Offset: last.at, DigestState: last.state,
-			SourceSize: size, SourceMTime: src.ModTime().UnixNano()})
+		activity.RecordHeartbeat(ctx, uploadProgress{Offset: last.at, DigestState: last.state, Source: src})
 	})
 	if err != nil {
 		return res, classify(err)
@@ -157,14 +193,20 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	if err != nil {
 		return res, classify(err)
 	}
-	if got != sum {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (sha256 %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
-	}
-	after, err := os.Stat(req.Source)
-	if err != nil || after.Size() != size || !after.ModTime().Equal(src.ModTime()) {
+	if after, err := statSource(req.Source); err != nil || after != src {
+		// The next attempt sees the change and starts over.
 		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
 	}
-	rec := baseRecord{SHA256: sum, Size: size, Source: req.Source, SourceSize: size, SourceMTime: src.ModTime().UnixNano(), Verified: time.Now().UTC().Format(time.RFC3339)}
+	if got != sum {
+		if offset > 0 {
+			// A resumed upload can leave a hole if libvirtd lost more than
+			// the rewind covers: the next attempt starts from scratch.
+			activity.RecordHeartbeat(ctx, uploadProgress{Source: src, StartOver: true})
+			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not match the image after a resumed upload (sha256 %s, image %s); uploading it again from the start", req.Pool, req.Volume, got, sum), ErrTypeLibvirt)
+		}
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (sha256 %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
+	}
+	rec := baseRecord{SHA256: sum, Size: size, Source: req.Source, SourceStat: src, Verified: time.Now().UTC().Format(time.RFC3339)}
 	if err := rec.write(vol.Path); err != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("the base volume's digest could not be recorded on %s (%v): later starts will compare it with the source again", vol.Path, err))
 	}
@@ -178,17 +220,20 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 // never finished) is compared with the source, and recorded if equal.
 func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	res := UploadResult{AlreadyDone: true}
+	if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
+		return res, classify(err)
+	}
 	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
 	if err != nil {
 		return res, classify(err)
 	}
 	if rec, ok := readBaseRecord(vol.Path); ok {
 		if st, err := os.Stat(vol.Path); err == nil && st.Size() == rec.Size {
-			src, err := os.Stat(req.Source)
+			src, err := statSource(req.Source)
 			switch {
 			case err != nil:
 				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not there any more; the cluster runs on its verified copy %s (sha256 %s)", req.Source, req.Volume, rec.SHA256))
-			case req.Source != rec.Source || src.Size() != rec.SourceSize || src.ModTime().UnixNano() != rec.SourceMTime:
+			case req.Source != rec.Source || src != rec.SourceStat:
 				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not the file the base volume was made from (%s, %s); the cluster keeps its base (sha256 %s): destroy and start again to use the new image", req.Source, rec.Source, rec.Verified, rec.SHA256))
 			}
 			return res, nil
@@ -197,13 +242,13 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
 		return res, err
 	}
-	srcSt, err := os.Stat(req.Source)
+	srcSt, err := statSource(req.Source)
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s exists but holds no record of a verified upload, and the base image %s cannot be read (%v) to check it: put the image back and start again, or run `hpcvm destroy`",
 			req.Pool, req.Volume, req.Source, err), ErrTypeMismatch, nil)
 	}
-	sum, same, err := sameContent(ctx, vol.Path, req.Source, srcSt.Size())
+	sum, same, err := sameContent(ctx, vol.Path, req.Source, srcSt.Size)
 	if err != nil {
 		return res, classify(err)
 	}
@@ -212,19 +257,18 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 			"base volume %s/%s exists but does not hold %s (an earlier upload did not finish, or the image changed); the VMs' disks may be layered on it, so hpcvm does not overwrite it: run `hpcvm destroy` and start the cluster again",
 			req.Pool, req.Volume, req.Source), ErrTypeMismatch, nil)
 	}
-	rec := baseRecord{SHA256: sum, Size: srcSt.Size(), Source: req.Source, SourceSize: srcSt.Size(), SourceMTime: srcSt.ModTime().UnixNano(), Verified: time.Now().UTC().Format(time.RFC3339)}
+	rec := baseRecord{SHA256: sum, Size: srcSt.Size, Source: req.Source, SourceStat: srcSt, Verified: time.Now().UTC().Format(time.RFC3339)}
 	_ = rec.write(vol.Path)
 	return res, nil
 }
 
 // baseRecord is the proof of a verified upload, kept on the volume file.
 type baseRecord struct {
-	SHA256      string `json:"sha256"`
-	Size        int64  `json:"size"`
-	Source      string `json:"source"`
-	SourceSize  int64  `json:"source_size"`
-	SourceMTime int64  `json:"source_mtime_ns"`
-	Verified    string `json:"verified"`
+	SHA256     string     `json:"sha256"`
+	Size       int64      `json:"size"`
+	Source     string     `json:"source"`
+	SourceStat sourceStat `json:"source_stat"`
+	Verified   string     `json:"verified"`
 }
 
 // baseRecordAttr is the extended attribute that holds the record.

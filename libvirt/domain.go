@@ -56,8 +56,16 @@ type DomainSummary struct {
 	MemoryKiB uint64
 	VCPUs     uint
 	Disks     []string // source files of its disks
-	Networks  []string // networks its interfaces are attached to
-	XML       string   // live definition
+	// BackingFiles are the files under its disks, known while it runs.
+	BackingFiles []string
+	// VolumeDisks are disks given as pool volumes, as "pool/volume".
+	VolumeDisks []string
+	Networks    []string // networks its interfaces are attached to
+	Bridges     []string // bridges its interfaces are attached to directly
+	// Unreadable says its definition could not be parsed, so what it uses
+	// is unknown.
+	Unreadable bool
+	XML        string // live definition
 }
 
 // EnsureDomain defines the domain described by xml unless one of that name
@@ -279,13 +287,30 @@ func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
 				if d.Source != nil && d.Source.File != nil && d.Source.File.File != "" {
 					s.Disks = append(s.Disks, d.Source.File.File)
 				}
+				if d.Source != nil && d.Source.Volume != nil {
+					s.VolumeDisks = append(s.VolumeDisks, d.Source.Volume.Pool+"/"+d.Source.Volume.Volume)
+				}
+				// A running domain's live XML carries the backing chain
+				// libvirt probed: files it reads through its disk.
+				for b := d.BackingStore; b != nil; b = b.BackingStore {
+					if b.Source != nil && b.Source.File != nil && b.Source.File.File != "" {
+						s.BackingFiles = append(s.BackingFiles, b.Source.File.File)
+					}
+				}
 			}
 			for _, i := range def.Devices.Interfaces {
 				if i.Source != nil && i.Source.Network != nil {
 					s.Networks = append(s.Networks, i.Source.Network.Network)
 				}
+				if i.Source != nil && i.Source.Bridge != nil {
+					s.Bridges = append(s.Bridges, i.Source.Bridge.Bridge)
+				}
 			}
 		}
+	} else {
+		// What it uses cannot be read: callers must assume it may use
+		// anything.
+		s.Unreadable = true
 	}
 	if ns != "" {
 		s.Metadata, err = dom.GetMetadata(lv.DOMAIN_METADATA_ELEMENT, ns, lv.DOMAIN_AFFECT_CURRENT)

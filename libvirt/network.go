@@ -247,6 +247,9 @@ func (c *Client) DeleteDHCPHost(network, wantUUID, mac string) error {
 // ownedNetwork looks the network up and proves it carries wantUUID; it
 // returns its persistent definition. The caller frees the network.
 func ownedNetwork(conn *lv.Connect, op, name, wantUUID string) (*lv.Network, *libvirtxml.Network, error) {
+	if err := requireUUID(op, name, wantUUID); err != nil {
+		return nil, nil, err
+	}
 	net, err := conn.LookupNetworkByName(name)
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,8 @@
 package libvirt
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -133,6 +135,9 @@ func provenPool(op string, have *libvirtxml.StoragePool, wantUUID string) error 
 // it before they touch a volume in it.
 func (c *Client) OwnedPool(name, wantUUID string) error {
 	const op = "check owner of pool"
+	if err := requireUUID(op, name, wantUUID); err != nil {
+		return err
+	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
 		pool, err := conn.LookupStoragePoolByName(name)
 		if err != nil {
@@ -147,11 +152,23 @@ func (c *Client) OwnedPool(name, wantUUID string) error {
 	})
 }
 
+// requireUUID refuses to act without a mark to prove: ownership checks
+// fail closed.
+func requireUUID(op, name, wantUUID string) error {
+	if wantUUID == "" {
+		return newErr(ErrNotOwned, op, name, "no owner UUID was given to prove it is the caller's, so it is not touched")
+	}
+	return nil
+}
+
 // ActivatePool starts an inactive pool (a host reboot, a `virsh
 // pool-destroy`): its volumes cannot be listed or deleted while it is down.
 // The pool must carry wantUUID.
 func (c *Client) ActivatePool(name, wantUUID string) error {
 	const op = "start pool"
+	if err := requireUUID(op, name, wantUUID); err != nil {
+		return err
+	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
 		pool, err := conn.LookupStoragePoolByName(name)
 		if err != nil {
@@ -183,6 +200,9 @@ func (c *Client) ActivatePool(name, wantUUID string) error {
 // theirs, and whatever is left is not the caller's to remove.
 func (c *Client) DeletePool(name, wantUUID string) error {
 	const op = "delete pool"
+	if err := requireUUID(op, name, wantUUID); err != nil {
+		return err
+	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
 		pool, err := conn.LookupStoragePoolByName(name)
 		if isNotFound(err) {
@@ -206,6 +226,12 @@ func (c *Client) DeletePool(name, wantUUID string) error {
 			return ignoreNotFound(err)
 		}
 		if !active {
+			if _, statErr := os.Stat(poolPath(def)); errors.Is(statErr, fs.ErrNotExist) {
+				// Its directory is gone (a delete cut short between
+				// removing it and undefining the pool, or removed by
+				// hand): nothing is left to lose but the definition.
+				return ignoreNotFound(pool.Undefine())
+			}
 			if err := pool.Create(0); err != nil {
 				return &Error{Op: op, Object: name, Cause: err,
 					Detail: libvirtMessage(err) + "; the pool cannot be started to check that it is empty (does " + poolPath(def) + " exist?): remove it by hand with virsh pool-undefine " + name + " once you have checked its directory"}

@@ -85,6 +85,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		byName[td.Name] = td
 		domains = append(domains, td.Name)
 	}
+	stillThere := map[string]bool{} // VMs whose domain could not be deleted
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, dom string) error {
 		step := "delete domain " + dom
 		err := run(tr, step, func() (bool, error) {
@@ -92,6 +93,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			return true, outcome(step, "domain "+dom, err)
 		})
 		if err != nil {
+			stillThere[byName[dom].VM] = true
 			for _, vol := range byName[dom].Volumes {
 				res.Kept = append(res.Kept, fmt.Sprintf("volume %s (its domain %s was not deleted)", vol, dom))
 			}
@@ -105,6 +107,10 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		netRef := activities.NetworkRef{Name: cluster.NetworkName(name), UUID: cluster.NetworkUUID(name)}
 		_ = parallel(ctx, leaseNames(d.Leases), func(gctx workflow.Context, vm string) error {
 			l := leaseOf(d.Leases, vm)
+			if stillThere[vm] {
+				res.Kept = append(res.Kept, fmt.Sprintf("DHCP lease %s %s (its domain was not deleted)", vm, l.IP))
+				return nil
+			}
 			step := "remove DHCP lease " + vm
 			return run(tr, step, func() (bool, error) {
 				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDHCPHost, activities.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
@@ -141,7 +147,10 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		})
 	}
 
-	if d.Network {
+	switch {
+	case d.Network && domainsErr != nil:
+		res.Kept = append(res.Kept, fmt.Sprintf("network %s (a domain of the cluster could not be deleted and may still use it)", inv.Network.Name))
+	case d.Network:
 		netName := inv.Network.Name
 		step := "delete network " + netName
 		_ = run(tr, step, func() (bool, error) {
@@ -150,6 +159,9 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		})
 	}
 	res.Missing = d.Missing
+	for _, vm := range d.Missing {
+		failures = append(failures, fmt.Sprintf("--vm %s: cluster %s has no such VM (no domain, disk or lease of that name)", vm, name))
+	}
 
 	if len(failures) > 0 || len(res.Kept) > 0 {
 		var parts []string

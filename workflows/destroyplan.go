@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -98,7 +99,13 @@ func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) dest
 		td := domainTeardown{Name: dom.Name, VM: dom.VM}
 		for _, disk := range dom.Disks {
 			v, ok := volumeAt[filepath.Clean(disk)]
-			if !ok || claimed[v] {
+			if !ok {
+				if poolPath == "" || filepath.Dir(filepath.Clean(disk)) != poolPath {
+					d.Kept = append(d.Kept, fmt.Sprintf("file %s (a disk of domain %s outside the cluster's pool: hpcvm did not create it)", disk, dom.Name))
+				}
+				continue
+			}
+			if claimed[v] {
 				continue
 			}
 			claimed[v] = true
@@ -140,6 +147,7 @@ func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) dest
 				d.Missing = append(d.Missing, vm)
 			}
 		}
+		keepBackingChains(&d, inv, foreign)
 		return d
 	}
 
@@ -165,33 +173,125 @@ func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) dest
 		}
 		d.Bases = append(d.Bases, b)
 	}
+	keepBackingChains(&d, inv, foreign)
 	switch {
-	case inv.PoolOwned() && inv.Volumes == nil:
+	case !inv.PoolOwned():
+	case len(inv.Unreadable) > 0:
+		d.Kept = append(d.Kept, fmt.Sprintf("pool %s and its volumes (the definitions of domain(s) %s cannot be read, so hpcvm cannot prove they use nothing of it)", inv.Pool.Name, strings.Join(inv.Unreadable, ", ")))
+		d.LooseVolumes, d.Bases = nil, nil
+		for i := range d.Domains {
+			d.Domains[i].Volumes = nil
+		}
+	case inv.Pool.DirMissing:
+		d.Pool = true // only its definition is left: DeletePool undefines it
+	case !inv.VolumesListed:
 		d.Kept = append(d.Kept, fmt.Sprintf("pool %s (%s; its volumes could not be listed, so neither they nor the pool were deleted)", inv.Pool.Name, orDefault(inv.Pool.Problem, "it is inactive")))
-	case inv.PoolOwned():
+	default:
 		d.Pool = true
 	}
 	if inv.NetworkOwned() {
-		if len(inv.NetworkUsers) > 0 {
+		switch {
+		case len(inv.Unreadable) > 0:
+			d.Kept = append(d.Kept, fmt.Sprintf("network %s (the definitions of domain(s) %s cannot be read, so hpcvm cannot prove they are not attached to it)", inv.Network.Name, strings.Join(inv.Unreadable, ", ")))
+		case len(inv.NetworkUsers) > 0:
 			d.Kept = append(d.Kept, fmt.Sprintf("network %s (domains outside the cluster are attached to it: %s)", inv.Network.Name, strings.Join(inv.NetworkUsers, ", ")))
-		} else {
+		default:
 			d.Network = true
 		}
 	}
 	return d
 }
 
-// basesInUse lists, for each base volume, the volumes that stay and stand
-// on it: a base goes only when that list is empty.
-func basesInUse(inv activities.Inventory, bases []string, deleted map[string]bool) map[string][]string {
-	out := map[string][]string{}
-	for _, b := range bases {
-		bp := filepath.Clean(inv.Volumes[b].Path)
-		for _, vname := range sortedKeys(inv.Volumes) {
-			v := inv.Volumes[vname]
-			if !deleted[vname] && vname != b && v.BackingPath != "" && filepath.Clean(v.BackingPath) == bp {
-				out[b] = append(out[b], vname)
+// keepBackingChains keeps every volume that a volume which stays stands on,
+// however deep the chain: a disk layered on another VM's disk keeps that
+// disk and the base under it. A volume stays if destroy does not delete it:
+// kept, foreign, or not scheduled.
+func keepBackingChains(d *destroyDecision, inv activities.Inventory, foreign map[string]bool) {
+	doomed := map[string]bool{}
+	for _, td := range d.Domains {
+		for _, v := range td.Volumes {
+			doomed[v] = true
+		}
+	}
+	for _, v := range d.LooseVolumes {
+		doomed[v] = true
+	}
+	for _, v := range d.Bases {
+		doomed[v] = true
+	}
+	byPath := map[string]string{}
+	for name, v := range inv.Volumes {
+		byPath[filepath.Clean(v.Path)] = name
+	}
+	needed := map[string]string{} // volume → the volume that stays on it
+	var walk func(from, path string, depth int)
+	walk = func(from, path string, depth int) {
+		name, ok := byPath[filepath.Clean(path)]
+		if !ok || depth > 64 {
+			return
+		}
+		if _, seen := needed[name]; seen {
+			return
+		}
+		needed[name] = from
+		walk(from, inv.Volumes[name].BackingPath, depth+1)
+	}
+	for _, name := range sortedKeys(inv.Volumes) {
+		if !doomed[name] && inv.Volumes[name].BackingPath != "" {
+			walk(name, inv.Volumes[name].BackingPath, 0)
+		}
+	}
+	for p := range foreign {
+		if name, ok := byPath[p]; ok && inv.Volumes[name].BackingPath != "" {
+			walk(name, inv.Volumes[name].BackingPath, 0)
+		}
+	}
+	spare := func(list []string, what string) []string {
+		var out []string
+		for _, v := range list {
+			if by, ok := needed[v]; ok && doomed[v] {
+				d.Kept = append(d.Kept, fmt.Sprintf("volume %s (%s stands on it)", v, by))
+				continue
 			}
+			out = append(out, v)
+		}
+		return out
+	}
+	for i := range d.Domains {
+		d.Domains[i].Volumes = spare(d.Domains[i].Volumes, "disk")
+	}
+	d.LooseVolumes = spare(d.LooseVolumes, "disk")
+	d.Bases = spare(d.Bases, "base")
+}
+
+// basesInUse lists, for each base volume, the volumes that stay and stand
+// on it, directly or through other volumes: a base goes only when that list
+// is empty (a domain that could not be deleted keeps its disk, and the disk
+// keeps its base).
+func basesInUse(inv activities.Inventory, bases []string, deleted map[string]bool) map[string][]string {
+	byPath := map[string]string{}
+	for name, v := range inv.Volumes {
+		byPath[filepath.Clean(v.Path)] = name
+	}
+	out := map[string][]string{}
+	for _, vname := range sortedKeys(inv.Volumes) {
+		if deleted[vname] {
+			continue
+		}
+		seen := map[string]bool{vname: true}
+		for p := inv.Volumes[vname].BackingPath; p != ""; {
+			under, ok := byPath[filepath.Clean(p)]
+			if !ok || seen[under] {
+				break
+			}
+			seen[under] = true
+			out[under] = append(out[under], vname)
+			p = inv.Volumes[under].BackingPath
+		}
+	}
+	for k := range out {
+		if !slices.Contains(bases, k) {
+			delete(out, k)
 		}
 	}
 	return out

@@ -176,7 +176,7 @@ func TestDecideDestroy(t *testing.T) {
 		}},
 		{"an inactive pool that cannot start is kept, the rest goes", func() activities.Inventory {
 			inv := base()
-			inv.Volumes = nil
+			inv.Volumes, inv.VolumesListed = nil, false
 			inv.Pool.Active, inv.Pool.Problem = false, "cannot access /srv/pools/lab"
 			return inv
 		}, nil, func(t *testing.T, d destroyDecision) {
@@ -192,6 +192,53 @@ func TestDecideDestroy(t *testing.T) {
 		}, nil, func(t *testing.T, d destroyDecision) {
 			assert.False(t, d.Network)
 			assert.Contains(t, strings.Join(d.Kept, "\n"), "someone-else")
+		}},
+		{"an empty pool goes", func() activities.Inventory {
+			inv := base()
+			inv.Domains = nil
+			inv.Volumes = map[string]activities.VolumeState{}
+			return inv
+		}, nil, func(t *testing.T, d destroyDecision) {
+			assert.True(t, d.Pool)
+			assert.Empty(t, d.Kept)
+		}},
+		{"a pool whose directory is gone is undefined", func() activities.Inventory {
+			inv := base()
+			inv.Volumes, inv.VolumesListed = nil, false
+			inv.Pool.Active, inv.Pool.Problem, inv.Pool.DirMissing = false, "no such directory", true
+			return inv
+		}, nil, func(t *testing.T, d destroyDecision) {
+			assert.True(t, d.Pool)
+			assert.Empty(t, d.Kept)
+		}},
+		{"a disk layered on another VM's disk keeps the whole chain", func() activities.Inventory {
+			inv := base()
+			inv.Volumes["snap.qcow2"] = activities.VolumeState{Name: "snap.qcow2", Path: "/srv/pools/lab/snap.qcow2", BackingPath: "/srv/pools/lab/compute-01.qcow2"}
+			inv.ForeignDisks = []string{"/srv/pools/lab/snap.qcow2"}
+			return inv
+		}, nil, func(t *testing.T, d destroyDecision) {
+			kept := strings.Join(d.Kept, "\n")
+			assert.Contains(t, kept, "volume snap.qcow2")
+			assert.Contains(t, kept, "volume compute-01.qcow2 (snap.qcow2 stands on it)")
+			assert.Contains(t, kept, "volume lab-base.qcow2 (snap.qcow2 stands on it)")
+			assert.Empty(t, d.Bases)
+			for _, td := range d.Domains {
+				assert.NotContains(t, td.Volumes, "compute-01.qcow2")
+			}
+		}},
+		{"a foreign domain that cannot be read keeps pool and network", func() activities.Inventory {
+			inv := base()
+			inv.Unreadable = []string{"odd-vm"}
+			return inv
+		}, nil, func(t *testing.T, d destroyDecision) {
+			assert.Len(t, d.Domains, 3, "the cluster's own domains still go")
+			for _, td := range d.Domains {
+				assert.Empty(t, td.Volumes)
+			}
+			assert.Empty(t, d.Bases)
+			assert.False(t, d.Pool)
+			assert.False(t, d.Network)
+			assert.Contains(t, strings.Join(d.Kept, "\n"), "odd-vm")
 		}},
 		{"--vm removes one node and its lease only", base, []string{"compute-01", "ghost"}, func(t *testing.T, d destroyDecision) {
 			require.Len(t, d.Domains, 1)

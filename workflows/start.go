@@ -225,14 +225,17 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		}
 		// The cluster was up before this run: the nodes that failed are
 		// rolled back alone, the others (old and new) stay as they are.
-		failed := &saga{}
+		// Each failed node is undone on its own stack, so one node's
+		// failed undo does not stop another's.
+		var failedSubs []*saga
 		var names []string
 		for i, e := range errs {
 			if e != nil {
-				failed.steps = append(failed.steps, subs[i].steps...)
+				failedSubs = append(failedSubs, subs[i])
 				names = append(names, plan.VMs[i].Name)
 			}
 		}
+		failed := &saga{steps: []compensation{{name: "failed nodes", group: failedSubs}}}
 		return res, failNodes(ctx, tr, failed, names, err)
 	}
 	return res, nil
@@ -304,14 +307,15 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	}
 
 	startStep := "start " + vm.Domain
+	domRef := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
 	wasRunning := existed && dom.Running()
 	if !wasRunning {
 		sg.push(startStep, func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.ForceOffDomain, vm.Domain).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), a.ForceOffDomain, domRef).Get(c, nil)
 		})
 	}
 	return run(tr, startStep, func() (bool, error) {
-		err := workflow.ExecuteActivity(actx, a.StartDomain, vm.Domain).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, a.StartDomain, domRef).Get(ctx, nil)
 		// Counted from the snapshot: a retry that finds the domain
 		// started by the first try still started it in this run.
 		if err == nil && !wasRunning {
@@ -399,7 +403,7 @@ func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err 
 	if errors.As(err, &se) {
 		f.FailedStep = se.step
 	}
-	msg := fmt.Sprintf("step %q failed: %s; node(s) %s rolled back alone (%s); the rest of the cluster is as it was",
+	msg := fmt.Sprintf("step %q failed: %s; node(s) %s rolled back alone (%s); the cluster's other nodes, old and new, are up",
 		f.FailedStep, f.Cause, strings.Join(names, ", "), orDefault(strings.Join(undone, ", "), "nothing of theirs had been created"))
 	if len(notUndone) > 0 {
 		msg += fmt.Sprintf("; COULD NOT UNDO: %s (run `hpcvm destroy --vm NAME` once the cause is fixed)", strings.Join(notUndone, "; "))

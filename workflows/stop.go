@@ -52,7 +52,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
 		return run(tr, "shutdown "+name, func() (bool, error) {
-			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, name).Get(gctx, nil)
+			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, nil)
 		})
 	}); err != nil {
 		return res, err
@@ -87,7 +87,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
 		return run(tr, "force off "+name, func() (bool, error) {
 			var wasRunning bool
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, name).Get(gctx, &wasRunning)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, &wasRunning)
 			forced[name] = wasRunning
 			return wasRunning, err
 		})

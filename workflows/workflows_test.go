@@ -113,7 +113,8 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (activities.EnsureResult, error) {
 		return ensure("EnsureDomain "+domainName(xml))(nil, "")
 	})
-	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
+	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) (bool, error) {
+		name := ref.Name
 		r.note(&r.calls, "StartDomain "+name)
 		return r.fail("StartDomain "+name) == nil, r.fail("StartDomain " + name)
 	})
@@ -137,7 +138,8 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return nil
 	})
-	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) (bool, error) {
+	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) (bool, error) {
+		name := ref.Name
 		r.note(&r.undo, "ForceOffDomain "+name)
 		return true, nil
 	})
@@ -303,7 +305,8 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
 	var shutdown []string
-	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, name string) error {
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) error {
+		name := ref.Name
 		mu.Lock()
 		defer mu.Unlock()
 		shutdown = append(shutdown, name)
@@ -311,8 +314,8 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	})
 	// The guests never power off: the wait only ends when cancelled.
 	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
-	env.OnActivity(a.ForceOffDomain, mock.Anything, "lab-controller-01").Return(true, nil)
-	env.OnActivity(a.ForceOffDomain, mock.Anything, "lab-compute-01").Return(false, nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, activities.DomainRef{Name: "lab-controller-01", Cluster: "lab"}).Return(true, nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, activities.DomainRef{Name: "lab-compute-01", Cluster: "lab"}).Return(false, nil)
 	env.ExecuteWorkflow(StopCluster, req)
 	require.NoError(t, env.GetWorkflowError())
 	var res StopResult
@@ -331,6 +334,7 @@ func existingInventory(plan cluster.Plan) activities.Inventory {
 		Volumes: map[string]activities.VolumeState{
 			"lab-base.qcow2": {Name: "lab-base.qcow2", Path: "/srv/pools/lab/lab-base.qcow2", Format: "qcow2", Capacity: 1 << 28},
 		},
+		VolumesListed: true,
 	}
 	for _, vm := range plan.VMs {
 		inv.Network.Leases = append(inv.Network.Leases, cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP})
@@ -350,6 +354,7 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	// disk stay, and so do the base under that disk and the pool.
 	inv.Domains[2].Owned, inv.Domains[2].VM = false, ""
 	inv.ForeignDisks = []string{"/srv/pools/lab/compute-02.qcow2"}
+	inv.NetworkUsers = []string{"lab-compute-02"}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	r := &recorder{inv: inv}
@@ -357,11 +362,11 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	env.ExecuteWorkflow(DestroyCluster, req)
 	err = env.GetWorkflowError()
 	require.Error(t, err, "something of the cluster is left, so destroy fails")
-	assert.Contains(t, err.Error(), "lab-base.qcow2 (the base image: compute-02.qcow2 still stand on it)")
+	assert.Contains(t, err.Error(), "volume lab-base.qcow2 (compute-02.qcow2 stands on it)")
 	assert.ElementsMatch(t, []string{
 		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01",
-		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2", "DeleteNetwork lab-network",
-	}, r.undo)
+		"DeleteVolume controller-01.qcow2", "DeleteVolume compute-01.qcow2",
+	}, r.undo, "the network stays: the foreign domain is attached to it")
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr))
 	assert.Equal(t, ErrTypeDestroyIncomplete, appErr.Type())
@@ -370,6 +375,7 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	require.Len(t, res.LeftAlone, 1)
 	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
 	assert.Contains(t, strings.Join(res.Kept, "\n"), "pool lab-pool")
+	assert.Contains(t, strings.Join(res.Kept, "\n"), "network lab-network (domains outside the cluster are attached to it: lab-compute-02)")
 }
 
 func TestDestroyRemovesEverythingTheClusterOwnsWhateverTheFileSays(t *testing.T) {

@@ -26,6 +26,7 @@ type Status struct {
 	Pool      *PoolInfo     `json:"storage_pool,omitempty"`
 	VMs       []VMStatus    `json:"vms"`
 	LeftAlone []string      `json:"not_owned,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
 }
 
 // OperationRef is the operation running on the cluster, if any.
@@ -212,11 +213,13 @@ func buildStatus(d workflows.Description) Status {
 		}
 	}
 	if !volumeKnown && inv.PoolOwned() {
-		st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
+		st.Warnings = append(st.Warnings, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
 	}
 	switch {
 	case present == 0 && st.Network == nil && st.Pool == nil:
 		st.State = "absent"
+	case total == 0:
+		st.State = "partial"
 	case running == total:
 		st.State = "running"
 	case running > 0:
@@ -262,7 +265,10 @@ func (a *app) printStatus(st Status) {
 	}
 	_ = tw.Flush()
 	for _, l := range st.LeftAlone {
-		fmt.Fprintln(a.out, "warning:", l)
+		fmt.Fprintln(a.out, "warning: not created by hpcvm:", l)
+	}
+	for _, w := range st.Warnings {
+		fmt.Fprintln(a.out, "warning:", w)
 	}
 }
 
