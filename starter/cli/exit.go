@@ -9,6 +9,7 @@ const (
 	ExitBadInput    = 2 // the configuration or the command line is wrong; nothing was submitted or created
 	ExitUnreachable = 3 // Temporal (or the host's worker) cannot be reached
 	ExitBusy        = 4 // another operation on this cluster is running
+	ExitPending     = 5 // cancel was requested, but the run had not ended when cancel stopped waiting (--wait); it goes on in Temporal
 	ExitInterrupted = 130
 )
 

@@ -11,8 +11,6 @@ import (
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 )
 
 func (a *app) startCommand() *cobra.Command {
@@ -180,6 +178,8 @@ the cause is fixed.
 			switch {
 			case len(vms) > 0:
 				fmt.Fprintf(a.out, "VM(s) removed from cluster %s: deleted %d object(s)\n", name, len(res.Deleted))
+			case len(res.LeftAlone) > 0:
+				fmt.Fprintf(a.out, "cluster %s destroyed: deleted %d object(s), nothing of it is left; the objects with its names listed above were not created by hpcvm and were left untouched\n", name, len(res.Deleted))
 			default:
 				fmt.Fprintf(a.out, "cluster %s destroyed: deleted %d object(s), nothing of it is left\n", name, len(res.Deleted))
 			}
@@ -203,53 +203,6 @@ func (a *app) printDestroy(res workflows.DestroyResult) {
 	}
 	for _, m := range res.Missing {
 		fmt.Fprintln(a.out, "  no such VM in the cluster:", m)
-	}
-}
-
-func (a *app) cancelCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "cancel",
-		Short: "Cancel the operation running on the cluster; a start rolls back",
-		Long: `cancel asks the running operation of the cluster to stop. A cancelled start
-removes what it had created, in reverse order; cancel waits for that and
-prints what was rolled back.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := a.loadSpec()
-			if err != nil {
-				return err
-			}
-			c, err := a.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			id := workflows.WorkflowID(spec.Cluster.Name)
-			desc, err := c.DescribeWorkflowExecution(cmd.Context(), id, "")
-			var notFound *serviceerror.NotFound
-			switch {
-			case errors.As(err, &notFound):
-				return fail(ExitBadInput, "no operation has run on cluster %s", spec.Cluster.Name)
-			case err != nil:
-				return unreachable(err)
-			case desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
-				return fail(ExitBadInput, "no operation is running on cluster %s", spec.Cluster.Name)
-			}
-			info := desc.GetWorkflowExecutionInfo()
-			if err := c.CancelWorkflow(cmd.Context(), id, info.GetExecution().GetRunId()); err != nil {
-				return unreachable(err)
-			}
-			fmt.Fprintf(a.out, "cancel requested for %s; waiting for it to roll back\n", info.GetType().GetName())
-			err = a.follow(cmd.Context(), c, c.GetWorkflow(cmd.Context(), id, info.GetExecution().GetRunId()), nil)
-			if ee, ok := err.(*exitError); ok && ee.cancelledClean {
-				fmt.Fprintln(a.out, ee.msg)
-				return nil
-			}
-			if err == nil {
-				fmt.Fprintln(a.out, "the operation had already finished before the cancel reached it")
-			}
-			return err
-		},
 	}
 }
 

@@ -71,7 +71,8 @@ Connection settings come from flags or HPCVM_* environment variables
 
 Exit codes: 0 success; 1 the run failed (what it created was rolled back);
 2 bad configuration or usage (nothing was created); 3 Temporal or the host's
-worker cannot be reached; 4 another operation on the cluster is running;
+worker cannot be reached; 4 another operation on the cluster is running (or the same one with another request);
+5 a cancel is still pending after --wait;
 130 interrupted (the run goes on in Temporal).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

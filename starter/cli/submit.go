@@ -1,40 +1,75 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 )
 
-// submit starts operation op on the cluster, or attaches to the same
-// operation if one is already running; a different running operation is
-// refused with its name. All operations share the cluster's workflow ID, so
-// Temporal enforces this across processes and machines.
+// submit starts operation op on the cluster, or attaches to the run of the
+// same operation with the same request. Anything else holding the cluster is
+// refused (exit 4) with its name and, for the same operation, with what
+// differs. All operations share the cluster's workflow ID, so Temporal
+// enforces one at a time across processes and machines.
 func submit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; attempt < 3; attempt++ {
 		run, attached, err := trySubmit(ctx, c, op, req)
-		if !errors.Is(err, errClosedMeanwhile) || attempt == 2 {
+		if !errors.Is(err, errRaced) {
 			return run, attached, err
 		}
 	}
+	return nil, false, fail(ExitBusy, "cluster %s: other runs kept starting and ending while hpcvm tried to submit; check `hpcvm status`, then try again", req.Spec.Cluster.Name)
 }
 
-// errClosedMeanwhile: the run that held the ID ended between our start
-// request and our look at it; submitting again will go through.
-var errClosedMeanwhile = errors.New("the running operation ended meanwhile")
+// errRaced: another run took the cluster's workflow ID between our look at
+// it and our start request; looking again settles what to do.
+var errRaced = errors.New("another run started meanwhile")
+
+// heldBy is the run that holds a cluster's workflow ID.
+type heldBy struct {
+	op, workflowID, runID string
+	since                 time.Time
+}
+
+func (h heldBy) String() string {
+	return fmt.Sprintf("%s (workflow %s, run %s) has been running since %s", h.op, h.workflowID, h.runID, h.since.Local().Format(time.RFC3339))
+}
 
 func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
 	spec := req.Spec
 	id := workflows.WorkflowID(spec.Cluster.Name)
+	// A run holding the cluster is answered first, even when the host's
+	// worker is down: attaching to it, or learning why yours is refused,
+	// needs no worker.
+	holder, err := runningOperation(ctx, c, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if holder != nil {
+		run, err := attachOrRefuse(ctx, c, *holder, op, req)
+		return run, run != nil, err
+	}
+	// A new run: submit it only if a worker will pick it up; otherwise it
+	// would wait in the queue and hold the cluster for nothing.
+	if err := requireWorker(ctx, c, spec.Cluster.Host); err != nil {
+		return nil, false, err
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                workflows.TaskQueue(spec.Cluster.Host),
@@ -47,27 +82,364 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 		return run, false, nil
 	}
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if !errors.As(err, &started) {
-		return nil, false, unreachable(err)
+	if errors.As(err, &started) {
+		return nil, false, errRaced
 	}
-	desc, derr := c.DescribeWorkflowExecution(ctx, id, "")
-	if derr != nil {
-		return nil, false, unreachable(derr)
+	return nil, false, unreachable(err)
+}
+
+// runningOperation is the run holding the cluster's workflow ID, or nil.
+func runningOperation(ctx context.Context, c client.Client, id string) (*heldBy, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return nil, nil
+	case err != nil:
+		return nil, unreachable(err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return nil, false, errClosedMeanwhile
+		return nil, nil
 	}
-	running := info.GetType().GetName()
-	if running == op {
-		return c.GetWorkflow(ctx, id, info.GetExecution().GetRunId()), true, nil
+	return &heldBy{op: info.GetType().GetName(), workflowID: id, runID: info.GetExecution().GetRunId(), since: info.GetStartTime().AsTime()}, nil
+}
+
+// attachOrRefuse follows the running run when it is the operator's own
+// request (the same operation with the same input), and refuses otherwise:
+// silently reporting another request's result as yours would be a lie.
+func attachOrRefuse(ctx context.Context, c client.Client, h heldBy, op string, req workflows.Request) (client.WorkflowRun, error) {
+	name := req.Spec.Cluster.Name
+	if h.op != op {
+		return nil, fail(ExitBusy, "cluster %s is busy: %s; wait for it, or stop it with `hpcvm cancel`", name, h)
 	}
-	return nil, false, fail(ExitBusy, "cluster %s is busy: %s (workflow %s, run %s) has been running since %s; wait for it, or stop it with `hpcvm cancel`",
-		spec.Cluster.Name, running, id, info.GetExecution().GetRunId(), info.GetStartTime().AsTime().Local().Format(time.RFC3339))
+	theirs, err := startedWith(ctx, c, h)
+	var diffs []string
+	if err == nil {
+		diffs, err = requestDifferences(actedOn(op, theirs), actedOn(op, req))
+	}
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return nil, err
+	case err != nil:
+		return nil, fail(ExitBusy, "cluster %s is busy: %s, and its request cannot be compared with yours (%v); wait for it, or stop it with `hpcvm cancel`", name, h, err)
+	}
+	if len(diffs) == 0 {
+		return c.GetWorkflow(ctx, h.workflowID, h.runID), nil
+	}
+	return nil, fail(ExitBusy, "cluster %s is busy: %s with a request that differs from yours:\n%s\nwait for it to end and run yours again, or stop it first with `hpcvm cancel`",
+		name, h, strings.Join(diffs, "\n"))
+}
+
+// actedOn is the part of a request its operation acts on. Stop and destroy
+// read only the cluster's name and host, their options and the VMs named:
+// a stop from the file and one from --name are the same stop.
+func actedOn(op string, r workflows.Request) workflows.Request {
+	if op != workflows.StopClusterName && op != workflows.DestroyClusterName {
+		return r
+	}
+	return workflows.Request{
+		Spec:    cluster.Spec{Cluster: cluster.ClusterSpec{Name: r.Spec.Cluster.Name, Host: r.Spec.Cluster.Host}},
+		Options: r.Options,
+		VMs:     r.VMs,
+	}
+}
+
+// startedWith reads the request a run was started with: the input of the
+// first event of its history, decoded as the SDK encoded it. Failing RPCs
+// are exit errors; an input it cannot read is a plain error.
+func startedWith(ctx context.Context, c client.Client, h heldBy) (workflows.Request, error) {
+	var req workflows.Request
+	events := c.GetWorkflowHistory(ctx, h.workflowID, h.runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !events.HasNext() {
+		return req, fail(ExitUnreachable, "Temporal returned no history for run %s of %s", h.runID, h.workflowID)
+	}
+	first, err := events.Next()
+	if err != nil {
+		return req, unreachable(err)
+	}
+	attrs := first.GetWorkflowExecutionStartedEventAttributes()
+	if attrs == nil {
+		return req, fmt.Errorf("its history begins with %s, not with its start", first.GetEventType())
+	}
+	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &req); err != nil {
+		return req, fmt.Errorf("its input is not a request this hpcvm can read: %w", err)
+	}
+	return req, nil
+}
+
+// differencesShown caps the list of differences in a refusal: the first
+// ones say what is going on; a whole other cluster.yaml would drown it.
+const differencesShown = 10
+
+// requestDifferences lists where two requests differ, one line per field
+// as `path: running X, yours Y`, with the paths of the JSON encoding: the
+// keys of cluster.yaml. Both requests go through the same JSON round trip
+// the SDK gives a workflow's input, so "no differences" means exactly "the
+// same request after JSON normalisation", the rule for attaching.
+func requestDifferences(running, yours workflows.Request) ([]string, error) {
+	a, err := normalisedRequest(running)
+	if err != nil {
+		return nil, err
+	}
+	b, err := normalisedRequest(yours)
+	if err != nil {
+		return nil, err
+	}
+	var found []difference
+	collectDifferences(nil, a, b, &found)
+	var lines []string
+	for i, d := range found {
+		if i == differencesShown {
+			lines = append(lines, fmt.Sprintf("  and %d more", len(found)-differencesShown))
+			break
+		}
+		lines = append(lines, "  "+d.String())
+	}
+	return lines, nil
+}
+
+// normalisedRequest is the request as a workflow receives it (through the
+// SDK's default data converter), then as a JSON tree with exact numbers.
+func normalisedRequest(r workflows.Request) (any, error) {
+	dc := converter.GetDefaultDataConverter()
+	payload, err := dc.ToPayload(r)
+	if err != nil {
+		return nil, err
+	}
+	var received workflows.Request
+	if err := dc.FromPayload(payload, &received); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(received)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var tree any
+	err = dec.Decode(&tree)
+	return tree, err
+}
+
+// absent stands for a key or list entry one side does not have.
+type absent struct{}
+
+// difference is one field whose values differ; path holds object keys
+// (string) and list indexes (int).
+type difference struct {
+	path           []any
+	running, yours any
+}
+
+func collectDifferences(path []any, running, yours any, out *[]difference) {
+	switch r := running.(type) {
+	case map[string]any:
+		if y, ok := yours.(map[string]any); ok {
+			keys := make([]string, 0, len(r)+len(y))
+			for k := range r {
+				keys = append(keys, k)
+			}
+			for k := range y {
+				if _, both := r[k]; !both {
+					keys = append(keys, k)
+				}
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				collectDifferences(append(slices.Clip(path), k), valueOrAbsent(r, k), valueOrAbsent(y, k), out)
+			}
+			return
+		}
+	case []any:
+		if y, ok := yours.([]any); ok {
+			for i := 0; i < max(len(r), len(y)); i++ {
+				var rv, yv any = absent{}, absent{}
+				if i < len(r) {
+					rv = r[i]
+				}
+				if i < len(y) {
+					yv = y[i]
+				}
+				collectDifferences(append(slices.Clip(path), i), rv, yv, out)
+			}
+			return
+		}
+	}
+	if !reflect.DeepEqual(running, yours) {
+		*out = append(*out, difference{path: path, running: running, yours: yours})
+	}
+}
+
+func valueOrAbsent(m map[string]any, k string) any {
+	if v, ok := m[k]; ok {
+		return v
+	}
+	return absent{}
+}
+
+func (d difference) String() string {
+	var p strings.Builder
+	for _, step := range d.path {
+		switch s := step.(type) {
+		case int:
+			fmt.Fprintf(&p, "[%d]", s)
+		case string:
+			if p.Len() > 0 {
+				p.WriteByte('.')
+			}
+			p.WriteString(s)
+		}
+	}
+	goType := goTypeAt(reflect.TypeOf(workflows.Request{}), d.path)
+	listEntry := false
+	if n := len(d.path); n > 0 {
+		_, listEntry = d.path[n-1].(int)
+	}
+	return fmt.Sprintf("%s: running %s, yours %s", p.String(), showValue(d.running, goType, listEntry), showValue(d.yours, goType, listEntry))
+}
+
+// goTypeAt is the Go type of the field a JSON path leads to in t, or nil;
+// it lets a difference show a time.Duration as "2m0s", not nanoseconds.
+func goTypeAt(t reflect.Type, path []any) reflect.Type {
+	for _, step := range path {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == nil {
+			return nil
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			key, _ := step.(string)
+			next := reflect.Type(nil)
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if name == "" {
+					name = f.Name
+				}
+				if name == key {
+					next = f.Type
+					break
+				}
+			}
+			t = next
+		case reflect.Slice, reflect.Array, reflect.Map:
+			t = t.Elem()
+		default:
+			return nil
+		}
+	}
+	return t
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// showValue renders one side of a difference; listEntry says the path ends
+// in a list index, where a missing value is an entry the list lacks.
+func showValue(v any, goType reflect.Type, listEntry bool) string {
+	switch x := v.(type) {
+	case absent:
+		if listEntry {
+			return "(none)"
+		}
+		return "(not set)"
+	case nil:
+		return "null"
+	case string:
+		return strconv.Quote(x)
+	case json.Number:
+		if goType == durationType {
+			if ns, err := x.Int64(); err == nil {
+				return time.Duration(ns).String()
+			}
+		}
+		return x.String()
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	// An object or a list only one side has: compact JSON, shortened.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	const longest = 100
+	if s := string(raw); len(s) > longest {
+		return s[:longest] + "…"
+	}
+	return string(raw)
 }
 
 func unreachable(err error) error {
 	return fail(ExitUnreachable, "Temporal refused the request: %v", err)
+}
+
+// workerSeenWithin is how recently a worker must have polled the host's
+// task queue to count as serving it. The server records a poller when each
+// long poll begins and ends, and an idle poll lasts up to the server's 60 s
+// long-poll expiration: an idle worker's newest record was seen up to 58 s
+// old (temporaltest, 200 s of sampling). 90 s covers that with room for
+// clock skew between this machine and the server. A worker killed without
+// saying goodbye stays in the list for the server's 5 min poller TTL; it
+// stops counting here after 90 s.
+const workerSeenWithin = 90 * time.Second
+
+// workerStartupGrace: a worker started a moment ago may not have polled
+// yet (its first poll reached the server about 15 ms after Start, in the
+// e2e tests), so "no worker" is asked again for this long before it is
+// believed. With a worker running, the check is one RPC.
+const workerStartupGrace = 3 * time.Second
+
+// workerServes reports whether a worker has polled queue recently.
+func workerServes(ctx context.Context, c client.Client, queue string) (bool, error) {
+	resp, err := c.DescribeTaskQueue(ctx, queue, enums.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range resp.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) < workerSeenWithin {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// awaitWorker is workerServes, asked again during workerStartupGrace while
+// the answer is no.
+func awaitWorker(ctx context.Context, c client.Client, queue string) (bool, error) {
+	deadline := time.Now().Add(workerStartupGrace)
+	for {
+		serves, err := workerServes(ctx, c, queue)
+		if err != nil || serves || !time.Now().Before(deadline) {
+			return serves, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// requireWorker refuses a new run (exit 3) when no worker serves the host.
+// A namespace that does not let this operator describe task queues cannot
+// tell; the run is submitted then, and follow warns if nothing answers.
+func requireWorker(ctx context.Context, c client.Client, host string) error {
+	queue := workflows.TaskQueue(host)
+	serves, err := awaitWorker(ctx, c, queue)
+	var denied *serviceerror.PermissionDenied
+	switch {
+	case errors.As(err, &denied):
+		return nil
+	case err != nil:
+		return unreachable(err)
+	case !serves:
+		return fail(ExitUnreachable, "no hpcvm-worker serves host %s: none has polled its task queue %s in the last %s, so the run would only wait in the queue; nothing was submitted\nstart the worker on that host, connected to the same Temporal and namespace: hpcvm-worker --host %s (or correct cluster.host / --host)",
+			host, queue, workerSeenWithin, host)
+	}
+	return nil
 }
 
 // noWorkerWarning is how long a run may go unanswered before the operator
@@ -82,11 +454,13 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 		return
 	}
 	q := desc.GetExecutionConfig().GetTaskQueue().GetName()
-	resp, err := c.DescribeTaskQueue(ctx, q, enums.TASK_QUEUE_TYPE_WORKFLOW)
-	if err == nil && len(resp.GetPollers()) == 0 {
-		fmt.Fprintf(a.errOut, "warning: no hpcvm-worker has polled task queue %s: the run waits until one runs (hpcvm-worker --host %s)\n", q, strings.TrimPrefix(q, "hpcvm.host."))
+	if serves, err := workerServes(ctx, c, q); err == nil && !serves {
+		fmt.Fprintf(a.errOut, "warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s)\n", q, workerSeenWithin, hostOfQueue(q))
 	}
 }
+
+// hostOfQueue is the host whose worker polls queue (see workflows.TaskQueue).
+func hostOfQueue(queue string) string { return strings.TrimPrefix(queue, workflows.TaskQueue("")) }
 
 // follow waits for the run, printing its progress as it changes, and turns
 // its outcome into an exit code. Interrupting the wait leaves the run going.
