@@ -1,0 +1,622 @@
+package workflows
+
+// The history recorder: a tool, not a test. It runs the real workflows on a
+// real in-process Temporal server (temporaltest) against fake activities,
+// drives every scenario of historyScenarios, and writes each run's history
+// to testdata/histories as JSON, for TestReplayRecordedHistories.
+//
+//	HPCVM_RECORD_HISTORIES=v2 go test -count=1 -run 'TestRecordHistories$' ./workflows/
+//
+// The value names the recording set: the files are
+// testdata/histories/<scenario>.<set>.json. A set is never overwritten: the
+// histories of older code must keep replaying, so a new recording gets a new
+// set name and the old files stay.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/server/temporaltest"
+)
+
+const (
+	// recordHistoriesEnv names the recording set; unset, the recorder skips.
+	recordHistoriesEnv = "HPCVM_RECORD_HISTORIES"
+	historiesDir       = "testdata/histories"
+	recorderIdentity   = "hpcvm-history-recorder"
+)
+
+var recordingSetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// historyScenario is one recorded run: how to record it, and what its
+// history must show (TestReplayRecordedHistories checks that too, so a file
+// cannot silently stop being the scenario it is named after).
+type historyScenario struct {
+	name     string
+	workflow string
+	// closed is the history's last event.
+	closed enumspb.EventType
+	// failureType is the application error type of a failed run.
+	failureType string
+	// scheduled are activity types the history must schedule, and
+	// notScheduled ones it must not.
+	scheduled, notScheduled []string
+	// events are event types the history must hold.
+	events []enumspb.EventType
+
+	// Recording.
+	request func(t *testing.T) Request
+	script  func(t *testing.T) *fakeScript
+	// drive, if set, acts on the run while it is under way (cancel).
+	drive func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, s *fakeScript)
+	// check asserts the run's outcome: the recording is of what it says.
+	check func(t *testing.T, run client.WorkflowRun, err error)
+}
+
+func historyScenarios() []historyScenario {
+	running := func(t *testing.T) activities.Inventory {
+		plan, err := cluster.NewPlan(testRequest(t).Spec)
+		require.NoError(t, err)
+		return existingInventory(plan)
+	}
+	startResult := func(t *testing.T, run client.WorkflowRun, err error) StartResult {
+		require.NoError(t, err)
+		var res StartResult
+		require.NoError(t, run.Get(context.Background(), &res))
+		return res
+	}
+	startFailure := func(t *testing.T, err error, wantType string) Failure {
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
+		require.Equal(t, wantType, appErr.Type(), "%v", err)
+		var f Failure
+		require.NoError(t, appErr.Details(&f))
+		return f
+	}
+	stopResult := func(t *testing.T, run client.WorkflowRun, err error) StopResult {
+		require.NoError(t, err)
+		var res StopResult
+		require.NoError(t, run.Get(context.Background(), &res))
+		return res
+	}
+	const (
+		completed = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+		failed    = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+		canceled  = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+	)
+	rollback := []string{"ForceOffDomain", "DeleteDomain", "DeleteVolume", "DeletePool", "DeleteNetwork"}
+
+	return []historyScenario{{
+		name: "start-success", workflow: StartClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "InspectBaseImage", "EnsureNetwork",
+			"EnsurePool", "UploadBaseImage", "EnsureVolume", "EnsureDomain", "StartDomain"},
+		notScheduled: rollback,
+		request:      testRequest,
+		script:       func(*testing.T) *fakeScript { return newFakeScript() },
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			res := startResult(t, run, err)
+			assert.Len(t, res.Started, 3)
+		},
+	}, {
+		// The last domain fails to start: every VM's start, domain and
+		// volume, then base, pool and network are undone.
+		name: "start-failure-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled: append([]string{"StartDomain"}, rollback...),
+		request:   testRequest,
+		script: func(*testing.T) *fakeScript {
+			s := newFakeScript()
+			s.failAt = "StartDomain lab-compute-02"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			f := startFailure(t, err, "StartFailed")
+			assert.Equal(t, "start lab-compute-02", f.FailedStep)
+			assert.Contains(t, f.RolledBack, "network lab-network")
+			assert.Empty(t, f.NotUndone)
+		},
+	}, {
+		// Cancelled while the VMs' volumes are being created: the run
+		// waits for the cancelled steps, then rolls back.
+		name: "start-cancelled", workflow: StartClusterName, closed: canceled,
+		scheduled: []string{"EnsureVolume", "DeleteVolume", "DeletePool", "DeleteNetwork"},
+		events: []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			// A cancelled step learns of it from its next heartbeat.
+			req.Options.HeartbeatTimeout = 2 * time.Second
+			return req
+		},
+		script: func(*testing.T) *fakeScript {
+			s := newFakeScript()
+			s.block = "EnsureVolume "
+			return s
+		},
+		drive: func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, s *fakeScript) {
+			s.waitBlocked(t, 3) // every VM's volume step is under way
+			require.NoError(t, c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()))
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			var canceledErr *temporal.CanceledError
+			require.True(t, errors.As(err, &canceledErr), "want cancelled, got %v", err)
+		},
+	}, {
+		// Two nodes join a running cluster; compute-04 fails to start and
+		// is rolled back alone (its start, domain, volume and lease).
+		name: "start-scale-out-node-fails", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled:    []string{"EnsureDHCPHost", "ForceOffDomain", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost"},
+		notScheduled: []string{"DeletePool", "DeleteNetwork"},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Spec.ComputeNodes = append(req.Spec.ComputeNodes,
+				cluster.NodeSpec{Name: "compute-03", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1},
+				cluster.NodeSpec{Name: "compute-04", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1})
+			return req
+		},
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			s.failAt = "StartDomain lab-compute-04"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			require.ErrorContains(t, err, "node(s) compute-04 rolled back alone")
+			f := startFailure(t, err, "StartFailed")
+			assert.Equal(t, []string{"start lab-compute-04", "domain lab-compute-04", "volume compute-04.qcow2", "DHCP lease compute-04"}, f.RolledBack)
+		},
+	}, {
+		// The guests power off after the ACPI button, before the timer.
+		name: "stop-guests-power-off", workflow: StopClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "ShutdownDomain", "WaitDomainsOff", "ForceOffDomain"},
+		events:    []enumspb.EventType{enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_CANCELED},
+		request:   testRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			res := stopResult(t, run, err)
+			assert.False(t, res.TimerEnded)
+			assert.Len(t, res.ShutDown, 3)
+			assert.Empty(t, res.ForcedOff)
+		},
+	}, {
+		// The guests ignore the button: the durable timer wins, the wait
+		// is cancelled and the guests are forced off.
+		name: "stop-timer-forces-off", workflow: StopClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "ShutdownDomain", "WaitDomainsOff", "ForceOffDomain"},
+		events: []enumspb.EventType{enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_FIRED,
+			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Options.ShutdownTimeout = 3 * time.Second
+			req.Options.HeartbeatTimeout = 2 * time.Second
+			return req
+		},
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			s.block = "WaitDomainsOff"
+			s.stillRunning = true
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			res := stopResult(t, run, err)
+			assert.True(t, res.TimerEnded)
+			assert.Len(t, res.ForcedOff, 3)
+		},
+	}, {
+		name: "destroy-success", workflow: DestroyClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "DeleteDomain", "DeleteVolume", "DeletePool", "DeleteNetwork"},
+		request:   testRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+			var res DestroyResult
+			require.NoError(t, run.Get(context.Background(), &res))
+			assert.Empty(t, res.Kept)
+			assert.Contains(t, res.Deleted, "pool lab-pool")
+		},
+	}, {
+		// compute-02's domain cannot be deleted: it, its disk, the base
+		// under that disk, the pool and the network (the domain may still
+		// use it) are kept; destroy fails incomplete.
+		name: "destroy-incomplete", workflow: DestroyClusterName, closed: failed, failureType: ErrTypeDestroyIncomplete,
+		scheduled:    []string{"InspectCluster", "DeleteDomain", "DeleteVolume"},
+		notScheduled: []string{"DeletePool", "DeleteNetwork"},
+		request:      testRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			s.failAt = "DeleteDomain lab-compute-02"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
+			require.Equal(t, ErrTypeDestroyIncomplete, appErr.Type())
+			var res DestroyResult
+			require.NoError(t, appErr.Details(&res))
+			assert.Contains(t, strings.Join(res.Kept, "\n"), "volume compute-02.qcow2")
+			assert.Contains(t, strings.Join(res.Kept, "\n"), "pool lab-pool")
+			assert.Contains(t, strings.Join(res.Kept, "\n"), "network lab-network")
+		},
+	}, {
+		// `hpcvm destroy --vm compute-02`: one node, its disk and lease.
+		name: "destroy-vm", workflow: DestroyClusterName, closed: completed,
+		scheduled:    []string{"InspectCluster", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost"},
+		notScheduled: []string{"DeletePool", "DeleteNetwork"},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.VMs = []string{"compute-02"}
+			return req
+		},
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+			var res DestroyResult
+			require.NoError(t, run.Get(context.Background(), &res))
+			assert.Contains(t, res.Deleted, "domain lab-compute-02")
+		},
+	}, {
+		name: "describe", workflow: DescribeClusterName, closed: completed,
+		scheduled: []string{"InspectCluster"},
+		request:   testRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+			var d Description
+			require.NoError(t, run.Get(context.Background(), &d))
+			assert.Len(t, d.Inventory.Domains, 3)
+		},
+	}}
+}
+
+func TestRecordHistories(t *testing.T) {
+	set := os.Getenv(recordHistoriesEnv)
+	if set == "" {
+		t.Skipf("the history recorder runs only when asked: %s=<set> go test -count=1 -run 'TestRecordHistories$' ./workflows/", recordHistoriesEnv)
+	}
+	require.Regexp(t, recordingSetName, set, "%s names the recording set (lower-case letters, digits, '-')", recordHistoriesEnv)
+	scenarios := historyScenarios()
+	for _, sc := range scenarios {
+		path := historyFile(sc.name, set)
+		_, err := os.Stat(path)
+		require.True(t, os.IsNotExist(err), "%s exists: recorded histories are never overwritten; record under a new set name (or delete the files of a set that was never committed)", path)
+	}
+	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
+
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	c := ts.NewClientWithOptions(client.Options{Identity: recorderIdentity, Logger: quiet})
+	fake := &fakeActivities{}
+	w := worker.New(c, TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
+	Register(w)
+	registerFakeActivities(t, w, fake)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop) // before the server stops
+
+	for _, sc := range scenarios {
+		if !t.Run(sc.name, func(t *testing.T) { recordScenario(t, c, fake, sc, set) }) {
+			t.FailNow()
+		}
+	}
+}
+
+func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc historyScenario, set string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req := sc.request(t)
+	script := sc.script(t)
+	fake.use(script)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        WorkflowID(req.Spec.Cluster.Name) + "-" + sc.name,
+		TaskQueue: TaskQueue(req.Spec.Cluster.Host),
+	}, sc.workflow, req)
+	require.NoError(t, err)
+	if sc.drive != nil {
+		sc.drive(ctx, t, c, run, script)
+	}
+	runErr := run.Get(ctx, nil)
+	sc.check(t, run, runErr)
+
+	hist := &historypb.History{}
+	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	require.Equal(t, sc.closed, hist.Events[len(hist.Events)-1].GetEventType(), "the run ended otherwise than the scenario says")
+
+	// Only a history the current code replays is written.
+	replayer := worker.NewWorkflowReplayer()
+	Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist))
+
+	data, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	require.NoError(t, err)
+	path := historyFile(sc.name, set)
+	require.NoError(t, os.WriteFile(path, append(data, '\n'), 0o644))
+	t.Logf("recorded %s: %d events", path, len(hist.Events))
+}
+
+func historyFile(scenario, set string) string {
+	return filepath.Join(historiesDir, scenario+"."+set+".json")
+}
+
+// fakeActivities stands for *activities.Activities: methods of the same
+// names and signatures, registered under the names the real worker uses,
+// that do what the current fakeScript says instead of calling libvirt.
+type fakeActivities struct {
+	mu sync.Mutex
+	s  *fakeScript
+}
+
+// fakeScript is what the fakes do in one scenario. Calls are named as in
+// the workflow tests' recorder: "StartDomain lab-compute-02".
+type fakeScript struct {
+	inv activities.Inventory
+	// failAt is the call that fails, not retryably, as libvirt would.
+	failAt string
+	// block: calls starting with it heartbeat until cancelled.
+	block   string
+	blocked chan string
+	// stillRunning is what ForceOffDomain answers: the domain was running.
+	stillRunning bool
+}
+
+func newFakeScript() *fakeScript { return &fakeScript{blocked: make(chan string, 64)} }
+
+func (f *fakeActivities) use(s *fakeScript) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.s = s
+}
+
+func (f *fakeActivities) script() *fakeScript {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.s
+}
+
+// step plays one call: blocks it, fails it, or lets it succeed.
+func (s *fakeScript) step(ctx context.Context, call string) error {
+	if s.block != "" && strings.HasPrefix(call, s.block) {
+		s.blocked <- call
+		return heartbeatUntilCancelled(ctx)
+	}
+	if call == s.failAt {
+		return temporal.NewNonRetryableApplicationError("injected failure at "+call+" (history recorder)", activities.ErrTypeLibvirt, nil)
+	}
+	return nil
+}
+
+// waitBlocked waits until n calls are blocked.
+func (s *fakeScript) waitBlocked(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for i := 0; i < n; i++ {
+		select {
+		case <-s.blocked:
+		case <-timeout:
+			t.Fatalf("only %d of %d calls blocked", i, n)
+		}
+	}
+}
+
+func heartbeatUntilCancelled(ctx context.Context) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		activity.RecordHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (f *fakeActivities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, error) {
+	if err := f.script().step(ctx, "ProbeHost"); err != nil {
+		return cluster.HostCapabilities{}, err
+	}
+	return hostCaps, nil
+}
+
+func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (activities.ImageInfo, error) {
+	if err := f.script().step(ctx, "InspectBaseImage"); err != nil {
+		return activities.ImageInfo{}, err
+	}
+	return activities.ImageInfo{Path: path, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, nil
+}
+
+func (f *fakeActivities) CheckHostPaths(ctx context.Context, req activities.PathsRequest) error {
+	return f.script().step(ctx, "CheckHostPaths")
+}
+
+func (f *fakeActivities) InspectCluster(ctx context.Context, req activities.InspectRequest) (activities.Inventory, error) {
+	s := f.script()
+	if err := s.step(ctx, "InspectCluster"); err != nil {
+		return activities.Inventory{}, err
+	}
+	return s.inv, nil
+}
+
+func (f *fakeActivities) ensure(ctx context.Context, call string) (activities.EnsureResult, error) {
+	if err := f.script().step(ctx, call); err != nil {
+		return activities.EnsureResult{}, err
+	}
+	return activities.EnsureResult{Created: true}, nil
+}
+
+func (f *fakeActivities) EnsureNetwork(ctx context.Context, xml string) (activities.EnsureResult, error) {
+	return f.ensure(ctx, "EnsureNetwork")
+}
+
+func (f *fakeActivities) DeleteNetwork(ctx context.Context, ref activities.NetworkRef) error {
+	return f.script().step(ctx, "DeleteNetwork "+ref.Name)
+}
+
+func (f *fakeActivities) EnsureDHCPHost(ctx context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
+	return f.ensure(ctx, "EnsureDHCPHost "+req.Lease.Name)
+}
+
+func (f *fakeActivities) DeleteDHCPHost(ctx context.Context, req activities.DHCPHostRequest) error {
+	return f.script().step(ctx, "DeleteDHCPHost "+req.Lease.Name)
+}
+
+func (f *fakeActivities) EnsurePool(ctx context.Context, xml string) (activities.EnsureResult, error) {
+	return f.ensure(ctx, "EnsurePool")
+}
+
+func (f *fakeActivities) DeletePool(ctx context.Context, ref activities.PoolRef) error {
+	return f.script().step(ctx, "DeletePool "+ref.Name)
+}
+
+func (f *fakeActivities) UploadBaseImage(ctx context.Context, req activities.UploadRequest) (activities.UploadResult, error) {
+	if err := f.script().step(ctx, "UploadBaseImage"); err != nil {
+		return activities.UploadResult{}, err
+	}
+	if req.Existed {
+		return activities.UploadResult{AlreadyDone: true}, nil
+	}
+	return activities.UploadResult{Bytes: 1 << 24}, nil
+}
+
+func (f *fakeActivities) EnsureVolume(ctx context.Context, req activities.VolumeRequest) (activities.EnsureResult, error) {
+	return f.ensure(ctx, "EnsureVolume "+volumeName(req.XML))
+}
+
+func (f *fakeActivities) DeleteVolume(ctx context.Context, ref activities.VolumeRef) error {
+	return f.script().step(ctx, "DeleteVolume "+ref.Name)
+}
+
+func (f *fakeActivities) EnsureDomain(ctx context.Context, xml string) (activities.EnsureResult, error) {
+	return f.ensure(ctx, "EnsureDomain "+domainName(xml))
+}
+
+func (f *fakeActivities) StartDomain(ctx context.Context, ref activities.DomainRef) (bool, error) {
+	if err := f.script().step(ctx, "StartDomain "+ref.Name); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (f *fakeActivities) ShutdownDomain(ctx context.Context, ref activities.DomainRef) error {
+	return f.script().step(ctx, "ShutdownDomain "+ref.Name)
+}
+
+func (f *fakeActivities) ForceOffDomain(ctx context.Context, ref activities.DomainRef) (bool, error) {
+	s := f.script()
+	if err := s.step(ctx, "ForceOffDomain "+ref.Name); err != nil {
+		return false, err
+	}
+	return s.stillRunning, nil
+}
+
+func (f *fakeActivities) WaitDomainsOff(ctx context.Context, names []string) error {
+	if err := f.script().step(ctx, "WaitDomainsOff"); err != nil {
+		return err
+	}
+	// The guests take a moment to power off.
+	activity.RecordHeartbeat(ctx, names)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(300 * time.Millisecond):
+		return nil
+	}
+}
+
+func (f *fakeActivities) DeleteDomain(ctx context.Context, ref activities.DomainRef) error {
+	return f.script().step(ctx, "DeleteDomain "+ref.Name)
+}
+
+// activityNames are the names the real worker registers its activities
+// under (RegisterActivity of *activities.Activities: the method names).
+func activityNames() []string {
+	typ := reflect.TypeOf(&activities.Activities{})
+	names := make([]string, 0, typ.NumMethod())
+	for i := 0; i < typ.NumMethod(); i++ {
+		names = append(names, typ.Method(i).Name)
+	}
+	return names
+}
+
+// registerFakeActivities registers the fake of every activity of
+// *activities.Activities under its exact name, and fails if a fake is
+// missing or its signature differs from the real one.
+func registerFakeActivities(t *testing.T, w activityRegistrar, fake *fakeActivities) {
+	t.Helper()
+	actual := reflect.ValueOf(&activities.Activities{})
+	fv := reflect.ValueOf(fake)
+	for _, name := range activityNames() {
+		m := fv.MethodByName(name)
+		require.True(t, m.IsValid(), "no fake for activity %s", name)
+		require.Equal(t, actual.MethodByName(name).Type(), m.Type(), "the fake %s differs from the real activity", name)
+		w.RegisterActivityWithOptions(m.Interface(), activity.RegisterOptions{Name: name})
+	}
+}
+
+// The recorder's fakes must keep matching the real activities, even when
+// nobody records: this one always runs.
+func TestRecorderFakesMatchTheActivities(t *testing.T) {
+	var names []string
+	registerFakeActivities(t, recordingRegistry{&names}, &fakeActivities{})
+	assert.ElementsMatch(t, activityNames(), names)
+	assert.Contains(t, names, "EnsureNetwork", "activities are registered under their method names")
+	// And nothing else is exported by the fake that the workflows could
+	// not call for real.
+	ft := reflect.TypeOf(&fakeActivities{})
+	for i := 0; i < ft.NumMethod(); i++ {
+		assert.Contains(t, names, ft.Method(i).Name, "the fake has %s, the real activities do not", ft.Method(i).Name)
+	}
+}
+
+// activityRegistrar is the part of a worker that registers activities.
+type activityRegistrar interface {
+	RegisterActivityWithOptions(a interface{}, options activity.RegisterOptions)
+}
+
+// recordingRegistry notes the names activities are registered under.
+type recordingRegistry struct{ names *[]string }
+
+func (r recordingRegistry) RegisterActivityWithOptions(_ interface{}, o activity.RegisterOptions) {
+	*r.names = append(*r.names, o.Name)
+}
