@@ -42,6 +42,13 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		return DestroyResult{}, err
 	}
 	d := decideDestroy(name, inv, req.VMs)
+	if len(d.Missing) > 0 {
+		// A typo among several names must not delete the others: nothing
+		// is touched.
+		msg := fmt.Sprintf("cluster %s has no VM %s (no domain, disk or lease of that name); its VMs are: %s; nothing was deleted",
+			name, strings.Join(d.Missing, ", "), orDefault(strings.Join(clusterVMs(inv), ", "), "none"))
+		return DestroyResult{Missing: d.Missing}, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+	}
 
 	res := DestroyResult{LeftAlone: d.LeftAlone, Kept: d.Kept}
 	var failures []string
@@ -158,10 +165,6 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			return true, outcome(step, "network "+netName, err)
 		})
 	}
-	res.Missing = d.Missing
-	for _, vm := range d.Missing {
-		failures = append(failures, fmt.Sprintf("--vm %s: cluster %s has no such VM (no domain, disk or lease of that name)", vm, name))
-	}
 
 	if len(failures) > 0 || len(res.Kept) > 0 {
 		var parts []string
@@ -180,6 +183,22 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 // ErrTypeDestroyIncomplete is the error type of a destroy that left
 // something of the cluster; its details are the DestroyResult.
 const ErrTypeDestroyIncomplete = "DestroyIncomplete"
+
+// clusterVMs lists the VMs the cluster owns: its domains and its leases.
+func clusterVMs(inv activities.Inventory) []string {
+	seen := map[string]bool{}
+	for _, d := range inv.Domains {
+		if d.Owned && d.VM != "" {
+			seen[d.VM] = true
+		}
+	}
+	if inv.NetworkOwned() {
+		for _, l := range inv.Network.Leases {
+			seen[l.Name] = true
+		}
+	}
+	return sortedKeys(seen)
+}
 
 func leaseNames(ls []cluster.HostLease) []string {
 	out := make([]string, len(ls))

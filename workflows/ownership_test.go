@@ -256,3 +256,21 @@ func TestDecideDestroy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { tc.check(t, decideDestroy("lab", tc.inv(), tc.only)) })
 	}
 }
+
+// A typo among the --vm names deletes nothing, and says which VMs exist.
+func TestDestroyVMWithATypoDeletesNothing(t *testing.T) {
+	req := testRequest(t)
+	plan, err := cluster.NewPlan(req.Spec)
+	require.NoError(t, err)
+	req.VMs = []string{"compute-01", "compue-02"}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r := &recorder{inv: existingInventory(plan)}
+	r.install(env)
+	env.ExecuteWorkflow(DestroyCluster, req)
+	err = env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "has no VM compue-02")
+	assert.Contains(t, err.Error(), "its VMs are: compute-01, compute-02, controller-01")
+	assert.Empty(t, r.undo)
+}

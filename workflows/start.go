@@ -74,6 +74,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return StartResult{}, failStart(ctx, tr, &saga{}, err)
 	}
 	if err := refuseLookalikes(fresh, inv); err != nil {
+		tr.set("inspect", StepFailed, "objects with the cluster's names were not created by hpcvm")
 		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
 	}
 	// Addresses the network already gives stay with their VMs.
