@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-unit: ## the tests that need neither libvirtd nor Temporal
 
 bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script; prints both and their ratio
 	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
+
+bench-upload: deps libvirtd ## stream 1 GiB dense into a pool volume with hpcvm (digested and not) and with virsh vol-upload, alternating; prints MiB/s and ratios
+	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 6x -timeout $(TEST_TIMEOUT) ./libvirt/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

@@ -11,7 +11,12 @@ import (
 	lv "libvirt.org/go/libvirt"
 )
 
-const uploadChunk = 4 << 20
+// uploadChunk is how much is read from the image at a time, readAhead how
+// many such chunks may wait read but not yet sent.
+const (
+	uploadChunk = 4 << 20
+	readAhead   = 3
+)
 
 // UploadVolume streams the local file src into the existing volume
 // pool/name, starting at byte offset of both (so an interrupted upload can
@@ -65,7 +70,48 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		if err := v.Upload(stream, uint64(offset), uint64(size-offset), 0); err != nil {
 			return err
 		}
-		buf := make([]byte, uploadChunk)
+		// Reading (and digesting, through tee) runs ahead of sending, in
+		// its own goroutine, so the disk, the digest and the stream work at
+		// once; a few buffers circulate between the two.
+		type chunk struct {
+			buf []byte
+			n   int
+			err error
+		}
+		free := make(chan []byte, readAhead)
+		full := make(chan chunk, readAhead)
+		for i := 0; i < readAhead; i++ {
+			free <- make([]byte, uploadChunk)
+		}
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			defer close(full)
+			for read := offset; read < size; {
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-stop:
+					return
+				}
+				n, rerr := io.ReadFull(f, buf)
+				if errors.Is(rerr, io.ErrUnexpectedEOF) || (errors.Is(rerr, io.EOF) && n > 0) {
+					rerr = nil
+				}
+				if n > 0 && tee != nil {
+					_, _ = tee.Write(buf[:n])
+				}
+				read += int64(n)
+				select {
+				case full <- chunk{buf, n, rerr}:
+				case <-stop:
+					return
+				}
+				if rerr != nil || n == 0 {
+					return
+				}
+			}
+		}()
 		done := offset
 		for done < size {
 			if err := ctx.Err(); err != nil {
@@ -77,23 +123,21 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 				ctxErr = err
 				return stream.Finish()
 			}
-			n, rerr := io.ReadFull(f, buf)
-			if rerr != nil && !errors.Is(rerr, io.ErrUnexpectedEOF) && !errors.Is(rerr, io.EOF) {
+			c, ok := <-full
+			switch {
+			case ok && c.err != nil && !errors.Is(c.err, io.EOF):
 				_ = stream.Abort()
-				return &Error{Op: op, Object: object, Cause: rerr, Detail: "reading " + src + ": " + rerr.Error()}
-			}
-			if n == 0 {
+				return &Error{Op: op, Object: object, Cause: c.err, Detail: "reading " + src + ": " + c.err.Error()}
+			case !ok || c.n == 0:
 				_ = stream.Abort()
 				return newErr(nil, op, object, "%s shrank to %d bytes while uploading", src, done)
 			}
-			if tee != nil {
-				_, _ = tee.Write(buf[:n])
-			}
-			if err := sendAll(stream, buf[:n]); err != nil {
+			if err := sendAll(stream, c.buf[:c.n]); err != nil {
 				_ = stream.Abort()
 				return err
 			}
-			done += int64(n)
+			free <- c.buf
+			done += int64(c.n)
 			if progress != nil {
 				progress(done)
 			}
@@ -106,11 +150,17 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 	return err
 }
 
-// sendAll loops because a remote stream sends at most one RPC packet's
-// worth (256 KiB) per call.
+// sendChunk is how much one Stream.Send is handed: one RPC packet's worth.
+// The binding accepts a whole 4 MiB buffer in one call, but libvirtd then
+// burns 3-4x the CPU of virsh: measured with BenchmarkUploadVsVirsh (1 GiB
+// dense, undigested), 4 MiB sends gave 516 MiB/s, 256 KiB sends 1199 MiB/s
+// (64 KiB: 1075, 128 KiB: 1192, 1 MiB: 961).
+const sendChunk = 256 << 10
+
+// sendAll hands p to the stream one RPC packet's worth at a time.
 func sendAll(s *lv.Stream, p []byte) error {
 	for len(p) > 0 {
-		n, err := s.Send(p)
+		n, err := s.Send(p[:min(len(p), sendChunk)])
 		if err != nil {
 			return err
 		}
