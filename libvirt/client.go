@@ -65,6 +65,13 @@ func (c *Client) URI() string { return c.uri }
 // Close releases the connections once calls still running on them return.
 // Using the client afterwards dials again.
 func (c *Client) Close() error {
+	c.retireAll()
+	return nil
+}
+
+// retireAll drops every pooled connection; calls running on them finish
+// first.
+func (c *Client) retireAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, r := range c.slots {
@@ -73,7 +80,6 @@ func (c *Client) Close() error {
 			c.slots[i] = nil
 		}
 	}
-	return nil
 }
 
 func (c *Client) retireLocked(r *connRef) {
@@ -135,6 +141,11 @@ func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) err
 	}
 	err = fn(r.conn)
 	if err != nil && retry && isConnLoss(err, r.conn) {
+		// libvirtd went away: every pooled connection is to the same dead
+		// daemon, and without an event loop they still look alive until a
+		// call fails on them. Retire them all, so the retry (and the calls
+		// after it) dial afresh instead of finding another dead one.
+		c.retireAll()
 		fresh, cerr := c.acquire(r)
 		c.release(r)
 		if cerr != nil {
