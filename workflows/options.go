@@ -10,7 +10,7 @@ import (
 // stepRetry retries what can heal (a libvirtd restart, a worker crash);
 // activities mark everything else non-retryable.
 var stepRetry = &temporal.RetryPolicy{
-	InitialInterval:    time.Second,
+	InitialInterval:    500 * time.Millisecond,
 	BackoffCoefficient: 2,
 	MaximumInterval:    30 * time.Second,
 	MaximumAttempts:    20,

@@ -48,7 +48,11 @@ type Options struct {
 // Defaults.
 const (
 	DefaultShutdownTimeout  = 2 * time.Minute
-	DefaultHeartbeatTimeout = 15 * time.Second
+	// DefaultHeartbeatTimeout bounds what a dead worker costs a run: its
+	// steps are retried this long after their last heartbeat. Workers
+	// heartbeat twice a second and the SDK sends at least one a second
+	// (hostworker), so three seconds tolerate two lost sends.
+	DefaultHeartbeatTimeout = 3 * time.Second
 	DefaultStepTimeout      = 5 * time.Minute
 	DefaultUploadTimeout    = 2 * time.Hour
 )

@@ -36,6 +36,15 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
+		// Heartbeats reach the server at least every second, whatever the
+		// heartbeat timeout (the SDK otherwise waits 0.8 x the timeout):
+		// an upload's resume offset is at most a second old, and a cancel
+		// reaches a running activity within a second.
+		MaxHeartbeatThrottleInterval:     time.Second,
+		DefaultHeartbeatThrottleInterval: time.Second,
+		// A workflow task left on a dead worker's sticky queue moves to
+		// the host's queue after this, instead of the SDK's 5 s.
+		StickyScheduleToStartTimeout: time.Second,
 	})
 	workflows.Register(w)
 	if o.ImageRoots == nil {
@@ -44,6 +53,6 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.PoolRoots == nil {
 		o.PoolRoots = activities.DefaultPoolRoots
 	}
-	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: time.Second, ImageRoots: o.ImageRoots, PoolRoots: o.PoolRoots})
+	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: 500 * time.Millisecond, ImageRoots: o.ImageRoots, PoolRoots: o.PoolRoots})
 	return w
 }
