@@ -47,7 +47,7 @@ type Options struct {
 
 // Defaults.
 const (
-	DefaultShutdownTimeout  = 2 * time.Minute
+	DefaultShutdownTimeout = 2 * time.Minute
 	// DefaultHeartbeatTimeout bounds what a dead worker costs a run: its
 	// steps are retried this long after their last heartbeat. Workers
 	// heartbeat twice a second and the SDK sends at least one a second
