@@ -107,7 +107,7 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	require.NoError(t, err)
 	partial := filepath.Join(f.dir, "partial.img")
 	require.NoError(t, os.WriteFile(partial, image[:resumeAt+(1<<20)], 0o644))
-	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil, func(int64) {}))
+	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil, nil))
 	h := sha256.New()
 	h.Write(image[:resumeAt])
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -166,9 +167,33 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	}
 	checkpoints := []checkpoint{{offset, marshal()}}
 	last := checkpoints[0]
-	err = a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, digest, func(done int64) {
+	var mu sync.Mutex
+	latest := uploadProgress{Offset: offset, DigestState: checkpoints[0].state, Source: src}
+	// Heartbeats go out from their own goroutine too, so the upload is seen
+	// alive while libvirtd flushes the end of the stream.
+	stopBeats := make(chan struct{})
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopBeats:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				p := latest
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, p)
+			}
+		}
+	}()
+	err = a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, digest, func(done int64, state []byte) {
+		// state is the digest after exactly done bytes: reading and
+		// digesting run ahead of sending.
 		if done-checkpoints[len(checkpoints)-1].at >= checkpointEvery {
-			checkpoints = append(checkpoints, checkpoint{done, marshal()})
+			checkpoints = append(checkpoints, checkpoint{done, state})
 		}
 		for len(checkpoints) > 1 && checkpoints[1].at <= done-resumeRewind {
 			checkpoints = checkpoints[1:]
@@ -176,8 +201,12 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
 			last = checkpoints[0]
 		}
-		activity.RecordHeartbeat(ctx, uploadProgress{Offset: last.at, DigestState: last.state, Source: src})
+		mu.Lock()
+		latest = uploadProgress{Offset: last.at, DigestState: last.state, Source: src}
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, latest)
 	})
+	close(stopBeats)
 	if err != nil {
 		return res, classify(err)
 	}

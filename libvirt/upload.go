@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"context"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,15 +22,17 @@ const (
 // UploadVolume streams the local file src into the existing volume
 // pool/name, starting at byte offset of both (so an interrupted upload can
 // resume where it stopped). tee, if not nil, is handed every byte read from
-// src, in order, before it is sent (the caller digests what it uploads).
-// progress, if not nil, is called after every
+// src, in order, before it is sent (the caller digests what it uploads);
+// reading runs ahead of sending, so if tee can marshal its state
+// (encoding.BinaryMarshaler, as the standard hashes do) progress gets the
+// state tee had after exactly done bytes. progress, if not nil, is called after every
 // chunk with the file offset up to which data has been handed to libvirtd.
 // Cancelling ctx stops sending between chunks, closes the stream cleanly
 // so that everything reported to progress is on disk, and returns ctx.Err().
 //
 // It is not retried on a dropped connection: the caller resumes from the
 // last reported offset instead.
-func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, tee io.Writer, progress func(done int64)) error {
+func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, tee io.Writer, progress func(done int64, teeState []byte)) error {
 	op, object := "upload to volume", pool+"/"+name
 	f, err := os.Open(src)
 	if err != nil {
@@ -74,9 +77,10 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		// its own goroutine, so the disk, the digest and the stream work at
 		// once; a few buffers circulate between the two.
 		type chunk struct {
-			buf []byte
-			n   int
-			err error
+			buf      []byte
+			n        int
+			err      error
+			teeState []byte // tee's state after this chunk
 		}
 		free := make(chan []byte, readAhead)
 		full := make(chan chunk, readAhead)
@@ -98,12 +102,16 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 				if errors.Is(rerr, io.ErrUnexpectedEOF) || (errors.Is(rerr, io.EOF) && n > 0) {
 					rerr = nil
 				}
+				var state []byte
 				if n > 0 && tee != nil {
 					_, _ = tee.Write(buf[:n])
+					if m, ok := tee.(encoding.BinaryMarshaler); ok {
+						state, _ = m.MarshalBinary()
+					}
 				}
 				read += int64(n)
 				select {
-				case full <- chunk{buf, n, rerr}:
+				case full <- chunk{buf, n, rerr, state}:
 				case <-stop:
 					return
 				}
@@ -139,7 +147,7 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			free <- c.buf
 			done += int64(c.n)
 			if progress != nil {
-				progress(done)
+				progress(done, c.teeState)
 			}
 		}
 		return stream.Finish()
