@@ -38,7 +38,7 @@ test-unit: ## the tests that need neither libvirtd nor Temporal
 bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script; prints both and their ratio
 	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
 
-bench-upload: deps libvirtd ## stream 1 GiB dense into a pool volume with hpcvm (digested and not) and with virsh vol-upload, alternating; prints MiB/s and ratios
+bench-upload: deps libvirtd ## upload 1 GiB dense (digested and not) and a 4 GiB sparse raw image with hpcvm and with virsh vol-upload (--sparse), alternating; prints rates, allocations and ratios
 	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 6x -timeout $(TEST_TIMEOUT) ./libvirt/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing

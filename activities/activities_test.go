@@ -108,9 +108,9 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	partial := filepath.Join(f.dir, "partial.img")
 	require.NoError(t, os.WriteFile(partial, image[:resumeAt+(1<<20)], 0o644))
 	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil, nil))
-	h := sha256.New()
-	h.Write(image[:resumeAt])
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	h := newImageDigest()
+	_, _ = h.Write(image[:resumeAt])
+	state, err := h.MarshalBinary()
 	require.NoError(t, err)
 
 	env := f.env()
@@ -127,8 +127,9 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	require.NoError(t, err)
 	rec, ok := readBaseRecord(vol.Path)
 	require.True(t, ok, "the verified upload is recorded on the volume")
-	whole := sha256.Sum256(image)
-	assert.Equal(t, hex.EncodeToString(whole[:]), rec.SHA256, "the digest streamed across the resume is the image's")
+	whole := newImageDigest()
+	_, _ = whole.Write(image)
+	assert.Equal(t, hex.EncodeToString(whole.Sum()), rec.Digest, "the digest streamed across the resume is the image's")
 
 	// A later run trusts the record: nothing is read or sent, no note.
 	req.Existed = true
@@ -228,8 +229,9 @@ func TestUploadBaseImageUploadsANewRawVolume(t *testing.T) {
 func rawVolume(t *testing.T, name string, size int) string {
 	t.Helper()
 	x, err := (&libvirtxml.StorageVolume{Type: "file", Name: name,
-		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: uint64(size)},
-		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}}}).Marshal()
+		Capacity:   &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: uint64(size)},
+		Allocation: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: 0},
+		Target:     &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}}}).Marshal()
 	require.NoError(t, err)
 	return x
 }
@@ -362,4 +364,40 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 	_, err := env.ExecuteActivity(bare.CheckHostPaths, PathsRequest{PoolDir: filepath.Join(f.dir, "lab")})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no --pool-root configured")
+}
+
+// A sparse image uploads at the speed of its data and lands sparse, proven
+// by the same digest as the image.
+func TestSparseImageLandsSparse(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	const virtual = 512 << 20
+	src := filepath.Join(f.dir, "sparse.img")
+	file, err := os.Create(src)
+	require.NoError(t, err)
+	require.NoError(t, file.Truncate(virtual))
+	data := make([]byte, 4<<20)
+	for _, at := range []int64{0, 200 << 20, virtual - 4<<20} {
+		_, _ = rand.Read(data)
+		_, err = file.WriteAt(data, at)
+		require.NoError(t, err)
+	}
+	require.NoError(t, file.Close())
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "sparse.img", XML: rawVolume(t, "sparse.img", virtual), Source: src})
+	require.NoError(t, err)
+	var res UploadResult
+	require.NoError(t, val.Get(&res))
+	vol, err := f.lv.LookupVolume(f.pool, "sparse.img")
+	require.NoError(t, err)
+	assert.Less(t, vol.Allocation, uint64(32<<20), "the holes stayed holes: %d bytes allocated", vol.Allocation)
+	want, err := digestFile(src, func() error { return nil })
+	require.NoError(t, err)
+	rec, ok := readBaseRecord(vol.Path)
+	require.True(t, ok)
+	assert.Equal(t, hex.EncodeToString(want), rec.Digest)
+	got, err := os.ReadFile(vol.Path)
+	require.NoError(t, err)
+	wantBytes, err := os.ReadFile(src)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(wantBytes, got), "the volume reads exactly as the image")
 }

@@ -3,8 +3,6 @@ package activities
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -63,7 +61,7 @@ const checkpointEvery = 16 << 20
 // the digest of everything before that point, and which source it was.
 type uploadProgress struct {
 	Offset      int64      `json:"offset"`
-	DigestState []byte     `json:"digest_state"` // sha256 state after Offset bytes
+	DigestState []byte     `json:"digest_state"` // imageDigest state after Offset bytes
 	Source      sourceStat `json:"source"`
 	// StartOver asks the next attempt to recreate the volume and upload
 	// from the first byte (a resumed upload did not verify).
@@ -122,7 +120,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		return res, err
 	}
 
-	digest := sha256.New()
+	digest := newImageDigest()
 	var offset int64
 	var prev uploadProgress
 	if !created && activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
@@ -146,10 +144,10 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), ErrTypeMismatch, err)
 			}
 		case prev.Offset > 0 && prev.Offset <= size:
-			if um, ok := digest.(encoding.BinaryUnmarshaler); ok && um.UnmarshalBinary(prev.DigestState) == nil {
+			if digest.UnmarshalBinary(prev.DigestState) == nil {
 				offset = prev.Offset
 			} else {
-				digest.Reset()
+				digest = newImageDigest()
 			}
 		}
 	}
@@ -162,7 +160,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		state []byte
 	}
 	marshal := func() []byte {
-		b, _ := digest.(encoding.BinaryMarshaler).MarshalBinary()
+		b, _ := digest.MarshalBinary()
 		return b
 	}
 	checkpoints := []checkpoint{{offset, marshal()}}
@@ -211,7 +209,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		return res, classify(err)
 	}
 	res.Bytes = size - offset
-	sum := hex.EncodeToString(digest.Sum(nil))
+	sum := hex.EncodeToString(digest.Sum())
 
 	// Prove it: the volume must hold exactly what was streamed.
 	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
@@ -219,6 +217,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		return res, classify(err)
 	}
 	got, err := fileDigest(ctx, vol.Path)
+	// The volume is sparse where the image was: its holes are skipped.
 	if err != nil {
 		return res, classify(err)
 	}
@@ -231,11 +230,11 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			// A resumed upload can leave a hole if libvirtd lost more than
 			// the rewind covers: the next attempt starts from scratch.
 			activity.RecordHeartbeat(ctx, uploadProgress{Source: src, StartOver: true})
-			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not match the image after a resumed upload (sha256 %s, image %s); uploading it again from the start", req.Pool, req.Volume, got, sum), ErrTypeLibvirt)
+			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not match the image after a resumed upload (digest %s, image %s); uploading it again from the start", req.Pool, req.Volume, got, sum), ErrTypeLibvirt)
 		}
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (sha256 %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (digest %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
 	}
-	rec := baseRecord{SHA256: sum, Size: size, Source: req.Source, SourceStat: src, Verified: time.Now().UTC().Format(time.RFC3339)}
+	rec := baseRecord{Digest: sum, Kind: imageDigestKind, Size: size, Source: req.Source, SourceStat: src, Verified: time.Now().UTC().Format(time.RFC3339)}
 	if err := rec.write(vol.Path); err != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("the base volume's digest could not be recorded on %s (%v): later starts will compare it with the source again", vol.Path, err))
 	}
@@ -261,9 +260,9 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 			src, err := statSource(req.Source)
 			switch {
 			case err != nil:
-				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not there any more; the cluster runs on its verified copy %s (sha256 %s)", req.Source, req.Volume, rec.SHA256))
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not there any more; the cluster runs on its verified copy %s (digest %s)", req.Source, req.Volume, rec.Digest))
 			case req.Source != rec.Source || src != rec.SourceStat:
-				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not the file the base volume was made from (%s, %s); the cluster keeps its base (sha256 %s): destroy and start again to use the new image", req.Source, rec.Source, rec.Verified, rec.SHA256))
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not the file the base volume was made from (%s, %s); the cluster keeps its base (digest %s): destroy and start again to use the new image", req.Source, rec.Source, rec.Verified, rec.Digest))
 			}
 			return res, nil
 		}
@@ -286,14 +285,15 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 			"base volume %s/%s exists but does not hold %s (an earlier upload did not finish, or the image changed); the VMs' disks may be layered on it, so hpcvm does not overwrite it: run `hpcvm destroy` and start the cluster again",
 			req.Pool, req.Volume, req.Source), ErrTypeMismatch, nil)
 	}
-	rec := baseRecord{SHA256: sum, Size: srcSt.Size, Source: req.Source, SourceStat: srcSt, Verified: time.Now().UTC().Format(time.RFC3339)}
+	rec := baseRecord{Digest: sum, Kind: imageDigestKind, Size: srcSt.Size, Source: req.Source, SourceStat: srcSt, Verified: time.Now().UTC().Format(time.RFC3339)}
 	_ = rec.write(vol.Path)
 	return res, nil
 }
 
 // baseRecord is the proof of a verified upload, kept on the volume file.
 type baseRecord struct {
-	SHA256     string     `json:"sha256"`
+	Digest     string     `json:"digest"`
+	Kind       string     `json:"kind"` // how Digest was computed
 	Size       int64      `json:"size"`
 	Source     string     `json:"source"`
 	SourceStat sourceStat `json:"source_stat"`
@@ -318,36 +318,27 @@ func readBaseRecord(path string) (baseRecord, bool) {
 		return baseRecord{}, false
 	}
 	var r baseRecord
-	if json.Unmarshal(buf[:n], &r) != nil || r.SHA256 == "" {
+	if json.Unmarshal(buf[:n], &r) != nil || r.Digest == "" || r.Kind != imageDigestKind {
 		return baseRecord{}, false
 	}
 	return r, true
 }
 
-// fileDigest is the SHA-256 of a local file, heartbeating as it reads: the
-// worker runs on the host, so a volume is a local file.
+// imageDigestKind names the digest in a record (see imageDigest).
+const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
+
+// fileDigest is the image digest of a local file, skipping its holes and
+// heartbeating as it reads: the worker runs on the host, so a volume is a
+// local file.
 func fileDigest(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
+	sum, err := digestFile(path, func() error {
+		activity.RecordHeartbeat(ctx)
+		return ctx.Err()
+	})
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	for {
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			return hex.EncodeToString(h.Sum(nil)), nil
-		}
-		if err != nil {
-			return "", err
-		}
-		activity.RecordHeartbeat(ctx)
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-	}
+	return hex.EncodeToString(sum), nil
 }
 
 // sameContent compares the volume's file with the image, and returns the
@@ -366,7 +357,7 @@ func sameContent(ctx context.Context, volPath, src string, size int64) (string, 
 		return "", false, err
 	}
 	defer sf.Close()
-	h := sha256.New()
+	h := newImageDigest()
 	const block = 4 << 20
 	vb, sb := make([]byte, block), make([]byte, block)
 	for done := int64(0); done < size; {
@@ -387,5 +378,5 @@ func sameContent(ctx context.Context, volPath, src string, size int64) (string, 
 			return "", false, ctx.Err()
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), true, nil
+	return hex.EncodeToString(h.Sum()), true, nil
 }

@@ -70,7 +70,9 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			return err
 		}
 		defer stream.Free()
-		if err := v.Upload(stream, uint64(offset), uint64(size-offset), 0); err != nil {
+		// A sparse stream: the holes of src travel as hole lengths, not as
+		// zeros, and land as holes in the volume.
+		if err := v.Upload(stream, uint64(offset), uint64(size-offset), lv.STORAGE_VOL_UPLOAD_SPARSE_STREAM); err != nil {
 			return err
 		}
 		// Reading (and digesting, through tee) runs ahead of sending, in
@@ -78,7 +80,8 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		// once; a few buffers circulate between the two.
 		type chunk struct {
 			buf      []byte
-			n        int
+			n        int   // data bytes in buf
+			hole     int64 // or, instead of data, a hole this long
 			err      error
 			teeState []byte // tee's state after this chunk
 		}
@@ -91,28 +94,63 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		defer close(stop)
 		go func() {
 			defer close(full)
+			snapshot := func() []byte {
+				if m, ok := tee.(encoding.BinaryMarshaler); ok && tee != nil {
+					state, _ := m.MarshalBinary()
+					return state
+				}
+				return nil
+			}
+			send := func(c chunk) bool {
+				select {
+				case full <- c:
+					return true
+				case <-stop:
+					return false
+				}
+			}
 			for read := offset; read < size; {
+				// Where the next data starts: everything before it is a
+				// hole (SEEK_DATA fails with ENXIO past the last data).
+				dataAt, err := f.Seek(read, seekData)
+				if err != nil || dataAt > size {
+					dataAt = size
+				}
+				if dataAt > read {
+					n := dataAt - read
+					writeHole(tee, n)
+					if !send(chunk{hole: n, teeState: snapshot()}) {
+						return
+					}
+					read = dataAt
+					continue
+				}
+				holeAt, err := f.Seek(read, seekHole)
+				if err != nil || holeAt > size {
+					holeAt = size
+				}
+				if _, err := f.Seek(read, io.SeekStart); err != nil {
+					send(chunk{err: err})
+					return
+				}
 				var buf []byte
 				select {
 				case buf = <-free:
 				case <-stop:
 					return
 				}
-				n, rerr := io.ReadFull(f, buf)
+				want := min(int64(len(buf)), holeAt-read)
+				n, rerr := io.ReadFull(f, buf[:want])
 				if errors.Is(rerr, io.ErrUnexpectedEOF) || (errors.Is(rerr, io.EOF) && n > 0) {
 					rerr = nil
 				}
 				var state []byte
 				if n > 0 && tee != nil {
 					_, _ = tee.Write(buf[:n])
-					if m, ok := tee.(encoding.BinaryMarshaler); ok {
-						state, _ = m.MarshalBinary()
-					}
+					state = snapshot()
 				}
 				read += int64(n)
-				select {
-				case full <- chunk{buf, n, rerr, state}:
-				case <-stop:
+				if !send(chunk{buf: buf, n: n, err: rerr, teeState: state}) {
 					return
 				}
 				if rerr != nil || n == 0 {
@@ -136,16 +174,23 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			case ok && c.err != nil && !errors.Is(c.err, io.EOF):
 				_ = stream.Abort()
 				return &Error{Op: op, Object: object, Cause: c.err, Detail: "reading " + src + ": " + c.err.Error()}
+			case ok && c.hole > 0:
+				if err := stream.SendHole(c.hole, 0); err != nil {
+					_ = stream.Abort()
+					return err
+				}
+				done += c.hole
 			case !ok || c.n == 0:
 				_ = stream.Abort()
 				return newErr(nil, op, object, "%s shrank to %d bytes while uploading", src, done)
+			default:
+				if err := sendAll(stream, c.buf[:c.n]); err != nil {
+					_ = stream.Abort()
+					return err
+				}
+				free <- c.buf
+				done += int64(c.n)
 			}
-			if err := sendAll(stream, c.buf[:c.n]); err != nil {
-				_ = stream.Abort()
-				return err
-			}
-			free <- c.buf
-			done += int64(c.n)
 			if progress != nil {
 				progress(done, c.teeState)
 			}
@@ -156,6 +201,35 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		return ctxErr
 	}
 	return err
+}
+
+// seekData and seekHole are lseek's SEEK_DATA and SEEK_HOLE (Linux).
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// HoleWriter is a tee that takes a run of zeros as a length: a digest that
+// treats zeros specially need not be fed gigabytes of them.
+type HoleWriter interface {
+	WriteHole(n int64)
+}
+
+// writeHole hands tee a hole: as a length if it can take one, else as zeros.
+func writeHole(tee io.Writer, n int64) {
+	if tee == nil {
+		return
+	}
+	if h, ok := tee.(HoleWriter); ok {
+		h.WriteHole(n)
+		return
+	}
+	zeros := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		_, _ = tee.Write(zeros[:k])
+		n -= k
+	}
 }
 
 // sendChunk is how much one Stream.Send is handed: one RPC packet's worth.

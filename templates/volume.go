@@ -17,7 +17,11 @@ func BaseImage(p cluster.Plan, format string, virtualSize uint64) (string, error
 		Type:     "file",
 		Name:     p.BaseImage.Volume,
 		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: virtualSize},
-		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: format}},
+		// Allocated by what the upload writes: the image's holes stay
+		// holes (a raw volume made with its full allocation is written
+		// out in zeros first).
+		Allocation: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: 0},
+		Target:     &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: format}},
 	}
 	return doc.Marshal()
 }
