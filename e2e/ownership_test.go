@@ -26,6 +26,7 @@ type clusterFile struct {
 	baseImage string
 	third     int    // x in 10.<octet>.x.0/24
 	bridge    string // network.bridge_name, "" for the derived one
+	diskGB    int    // every VM's disk_size_gb; default 1
 }
 
 // writeSpec writes cluster.yaml for the env's cluster (TCG, 128 MiB VMs).
@@ -40,6 +41,9 @@ func (e *env) writeSpec(f clusterFile) {
 		f.baseImage = testImage(e.t)
 	}
 	octet := 200 + int(e.cluster[len(e.cluster)-1])%50
+	if f.diskGB == 0 {
+		f.diskGB = 1
+	}
 	if f.third == 0 {
 		f.third = int(e.cluster[len(e.cluster)-2])
 	}
@@ -49,7 +53,7 @@ func (e *env) writeSpec(f clusterFile) {
 		if cpu == 0 {
 			cpu = 1
 		}
-		fmt.Fprintf(&nodes, "  - {name: %s, memory_mb: 128, cpu_cores: %d, disk_size_gb: 1}\n", n, cpu)
+		fmt.Fprintf(&nodes, "  - {name: %s, memory_mb: 128, cpu_cores: %d, disk_size_gb: %d}\n", n, cpu, f.diskGB)
 	}
 	bridge := ""
 	if f.bridge != "" {
@@ -66,9 +70,9 @@ func (e *env) writeSpec(f clusterFile) {
       enable_kvm: false
 network:
   network_range: 10.%d.%d.0/24%s
-controller: {count: 1, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
+controller: {count: 1, memory_mb: 128, cpu_cores: 1, disk_size_gb: %d}
 compute_nodes:
-%s`, e.cluster, e.host, f.poolPath, f.baseImage, octet, f.third, bridge, nodes.String())
+%s`, e.cluster, e.host, f.poolPath, f.baseImage, octet, f.third, bridge, f.diskGB, nodes.String())
 	e.config = filepath.Join(e.poolRoot, "cluster.yaml")
 	writeFile(e.t, e.config, yaml)
 }
