@@ -129,4 +129,3 @@ func sameFiles(t *testing.T, a, b string) bool {
 		}
 	}
 }
-
