@@ -129,3 +129,50 @@ func sameFiles(t *testing.T, a, b string) bool {
 		}
 	}
 }
+
+// A cancel during a long upload reaches it at its next heartbeat, and the
+// rollback removes what the run made. The time from the cancel to the end
+// of the run is logged (a figure, not a timed assertion).
+func TestCancelDuringUploadRollsBack(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.poolRoot, "big.img")
+	writeRandomFile(t, src, 2<<30)
+	e.writeSpec(clusterFile{baseImage: src, diskGB: 3})
+	e.startWorker()
+	e.mustLeaveNothing()
+	c := e.ts.GetDefaultClient()
+	ctx := context.Background()
+	run := e.submitStart(workflows.Options{})
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		require.True(t, time.Now().Before(end), "the upload never started")
+		desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		require.NoError(t, err)
+		started := false
+		for _, pa := range desc.GetPendingActivities() {
+			started = started || (pa.GetActivityType().GetName() == "UploadBaseImage" && pa.GetHeartbeatDetails() != nil)
+		}
+		if started {
+			break
+		}
+	}
+	cancelled := time.Now()
+	require.NoError(t, c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()))
+	err := run.Get(ctx, nil)
+	require.Error(t, err)
+	t.Logf("run ended %s after the cancel (upload stopped, rolled back)", time.Since(cancelled).Round(10*time.Millisecond))
+	assert.Empty(t, e.leftovers(), "the rollback removed the base, the pool and the network")
+	// The upload was cut off by the cancel, not left to finish.
+	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	uploads, cut := map[int64]bool{}, false
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "UploadBaseImage" {
+			uploads[ev.GetEventId()] = true
+		}
+		if a := ev.GetActivityTaskCanceledEventAttributes(); a != nil && uploads[a.GetScheduledEventId()] {
+			cut = true
+		}
+	}
+	assert.True(t, cut, "the upload ended cancelled")
+}
