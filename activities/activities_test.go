@@ -401,3 +401,33 @@ func TestSparseImageLandsSparse(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(wantBytes, got), "the volume reads exactly as the image")
 }
+
+// An earlier attempt's bytes never show through the holes of a new upload:
+// a volume left by it is made anew before a sparse image streams in.
+func TestSparseUploadOverAnEarlierAttemptsVolume(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	const size = 64 << 20
+	src := filepath.Join(f.dir, "sparse.img")
+	file, err := os.Create(src)
+	require.NoError(t, err)
+	require.NoError(t, file.Truncate(size))
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	_, err = file.WriteAt(data, 32<<20)
+	require.NoError(t, err)
+	require.NoError(t, file.Close())
+	xml := rawVolume(t, "base.img", size)
+	_, err = f.lv.EnsureVolume(f.pool, xml)
+	require.NoError(t, err)
+	vol, err := f.lv.LookupVolume(f.pool, "base.img")
+	require.NoError(t, err)
+	junk := bytes.Repeat([]byte{0xff}, size)
+	require.NoError(t, os.WriteFile(vol.Path, junk, 0o644))
+
+	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
+	require.NoError(t, err)
+	want, err := os.ReadFile(src)
+	require.NoError(t, err)
+	assertVolumeHolds(t, f, "base.img", want)
+}

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"os"
+
+	"github.com/hpcvm/hpcvm/libvirt"
 )
 
 // digestBlock is the unit of the image digest.
@@ -122,7 +124,7 @@ func (d *imageDigest) UnmarshalBinary(b []byte) error {
 	}
 	total := int64(binary.BigEndian.Uint64(b))
 	n := int(binary.BigEndian.Uint32(b[8:]))
-	if len(b) < 12+n || len(b)-12-n >= digestBlock {
+	if total < 0 || len(b) < 12+n || int64(len(b)-12-n) != total%digestBlock {
 		return errors.New("image digest state damaged")
 	}
 	h := sha256.New()
@@ -150,18 +152,18 @@ func digestFile(path string, tick func() error) ([]byte, error) {
 	d := newImageDigest()
 	buf := make([]byte, 4<<20)
 	for pos := int64(0); pos < size; {
-		dataAt, err := f.Seek(pos, 3) // SEEK_DATA
-		if err != nil || dataAt > size {
-			dataAt = size
+		dataAt, err := libvirt.NextData(f, pos, size)
+		if err != nil {
+			return nil, err
 		}
 		if dataAt > pos {
 			d.WriteHole(dataAt - pos)
 			pos = dataAt
 			continue
 		}
-		holeAt, err := f.Seek(pos, 4) // SEEK_HOLE
-		if err != nil || holeAt > size {
-			holeAt = size
+		holeAt, err := libvirt.NextHole(f, pos, size)
+		if err != nil {
+			return nil, err
 		}
 		if _, err := f.Seek(pos, io.SeekStart); err != nil {
 			return nil, err

@@ -17,12 +17,12 @@ func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, 
 	}
 	// The roots bound where pools are created; a pool of the cluster that
 	// exists already is checked by its UUID in EnsurePool instead.
-	if have, err := a.Libvirt.LookupPool(def.Name); err != nil || !strings.EqualFold(have.UUID, def.UUID) {
-		if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
-			return res, err
-		}
-	}
 	err := a.heartbeating(ctx, func() (err error) {
+		if have, err := a.Libvirt.LookupPool(def.Name); err != nil || !strings.EqualFold(have.UUID, def.UUID) {
+			if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
+				return err
+			}
+		}
 		res.Created, err = a.Libvirt.EnsurePool(xml)
 		return err
 	})

@@ -109,12 +109,59 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		return res, badInput(fmt.Sprintf("base image %q: %v", req.Source, err), err)
 	}
 	size := src.Size
+
+	// Every heartbeat of this attempt carries the resume point: a heartbeat
+	// without details would erase the one an earlier attempt left, and a
+	// retry after this one would start over for nothing.
+	var mu sync.Mutex
+	var prev uploadProgress
+	hadPrev := activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil
+	var current any
+	if hadPrev {
+		current = prev
+	}
+	beat := func() {
+		mu.Lock()
+		d := current
+		mu.Unlock()
+		if d != nil {
+			activity.RecordHeartbeat(ctx, d)
+		} else {
+			activity.RecordHeartbeat(ctx)
+		}
+	}
+	withBeats := func(fn func() error) error {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					beat()
+				}
+			}
+		}()
+		return classify(fn())
+	}
+
 	var created bool
-	if err := a.heartbeating(ctx, func() (err error) {
+	var volPath string
+	if err := withBeats(func() (err error) {
 		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
 			return err
 		}
 		created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
+		if err != nil {
+			return err
+		}
+		vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
+		volPath = vol.Path
 		return err
 	}); err != nil {
 		return res, err
@@ -122,8 +169,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 
 	digest := newImageDigest()
 	var offset int64
-	var prev uploadProgress
-	if !created && activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil {
+	if !created && hadPrev {
 		changed := prev.Source != src
 		switch {
 		case changed || prev.StartOver:
@@ -132,7 +178,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			}
 			// The volume may hold a tail of what was there before: start
 			// from a new, empty volume.
-			if err := a.heartbeating(ctx, func() error {
+			if err := withBeats(func() error {
 				if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
 					return err
 				}
@@ -144,11 +190,39 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), ErrTypeMismatch, err)
 			}
 		case prev.Offset > 0 && prev.Offset <= size:
-			if digest.UnmarshalBinary(prev.DigestState) == nil {
+			if digest.UnmarshalBinary(prev.DigestState) == nil && digest.total == prev.Offset {
 				offset = prev.Offset
 			} else {
 				digest = newImageDigest()
 			}
+		}
+	}
+	if offset == 0 {
+		// A sparse stream leaves the volume's old bytes wherever the image
+		// has a hole: the empty qcow2 libvirt just made, or what an
+		// earlier attempt wrote. An earlier attempt's volume is made anew;
+		// then the file is emptied to zeros at its length (a raw volume's
+		// length is its capacity, which a resume checks).
+		if !created {
+			if err := withBeats(func() error {
+				if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
+					return err
+				}
+				_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
+				return err
+			}); err != nil {
+				return res, err
+			}
+		}
+		st, err := os.Stat(volPath)
+		if err != nil {
+			return res, classify(err)
+		}
+		if err := os.Truncate(volPath, 0); err != nil {
+			return res, classify(err)
+		}
+		if err := os.Truncate(volPath, st.Size()); err != nil {
+			return res, classify(err)
 		}
 	}
 	res.ResumedFrom = offset
@@ -165,62 +239,46 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	}
 	checkpoints := []checkpoint{{offset, marshal()}}
 	last := checkpoints[0]
-	var mu sync.Mutex
-	latest := uploadProgress{Offset: offset, DigestState: checkpoints[0].state, Source: src}
+	mu.Lock()
+	current = uploadProgress{Offset: offset, DigestState: checkpoints[0].state, Source: src}
+	mu.Unlock()
 	// Heartbeats go out from their own goroutine too, so the upload is seen
 	// alive while libvirtd flushes the end of the stream.
-	stopBeats := make(chan struct{})
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopBeats:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				mu.Lock()
-				p := latest
-				mu.Unlock()
-				activity.RecordHeartbeat(ctx, p)
+	err = withBeats(func() error {
+		return a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, digest, func(done int64, state []byte) {
+			// state is the digest after exactly done bytes: reading and
+			// digesting run ahead of sending.
+			if done-checkpoints[len(checkpoints)-1].at >= checkpointEvery {
+				checkpoints = append(checkpoints, checkpoint{done, state})
 			}
-		}
-	}()
-	err = a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, digest, func(done int64, state []byte) {
-		// state is the digest after exactly done bytes: reading and
-		// digesting run ahead of sending.
-		if done-checkpoints[len(checkpoints)-1].at >= checkpointEvery {
-			checkpoints = append(checkpoints, checkpoint{done, state})
-		}
-		for len(checkpoints) > 1 && checkpoints[1].at <= done-resumeRewind {
-			checkpoints = checkpoints[1:]
-		}
-		if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
-			last = checkpoints[0]
-		}
-		mu.Lock()
-		latest = uploadProgress{Offset: last.at, DigestState: last.state, Source: src}
-		mu.Unlock()
-		activity.RecordHeartbeat(ctx, latest)
+			for len(checkpoints) > 1 && checkpoints[1].at <= done-resumeRewind {
+				checkpoints = checkpoints[1:]
+			}
+			if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
+				last = checkpoints[0]
+			}
+			mu.Lock()
+			current = uploadProgress{Offset: last.at, DigestState: last.state, Source: src}
+			mu.Unlock()
+			beat()
+		})
 	})
-	close(stopBeats)
 	if err != nil {
-		return res, classify(err)
+		return res, err
 	}
 	res.Bytes = size - offset
 	sum := hex.EncodeToString(digest.Sum())
 
-	// Prove it: the volume must hold exactly what was streamed.
-	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
+	// Prove it: the volume must hold exactly what was streamed. It is
+	// sparse where the image was: its holes are skipped.
+	gotSum, err := digestFile(volPath, func() error {
+		beat()
+		return ctx.Err()
+	})
 	if err != nil {
 		return res, classify(err)
 	}
-	got, err := fileDigest(ctx, vol.Path)
-	// The volume is sparse where the image was: its holes are skipped.
-	if err != nil {
-		return res, classify(err)
-	}
+	got := hex.EncodeToString(gotSum)
 	if after, err := statSource(req.Source); err != nil || after != src {
 		// The next attempt sees the change and starts over.
 		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
@@ -229,14 +287,17 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if offset > 0 {
 			// A resumed upload can leave a hole if libvirtd lost more than
 			// the rewind covers: the next attempt starts from scratch.
-			activity.RecordHeartbeat(ctx, uploadProgress{Source: src, StartOver: true})
+			mu.Lock()
+			current = uploadProgress{Source: src, StartOver: true}
+			mu.Unlock()
+			beat()
 			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not match the image after a resumed upload (digest %s, image %s); uploading it again from the start", req.Pool, req.Volume, got, sum), ErrTypeLibvirt)
 		}
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (digest %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
 	}
 	rec := baseRecord{Digest: sum, Kind: imageDigestKind, Size: size, Source: req.Source, SourceStat: src, Verified: time.Now().UTC().Format(time.RFC3339)}
-	if err := rec.write(vol.Path); err != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("the base volume's digest could not be recorded on %s (%v): later starts will compare it with the source again", vol.Path, err))
+	if err := rec.write(volPath); err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("the base volume's digest could not be recorded on %s (%v): later starts will compare it with the source again", volPath, err))
 	}
 	return res, nil
 }
@@ -248,12 +309,15 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 // never finished) is compared with the source, and recorded if equal.
 func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (UploadResult, error) {
 	res := UploadResult{AlreadyDone: true}
-	if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
-		return res, classify(err)
-	}
-	vol, err := a.Libvirt.LookupVolume(req.Pool, req.Volume)
-	if err != nil {
-		return res, classify(err)
+	var vol libvirt.VolumeInfo
+	if err := a.heartbeating(ctx, func() (err error) {
+		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
+			return err
+		}
+		vol, err = a.Libvirt.LookupVolume(req.Pool, req.Volume)
+		return err
+	}); err != nil {
+		return res, err
 	}
 	if rec, ok := readBaseRecord(vol.Path); ok {
 		if st, err := os.Stat(vol.Path); err == nil && st.Size() == rec.Size {
@@ -326,20 +390,6 @@ func readBaseRecord(path string) (baseRecord, bool) {
 
 // imageDigestKind names the digest in a record (see imageDigest).
 const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
-
-// fileDigest is the image digest of a local file, skipping its holes and
-// heartbeating as it reads: the worker runs on the host, so a volume is a
-// local file.
-func fileDigest(ctx context.Context, path string) (string, error) {
-	sum, err := digestFile(path, func() error {
-		activity.RecordHeartbeat(ctx)
-		return ctx.Err()
-	})
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(sum), nil
-}
 
 // sameContent compares the volume's file with the image, and returns the
 // image's digest, heartbeating as it reads.

@@ -54,7 +54,7 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 
 	c := e.ts.GetDefaultClient()
 	ctx := context.Background()
-	run := e.submitStart(workflows.Options{HeartbeatTimeout: 3 * time.Second})
+	run := e.submitStart(workflows.Options{})
 
 	// Kill the worker as soon as the run is in the middle: the pool exists
 	// but not every VM has been started yet.

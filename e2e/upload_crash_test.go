@@ -82,7 +82,8 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 	}
 	require.NotNil(t, res, "the upload completed")
 	assert.Greater(t, res.ResumedFrom, int64(0), "the upload resumed instead of starting over")
-	assert.Equal(t, resumeAt, res.ResumedFrom)
+	// A later heartbeat may have landed between the look and the kill.
+	assert.GreaterOrEqual(t, res.ResumedFrom, resumeAt)
 	t.Logf("resumed at %d MiB, sent %d MiB", res.ResumedFrom>>20, res.Bytes>>20)
 
 	vol, err := e.lv.LookupVolume(e.cluster+"-pool", e.cluster+"-base.img")

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"syscall"
 
 	lv "libvirt.org/go/libvirt"
 )
@@ -91,8 +93,15 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			free <- make([]byte, uploadChunk)
 		}
 		stop := make(chan struct{})
-		defer close(stop)
+		var reader sync.WaitGroup
+		defer func() {
+			// The reader is gone (and done with tee) before we return.
+			close(stop)
+			reader.Wait()
+		}()
+		reader.Add(1)
 		go func() {
+			defer reader.Done()
 			defer close(full)
 			snapshot := func() []byte {
 				if m, ok := tee.(encoding.BinaryMarshaler); ok && tee != nil {
@@ -112,9 +121,10 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 			for read := offset; read < size; {
 				// Where the next data starts: everything before it is a
 				// hole (SEEK_DATA fails with ENXIO past the last data).
-				dataAt, err := f.Seek(read, seekData)
-				if err != nil || dataAt > size {
-					dataAt = size
+				dataAt, err := NextData(f, read, size)
+				if err != nil {
+					send(chunk{err: err})
+					return
 				}
 				if dataAt > read {
 					n := dataAt - read
@@ -125,9 +135,10 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 					read = dataAt
 					continue
 				}
-				holeAt, err := f.Seek(read, seekHole)
-				if err != nil || holeAt > size {
-					holeAt = size
+				holeAt, err := NextHole(f, read, size)
+				if err != nil {
+					send(chunk{err: err})
+					return
 				}
 				if _, err := f.Seek(read, io.SeekStart); err != nil {
 					send(chunk{err: err})
@@ -208,6 +219,29 @@ const (
 	seekData = 3
 	seekHole = 4
 )
+
+// NextData is where the next data at or after pos starts in f (size if
+// none: only ENXIO means that; any other error is returned, never taken
+// for a hole, which would drop the rest of the file silently).
+func NextData(f *os.File, pos, size int64) (int64, error) {
+	at, err := f.Seek(pos, seekData)
+	switch {
+	case errors.Is(err, syscall.ENXIO):
+		return size, nil
+	case err != nil:
+		return 0, err
+	}
+	return min(at, size), nil
+}
+
+// NextHole is where the hole after pos starts in f (size at the end).
+func NextHole(f *os.File, pos, size int64) (int64, error) {
+	at, err := f.Seek(pos, seekHole)
+	if err != nil {
+		return 0, err
+	}
+	return min(at, size), nil
+}
 
 // HoleWriter is a tee that takes a run of zeros as a length: a digest that
 // treats zeros specially need not be fed gigabytes of them.

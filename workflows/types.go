@@ -50,9 +50,12 @@ const (
 	DefaultShutdownTimeout = 2 * time.Minute
 	// DefaultHeartbeatTimeout bounds what a dead worker costs a run: its
 	// steps are retried this long after their last heartbeat. Workers
-	// heartbeat twice a second and the SDK sends at least one a second
-	// (hostworker), so three seconds tolerate two lost sends.
-	DefaultHeartbeatTimeout = 3 * time.Second
+	// heartbeat twice a second and the SDK sends at least one every 2 s
+	// (hostworker). Not shorter: once a step is cancelled it can no longer
+	// heartbeat, and a libvirt call it is in (a QEMU that takes 3.5 s to
+	// exit was measured) must end within this before the rollback starts
+	// beside it.
+	DefaultHeartbeatTimeout = 5 * time.Second
 	DefaultStepTimeout      = 5 * time.Minute
 	DefaultUploadTimeout    = 2 * time.Hour
 )

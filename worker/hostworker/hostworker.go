@@ -36,12 +36,14 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
-		// Heartbeats reach the server at least every second, whatever the
+		// Heartbeats reach the server at least every 2 s, whatever the
 		// heartbeat timeout (the SDK otherwise waits 0.8 x the timeout):
-		// an upload's resume offset is at most a second old, and a cancel
-		// reaches a running activity within a second.
-		MaxHeartbeatThrottleInterval:     time.Second,
-		DefaultHeartbeatThrottleInterval: time.Second,
+		// an upload's resume point is at most 2 s old, and a cancel
+		// reaches a running activity within 2 s. Not 1 s: the SDK also
+		// uses this as the heartbeat call's own timeout, and a frontend
+		// that pauses longer than that cancels the running activity.
+		MaxHeartbeatThrottleInterval:     2 * time.Second,
+		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 		// A workflow task left on a dead worker's sticky queue moves to
 		// the host's queue after this, instead of the SDK's 5 s.
 		StickyScheduleToStartTimeout: time.Second,
