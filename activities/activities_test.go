@@ -431,3 +431,25 @@ func TestSparseUploadOverAnEarlierAttemptsVolume(t *testing.T) {
 	require.NoError(t, err)
 	assertVolumeHolds(t, f, "base.img", want)
 }
+
+// A retry finds the volume its earlier attempt emptied before the image's
+// header landed (libvirt reads another size): it is made anew, not refused.
+func TestUploadRetryAfterAnEmptiedVolume(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	image := make([]byte, 8<<20)
+	_, _ = rand.Read(image)
+	src := filepath.Join(f.dir, "base.img")
+	require.NoError(t, os.WriteFile(src, image, 0o644))
+	xml := rawVolume(t, "base.img", len(image))
+	_, err := f.lv.EnsureVolume(f.pool, xml)
+	require.NoError(t, err)
+	vol, err := f.lv.LookupVolume(f.pool, "base.img")
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(vol.Path, 4096)) // libvirt now sees 4096 bytes
+	env := f.env()
+	env.SetHeartbeatDetails(uploadProgress{})
+	_, err = env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
+	require.NoError(t, err)
+	assertVolumeHolds(t, f, "base.img", image)
+}

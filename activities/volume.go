@@ -157,6 +157,16 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			return err
 		}
 		created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
+		if errors.Is(err, libvirt.ErrMismatch) {
+			// The volume did not exist before this run (req.Existed is
+			// false), so it is an earlier attempt's, cut short before the
+			// image's own header landed (libvirt then reads it as another
+			// format or size): make it anew and upload from the start.
+			if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
+				return err
+			}
+			created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
+		}
 		if err != nil {
 			return err
 		}
