@@ -42,7 +42,10 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		return DestroyResult{}, err
 	}
 	d := decideDestroy(name, inv, req.VMs)
-	if len(d.Missing) > 0 {
+	// Runs begun before this check deleted the names that existed and
+	// failed on the rest; the marker keeps their histories replaying.
+	refuseMissing := len(d.Missing) > 0 && workflow.GetVersion(ctx, "destroy-vm-missing-deletes-nothing", workflow.DefaultVersion, 1) == 1
+	if refuseMissing {
 		// A typo among several names must not delete the others: nothing
 		// is touched.
 		msg := fmt.Sprintf("cluster %s has no VM %s (no domain, disk or lease of that name); its VMs are: %s; nothing was deleted",
@@ -166,6 +169,11 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		})
 	}
 
+	res.Missing = d.Missing
+	for _, vm := range d.Missing {
+		// Only runs begun before refuseMissing existed get here.
+		failures = append(failures, fmt.Sprintf("--vm %s: cluster %s has no such VM (no domain, disk or lease of that name)", vm, name))
+	}
 	if len(failures) > 0 || len(res.Kept) > 0 {
 		var parts []string
 		if len(failures) > 0 {

@@ -5,7 +5,7 @@ package workflows
 // drives every scenario of historyScenarios, and writes each run's history
 // to testdata/histories as JSON, for TestReplayRecordedHistories.
 //
-//	HPCVM_RECORD_HISTORIES=v2 go test -count=1 -run 'TestRecordHistories$' ./workflows/
+//	HPCVM_RECORD_HISTORIES=v2 go test -tags record -count=1 -run 'TestRecordHistories$' ./workflows/
 //
 // The value names the recording set: the files are
 // testdata/histories/<scenario>.<set>.json. A set is never overwritten: the
@@ -15,8 +15,6 @@ package workflows
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -30,18 +28,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/server/temporaltest"
 )
 
 const (
-	// recordHistoriesEnv names the recording set; unset, the recorder skips.
+	// recordHistoriesEnv names the recording set (record_tool_test.go).
 	recordHistoriesEnv = "HPCVM_RECORD_HISTORIES"
 	historiesDir       = "testdata/histories"
 	recorderIdentity   = "hpcvm-history-recorder"
@@ -289,6 +282,27 @@ func historyScenarios() []historyScenario {
 			assert.Contains(t, res.Deleted, "domain lab-compute-02")
 		},
 	}, {
+		// `hpcvm destroy --vm compute-02,compue-09`: a name the cluster
+		// does not have; nothing is deleted (guarded by a version marker).
+		name: "destroy-vm-missing", workflow: DestroyClusterName, closed: failed, failureType: activities.ErrTypeBadInput,
+		scheduled:    []string{"InspectCluster"},
+		notScheduled: []string{"DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "DeletePool", "DeleteNetwork"},
+		events:       []enumspb.EventType{enumspb.EVENT_TYPE_MARKER_RECORDED},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.VMs = []string{"compute-02", "compue-09"}
+			return req
+		},
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "has no VM compue-09")
+		},
+	}, {
 		name: "describe", workflow: DescribeClusterName, closed: completed,
 		scheduled: []string{"InspectCluster"},
 		request:   testRequest,
@@ -304,75 +318,6 @@ func historyScenarios() []historyScenario {
 			assert.Len(t, d.Inventory.Domains, 3)
 		},
 	}}
-}
-
-func TestRecordHistories(t *testing.T) {
-	set := os.Getenv(recordHistoriesEnv)
-	if set == "" {
-		t.Skipf("the history recorder runs only when asked: %s=<set> go test -count=1 -run 'TestRecordHistories$' ./workflows/", recordHistoriesEnv)
-	}
-	require.Regexp(t, recordingSetName, set, "%s names the recording set (lower-case letters, digits, '-')", recordHistoriesEnv)
-	scenarios := historyScenarios()
-	for _, sc := range scenarios {
-		path := historyFile(sc.name, set)
-		_, err := os.Stat(path)
-		require.True(t, os.IsNotExist(err), "%s exists: recorded histories are never overwritten; record under a new set name (or delete the files of a set that was never committed)", path)
-	}
-	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
-
-	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	c := ts.NewClientWithOptions(client.Options{Identity: recorderIdentity, Logger: quiet})
-	fake := &fakeActivities{}
-	w := worker.New(c, TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
-	Register(w)
-	registerFakeActivities(t, w, fake)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop) // before the server stops
-
-	for _, sc := range scenarios {
-		if !t.Run(sc.name, func(t *testing.T) { recordScenario(t, c, fake, sc, set) }) {
-			t.FailNow()
-		}
-	}
-}
-
-func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc historyScenario, set string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	req := sc.request(t)
-	script := sc.script(t)
-	fake.use(script)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(req.Spec.Cluster.Name) + "-" + sc.name,
-		TaskQueue: TaskQueue(req.Spec.Cluster.Host),
-	}, sc.workflow, req)
-	require.NoError(t, err)
-	if sc.drive != nil {
-		sc.drive(ctx, t, c, run, script)
-	}
-	runErr := run.Get(ctx, nil)
-	sc.check(t, run, runErr)
-
-	hist := &historypb.History{}
-	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		require.NoError(t, err)
-		hist.Events = append(hist.Events, ev)
-	}
-	require.Equal(t, sc.closed, hist.Events[len(hist.Events)-1].GetEventType(), "the run ended otherwise than the scenario says")
-
-	// Only a history the current code replays is written.
-	replayer := worker.NewWorkflowReplayer()
-	Register(replayer)
-	require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist))
-
-	data, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
-	require.NoError(t, err)
-	path := historyFile(sc.name, set)
-	require.NoError(t, os.WriteFile(path, append(data, '\n'), 0o644))
-	t.Logf("recorded %s: %d events", path, len(hist.Events))
 }
 
 func historyFile(scenario, set string) string {
