@@ -88,6 +88,13 @@ func badInput(msg string, cause error) error {
 // worker killed mid-call is detected by the heartbeat timeout rather than
 // the much longer start-to-close timeout.
 func (a *Activities) heartbeating(ctx context.Context, fn func() error) error {
+	return a.beatingWith(ctx, func() { activity.RecordHeartbeat(ctx) }, fn)
+}
+
+// beatingWith is heartbeating with the caller's heartbeat: one that carries
+// details (an upload's resume point), which a detail-less heartbeat would
+// erase.
+func (a *Activities) beatingWith(ctx context.Context, beat func(), fn func() error) error {
 	every := a.HeartbeatEvery
 	if every <= 0 {
 		every = 2 * time.Second
@@ -104,7 +111,7 @@ func (a *Activities) heartbeating(ctx context.Context, fn func() error) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx)
+				beat()
 			}
 		}
 	}()

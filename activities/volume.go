@@ -130,25 +130,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			activity.RecordHeartbeat(ctx)
 		}
 	}
-	withBeats := func(fn func() error) error {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			t := time.NewTicker(500 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					beat()
-				}
-			}
-		}()
-		return classify(fn())
-	}
+	withBeats := func(fn func() error) error { return a.beatingWith(ctx, beat, fn) }
 
 	var created bool
 	var volPath string

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,33 +107,13 @@ func newEnv(t testing.TB) *env {
 // under TCG (Linux guests hang in early boot under nested KVM here);
 // compute02CPUs sets compute-02's vCPUs ("" means 1).
 func (e *env) writeConfig(compute02CPUs string) {
-	if compute02CPUs == "" {
-		compute02CPUs = "1"
+	cpus := 1
+	if compute02CPUs != "" {
+		n, err := strconv.Atoi(compute02CPUs)
+		require.NoError(e.t, err)
+		cpus = n
 	}
-	// A /24 inside 10.200-250.x.0 derived from the suffix: it lives only
-	// in the test libvirtd's network namespace.
-	octet := 200 + int(e.cluster[len(e.cluster)-1])%50
-	third := int(e.cluster[len(e.cluster)-2])
-	yaml := fmt.Sprintf(`cluster:
-  name: %s
-  host: %s
-  storage:
-    pool_path: %s
-    base_image: %s
-  hardware:
-    acceleration:
-      enable_kvm: false
-network:
-  network_range: 10.%d.%d.0/24
-  static_leases:
-    controller-01: 10.%d.%d.10
-controller: {count: 1, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
-compute_nodes:
-  - {name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
-  - {name: compute-02, memory_mb: 128, cpu_cores: %s, disk_size_gb: 1}
-`, e.cluster, e.host, e.poolRoot, testImage(e.t), octet, third, octet, third, compute02CPUs)
-	e.config = filepath.Join(e.poolRoot, "cluster.yaml")
-	require.NoError(e.t, os.WriteFile(e.config, []byte(yaml), 0o644))
+	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02"}, cpus: map[string]int{"compute-02": cpus}, leaseController: true})
 }
 
 // startWorker runs the host worker in-process, as hpcvm-worker does.

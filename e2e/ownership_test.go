@@ -27,6 +27,8 @@ type clusterFile struct {
 	third     int    // x in 10.<octet>.x.0/24
 	bridge    string // network.bridge_name, "" for the derived one
 	diskGB    int    // every VM's disk_size_gb; default 1
+	// leaseController gives controller-01 the static lease .10.
+	leaseController bool
 }
 
 // writeSpec writes cluster.yaml for the env's cluster (TCG, 128 MiB VMs).
@@ -58,6 +60,9 @@ func (e *env) writeSpec(f clusterFile) {
 	bridge := ""
 	if f.bridge != "" {
 		bridge = "\n  bridge_name: " + f.bridge
+	}
+	if f.leaseController {
+		bridge += fmt.Sprintf("\n  static_leases:\n    controller-01: 10.%d.%d.10", octet, f.third)
 	}
 	yaml := fmt.Sprintf(`cluster:
   name: %s

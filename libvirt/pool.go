@@ -135,21 +135,34 @@ func provenPool(op string, have *libvirtxml.StoragePool, wantUUID string) error 
 // it before they touch a volume in it.
 func (c *Client) OwnedPool(name, wantUUID string) error {
 	const op = "check owner of pool"
-	if err := requireUUID(op, name, wantUUID); err != nil {
-		return err
-	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
-		pool, err := conn.LookupStoragePoolByName(name)
-		if err != nil {
-			return err
+		pool, _, err := ownedPool(conn, op, name, wantUUID)
+		if err == nil {
+			_ = pool.Free()
 		}
-		defer pool.Free()
-		def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
-		if err != nil {
-			return err
-		}
-		return provenPool(op, def, wantUUID)
+		return err
 	})
+}
+
+// ownedPool looks the pool up and proves it carries wantUUID; it returns
+// its persistent definition. The caller frees the pool.
+func ownedPool(conn *lv.Connect, op, name, wantUUID string) (*lv.StoragePool, *libvirtxml.StoragePool, error) {
+	if err := requireUUID(op, name, wantUUID); err != nil {
+		return nil, nil, err
+	}
+	pool, err := conn.LookupStoragePoolByName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
+	if err == nil {
+		err = provenPool(op, def, wantUUID)
+	}
+	if err != nil {
+		_ = pool.Free()
+		return nil, nil, err
+	}
+	return pool, def, nil
 }
 
 // requireUUID refuses to act without a mark to prove: ownership checks
@@ -166,22 +179,12 @@ func requireUUID(op, name, wantUUID string) error {
 // The pool must carry wantUUID.
 func (c *Client) ActivatePool(name, wantUUID string) error {
 	const op = "start pool"
-	if err := requireUUID(op, name, wantUUID); err != nil {
-		return err
-	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
-		pool, err := conn.LookupStoragePoolByName(name)
+		pool, def, err := ownedPool(conn, op, name, wantUUID)
 		if err != nil {
 			return err
 		}
 		defer pool.Free()
-		def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
-		if err != nil {
-			return err
-		}
-		if err := provenPool(op, def, wantUUID); err != nil {
-			return err
-		}
 		if active, err := pool.IsActive(); err != nil || active {
 			return err
 		}
@@ -200,11 +203,8 @@ func (c *Client) ActivatePool(name, wantUUID string) error {
 // theirs, and whatever is left is not the caller's to remove.
 func (c *Client) DeletePool(name, wantUUID string) error {
 	const op = "delete pool"
-	if err := requireUUID(op, name, wantUUID); err != nil {
-		return err
-	}
 	return c.do(op, name, true, func(conn *lv.Connect) error {
-		pool, err := conn.LookupStoragePoolByName(name)
+		pool, def, err := ownedPool(conn, op, name, wantUUID)
 		if isNotFound(err) {
 			return nil
 		}
@@ -212,13 +212,6 @@ func (c *Client) DeletePool(name, wantUUID string) error {
 			return err
 		}
 		defer pool.Free()
-		def, err := poolDef(pool, lv.STORAGE_XML_INACTIVE)
-		if err != nil {
-			return ignoreNotFound(err)
-		}
-		if err := provenPool(op, def, wantUUID); err != nil {
-			return err
-		}
 		// Volumes can only be listed, and the directory only removed, while
 		// the pool is active.
 		active, err := pool.IsActive()

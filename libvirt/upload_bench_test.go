@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -22,19 +23,8 @@ import (
 //
 //	go test -run '^$' -bench UploadVsVirsh -benchtime 3x ./libvirt/
 func BenchmarkUploadVsVirsh(b *testing.B) {
-	c, err := Dial("qemu:///system")
-	require.NoError(b, err)
-	defer c.Close()
-	prefix := "hpcvmb-" + time.Now().Format("150405") + "-"
-	dir := filepath.Join("/var/tmp", prefix+"pools")
-	require.NoError(b, os.MkdirAll(dir, 0o755))
-	defer os.RemoveAll(dir)
-	uuid := "6c1b1e1e-0b0b-4c4c-8d8d-" + time.Now().Format("150405000000")
-	name := prefix + "pool"
-	x := `<pool type="dir"><name>` + name + `</name><uuid>` + uuid + `</uuid><target><path>` + filepath.Join(dir, "pool") + `</path></target></pool>`
-	_, err = c.EnsurePool(x)
-	require.NoError(b, err)
-	defer func() { _ = c.DeletePool(name, uuid) }()
+	c, name, dir := benchPool(b)
+	var err error
 
 	const size = 1 << 30
 	src := filepath.Join(dir, "dense.img")
@@ -91,4 +81,23 @@ func BenchmarkUploadVsVirsh(b *testing.B) {
 	b.ReportMetric(mibs(plain), "undigested-MiB/s")
 	b.ReportMetric(mibs(ours)/mibs(theirs), "throughput-ratio")
 	b.ReportMetric(mibs(plain)/mibs(theirs), "undigested-ratio")
+}
+
+// benchPool is a directory pool of its own for an upload benchmark, with the
+// scratch directory its images go to; both are removed when it ends.
+func benchPool(b *testing.B) (c *Client, name, dir string) {
+	c, err := Dial("qemu:///system")
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = c.Close() })
+	prefix := "hpcvmb-" + time.Now().Format("150405.000") + "-"
+	dir = filepath.Join("/var/tmp", prefix+"pools")
+	require.NoError(b, os.MkdirAll(dir, 0o755))
+	b.Cleanup(func() { _ = os.RemoveAll(dir) })
+	uuid := fmt.Sprintf("6c1b1e1e-0b0b-4c4c-8d8d-%012d", time.Now().UnixNano()%1e12)
+	name = prefix + "pool"
+	x := `<pool type="dir"><name>` + name + `</name><uuid>` + uuid + `</uuid><target><path>` + filepath.Join(dir, "pool") + `</path></target></pool>`
+	_, err = c.EnsurePool(x)
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = c.DeletePool(name, uuid) })
+	return c, name, dir
 }

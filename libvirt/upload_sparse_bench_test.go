@@ -19,19 +19,8 @@ import (
 //
 //	go test -run '^$' -bench SparseUploadVsVirsh -benchtime 4x ./libvirt/
 func BenchmarkSparseUploadVsVirsh(b *testing.B) {
-	c, err := Dial("qemu:///system")
-	require.NoError(b, err)
-	defer c.Close()
-	prefix := "hpcvmb-" + time.Now().Format("150405") + "-"
-	dir := filepath.Join("/var/tmp", prefix+"pools")
-	require.NoError(b, os.MkdirAll(dir, 0o755))
-	defer os.RemoveAll(dir)
-	uuid := "6c1b1e1e-0b0b-4c4c-8d8d-" + time.Now().Format("150405000001")
-	name := prefix + "pool"
-	x := `<pool type="dir"><name>` + name + `</name><uuid>` + uuid + `</uuid><target><path>` + filepath.Join(dir, "pool") + `</path></target></pool>`
-	_, err = c.EnsurePool(x)
-	require.NoError(b, err)
-	defer func() { _ = c.DeletePool(name, uuid) }()
+	c, name, dir := benchPool(b)
+	var err error
 
 	const virtual, extents, extent = 4 << 30, 16, 16 << 20
 	src := filepath.Join(dir, "sparse.img")
