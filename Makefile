@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and wi
 
 bench-upload: deps libvirtd ## upload 1 GiB dense (digested and not) and a 4 GiB sparse raw image with hpcvm and with virsh vol-upload (--sparse), alternating; prints rates, allocations and ratios
 	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 6x -timeout $(TEST_TIMEOUT) ./libvirt/
+
+bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destroy (restarted at once); prints the time each kill costs the run
+	$(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

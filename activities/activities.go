@@ -7,6 +7,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -22,6 +23,9 @@ type Activities struct {
 	// HeartbeatEvery is how often a running activity tells Temporal it is
 	// alive; it must be well below the workflows' heartbeat timeout.
 	HeartbeatEvery time.Duration
+	// KeepAlive sends the heartbeats (see beatingWith); nil sends them
+	// through the SDK, as in unit tests.
+	KeepAlive KeepAlive
 	// ImageRoots are the directories base images may be read from, and
 	// PoolRoots those pools may be created under (CheckHostPaths); none
 	// means nothing is allowed.
@@ -88,19 +92,56 @@ func badInput(msg string, cause error) error {
 // worker killed mid-call is detected by the heartbeat timeout rather than
 // the much longer start-to-close timeout.
 func (a *Activities) heartbeating(ctx context.Context, fn func() error) error {
-	return a.beatingWith(ctx, func() { activity.RecordHeartbeat(ctx) }, fn)
+	return a.beatingWith(ctx, &pulse{}, fn)
 }
 
-// beatingWith is heartbeating with the caller's heartbeat: one that carries
-// details (an upload's resume point), which a detail-less heartbeat would
-// erase.
-func (a *Activities) beatingWith(ctx context.Context, beat func(), fn func() error) error {
+// pulse holds what an activity's heartbeats carry: an upload's resume
+// point, which a detail-less heartbeat would erase. Safe for concurrent use.
+type pulse struct {
+	mu      sync.Mutex
+	details []any
+}
+
+func (p *pulse) set(details ...any) {
+	p.mu.Lock()
+	p.details = details
+	p.mu.Unlock()
+}
+
+func (p *pulse) get() []any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.details
+}
+
+// KeepAlive records a heartbeat of an activity attempt by its task token:
+// the worker's client.Client.
+type KeepAlive interface {
+	RecordActivityHeartbeat(ctx context.Context, taskToken []byte, details ...any) error
+}
+
+// keepAliveCallTimeout bounds one heartbeat call; a later tick tries again.
+const keepAliveCallTimeout = 2 * time.Second
+
+// beatingWith runs fn while heartbeating with p's details, every
+// HeartbeatEvery, until fn returns.
+//
+// With a KeepAlive, the heartbeats go straight to the server, not through
+// the SDK's activity.RecordHeartbeat. That one sends at most once per
+// throttle interval and stops for good once the activity is cancelled; a
+// cancelled step still inside a libvirt call (QEMU taking seconds to exit)
+// would then be timed out and compensated while it runs. Direct heartbeats
+// go on until fn returns, so a short heartbeat timeout is safe and a dead
+// worker costs a run only that timeout. Cancellation still reaches the
+// activity's context through the SDK: when the server answers that the
+// attempt is cancelled, paused or gone (or cannot be reached), one SDK
+// heartbeat is sent, which cancels the context as the SDK does.
+func (a *Activities) beatingWith(ctx context.Context, p *pulse, fn func() error) error {
 	every := a.HeartbeatEvery
 	if every <= 0 {
-		every = 2 * time.Second
+		every = time.Second
 	}
 	done := make(chan struct{})
-	defer close(done)
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -108,12 +149,32 @@ func (a *Activities) beatingWith(ctx context.Context, beat func(), fn func() err
 			select {
 			case <-done:
 				return
-			case <-ctx.Done():
-				return
 			case <-t.C:
-				beat()
+				a.beat(ctx, p, done)
 			}
 		}
 	}()
-	return classify(fn())
+	err := fn()
+	close(done)
+	return classify(err)
+}
+
+func (a *Activities) beat(ctx context.Context, p *pulse, done <-chan struct{}) {
+	if a.KeepAlive == nil {
+		if ctx.Err() == nil {
+			activity.RecordHeartbeat(ctx, p.get()...)
+		}
+		return
+	}
+	callCtx, cancel := context.WithTimeout(context.Background(), keepAliveCallTimeout)
+	err := a.KeepAlive.RecordActivityHeartbeat(callCtx, activity.GetInfo(ctx).TaskToken, p.get()...)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	select {
+	case <-done: // fn has returned: the attempt is over
+	default:
+		activity.RecordHeartbeat(ctx, p.get()...)
+	}
 }

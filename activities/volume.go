@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -113,24 +112,13 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// Every heartbeat of this attempt carries the resume point: a heartbeat
 	// without details would erase the one an earlier attempt left, and a
 	// retry after this one would start over for nothing.
-	var mu sync.Mutex
 	var prev uploadProgress
 	hadPrev := activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil
-	var current any
+	beats := &pulse{}
 	if hadPrev {
-		current = prev
+		beats.set(prev)
 	}
-	beat := func() {
-		mu.Lock()
-		d := current
-		mu.Unlock()
-		if d != nil {
-			activity.RecordHeartbeat(ctx, d)
-		} else {
-			activity.RecordHeartbeat(ctx)
-		}
-	}
-	withBeats := func(fn func() error) error { return a.beatingWith(ctx, beat, fn) }
+	withBeats := func(fn func() error) error { return a.beatingWith(ctx, beats, fn) }
 
 	var created bool
 	var volPath string
@@ -231,9 +219,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	}
 	checkpoints := []checkpoint{{offset, marshal()}}
 	last := checkpoints[0]
-	mu.Lock()
-	current = uploadProgress{Offset: offset, DigestState: checkpoints[0].state, Source: src}
-	mu.Unlock()
+	beats.set(uploadProgress{Offset: offset, DigestState: checkpoints[0].state, Source: src})
 	// Heartbeats go out from their own goroutine too, so the upload is seen
 	// alive while libvirtd flushes the end of the stream.
 	err = withBeats(func() error {
@@ -249,10 +235,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			if checkpoints[0].at <= done-resumeRewind || checkpoints[0].at == offset {
 				last = checkpoints[0]
 			}
-			mu.Lock()
-			current = uploadProgress{Offset: last.at, DigestState: last.state, Source: src}
-			mu.Unlock()
-			beat()
+			beats.set(uploadProgress{Offset: last.at, DigestState: last.state, Source: src})
 		})
 	})
 	if err != nil {
@@ -263,12 +246,12 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 
 	// Prove it: the volume must hold exactly what was streamed. It is
 	// sparse where the image was: its holes are skipped.
-	gotSum, err := digestFile(volPath, func() error {
-		beat()
-		return ctx.Err()
-	})
-	if err != nil {
-		return res, classify(err)
+	var gotSum []byte
+	if err := withBeats(func() (err error) {
+		gotSum, err = digestFile(volPath, ctx.Err)
+		return err
+	}); err != nil {
+		return res, err
 	}
 	got := hex.EncodeToString(gotSum)
 	if after, err := statSource(req.Source); err != nil || after != src {
@@ -279,10 +262,8 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if offset > 0 {
 			// A resumed upload can leave a hole if libvirtd lost more than
 			// the rewind covers: the next attempt starts from scratch.
-			mu.Lock()
-			current = uploadProgress{Source: src, StartOver: true}
-			mu.Unlock()
-			beat()
+			beats.set(uploadProgress{Source: src, StartOver: true})
+			a.beat(ctx, beats, nil)
 			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not match the image after a resumed upload (digest %s, image %s); uploading it again from the start", req.Pool, req.Volume, got, sum), ErrTypeLibvirt)
 		}
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded (digest %s, streamed %s): the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, got, sum), ErrTypeLibvirt, nil)
@@ -332,9 +313,13 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 			"base volume %s/%s exists but holds no record of a verified upload, and the base image %s cannot be read (%v) to check it: put the image back and start again, or run `hpcvm destroy`",
 			req.Pool, req.Volume, req.Source, err), ErrTypeMismatch, nil)
 	}
-	sum, same, err := sameContent(ctx, vol.Path, req.Source, srcSt.Size)
-	if err != nil {
-		return res, classify(err)
+	var sum string
+	var same bool
+	if err := a.heartbeating(ctx, func() (err error) {
+		sum, same, err = sameContent(ctx, vol.Path, req.Source, srcSt.Size)
+		return err
+	}); err != nil {
+		return res, err
 	}
 	if !same {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
@@ -384,7 +369,7 @@ func readBaseRecord(path string) (baseRecord, bool) {
 const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
 
 // sameContent compares the volume's file with the image, and returns the
-// image's digest, heartbeating as it reads.
+// image's digest; it stops when ctx is cancelled.
 func sameContent(ctx context.Context, volPath, src string, size int64) (string, bool, error) {
 	vf, err := os.Open(volPath)
 	if err != nil {
@@ -415,7 +400,6 @@ func sameContent(ctx context.Context, volPath, src string, size int64) (string, 
 		}
 		h.Write(sb[:n])
 		done += int64(n)
-		activity.RecordHeartbeat(ctx)
 		if ctx.Err() != nil {
 			return "", false, ctx.Err()
 		}

@@ -20,7 +20,7 @@ import (
 )
 
 // buildWorker compiles hpcvm-worker once for the crash test.
-func buildWorker(t *testing.T) string {
+func buildWorker(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "hpcvm-worker")
 	out, err := exec.Command("go", "build", "-o", bin, "../worker").CombinedOutput()
@@ -151,6 +151,7 @@ func (e *env) submitStart(opts workflows.Options) client.WorkflowRun {
 	require.NoError(e.t, err)
 	run, err := e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
+		WorkflowTaskTimeout: workflows.WorkflowTaskTimeout, // as the CLI submits
 	}, workflows.StartClusterName, workflows.Request{Spec: spec, Options: opts})
 	require.NoError(e.t, err)
 	return run

@@ -14,10 +14,12 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/worker/hostworker"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/sdk/converter"
 )
 
@@ -69,11 +71,15 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	uploads := map[int64]bool{}
 	var res *activities.UploadResult
+	var retried *failurepb.Failure
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "UploadBaseImage" {
 			uploads[ev.GetEventId()] = true
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && uploads[a.GetScheduledEventId()] {
+			retried = a.GetLastFailure()
 		}
 		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && uploads[a.GetScheduledEventId()] {
 			res = &activities.UploadResult{}
@@ -81,6 +87,10 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 		}
 	}
 	require.NotNil(t, res, "the upload completed")
+	// The new worker saw that the upload's worker was dead and handed the
+	// step on at once, instead of leaving it to the heartbeat timeout.
+	require.NotNil(t, retried, "the upload completed in a retry")
+	assert.Equal(t, hostworker.ErrTypeWorkerDied, retried.GetApplicationFailureInfo().GetType(), "the retry came from the successor's takeover: %v", retried)
 	assert.Greater(t, res.ResumedFrom, int64(0), "the upload resumed instead of starting over")
 	// A later heartbeat may have landed between the look and the kill.
 	assert.GreaterOrEqual(t, res.ResumedFrom, resumeAt)
@@ -96,7 +106,7 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 
 // writeRandomFile writes size bytes of a fast pseudo-random stream: random
 // enough that a lost or misplaced chunk shows.
-func writeRandomFile(t *testing.T, path string, size int64) {
+func writeRandomFile(t testing.TB, path string, size int64) {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)

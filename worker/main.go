@@ -98,13 +98,16 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if err != nil {
 		return err
 	}
+	host := v.GetString("host")
+	// An identity a successor can check (is that process still running?):
+	// see hostworker.TakeOver.
+	opts.Identity = hostworker.Identity(host)
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("cannot reach Temporal at %s: %w (start it locally with bin/hpcvm-devserver, or point --temporal-address at yours)", opts.HostPort, err)
 	}
 	defer c.Close()
 
-	host := v.GetString("host")
 	imageRoots, poolRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root")
 	for _, r := range append(append([]string{}, imageRoots...), poolRoots...) {
 		if !filepath.IsAbs(r) {
@@ -115,6 +118,17 @@ func run(ctx context.Context, v *viper.Viper) error {
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots))
+
+	go func() {
+		// The steps a crashed predecessor left are retried now, not when
+		// their heartbeat timeout passes.
+		n, err := hostworker.TakeOver(ctx, c, opts.Namespace, host, logger)
+		if err != nil {
+			logger.Warn("cannot take over a dead predecessor's steps: they are retried when their heartbeat timeout passes", zap.Error(err))
+		} else if n > 0 {
+			logger.Info("took over a dead predecessor's steps", zap.Int("steps", n))
+		}
+	}()
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

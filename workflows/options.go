@@ -8,9 +8,10 @@ import (
 )
 
 // stepRetry retries what can heal (a libvirtd restart, a worker crash);
-// activities mark everything else non-retryable.
+// activities mark everything else non-retryable. The first retry comes
+// quickly: after a crash, the heartbeat timeout has already been waited.
 var stepRetry = &temporal.RetryPolicy{
-	InitialInterval:    500 * time.Millisecond,
+	InitialInterval:    250 * time.Millisecond,
 	BackoffCoefficient: 2,
 	MaximumInterval:    30 * time.Second,
 	MaximumAttempts:    20,

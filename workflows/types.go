@@ -49,15 +49,19 @@ type Options struct {
 const (
 	DefaultShutdownTimeout = 2 * time.Minute
 	// DefaultHeartbeatTimeout bounds what a dead worker costs a run: its
-	// steps are retried this long after their last heartbeat. Workers
-	// heartbeat twice a second and the SDK sends at least one every 2 s
-	// (hostworker). Not shorter: once a step is cancelled it can no longer
-	// heartbeat, and a libvirt call it is in (a QEMU that takes 3.5 s to
-	// exit was measured) must end within this before the rollback starts
-	// beside it.
-	DefaultHeartbeatTimeout = 5 * time.Second
-	DefaultStepTimeout      = 5 * time.Minute
-	DefaultUploadTimeout    = 2 * time.Hour
+	// steps are retried this long after their last heartbeat. Workers send
+	// one a second, straight to the server, and go on sending while a
+	// cancelled step is still inside a libvirt call (activities.beatingWith),
+	// so the rollback never starts beside a step that is still running.
+	DefaultHeartbeatTimeout = 3 * time.Second
+	// WorkflowTaskTimeout is the workflow task timeout runs are submitted
+	// with: a task in the hands of a worker that died goes to another
+	// after this, not the server's 10 s, so a crash costs a run seconds
+	// whatever it was doing. A task of a 100-VM run takes milliseconds
+	// (see the note of issue 6), so this never cuts a live one short.
+	WorkflowTaskTimeout  = 3 * time.Second
+	DefaultStepTimeout   = 5 * time.Minute
+	DefaultUploadTimeout = 2 * time.Hour
 )
 
 func (o Options) withDefaults() Options {

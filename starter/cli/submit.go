@@ -77,6 +77,7 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("%s %s on %s", op, spec.Cluster.Name, spec.Cluster.Host),
+		WorkflowTaskTimeout:                      workflows.WorkflowTaskTimeout,
 	}, op, req)
 	if err == nil {
 		return run, false, nil

@@ -36,17 +36,18 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
-		// Heartbeats reach the server at least every 2 s, whatever the
-		// heartbeat timeout (the SDK otherwise waits 0.8 x the timeout):
-		// an upload's resume point is at most 2 s old, and a cancel
-		// reaches a running activity within 2 s. Not 1 s: the SDK also
-		// uses this as the heartbeat call's own timeout, and a frontend
-		// that pauses longer than that cancels the running activity.
+		// The activities heartbeat through the client (KeepAlive below);
+		// the SDK's own heartbeat only brings a cancel to an activity's
+		// context, at once when no SDK heartbeat went out in the last 2 s.
+		// Not 1 s: the SDK also uses this as that call's own timeout, and
+		// a frontend that pauses longer than that cancels the activity.
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 		// A workflow task left on a dead worker's sticky queue moves to
-		// the host's queue after this, instead of the SDK's 5 s.
-		StickyScheduleToStartTimeout: time.Second,
+		// the host's queue after this, instead of the SDK's 5 s. A live
+		// worker takes its sticky tasks within milliseconds; one that
+		// does not only costs a replay from the history.
+		StickyScheduleToStartTimeout: 500 * time.Millisecond,
 	})
 	workflows.Register(w)
 	if o.ImageRoots == nil {
@@ -55,6 +56,14 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.PoolRoots == nil {
 		o.PoolRoots = activities.DefaultPoolRoots
 	}
-	w.RegisterActivity(&activities.Activities{Libvirt: lv, HeartbeatEvery: 500 * time.Millisecond, ImageRoots: o.ImageRoots, PoolRoots: o.PoolRoots})
+	w.RegisterActivity(&activities.Activities{
+		Libvirt: lv,
+		// A heartbeat a second against the workflows' 3 s heartbeat
+		// timeout: two may be late or lost before a live step is retried.
+		HeartbeatEvery: time.Second,
+		KeepAlive:      c,
+		ImageRoots:     o.ImageRoots,
+		PoolRoots:      o.PoolRoots,
+	})
 	return w
 }

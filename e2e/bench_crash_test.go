@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/stretchr/testify/require"
+	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+)
+
+// crashSteps are the steps BenchmarkCrashRecovery kills the worker in, by
+// activity type, and the operation they belong to.
+var crashSteps = []struct{ op, activity string }{
+	{workflows.StartClusterName, "EnsureNetwork"},
+	{workflows.StartClusterName, "EnsurePool"},
+	{workflows.StartClusterName, "UploadBaseImage"},
+	{workflows.StartClusterName, "EnsureVolume"},
+	{workflows.StartClusterName, "EnsureDomain"},
+	{workflows.StartClusterName, "StartDomain"},
+	{workflows.DestroyClusterName, "InspectCluster"},
+	{workflows.DestroyClusterName, "DeleteDomain"},
+	{workflows.DestroyClusterName, "DeleteVolume"},
+	{workflows.DestroyClusterName, "DeletePool"},
+	{workflows.DestroyClusterName, "DeleteNetwork"},
+}
+
+// BenchmarkCrashRecovery measures what a worker killed with `kill -9` and
+// restarted at once costs a run, at each step. Each round runs start and
+// destroy of a 1 + 3 cluster (512 MiB random raw base image, so the
+// upload is long enough to be caught) once undisturbed, then once per step
+// with the worker killed while an activity of that step is running (the
+// server lists it as started); the time lost is the crashed run's time
+// minus the undisturbed run's, in the same round. It prints min, median and
+// max per step, and which step was really running at the kill.
+//
+//	go test -run '^$' -bench CrashRecovery -benchtime 1x ./e2e/
+func BenchmarkCrashRecovery(b *testing.B) {
+	e := newEnv(b)
+	bin := buildWorker(b)
+	image := filepath.Join(e.poolRoot, "base.img")
+	writeRandomFile(b, image, 512<<20)
+	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02", "compute-03"}, baseImage: image})
+	spec, err := cluster.Load(e.config)
+	require.NoError(b, err)
+	c := e.ts.GetDefaultClient()
+	worker := e.startWorkerProcess(bin)
+
+	// run submits op and waits for it; with kill, the worker is killed once
+	// an activity of that type runs and a new one started at once.
+	run := func(op, kill string) (time.Duration, string) {
+		began := time.Now()
+		r, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+			ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
+			WorkflowTaskTimeout: workflows.WorkflowTaskTimeout,
+		}, op, workflows.Request{Spec: spec})
+		require.NoError(b, err)
+		caught := ""
+		if kill != "" {
+			if caught = waitForActivity(b, c, r, kill); caught == "" {
+				caught = "missed: the run was done first" // no kill
+			} else {
+				require.NoError(b, worker.Process.Signal(syscall.SIGKILL))
+				_, _ = worker.Process.Wait()
+				worker = e.startWorkerProcess(bin)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		require.NoError(b, r.Get(ctx, nil), "%s (worker killed in %q)", op, kill)
+		return time.Since(began), caught
+	}
+
+	lost := map[string][]time.Duration{}
+	caughtIn := map[string]map[string]int{}
+	b.ResetTimer()
+	// Rounds inside one benchmark call: go test runs a benchmark once with
+	// b.N = 1 before the -benchtime count, and a round takes minutes.
+	const rounds = 3
+	for i := 0; i < b.N*rounds; i++ {
+		undisturbed := map[string]time.Duration{}
+		undisturbed[workflows.StartClusterName], _ = run(workflows.StartClusterName, "")
+		undisturbed[workflows.DestroyClusterName], _ = run(workflows.DestroyClusterName, "")
+		for _, s := range crashSteps {
+			if s.op == workflows.DestroyClusterName {
+				run(workflows.StartClusterName, "")
+			}
+			took, caught := run(s.op, s.activity)
+			if !strings.HasPrefix(caught, "missed") {
+				lost[s.activity] = append(lost[s.activity], took-undisturbed[s.op])
+			}
+			if caughtIn[s.activity] == nil {
+				caughtIn[s.activity] = map[string]int{}
+			}
+			caughtIn[s.activity][caught]++
+			if s.op == workflows.StartClusterName {
+				run(workflows.DestroyClusterName, "")
+			}
+		}
+	}
+	b.StopTimer()
+	e.mustLeaveNothing()
+
+	var worst time.Duration
+	var table strings.Builder
+	fmt.Fprintf(&table, "time lost per kill -9 (restarted at once), %d rounds:\n%-16s %8s %8s %8s  running at the kill\n", b.N*rounds, "step", "min", "median", "max")
+	for _, s := range crashSteps {
+		d := lost[s.activity]
+		if len(d) == 0 {
+			fmt.Fprintf(&table, "%-16s never caught running: %v\n", s.activity, caughtIn[s.activity])
+			continue
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		fmt.Fprintf(&table, "%-16s %7.2fs %7.2fs %7.2fs  %v\n", s.activity, d[0].Seconds(), d[len(d)/2].Seconds(), d[len(d)-1].Seconds(), caughtIn[s.activity])
+		worst = max(worst, d[len(d)-1])
+	}
+	b.Log("\n" + table.String())
+	b.ReportMetric(worst.Seconds(), "worst-lost-s")
+}
+
+// waitForActivity waits until the server lists an activity of that type as
+// pending (running, or waiting for a worker) for r, and returns what was
+// pending then (the types, joined by "+"); "" if the run ended first.
+func waitForActivity(t testing.TB, c client.Client, r client.WorkflowRun, activityType string) string {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		d, err := c.DescribeWorkflowExecution(context.Background(), r.GetID(), r.GetRunID())
+		require.NoError(t, err)
+		if d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return "" // it was quicker than the look
+		}
+		// A step of a few milliseconds may be seen only while it waits
+		// for the worker: that counts too (it is what a kill then hits).
+		var running []string
+		found := false
+		for _, a := range d.GetPendingActivities() {
+			name := a.GetActivityType().GetName()
+			if a.GetState() == enums.PENDING_ACTIVITY_STATE_SCHEDULED {
+				name += "(scheduled)"
+			}
+			running = append(running, name)
+			found = found || a.GetActivityType().GetName() == activityType
+		}
+		if found {
+			sort.Strings(running)
+			return strings.Join(running, "+")
+		}
+	}
+	t.Fatalf("no %s ran within 2 minutes", activityType)
+	return ""
+}
