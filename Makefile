@@ -35,7 +35,7 @@ test: deps libvirtd ## run every test: unit, workflow, libvirt and end-to-end (r
 test-unit: ## the tests that need neither libvirtd nor Temporal
 	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/
 
-bench: deps libvirtd ## start+destroy 1 controller + 7 compute with hpcvm and with a plain parallel virsh script; prints both and their ratio
+bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; prints min/median/max, ratios per round, CPU used
 	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
 
 bench-upload: deps libvirtd ## upload 1 GiB dense (digested and not) and a 4 GiB sparse raw image with hpcvm and with virsh vol-upload (--sparse), alternating; prints rates, allocations and ratios

@@ -23,17 +23,15 @@ func TestReconnectAfterConnectionClosed(t *testing.T) {
 	c.mu.Lock()
 	var old []*connRef
 	for _, r := range c.slots {
-		if r != nil {
-			n, err := r.conn.Close()
-			require.NoError(t, err)
-			require.Equal(t, 0, n, "the test holds the only reference")
-			old = append(old, r)
-		}
+		n, err := r.conn.Close()
+		require.NoError(t, err)
+		require.Equal(t, 0, n, "the test holds the only reference")
+		old = append(old, r)
 	}
 	c.mu.Unlock()
 	require.NotEmpty(t, old)
 
-	for i := 0; i < 2*poolSize; i++ {
+	for i := 0; i < 8; i++ {
 		_, err = c.LookupNetwork(testPrefix(t) + "absent")
 		require.ErrorIs(t, err, ErrNotFound)
 	}
@@ -66,4 +64,37 @@ func TestConcurrentUse(t *testing.T) {
 	for i := 0; i < cap(errs); i++ {
 		require.NoError(t, <-errs)
 	}
+}
+
+// A call never waits behind another on a shared connection while fewer
+// than maxConns are open: libvirtd makes a third call on one connection wait
+// for one of the first two (seen with virDomainDestroy, 2 s each).
+func TestEachRunningCallHasAConnectionOfItsOwn(t *testing.T) {
+	c := testClient(t)
+	held := map[*connRef]bool{}
+	var refs []*connRef
+	for i := 0; i < maxConns; i++ {
+		r, err := c.acquire(nil)
+		require.NoError(t, err)
+		require.False(t, held[r], "call %d shares a connection while fewer than %d are open", i, maxConns)
+		held[r] = true
+		refs = append(refs, r)
+	}
+	// At the bound, calls share the least busy connections.
+	extra, err := c.acquire(nil)
+	require.NoError(t, err)
+	require.True(t, held[extra])
+	require.Len(t, c.slots, maxConns)
+	c.release(extra)
+	for _, r := range refs {
+		c.release(r)
+	}
+	// Idle connections are reused, not dialled again.
+	r, err := c.acquire(nil)
+	require.NoError(t, err)
+	require.True(t, held[r])
+	c.release(r)
+	require.Len(t, c.slots, maxConns)
+	require.NoError(t, c.Close())
+	require.Empty(t, c.slots)
 }
