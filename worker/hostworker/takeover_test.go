@@ -40,7 +40,7 @@ func TestDeadOnThisMachine(t *testing.T) {
 		fmt.Sprintf("hpcvm-worker h1 pid 999999 started 1 boot %s@another-%s", boot, machine): false,
 		// not an hpcvm worker's identity (the SDK's default one)
 		"12345@" + machine + "@": false,
-		"": false,
+		"":                       false,
 	} {
 		assert.Equal(t, dead, deadOnThisMachine(identity), identity)
 	}
