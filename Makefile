@@ -38,8 +38,8 @@ test-unit: ## the tests that need neither libvirtd nor Temporal
 bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; prints min/median/max, ratios per round, CPU used
 	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
 
-bench-upload: deps libvirtd ## upload 1 GiB dense (digested and not) and a 4 GiB sparse raw image with hpcvm and with virsh vol-upload (--sparse), alternating; prints rates, allocations and ratios
-	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 6x -timeout $(TEST_TIMEOUT) ./libvirt/
+bench-upload: deps libvirtd ## upload dense raw, sparse raw and sparse qcow2 images the ways hpcvm does (stream, undigested stream, whole step) and with virsh vol-upload (--sparse), alternating; prints times, rates, ratios, allocations
+	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 1x -timeout $(TEST_TIMEOUT) ./activities/
 
 bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destroy (restarted at once); prints the time each kill costs the run
 	$(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"encoding/binary"
-	"errors"
 	"hash"
-	"io"
 	"os"
 
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -22,8 +20,7 @@ const digestBlock = 64 << 10
 // the same digest however their holes are laid out (a hole reads as zeros,
 // and a block of written zeros is the same as a hole), and a hole costs no
 // hashing: a 20 GiB image with 1 GiB of data is digested at the speed of
-// its data. It is the digest the upload streams and the volume is checked
-// against.
+// its data. It is the digest recorded on a verified base volume.
 type imageDigest struct {
 	h       hash.Hash
 	pending []byte // the start of a block not yet complete
@@ -105,81 +102,78 @@ func (d *imageDigest) Sum() []byte {
 	return h.Sum(nil)
 }
 
-// MarshalBinary saves the running state, so a resumed upload digests on.
-func (d *imageDigest) MarshalBinary() ([]byte, error) {
-	state, err := d.h.(encoding.BinaryMarshaler).MarshalBinary()
+// compareWithSource reads the volume file and the source side by side and
+// reports whether they hold the same bytes, with the image digest of the
+// source. Ranges that are holes in both are neither read nor hashed (a hole
+// reads as zeros, so a hole in one against zeros in the other is equal);
+// a 20 GiB image with 1 GiB of data costs 1 GiB of reading each side. tick
+// is called between reads (cancellation).
+func compareWithSource(src, vol string, tick func() error) (sum []byte, same bool, err error) {
+	sf, err := os.Open(src)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := binary.BigEndian.AppendUint64(nil, uint64(d.total))
-	out = binary.BigEndian.AppendUint32(out, uint32(len(state)))
-	out = append(out, state...)
-	return append(out, d.pending...), nil
-}
-
-// UnmarshalBinary restores a state MarshalBinary saved.
-func (d *imageDigest) UnmarshalBinary(b []byte) error {
-	if len(b) < 12 {
-		return errors.New("image digest state too short")
-	}
-	total := int64(binary.BigEndian.Uint64(b))
-	n := int(binary.BigEndian.Uint32(b[8:]))
-	if total < 0 || len(b) < 12+n || int64(len(b)-12-n) != total%digestBlock {
-		return errors.New("image digest state damaged")
-	}
-	h := sha256.New()
-	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b[12 : 12+n]); err != nil {
-		return err
-	}
-	d.h, d.total = h, total
-	d.pending = append(make([]byte, 0, digestBlock), b[12+n:]...)
-	return nil
-}
-
-// digestFile digests a local file, skipping its holes; tick is called
-// between reads (heartbeats, cancellation).
-func digestFile(path string, tick func() error) ([]byte, error) {
-	f, err := os.Open(path)
+	defer sf.Close()
+	vf, err := os.Open(vol)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer vf.Close()
+	sst, err := sf.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	size := st.Size()
-	d := newImageDigest()
-	buf := make([]byte, 4<<20)
-	for pos := int64(0); pos < size; {
-		dataAt, err := libvirt.NextData(f, pos, size)
-		if err != nil {
-			return nil, err
+	vst, err := vf.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	size := sst.Size()
+	if vst.Size() != size {
+		return nil, false, nil
+	}
+	// dataEnd is where the data at pos ends in f; pos itself if f has a
+	// hole at pos.
+	dataEnd := func(f *os.File, pos int64) (int64, int64, error) {
+		at, err := libvirt.NextData(f, pos, size)
+		if err != nil || at > pos {
+			return at, pos, err
 		}
-		if dataAt > pos {
-			d.WriteHole(dataAt - pos)
-			pos = dataAt
+		end, err := libvirt.NextHole(f, pos, size)
+		return at, end, err
+	}
+	d := newImageDigest()
+	const chunk = 4 << 20
+	sb, vb := make([]byte, chunk), make([]byte, chunk)
+	for pos := int64(0); pos < size; {
+		sData, sEnd, err := dataEnd(sf, pos)
+		if err != nil {
+			return nil, false, err
+		}
+		vData, vEnd, err := dataEnd(vf, pos)
+		if err != nil {
+			return nil, false, err
+		}
+		if next := min(sData, vData); next > pos {
+			d.WriteHole(next - pos) // a hole in both
+			pos = next
 			continue
 		}
-		holeAt, err := libvirt.NextHole(f, pos, size)
-		if err != nil {
-			return nil, err
+		end := min(pos+chunk, max(sEnd, vEnd))
+		n := int(end - pos)
+		if _, err := sf.ReadAt(sb[:n], pos); err != nil {
+			return nil, false, err
 		}
-		if _, err := f.Seek(pos, io.SeekStart); err != nil {
-			return nil, err
+		if _, err := vf.ReadAt(vb[:n], pos); err != nil {
+			return nil, false, err
 		}
-		n, err := io.ReadFull(f, buf[:min(int64(len(buf)), holeAt-pos)])
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, err
+		if !bytes.Equal(sb[:n], vb[:n]) {
+			return nil, false, nil
 		}
-		if n == 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
-		_, _ = d.Write(buf[:n])
-		pos += int64(n)
+		_, _ = d.Write(sb[:n])
+		pos = end
 		if err := tick(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return d.Sum(), nil
+	return d.Sum(), true, nil
 }

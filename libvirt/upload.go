@@ -2,7 +2,6 @@ package libvirt
 
 import (
 	"context"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,18 +22,14 @@ const (
 
 // UploadVolume streams the local file src into the existing volume
 // pool/name, starting at byte offset of both (so an interrupted upload can
-// resume where it stopped). tee, if not nil, is handed every byte read from
-// src, in order, before it is sent (the caller digests what it uploads);
-// reading runs ahead of sending, so if tee can marshal its state
-// (encoding.BinaryMarshaler, as the standard hashes do) progress gets the
-// state tee had after exactly done bytes. progress, if not nil, is called after every
+// resume where it stopped). progress, if not nil, is called after every
 // chunk with the file offset up to which data has been handed to libvirtd.
 // Cancelling ctx stops sending between chunks, closes the stream cleanly
 // so that everything reported to progress is on disk, and returns ctx.Err().
 //
 // It is not retried on a dropped connection: the caller resumes from the
 // last reported offset instead.
-func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, tee io.Writer, progress func(done int64, teeState []byte)) error {
+func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, progress func(done int64)) error {
 	op, object := "upload to volume", pool+"/"+name
 	f, err := os.Open(src)
 	if err != nil {
@@ -77,15 +72,14 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		if err := v.Upload(stream, uint64(offset), uint64(size-offset), lv.STORAGE_VOL_UPLOAD_SPARSE_STREAM); err != nil {
 			return err
 		}
-		// Reading (and digesting, through tee) runs ahead of sending, in
-		// its own goroutine, so the disk, the digest and the stream work at
-		// once; a few buffers circulate between the two.
+		// Reading runs ahead of sending, in its own goroutine, so the disk
+		// and the stream work at once; a few buffers circulate between the
+		// two.
 		type chunk struct {
-			buf      []byte
-			n        int   // data bytes in buf
-			hole     int64 // or, instead of data, a hole this long
-			err      error
-			teeState []byte // tee's state after this chunk
+			buf  []byte
+			n    int   // data bytes in buf
+			hole int64 // or, instead of data, a hole this long
+			err  error
 		}
 		free := make(chan []byte, readAhead)
 		full := make(chan chunk, readAhead)
@@ -95,7 +89,7 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		stop := make(chan struct{})
 		var reader sync.WaitGroup
 		defer func() {
-			// The reader is gone (and done with tee) before we return.
+			// The reader is gone before we return.
 			close(stop)
 			reader.Wait()
 		}()
@@ -103,13 +97,6 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 		go func() {
 			defer reader.Done()
 			defer close(full)
-			snapshot := func() []byte {
-				if m, ok := tee.(encoding.BinaryMarshaler); ok && tee != nil {
-					state, _ := m.MarshalBinary()
-					return state
-				}
-				return nil
-			}
 			send := func(c chunk) bool {
 				select {
 				case full <- c:
@@ -127,9 +114,7 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 					return
 				}
 				if dataAt > read {
-					n := dataAt - read
-					writeHole(tee, n)
-					if !send(chunk{hole: n, teeState: snapshot()}) {
+					if !send(chunk{hole: dataAt - read}) {
 						return
 					}
 					read = dataAt
@@ -155,13 +140,8 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 				if errors.Is(rerr, io.ErrUnexpectedEOF) || (errors.Is(rerr, io.EOF) && n > 0) {
 					rerr = nil
 				}
-				var state []byte
-				if n > 0 && tee != nil {
-					_, _ = tee.Write(buf[:n])
-					state = snapshot()
-				}
 				read += int64(n)
-				if !send(chunk{buf: buf, n: n, err: rerr, teeState: state}) {
+				if !send(chunk{buf: buf, n: n, err: rerr}) {
 					return
 				}
 				if rerr != nil || n == 0 {
@@ -203,7 +183,7 @@ func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offse
 				done += int64(c.n)
 			}
 			if progress != nil {
-				progress(done, c.teeState)
+				progress(done)
 			}
 		}
 		return stream.Finish()
@@ -241,29 +221,6 @@ func NextHole(f *os.File, pos, size int64) (int64, error) {
 		return 0, err
 	}
 	return min(at, size), nil
-}
-
-// HoleWriter is a tee that takes a run of zeros as a length: a digest that
-// treats zeros specially need not be fed gigabytes of them.
-type HoleWriter interface {
-	WriteHole(n int64)
-}
-
-// writeHole hands tee a hole: as a length if it can take one, else as zeros.
-func writeHole(tee io.Writer, n int64) {
-	if tee == nil {
-		return
-	}
-	if h, ok := tee.(HoleWriter); ok {
-		h.WriteHole(n)
-		return
-	}
-	zeros := make([]byte, min(n, 1<<20))
-	for n > 0 {
-		k := min(n, int64(len(zeros)))
-		_, _ = tee.Write(zeros[:k])
-		n -= k
-	}
 }
 
 // sendChunk is how much one Stream.Send is handed: one RPC packet's worth.
