@@ -340,4 +340,3 @@ func readBaseRecord(path string) (baseRecord, bool) {
 
 // imageDigestKind names the digest in a record (see imageDigest).
 const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
-

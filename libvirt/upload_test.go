@@ -92,4 +92,3 @@ func TestInspectRawImage(t *testing.T) {
 	_, _, _, err = InspectImage(path + ".absent")
 	require.Error(t, err)
 }
-
