@@ -30,7 +30,10 @@ build: deps ## build bin/hpcvm, bin/hpcvm-worker, bin/hpcvm-devserver
 
 test: deps libvirtd ## run every test: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal)
 	$(GO) vet ./...
+	$(GO) vet -tags libvirtdrestart ./e2e/
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# alone, after the rest: it restarts the test libvirtd under a running cluster
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags libvirtdrestart -run TestLibvirtdRestartedMidRun ./e2e/
 
 test-unit: ## the tests that need neither libvirtd nor Temporal
 	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/

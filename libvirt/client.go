@@ -5,18 +5,17 @@
 package libvirt
 
 import (
+	"errors"
 	"sync"
+	"time"
 
 	lv "libvirt.org/go/libvirt"
 )
 
-// Client is a small pool of connections to one libvirtd. It is safe for
-// concurrent use: a libvirt connection is itself thread-safe, and the mutex
-// only guards replacing one after libvirtd went away. Calls are spread over
-// several connections because libvirtd serves at most max_client_requests
-// (default 5) calls of one connection at a time, and a domain destroy holds
-// its slot until QEMU has exited: with one connection, eight parallel
-// destroys queue behind each other.
+// Client is a pool of connections to one libvirtd, a connection per running
+// call (see maxConns). It is safe for concurrent use; the mutex guards the
+// pool, not the calls. After libvirtd went away, a call dials again and
+// waits for it to come back (see do).
 type Client struct {
 	uri   string
 	mu    sync.Mutex
@@ -92,9 +91,9 @@ func (c *Client) retireLocked(r *connRef) {
 
 // acquire returns a live connection for one call: an idle one, else a new
 // one, else (maxConns open) the least busy. A connection found dead
-// (libvirtd restarted, or the client was closed), or the stale one the
-// caller just saw fail, is dropped. Pair with release.
-func (c *Client) acquire(stale *connRef) (*connRef, error) {
+// (libvirtd restarted, or the client was closed) is dropped. Pair with
+// release.
+func (c *Client) acquire() (*connRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
@@ -107,7 +106,7 @@ func (c *Client) acquire(stale *connRef) (*connRef, error) {
 		if best == nil || (best.users > 0 && len(c.slots) < maxConns) {
 			break // dial one more
 		}
-		if best != stale && !connDead(best.conn) {
+		if !connDead(best.conn) {
 			best.users++
 			return best, nil
 		}
@@ -148,13 +147,15 @@ func connDead(conn *lv.Connect) bool {
 	return err != nil || !alive
 }
 
-// do runs fn with a live connection and classifies its error. If fn fails
-// because the connection dropped (libvirtd restarted since the last call:
-// without an event loop the client only notices when a call fails), it
-// reconnects and runs fn once more when retry is set; every operation
-// passed with retry is written to be repeatable.
+// do runs fn with a live connection and classifies its error. While
+// libvirtd does not answer (it is restarting), it waits for it, up to
+// reconnectWithin. If fn fails because the connection dropped (libvirtd
+// restarted since the last call: without an event loop the client only
+// notices when a call fails), it runs fn once more on a new connection when
+// retry is set; every operation passed with retry is written to be
+// repeatable.
 func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) error) error {
-	r, err := c.acquire(nil)
+	r, err := c.reconnect()
 	if err != nil {
 		return err
 	}
@@ -165,14 +166,32 @@ func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) err
 		// call fails on them. Retire them all, so the retry (and the calls
 		// after it) dial afresh instead of finding another dead one.
 		c.retireAll()
-		fresh, cerr := c.acquire(r)
 		c.release(r)
-		if cerr != nil {
-			return cerr
+		if r, err = c.reconnect(); err != nil {
+			return err
 		}
-		r = fresh
 		err = fn(r.conn)
 	}
 	defer c.release(r)
 	return classify(op, object, err, r.conn)
+}
+
+// reconnectWithin is how long a call waits for libvirtd to answer again
+// before failing: a restart (a package upgrade) takes a second or two, and
+// a step that fails for it costs the run a retry.
+const reconnectWithin = 15 * time.Second
+
+// reconnect acquires a connection, dialling until libvirtd answers, for at
+// most reconnectWithin; only a connection error is waited out.
+func (c *Client) reconnect() (*connRef, error) {
+	deadline := time.Now().Add(reconnectWithin)
+	wait := 50 * time.Millisecond
+	for {
+		r, err := c.acquire()
+		if err == nil || !errors.Is(err, ErrConnection) || time.Now().After(deadline) {
+			return r, err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
 }

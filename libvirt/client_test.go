@@ -74,14 +74,14 @@ func TestEachRunningCallHasAConnectionOfItsOwn(t *testing.T) {
 	held := map[*connRef]bool{}
 	var refs []*connRef
 	for i := 0; i < maxConns; i++ {
-		r, err := c.acquire(nil)
+		r, err := c.acquire()
 		require.NoError(t, err)
 		require.False(t, held[r], "call %d shares a connection while fewer than %d are open", i, maxConns)
 		held[r] = true
 		refs = append(refs, r)
 	}
 	// At the bound, calls share the least busy connections.
-	extra, err := c.acquire(nil)
+	extra, err := c.acquire()
 	require.NoError(t, err)
 	require.True(t, held[extra])
 	require.Len(t, c.slots, maxConns)
@@ -90,7 +90,7 @@ func TestEachRunningCallHasAConnectionOfItsOwn(t *testing.T) {
 		c.release(r)
 	}
 	// Idle connections are reused, not dialled again.
-	r, err := c.acquire(nil)
+	r, err := c.acquire()
 	require.NoError(t, err)
 	require.True(t, held[r])
 	c.release(r)
