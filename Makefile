@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash bench-scale run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench-upload: deps libvirtd ## upload dense raw, sparse raw and sparse qcow2 ima
 
 bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destroy (restarted at once); prints the time each kill costs the run
 	$(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
+
+bench-scale: deps libvirtd ## start+destroy 1+7, 1+31 and 1+99 VMs (64 MiB) with hpcvm and an 8-way virsh script; prints times, ratios, history sizes, longest workflow task
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

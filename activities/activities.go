@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/libvirt"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
@@ -120,7 +121,8 @@ type KeepAlive interface {
 	RecordActivityHeartbeat(ctx context.Context, taskToken []byte, details ...any) error
 }
 
-// keepAliveCallTimeout bounds one heartbeat call; a later tick tries again.
+// keepAliveCallTimeout bounds one heartbeat call. Calls do not wait for
+// each other: a slow one does not hold back the next second's.
 const keepAliveCallTimeout = 2 * time.Second
 
 // beatingWith runs fn while heartbeating with p's details, every
@@ -134,29 +136,37 @@ const keepAliveCallTimeout = 2 * time.Second
 // go on until fn returns, so a short heartbeat timeout is safe and a dead
 // worker costs a run only that timeout. Cancellation still reaches the
 // activity's context through the SDK: when the server answers that the
-// attempt is cancelled, paused or gone (or cannot be reached), one SDK
-// heartbeat is sent, which cancels the context as the SDK does.
+// attempt is cancelled, paused, reset or gone, one SDK heartbeat is sent,
+// which gets the same answer and cancels the context as the SDK does. A
+// transient failure of a call is left to the next second's.
 func (a *Activities) beatingWith(ctx context.Context, p *pulse, fn func() error) error {
 	every := a.HeartbeatEvery
 	if every <= 0 {
 		every = time.Second
 	}
 	done := make(chan struct{})
+	defer close(done) // deferred: fn may panic (the SDK recovers it)
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
+		inFlight := make(chan struct{}, 2) // at most two calls at once
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				a.beat(ctx, p, done)
+				select {
+				case inFlight <- struct{}{}:
+					go func() {
+						defer func() { <-inFlight }()
+						a.beat(ctx, p, done)
+					}()
+				default: // two calls are hanging: the server is not answering
+				}
 			}
 		}
 	}()
-	err := fn()
-	close(done)
-	return classify(err)
+	return classify(fn())
 }
 
 func (a *Activities) beat(ctx context.Context, p *pulse, done <-chan struct{}) {
@@ -169,12 +179,21 @@ func (a *Activities) beat(ctx context.Context, p *pulse, done <-chan struct{}) {
 	callCtx, cancel := context.WithTimeout(context.Background(), keepAliveCallTimeout)
 	err := a.KeepAlive.RecordActivityHeartbeat(callCtx, activity.GetInfo(ctx).TaskToken, p.get()...)
 	cancel()
-	if err == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil || !attemptIsOver(err) {
 		return
 	}
 	select {
-	case <-done: // fn has returned: the attempt is over
+	case <-done: // fn has returned: the attempt is over anyway
 	default:
 		activity.RecordHeartbeat(ctx, p.get()...)
 	}
+}
+
+// attemptIsOver: the server's answer to a heartbeat says this attempt
+// should stop (cancelled, paused, reset, or no longer known), as opposed
+// to a call that failed on its way.
+func attemptIsOver(err error) bool {
+	var notFound *serviceerror.NotFound
+	return temporal.IsCanceledError(err) || errors.As(err, &notFound) ||
+		errors.Is(err, activity.ErrActivityPaused) || errors.Is(err, activity.ErrActivityReset)
 }

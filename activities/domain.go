@@ -8,7 +8,6 @@ import (
 
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
-	"go.temporal.io/sdk/activity"
 )
 
 // EnsureDomain defines a VM's domain (idempotent).
@@ -73,9 +72,12 @@ func (a *Activities) ForceOffDomain(ctx context.Context, ref DomainRef) (bool, e
 // still running. The stop workflow races it against its durable timer and
 // cancels it when the timer wins.
 func (a *Activities) WaitDomainsOff(ctx context.Context, names []string) error {
-	return classify(a.Libvirt.WaitDomainsOff(ctx, names, 250*time.Millisecond, func(running []string) {
-		activity.RecordHeartbeat(ctx, running)
-	}))
+	beats := &pulse{}
+	return a.beatingWith(ctx, beats, func() error {
+		return a.Libvirt.WaitDomainsOff(ctx, names, 250*time.Millisecond, func(running []string) {
+			beats.set(running)
+		})
+	})
 }
 
 // DeleteDomain stops and undefines a domain, after proving that hpcvm

@@ -221,15 +221,20 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// both are skipped.
 	var sum []byte
 	var same bool
-	if err := withBeats(func() (err error) {
+	compareErr := withBeats(func() (err error) {
 		sum, same, err = compareWithSource(req.Source, volPath, ctx.Err)
 		return err
-	}); err != nil {
-		return res, err
-	}
+	})
 	if after, err := statSource(req.Source); err != nil || after != src {
-		// The next attempt sees the change and starts over.
+		// The next attempt sees the change and starts over. (A source cut
+		// short while it was compared is such a change, not a failure.)
 		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
+	}
+	if compareErr != nil {
+		if ctx.Err() != nil {
+			return res, compareErr
+		}
+		return res, temporal.NewApplicationErrorWithCause(fmt.Sprintf("checking base volume %s against %s: %v", volPath, req.Source, compareErr), ErrTypeLibvirt, compareErr)
 	}
 	if !same {
 		if offset > 0 {

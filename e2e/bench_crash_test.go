@@ -37,8 +37,9 @@ var crashSteps = []struct{ op, activity string }{
 // restarted at once costs a run, at each step. Each round runs start and
 // destroy of a 1 + 3 cluster (512 MiB random raw base image, so the
 // upload is long enough to be caught) once undisturbed, then once per step
-// with the worker killed while an activity of that step is running (the
-// server lists it as started); the time lost is the crashed run's time
+// with the worker killed while an activity of that step is pending (the
+// server lists it as started, or, for a step of milliseconds, scheduled:
+// the table says which); the time lost is the crashed run's time
 // minus the undisturbed run's, in the same round. It prints min, median and
 // max per step, and which step was really running at the kill.
 //

@@ -124,7 +124,7 @@ func cpuSeconds() (self, children float64) {
 }
 
 // hpcvmRound starts and destroys a cluster of its own with the CLI.
-func (be *benchEnv) hpcvmRound(b *testing.B) []figure {
+func (be *benchEnv) hpcvmRound(b testing.TB) []figure {
 	be.cluster = "e2e-" + randomSuffix()
 	be.writeBenchConfig()
 	var out []figure
@@ -214,6 +214,7 @@ type benchEnv struct {
 	*env
 	image    string
 	computes int // compute nodes of the bench cluster
+	memoryMB int // of each VM
 	last     map[string]time.Duration
 }
 
@@ -223,13 +224,13 @@ func newBenchEnv(b testing.TB) *benchEnv {
 	img := filepath.Join(e.poolRoot, "blank.qcow2")
 	out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "1G").CombinedOutput()
 	require.NoError(b, err, "%s", out)
-	return &benchEnv{env: e, image: img, computes: 7, last: map[string]time.Duration{}}
+	return &benchEnv{env: e, image: img, computes: 7, memoryMB: 128, last: map[string]time.Duration{}}
 }
 
 func (be *benchEnv) writeBenchConfig() {
 	var nodes strings.Builder
 	for i := 1; i <= be.computes; i++ {
-		fmt.Fprintf(&nodes, "  - {name: compute-%02d, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}\n", i)
+		fmt.Fprintf(&nodes, "  - {name: compute-%02d, memory_mb: %d, cpu_cores: 1, disk_size_gb: 1}\n", i, be.memoryMB)
 	}
 	octet := 200 + int(be.cluster[len(be.cluster)-1])%50
 	yaml := fmt.Sprintf(`cluster:
@@ -237,9 +238,9 @@ func (be *benchEnv) writeBenchConfig() {
   host: %s
   storage: {pool_path: %s, base_image: %s}
 network: {network_range: 10.%d.%d.0/24}
-controller: {count: 1, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
+controller: {count: 1, memory_mb: %d, cpu_cores: 1, disk_size_gb: 1}
 compute_nodes:
-%s`, be.cluster, be.host, be.poolRoot, be.image, octet, int(be.cluster[len(be.cluster)-2]), nodes.String())
+%s`, be.cluster, be.host, be.poolRoot, be.image, octet, int(be.cluster[len(be.cluster)-2]), be.memoryMB, nodes.String())
 	be.config = filepath.Join(be.poolRoot, "cluster.yaml")
 	require.NoError(be.t, os.WriteFile(be.config, []byte(yaml), 0o644))
 }

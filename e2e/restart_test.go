@@ -52,6 +52,10 @@ func TestLibvirtdRestartedMidRun(t *testing.T) {
 		}
 		require.True(t, time.Now().Before(deadline), "libvirtd %d did not stop within 30 s", pid)
 	}
+	// The run was still going when libvirtd went: the restart is mid-run.
+	d, err := c.DescribeWorkflowExecution(context.Background(), run.GetID(), run.GetRunID())
+	require.NoError(t, err)
+	require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_RUNNING, d.GetWorkflowExecutionInfo().GetStatus(), "the run ended before libvirtd stopped")
 	out, err := exec.Command("bash", "../scripts/libvirtd-up.sh").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	t.Logf("libvirtd restarted in %s", time.Since(began).Round(10*time.Millisecond))

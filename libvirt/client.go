@@ -19,16 +19,18 @@ import (
 type Client struct {
 	uri   string
 	mu    sync.Mutex
-	slots []*connRef // the open connections, live or not yet found dead
+	slots   []*connRef // the open connections, live or not yet found dead
+	dialing int        // connections being dialled
 }
 
 // maxConns is how many connections a Client opens at most: one per call
 // running at once, up to the worker's concurrent activities (32). A call
-// that shares a connection waits behind the others in libvirtd: measured
+// that shares a connection can wait behind the others in libvirtd: measured
 // on libvirt 9.0, the third virDomainDestroy on one connection reached the
 // QEMU driver only when one of the first two had returned, 2 s later. So
 // every call gets a connection of its own, as every virsh process has; an
-// idle one is reused.
+// idle one is reused. (libvirtd still runs at most max_workers calls at
+// once, 20 by default, whatever the connections.)
 const maxConns = 32
 
 // connRef counts the calls running on a connection, so that one found dead
@@ -95,7 +97,6 @@ func (c *Client) retireLocked(r *connRef) {
 // release.
 func (c *Client) acquire() (*connRef, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for {
 		var best *connRef
 		for _, r := range c.slots {
@@ -103,16 +104,24 @@ func (c *Client) acquire() (*connRef, error) {
 				best = r
 			}
 		}
-		if best == nil || (best.users > 0 && len(c.slots) < maxConns) {
+		if best == nil || (best.users > 0 && len(c.slots)+c.dialing < maxConns) {
 			break // dial one more
 		}
 		if !connDead(best.conn) {
 			best.users++
+			c.mu.Unlock()
 			return best, nil
 		}
 		c.dropLocked(best)
 	}
+	// Dial without the lock: a libvirtd that is slow to answer must not
+	// hold up the calls that have a connection.
+	c.dialing++
+	c.mu.Unlock()
 	conn, err := openConn(c.uri)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dialing--
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +167,18 @@ func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) err
 	r, err := c.reconnect()
 	if err != nil {
 		return err
+	}
+	if !retry {
+		// fn cannot be repeated (an upload): make sure first that the
+		// connection did not die with a libvirtd restart, which a
+		// connection that was idle since cannot tell.
+		if _, perr := r.conn.GetLibVersion(); perr != nil && isConnLoss(perr, r.conn) {
+			c.retireAll()
+			c.release(r)
+			if r, err = c.reconnect(); err != nil {
+				return err
+			}
+		}
 	}
 	err = fn(r.conn)
 	if err != nil && retry && isConnLoss(err, r.conn) {

@@ -119,16 +119,15 @@ func run(ctx context.Context, v *viper.Viper) error {
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots))
 
-	go func() {
-		// The steps a crashed predecessor left are retried now, not when
-		// their heartbeat timeout passes.
-		n, err := hostworker.TakeOver(ctx, c, opts.Namespace, host, logger)
-		if err != nil {
-			logger.Warn("cannot take over a dead predecessor's steps: they are retried when their heartbeat timeout passes", zap.Error(err))
-		} else if n > 0 {
-			logger.Info("took over a dead predecessor's steps", zap.Int("steps", n))
-		}
-	}()
+	// The steps a crashed predecessor left are retried now, not when their
+	// heartbeat timeout passes. Before polling: see TakeOver.
+	takeCtx, cancelTake := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := hostworker.TakeOver(takeCtx, c, opts.Namespace, host, logger); err != nil {
+		logger.Warn("cannot take over a dead predecessor's steps: they are retried when their heartbeat timeout passes", zap.Error(err))
+	} else if n > 0 {
+		logger.Info("took over a dead predecessor's steps", zap.Int("steps", n))
+	}
+	cancelTake()
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

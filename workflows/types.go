@@ -48,12 +48,15 @@ type Options struct {
 // Defaults.
 const (
 	DefaultShutdownTimeout = 2 * time.Minute
-	// DefaultHeartbeatTimeout bounds what a dead worker costs a run: its
-	// steps are retried this long after their last heartbeat. Workers send
-	// one a second, straight to the server, and go on sending while a
-	// cancelled step is still inside a libvirt call (activities.beatingWith),
-	// so the rollback never starts beside a step that is still running.
-	DefaultHeartbeatTimeout = 3 * time.Second
+	// DefaultHeartbeatTimeout is how long a step may go without a
+	// heartbeat before it is retried. Workers send one a second, straight
+	// to the server, also while a cancelled step is still inside a libvirt
+	// call (activities.beatingWith). A worker restarted on the same machine
+	// hands its dead predecessor's steps on at once (hostworker.TakeOver),
+	// so this bounds only what a worker that does not come back, or comes
+	// back in another container, costs a run. Not shorter: with 100 VMs
+	// booting on 2 cores, 3 s timed steps out that were alive.
+	DefaultHeartbeatTimeout = 5 * time.Second
 	// WorkflowTaskTimeout is the workflow task timeout runs are submitted
 	// with: a task in the hands of a worker that died goes to another
 	// after this, not the server's 10 s, so a crash costs a run seconds

@@ -11,10 +11,12 @@ import (
 	"github.com/hpcvm/hpcvm/workflows"
 	commonpb "go.temporal.io/api/common/v1"
 	enums "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // A worker that dies (kill -9, OOM, power) leaves its running steps started
@@ -29,63 +31,91 @@ import (
 // of a dead worker, so that they are retried at once.
 const ErrTypeWorkerDied = "WorkerDied"
 
-// identityFormat: "hpcvm-worker <host> pid <pid> started <ticks> boot <boot id>@<machine>".
-// The process's start time (in clock ticks since boot) and the boot id make
-// the pid unambiguous: a reused pid or a reboot is a different process.
-var identityPattern = regexp.MustCompile(`^hpcvm-worker \S+ pid (\d+) started (\d+) boot (\S+)@(.+)$`)
+// identityPattern: "hpcvm-worker <host> pid <pid> started <ticks> pidns
+// <inode> boot <boot id> machine <machine id>@<hostname>". The process's
+// start time (in clock ticks since boot) and the boot id make the pid
+// unambiguous (a reused pid or a reboot is another process); the machine id
+// and the pid namespace say whether that pid can be looked up from here at
+// all (another machine with the same hostname, or another container, cannot).
+var identityPattern = regexp.MustCompile(`^hpcvm-worker \S+ pid (\d+) started (\d+) pidns (\d+) boot (\S+) machine (\S+)@`)
 
 // Identity is the Temporal identity of this worker process, serving host.
+// When this process cannot describe itself fully, the identity is one that
+// no successor will ever judge dead.
 func Identity(host string) string {
-	machine, _ := os.Hostname()
-	ticks, _ := processStart(os.Getpid())
-	return fmt.Sprintf("hpcvm-worker %s pid %d started %d boot %s@%s", host, os.Getpid(), ticks, bootID(), machine)
+	hostname, _ := os.Hostname()
+	pid := os.Getpid()
+	ticks, _, err := processStart(pid)
+	ns, nsErr := pidNamespace()
+	boot, machine := bootID(), machineID()
+	if err != nil || nsErr != nil || boot == "" || machine == "" {
+		return fmt.Sprintf("hpcvm-worker %s pid %d@%s", host, pid, hostname)
+	}
+	return fmt.Sprintf("hpcvm-worker %s pid %d started %d pidns %d boot %s machine %s@%s", host, pid, ticks, ns, boot, machine, hostname)
 }
 
 // deadOnThisMachine reports whether identity names an hpcvm worker process
-// of this machine that no longer runs. Anything it cannot prove dead (another
-// machine, another kind of worker, an unreadable /proc) is alive.
+// of this machine and pid namespace that no longer runs. Anything it cannot
+// prove dead (another machine or container, another kind of worker, an
+// unreadable /proc) is alive.
 func deadOnThisMachine(identity string) bool {
 	m := identityPattern.FindStringSubmatch(identity)
 	if m == nil {
 		return false
 	}
-	if machine, err := os.Hostname(); err != nil || machine != m[4] {
+	if machine := machineID(); machine == "" || machine != m[5] {
 		return false
 	}
 	boot := bootID()
 	if boot == "" {
 		return false
 	}
-	if boot != m[3] {
-		return true // the machine rebooted since
+	if boot != m[4] {
+		return true // this machine rebooted since
+	}
+	if ns, err := pidNamespace(); err != nil || strconv.FormatUint(ns, 10) != m[3] {
+		return false // another container: its pids mean nothing here
 	}
 	pid, err := strconv.Atoi(m[1])
 	if err != nil {
 		return false
 	}
-	ticks, err := processStart(pid)
+	ticks, zombie, err := processStart(pid)
 	if os.IsNotExist(err) {
 		return true
 	}
 	if err != nil {
 		return false
 	}
-	return strconv.FormatUint(ticks, 10) != m[2] // the pid now names another process
+	// A killed worker not yet reaped by its parent is dead too; a live pid
+	// that started at another time is another process.
+	return zombie || strconv.FormatUint(ticks, 10) != m[2]
 }
 
-// processStart is field 22 of /proc/<pid>/stat: when the process started.
-func processStart(pid int) (uint64, error) {
+// processStart reads /proc/<pid>/stat: field 22, when the process started,
+// and whether it is a zombie (state Z or X).
+func processStart(pid int) (uint64, bool, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces.
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(fields))
+		return 0, false, fmt.Errorf("/proc/%d/stat: %d fields after the name", pid, len(fields))
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	ticks, err := strconv.ParseUint(fields[19], 10, 64)
+	return ticks, fields[0] == "Z" || fields[0] == "X", err
+}
+
+// pidNamespace is the inode of this process's pid namespace.
+func pidNamespace() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }
 
 func bootID() string {
@@ -96,11 +126,26 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
+func machineID() string {
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
 // TakeOver hands on what a dead predecessor left on host's queue: every
 // running workflow on it forgets its sticky queue (its next task comes to
 // a live worker at once), and every step a dead worker of this machine had
 // started is failed as ErrTypeWorkerDied, which the workflows retry at
-// once. It returns how many steps it handed on. Run it as the worker starts.
+// once. It returns how many steps it handed on.
+//
+// Run it before the worker polls: the server fails whichever attempt of a
+// step is running when asked (by workflow and activity id), so the step must
+// not be retried by this worker meanwhile. Each step is looked at again
+// just before it is failed, so a retry another worker has begun meanwhile
+// is left alone.
 func TakeOver(ctx context.Context, c client.Client, namespace, host string, log *zap.Logger) (int, error) {
 	queue := workflows.TaskQueue(host)
 	var token []byte
@@ -128,7 +173,10 @@ func TakeOver(ctx context.Context, c client.Client, namespace, host string, log 
 				log.Warn("cannot reset the sticky queue of a run", zap.String("workflow_id", wf.GetWorkflowId()), zap.Error(err))
 			}
 			for _, a := range d.GetPendingActivities() {
-				if a.GetState() != enums.PENDING_ACTIVITY_STATE_STARTED || !deadOnThisMachine(a.GetLastWorkerIdentity()) {
+				if !runningOnADeadWorker(a) {
+					continue
+				}
+				if again, err := c.DescribeWorkflowExecution(ctx, wf.GetWorkflowId(), wf.GetRunId()); err != nil || !stillTheSame(again.GetPendingActivities(), a) {
 					continue
 				}
 				cause := temporal.NewApplicationError(fmt.Sprintf("the worker running this step (%s) died; retried by its successor", a.GetLastWorkerIdentity()), ErrTypeWorkerDied)
@@ -148,4 +196,26 @@ func TakeOver(ctx context.Context, c client.Client, namespace, host string, log 
 			return handed, nil
 		}
 	}
+}
+
+// runningOnADeadWorker: the step was started (and maybe asked to cancel) on
+// a worker of this machine that is gone.
+func runningOnADeadWorker(a *workflowpb.PendingActivityInfo) bool {
+	switch a.GetState() {
+	case enums.PENDING_ACTIVITY_STATE_STARTED, enums.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED:
+		return deadOnThisMachine(a.GetLastWorkerIdentity())
+	}
+	return false
+}
+
+// stillTheSame: the same attempt of a is still running on the same worker.
+func stillTheSame(now []*workflowpb.PendingActivityInfo, a *workflowpb.PendingActivityInfo) bool {
+	for _, n := range now {
+		if n.GetActivityId() == a.GetActivityId() {
+			return runningOnADeadWorker(n) && n.GetAttempt() == a.GetAttempt() &&
+				n.GetLastWorkerIdentity() == a.GetLastWorkerIdentity() &&
+				n.GetLastStartedTime().AsTime().Equal(a.GetLastStartedTime().AsTime())
+		}
+	}
+	return false
 }
