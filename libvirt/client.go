@@ -17,8 +17,8 @@ import (
 // pool, not the calls. After libvirtd went away, a call dials again and
 // waits for it to come back (see do).
 type Client struct {
-	uri   string
-	mu    sync.Mutex
+	uri     string
+	mu      sync.Mutex
 	slots   []*connRef // the open connections, live or not yet found dead
 	dialing int        // connections being dialled
 }
