@@ -120,6 +120,14 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	}
 	withBeats := func(fn func() error) error { return a.beatingWith(ctx, beats, fn) }
 
+	// remake deletes the volume and creates it anew, empty.
+	remake := func() error {
+		if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
+			return err
+		}
+		_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
+		return err
+	}
 	var created bool
 	var volPath string
 	if err := withBeats(func() (err error) {
@@ -132,10 +140,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			// false), so it is an earlier attempt's, cut short before the
 			// image's own header landed (libvirt then reads it as another
 			// format or size): make it anew and upload from the start.
-			if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
-				return err
-			}
-			created, err = a.Libvirt.EnsureVolume(req.Pool, req.XML)
+			created, err = true, remake()
 		}
 		if err != nil {
 			return err
@@ -157,17 +162,12 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			}
 			// The volume may hold a tail of what was there before: start
 			// from a new, empty volume.
-			if err := withBeats(func() error {
-				if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
-					return err
-				}
-				_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
-				return err
-			}); err != nil {
+			if err := withBeats(remake); err != nil {
 				// The XML was planned from the old source (size, format):
 				// the run must plan again.
 				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), ErrTypeMismatch, err)
 			}
+			created = true
 		case prev.Offset > 0 && prev.Offset <= size:
 			offset = prev.Offset
 		}
@@ -179,13 +179,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		// then the file is emptied to zeros at its length (a raw volume's
 		// length is its capacity, which a resume checks).
 		if !created {
-			if err := withBeats(func() error {
-				if err := a.Libvirt.DeleteVolume(req.Pool, req.Volume); err != nil {
-					return err
-				}
-				_, err := a.Libvirt.EnsureVolume(req.Pool, req.XML)
-				return err
-			}); err != nil {
+			if err := withBeats(remake); err != nil {
 				return res, err
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
@@ -50,8 +49,6 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	image := filepath.Join(e.poolRoot, "base.img")
 	writeRandomFile(b, image, 512<<20)
 	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02", "compute-03"}, baseImage: image})
-	spec, err := cluster.Load(e.config)
-	require.NoError(b, err)
 	c := e.ts.GetDefaultClient()
 	worker := e.startWorkerProcess(bin)
 
@@ -59,11 +56,7 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	// an activity of that type runs and a new one started at once.
 	run := func(op, kill string) (time.Duration, string) {
 		began := time.Now()
-		r, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-			ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
-			WorkflowTaskTimeout: workflows.WorkflowTaskTimeout,
-		}, op, workflows.Request{Spec: spec})
-		require.NoError(b, err)
+		r := e.submit(op, workflows.Options{})
 		caught := ""
 		if kill != "" {
 			if caught = waitForActivity(b, c, r, kill); caught == "" {

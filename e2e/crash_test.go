@@ -146,13 +146,19 @@ func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix s
 // submitStart submits StartCluster for the env's cluster as the CLI does,
 // without following it, so a test can act while it runs.
 func (e *env) submitStart(opts workflows.Options) client.WorkflowRun {
+	return e.submit(workflows.StartClusterName, opts)
+}
+
+// submit submits the operation op (a workflow type) for the env's cluster
+// as the CLI does, without following it.
+func (e *env) submit(op string, opts workflows.Options) client.WorkflowRun {
 	e.t.Helper()
 	spec, err := cluster.Load(e.config)
 	require.NoError(e.t, err)
 	run, err := e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
 		WorkflowTaskTimeout: workflows.WorkflowTaskTimeout, // as the CLI submits
-	}, workflows.StartClusterName, workflows.Request{Spec: spec, Options: opts})
+	}, op, workflows.Request{Spec: spec, Options: opts})
 	require.NoError(e.t, err)
 	return run
 }

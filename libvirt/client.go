@@ -173,28 +173,31 @@ func (c *Client) do(op, object string, retry bool, fn func(conn *lv.Connect) err
 		// connection did not die with a libvirtd restart, which a
 		// connection that was idle since cannot tell.
 		if _, perr := r.conn.GetLibVersion(); perr != nil && isConnLoss(perr, r.conn) {
-			c.retireAll()
-			c.release(r)
-			if r, err = c.reconnect(); err != nil {
+			if r, err = c.replaceDead(r); err != nil {
 				return err
 			}
 		}
 	}
 	err = fn(r.conn)
 	if err != nil && retry && isConnLoss(err, r.conn) {
-		// libvirtd went away: every pooled connection is to the same dead
-		// daemon, and without an event loop they still look alive until a
-		// call fails on them. Retire them all, so the retry (and the calls
-		// after it) dial afresh instead of finding another dead one.
-		c.retireAll()
-		c.release(r)
-		if r, err = c.reconnect(); err != nil {
+		if r, err = c.replaceDead(r); err != nil {
 			return err
 		}
 		err = fn(r.conn)
 	}
 	defer c.release(r)
 	return classify(op, object, err, r.conn)
+}
+
+// replaceDead gives up r, found dead, for a new connection. libvirtd went
+// away: every pooled connection is to the same dead daemon, and without an
+// event loop they still look alive until a call fails on them. All are
+// retired, so this call and the ones after it dial afresh instead of
+// finding another dead one.
+func (c *Client) replaceDead(r *connRef) (*connRef, error) {
+	c.retireAll()
+	c.release(r)
+	return c.reconnect()
 }
 
 // reconnectWithin is how long a call waits for libvirtd to answer again
