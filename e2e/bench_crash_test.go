@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -54,15 +55,19 @@ func BenchmarkCrashRecovery(b *testing.B) {
 
 	// run submits op and waits for it; with kill, the worker is killed once
 	// an activity of that type runs and a new one started at once.
+	var last client.WorkflowRun // the newest run, for explain
+	var killedAt time.Time
 	run := func(op, kill string) (time.Duration, string) {
 		began := time.Now()
 		r := e.submit(op, workflows.Options{})
+		last = r
 		caught := ""
 		if kill != "" {
 			if caught = waitForActivity(b, c, r, kill); caught == "" {
 				caught = "missed: the run was done first" // no kill
 			} else {
 				require.NoError(b, worker.Process.Signal(syscall.SIGKILL))
+				killedAt = time.Now()
 				_, _ = worker.Process.Wait()
 				worker = e.startWorkerProcess(bin)
 			}
@@ -90,6 +95,9 @@ func BenchmarkCrashRecovery(b *testing.B) {
 			took, caught := run(s.op, s.activity)
 			if !strings.HasPrefix(caught, "missed") {
 				lost[s.activity] = append(lost[s.activity], took-undisturbed[s.op])
+				if took-undisturbed[s.op] > 5*time.Second {
+					explain(b, c, last, killedAt, filepath.Join(e.poolRoot, "worker.log"))
+				}
 			}
 			if caughtIn[s.activity] == nil {
 				caughtIn[s.activity] = map[string]int{}
@@ -118,6 +126,33 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	}
 	fmt.Print("\n" + table.String()) // go test cuts a benchmark's log short
 	b.ReportMetric(worst.Seconds(), "worst-lost-s")
+}
+
+// explain prints what happened in run r after the kill, and the new
+// worker's log: a crash that cost more than 5 s is a finding.
+func explain(t testing.TB, c client.Client, r client.WorkflowRun, killed time.Time, workerLog string) {
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nslow recovery in %s, events after the kill:\n", r.GetRunID())
+	names := map[int64]string{}
+	it := c.GetWorkflowHistory(context.Background(), r.GetID(), r.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		detail := ""
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			names[ev.GetEventId()] = a.GetActivityType().GetName()
+			detail = a.GetActivityType().GetName()
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			detail = fmt.Sprintf("%s attempt %d %s", names[a.GetScheduledEventId()], a.GetAttempt(), a.GetLastFailure().GetMessage())
+		}
+		if at := ev.GetEventTime().AsTime().Sub(killed); at > -500*time.Millisecond {
+			fmt.Fprintf(&out, "  %+8.3fs %s %s\n", at.Seconds(), ev.GetEventType(), detail)
+		}
+	}
+	log, _ := os.ReadFile(workerLog)
+	fmt.Fprintf(&out, "new worker's log:\n%s\n", log)
+	fmt.Print(out.String())
 }
 
 // waitForActivity waits until the server lists an activity of that type as

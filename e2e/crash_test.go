@@ -31,7 +31,7 @@ func buildWorker(t testing.TB) string {
 // startWorkerProcess runs hpcvm-worker as its own process, as on a host.
 func (e *env) startWorkerProcess(bin string) *exec.Cmd {
 	cmd := exec.Command(bin, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace(),
-		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "warn",
+		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "info",
 		"--image-root", "/var/tmp", "--pool-root", "/var/tmp")
 	log, err := os.Create(filepath.Join(e.poolRoot, "worker.log"))
 	require.NoError(e.t, err)

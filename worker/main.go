@@ -122,10 +122,11 @@ func run(ctx context.Context, v *viper.Viper) error {
 	// The steps a crashed predecessor left are retried now, not when their
 	// heartbeat timeout passes. Before polling: see TakeOver.
 	takeCtx, cancelTake := context.WithTimeout(ctx, 10*time.Second)
+	began := time.Now()
 	if n, err := hostworker.TakeOver(takeCtx, c, opts.Namespace, host, logger); err != nil {
-		logger.Warn("cannot take over a dead predecessor's steps: they are retried when their heartbeat timeout passes", zap.Error(err))
-	} else if n > 0 {
-		logger.Info("took over a dead predecessor's steps", zap.Int("steps", n))
+		logger.Warn("cannot take over a dead predecessor's steps: they are retried when their heartbeat timeout passes", zap.Error(err), zap.Duration("took", time.Since(began)))
+	} else {
+		logger.Info("looked for a dead predecessor's steps", zap.Int("taken_over", n), zap.Duration("took", time.Since(began)))
 	}
 	cancelTake()
 
