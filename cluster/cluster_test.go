@@ -34,7 +34,7 @@ func TestParseAppliesPlanDefaults(t *testing.T) {
 	assert.Equal(t, NodeSpec{Name: "compute-01", MemoryMB: 8192, CPUCores: 4, DiskSizeGB: 100}, s.ComputeNodes[0])
 }
 
-func TestParseAcceptsThePlansExample(t *testing.T) {
+func TestParseJudgesThePlansExample(t *testing.T) {
 	// The plan's "Enhanced Cluster Configuration", trimmed of comments.
 	yaml := `
 global: {}
@@ -80,6 +80,20 @@ compute_nodes:
         - {pci_address: "0000:65:00.0", device_type: "gpu", vendor_id: "10de", device_id: "2684", iommu_group: 1}
   - name: "compute-02"
 `
+	// Every key of it is read; two things in it cannot run as written: its
+	// 1×4×1 topology on the 2-vCPU controller, and a GPU hpcvm cannot pass
+	// through yet.
+	_, err := Parse([]byte(yaml))
+	var verr ValidationError
+	require.True(t, errors.As(err, &verr), "want a ValidationError, got %v", err)
+	require.Len(t, verr, 2, "%v", err)
+	assert.Equal(t, `cluster.hardware.acceleration.cpu_topology: "1×4×1" gives 4 vCPUs but the controllers have 2; make sockets × cores × threads equal controller.cpu_cores (2), or give controller.cpu_topology of its own`, verr[0].Error())
+	assert.Contains(t, verr[1].Error(), "pcie_passthrough is not built in hpcvm yet")
+
+	// With the controller given its own topology and the GPU switched off,
+	// the file is accepted as is.
+	yaml = strings.Replace(yaml, "controller: {count: 1,", "controller: {cpu_topology: {sockets: 1, cores: 2, threads: 1}, count: 1,", 1)
+	yaml = strings.Replace(yaml, "enabled: true", "enabled: false", 1)
 	s, err := Parse([]byte(yaml))
 	require.NoError(t, err)
 	assert.Equal(t, "hpc-cluster", s.Cluster.Name)
@@ -109,7 +123,7 @@ func TestValidationNamesFieldValueAndRemedy(t *testing.T) {
 		{"tiny memory", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1, memory_mb: 8}]", "compute_nodes[0].memory_mb", "at least 64"},
 		{"typo key", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memroy_mb: 10}", "controller.memroy_mb", "not a known setting"},
 		{"dns mode", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {dns_mode: routed}", "network.dns_mode", "host changes"},
-		{"cpu model", "cluster: {name: lab, storage: {base_image: /x.qcow2, }, hardware: {acceleration: {cpu_model: pentium}}}", "cluster.hardware.acceleration.cpu_model", "host-passthrough"},
+		{"cpu model", "cluster: {name: lab, storage: {base_image: /x.qcow2, }, hardware: {acceleration: {cpu_model: \"pen tium\"}}}", "cluster.hardware.acceleration.cpu_model", "host-passthrough"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -522,9 +522,26 @@ func editDistance(a, b string) int {
 // default, and 0 would only be refused later with a value the operator
 // never wrote.
 var requiredSettings = map[string]bool{
-	"cluster.hardware.acceleration.cpu_topology.sockets": true,
-	"cluster.hardware.acceleration.cpu_topology.cores":   true,
-	"cluster.hardware.acceleration.cpu_topology.threads": true,
+	"cluster.hardware.acceleration.cpu_topology.sockets":      true,
+	"cluster.hardware.acceleration.cpu_topology.cores":        true,
+	"cluster.hardware.acceleration.cpu_topology.threads":      true,
+	"controller.cpu_topology.sockets":                         true,
+	"controller.cpu_topology.cores":                           true,
+	"controller.cpu_topology.threads":                         true,
+	"compute_nodes[].cpu_topology.sockets":                    true,
+	"compute_nodes[].cpu_topology.cores":                      true,
+	"compute_nodes[].cpu_topology.threads":                    true,
+	"cluster.hardware.acceleration.numa_topology.nodes":       true,
+	"cluster.hardware.pcie_passthrough.devices[].pci_address": true,
+	"cluster.hardware.pcie_passthrough.devices[].device_type": true,
+	"compute_nodes[].pcie_passthrough.devices[].pci_address":  true,
+	"compute_nodes[].pcie_passthrough.devices[].device_type":  true,
+	"controller.virtio_fs_mounts[].tag":                       true,
+	"controller.virtio_fs_mounts[].host_path":                 true,
+	"controller.virtio_fs_mounts[].mount_point":               true,
+	"compute_nodes[].virtio_fs_mounts[].tag":                  true,
+	"compute_nodes[].virtio_fs_mounts[].host_path":            true,
+	"compute_nodes[].virtio_fs_mounts[].mount_point":          true,
 }
 
 // settingHint says what the operator may write at a setting; pattern is the
@@ -551,17 +568,14 @@ var settingHints = map[string]string{
 	"cluster.storage.pool_type":  `give "` + DefaultPoolType + `", or leave the key out for that default`,
 	"cluster.storage.base_image": "give the absolute path of the base disk image, such as /var/lib/libvirt/images/base.qcow2",
 
-	"cluster.hardware":                  "write it as a mapping with acceleration and pcie_passthrough",
-	"cluster.hardware.pcie_passthrough": freeFormHint,
-	"cluster.hardware.acceleration":     "write it as a mapping with enable_kvm, enable_nested, cpu_model, cpu_features, cpu_topology, numa_topology and performance",
+	"cluster.hardware":              "write it as a mapping with acceleration and pcie_passthrough",
+	"cluster.hardware.acceleration": "write it as a mapping with enable_kvm, enable_nested, cpu_model, cpu_features, cpu_topology, numa_topology and performance",
 
 	"cluster.hardware.acceleration.enable_kvm":           "give true or false, or leave the key out to use KVM when the host has it",
 	"cluster.hardware.acceleration.enable_nested":        "give true or false, or leave the key out for false",
-	"cluster.hardware.acceleration.cpu_model":            "give one of host, host-passthrough, host-model, qemu64, or leave the key out for the hypervisor's default",
+	"cluster.hardware.acceleration.cpu_model":            "give host-passthrough, host-model or a CPU model the host lists (virsh domcapabilities), or leave the key out for QEMU's default",
 	"cluster.hardware.acceleration.cpu_features":         `give a list such as ["+vmx", "-svm"]`,
 	"cluster.hardware.acceleration.cpu_features[]":       `give a feature as "+name" to require it or "-name" to disable it`,
-	"cluster.hardware.acceleration.numa_topology":        freeFormHint,
-	"cluster.hardware.acceleration.performance":          freeFormHint,
 	"cluster.hardware.acceleration.cpu_topology":         "write it as {sockets: 1, cores: 4, threads: 1}, or leave it out",
 	"cluster.hardware.acceleration.cpu_topology.sockets": fmt.Sprintf("give the number of sockets, 1 to %d, such as 1", maxCPUCores),
 	"cluster.hardware.acceleration.cpu_topology.cores":   fmt.Sprintf("give the number of cores per socket, 1 to %d, such as 4", maxCPUCores),
@@ -585,11 +599,72 @@ var settingHints = map[string]string{
 	"controller.cpu_cores":    fmt.Sprintf("give a number of cores such as %d, or leave the key out for %d", DefaultControllerCPU, DefaultControllerCPU),
 	"controller.disk_size_gb": fmt.Sprintf("give a number of GiB such as %d, or leave the key out for %d", DefaultControllerDiskGB, DefaultControllerDiskGB),
 
-	"compute_nodes":                    "write it as a list of nodes, each a mapping such as {name: compute-01, memory_mb: 8192}",
-	"compute_nodes[]":                  "write each node as a mapping such as {name: compute-01, memory_mb: 8192}",
-	"compute_nodes[].name":             fmt.Sprintf("give 1-%d lowercase letters, digits and '-', starting with a letter, such as compute-01", maxVMNameLen),
-	"compute_nodes[].memory_mb":        fmt.Sprintf("give a number of MiB such as %d, or leave the key out for %d", DefaultComputeMemory, DefaultComputeMemory),
-	"compute_nodes[].cpu_cores":        fmt.Sprintf("give a number of cores such as %d, or leave the key out for %d", DefaultComputeCPU, DefaultComputeCPU),
-	"compute_nodes[].disk_size_gb":     fmt.Sprintf("give a number of GiB such as %d, or leave the key out for %d", DefaultComputeDiskGB, DefaultComputeDiskGB),
-	"compute_nodes[].pcie_passthrough": freeFormHint,
+	"compute_nodes":                "write it as a list of nodes, each a mapping such as {name: compute-01, memory_mb: 8192}",
+	"compute_nodes[]":              "write each node as a mapping such as {name: compute-01, memory_mb: 8192}",
+	"compute_nodes[].name":         fmt.Sprintf("give 1-%d lowercase letters, digits and '-', starting with a letter, such as compute-01", maxVMNameLen),
+	"compute_nodes[].memory_mb":    fmt.Sprintf("give a number of MiB such as %d, or leave the key out for %d", DefaultComputeMemory, DefaultComputeMemory),
+	"compute_nodes[].cpu_cores":    fmt.Sprintf("give a number of cores such as %d, or leave the key out for %d", DefaultComputeCPU, DefaultComputeCPU),
+	"compute_nodes[].disk_size_gb": fmt.Sprintf("give a number of GiB such as %d, or leave the key out for %d", DefaultComputeDiskGB, DefaultComputeDiskGB),
+}
+
+func init() {
+	hw := map[string]string{
+		"cluster.hardware.acceleration.numa_topology":                 "write it as {nodes: 2} or {nodes: 2, memory_per_node: 4G}, or null for one cell",
+		"cluster.hardware.acceleration.numa_topology.nodes":           "give the number of guest NUMA cells of every VM, such as 2",
+		"cluster.hardware.acceleration.numa_topology.memory_per_node": `give the memory of each cell, such as "4G" or "4096M", or leave the key out to split each VM's memory evenly`,
+		"cluster.hardware.acceleration.performance":                   "write it as a mapping with enable_hugepages, hugepage_size, cpu_pinning and memory_backing",
+		"cluster.hardware.acceleration.performance.enable_hugepages":  "give true or false, or leave the key out for false",
+		"cluster.hardware.acceleration.performance.hugepage_size":     `give "2M" or "1G", or leave the key out for "2M"`,
+		"cluster.hardware.acceleration.performance.cpu_pinning":       "give true to pin every vCPU to a host CPU of its own, or leave the key out for false",
+		"cluster.hardware.acceleration.performance.memory_backing":    `give "default", "hugepages" or "memfd", or leave the key out for "default"`,
+	}
+	pci := map[string]string{
+		"":                       `write it as {enabled: true, devices: [{pci_address: "0000:01:00.0", device_type: gpu}]}`,
+		".enabled":               "give true to pass the devices through, or false",
+		".exclusive_mode":        "give true (the default) so that no other cluster may hold these devices, or false",
+		".devices":               `give a list of devices, each a mapping such as {pci_address: "0000:01:00.0", device_type: gpu}`,
+		".devices[]":             `write each device as a mapping such as {pci_address: "0000:01:00.0", device_type: gpu}`,
+		".devices[].pci_address": `give the device's address as lspci -D shows it, such as "0000:01:00.0"`,
+		".devices[].device_type": "give one of " + strings.Join(PCIDeviceTypes, ", "),
+		".devices[].vendor_id":   `give the 4-digit hex vendor ID, such as "10de", or leave the key out`,
+		".devices[].device_id":   `give the 4-digit hex device ID, such as "2805", or leave the key out`,
+		".devices[].iommu_group": "give the device's IOMMU group number, or leave the key out",
+		".devices[].assigned_to": "name the VM the device goes to",
+	}
+	for k, v := range pci {
+		hw["cluster.hardware.pcie_passthrough"+k] = v
+		if k != ".devices[].assigned_to" {
+			hw["compute_nodes[].pcie_passthrough"+k] = v
+		} else {
+			hw["compute_nodes[].pcie_passthrough"+k] = "leave the key out: a VM's own devices go to that VM"
+		}
+	}
+	topo := map[string]string{
+		"":         "write it as {sockets: 1, cores: 4, threads: 1}, multiplying to the VM's cpu_cores, or leave it out to use the cluster's",
+		".sockets": fmt.Sprintf("give the number of sockets, 1 to %d, such as 1", maxCPUCores),
+		".cores":   fmt.Sprintf("give the number of cores per socket, 1 to %d, such as 4", maxCPUCores),
+		".threads": fmt.Sprintf("give the number of threads per core, 1 to %d, such as 1", maxCPUCores),
+	}
+	fs := map[string]string{
+		"":               "give a list of host directories to share, each a mapping such as {tag: data, host_path: /srv/data, mount_point: /data}",
+		"[]":             "write each mount as a mapping such as {tag: data, host_path: /srv/data, mount_point: /data}",
+		"[].tag":         "give the virtiofs tag the guest mounts, such as data",
+		"[].host_path":   "give the absolute path of a directory on the host",
+		"[].mount_point": "give the absolute path where the guest mounts it",
+		"[].owner":       "give the user that owns the mount point in the guest, or leave the key out",
+		"[].group":       "give the group that owns the mount point in the guest, or leave the key out",
+		"[].mode":        `give the mount point's mode in octal, such as "0755", or leave the key out`,
+		"[].options":     "give extra mount options, such as ro, or leave the key out",
+	}
+	for _, vm := range []string{"controller", "compute_nodes[]"} {
+		for k, v := range topo {
+			hw[vm+".cpu_topology"+k] = v
+		}
+		for k, v := range fs {
+			hw[vm+".virtio_fs_mounts"+k] = v
+		}
+	}
+	for k, v := range hw {
+		settingHints[k] = v
+	}
 }

@@ -183,9 +183,9 @@ func TestParseRefusesZeroCPUTopology(t *testing.T) {
 			assert.Equal(t, tc.want, problemAt(t, err, tc.path).Error())
 		})
 	}
-	s, err := Parse([]byte(topo("{sockets: 1, cores: 4, threads: 2}")))
-	require.NoError(t, err)
-	assert.Equal(t, &CPUTopologySpec{Sockets: 1, Cores: 4, Threads: 2}, s.Cluster.Hardware.Acceleration.CPUTopology)
+	s, err := Parse([]byte(topo("{sockets: 1, cores: 1, threads: 2}")))
+	require.NoError(t, err, "the controller's default 2 vCPUs as 1 socket, 1 core, 2 threads")
+	assert.Equal(t, &CPUTopologySpec{Sockets: 1, Cores: 1, Threads: 2}, s.Cluster.Hardware.Acceleration.CPUTopology)
 	s, err = Parse([]byte(topo("null")))
 	require.NoError(t, err)
 	assert.Nil(t, s.Cluster.Hardware.Acceleration.CPUTopology)
@@ -268,8 +268,8 @@ func TestParseSuggestsTheNearestKnownKey(t *testing.T) {
 		{"network: {gateway: 192.168.100.1}", "network.gateway is not a known setting; did you mean network.gateway_ip?"},
 		{"network: {dhcp_stat: 192.168.100.1}", "network.dhcp_stat is not a known setting; did you mean network.dhcp_start?"},
 		{"controller.count: 2", `"controller.count" is not a known setting; write count indented under controller: (a key does not contain dots)`},
-		{"controller: {ram: 4096}", "controller.ram is not a known setting; the settings here are count, memory_mb, cpu_cores, disk_size_gb"},
-		{`controller: {"x.y\n": 1}`, `controller."x.y\n" is not a known setting; the settings here are count, memory_mb, cpu_cores, disk_size_gb`},
+		{"controller: {ram: 4096}", "controller.ram is not a known setting; the settings here are count, memory_mb, cpu_cores, disk_size_gb, cpu_topology, virtio_fs_mounts"},
+		{`controller: {"x.y\n": 1}`, `controller."x.y\n" is not a known setting; the settings here are count, memory_mb, cpu_cores, disk_size_gb, cpu_topology, virtio_fs_mounts`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.yaml, func(t *testing.T) {
@@ -299,13 +299,20 @@ global: {Anything: [1, {Deep: x}], 7: seven}
 host_configuration: {require_confirmation: true}
 compute_nodes:
   - name: c1
-    pcie_passthrough: {enabled: true, devices: [{pci_address: "0000:65:00.0", iommu_group: 1}]}
+    pcie_passthrough: {enabled: false, devices: [{pci_address: "0000:65:00.0", device_type: gpu, iommu_group: 1}]}
 `))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"anything": []any{1, map[string]any{"deep": "x"}}, "7": "seven"}, s.Global)
 	assert.Equal(t, true, s.HostConfiguration["require_confirmation"])
-	devices := s.ComputeNodes[0].PCIePassthrough["devices"].([]any)
-	assert.Equal(t, "0000:65:00.0", devices[0].(map[string]any)["pci_address"])
+	devices := s.ComputeNodes[0].PCIePassthrough.Devices
+	assert.Equal(t, "0000:65:00.0", devices[0].PCIAddress)
+	require.NotNil(t, devices[0].IOMMUGroup)
+	assert.Equal(t, 1, *devices[0].IOMMUGroup)
+	assert.Equal(t, []string{
+		"host_configuration has no effect yet: hpcvm makes no changes to the host's DNS or network configuration",
+		"global has no effect: hpcvm reads no settings from it",
+		"compute_nodes[0].pcie_passthrough lists 1 device(s) but enabled is false: they are not passed through",
+	}, Warnings(s))
 	_, err = json.Marshal(s)
 	require.NoError(t, err, "the Spec travels to the workflow as JSON")
 }

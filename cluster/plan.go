@@ -86,6 +86,14 @@ type VMPlan struct {
 	MemoryMiB int    `json:"memory_mib"`
 	VCPUs     int    `json:"vcpus"`
 	DiskGiB   int    `json:"disk_gib"`
+	// CPUTopology is the VM's own cpu_topology or the cluster's; nil for
+	// the hypervisor's default (one socket per vCPU).
+	CPUTopology *CPUTopologySpec `json:"cpu_topology,omitempty"`
+	// NUMACells are the guest's NUMA cells; none for numa_topology: null.
+	NUMACells []NUMACellPlan `json:"numa_cells,omitempty"`
+	// VCPUPins holds, per vCPU, the host CPU it is pinned to (cpu_pinning),
+	// set by Negotiate.
+	VCPUPins []int `json:"vcpu_pins,omitempty"`
 }
 
 // MachinePlan is what the host and the spec agreed on for every domain.
@@ -172,11 +180,22 @@ func NewPlanKeeping(s Spec, existing []HostLease) (Plan, error) {
 			Volume: baseVolumeName(name, s.Cluster.Storage.BaseImage),
 		},
 	}
+	acc := s.Cluster.Hardware.Acceleration
+	shape := func(vm VMPlan, own *CPUTopologySpec) VMPlan {
+		vm.CPUTopology = acc.CPUTopology
+		if own != nil {
+			vm.CPUTopology = own
+		}
+		if acc.NUMATopology != nil {
+			vm.NUMACells = numaCells(acc.NUMATopology.Nodes, vm.VCPUs, vm.MemoryMiB, acc.Performance.HugepageMiB())
+		}
+		return vm
+	}
 	for _, vm := range ControllerNames(s.Controller.Count) {
-		p.VMs = append(p.VMs, newVM(name, vm, RoleController, s.Controller.MemoryMB, s.Controller.CPUCores, s.Controller.DiskSizeGB))
+		p.VMs = append(p.VMs, shape(newVM(name, vm, RoleController, s.Controller.MemoryMB, s.Controller.CPUCores, s.Controller.DiskSizeGB), s.Controller.CPUTopology))
 	}
 	for _, n := range s.ComputeNodes {
-		p.VMs = append(p.VMs, newVM(name, n.Name, RoleCompute, n.MemoryMB, n.CPUCores, n.DiskSizeGB))
+		p.VMs = append(p.VMs, shape(newVM(name, n.Name, RoleCompute, n.MemoryMB, n.CPUCores, n.DiskSizeGB), n.CPUTopology))
 	}
 	if err := assignMACs(p.VMs, name); err != nil {
 		return Plan{}, err

@@ -32,24 +32,67 @@ type StorageSpec struct {
 	BaseImage string `mapstructure:"base_image" json:"base_image"`
 }
 
-// HardwareSpec is `cluster.hardware`. It is accepted in full; only the simple
-// parts are carried into the domain XML for now (see templates).
+// HardwareSpec is `cluster.hardware`.
 type HardwareSpec struct {
-	Acceleration    AccelerationSpec `mapstructure:"acceleration" json:"acceleration"`
-	PCIePassthrough map[string]any   `mapstructure:"pcie_passthrough" json:"pcie_passthrough,omitempty"`
+	Acceleration    AccelerationSpec     `mapstructure:"acceleration" json:"acceleration"`
+	PCIePassthrough *PCIePassthroughSpec `mapstructure:"pcie_passthrough" json:"pcie_passthrough,omitempty"`
+}
+
+// PCIePassthroughSpec is `cluster.hardware.pcie_passthrough` (devices name
+// the VM they go to) or a VM's own `pcie_passthrough` (devices go to it).
+type PCIePassthroughSpec struct {
+	Enabled bool `mapstructure:"enabled" json:"enabled"`
+	// ExclusiveMode: a device may be held by one cluster at a time on the
+	// host. Unset means true, as in the plan's schema.
+	ExclusiveMode *bool           `mapstructure:"exclusive_mode" json:"exclusive_mode,omitempty"`
+	Devices       []PCIDeviceSpec `mapstructure:"devices" json:"devices,omitempty"`
+}
+
+// PCIDeviceSpec is one host PCI function to pass through.
+type PCIDeviceSpec struct {
+	PCIAddress string `mapstructure:"pci_address" json:"pci_address"`
+	DeviceType string `mapstructure:"device_type" json:"device_type"`
+	VendorID   string `mapstructure:"vendor_id" json:"vendor_id,omitempty"`
+	DeviceID   string `mapstructure:"device_id" json:"device_id,omitempty"`
+	AssignedTo string `mapstructure:"assigned_to" json:"assigned_to,omitempty"`
+	IOMMUGroup *int   `mapstructure:"iommu_group" json:"iommu_group,omitempty"`
 }
 
 // AccelerationSpec is `cluster.hardware.acceleration`.
 type AccelerationSpec struct {
 	// EnableKVM is a pointer so that "not said" (use KVM when the host can)
 	// differs from an explicit false (always TCG).
-	EnableKVM    *bool            `mapstructure:"enable_kvm" json:"enable_kvm,omitempty"`
-	EnableNested bool             `mapstructure:"enable_nested" json:"enable_nested"`
-	CPUModel     string           `mapstructure:"cpu_model" json:"cpu_model"`
-	CPUFeatures  []string         `mapstructure:"cpu_features" json:"cpu_features,omitempty"`
-	NUMATopology map[string]any   `mapstructure:"numa_topology" json:"numa_topology,omitempty"`
-	CPUTopology  *CPUTopologySpec `mapstructure:"cpu_topology" json:"cpu_topology,omitempty"`
-	Performance  map[string]any   `mapstructure:"performance" json:"performance,omitempty"`
+	EnableKVM    *bool    `mapstructure:"enable_kvm" json:"enable_kvm,omitempty"`
+	EnableNested bool     `mapstructure:"enable_nested" json:"enable_nested"`
+	CPUModel     string   `mapstructure:"cpu_model" json:"cpu_model"`
+	CPUFeatures  []string `mapstructure:"cpu_features" json:"cpu_features,omitempty"`
+	// NUMATopology is nil for `numa_topology: null`: one guest NUMA node.
+	NUMATopology *NUMATopologySpec `mapstructure:"numa_topology" json:"numa_topology,omitempty"`
+	CPUTopology  *CPUTopologySpec  `mapstructure:"cpu_topology" json:"cpu_topology,omitempty"`
+	Performance  PerformanceSpec   `mapstructure:"performance" json:"performance"`
+}
+
+// NUMATopologySpec is `cluster.hardware.acceleration.numa_topology`: every
+// VM gets Nodes guest NUMA cells, its vCPUs and memory split between them.
+type NUMATopologySpec struct {
+	Nodes int `mapstructure:"nodes" json:"nodes"`
+	// MemoryPerNode, when given ("4G", "4096M"), must make up each VM's
+	// memory exactly; left out, the memory is split evenly.
+	MemoryPerNode string `mapstructure:"memory_per_node" json:"memory_per_node,omitempty"`
+}
+
+// PerformanceSpec is `cluster.hardware.acceleration.performance`.
+type PerformanceSpec struct {
+	EnableHugepages bool   `mapstructure:"enable_hugepages" json:"enable_hugepages"`
+	HugepageSize    string `mapstructure:"hugepage_size" json:"hugepage_size"`
+	CPUPinning      bool   `mapstructure:"cpu_pinning" json:"cpu_pinning"`
+	MemoryBacking   string `mapstructure:"memory_backing" json:"memory_backing"`
+}
+
+// Hugepages says whether guest memory comes from hugepages: asked for by
+// enable_hugepages or by memory_backing "hugepages".
+func (p PerformanceSpec) Hugepages() bool {
+	return p.EnableHugepages || p.MemoryBacking == "hugepages"
 }
 
 // CPUTopologySpec is `cluster.hardware.acceleration.cpu_topology`.
@@ -77,15 +120,33 @@ type ControllerSpec struct {
 	MemoryMB   int `mapstructure:"memory_mb" json:"memory_mb"`
 	CPUCores   int `mapstructure:"cpu_cores" json:"cpu_cores"`
 	DiskSizeGB int `mapstructure:"disk_size_gb" json:"disk_size_gb"`
+	// CPUTopology overrides the cluster's cpu_topology for the controllers,
+	// whose vCPU count usually differs from the compute nodes'.
+	CPUTopology    *CPUTopologySpec    `mapstructure:"cpu_topology" json:"cpu_topology,omitempty"`
+	VirtioFSMounts []VirtioFSMountSpec `mapstructure:"virtio_fs_mounts" json:"virtio_fs_mounts,omitempty"`
+}
+
+// VirtioFSMountSpec is one host directory shared into a VM (the Python
+// tool's per-VM virtio_fs_mounts).
+type VirtioFSMountSpec struct {
+	Tag        string `mapstructure:"tag" json:"tag"`
+	HostPath   string `mapstructure:"host_path" json:"host_path"`
+	MountPoint string `mapstructure:"mount_point" json:"mount_point"`
+	Owner      string `mapstructure:"owner" json:"owner,omitempty"`
+	Group      string `mapstructure:"group" json:"group,omitempty"`
+	Mode       string `mapstructure:"mode" json:"mode,omitempty"`
+	Options    string `mapstructure:"options" json:"options,omitempty"`
 }
 
 // NodeSpec is one entry of `compute_nodes:`.
 type NodeSpec struct {
-	Name            string         `mapstructure:"name" json:"name"`
-	MemoryMB        int            `mapstructure:"memory_mb" json:"memory_mb"`
-	CPUCores        int            `mapstructure:"cpu_cores" json:"cpu_cores"`
-	DiskSizeGB      int            `mapstructure:"disk_size_gb" json:"disk_size_gb"`
-	PCIePassthrough map[string]any `mapstructure:"pcie_passthrough" json:"pcie_passthrough,omitempty"`
+	Name            string               `mapstructure:"name" json:"name"`
+	MemoryMB        int                  `mapstructure:"memory_mb" json:"memory_mb"`
+	CPUCores        int                  `mapstructure:"cpu_cores" json:"cpu_cores"`
+	DiskSizeGB      int                  `mapstructure:"disk_size_gb" json:"disk_size_gb"`
+	CPUTopology     *CPUTopologySpec     `mapstructure:"cpu_topology" json:"cpu_topology,omitempty"`
+	PCIePassthrough *PCIePassthroughSpec `mapstructure:"pcie_passthrough" json:"pcie_passthrough,omitempty"`
+	VirtioFSMounts  []VirtioFSMountSpec  `mapstructure:"virtio_fs_mounts" json:"virtio_fs_mounts,omitempty"`
 }
 
 // Defaults, as in the plan's configuration example and JSON schema.
@@ -94,6 +155,8 @@ const (
 	DefaultPoolType          = "dir"
 	DefaultNetworkRange      = "192.168.100.0/24"
 	DefaultDNSMode           = "isolated"
+	DefaultHugepageSize      = "2M"
+	DefaultMemoryBacking     = "default"
 	DefaultControllerCount   = 1
 	DefaultControllerMemory  = 4096
 	DefaultControllerCPU     = 2

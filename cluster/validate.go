@@ -86,6 +86,9 @@ func applyDefaults(s *Spec, given func(path string) bool) {
 	}
 	text("cluster.storage.pool_path", &s.Cluster.Storage.PoolPath, DefaultPoolPath)
 	text("cluster.storage.pool_type", &s.Cluster.Storage.PoolType, DefaultPoolType)
+	perf := &s.Cluster.Hardware.Acceleration.Performance
+	text("cluster.hardware.acceleration.performance.hugepage_size", &perf.HugepageSize, DefaultHugepageSize)
+	text("cluster.hardware.acceleration.performance.memory_backing", &perf.MemoryBacking, DefaultMemoryBacking)
 	n := &s.Network
 	text("network.network_range", &n.NetworkRange, DefaultNetworkRange)
 	text("network.dns_mode", &n.DNSMode, DefaultDNSMode)
@@ -189,27 +192,12 @@ func Validate(s Spec) error {
 		add("cluster.storage.pool_type", st.PoolType, "is not a pool type", `use "dir"`)
 	}
 
-	acc := s.Cluster.Hardware.Acceleration
-	switch acc.CPUModel {
-	case "", "host", "host-passthrough", "host-model", "qemu64":
-	default:
-		add("cluster.hardware.acceleration.cpu_model", acc.CPUModel, "is not a CPU model", "use one of host, host-passthrough, host-model, qemu64, or leave it out for the hypervisor's default")
-	}
-	for i, f := range acc.CPUFeatures {
+	for i, f := range s.Cluster.Hardware.Acceleration.CPUFeatures {
 		if !cpuFeatRE.MatchString(f) {
 			add(fmt.Sprintf("cluster.hardware.acceleration.cpu_features[%d]", i), f, "is not a CPU feature", `write "+name" to require or "-name" to disable a feature`)
 		}
 	}
-	if t := acc.CPUTopology; t != nil {
-		for _, kv := range []struct {
-			k string
-			v int
-		}{{"sockets", t.Sockets}, {"cores", t.Cores}, {"threads", t.Threads}} {
-			if kv.v < 1 || kv.v > maxCPUCores {
-				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
-			}
-		}
-	}
+	validateHardware(s, add)
 
 	validateNetwork(s, add)
 

@@ -19,7 +19,61 @@ type HostFacts struct {
 	KVMUsable    bool
 	Emulator     string   // the x86_64 emulator binary
 	MachineTypes []string // every x86_64 machine name, aliases included
+
+	CPUs      int    // logical CPUs of the host
+	MemoryKiB uint64 // the host's memory
+	// HostCPU is the physical CPU as libvirt names it (capabilities).
+	HostCPU HostCPU
+	// GuestCPU is, per domain type ("kvm", "qemu"), what the hypervisor can
+	// give a guest (domain capabilities); absent for a type libvirt refuses.
+	GuestCPU map[string]GuestCPU
+	NUMACells []NUMACell
+	// MemoryBackingSources are the memoryBacking source types QEMU offers
+	// (file, anonymous, memfd).
+	MemoryBackingSources []string
+	HostdevSupported     bool
+	VirtioFSSupported    bool
 }
+
+// HostCPU is the host's physical CPU.
+type HostCPU struct {
+	Vendor   string
+	Model    string
+	Features []string // libvirt's names, beyond those of Model
+}
+
+// GuestCPU is what one domain type can offer a guest's CPU.
+type GuestCPU struct {
+	Modes []string // supported modes: host-passthrough, host-model, custom, maximum
+	// HostModelName is the named model host-model expands to, and
+	// HostModelFeatures every feature it gives (the model's own ones
+	// expanded): the features a guest can be required to have.
+	HostModelName     string
+	HostModelFeatures []string
+	// DisabledFeatures are features host-model turns off because the
+	// hypervisor cannot provide them although the named model has them.
+	DisabledFeatures []string
+	Models           []CPUModel // the custom models, in libvirt's order
+}
+
+// CPUModel is one named CPU model and whether this host can run it as is.
+type CPUModel struct {
+	Name   string
+	Usable bool
+}
+
+// NUMACell is one host NUMA node.
+type NUMACell struct {
+	ID        int
+	MemoryKiB uint64
+	CPUs      []int
+	// FreePages counts free pages per page size in KiB (4, 2048, 1048576),
+	// read with virNodeGetFreePages at probe time.
+	FreePages map[uint64]uint64
+}
+
+// Hugepage sizes hpcvm plans with, in KiB.
+var hugepageSizesKiB = []uint64{2048, 1048576}
 
 const guestArch = "x86_64"
 
@@ -52,6 +106,18 @@ func (c *Client) HostFacts() (HostFacts, error) {
 		}
 		if caps.Host.CPU != nil {
 			f.Arch = caps.Host.CPU.Arch
+			f.HostCPU = HostCPU{Vendor: caps.Host.CPU.Vendor, Model: caps.Host.CPU.Model}
+			for _, ff := range caps.Host.CPU.FeatureFlags {
+				f.HostCPU.Features = append(f.HostCPU.Features, ff.Name)
+			}
+		}
+		info, err := conn.GetNodeInfo()
+		if err != nil {
+			return err
+		}
+		f.CPUs, f.MemoryKiB = int(info.Cpus), info.Memory
+		if f.NUMACells, err = numaCells(conn, caps); err != nil {
+			return err
 		}
 		seen := map[string]bool{}
 		addMachines := func(ms []libvirtxml.CapsGuestMachine) {
@@ -82,18 +148,161 @@ func (c *Client) HostFacts() (HostFacts, error) {
 			return &Error{Op: "read capabilities of", Object: c.uri,
 				Detail: "libvirtd offers no x86_64 hvm guests; install qemu-system-x86 on the host and restart libvirtd"}
 		}
-		if kvmOffered {
-			// Confirms the daemon can actually build a kvm guest, not just
-			// that it saw /dev/kvm when it probed QEMU.
-			_, derr := conn.GetDomainCapabilities(f.Emulator, guestArch, "", "kvm", 0)
-			if derr != nil && isConnLoss(derr, conn) {
-				return derr
+		f.GuestCPU = map[string]GuestCPU{}
+		for _, virtType := range []string{"kvm", "qemu"} {
+			if virtType == "kvm" && !kvmOffered {
+				continue
 			}
-			f.KVMUsable = derr == nil
+			// For kvm this also confirms the daemon can actually build a
+			// kvm guest, not just that it saw /dev/kvm when it probed QEMU.
+			dcXML, derr := conn.GetDomainCapabilities(f.Emulator, guestArch, "", virtType, 0)
+			if derr != nil {
+				if isConnLoss(derr, conn) {
+					return derr
+				}
+				continue
+			}
+			var dc libvirtxml.DomainCaps
+			if err := dc.Unmarshal(dcXML); err != nil {
+				return &Error{Kind: ErrInvalidXML, Op: "parse domain capabilities of", Object: c.uri, Detail: err.Error(), Cause: err}
+			}
+			g, err := guestCPU(conn, f.Emulator, virtType, dc)
+			if err != nil {
+				return err
+			}
+			f.GuestCPU[virtType] = g
+			if virtType == "kvm" {
+				f.KVMUsable = true
+			}
+			if virtType == "kvm" || !kvmOffered {
+				f.MemoryBackingSources, f.HostdevSupported, f.VirtioFSSupported = deviceSupport(dc)
+			}
 		}
 		return nil
 	})
 	return f, err
+}
+
+// numaCells reads the host's NUMA cells from the capabilities and the free
+// hugepages of each from virNodeGetFreePages (the capabilities count pages
+// reserved, not free).
+func numaCells(conn *lv.Connect, caps libvirtxml.Caps) ([]NUMACell, error) {
+	if caps.Host.NUMA == nil || caps.Host.NUMA.Cells == nil {
+		return nil, nil
+	}
+	var cells []NUMACell
+	for _, c := range caps.Host.NUMA.Cells.Cells {
+		cell := NUMACell{ID: c.ID, FreePages: map[uint64]uint64{}}
+		if c.Memory != nil {
+			cell.MemoryKiB = kibOf(c.Memory.Size, c.Memory.Unit)
+		}
+		if c.CPUS != nil {
+			for _, cpu := range c.CPUS.CPUs {
+				cell.CPUs = append(cell.CPUs, cpu.ID)
+			}
+		}
+		free, err := conn.GetFreePages(hugepageSizesKiB, c.ID, 1, 0)
+		if err != nil {
+			return nil, err
+		}
+		for i, size := range hugepageSizesKiB {
+			if i < len(free) {
+				cell.FreePages[size] = free[i]
+			}
+		}
+		cells = append(cells, cell)
+	}
+	return cells, nil
+}
+
+func kibOf(v uint64, unit string) uint64 {
+	switch unit {
+	case "B", "bytes":
+		return v / 1024
+	case "MiB", "M":
+		return v << 10
+	case "GiB", "G":
+		return v << 20
+	}
+	return v // KiB, libvirt's unit here
+}
+
+// guestCPU reads the CPU modes and models a domain type offers, and expands
+// host-model into every feature it gives a guest.
+func guestCPU(conn *lv.Connect, emulator, virtType string, dc libvirtxml.DomainCaps) (GuestCPU, error) {
+	var g GuestCPU
+	if dc.CPU == nil {
+		return g, nil
+	}
+	for _, m := range dc.CPU.Modes {
+		if m.Supported != "yes" {
+			continue
+		}
+		g.Modes = append(g.Modes, m.Name)
+		switch m.Name {
+		case "custom":
+			for _, model := range m.Models {
+				g.Models = append(g.Models, CPUModel{Name: model.Name, Usable: model.Usable == "yes"})
+			}
+		case "host-model":
+			if len(m.Models) == 0 {
+				continue
+			}
+			g.HostModelName = m.Models[0].Name
+			cpu := libvirtxml.DomainCPU{Mode: "custom", Match: "exact",
+				Model: &libvirtxml.DomainCPUModel{Value: g.HostModelName, Fallback: "forbid"}, Vendor: m.Vendor}
+			for _, f := range m.Features {
+				cpu.Features = append(cpu.Features, libvirtxml.DomainCPUFeature{Policy: f.Policy, Name: f.Name})
+			}
+			cpuXML, err := cpu.Marshal()
+			if err != nil {
+				return g, err
+			}
+			expanded, err := conn.BaselineHypervisorCPU(emulator, guestArch, "", virtType, []string{cpuXML}, lv.CONNECT_BASELINE_CPU_EXPAND_FEATURES)
+			if err != nil {
+				return g, err
+			}
+			var full libvirtxml.DomainCPU
+			if err := full.Unmarshal(expanded); err != nil {
+				return g, err
+			}
+			for _, f := range full.Features {
+				if f.Policy == "disable" {
+					g.DisabledFeatures = append(g.DisabledFeatures, f.Name)
+				} else {
+					g.HostModelFeatures = append(g.HostModelFeatures, f.Name)
+				}
+			}
+		}
+	}
+	return g, nil
+}
+
+// deviceSupport reads memory backing sources and device support from the
+// domain capabilities.
+func deviceSupport(dc libvirtxml.DomainCaps) (backing []string, hostdev, virtiofs bool) {
+	if mb := dc.MemoryBacking; mb != nil && mb.Supported == "yes" {
+		for _, e := range mb.Enums {
+			if e.Name == "sourceType" {
+				backing = append(backing, e.Values...)
+			}
+		}
+	}
+	if dc.Devices != nil {
+		if h := dc.Devices.HostDev; h != nil && h.Supported == "yes" {
+			hostdev = true
+		}
+		if fs := dc.Devices.FileSystem; fs != nil && fs.Supported == "yes" {
+			for _, e := range fs.Enums {
+				if e.Name == "driverType" {
+					for _, v := range e.Values {
+						virtiofs = virtiofs || v == "virtiofs"
+					}
+				}
+			}
+		}
+	}
+	return backing, hostdev, virtiofs
 }
 
 // versionString renders libvirt's major*1e6+minor*1e3+micro encoding.

@@ -40,6 +40,9 @@ and what was rolled back. Objects that existed before the run are kept.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range cluster.Warnings(spec) {
+				fmt.Fprintln(a.errOut, "warning:", w)
+			}
 			var res workflows.StartResult
 			err = a.operate(cmd.Context(), workflows.StartClusterName, workflows.Request{Spec: spec}, &res)
 			if err != nil {
