@@ -31,6 +31,16 @@ type Activities struct {
 	// PoolRoots those pools may be created under (CheckHostPaths); none
 	// means nothing is allowed.
 	ImageRoots, PoolRoots []string
+	// SysfsRoot is where sysfs is read from; "" is /sys. Tests point it
+	// at fixture trees.
+	SysfsRoot string
+}
+
+func (a *Activities) sysfs() string {
+	if a.SysfsRoot == "" {
+		return "/sys"
+	}
+	return a.SysfsRoot
 }
 
 // Error types that tell the operator (and Temporal's retry policy) what kind

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -19,14 +21,71 @@ func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, e
 		if err != nil {
 			return err
 		}
-		caps = cluster.HostCapabilities{
-			Hostname: f.Hostname, Arch: f.Arch,
-			LibvirtVersion: f.LibvirtVersion, HypervisorVersion: f.HypervisorVersion,
-			KVMUsable: f.KVMUsable, Emulator: f.Emulator, MachineTypes: f.MachineTypes,
-		}
+		caps = hostCapabilities(f)
+		caps.KVMModules = kvmModules(a.sysfs())
 		return nil
 	})
 	return caps, err
+}
+
+// The probe is read afresh on every run: it takes about 10 ms here
+// (capabilities, two domain capabilities, one CPU expansion, the free
+// pages), and free hugepages must be current when they are counted.
+func hostCapabilities(f libvirt.HostFacts) cluster.HostCapabilities {
+	caps := cluster.HostCapabilities{
+		Hostname: f.Hostname, Arch: f.Arch,
+		LibvirtVersion: f.LibvirtVersion, HypervisorVersion: f.HypervisorVersion,
+		KVMUsable: f.KVMUsable, Emulator: f.Emulator, MachineTypes: f.MachineTypes,
+		CPUs: f.CPUs, MemoryKiB: f.MemoryKiB,
+		HostCPU:              cluster.HostCPU{Vendor: f.HostCPU.Vendor, Model: f.HostCPU.Model, Features: f.HostCPU.Features},
+		GuestCPU:             map[string]cluster.GuestCPU{},
+		MemoryBackingSources: f.MemoryBackingSources,
+		HostdevSupported:     f.HostdevSupported,
+		VirtioFSSupported:    f.VirtioFSSupported,
+		IOMMU:                f.IOMMU,
+	}
+	for virtType, g := range f.GuestCPU {
+		gc := cluster.GuestCPU{Modes: g.Modes, HostModelName: g.HostModelName,
+			HostModelFeatures: g.HostModelFeatures, DisabledFeatures: g.DisabledFeatures}
+		for _, m := range g.Models {
+			gc.Models = append(gc.Models, cluster.CPUModel{Name: m.Name, Usable: m.Usable})
+		}
+		caps.GuestCPU[virtType] = gc
+	}
+	for _, c := range f.NUMACells {
+		caps.NUMACells = append(caps.NUMACells, cluster.HostNUMACell{ID: c.ID, MemoryKiB: c.MemoryKiB, CPUs: c.CPUs, FreeHugepages: c.FreePages})
+	}
+	return caps
+}
+
+// kvmModules says which KVM modules the host has loaded and whether they
+// allow nesting: libvirt reports whether a guest can get vmx/svm, not why.
+func kvmModules(sysfs string) string {
+	var parts []string
+	for _, m := range []string{"kvm_intel", "kvm_amd"} {
+		dir := filepath.Join(sysfs, "module", m)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		nested, err := os.ReadFile(filepath.Join(dir, "parameters", "nested"))
+		if err != nil {
+			parts = append(parts, m+" loaded, its nested parameter unreadable")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s nested=%s", m, strings.TrimSpace(string(nested))))
+	}
+	if len(parts) == 0 {
+		others, _ := filepath.Glob(filepath.Join(sysfs, "module", "kvm_*"))
+		names := []string{}
+		for _, o := range others {
+			names = append(names, filepath.Base(o))
+		}
+		if len(names) > 0 {
+			return "neither kvm_intel nor kvm_amd is loaded (loaded: " + strings.Join(names, ", ") + ")"
+		}
+		return "neither kvm_intel nor kvm_amd is loaded"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // InspectBaseImage checks that the base image exists on this host and reads

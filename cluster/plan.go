@@ -104,6 +104,14 @@ type MachinePlan struct {
 	CPUMode     string   `json:"cpu_mode,omitempty"`  // "", host-passthrough, host-model, custom
 	CPUModel    string   `json:"cpu_model,omitempty"` // for custom
 	CPUFeatures []string `json:"cpu_features,omitempty"`
+	// CPUCheck is libvirt's <cpu check>: "none" for QEMU's default model
+	// named only to carry features (QEMU drops what the host lacks, as it
+	// does without <cpu>); "" leaves libvirt's default.
+	CPUCheck string `json:"cpu_check,omitempty"`
+	// HugepageKiB is the page size backing guest memory; 0 for none.
+	HugepageKiB uint64 `json:"hugepage_kib,omitempty"`
+	// MemfdBacking backs guest memory with shared memfd.
+	MemfdBacking bool `json:"memfd_backing,omitempty"`
 	// Notes say where the host's reality overrode the spec, for the operator.
 	Notes []string `json:"notes,omitempty"`
 }

@@ -26,13 +26,16 @@ type HostFacts struct {
 	HostCPU HostCPU
 	// GuestCPU is, per domain type ("kvm", "qemu"), what the hypervisor can
 	// give a guest (domain capabilities); absent for a type libvirt refuses.
-	GuestCPU map[string]GuestCPU
+	GuestCPU  map[string]GuestCPU
 	NUMACells []NUMACell
 	// MemoryBackingSources are the memoryBacking source types QEMU offers
 	// (file, anonymous, memfd).
 	MemoryBackingSources []string
 	HostdevSupported     bool
 	VirtioFSSupported    bool
+	// IOMMU: the host has an IOMMU enabled (capabilities <iommu support>),
+	// which PCI passthrough needs.
+	IOMMU bool
 }
 
 // HostCPU is the host's physical CPU.
@@ -111,6 +114,7 @@ func (c *Client) HostFacts() (HostFacts, error) {
 				f.HostCPU.Features = append(f.HostCPU.Features, ff.Name)
 			}
 		}
+		f.IOMMU = caps.Host.IOMMU != nil && caps.Host.IOMMU.Support == "yes"
 		info, err := conn.GetNodeInfo()
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"libvirt.org/go/libvirtxml"
@@ -32,7 +33,10 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 		Memory:        &libvirtxml.DomainMemory{Value: uint(vm.MemoryMiB), Unit: "MiB"},
 		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(vm.MemoryMiB), Unit: "MiB"},
 		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(vm.VCPUs)},
-		CPU:           cpu(m),
+		CPU:           cpu(m, vm),
+		MemoryBacking: memoryBacking(m),
+		CPUTune:       cpuTune(vm),
+		NUMATune:      numaTune(vm),
 		OS: &libvirtxml.DomainOS{
 			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: m.MachineType, Type: "hvm"},
 			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}},
@@ -82,11 +86,11 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 	return doc.Marshal()
 }
 
-func cpu(m cluster.MachinePlan) *libvirtxml.DomainCPU {
-	if m.CPUMode == "" {
-		return nil
-	}
-	c := &libvirtxml.DomainCPU{Mode: m.CPUMode}
+// cpu is the <cpu> element: the negotiated mode, model and features, the
+// VM's topology and its guest NUMA cells. Nil when all are the
+// hypervisor's defaults.
+func cpu(m cluster.MachinePlan, vm cluster.VMPlan) *libvirtxml.DomainCPU {
+	c := &libvirtxml.DomainCPU{Mode: m.CPUMode, Check: m.CPUCheck}
 	if m.CPUMode == "custom" {
 		c.Match = "exact"
 		c.Model = &libvirtxml.DomainCPUModel{Value: m.CPUModel, Fallback: "forbid"}
@@ -98,5 +102,66 @@ func cpu(m cluster.MachinePlan) *libvirtxml.DomainCPU {
 		}
 		c.Features = append(c.Features, libvirtxml.DomainCPUFeature{Policy: policy, Name: f[1:]})
 	}
+	if t := vm.CPUTopology; t != nil {
+		c.Topology = &libvirtxml.DomainCPUTopology{Sockets: t.Sockets, Dies: 1, Cores: t.Cores, Threads: t.Threads}
+	}
+	if len(vm.NUMACells) > 0 {
+		c.Numa = &libvirtxml.DomainNuma{}
+		for _, cell := range vm.NUMACells {
+			id := uint(cell.ID)
+			dc := libvirtxml.DomainCell{ID: &id, CPUs: cell.CPUs, Memory: uint(cell.MemoryMiB), Unit: "MiB"}
+			if m.MemfdBacking {
+				dc.MemAccess = "shared"
+			}
+			c.Numa.Cell = append(c.Numa.Cell, dc)
+		}
+	}
+	if c.Mode == "" && c.Topology == nil && c.Numa == nil {
+		return nil
+	}
 	return c
+}
+
+// memoryBacking backs guest memory with hugepages of the negotiated size,
+// or with shared memfd memory.
+func memoryBacking(m cluster.MachinePlan) *libvirtxml.DomainMemoryBacking {
+	if m.HugepageKiB == 0 && !m.MemfdBacking {
+		return nil
+	}
+	b := &libvirtxml.DomainMemoryBacking{}
+	if m.HugepageKiB > 0 {
+		b.MemoryHugePages = &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(m.HugepageKiB), Unit: "KiB"}}}
+	}
+	if m.MemfdBacking {
+		b.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
+		b.MemoryAccess = &libvirtxml.DomainMemoryAccess{Mode: "shared"}
+	}
+	return b
+}
+
+// cpuTune pins each vCPU to its host CPU (cpu_pinning).
+func cpuTune(vm cluster.VMPlan) *libvirtxml.DomainCPUTune {
+	if len(vm.VCPUPins) == 0 {
+		return nil
+	}
+	t := &libvirtxml.DomainCPUTune{}
+	for i, hostCPU := range vm.VCPUPins {
+		t.VCPUPin = append(t.VCPUPin, libvirtxml.DomainCPUTuneVCPUPin{VCPU: uint(i), CPUSet: strconv.Itoa(hostCPU)})
+	}
+	return t
+}
+
+// numaTune binds each guest cell's memory to the host cell its vCPUs are
+// pinned on.
+func numaTune(vm cluster.VMPlan) *libvirtxml.DomainNUMATune {
+	var t libvirtxml.DomainNUMATune
+	for _, c := range vm.NUMACells {
+		if c.HostCell >= 0 {
+			t.MemNodes = append(t.MemNodes, libvirtxml.DomainNUMATuneMemNode{CellID: uint(c.ID), Mode: "strict", Nodeset: strconv.Itoa(c.HostCell)})
+		}
+	}
+	if len(t.MemNodes) == 0 {
+		return nil
+	}
+	return &t
 }

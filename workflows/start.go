@@ -97,7 +97,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		if err := workflow.ExecuteActivity(actx, a.ProbeHost).Get(ctx, &caps); err != nil {
 			return false, err
 		}
-		if err := plan.Negotiate(req.Spec, caps); err != nil {
+		if err := plan.NegotiateRunning(req.Spec, caps, runningVMs(inv)); err != nil {
 			return false, badRequest(err)
 		}
 		// Paths the worker may not use are refused before anything exists.
@@ -479,4 +479,17 @@ func rootMessage(err error) string {
 		}
 		err = next
 	}
+}
+
+// runningVMs names the cluster's VMs whose domains hold their memory
+// already (running, paused, suspended): their hugepages are taken.
+func runningVMs(inv activities.Inventory) []string {
+	var out []string
+	for _, d := range inv.Domains {
+		holds := d.State != "shut off" && d.State != "crashed" && d.State != ""
+		if d.Owned && holds && d.VM != "" {
+			out = append(out, d.VM)
+		}
+	}
+	return out
 }
