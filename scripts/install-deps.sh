@@ -11,6 +11,9 @@ packages=(
   # the hypervisor: libvirtd with its QEMU driver, virsh, QEMU itself
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils
+  # virt-xml-validate (libvirt-clients) runs xmllint: tests check every
+  # rendered document against libvirt's RelaxNG schemas
+  libxml2-utils
   # what libvirt's virtual networks need: dnsmasq for DHCP, iproute2 and
   # iptables for bridges and firewall rules
   dnsmasq-base iproute2 iptables
