@@ -28,7 +28,16 @@ func (p PerformanceSpec) HugepageMiB() int {
 	if !p.Hugepages() {
 		return 0
 	}
-	return hugepageSizesMiB[p.HugepageSize]
+	return hugepageSizesMiB[p.hugepageSize()]
+}
+
+// hugepageSize is hugepage_size with the default for a spec made before
+// the key was read (recorded runs, Specs built in Go): "" is "2M".
+func (p PerformanceSpec) hugepageSize() string {
+	if p.HugepageSize == "" {
+		return DefaultHugepageSize
+	}
+	return p.HugepageSize
 }
 
 // NUMACellPlan is one guest NUMA cell of a VM.
@@ -146,12 +155,12 @@ func validateHardware(s Spec, add func(path string, value any, problem, want str
 
 	perf := acc.Performance
 	pagesOK := true
-	if _, ok := hugepageSizesMiB[perf.HugepageSize]; !ok {
+	if _, ok := hugepageSizesMiB[perf.hugepageSize()]; !ok {
 		add(accPath+".performance.hugepage_size", perf.HugepageSize, "is not a hugepage size", `use "2M" or "1G"`)
 		pagesOK = false
 	}
 	switch perf.MemoryBacking {
-	case MemoryBackingDefault, MemoryBackingHugepages, MemoryBackingMemfd:
+	case "", MemoryBackingDefault, MemoryBackingHugepages, MemoryBackingMemfd:
 	default:
 		add(accPath+".performance.memory_backing", perf.MemoryBacking, "is not a memory backing", `use "default", "hugepages" or "memfd"`)
 	}
@@ -189,7 +198,7 @@ func validateHardware(s Spec, add func(path string, value any, problem, want str
 			pageMiB = perf.HugepageMiB()
 		}
 		if pageMiB > 0 && g.memory%pageMiB != 0 {
-			add(g.path+".memory_mb", g.memory, fmt.Sprintf("is not a whole number of %s hugepages", perf.HugepageSize),
+			add(g.path+".memory_mb", g.memory, fmt.Sprintf("is not a whole number of %s hugepages", perf.hugepageSize()),
 				fmt.Sprintf("use a multiple of %d MiB, or turn hugepages off", pageMiB))
 			continue
 		}
@@ -208,7 +217,7 @@ func validateHardware(s Spec, add func(path string, value any, problem, want str
 				fmt.Sprintf("× %d nodes = %d MiB, but %s %s memory_mb %d", numa.Nodes, perNodeMiB*numa.Nodes, g.label(), haveOrHas(g), g.memory),
 				"leave memory_per_node out to split each VM's memory evenly, or make it match")
 		case perNodeMiB > 0 && perNodeMiB%unit != 0:
-			add(accPath+".numa_topology.memory_per_node", numa.MemoryPerNode, fmt.Sprintf("is not a whole number of %s hugepages", perf.HugepageSize),
+			add(accPath+".numa_topology.memory_per_node", numa.MemoryPerNode, fmt.Sprintf("is not a whole number of %s hugepages", perf.hugepageSize()),
 				fmt.Sprintf("use a multiple of %d MiB", unit))
 		case g.memory/unit < numa.Nodes:
 			add(g.path+".memory_mb", g.memory, fmt.Sprintf("cannot be split into %d NUMA cells", numa.Nodes),

@@ -360,12 +360,12 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 			freeAll += free
 			perCell = append(perCell, fmt.Sprintf("cell %d: %d", c.ID, free))
 			if n := need[c.ID]; n > free {
-				errs = append(errs, fmt.Sprintf("%s: the pinned VMs need %d free %s hugepages on host NUMA cell %d, which has %d: reserve more there (/sys/devices/system/node/node%d/hugepages/hugepages-%dkB/nr_hugepages) or turn hugepages off", pathPerformance, n, perf.HugepageSize, c.ID, free, c.ID, pageKiB))
+				errs = append(errs, fmt.Sprintf("%s: the pinned VMs need %d free %s hugepages on host NUMA cell %d, which has %d: reserve more there (/sys/devices/system/node/node%d/hugepages/hugepages-%dkB/nr_hugepages) or turn hugepages off", pathPerformance, n, perf.hugepageSize(), c.ID, free, c.ID, pageKiB))
 			}
 		}
 		if needAll > freeAll {
 			errs = append(errs, fmt.Sprintf("%s: the VMs to start need %d free %s hugepages (%d MiB), but the host has %d free (%s): reserve at least %d (e.g. sysctl vm.nr_hugepages for 2M pages) or turn hugepages off",
-				pathPerformance, needAll, perf.HugepageSize, needAll*uint64(pageMiB), freeAll, strings.Join(perCell, ", "), needAll))
+				pathPerformance, needAll, perf.hugepageSize(), needAll*uint64(pageMiB), freeAll, strings.Join(perCell, ", "), needAll))
 		}
 	}
 
