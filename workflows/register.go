@@ -15,4 +15,5 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(StopCluster, workflow.RegisterOptions{Name: StopClusterName})
 	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
 	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
+	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
 }

@@ -85,21 +85,29 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand())
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand())
 	return root
 }
 
 // loadSpec reads and validates the cluster file; errors exit with code 2.
 func (a *app) loadSpec() (cluster.Spec, error) {
-	path := a.v.GetString("config")
-	spec, err := cluster.Load(path)
+	spec, err := a.readSpec()
 	if err != nil {
 		return spec, fail(ExitBadInput, "%v\nnothing was submitted", err)
+	}
+	return spec, nil
+}
+
+// readSpec reads and validates the cluster file, --host applied.
+func (a *app) readSpec() (cluster.Spec, error) {
+	spec, err := cluster.Load(a.v.GetString("config"))
+	if err != nil {
+		return spec, err
 	}
 	if host := a.v.GetString("host"); host != "" {
 		spec.Cluster.Host = strings.ToLower(host)
 		if err := cluster.Validate(spec); err != nil {
-			return spec, fail(ExitBadInput, "%v\nnothing was submitted", err)
+			return spec, err
 		}
 	}
 	return spec, nil

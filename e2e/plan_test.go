@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// validate and plan run every check start runs and say what start would
+// do, through the host's worker, and create nothing.
+func TestValidateAndPlanCreateNothing(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("validate")
+	require.Equal(t, cli.ExitOK, code, out)
+	for _, want := range []string{"✓ file:", "✓ names:", "✓ host:", "✓ hardware: pc-q35-", "✓ paths:", "✓ base image:", "✓ disk sizes:", "✓ xml: 9 documents rendered", "can start on host " + e.host} {
+		assert.Contains(t, out, want)
+	}
+	assert.NotContains(t, out, "✗")
+	assert.Empty(t, e.leftovers())
+
+	code, out = e.hpcvm("plan", "--xml")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "create  network  "+e.cluster+"-network")
+	assert.Contains(t, out, "create  domain   "+e.cluster+"-compute-02")
+	assert.Equal(t, 3, strings.Count(out, "<domain type=\"qemu\">"), "every domain's XML")
+	assert.Contains(t, out, "<network>")
+	assert.Empty(t, e.leftovers())
+
+	code, out = e.hpcvm("plan", "-o", "json")
+	require.Equal(t, cli.ExitOK, code, out)
+	var r workflows.PlanReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	assert.True(t, r.OK())
+	assert.Len(t, r.Objects, 9)
+	assert.Empty(t, r.Documents, "documents only with --xml")
+	assert.Equal(t, "qemu", r.Plan.Machine.DomainType)
+	assert.NotEmpty(t, r.Host.GuestCPU["qemu"].Models)
+
+	// Once the cluster runs, start would keep everything; once stopped, it
+	// would start the domains.
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	code, out = e.hpcvm("plan")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.NotContains(t, out, "create ")
+	assert.Contains(t, out, "keep    domain   "+e.cluster+"-controller-01")
+	code, out = e.hpcvm("stop", "--timeout", "1s") // the guests need not shut down cleanly here
+	require.Equal(t, cli.ExitOK, code, out)
+	code, out = e.hpcvm("plan")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "start   domain   "+e.cluster+"-controller-01")
+}
+
+func TestValidateNamesWhatTheHostCannotDo(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.withAcceleration(`      cpu_model: host-passthrough
+      enable_nested: true
+      performance: {enable_hugepages: true}
+`, 1)
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("validate")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, `✗ hardware: cluster.hardware.acceleration.cpu_model "host-passthrough" is not offered by TCG on this host`)
+	assert.Contains(t, out, "✗ hardware: cluster.hardware.acceleration.enable_nested is true, but nested virtualisation needs KVM and these VMs run under TCG")
+	assert.Contains(t, out, "✗ hardware: cluster.hardware.acceleration.performance: the VMs to start need 192 free 2M hugepages (384 MiB), but the host has 0 free")
+	assert.Contains(t, out, "✓ base image:", "the other checks still run")
+	assert.Contains(t, out, "cannot start on host "+e.host+" as written: 3 check(s) failed; nothing was created")
+	assert.Empty(t, e.leftovers())
+
+	// A file that fails its own checks is shown line by line; the host is
+	// not asked.
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "memory_mb: 128", "memory_mb: 1", 1))
+	code, out = e.hpcvm("validate")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "✗ file: controller.memory_mb")
+	assert.Contains(t, out, "the host was not asked")
+}

@@ -1,0 +1,347 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/templates"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// PlanClusterName is the read-only workflow behind `hpcvm validate` and
+// `hpcvm plan`.
+const PlanClusterName = "PlanCluster"
+
+// Check is one thing start would check, and how it came out.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// PlannedObject is a libvirt object of the plan and what start would do
+// with it.
+type PlannedObject struct {
+	Kind   string `json:"kind"` // network, pool, volume, domain
+	Name   string `json:"name"`
+	Action string `json:"action"` // create, keep, start, refused
+	Detail string `json:"detail,omitempty"`
+}
+
+// Document is an XML document start would hand to libvirt.
+type Document struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	XML  string `json:"xml"`
+}
+
+// PlanReport is what PlanCluster found: every check, the negotiated plan,
+// the objects with their actions and, when every check passed, the XML.
+type PlanReport struct {
+	Checks    []Check                  `json:"checks"`
+	Plan      cluster.Plan             `json:"plan"`
+	Host      cluster.HostCapabilities `json:"host"`
+	Objects   []PlannedObject          `json:"objects"`
+	Documents []Document               `json:"documents,omitempty"`
+	NotInFile []string                 `json:"not_in_file,omitempty"`
+}
+
+// OK says every check passed: start would go ahead.
+func (r PlanReport) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// PlanCluster runs every check start runs before it creates anything, and
+// says what start would create or change, without changing anything: the
+// inspection does not even start an inactive pool. It takes no lock, so it
+// runs beside any operation. A check that fails is reported, not raised;
+// the workflow fails only when the host cannot be asked at all.
+func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
+	o := req.Options.withDefaults()
+	var r PlanReport
+	check := func(name string, err error, detail string) bool {
+		c := Check{Name: name, OK: err == nil, Detail: detail}
+		if err != nil {
+			c.Detail = rootCause(err)
+		}
+		r.Checks = append(r.Checks, c)
+		return err == nil
+	}
+	if err := cluster.Validate(req.Spec); err != nil {
+		var verr cluster.ValidationError
+		if errors.As(err, &verr) {
+			for _, fe := range verr {
+				r.Checks = append(r.Checks, Check{Name: "file", Detail: fe.Error()})
+			}
+		} else {
+			check("file", err, "")
+		}
+		return r, nil
+	}
+	fresh, err := cluster.NewPlan(req.Spec)
+	if !check("file", err, "every setting is valid") {
+		return r, nil
+	}
+	r.Plan = fresh
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: o.StepTimeout,
+		// Interactive: fail fast when the host's worker is not there.
+		ScheduleToCloseTimeout: 30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var inv activities.Inventory
+	if err := workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{
+		Cluster: fresh.Cluster, PlannedDomains: domainNames(fresh),
+	}).Get(ctx, &inv); err != nil {
+		return r, err
+	}
+	check("names", refuseLookalikes(fresh, inv), "no object with the cluster's names was made by anyone but hpcvm")
+	var leases []cluster.HostLease
+	if inv.NetworkOwned() {
+		leases = inv.Network.Leases
+	}
+	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
+	if !check("addresses", err, "every VM has a MAC and an address") {
+		return r, nil
+	}
+	r.Plan = plan
+	r.NotInFile = notInFile(plan, inv)
+
+	if err := workflow.ExecuteActivity(ctx, a.ProbeHost).Get(ctx, &r.Host); err != nil {
+		return r, err
+	}
+	check("host", nil, hostSummary(r.Host))
+	negotiated := true
+	if err := plan.NegotiateRunning(req.Spec, r.Host, runningVMs(inv)); err != nil {
+		negotiated = false
+		var mismatch *cluster.HostMismatchError
+		if errors.As(err, &mismatch) {
+			for _, p := range mismatch.Problems {
+				r.Checks = append(r.Checks, Check{Name: "hardware", Detail: p})
+			}
+		} else {
+			check("hardware", err, "")
+		}
+	} else {
+		check("hardware", nil, machineSummary(plan.Machine))
+	}
+	r.Plan = plan
+
+	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
+	paths := activities.PathsRequest{}
+	if !baseExisted {
+		paths.BaseImage = plan.BaseImage.Source
+	}
+	if !inv.PoolOwned() {
+		paths.PoolDir = plan.Pool.Path
+	}
+	if paths != (activities.PathsRequest{}) {
+		err := workflow.ExecuteActivity(ctx, a.CheckHostPaths, paths).Get(ctx, nil)
+		if err != nil && !isBadInput(err) {
+			return r, err
+		}
+		check("paths", err, "the worker may read the base image and create the pool's directory")
+	}
+	var img activities.ImageInfo
+	if baseExisted {
+		img = activities.ImageInfo{Path: plan.BaseImage.Source, Format: base.Format, VirtualSize: base.Capacity}
+		check("base image", nil, fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", base.Name, base.Format, size(base.Capacity)))
+	} else {
+		err := workflow.ExecuteActivity(ctx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img)
+		if err != nil && !isBadInput(err) {
+			return r, err
+		}
+		check("base image", err, fmt.Sprintf("%s: %s, %s virtual, %s on disk", img.Path, img.Format, size(img.VirtualSize), size(uint64(img.FileSize))))
+	}
+	if img.Format != "" {
+		var small []string
+		for _, vm := range plan.VMs {
+			if uint64(vm.DiskGiB)*templates.GiB < img.VirtualSize {
+				small = append(small, fmt.Sprintf("VM %s has disk_size_gb %d, smaller than the base image's virtual size (%.1f GiB): give it at least %d", vm.Name, vm.DiskGiB, gib(img.VirtualSize), (img.VirtualSize+templates.GiB-1)/templates.GiB))
+			}
+		}
+		if len(small) > 0 {
+			check("disk sizes", errors.New(strings.Join(small, "; ")), "")
+		} else {
+			check("disk sizes", nil, "every VM's disk holds the base image")
+		}
+	}
+
+	r.Objects = plannedObjects(plan, inv, baseExisted)
+	if negotiated && img.Format != "" {
+		docs, err := planDocuments(plan, img)
+		if !check("xml", err, fmt.Sprintf("%d documents rendered", len(docs))) {
+			return r, nil
+		}
+		r.Documents = docs
+	}
+	return r, nil
+}
+
+func isBadInput(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBadInput
+}
+
+// rootCause is the innermost message of an activity's error: the part
+// that tells the operator what is wrong.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+func gib(b uint64) float64 { return float64(b) / float64(templates.GiB) }
+
+// size shows a byte count in MiB below a GiB, in GiB above.
+func size(b uint64) string {
+	if b < templates.GiB {
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f GiB", gib(b))
+}
+
+func hostSummary(h cluster.HostCapabilities) string {
+	kvm := "no usable KVM (TCG only)"
+	if h.KVMUsable {
+		kvm = "KVM"
+	}
+	s := fmt.Sprintf("%s: libvirt %s, QEMU %s, %s", h.Hostname, h.LibvirtVersion, h.HypervisorVersion, kvm)
+	if h.CPUs > 0 {
+		s += fmt.Sprintf(", %d CPUs (%s %s), %.1f GiB, %d NUMA cell(s)", h.CPUs, h.HostCPU.Vendor, h.HostCPU.Model, float64(h.MemoryKiB)/(1<<20), len(h.NUMACells))
+	}
+	return s
+}
+
+func machineSummary(m cluster.MachinePlan) string {
+	parts := []string{m.MachineType, m.DomainType, "CPU " + CPUSummary(m)}
+	if m.HugepageKiB > 0 {
+		parts = append(parts, fmt.Sprintf("hugepages of %d KiB", m.HugepageKiB))
+	}
+	if m.MemfdBacking {
+		parts = append(parts, "memfd memory")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// CPUSummary says in a few words what CPU the VMs get.
+func CPUSummary(m cluster.MachinePlan) string {
+	var s string
+	switch m.CPUMode {
+	case "":
+		s = "QEMU's default (" + cluster.DefaultCPUModel + ")"
+	case "custom":
+		s = m.CPUModel
+	default:
+		s = m.CPUMode
+	}
+	if len(m.CPUFeatures) > 0 {
+		s += " " + strings.Join(m.CPUFeatures, " ")
+	}
+	return s
+}
+
+func plannedObjects(p cluster.Plan, inv activities.Inventory, baseExisted bool) []PlannedObject {
+	var out []PlannedObject
+	state := func(exists, owned bool) string {
+		switch {
+		case !exists:
+			return "create"
+		case !owned:
+			return "refused"
+		}
+		return "keep"
+	}
+	net := PlannedObject{Kind: "network", Name: p.Network.Name, Action: state(inv.Network != nil, inv.NetworkOwned()),
+		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd)}
+	if inv.NetworkOwned() {
+		for _, l := range p.Network.Leases {
+			if !hasLease(inv.Network.Leases, l) {
+				net.Action = "change"
+				net.Detail += "; adds lease(s) for new VMs"
+				break
+			}
+		}
+	}
+	out = append(out, net)
+	out = append(out, PlannedObject{Kind: "pool", Name: p.Pool.Name, Action: state(inv.Pool != nil, inv.PoolOwned()), Detail: p.Pool.Path})
+	baseAction := "create"
+	if baseExisted {
+		baseAction = "keep"
+	}
+	out = append(out, PlannedObject{Kind: "volume", Name: p.BaseImage.Volume, Action: baseAction, Detail: "uploaded from " + p.BaseImage.Source})
+	for _, vm := range p.VMs {
+		_, volExists := inv.Volume(vm.Volume)
+		volAction := "create"
+		if volExists {
+			volAction = "keep"
+		}
+		out = append(out, PlannedObject{Kind: "volume", Name: vm.Volume, Action: volAction, Detail: fmt.Sprintf("%d GiB, copy-on-write on %s", vm.DiskGiB, p.BaseImage.Volume)})
+		d, exists := inv.Domain(vm.Domain)
+		action := state(exists, d.Owned)
+		if exists && d.Owned && d.State != "running" {
+			action = "start"
+		}
+		out = append(out, PlannedObject{Kind: "domain", Name: vm.Domain, Action: action, Detail: vmSummary(vm)})
+	}
+	return out
+}
+
+func vmSummary(vm cluster.VMPlan) string {
+	s := fmt.Sprintf("%s, %s, %s, %d vCPU, %d MiB", vm.Role, vm.MAC, vm.IP, vm.VCPUs, vm.MemoryMiB)
+	if t := vm.CPUTopology; t != nil {
+		s += fmt.Sprintf(", topology %d×%d×%d", t.Sockets, t.Cores, t.Threads)
+	}
+	if len(vm.NUMACells) > 0 {
+		s += fmt.Sprintf(", %d NUMA cells", len(vm.NUMACells))
+	}
+	if len(vm.VCPUPins) > 0 {
+		s += fmt.Sprintf(", pinned to host CPUs %v", vm.VCPUPins)
+	}
+	return s
+}
+
+func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error) {
+	var docs []Document
+	add := func(kind, name string, render func() (string, error)) error {
+		x, err := render()
+		if err != nil {
+			return err
+		}
+		docs = append(docs, Document{Kind: kind, Name: name, XML: x})
+		return nil
+	}
+	if err := add("network", p.Network.Name, func() (string, error) { return templates.Network(p) }); err != nil {
+		return nil, err
+	}
+	if err := add("pool", p.Pool.Name, func() (string, error) { return templates.Pool(p) }); err != nil {
+		return nil, err
+	}
+	if err := add("volume", p.BaseImage.Volume, func() (string, error) { return templates.BaseImage(p, img.Format, img.VirtualSize) }); err != nil {
+		return nil, err
+	}
+	baseFormat := img.Format
+	for _, vm := range p.VMs {
+		if err := add("volume", vm.Volume, func() (string, error) { return templates.VMVolume(p, vm, baseFormat) }); err != nil {
+			return nil, err
+		}
+		if err := add("domain", vm.Domain, func() (string, error) { return templates.Domain(p, vm) }); err != nil {
+			return nil, err
+		}
+	}
+	return docs, nil
+}
