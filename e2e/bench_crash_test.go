@@ -56,7 +56,7 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	// run submits op and waits for it; with kill, the worker is killed once
 	// an activity of that type runs and a new one started at once.
 	var last client.WorkflowRun // the newest run, for explain
-	var killedAt time.Time
+	var killedAt, lastBegan, lastReturned time.Time
 	run := func(op, kill string) (time.Duration, string) {
 		began := time.Now()
 		r := e.submit(op, workflows.Options{})
@@ -75,6 +75,7 @@ func BenchmarkCrashRecovery(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		require.NoError(b, r.Get(ctx, nil), "%s (worker killed in %q)", op, kill)
+		lastBegan, lastReturned = began, time.Now()
 		return time.Since(began), caught
 	}
 
@@ -96,7 +97,7 @@ func BenchmarkCrashRecovery(b *testing.B) {
 			if !strings.HasPrefix(caught, "missed") {
 				lost[s.activity] = append(lost[s.activity], took-undisturbed[s.op])
 				if took-undisturbed[s.op] > 5*time.Second {
-					explain(b, c, last, killedAt, filepath.Join(e.poolRoot, "worker.log"))
+					explain(b, c, last, lastBegan, killedAt, lastReturned, filepath.Join(e.poolRoot, "worker.log"))
 				}
 			}
 			if caughtIn[s.activity] == nil {
@@ -130,10 +131,27 @@ func BenchmarkCrashRecovery(b *testing.B) {
 
 // explain prints what happened in run r after the kill, and the new
 // worker's log: a crash that cost more than 5 s is a finding.
-func explain(t testing.TB, c client.Client, r client.WorkflowRun, killed time.Time, workerLog string) {
+// Its timeline says where the time went: before the kill (a slow run, not
+// a slow recovery), between the kill and the run's end, or after the end
+// (the client learning of it).
+func explain(t testing.TB, c client.Client, r client.WorkflowRun, began, killed, returned time.Time, workerLog string) {
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nslow recovery in %s, events after the kill:\n", r.GetRunID())
+	var first, closed time.Time
+	var gaps []string
+	var prev time.Time
 	names := map[int64]string{}
+	var events strings.Builder
+	defer func() {
+		fmt.Fprintf(&out, "\nslow run %s: submitted; workflow started %+.3fs later; killed %+.3fs after submit; closed %+.3fs after the kill; the client saw the end %+.3fs after it closed\n",
+			r.GetRunID(), first.Sub(began).Seconds(), killed.Sub(began).Seconds(), closed.Sub(killed).Seconds(), returned.Sub(closed).Seconds())
+		if len(gaps) > 0 {
+			fmt.Fprintf(&out, "gaps of more than a second between events: %s\n", strings.Join(gaps, "; "))
+		}
+		fmt.Fprintf(&out, "events after the kill:\n%s", events.String())
+		log, _ := os.ReadFile(workerLog)
+		fmt.Fprintf(&out, "new worker's log:\n%s\n", log)
+		fmt.Print(out.String())
+	}()
 	it := c.GetWorkflowHistory(context.Background(), r.GetID(), r.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -146,13 +164,21 @@ func explain(t testing.TB, c client.Client, r client.WorkflowRun, killed time.Ti
 		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
 			detail = fmt.Sprintf("%s attempt %d %s", names[a.GetScheduledEventId()], a.GetAttempt(), a.GetLastFailure().GetMessage())
 		}
-		if at := ev.GetEventTime().AsTime().Sub(killed); at > -500*time.Millisecond {
-			fmt.Fprintf(&out, "  %+8.3fs %s %s\n", at.Seconds(), ev.GetEventType(), detail)
+		at := ev.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = at
+		}
+		closed = at
+		if !prev.IsZero() && at.Sub(prev) > time.Second {
+			gaps = append(gaps, fmt.Sprintf("%.3fs before %s %s (%+.3fs after the kill)", at.Sub(prev).Seconds(), ev.GetEventType(), detail, at.Sub(killed).Seconds()))
+		}
+		if at.After(prev) {
+			prev = at
+		}
+		if since := at.Sub(killed); since > -500*time.Millisecond {
+			fmt.Fprintf(&events, "  %+8.3fs %s %s\n", since.Seconds(), ev.GetEventType(), detail)
 		}
 	}
-	log, _ := os.ReadFile(workerLog)
-	fmt.Fprintf(&out, "new worker's log:\n%s\n", log)
-	fmt.Print(out.String())
 }
 
 // waitForActivity waits until the server lists an activity of that type as
