@@ -277,7 +277,6 @@ func validatePCI(s Spec, add func(path string, value any, problem, want string))
 		}
 	}
 	seen := map[string]string{}
-	passing := false
 	check := func(path string, pt *PCIePassthroughSpec, clusterLevel bool) {
 		if pt == nil {
 			return
@@ -311,17 +310,10 @@ func validatePCI(s Spec, add func(path string, value any, problem, want string))
 				add(p+".assigned_to", d.AssignedTo, "is for cluster.hardware.pcie_passthrough", "leave it out: a VM's own devices go to that VM")
 			}
 		}
-		if pt.Enabled && len(pt.Devices) > 0 {
-			passing = true
-		}
 	}
 	check("cluster.hardware.pcie_passthrough", s.Cluster.Hardware.PCIePassthrough, true)
 	for i, n := range s.ComputeNodes {
 		check(fmt.Sprintf("compute_nodes[%d].pcie_passthrough", i), n.PCIePassthrough, false)
-	}
-	if passing {
-		add("pcie_passthrough", nil, "is not built in hpcvm yet",
-			"hpcvm does not pass PCI devices through yet and will not start VMs without the devices they ask for: set enabled: false or remove the devices")
 	}
 }
 

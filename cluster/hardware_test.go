@@ -40,8 +40,6 @@ func TestHardwareSettingsAreJudgedFromTheFile(t *testing.T) {
 			`cluster.hardware.pcie_passthrough.devices[0].assigned_to: "ghost" names no VM of this cluster; use one of controller-01`},
 		{"not assigned", "cluster: {name: lab, host: hv1, storage: {base_image: /x.qcow2}, hardware: {pcie_passthrough: {enabled: false, devices: [{pci_address: \"0000:01:00.0\", device_type: gpu}]}}}\n",
 			`cluster.hardware.pcie_passthrough.devices[0].assigned_to is required here; name the VM the device goes to: controller-01`},
-		{"passthrough", hwYAML(``, "compute_nodes: [{name: c1, pcie_passthrough: {enabled: true, devices: [{pci_address: \"0000:01:00.0\", device_type: gpu}]}}]"),
-			`pcie_passthrough is not built in hpcvm yet; hpcvm does not pass PCI devices through yet and will not start VMs without the devices they ask for: set enabled: false or remove the devices`},
 		{"virtiofs", hwYAML(``, "compute_nodes: [{name: c1, virtio_fs_mounts: [{tag: data, host_path: /srv/data, mount_point: /data}]}]"),
 			`compute_nodes[0].virtio_fs_mounts is not built in hpcvm yet; leave it out for now: hpcvm does not create virtiofs devices yet and will not start VMs without the mounts they ask for`},
 	}

@@ -94,6 +94,9 @@ type VMPlan struct {
 	// VCPUPins holds, per vCPU, the host CPU it is pinned to (cpu_pinning),
 	// set by Negotiate.
 	VCPUPins []int `json:"vcpu_pins,omitempty"`
+	// HostDevices are the host PCI functions passed through to the VM,
+	// set by AssignPCI.
+	HostDevices []HostDevicePlan `json:"host_devices,omitempty"`
 }
 
 // MachinePlan is what the host and the spec agreed on for every domain.

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/internal/pcifixture"
 	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/worker/hostworker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"libvirt.org/go/libvirtxml"
@@ -85,5 +87,76 @@ func TestHugepagesRefusedWithTheRealFreeCount(t *testing.T) {
 	code, out := e.hpcvm("start")
 	require.Equal(t, cli.ExitBadInput, code, out)
 	assert.Contains(t, out, "the VMs to start need 128 free 2M hugepages (256 MiB), but the host has "+free+" free")
+	assert.Empty(t, e.leftovers())
+}
+
+// withGPU gives compute-01 the fixture host's GPU and its audio function.
+func (e *env) withGPU(gpuAddress string) {
+	cfg := readFile(e.t, e.config)
+	node := "  - {name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}\n"
+	require.Contains(e.t, cfg, node)
+	cfg = strings.Replace(cfg, node, `  - name: compute-01
+    memory_mb: 128
+    cpu_cores: 1
+    disk_size_gb: 1
+    pcie_passthrough:
+      enabled: true
+      devices:
+        - {pci_address: "`+gpuAddress+`", device_type: gpu, vendor_id: "10de"}
+        - {pci_address: "0000:01:00.1", device_type: audio}
+`, 1)
+	writeFile(e.t, e.config, cfg)
+}
+
+// On a fixture GPU host (its sysfs tree), the GPU passes every check, its
+// domain gets both functions; starting it fails on this machine, which has
+// no such device, and is rolled back. A device the host lacks is refused
+// before anything is created.
+func TestGPUPassthroughOnAFixtureHost(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	e.withGPU("0000:01:00.0")
+	sysfs := t.TempDir()
+	require.NoError(t, pcifixture.Write(sysfs, pcifixture.GPUHost, true))
+	e.startWorkerWith(func(o *hostworker.Options) { o.SysfsRoot = sysfs })
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("validate")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "✓ pci: 2 function(s) present, in complete IOMMU groups, held by no other domain (sysfs at "+sysfs+")")
+
+	code, out = e.hpcvm("plan", "--xml")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "gpu 0000:01:00.0, audio 0000:01:00.1")
+	assert.Contains(t, out, `<address domain="0x0000" bus="0x01" slot="0x00" function="0x1"></address>`)
+	assert.Contains(t, out, `<model type="none"></model>`)
+
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitFailed, code, out)
+	assert.Contains(t, out, e.cluster+"-compute-01")
+	assert.Contains(t, out, "rolled back")
+	assert.Empty(t, e.leftovers())
+
+	e.writeSpec(clusterFile{})
+	e.withGPU("0000:65:00.0")
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "compute_nodes[0].pcie_passthrough.devices[0].pci_address 0000:65:00.0: host "+e.host+" has no PCI device at that address")
+	assert.Empty(t, e.leftovers())
+}
+
+// On this machine itself (libvirt's node devices, no IOMMU): the plan's
+// GPU is refused, saying exactly what the host lacks.
+func TestGPUOnThisHostIsRefusedWithWhatItLacks(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	e.withGPU("0000:65:00.0")
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("validate")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "✗ pci: PCI passthrough needs the IOMMU, and host "+e.host+" has no IOMMU groups (libvirt node devices)")
+	assert.Contains(t, out, "✗ pci: compute_nodes[0].pcie_passthrough.devices[0].pci_address 0000:65:00.0: host "+e.host+" has no PCI device at that address (libvirt node devices;")
 	assert.Empty(t, e.leftovers())
 }

@@ -117,10 +117,15 @@ func (e *env) writeConfig(compute02CPUs string) {
 }
 
 // startWorker runs the host worker in-process, as hpcvm-worker does.
-func (e *env) startWorker() worker.Worker {
-	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, hostworker.Options{Host: e.host,
+func (e *env) startWorker() worker.Worker { return e.startWorkerWith(func(*hostworker.Options) {}) }
+
+// startWorkerWith is startWorker with options changed, e.g. a fixture sysfs.
+func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
+	o := hostworker.Options{Host: e.host,
 		// The test image and the pools live under /var/tmp.
-		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}})
+		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}}
+	change(&o)
+	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, o)
 	require.NoError(e.t, w.Start())
 	e.t.Cleanup(w.Stop)
 	return w

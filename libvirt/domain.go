@@ -62,6 +62,9 @@ type DomainSummary struct {
 	VolumeDisks []string
 	Networks    []string // networks its interfaces are attached to
 	Bridges     []string // bridges its interfaces are attached to directly
+	// PCIHostdevs are the host PCI functions passed through to it
+	// ("0000:01:00.0").
+	PCIHostdevs []string
 	// Unreadable says its definition could not be parsed, so what it uses
 	// is unknown.
 	Unreadable bool
@@ -296,6 +299,11 @@ func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
 					if b.Source != nil && b.Source.File != nil && b.Source.File.File != "" {
 						s.BackingFiles = append(s.BackingFiles, b.Source.File.File)
 					}
+				}
+			}
+			for _, h := range def.Devices.Hostdevs {
+				if pci := h.SubsysPCI; pci != nil && pci.Source != nil && pci.Source.Address != nil {
+					s.PCIHostdevs = append(s.PCIHostdevs, pciAddressString(pci.Source.Address.Domain, pci.Source.Address.Bus, pci.Source.Address.Slot, pci.Source.Address.Function))
 				}
 			}
 			for _, i := range def.Devices.Interfaces {

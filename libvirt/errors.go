@@ -176,3 +176,10 @@ func classify(op, object string, err error, conn *lv.Connect) error {
 	}
 	return e
 }
+
+// IsUnsupported reports whether libvirtd lacks what the call needs (a
+// driver it was built or configured without, such as node devices).
+func IsUnsupported(err error) bool {
+	code, ok := libvirtCode(err)
+	return ok && (code == lv.ERR_NO_SUPPORT || code == lv.ERR_NO_NODE_DEVICE || code == lv.ERR_OPERATION_UNSUPPORTED)
+}

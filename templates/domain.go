@@ -83,7 +83,39 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 			}},
 		},
 	}
+	if err := passThrough(doc.Devices, vm.HostDevices); err != nil {
+		return "", fmt.Errorf("domain %s: %w", vm.Domain, err)
+	}
 	return doc.Marshal()
+}
+
+// passThrough gives every host PCI function its own PCIe root port, as a
+// physical slot would, and turns the emulated display off when a GPU is
+// passed through (the guest's display is the GPU).
+func passThrough(devs *libvirtxml.DomainDeviceList, hostDevices []cluster.HostDevicePlan) error {
+	gpu := false
+	for i, hd := range hostDevices {
+		var domain, bus, slot, function uint
+		if _, err := fmt.Sscanf(hd.Address, "%04x:%02x:%02x.%x", &domain, &bus, &slot, &function); err != nil {
+			return fmt.Errorf("host device %q is not a PCI address", hd.Address)
+		}
+		// Root ports 1..n hold the passed-through functions; libvirt adds
+		// further ports after them for the virtio devices.
+		port, zero := uint(i+1), uint(0)
+		devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{Type: "pci", Index: &port, Model: "pcie-root-port"})
+		devs.Hostdevs = append(devs.Hostdevs, libvirtxml.DomainHostdev{
+			Managed: "yes",
+			SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{Source: &libvirtxml.DomainHostdevSubsysPCISource{
+				Address: &libvirtxml.DomainAddressPCI{Domain: &domain, Bus: &bus, Slot: &slot, Function: &function},
+			}},
+			Address: &libvirtxml.DomainAddress{PCI: &libvirtxml.DomainAddressPCI{Domain: &zero, Bus: &port, Slot: &zero, Function: &zero}},
+		})
+		gpu = gpu || hd.DeviceType == "gpu"
+	}
+	if gpu {
+		devs.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: "none"}}}
+	}
+	return nil
 }
 
 // cpu is the <cpu> element: the negotiated mode, model and features, the

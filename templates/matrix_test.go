@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/pcifixture"
 	"github.com/stretchr/testify/require"
 	"libvirt.org/go/libvirtxml"
 )
@@ -29,6 +30,31 @@ var hardwareMatrix = []struct {
 	{"hugepages-1g-numa-pinned", "hpc-2cell", `numa_topology: {nodes: 2, memory_per_node: 1G}, performance: {memory_backing: hugepages, hugepage_size: 1G, cpu_pinning: true}`,
 		"controller: {memory_mb: 2048, cpu_cores: 2}"},
 	{"memfd-numa", "pvm-2cpu", `numa_topology: {nodes: 2}, performance: {memory_backing: memfd}`, ``},
+	// The plan's per-VM GPU example on the fixture GPU host: the GPU and
+	// its audio function, each on a root port of its own, no display.
+	{"gpu-node", "hpc-2cell", `cpu_model: host-passthrough`, `  - name: gpu-01
+    memory_mb: 8192
+    cpu_cores: 4
+    pcie_passthrough:
+      enabled: true
+      devices:
+        - {pci_address: "0000:01:00.0", device_type: gpu, vendor_id: "10de", device_id: "2805", iommu_group: 7}
+        - {pci_address: "0000:01:00.1", device_type: audio, vendor_id: "10de", device_id: "22bd"}
+`},
+}
+
+// gpuHostFacts is what a worker reads from the fixture GPU host's sysfs.
+func gpuHostFacts() cluster.PCIFacts {
+	facts := cluster.PCIFacts{Source: "fixture", IOMMU: true, Devices: map[string]cluster.HostPCIDevice{}}
+	members := map[int][]string{}
+	for _, f := range pcifixture.GPUHost {
+		members[f.Group] = append(members[f.Group], f.Address)
+	}
+	for _, f := range pcifixture.GPUHost {
+		g := f.Group
+		facts.Devices[f.Address] = cluster.HostPCIDevice{Address: f.Address, Vendor: f.Vendor, Device: f.Device, Class: f.Class, IOMMUGroup: &g, GroupMembers: members[g]}
+	}
+	return facts
 }
 
 func matrixPlan(t *testing.T, host, acceleration, vms string) cluster.Plan {
@@ -51,6 +77,7 @@ compute_nodes:
 	var caps cluster.HostCapabilities
 	require.NoError(t, json.Unmarshal(b, &caps))
 	require.NoError(t, p.Negotiate(s, caps))
+	require.Empty(t, p.AssignPCI(s, caps.Hostname, gpuHostFacts()))
 	return p
 }
 
@@ -69,7 +96,7 @@ func TestHardwareMatrixXML(t *testing.T) {
 				domXML, err := Domain(p, vm)
 				require.NoError(t, err)
 				roundTrip(t, &libvirtxml.Domain{}, domXML)
-				if vm.Name == "compute-01" {
+				if vm.Name == p.VMs[len(p.VMs)-1].Name { // the shape's own VM: compute-01, or gpu-01
 					golden(t, "matrix/"+tc.name+".xml", domXML)
 				}
 				path := filepath.Join(dir, tc.name+"-"+vm.Name+".xml")

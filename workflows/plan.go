@@ -135,6 +135,20 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	} else {
 		check("hardware", nil, machineSummary(plan.Machine))
 	}
+	if addrs := cluster.PCIAddresses(req.Spec); len(addrs) > 0 {
+		var facts cluster.PCIFacts
+		if err := workflow.ExecuteActivity(ctx, a.ValidatePCI, activities.PCIRequest{Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
+			return r, err
+		}
+		if problems := plan.AssignPCI(req.Spec, plan.Host, facts); len(problems) > 0 {
+			negotiated = false
+			for _, p := range problems {
+				r.Checks = append(r.Checks, Check{Name: "pci", Detail: p})
+			}
+		} else {
+			check("pci", nil, fmt.Sprintf("%d function(s) present, in complete IOMMU groups, held by no other domain (%s)", len(addrs), facts.Source))
+		}
+	}
 	r.Plan = plan
 
 	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
@@ -311,6 +325,9 @@ func vmSummary(vm cluster.VMPlan) string {
 	}
 	if len(vm.VCPUPins) > 0 {
 		s += fmt.Sprintf(", pinned to host CPUs %v", vm.VCPUPins)
+	}
+	for _, d := range vm.HostDevices {
+		s += fmt.Sprintf(", %s %s", d.DeviceType, d.Address)
 	}
 	return s
 }

@@ -404,6 +404,20 @@ func (f *fakeActivities) ProbeHost(ctx context.Context) (cluster.HostCapabilitie
 	return hostCaps, nil
 }
 
+// ValidatePCI reports every requested function present, alone in an IOMMU
+// group of its own.
+func (f *fakeActivities) ValidatePCI(ctx context.Context, req activities.PCIRequest) (cluster.PCIFacts, error) {
+	if err := f.script().step(ctx, "ValidatePCI"); err != nil {
+		return cluster.PCIFacts{}, err
+	}
+	facts := cluster.PCIFacts{Source: "recorder", IOMMU: true, Devices: map[string]cluster.HostPCIDevice{}}
+	for i, addr := range req.Addresses {
+		group := i + 1
+		facts.Devices[addr] = cluster.HostPCIDevice{Address: addr, Vendor: "10de", Device: "2805", Class: "030000", IOMMUGroup: &group, GroupMembers: []string{addr}}
+	}
+	return facts, nil
+}
+
 func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (activities.ImageInfo, error) {
 	if err := f.script().step(ctx, "InspectBaseImage"); err != nil {
 		return activities.ImageInfo{}, err

@@ -100,6 +100,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		if err := plan.NegotiateRunning(req.Spec, caps, runningVMs(inv)); err != nil {
 			return false, badRequest(err)
 		}
+		if err := validatePCI(ctx, actx, req.Spec, &plan); err != nil {
+			return false, err
+		}
 		// Paths the worker may not use are refused before anything exists.
 		paths := activities.PathsRequest{}
 		if !baseExisted {
@@ -492,4 +495,22 @@ func runningVMs(inv activities.Inventory) []string {
 		}
 	}
 	return out
+}
+
+// validatePCI checks the PCI functions the spec passes through against the
+// host (ValidatePCI reads them) and gives each VM its devices. Runs
+// recorded before PCI passthrough was built passed nothing through.
+func validatePCI(ctx, actx workflow.Context, s cluster.Spec, plan *cluster.Plan) error {
+	addrs := cluster.PCIAddresses(s)
+	if len(addrs) == 0 || workflow.GetVersion(ctx, "validate-pci", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var facts cluster.PCIFacts
+	if err := workflow.ExecuteActivity(actx, a.ValidatePCI, activities.PCIRequest{Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
+		return err
+	}
+	if problems := plan.AssignPCI(s, plan.Host, facts); len(problems) > 0 {
+		return badRequest(&cluster.HostMismatchError{Host: plan.Host, Problems: problems})
+	}
+	return nil
 }

@@ -23,6 +23,10 @@ type Options struct {
 	// ImageRoots and PoolRoots bound where base images are read from and
 	// pools created (activities.DefaultImageRoots/DefaultPoolRoots if nil).
 	ImageRoots, PoolRoots []string
+	// SysfsRoot is where PCI functions, IOMMU groups and KVM modules are
+	// read from instead of /sys; a PCI fixture tree in tests. Set, it also
+	// replaces libvirt's node devices for PCI.
+	SysfsRoot string
 }
 
 // New registers the workflows and activities on the host's task queue.
@@ -64,6 +68,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		KeepAlive:      c,
 		ImageRoots:     o.ImageRoots,
 		PoolRoots:      o.PoolRoots,
+		SysfsRoot:      o.SysfsRoot,
 	})
 	return w
 }
