@@ -7,6 +7,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"go.temporal.io/sdk/client"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type Activities struct {
 	// PoolRoots those pools may be created under (CheckHostPaths); none
 	// means nothing is allowed.
 	ImageRoots, PoolRoots []string
+	// Temporal is the worker's client: the device ledger is a workflow the
+	// claim and release steps update.
+	Temporal client.Client
 	// SysfsRoot is where sysfs is read from; "" is /sys. Tests point it
 	// at fixture trees.
 	SysfsRoot string

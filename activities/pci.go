@@ -77,6 +77,9 @@ func (a *Activities) ValidatePCI(ctx context.Context, req PCIRequest) (cluster.P
 			for _, addr := range d.PCIHostdevs {
 				if dev, ok := facts.Devices[addr]; ok {
 					dev.HeldBy = append(dev.HeldBy, d.Name)
+					if d.State != libvirt.StateShutOff {
+						dev.HeldByRunning = append(dev.HeldByRunning, d.Name)
+					}
 					facts.Devices[addr] = dev
 				}
 			}

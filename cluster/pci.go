@@ -16,8 +16,9 @@ type HostPCIDevice struct {
 	IOMMUGroup   *int     `json:"iommu_group,omitempty"`
 	GroupMembers []string `json:"group_members,omitempty"`
 	// HeldBy are domains of other clusters (or of nobody's) that have the
-	// function passed through.
-	HeldBy []string `json:"held_by,omitempty"`
+	// function passed through; HeldByRunning those of them that run.
+	HeldBy        []string `json:"held_by,omitempty"`
+	HeldByRunning []string `json:"held_by_running,omitempty"`
 }
 
 // PCIFacts is what the host says about the functions a cluster asks for
@@ -39,6 +40,9 @@ type HostDevicePlan struct {
 type RequestedPCI struct {
 	Path string // where it is written, for messages
 	VM   string
+	// Exclusive: its section's exclusive_mode (unset is true): no other
+	// cluster may hold it while this one exists.
+	Exclusive bool
 	PCIDeviceSpec
 }
 
@@ -48,14 +52,28 @@ func RequestedPCIDevices(s Spec) []RequestedPCI {
 	var out []RequestedPCI
 	if pt := s.Cluster.Hardware.PCIePassthrough; pt != nil && pt.Enabled {
 		for i, d := range pt.Devices {
-			out = append(out, RequestedPCI{Path: fmt.Sprintf("cluster.hardware.pcie_passthrough.devices[%d]", i), VM: d.AssignedTo, PCIDeviceSpec: d})
+			out = append(out, RequestedPCI{Path: fmt.Sprintf("cluster.hardware.pcie_passthrough.devices[%d]", i), VM: d.AssignedTo, Exclusive: pt.exclusive(), PCIDeviceSpec: d})
 		}
 	}
 	for n, node := range s.ComputeNodes {
 		if pt := node.PCIePassthrough; pt != nil && pt.Enabled {
 			for i, d := range pt.Devices {
-				out = append(out, RequestedPCI{Path: fmt.Sprintf("compute_nodes[%d].pcie_passthrough.devices[%d]", n, i), VM: node.Name, PCIDeviceSpec: d})
+				out = append(out, RequestedPCI{Path: fmt.Sprintf("compute_nodes[%d].pcie_passthrough.devices[%d]", n, i), VM: node.Name, Exclusive: pt.exclusive(), PCIDeviceSpec: d})
 			}
+		}
+	}
+	return out
+}
+
+func (pt *PCIePassthroughSpec) exclusive() bool { return pt.ExclusiveMode == nil || *pt.ExclusiveMode }
+
+// ExclusiveDevices are the devices the cluster claims in the host's
+// device ledger.
+func ExclusiveDevices(s Spec) []RequestedPCI {
+	var out []RequestedPCI
+	for _, r := range RequestedPCIDevices(s) {
+		if r.Exclusive {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -102,8 +120,11 @@ func (p *Plan) AssignPCI(s Spec, host string, facts PCIFacts) []string {
 			want := orAny(r.VendorID) + ":" + orAny(r.DeviceID)
 			errs = append(errs, fmt.Sprintf("%s: %s on host %s is %s, not %s: check the address, or correct vendor_id/device_id", r.Path, r.PCIAddress, host, id, want))
 		}
-		if len(d.HeldBy) > 0 {
-			errs = append(errs, fmt.Sprintf("%s: %s (%s) on host %s is passed through to domain(s) %s, which are not this cluster's: free it there first", r.Path, r.PCIAddress, id, host, strings.Join(d.HeldBy, ", ")))
+		switch {
+		case r.Exclusive && len(d.HeldBy) > 0:
+			errs = append(errs, fmt.Sprintf("%s: %s (%s) on host %s is passed through to domain(s) %s, which are not this cluster's: free it there first, or set exclusive_mode: false to share it one running domain at a time", r.Path, r.PCIAddress, id, host, strings.Join(d.HeldBy, ", ")))
+		case len(d.HeldByRunning) > 0:
+			errs = append(errs, fmt.Sprintf("%s: %s (%s) on host %s is in use by running domain(s) %s, which are not this cluster's: stop them first", r.Path, r.PCIAddress, id, host, strings.Join(d.HeldByRunning, ", ")))
 		}
 		if facts.IOMMU {
 			switch {

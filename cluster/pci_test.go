@@ -95,7 +95,7 @@ func TestAssignPCIRefusals(t *testing.T) {
 		{"wrong IDs", strings.Replace(gpuAndAudio, `device_id: "2805"`, `device_id: "2684"`, 1), gpuHostFacts(true),
 			"compute_nodes[0].pcie_passthrough.devices[0]: 0000:01:00.0 on host gpu1 is 10de:2805, not 10de:2684: check the address, or correct vendor_id/device_id"},
 		{"held by another domain", gpuAndAudio, held,
-			"compute_nodes[0].pcie_passthrough.devices[0]: 0000:01:00.0 (10de:2805) on host gpu1 is passed through to domain(s) other-gpu-01, which are not this cluster's: free it there first"},
+			"compute_nodes[0].pcie_passthrough.devices[0]: 0000:01:00.0 (10de:2805) on host gpu1 is passed through to domain(s) other-gpu-01, which are not this cluster's: free it there first, or set exclusive_mode: false to share it one running domain at a time"},
 		{"group split between VMs", `compute_nodes:
   - {name: a, pcie_passthrough: {enabled: true, devices: [{pci_address: "0000:01:00.0", device_type: gpu}]}}
   - {name: b, pcie_passthrough: {enabled: true, devices: [{pci_address: "0000:01:00.1", device_type: audio}]}}

@@ -1,10 +1,21 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/workflows"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/hpcvm/hpcvm/internal/pcifixture"
 	"github.com/hpcvm/hpcvm/starter/cli"
@@ -159,4 +170,99 @@ func TestGPUOnThisHostIsRefusedWithWhatItLacks(t *testing.T) {
 	assert.Contains(t, out, "✗ pci: PCI passthrough needs the IOMMU, and host "+e.host+" has no IOMMU groups (libvirt node devices)")
 	assert.Contains(t, out, "✗ pci: compute_nodes[0].pcie_passthrough.devices[0].pci_address 0000:65:00.0: host "+e.host+" has no PCI device at that address (libvirt node devices;")
 	assert.Empty(t, e.leftovers())
+}
+
+// ledgerClaims reads the host's device ledger; none when it never ran.
+func (e *env) ledgerClaims() []activities.DeviceClaim {
+	e.t.Helper()
+	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), activities.LedgerWorkflowID(e.host), "", activities.LedgerQueryClaims)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	require.NoError(e.t, err)
+	var claims []activities.DeviceClaim
+	require.NoError(e.t, v.Get(&claims))
+	return claims
+}
+
+// secondCluster writes a copy of the env's cluster.yaml for another
+// cluster (its own name, network and bridge) and returns its path; it is
+// destroyed when the test ends.
+func (e *env) secondCluster(suffix string) (string, string) {
+	name := e.cluster + suffix
+	cfg := strings.Replace(readFile(e.t, e.config), "name: "+e.cluster, "name: "+name, 1)
+	re := regexp.MustCompile(`network_range: 10\.(\d+)\.(\d+)\.0/24`)
+	m := re.FindStringSubmatch(cfg)
+	require.NotNil(e.t, m)
+	third, _ := strconv.Atoi(m[2])
+	cfg = re.ReplaceAllString(cfg, fmt.Sprintf("network_range: 10.%s.%d.0/24", m[1], (third+101)%250))
+	path := filepath.Join(e.poolRoot, name+".yaml")
+	writeFile(e.t, path, cfg)
+	e.t.Cleanup(func() {
+		var out bytes.Buffer
+		if code := cli.Main([]string{"destroy", "--yes", "-c", path, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()},
+			strings.NewReader(""), &out, &out); code != 0 {
+			e.t.Errorf("cleanup destroy of %s failed: %s", name, out.String())
+		}
+	})
+	return name, path
+}
+
+// Two clusters that start at the same moment with one exclusive GPU:
+// exactly one gets it, the other's error names the winner and it created
+// nothing; the winner's failed start (this host cannot pass devices
+// through) gives the claim back, and destroy frees a cluster's claims.
+func TestTwoClustersRacingForOneGPU(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	// The fixture host's second GPU, alone in IOMMU group 9.
+	node := "  - {name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}\n"
+	cfg := readFile(t, e.config)
+	writeFile(t, e.config, strings.Replace(cfg, node, `  - name: compute-01
+    memory_mb: 128
+    cpu_cores: 1
+    disk_size_gb: 1
+    pcie_passthrough: {enabled: true, devices: [{pci_address: "0000:03:00.0", device_type: gpu}]}
+`, 1))
+	sysfs := t.TempDir()
+	require.NoError(t, pcifixture.Write(sysfs, pcifixture.GPUHost, true))
+	e.startWorkerWith(func(o *hostworker.Options) { o.SysfsRoot = sysfs })
+	e.mustLeaveNothing()
+	other, otherConfig := e.secondCluster("b")
+
+	a := e.hpcvmInBackground("start")
+	bFull := []string{"start", "-c", otherConfig, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}
+	b := &backgroundCLI{code: make(chan int, 1)}
+	go func() { b.code <- cli.Main(bFull, strings.NewReader(""), &b.out, &b.out) }()
+	codeA, outA := a.wait(t, 2*time.Minute)
+	codeB, outB := b.wait(t, 2*time.Minute)
+
+	// Both fail: the winner at its domain's start (no IOMMU here), rolled
+	// back; the loser at the claim, before anything was created.
+	require.Equal(t, cli.ExitFailed, min(codeA, codeB), "one start gets the GPU and fails only at the domain:\n%s\n%s", outA, outB)
+	winner, loserOut := e.cluster, outB
+	if codeA == cli.ExitBadInput {
+		winner, loserOut = other, outA
+	}
+	require.Equal(t, cli.ExitBadInput, max(codeA, codeB), "the other is refused:\n%s\n%s", outA, outB)
+	assert.Contains(t, loserOut, "exclusive_mode: 0000:03:00.0 is claimed by cluster "+winner+" (VM compute-01) since ")
+	assert.Contains(t, loserOut, "nothing had been created")
+	assert.Empty(t, e.ledgerClaims(), "the winner's rollback gave the claim back")
+	assert.Empty(t, e.leftovers())
+
+	// A claim the cluster holds is freed by its destroy.
+	var res activities.ClaimResult
+	acts := &activities.Activities{Temporal: e.ts.GetDefaultClient()}
+	res, err := acts.ClaimDevices(context.Background(), activities.ClaimRequest{Host: e.host, Queue: workflows.TaskQueue(e.host), Cluster: e.cluster, RunID: "by-hand",
+		Devices: []activities.DeviceClaim{{Address: "0000:03:00.0", VM: "compute-01"}}})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"0000:03:00.0"}, res.Added)
+	require.Len(t, e.ledgerClaims(), 1)
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitFailed, code, out, "its own claim does not stop the cluster")
+	require.Len(t, e.ledgerClaims(), 1, "a failed start keeps a claim it did not make")
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Empty(t, e.ledgerClaims())
 }

@@ -169,6 +169,33 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		})
 	}
 
+	// The cluster's device claims go with its domains. Runs recorded
+	// before the ledger existed released nothing.
+	if domainsErr == nil && workflow.GetVersion(ctx, "release-device-claims", workflow.DefaultVersion, 1) == 1 {
+		vms := req.VMs
+		if len(vms) == 0 {
+			vms = []string{""} // all of the cluster's
+		}
+		queue := workflow.GetInfo(ctx).TaskQueueName
+		for _, vm := range vms {
+			step := "release device claims"
+			if vm != "" {
+				step += " of " + vm
+			}
+			_ = run(tr, step, func() (bool, error) {
+				var r activities.ReleaseResult
+				err := workflow.ExecuteActivity(stepContext(ctx, o), a.ReleaseDevices, activities.ReleaseRequest{
+					Host: req.Spec.Cluster.Host, Queue: queue, Cluster: name, VM: vm}).Get(ctx, &r)
+				if err != nil {
+					failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
+					return false, err
+				}
+				res.ReleasedDevices = append(res.ReleasedDevices, r.Released...)
+				return len(r.Released) > 0, nil
+			})
+		}
+	}
+
 	res.Missing = d.Missing
 	for _, vm := range d.Missing {
 		// Only runs begun before refuseMissing existed get here.

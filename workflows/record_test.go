@@ -418,6 +418,21 @@ func (f *fakeActivities) ValidatePCI(ctx context.Context, req activities.PCIRequ
 	return facts, nil
 }
 
+func (f *fakeActivities) ClaimDevices(ctx context.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+	if err := f.script().step(ctx, "ClaimDevices"); err != nil {
+		return activities.ClaimResult{}, err
+	}
+	var res activities.ClaimResult
+	for _, d := range req.Devices {
+		res.Added = append(res.Added, d.Address)
+	}
+	return res, nil
+}
+
+func (f *fakeActivities) ReleaseDevices(ctx context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
+	return activities.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
+}
+
 func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (activities.ImageInfo, error) {
 	if err := f.script().step(ctx, "InspectBaseImage"); err != nil {
 		return activities.ImageInfo{}, err

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"github.com/hpcvm/hpcvm/activities"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -16,4 +17,5 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
 	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
 	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
+	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
 }

@@ -154,6 +154,10 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		})
 	}
 
+	if err := claimDevices(ctx, o, tr, sg, req.Spec, plan); err != nil {
+		return res, failStart(ctx, tr, sg, err)
+	}
+
 	netXML, err := templates.Network(plan)
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render network", err})
@@ -439,7 +443,9 @@ func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
 	}
 	errType := "StartFailed"
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBadInput {
+	// A device another cluster claims is a conflict in the file, found
+	// before anything was created, like bad input.
+	if errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeBadInput || appErr.Type() == activities.ErrTypeDeviceClaimed) {
 		errType = activities.ErrTypeBadInput
 	}
 	return temporal.NewNonRetryableApplicationError(msg.String(), errType, err, f)
@@ -513,4 +519,38 @@ func validatePCI(ctx, actx workflow.Context, s cluster.Spec, plan *cluster.Plan)
 		return badRequest(&cluster.HostMismatchError{Host: plan.Host, Problems: problems})
 	}
 	return nil
+}
+
+// claimDevices claims the cluster's exclusive PCI functions in the host's
+// device ledger before anything is created; the compensation frees what
+// this run claimed (a claim the cluster held before stays). Runs recorded
+// before the ledger existed claimed nothing.
+func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s cluster.Spec, plan cluster.Plan) error {
+	devices := cluster.ExclusiveDevices(s)
+	if len(devices) == 0 || workflow.GetVersion(ctx, "device-claims", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	info := workflow.GetInfo(ctx)
+	req := activities.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.WorkflowExecution.RunID}
+	for _, d := range devices {
+		req.Devices = append(req.Devices, activities.DeviceClaim{Address: d.PCIAddress, VM: d.VM})
+	}
+	release := activities.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
+	err := run(tr, "device claims", func() (bool, error) {
+		var r activities.ClaimResult
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), a.ClaimDevices, req).Get(ctx, &r); err != nil {
+			return false, err
+		}
+		return len(r.Added) > 0, nil
+	})
+	// A claim is all or nothing: refused, it took nothing. Any other
+	// outcome (success, or a result lost to a timeout) may hold claims of
+	// this run, which the compensation frees by the run's ID.
+	var appErr *temporal.ApplicationError
+	if !(errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeDeviceClaimed) {
+		sg.push("device claims", func(c workflow.Context) error {
+			return workflow.ExecuteActivity(stepContext(c, o), a.ReleaseDevices, release).Get(c, nil)
+		})
+	}
+	return err
 }

@@ -147,6 +147,8 @@ type DestroyResult struct {
 	Kept []string `json:"kept,omitempty"`
 	// Missing are nodes asked for with --vm that the cluster does not have.
 	Missing []string `json:"missing,omitempty"`
+	// ReleasedDevices are the host PCI functions whose claims it freed.
+	ReleasedDevices []string `json:"released_devices,omitempty"`
 }
 
 // Description is DescribeCluster's answer: the plan (empty for a NameOnly

@@ -93,6 +93,14 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 			return activities.EnsureResult{Created: true}, nil
 		}
 	}
+	env.OnActivity(a.ReleaseDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
+		r.note(&r.calls, "ReleaseDevices "+req.Cluster+"/"+req.VM)
+		return activities.ReleaseResult{}, r.fail("ReleaseDevices")
+	})
+	env.OnActivity(a.ClaimDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+		r.note(&r.calls, "ClaimDevices")
+		return activities.ClaimResult{}, r.fail("ClaimDevices")
+	})
 	env.OnActivity(a.EnsureNetwork, mock.Anything, mock.Anything).Return(ensure("EnsureNetwork"))
 	env.OnActivity(a.EnsureDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
 		return ensure("EnsureDHCPHost "+req.Lease.Name)(nil, "")

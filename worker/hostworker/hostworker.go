@@ -69,6 +69,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		ImageRoots:     o.ImageRoots,
 		PoolRoots:      o.PoolRoots,
 		SysfsRoot:      o.SysfsRoot,
+		Temporal:       c,
 	})
 	return w
 }

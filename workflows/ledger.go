@@ -1,0 +1,88 @@
+package workflows
+
+import (
+	"sort"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ledgerUpdatesPerRun bounds one run's history: after this many updates
+// (or when the server suggests it) the ledger continues as new with its
+// claims.
+const ledgerUpdatesPerRun = 500
+
+// DeviceLedger holds which cluster claims which host PCI function on one
+// host (exclusive_mode). Claims and releases are updates: the workflow
+// runs them one at a time against its state, so of two clusters claiming
+// one device at once exactly one gets it, and the state is durable.
+func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
+	if st.Claims == nil {
+		st.Claims = map[string]activities.DeviceClaim{}
+	}
+	updates := 0
+	if err := workflow.SetQueryHandler(ctx, activities.LedgerQueryClaims, func() ([]activities.DeviceClaim, error) {
+		out := make([]activities.DeviceClaim, 0, len(st.Claims))
+		for _, c := range st.Claims {
+			out = append(out, c)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+		return out, nil
+	}); err != nil {
+		return err
+	}
+	conflict := func(req activities.ClaimRequest) error {
+		if msg := activities.ClaimConflicts(st.Claims, req); msg != "" {
+			return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeDeviceClaimed, nil)
+		}
+		return nil
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, activities.LedgerUpdateClaim,
+		func(ctx workflow.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+			updates++
+			// Checked again here: the validator saw the state before any
+			// update queued ahead of this one ran.
+			if err := conflict(req); err != nil {
+				return activities.ClaimResult{}, err
+			}
+			var res activities.ClaimResult
+			for _, d := range req.Devices {
+				if _, held := st.Claims[d.Address]; held {
+					continue // this cluster's already
+				}
+				st.Claims[d.Address] = activities.DeviceClaim{Address: d.Address, Cluster: req.Cluster, VM: d.VM, RunID: req.RunID, Since: workflow.Now(ctx)}
+				res.Added = append(res.Added, d.Address)
+			}
+			return res, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req activities.ClaimRequest) error { return conflict(req) }},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandler(ctx, activities.LedgerUpdateFree,
+		func(ctx workflow.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
+			updates++
+			var res activities.ReleaseResult
+			for addr, c := range st.Claims {
+				if c.Cluster == req.Cluster && (req.VM == "" || c.VM == req.VM) && (req.RunID == "" || c.RunID == req.RunID) {
+					delete(st.Claims, addr)
+					res.Released = append(res.Released, addr)
+				}
+			}
+			sort.Strings(res.Released)
+			return res, nil
+		},
+	); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool {
+		return updates >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	}); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, activities.LedgerWorkflowName, st)
+}
