@@ -11,7 +11,7 @@ import (
 // ledgerUpdatesPerRun bounds one run's history: after this many updates
 // (or when the server suggests it) the ledger continues as new with its
 // claims.
-const ledgerUpdatesPerRun = 500
+var ledgerUpdatesPerRun = 500
 
 // DeviceLedger holds which cluster claims which host PCI function on one
 // host (exclusive_mode). Claims and releases are updates: the workflow
