@@ -32,6 +32,9 @@ type Activities struct {
 	// PoolRoots those pools may be created under (CheckHostPaths); none
 	// means nothing is allowed.
 	ImageRoots, PoolRoots []string
+	// ShareRoots are the directories under which virtio_fs_mounts'
+	// host_path may lie; none means no directory may be shared.
+	ShareRoots []string
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client

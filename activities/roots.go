@@ -15,12 +15,28 @@ import (
 var (
 	DefaultImageRoots = []string{"/var/lib/libvirt/images", "/var/lib/hpcvm"}
 	DefaultPoolRoots  = []string{"/var/lib/libvirt/images", "/var/lib/hpcvm"}
+	// DefaultShareRoots are where directories shared into VMs may be.
+	DefaultShareRoots = []string{"/srv", "/var/lib/hpcvm/shares"}
 )
 
 // PathsRequest names the host paths a start would use.
 type PathsRequest struct {
 	BaseImage string `json:"base_image,omitempty"` // "" when the base volume exists already
 	PoolDir   string `json:"pool_dir"`
+	// SharedDirs are the host directories VMs share (virtio_fs_mounts),
+	// by where cluster.yaml names them.
+	SharedDirs []SharedDir `json:"shared_dirs,omitempty"`
+}
+
+// SharedDir is one host directory a VM shares, and where it is written.
+type SharedDir struct {
+	Field string `json:"field"` // "compute_nodes[0].virtio_fs_mounts[1].host_path"
+	Path  string `json:"path"`
+}
+
+// Empty says there is nothing to check.
+func (r PathsRequest) Empty() bool {
+	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0
 }
 
 // CheckHostPaths refuses, before anything is created, a base image outside
@@ -33,10 +49,27 @@ func (a *Activities) CheckHostPaths(ctx context.Context, req PathsRequest) error
 			return err
 		}
 	}
-	if req.PoolDir == "" {
-		return nil
+	if req.PoolDir != "" {
+		if err := within("cluster.storage.pool_path", req.PoolDir, a.PoolRoots, "--pool-root"); err != nil {
+			return err
+		}
 	}
-	return within("cluster.storage.pool_path", req.PoolDir, a.PoolRoots, "--pool-root")
+	host, _ := os.Hostname()
+	for _, d := range req.SharedDirs {
+		if err := within(d.Field, d.Path, a.ShareRoots, "--share-root"); err != nil {
+			return err
+		}
+		st, err := os.Stat(d.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return badInput(fmt.Sprintf("%s %q does not exist on host %s: create the directory (or fix the path) and run again", d.Field, d.Path, host), err)
+		case err != nil:
+			return badInput(fmt.Sprintf("%s %q cannot be read on host %s: %v", d.Field, d.Path, host, err), err)
+		case !st.IsDir():
+			return badInput(fmt.Sprintf("%s %q on host %s is not a directory", d.Field, d.Path, host), nil)
+		}
+	}
+	return nil
 }
 
 // within checks that path, with every symbolic link in its existing part

@@ -236,21 +236,22 @@ func validateHardware(s Spec, add func(path string, value any, problem, want str
 				add(p+".tag", m.Tag, "is used twice in this VM", "give every mount its own tag")
 			}
 			tags[m.Tag] = true
+			for _, kv := range [][2]string{{"owner", m.Owner}, {"group", m.Group}, {"options", m.Options}} {
+				if strings.ContainsAny(kv[1], " \t\n\r") || unsafePathR.MatchString(kv[1]) {
+					add(p+"."+kv[0], kv[1], "contains blanks or characters hpcvm does not hand to the guest", "write it without spaces, quotes, < > & or control characters (options: comma-separated, e.g. ro,noatime)")
+				}
+			}
 			for _, kv := range [][2]string{{"host_path", m.HostPath}, {"mount_point", m.MountPoint}} {
 				switch {
 				case kv[1] == "":
 					add(p+"."+kv[0], nil, "is required", "give an absolute path")
-				case !strings.HasPrefix(kv[1], "/") || unsafePathR.MatchString(kv[1]):
-					add(p+"."+kv[0], kv[1], "is not a usable absolute path", `give a path starting with '/' without < > & " ' or control characters`)
+				case !strings.HasPrefix(kv[1], "/") || unsafePathR.MatchString(kv[1]) || strings.ContainsAny(kv[1], " \t"):
+					add(p+"."+kv[0], kv[1], "is not a usable absolute path", `give a path starting with '/' without blanks, < > & " ' or control characters`)
 				}
 			}
 			if m.Mode != "" && !fileModeRE.MatchString(m.Mode) {
 				add(p+".mode", m.Mode, "is not an octal file mode", `write it like "0755"`)
 			}
-		}
-		if len(mounts) > 0 {
-			add(path+".virtio_fs_mounts", nil, "is not built in hpcvm yet",
-				"leave it out for now: hpcvm does not create virtiofs devices yet and will not start VMs without the mounts they ask for")
 		}
 	}
 	checkFS("controller", s.Controller.VirtioFSMounts)

@@ -40,8 +40,12 @@ func TestHardwareSettingsAreJudgedFromTheFile(t *testing.T) {
 			`cluster.hardware.pcie_passthrough.devices[0].assigned_to: "ghost" names no VM of this cluster; use one of controller-01`},
 		{"not assigned", "cluster: {name: lab, host: hv1, storage: {base_image: /x.qcow2}, hardware: {pcie_passthrough: {enabled: false, devices: [{pci_address: \"0000:01:00.0\", device_type: gpu}]}}}\n",
 			`cluster.hardware.pcie_passthrough.devices[0].assigned_to is required here; name the VM the device goes to: controller-01`},
-		{"virtiofs", hwYAML(``, "compute_nodes: [{name: c1, virtio_fs_mounts: [{tag: data, host_path: /srv/data, mount_point: /data}]}]"),
-			`compute_nodes[0].virtio_fs_mounts is not built in hpcvm yet; leave it out for now: hpcvm does not create virtiofs devices yet and will not start VMs without the mounts they ask for`},
+		{"virtiofs owner", hwYAML(``, "compute_nodes: [{name: c1, virtio_fs_mounts: [{tag: data, host_path: /srv/data, mount_point: /data, owner: \"a b\"}]}]"),
+			`compute_nodes[0].virtio_fs_mounts[0].owner: "a b" contains blanks or characters hpcvm does not hand to the guest; write it without spaces, quotes, < > & or control characters (options: comma-separated, e.g. ro,noatime)`},
+		{"virtiofs tag twice", hwYAML(``, "compute_nodes: [{name: c1, virtio_fs_mounts: [{tag: data, host_path: /srv/a, mount_point: /a}, {tag: data, host_path: /srv/b, mount_point: /b}]}]"),
+			`compute_nodes[0].virtio_fs_mounts[1].tag: "data" is used twice in this VM; give every mount its own tag`},
+		{"virtiofs relative path", hwYAML(``, "controller: {virtio_fs_mounts: [{tag: data, host_path: srv/data, mount_point: /data}]}"),
+			`controller.virtio_fs_mounts[0].host_path: "srv/data" is not a usable absolute path; give a path starting with '/' without blanks, < > & " ' or control characters`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

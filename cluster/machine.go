@@ -294,6 +294,25 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 		}
 	}
 
+	// Shared directories: virtiofsd maps guest memory, so a VM with one
+	// needs shared memory: memfd unless hugepages back it already.
+	var sharing []string
+	for _, vm := range p.VMs {
+		if len(vm.Filesystems) > 0 {
+			sharing = append(sharing, vm.Name)
+		}
+	}
+	if len(sharing) > 0 {
+		switch {
+		case !host.VirtioFSSupported:
+			errs = append(errs, fmt.Sprintf("virtio_fs_mounts of %s: QEMU on this host offers no virtiofs file systems (libvirt finds no virtiofsd): install virtiofsd, or remove the mounts", strings.Join(sharing, ", ")))
+		case perf.HugepageMiB() == 0 && !containsString(host.MemoryBackingSources, "memfd"):
+			errs = append(errs, fmt.Sprintf("virtio_fs_mounts of %s need shared guest memory, and QEMU on this host offers no memfd memory (only %s): use hugepages, or remove the mounts", strings.Join(sharing, ", "), strings.Join(host.MemoryBackingSources, ", ")))
+		case perf.HugepageMiB() == 0 && !m.MemfdBacking:
+			m.Notes = append(m.Notes, fmt.Sprintf("virtio_fs_mounts: %s get shared memfd memory, which virtiofs needs", strings.Join(sharing, ", ")))
+		}
+	}
+
 	// Pinning: every vCPU of the cluster gets a host CPU of its own, taken
 	// in host-cell order so that a guest cell's vCPUs share a host cell
 	// wherever they fit.

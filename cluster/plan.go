@@ -97,6 +97,8 @@ type VMPlan struct {
 	// HostDevices are the host PCI functions passed through to the VM,
 	// set by AssignPCI.
 	HostDevices []HostDevicePlan `json:"host_devices,omitempty"`
+	// Filesystems are host directories shared into the VM (virtiofs).
+	Filesystems []VirtioFSMountSpec `json:"filesystems,omitempty"`
 }
 
 // MachinePlan is what the host and the spec agreed on for every domain.
@@ -192,7 +194,8 @@ func NewPlanKeeping(s Spec, existing []HostLease) (Plan, error) {
 		},
 	}
 	acc := s.Cluster.Hardware.Acceleration
-	shape := func(vm VMPlan, own *CPUTopologySpec) VMPlan {
+	shape := func(vm VMPlan, own *CPUTopologySpec, mounts []VirtioFSMountSpec) VMPlan {
+		vm.Filesystems = mounts
 		vm.CPUTopology = acc.CPUTopology
 		if own != nil {
 			vm.CPUTopology = own
@@ -203,10 +206,10 @@ func NewPlanKeeping(s Spec, existing []HostLease) (Plan, error) {
 		return vm
 	}
 	for _, vm := range ControllerNames(s.Controller.Count) {
-		p.VMs = append(p.VMs, shape(newVM(name, vm, RoleController, s.Controller.MemoryMB, s.Controller.CPUCores, s.Controller.DiskSizeGB), s.Controller.CPUTopology))
+		p.VMs = append(p.VMs, shape(newVM(name, vm, RoleController, s.Controller.MemoryMB, s.Controller.CPUCores, s.Controller.DiskSizeGB), s.Controller.CPUTopology, s.Controller.VirtioFSMounts))
 	}
 	for _, n := range s.ComputeNodes {
-		p.VMs = append(p.VMs, shape(newVM(name, n.Name, RoleCompute, n.MemoryMB, n.CPUCores, n.DiskSizeGB), n.CPUTopology))
+		p.VMs = append(p.VMs, shape(newVM(name, n.Name, RoleCompute, n.MemoryMB, n.CPUCores, n.DiskSizeGB), n.CPUTopology, n.VirtioFSMounts))
 	}
 	if err := assignMACs(p.VMs, name); err != nil {
 		return Plan{}, err

@@ -266,3 +266,57 @@ func TestTwoClustersRacingForOneGPU(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Empty(t, e.ledgerClaims())
 }
+
+// A host directory shared with virtiofs is mounted inside the bootable
+// test guest where cluster.yaml says, with its mode; the guest reads a
+// file in it (and writes what it read back, which the host sees).
+func TestVirtioFSShareIsMountedInTheGuest(t *testing.T) {
+	e := newEnv(t)
+	e.writeSpec(clusterFile{})
+	share, err := os.MkdirTemp("/var/tmp", "hpcvm-share-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(share) })
+	token := "read-by-the-guest-" + randomSuffix()
+	require.NoError(t, os.WriteFile(filepath.Join(share, "hpcvm-probe"), []byte(token), 0o644))
+	node := "  - {name: compute-01, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}\n"
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), node, `  - name: compute-01
+    memory_mb: 128
+    cpu_cores: 1
+    disk_size_gb: 1
+    virtio_fs_mounts:
+      - {tag: data, host_path: `+share+`, mount_point: /mnt/data, mode: "0750", options: rw}
+`, 1))
+	e.startWorker()
+	e.mustLeaveNothing()
+
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "note: virtio_fs_mounts: compute-01 get shared memfd memory, which virtiofs needs")
+	var d libvirtxml.Domain
+	require.NoError(t, d.Unmarshal(virsh(t, "dumpxml", e.cluster+"-compute-01")))
+	require.Len(t, d.Devices.Filesystems, 1)
+	assert.Equal(t, "data", d.Devices.Filesystems[0].Target.Dir)
+
+	var read []byte
+	for end := time.Now().Add(3 * time.Minute); time.Now().Before(end); time.Sleep(time.Second) {
+		if read, err = os.ReadFile(filepath.Join(share, "hpcvm-probe.read")); err == nil && len(read) > 0 {
+			break
+		}
+	}
+	require.Equal(t, token, string(read), "the guest mounted the share and read the file")
+	st, err := os.Stat(share)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o750), st.Mode().Perm(), "the guest applied the mount's mode")
+
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.FileExists(t, filepath.Join(share, "hpcvm-probe"), "destroy leaves the shared directory alone")
+
+	// A shared directory the host does not have is refused before
+	// anything is created.
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), share, share+"-missing", 1))
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, `compute_nodes[0].virtio_fs_mounts[0].host_path "`+share+`-missing" does not exist on host`)
+	assert.Empty(t, e.leftovers())
+}

@@ -8,6 +8,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -59,9 +60,26 @@ var (
 func testImage(t testing.TB) string {
 	t.Helper()
 	imageOnce.Do(func() {
-		imagePath = "/var/tmp/hpcvm-test-guest.qcow2"
+		// Named by what it is built from: a change to the guest rebuilds it.
+		h := sha256.New()
+		sources, _ := filepath.Glob("../scripts/testimage/*")
+		for _, f := range append([]string{"../scripts/make-test-image.sh"}, sources...) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				imageErr = err
+				return
+			}
+			fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+			h.Write(b)
+		}
+		imagePath = fmt.Sprintf("/var/tmp/hpcvm-test-guest-%x.qcow2", h.Sum(nil)[:6])
 		if _, err := os.Stat(imagePath); err == nil {
 			return
+		}
+		// Images of older guests go.
+		old, _ := filepath.Glob("/var/tmp/hpcvm-test-guest*.qcow2")
+		for _, o := range old {
+			_ = os.Remove(o)
 		}
 		out, err := exec.Command("bash", "../scripts/make-test-image.sh", imagePath).CombinedOutput()
 		if err != nil {
@@ -123,7 +141,7 @@ func (e *env) startWorker() worker.Worker { return e.startWorkerWith(func(*hostw
 func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 	o := hostworker.Options{Host: e.host,
 		// The test image and the pools live under /var/tmp.
-		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}}
+		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}, ShareRoots: []string{"/var/tmp"}}
 	change(&o)
 	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, o)
 	require.NoError(e.t, w.Start())

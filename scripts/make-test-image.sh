@@ -17,6 +17,9 @@ The guest prints on its serial console (ttyS0):
   hpcvm-test-guest: up               booted, acpid is listening
   hpcvm-test-guest: lease <ip>       udhcpc got a lease on eth0 (retried forever)
   hpcvm-test-guest: powering off     ACPI power button pressed; then powers off
+  hpcvm-test-guest: virtiofs <tag> mounted at <dir>
+                                     a share of hpcvm's fw_cfg mount table; a file
+                                     hpcvm-probe in it is copied to hpcvm-probe.read
 
 Missing Debian packages are installed with apt-get (needs root). Environment:
   KERNEL_VERSION   kernel to use (default: newest /boot/vmlinuz-*-cloud-amd64)
@@ -78,9 +81,10 @@ trap 'rm -rf "$work" "$tmp_out"' EXIT
 root=$work/root
 
 # Modules the guest needs: virtio-net over virtio-pci for DHCP, the ACPI
-# button and evdev for the power button. Built-in ones are skipped; deps are
+# button and evdev for the power button, virtiofs and qemu_fw_cfg for the
+# directories hpcvm shares (the mount table comes through fw_cfg). Built-in ones are skipped; deps are
 # resolved from modules.dep and loaded first.
-wanted=(virtio_pci virtio_net button evdev)
+wanted=(virtio_pci virtio_net button evdev virtiofs qemu_fw_cfg)
 declare -A seen=()
 order=()
 modpath() { # module name -> path relative to $moddir (empty if built in / absent)

@@ -3,6 +3,7 @@ package templates
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"libvirt.org/go/libvirtxml"
@@ -34,7 +35,8 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(vm.MemoryMiB), Unit: "MiB"},
 		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(vm.VCPUs)},
 		CPU:           cpu(m, vm),
-		MemoryBacking: memoryBacking(m),
+		MemoryBacking: memoryBacking(m, vm),
+		SysInfo:       mountTable(vm),
 		CPUTune:       cpuTune(vm),
 		NUMATune:      numaTune(vm),
 		OS: &libvirtxml.DomainOS{
@@ -83,6 +85,7 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 			}},
 		},
 	}
+	doc.Devices.Filesystems = fileSystems(vm)
 	if err := passThrough(doc.Devices, vm.HostDevices); err != nil {
 		return "", fmt.Errorf("domain %s: %w", vm.Domain, err)
 	}
@@ -142,7 +145,7 @@ func cpu(m cluster.MachinePlan, vm cluster.VMPlan) *libvirtxml.DomainCPU {
 		for _, cell := range vm.NUMACells {
 			id := uint(cell.ID)
 			dc := libvirtxml.DomainCell{ID: &id, CPUs: cell.CPUs, Memory: uint(cell.MemoryMiB), Unit: "MiB"}
-			if m.MemfdBacking {
+			if sharedMemory(m, vm) {
 				dc.MemAccess = "shared"
 			}
 			c.Numa.Cell = append(c.Numa.Cell, dc)
@@ -154,21 +157,68 @@ func cpu(m cluster.MachinePlan, vm cluster.VMPlan) *libvirtxml.DomainCPU {
 	return c
 }
 
+// sharedMemory: the VM's memory is shared with other processes, as
+// memory_backing memfd asks and as virtiofsd needs.
+func sharedMemory(m cluster.MachinePlan, vm cluster.VMPlan) bool {
+	return m.MemfdBacking || len(vm.Filesystems) > 0
+}
+
 // memoryBacking backs guest memory with hugepages of the negotiated size,
-// or with shared memfd memory.
-func memoryBacking(m cluster.MachinePlan) *libvirtxml.DomainMemoryBacking {
-	if m.HugepageKiB == 0 && !m.MemfdBacking {
+// or with memfd memory, shared where virtiofs or memory_backing asks.
+func memoryBacking(m cluster.MachinePlan, vm cluster.VMPlan) *libvirtxml.DomainMemoryBacking {
+	shared := sharedMemory(m, vm)
+	if m.HugepageKiB == 0 && !shared {
 		return nil
 	}
 	b := &libvirtxml.DomainMemoryBacking{}
 	if m.HugepageKiB > 0 {
 		b.MemoryHugePages = &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(m.HugepageKiB), Unit: "KiB"}}}
-	}
-	if m.MemfdBacking {
+	} else if shared {
 		b.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
+	}
+	if shared {
 		b.MemoryAccess = &libvirtxml.DomainMemoryAccess{Mode: "shared"}
 	}
 	return b
+}
+
+// MountTableName is the fw_cfg entry that tells the guest where to mount
+// its virtiofs shares: one line per share, space-separated tag, mount
+// point, owner, group, mode and options ("-" for unset; none of them holds
+// blanks). A guest reads it at
+// /sys/firmware/qemu_fw_cfg/by_name/opt/hpcvm/virtiofs/raw (module
+// qemu_fw_cfg) and mounts each with `mount -t virtiofs TAG MOUNT_POINT`.
+const MountTableName = "opt/hpcvm/virtiofs"
+
+func mountTable(vm cluster.VMPlan) []libvirtxml.DomainSysInfo {
+	if len(vm.Filesystems) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, f := range vm.Filesystems {
+		fmt.Fprintf(&b, "%s %s %s %s %s %s\n", f.Tag, f.MountPoint, dash(f.Owner), dash(f.Group), dash(f.Mode), dash(f.Options))
+	}
+	return []libvirtxml.DomainSysInfo{{FWCfg: &libvirtxml.DomainSysInfoFWCfg{Entry: []libvirtxml.DomainSysInfoEntry{{Name: MountTableName, Value: b.String()}}}}}
+}
+
+// fileSystems shares each host directory with virtiofs under its tag.
+func fileSystems(vm cluster.VMPlan) []libvirtxml.DomainFilesystem {
+	var out []libvirtxml.DomainFilesystem
+	for _, f := range vm.Filesystems {
+		out = append(out, libvirtxml.DomainFilesystem{
+			AccessMode: "passthrough",
+			Driver:     &libvirtxml.DomainFilesystemDriver{Type: "virtiofs"},
+			Source:     &libvirtxml.DomainFilesystemSource{Mount: &libvirtxml.DomainFilesystemSourceMount{Dir: f.HostPath}},
+			Target:     &libvirtxml.DomainFilesystemTarget{Dir: f.Tag},
+		})
+	}
+	return out
 }
 
 // cpuTune pins each vCPU to its host CPU (cpu_pinning).

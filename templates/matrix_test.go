@@ -30,6 +30,13 @@ var hardwareMatrix = []struct {
 	{"hugepages-1g-numa-pinned", "hpc-2cell", `numa_topology: {nodes: 2, memory_per_node: 1G}, performance: {memory_backing: hugepages, hugepage_size: 1G, cpu_pinning: true}`,
 		"controller: {memory_mb: 2048, cpu_cores: 2}"},
 	{"memfd-numa", "pvm-2cpu", `numa_topology: {nodes: 2}, performance: {memory_backing: memfd}`, ``},
+	{"virtiofs", "pvm-2cpu", `numa_topology: {nodes: 2}`, `  - name: data-01
+    memory_mb: 2048
+    cpu_cores: 2
+    virtio_fs_mounts:
+      - {tag: scratch, host_path: /srv/scratch, mount_point: /scratch, owner: "1000", group: "1000", mode: "0775", options: "rw,noatime"}
+      - {tag: datasets, host_path: /srv/datasets, mount_point: /datasets}
+`},
 	// The plan's per-VM GPU example on the fixture GPU host: the GPU and
 	// its audio function, each on a root port of its own, no display.
 	{"gpu-node", "hpc-2cell", `cpu_model: host-passthrough`, `  - name: gpu-01

@@ -71,6 +71,7 @@ recorded offset).`,
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
+	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs (repeat for several)")
 	_ = v.BindPFlags(f)
 	return cmd
 }
@@ -108,16 +109,16 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	defer c.Close()
 
-	imageRoots, poolRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root")
-	for _, r := range append(append([]string{}, imageRoots...), poolRoots...) {
+	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
+	for _, r := range append(append(append([]string{}, imageRoots...), poolRoots...), shareRoots...) {
 		if !filepath.IsAbs(r) {
-			return fmt.Errorf("--image-root/--pool-root %q: give an absolute directory", r)
+			return fmt.Errorf("--image-root/--pool-root/--share-root %q: give an absolute directory", r)
 		}
 	}
-	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots})
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
-		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots))
+		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots))
 
 	// The steps a crashed predecessor left are retried now, not when their
 	// heartbeat timeout passes. Before polling: see TakeOver.

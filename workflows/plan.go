@@ -159,12 +159,13 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	if !inv.PoolOwned() {
 		paths.PoolDir = plan.Pool.Path
 	}
-	if paths != (activities.PathsRequest{}) {
+	paths.SharedDirs = sharedDirs(req.Spec)
+	if !paths.Empty() {
 		err := workflow.ExecuteActivity(ctx, a.CheckHostPaths, paths).Get(ctx, nil)
 		if err != nil && !isBadInput(err) {
 			return r, err
 		}
-		check("paths", err, "the worker may read the base image and create the pool's directory")
+		check("paths", err, "the worker may use every path the cluster names")
 	}
 	var img activities.ImageInfo
 	if baseExisted {
@@ -361,4 +362,19 @@ func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error)
 		}
 	}
 	return docs, nil
+}
+
+// sharedDirs lists the host directories the spec's VMs share.
+func sharedDirs(s cluster.Spec) []activities.SharedDir {
+	var out []activities.SharedDir
+	add := func(path string, mounts []cluster.VirtioFSMountSpec) {
+		for i, m := range mounts {
+			out = append(out, activities.SharedDir{Field: fmt.Sprintf("%s.virtio_fs_mounts[%d].host_path", path, i), Path: m.HostPath})
+		}
+	}
+	add("controller", s.Controller.VirtioFSMounts)
+	for i, n := range s.ComputeNodes {
+		add(fmt.Sprintf("compute_nodes[%d]", i), n.VirtioFSMounts)
+	}
+	return out
 }

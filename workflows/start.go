@@ -111,7 +111,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		if !inv.PoolOwned() {
 			paths.PoolDir = plan.Pool.Path
 		}
-		if paths != (activities.PathsRequest{}) {
+		paths.SharedDirs = sharedDirs(req.Spec)
+		if !paths.Empty() {
 			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
 				return false, err
 			}

@@ -23,6 +23,9 @@ type Options struct {
 	// ImageRoots and PoolRoots bound where base images are read from and
 	// pools created (activities.DefaultImageRoots/DefaultPoolRoots if nil).
 	ImageRoots, PoolRoots []string
+	// ShareRoots bound the host directories VMs may share
+	// (activities.DefaultShareRoots if nil).
+	ShareRoots []string
 	// SysfsRoot is where PCI functions, IOMMU groups and KVM modules are
 	// read from instead of /sys; a PCI fixture tree in tests. Set, it also
 	// replaces libvirt's node devices for PCI.
@@ -60,6 +63,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.PoolRoots == nil {
 		o.PoolRoots = activities.DefaultPoolRoots
 	}
+	if o.ShareRoots == nil {
+		o.ShareRoots = activities.DefaultShareRoots
+	}
 	w.RegisterActivity(&activities.Activities{
 		Libvirt: lv,
 		// A heartbeat a second against the workflows' 3 s heartbeat
@@ -68,6 +74,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		KeepAlive:      c,
 		ImageRoots:     o.ImageRoots,
 		PoolRoots:      o.PoolRoots,
+		ShareRoots:     o.ShareRoots,
 		SysfsRoot:      o.SysfsRoot,
 		Temporal:       c,
 	})
