@@ -317,7 +317,43 @@ func historyScenarios() []historyScenario {
 			require.NoError(t, run.Get(context.Background(), &d))
 			assert.Len(t, d.Inventory.Domains, 3)
 		},
+	}, {
+		// A GPU node: its function is validated and claimed before
+		// anything is created; a failed start gives the claim back last.
+		name: "start-gpu-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled: append([]string{"ValidatePCI", "ClaimDevices", "StartDomain", "ReleaseDevices"}, rollback...),
+		request:   gpuRequest,
+		script: func(*testing.T) *fakeScript {
+			s := newFakeScript()
+			s.failAt = "StartDomain lab-compute-02"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			f := startFailure(t, err, "StartFailed")
+			assert.Equal(t, "device claims", f.RolledBack[len(f.RolledBack)-1])
+		},
+	}, {
+		name: "plan", workflow: PlanClusterName, closed: completed,
+		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage"},
+		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},
+		request:      gpuRequest,
+		script:       func(*testing.T) *fakeScript { return newFakeScript() },
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+			var r PlanReport
+			require.NoError(t, run.Get(context.Background(), &r))
+			assert.True(t, r.OK(), "%+v", r.Checks)
+			assert.NotEmpty(t, r.Documents)
+		},
 	}}
+}
+
+// gpuRequest is testRequest with a GPU passed through to compute-01.
+func gpuRequest(t *testing.T) Request {
+	req := testRequest(t)
+	req.Spec.ComputeNodes[0].PCIePassthrough = &cluster.PCIePassthroughSpec{Enabled: true,
+		Devices: []cluster.PCIDeviceSpec{{PCIAddress: "0000:01:00.0", DeviceType: "gpu"}}}
+	return req
 }
 
 func historyFile(scenario, set string) string {
