@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -108,5 +109,34 @@ func (a *Activities) InspectBaseImage(ctx context.Context, path string) (ImageIn
 	if err != nil {
 		return ImageInfo{}, badInput(fmt.Sprintf("cluster.storage.base_image %q on host %s: %v", path, host, err), err)
 	}
-	return ImageInfo{Path: path, Format: format, VirtualSize: virtual, FileSize: size}, nil
+	info := ImageInfo{Path: path, Format: format, VirtualSize: virtual, FileSize: size, Allocated: size}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		info.Allocated = sys.Blocks * 512
+	}
+	return info, nil
+}
+
+// SpaceInfo is the free space of the file system a directory is (or would
+// be) on.
+type SpaceInfo struct {
+	Measured  string `json:"measured"` // the existing directory measured
+	Available uint64 `json:"available"`
+	Total     uint64 `json:"total"`
+}
+
+// PoolSpace measures the file system the pool directory is on, or would
+// be created on (its nearest existing parent).
+func (a *Activities) PoolSpace(ctx context.Context, dir string) (SpaceInfo, error) {
+	p := filepath.Clean(dir)
+	for {
+		var fs syscall.Statfs_t
+		err := syscall.Statfs(p, &fs)
+		if err == nil {
+			return SpaceInfo{Measured: p, Available: fs.Bavail * uint64(fs.Bsize), Total: fs.Blocks * uint64(fs.Bsize)}, nil
+		}
+		if !errors.Is(err, syscall.ENOENT) || p == "/" {
+			return SpaceInfo{}, fmt.Errorf("measure free space at %s: %w", p, err)
+		}
+		p = filepath.Dir(p)
+	}
 }

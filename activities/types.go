@@ -8,6 +8,9 @@ type ImageInfo struct {
 	Format      string `json:"format"` // qcow2 or raw
 	VirtualSize uint64 `json:"virtual_size"`
 	FileSize    int64  `json:"file_size"`
+	// Allocated is what the file takes on disk (holes excluded): what a
+	// sparse upload writes into the pool.
+	Allocated int64 `json:"allocated,omitempty"`
 }
 
 // NetworkRef names a network and the UUID that proves it is ours.

@@ -21,7 +21,7 @@ func TestValidateAndPlanCreateNothing(t *testing.T) {
 
 	code, out := e.hpcvm("validate")
 	require.Equal(t, cli.ExitOK, code, out)
-	for _, want := range []string{"✓ file:", "✓ names:", "✓ host:", "✓ hardware: pc-q35-", "✓ paths:", "✓ base image:", "✓ disk sizes:", "✓ xml: 9 documents rendered", "can start on host " + e.host} {
+	for _, want := range []string{"✓ file:", "✓ names:", "✓ host:", "✓ hardware: pc-q35-", "✓ paths:", "✓ base image:", "✓ disk sizes:", "✓ pool space:", "✓ xml: 9 documents rendered", "can start on host " + e.host} {
 		assert.Contains(t, out, want)
 	}
 	assert.NotContains(t, out, "✗")

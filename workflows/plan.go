@@ -192,6 +192,19 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		}
 	}
 
+	if img.Format != "" {
+		var space activities.SpaceInfo
+		if err := workflow.ExecuteActivity(ctx, a.PoolSpace, plan.Pool.Path).Get(ctx, &space); err != nil {
+			return r, err
+		}
+		note, err := judgeSpace(plan, inv, img, baseExisted, space)
+		check("pool space", err, fmt.Sprintf("%s free at %s", size(space.Available), space.Measured))
+		if note != "" {
+			plan.Machine.Notes = append(plan.Machine.Notes, note)
+			r.Plan = plan
+		}
+	}
+
 	r.Objects = plannedObjects(plan, inv, baseExisted)
 	if negotiated && img.Format != "" {
 		docs, err := planDocuments(plan, img)

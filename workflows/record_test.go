@@ -334,7 +334,7 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		name: "plan", workflow: PlanClusterName, closed: completed,
-		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage"},
+		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage", "PoolSpace"},
 		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},
 		request:      gpuRequest,
 		script:       func(*testing.T) *fakeScript { return newFakeScript() },
@@ -467,6 +467,13 @@ func (f *fakeActivities) ClaimDevices(ctx context.Context, req activities.ClaimR
 
 func (f *fakeActivities) ReleaseDevices(ctx context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
 	return activities.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
+}
+
+func (f *fakeActivities) PoolSpace(ctx context.Context, dir string) (activities.SpaceInfo, error) {
+	if err := f.script().step(ctx, "PoolSpace"); err != nil {
+		return activities.SpaceInfo{}, err
+	}
+	return activities.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, nil
 }
 
 func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (activities.ImageInfo, error) {

@@ -128,6 +128,20 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 				return false, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
 			}
 		}
+		// Runs recorded before the pool's space was measured did not.
+		if workflow.GetVersion(ctx, "pool-space", workflow.DefaultVersion, 1) == 1 {
+			var space activities.SpaceInfo
+			if err := workflow.ExecuteActivity(actx, a.PoolSpace, plan.Pool.Path).Get(ctx, &space); err != nil {
+				return false, err
+			}
+			note, err := judgeSpace(plan, inv, img, baseExisted, space)
+			if err != nil {
+				return false, badRequest(err)
+			}
+			if note != "" {
+				plan.Machine.Notes = append(plan.Machine.Notes, note)
+			}
+		}
 		return false, nil
 	})
 	if err != nil {
@@ -554,4 +568,35 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s clus
 		})
 	}
 	return err
+}
+
+// judgeSpace weighs what start writes into the pool against the free space
+// of its file system: the base image is written in full when uploaded, so
+// it must fit; the VMs' copy-on-write disks start empty and grow, so that
+// they could outgrow the space is a note, not a refusal.
+func judgeSpace(p cluster.Plan, inv activities.Inventory, img activities.ImageInfo, baseExisted bool, space activities.SpaceInfo) (string, error) {
+	var base uint64
+	if !baseExisted {
+		base = uint64(max(img.Allocated, 0))
+		if img.Allocated == 0 {
+			base = uint64(max(img.FileSize, 0))
+		}
+	}
+	if base > space.Available {
+		return "", fmt.Errorf("the pool's file system (at %s) has %s free, and the base image %s needs %s: free space there, or choose another cluster.storage.pool_path",
+			space.Measured, size(space.Available), img.Path, size(base))
+	}
+	var disks uint64
+	var vms int
+	for _, vm := range p.VMs {
+		if _, exists := inv.Volume(vm.Volume); !exists {
+			disks += uint64(vm.DiskGiB) * templates.GiB
+			vms++
+		}
+	}
+	if left := space.Available - base; disks > left {
+		return fmt.Sprintf("thin volumes: the %d new VM disk(s) may grow to %s in all, and the pool's file system (at %s) has %s free once the base image is in; a guest's writes fail when it is full",
+			vms, size(disks), space.Measured, size(left)), nil
+	}
+	return "", nil
 }

@@ -93,6 +93,10 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 			return activities.EnsureResult{Created: true}, nil
 		}
 	}
+	env.OnActivity(a.PoolSpace, mock.Anything, mock.Anything).Return(func(context.Context, string) (activities.SpaceInfo, error) {
+		r.note(&r.calls, "PoolSpace")
+		return activities.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, r.fail("PoolSpace")
+	})
 	env.OnActivity(a.ReleaseDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
 		r.note(&r.calls, "ReleaseDevices "+req.Cluster+"/"+req.VM)
 		return activities.ReleaseResult{}, r.fail("ReleaseDevices")
