@@ -221,9 +221,14 @@ func isBadInput(err error) bool {
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBadInput
 }
 
-// rootCause is the innermost message of an activity's error: the part
-// that tells the operator what is wrong.
+// rootCause is the message of an activity's error that tells the
+// operator what is wrong: the application error's own message (hpcvm's
+// words, which already carry the cause), else the innermost error.
 func rootCause(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {
