@@ -87,6 +87,9 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 	if !ok {
 		return fmt.Errorf("host %s offers no Q35 machine type (it offers %s); hpcvm needs Q35 for PCIe devices: install a QEMU with Q35 support", host.Hostname, strings.Join(host.MachineTypes, ", "))
 	}
+	if v, ok := q35Version(machine); ok && (v[0] < minQ35[0] || v[0] == minQ35[0] && v[1] < minQ35[1]) {
+		return fmt.Errorf("host %s offers Q35 machine types up to %s; hpcvm needs pc-q35-%d.%d or newer (QEMU %d.%d+): upgrade QEMU on the host", host.Hostname, machine, minQ35[0], minQ35[1], minQ35[0], minQ35[1])
+	}
 	m.MachineType = machine
 	acc := s.Cluster.Hardware.Acceleration
 	wantKVM := acc.EnableKVM == nil || *acc.EnableKVM
@@ -445,6 +448,10 @@ func findModel(models []CPUModel, name string) (CPUModel, bool) {
 	}
 	return CPUModel{}, false
 }
+
+// minQ35 is the oldest Q35 machine type hpcvm plans with, as the plan's
+// "QEMU Platform Requirements" say.
+var minQ35 = [2]int{7, 2}
 
 // newestQ35 picks the highest versioned pc-q35-X.Y machine type.
 func newestQ35(types []string) (string, bool) {
