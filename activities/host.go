@@ -34,7 +34,8 @@ func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, e
 // pages), and free hugepages must be current when they are counted.
 func hostCapabilities(f libvirt.HostFacts) cluster.HostCapabilities {
 	caps := cluster.HostCapabilities{
-		Hostname: f.Hostname, Arch: f.Arch,
+		ProbeVersion: cluster.ProbeVersionHardware,
+		Hostname:     f.Hostname, Arch: f.Arch,
 		LibvirtVersion: f.LibvirtVersion, HypervisorVersion: f.HypervisorVersion,
 		KVMUsable: f.KVMUsable, Emulator: f.Emulator, MachineTypes: f.MachineTypes,
 		CPUs: f.CPUs, MemoryKiB: f.MemoryKiB,

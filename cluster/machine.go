@@ -18,11 +18,13 @@ type HostCapabilities struct {
 	Emulator          string   `json:"emulator"`
 	MachineTypes      []string `json:"machine_types"`
 
-	// The rest is empty in the records of runs from before hpcvm read it;
-	// Negotiate judges the hardware settings only when GuestCPU is known.
-	CPUs      int     `json:"cpus,omitempty"`
-	MemoryKiB uint64  `json:"memory_kib,omitempty"`
-	HostCPU   HostCPU `json:"host_cpu"`
+	// ProbeVersion is 0 in the records of runs from before hpcvm read the
+	// host's CPU, NUMA and memory (the fields below): Negotiate then
+	// decides as those runs did. Probes now say ProbeVersionHardware.
+	ProbeVersion int     `json:"probe_version,omitempty"`
+	CPUs         int     `json:"cpus,omitempty"`
+	MemoryKiB    uint64  `json:"memory_kib,omitempty"`
+	HostCPU      HostCPU `json:"host_cpu"`
 	// GuestCPU is, per domain type (kvm, qemu), what a guest's CPU can be.
 	GuestCPU             map[string]GuestCPU `json:"guest_cpu,omitempty"`
 	NUMACells            []HostNUMACell      `json:"numa_cells,omitempty"`
@@ -87,9 +89,6 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 	if !ok {
 		return fmt.Errorf("host %s offers no Q35 machine type (it offers %s); hpcvm needs Q35 for PCIe devices: install a QEMU with Q35 support", host.Hostname, strings.Join(host.MachineTypes, ", "))
 	}
-	if v, ok := q35Version(machine); ok && (v[0] < minQ35[0] || v[0] == minQ35[0] && v[1] < minQ35[1]) {
-		return fmt.Errorf("host %s offers Q35 machine types up to %s; hpcvm needs pc-q35-%d.%d or newer (QEMU %d.%d+): upgrade QEMU on the host", host.Hostname, machine, minQ35[0], minQ35[1], minQ35[0], minQ35[1])
-	}
 	m.MachineType = machine
 	acc := s.Cluster.Hardware.Acceleration
 	wantKVM := acc.EnableKVM == nil || *acc.EnableKVM
@@ -106,12 +105,15 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 	default:
 		m.DomainType = "qemu"
 	}
-	if host.GuestCPU == nil {
+	if host.ProbeVersion < ProbeVersionHardware {
 		// A record of a run from before the probe read the host's CPU,
 		// NUMA and memory: decide as that run did.
 		legacyCPU(&m, acc)
 		p.Machine = m
 		return nil
+	}
+	if v, ok := q35Version(machine); ok && (v[0] < minQ35[0] || v[0] == minQ35[0] && v[1] < minQ35[1]) {
+		return fmt.Errorf("host %s offers Q35 machine types up to %s; hpcvm needs pc-q35-%d.%d or newer (QEMU %d.%d+): upgrade QEMU on the host", host.Hostname, machine, minQ35[0], minQ35[1], minQ35[0], minQ35[1])
 	}
 	var errs []string
 	errs = append(errs, negotiateCPU(&m, acc, host)...)
@@ -448,6 +450,10 @@ func findModel(models []CPUModel, name string) (CPUModel, bool) {
 	}
 	return CPUModel{}, false
 }
+
+// ProbeVersionHardware marks a probe that read the host's CPU, NUMA cells
+// and memory.
+const ProbeVersionHardware = 1
 
 // minQ35 is the oldest Q35 machine type hpcvm plans with, as the plan's
 // "QEMU Platform Requirements" say.

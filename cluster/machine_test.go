@@ -157,7 +157,8 @@ func TestNegotiateKeepsTheDecisionOfRecordedRuns(t *testing.T) {
 	// A probe recorded before hpcvm read CPUs has no GuestCPU: the CPU is
 	// decided as then, so replaying that run makes the same decisions.
 	host := loadHost(t, "pvm-2cpu")
-	host.GuestCPU = nil
+	host.ProbeVersion = 0
+	host.MachineTypes = []string{"pc-q35-6.2"} // refused today, taken then
 	s, err := Parse([]byte(hwYAML(`cpu_model: host-passthrough, cpu_features: ["+avx"]`, "")))
 	require.NoError(t, err)
 	p, err := NewPlan(s)
@@ -165,4 +166,16 @@ func TestNegotiateKeepsTheDecisionOfRecordedRuns(t *testing.T) {
 	require.NoError(t, p.Negotiate(s, host))
 	assert.Equal(t, "host-passthrough", p.Machine.CPUMode)
 	assert.Equal(t, []string{"+avx"}, p.Machine.CPUFeatures)
+}
+
+func TestNegotiateRefusesQ35OlderThan72(t *testing.T) {
+	host := loadHost(t, "pvm-2cpu")
+	host.MachineTypes = []string{"pc-q35-6.2", "pc-q35-7.1", "q35"}
+	s, err := Parse([]byte(hwYAML(``, "")))
+	require.NoError(t, err)
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	err = p.Negotiate(s, host)
+	require.Error(t, err)
+	assert.Equal(t, "host hv1 offers Q35 machine types up to pc-q35-7.1; hpcvm needs pc-q35-7.2 or newer (QEMU 7.2+): upgrade QEMU on the host", err.Error())
 }

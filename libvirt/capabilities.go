@@ -205,13 +205,26 @@ func numaCells(conn *lv.Connect, caps libvirtxml.Caps) ([]NUMACell, error) {
 				cell.CPUs = append(cell.CPUs, cpu.ID)
 			}
 		}
-		free, err := conn.GetFreePages(hugepageSizesKiB, c.ID, 1, 0)
-		if err != nil {
-			return nil, err
-		}
-		for i, size := range hugepageSizesKiB {
-			if i < len(free) {
-				cell.FreePages[size] = free[i]
+		// Only the sizes the cell has: asking for one the kernel does not
+		// offer (1 GiB pages without pdpe1gb, no hugetlbfs) fails the call.
+		// A size that cannot be read counts as none free.
+		for _, size := range hugepageSizesKiB {
+			offered := false
+			for _, pi := range c.PageInfo {
+				offered = offered || kibOf(uint64(pi.Size), pi.Unit) == size
+			}
+			if !offered {
+				continue
+			}
+			free, err := conn.GetFreePages([]uint64{size}, c.ID, 1, 0)
+			if err != nil {
+				if isConnLoss(err, conn) {
+					return nil, err
+				}
+				continue
+			}
+			if len(free) > 0 {
+				cell.FreePages[size] = free[0]
 			}
 		}
 		cells = append(cells, cell)
