@@ -143,7 +143,36 @@ const (
 )
 
 // Validate checks everything that can be checked without the host.
-func Validate(s Spec) error {
+func Validate(s Spec) error { return validate(s, validateHardware) }
+
+// ValidateAsRecorded is Validate as it was before the hardware settings
+// were typed and judged: workflows replaying runs recorded then must
+// accept and refuse what those runs did.
+func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules) }
+
+// recordedHardwareRules are the hardware checks of runs recorded before
+// the hardware settings were judged: a CPU model from a fixed list and the
+// topology's ranges.
+func recordedHardwareRules(s Spec, add func(path string, value any, problem, want string)) {
+	acc := s.Cluster.Hardware.Acceleration
+	switch acc.CPUModel {
+	case "", "host", "host-passthrough", "host-model", "qemu64":
+	default:
+		add("cluster.hardware.acceleration.cpu_model", acc.CPUModel, "is not a CPU model", "use one of host, host-passthrough, host-model, qemu64, or leave it out for the hypervisor's default")
+	}
+	if t := acc.CPUTopology; t != nil {
+		for _, kv := range []struct {
+			k string
+			v int
+		}{{"sockets", t.Sockets}, {"cores", t.Cores}, {"threads", t.Threads}} {
+			if kv.v < 1 || kv.v > maxCPUCores {
+				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
+			}
+		}
+	}
+}
+
+func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string))) error {
 	var errs ValidationError
 	add := func(path string, value any, problem, want string) {
 		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
@@ -197,7 +226,7 @@ func Validate(s Spec) error {
 			add(fmt.Sprintf("cluster.hardware.acceleration.cpu_features[%d]", i), f, "is not a CPU feature", `write "+name" to require or "-name" to disable a feature`)
 		}
 	}
-	validateHardware(s, add)
+	hardware(s, add)
 
 	validateNetwork(s, add)
 

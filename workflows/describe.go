@@ -22,7 +22,11 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 			return Description{}, badRequest(err)
 		}
 	} else {
-		if err := cluster.Validate(req.Spec); err != nil {
+		validate := cluster.Validate
+		if workflow.GetVersion(ctx, "typed-hardware", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			validate = cluster.ValidateAsRecorded // a run recorded before the hardware rules
+		}
+		if err := validate(req.Spec); err != nil {
 			return Description{}, badRequest(err)
 		}
 		var err error

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -127,4 +128,31 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// A run recorded before the hardware settings were judged, whose file
+// holds what the rules now refuse (the plan's 1×4×1 topology on 2-vCPU
+// controllers, a GPU), still replays: it goes on under the rules it began
+// with.
+func TestRecordedRunWithHardwareTheRulesNowRefuseReplays(t *testing.T) {
+	hist := readHistory(t, filepath.Join(historiesDir, "start-success.v2.json"))
+	started := hist.Events[0].GetWorkflowExecutionStartedEventAttributes()
+	require.NotNil(t, started)
+	payload := started.GetInput().GetPayloads()[0]
+	var req map[string]any
+	require.NoError(t, json.Unmarshal(payload.GetData(), &req))
+	spec := req["spec"].(map[string]any)
+	acc := spec["cluster"].(map[string]any)["hardware"].(map[string]any)["acceleration"].(map[string]any)
+	acc["cpu_topology"] = map[string]any{"sockets": 1, "cores": 4, "threads": 1}
+	nodes := spec["compute_nodes"].([]any)
+	nodes[0].(map[string]any)["pcie_passthrough"] = map[string]any{"enabled": true,
+		"devices": []any{map[string]any{"pci_address": "0000:65:00.0", "device_type": "gpu"}}}
+	data, err := json.Marshal(req)
+	require.NoError(t, err)
+	payload.Data = data
+
+	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{})
+	require.NoError(t, err)
+	Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist))
 }

@@ -57,12 +57,22 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	actx := stepContext(ctx, o)
 	// The workflow checks its request itself: a client that skips the CLI
 	// gets the same errors, and nothing is created for a bad request.
-	if err := cluster.Validate(req.Spec); err != nil {
+	// Runs recorded before the hardware settings were judged and acted
+	// on go on under the rules they began with.
+	recorded := workflow.GetVersion(ctx, "typed-hardware", workflow.DefaultVersion, 1) == workflow.DefaultVersion
+	validate := cluster.Validate
+	if recorded {
+		validate = cluster.ValidateAsRecorded
+	}
+	if err := validate(req.Spec); err != nil {
 		return StartResult{}, badRequest(err)
 	}
 	fresh, err := cluster.NewPlan(req.Spec)
 	if err != nil {
 		return StartResult{}, badRequest(err)
+	}
+	if recorded {
+		fresh.AsRecorded()
 	}
 
 	var inv activities.Inventory
@@ -85,6 +95,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
 	if err != nil {
 		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"plan", badRequest(err)})
+	}
+	if recorded {
+		plan.AsRecorded()
 	}
 	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
 
