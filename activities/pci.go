@@ -10,14 +10,17 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
+	"go.temporal.io/api/serviceerror"
 )
 
 // PCIRequest names the host PCI functions a cluster passes through.
 type PCIRequest struct {
+	Host      string   `json:"host,omitempty"` // whose device ledger to read
 	Cluster   string   `json:"cluster"`
 	Addresses []string `json:"addresses"`
 }
@@ -74,6 +77,10 @@ func (a *Activities) ValidatePCI(ctx context.Context, req PCIRequest) (cluster.P
 			if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == req.Cluster {
 				continue
 			}
+			if d.Unreadable {
+				facts.Unreadable = append(facts.Unreadable, d.Name)
+				continue
+			}
 			for _, addr := range d.PCIHostdevs {
 				if dev, ok := facts.Devices[addr]; ok {
 					dev.HeldBy = append(dev.HeldBy, d.Name)
@@ -84,9 +91,36 @@ func (a *Activities) ValidatePCI(ctx context.Context, req PCIRequest) (cluster.P
 				}
 			}
 		}
-		return nil
+		return a.readClaims(ctx, req, &facts)
 	})
 	return facts, err
+}
+
+// readClaims marks the devices another cluster claims in the host's device
+// ledger: whatever this cluster's exclusive_mode, it cannot have them.
+func (a *Activities) readClaims(ctx context.Context, req PCIRequest, facts *cluster.PCIFacts) error {
+	if a.Temporal == nil || req.Host == "" {
+		return nil
+	}
+	v, err := a.Temporal.QueryWorkflow(ctx, LedgerWorkflowID(req.Host), "", LedgerQueryClaims)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil // no ledger: nothing claimed
+	}
+	if err != nil {
+		return fmt.Errorf("read the device ledger of host %s: %w", req.Host, err)
+	}
+	var claims []DeviceClaim
+	if err := v.Get(&claims); err != nil {
+		return err
+	}
+	for _, c := range claims {
+		if dev, ok := facts.Devices[c.Address]; ok && c.Cluster != req.Cluster {
+			dev.ClaimedBy = fmt.Sprintf("cluster %s (VM %s) since %s", c.Cluster, c.VM, c.Since.UTC().Format(time.RFC3339))
+			facts.Devices[c.Address] = dev
+		}
+	}
+	return nil
 }
 
 // iommuOn: the kernel made IOMMU groups (sysfs), or libvirt placed a

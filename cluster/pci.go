@@ -19,6 +19,9 @@ type HostPCIDevice struct {
 	// function passed through; HeldByRunning those of them that run.
 	HeldBy        []string `json:"held_by,omitempty"`
 	HeldByRunning []string `json:"held_by_running,omitempty"`
+	// ClaimedBy describes another cluster's claim on it in the host's
+	// device ledger ("cluster x (VM y) since ..."), "" if none.
+	ClaimedBy string `json:"claimed_by,omitempty"`
 }
 
 // PCIFacts is what the host says about the functions a cluster asks for
@@ -28,12 +31,17 @@ type PCIFacts struct {
 	// IOMMU: the host has IOMMU groups (the IOMMU is on).
 	IOMMU   bool                     `json:"iommu"`
 	Devices map[string]HostPCIDevice `json:"devices"`
+	// Unreadable are domains outside the cluster whose definitions could
+	// not be read: they may hold any device.
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 // HostDevicePlan is one host PCI function passed through to a VM.
 type HostDevicePlan struct {
 	Address    string `json:"address"` // "0000:01:00.0"
 	DeviceType string `json:"device_type"`
+	// Exclusive: claimed in the host's device ledger (exclusive_mode).
+	Exclusive bool `json:"exclusive,omitempty"`
 }
 
 // RequestedPCI is one device cluster.yaml passes through.
@@ -104,6 +112,9 @@ func (p *Plan) AssignPCI(s Spec, host string, facts PCIFacts) []string {
 	if !facts.IOMMU {
 		errs = append(errs, fmt.Sprintf("PCI passthrough needs the IOMMU, and host %s has no IOMMU groups (%s): enable VT-d or AMD-Vi in the firmware and boot with intel_iommu=on (or amd_iommu=on), or set pcie_passthrough.enabled to false", host, facts.Source))
 	}
+	if len(facts.Unreadable) > 0 {
+		errs = append(errs, fmt.Sprintf("the definitions of domain(s) %s on host %s cannot be read, so hpcvm cannot tell which PCI devices they hold: fix or remove them (virsh dumpxml), then run again", strings.Join(facts.Unreadable, ", "), host))
+	}
 	wanted := map[string]RequestedPCI{}
 	for _, r := range req {
 		wanted[r.PCIAddress] = r
@@ -121,6 +132,8 @@ func (p *Plan) AssignPCI(s Spec, host string, facts PCIFacts) []string {
 			errs = append(errs, fmt.Sprintf("%s: %s on host %s is %s, not %s: check the address, or correct vendor_id/device_id", r.Path, r.PCIAddress, host, id, want))
 		}
 		switch {
+		case d.ClaimedBy != "":
+			errs = append(errs, fmt.Sprintf("%s: %s on host %s is claimed by %s in the host's device ledger: destroy that cluster first (which frees its devices)", r.Path, r.PCIAddress, host, d.ClaimedBy))
 		case r.Exclusive && len(d.HeldBy) > 0:
 			errs = append(errs, fmt.Sprintf("%s: %s (%s) on host %s is passed through to domain(s) %s, which are not this cluster's: free it there first, or set exclusive_mode: false to share it one running domain at a time", r.Path, r.PCIAddress, id, host, strings.Join(d.HeldBy, ", ")))
 		case len(d.HeldByRunning) > 0:
@@ -134,7 +147,7 @@ func (p *Plan) AssignPCI(s Spec, host string, facts PCIFacts) []string {
 				errs = append(errs, fmt.Sprintf("%s.iommu_group %d: %s on host %s is in IOMMU group %d: correct iommu_group or leave it out", r.Path, *r.IOMMUGroup, r.PCIAddress, host, *d.IOMMUGroup))
 			}
 		}
-		byVM[r.VM] = append(byVM[r.VM], HostDevicePlan{Address: r.PCIAddress, DeviceType: r.DeviceType})
+		byVM[r.VM] = append(byVM[r.VM], HostDevicePlan{Address: r.PCIAddress, DeviceType: r.DeviceType, Exclusive: r.Exclusive})
 		if d.IOMMUGroup == nil {
 			continue
 		}

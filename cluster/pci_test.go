@@ -50,7 +50,7 @@ func TestAssignPCIPassesAWholeGroup(t *testing.T) {
 	p, problems := assignPCI(t, gpuAndAudio, gpuHostFacts(true))
 	require.Empty(t, problems)
 	vm, _ := p.VM("gpu-01")
-	assert.Equal(t, []HostDevicePlan{{Address: "0000:01:00.0", DeviceType: "gpu"}, {Address: "0000:01:00.1", DeviceType: "audio"}}, vm.HostDevices,
+	assert.Equal(t, []HostDevicePlan{{Address: "0000:01:00.0", DeviceType: "gpu", Exclusive: true}, {Address: "0000:01:00.1", DeviceType: "audio", Exclusive: true}}, vm.HostDevices,
 		"the root port of the group stays with the host")
 
 	// The cluster-level form: devices name their VM.
@@ -70,7 +70,7 @@ compute_nodes: [{name: gpu-01}]
 	require.NoError(t, err)
 	require.Empty(t, p.AssignPCI(s, "gpu1", gpuHostFacts(true)))
 	vm, _ = p.VM("gpu-01")
-	assert.Equal(t, []HostDevicePlan{{Address: "0000:03:00.0", DeviceType: "gpu"}}, vm.HostDevices)
+	assert.Equal(t, []HostDevicePlan{{Address: "0000:03:00.0", DeviceType: "gpu", Exclusive: true}}, vm.HostDevices)
 }
 
 func TestAssignPCIRefusals(t *testing.T) {
@@ -79,11 +79,22 @@ func TestAssignPCIRefusals(t *testing.T) {
 	d.HeldBy = []string{"other-gpu-01"}
 	held.Devices["0000:01:00.0"] = d
 
+	claimed := gpuHostFacts(true)
+	d = claimed.Devices["0000:01:00.0"]
+	d.ClaimedBy = "cluster other (VM gpu-02) since 2026-12-04T10:00:00Z"
+	claimed.Devices["0000:01:00.0"] = d
+	unreadable := gpuHostFacts(true)
+	unreadable.Unreadable = []string{"odd-vm"}
+
 	cases := []struct {
 		name, nodes string
 		facts       PCIFacts
 		want        string
 	}{
+		{"claimed by another cluster", strings.Replace(gpuAndAudio, "enabled: true", "enabled: true\n      exclusive_mode: false", 1), claimed,
+			"compute_nodes[0].pcie_passthrough.devices[0]: 0000:01:00.0 on host gpu1 is claimed by cluster other (VM gpu-02) since 2026-12-04T10:00:00Z in the host's device ledger: destroy that cluster first (which frees its devices)"},
+		{"unreadable domain", gpuAndAudio, unreadable,
+			"the definitions of domain(s) odd-vm on host gpu1 cannot be read, so hpcvm cannot tell which PCI devices they hold: fix or remove them (virsh dumpxml), then run again"},
 		{"missing device", strings.Replace(gpuAndAudio, "0000:01:00.0", "0000:65:00.0", 1), gpuHostFacts(true),
 			`compute_nodes[0].pcie_passthrough.devices[0].pci_address 0000:65:00.0: host gpu1 has no PCI device at that address (sysfs at /fixture; ` + "`lspci -D`" + ` lists them)`},
 		{"IOMMU off", gpuAndAudio, gpuHostFacts(false),

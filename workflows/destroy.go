@@ -171,10 +171,20 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 
 	// The cluster's device claims go with its domains. Runs recorded
 	// before the ledger existed released nothing.
-	if domainsErr == nil && workflow.GetVersion(ctx, "release-device-claims", workflow.DefaultVersion, 1) == 1 {
+	if workflow.GetVersion(ctx, "release-device-claims", workflow.DefaultVersion, 1) == 1 {
 		vms := req.VMs
 		if len(vms) == 0 {
 			vms = []string{""} // all of the cluster's
+		}
+		if len(stillThere) > 0 {
+			// Only the VMs whose domains are gone give their devices
+			// back: a domain still defined still names its devices.
+			vms = nil
+			for _, td := range d.Domains {
+				if !stillThere[td.VM] && td.VM != "" {
+					vms = append(vms, td.VM)
+				}
+			}
 		}
 		queue := workflow.GetInfo(ctx).TaskQueueName
 		for _, vm := range vms {

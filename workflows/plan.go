@@ -137,7 +137,7 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	}
 	if addrs := cluster.PCIAddresses(req.Spec); len(addrs) > 0 {
 		var facts cluster.PCIFacts
-		if err := workflow.ExecuteActivity(ctx, a.ValidatePCI, activities.PCIRequest{Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
+		if err := workflow.ExecuteActivity(ctx, a.ValidatePCI, activities.PCIRequest{Host: plan.Host, Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
 			return r, err
 		}
 		if problems := plan.AssignPCI(req.Spec, plan.Host, facts); len(problems) > 0 {

@@ -333,6 +333,30 @@ func historyScenarios() []historyScenario {
 			assert.Equal(t, "device claims", f.RolledBack[len(f.RolledBack)-1])
 		},
 	}, {
+		// A GPU node joins a running cluster and fails: it is rolled back
+		// alone, and the device this run claimed for it is given back.
+		name: "start-gpu-node-scale-out-fails", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled:    []string{"ValidatePCI", "ClaimDevices", "EnsureDHCPHost", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "ReleaseDevices"},
+		notScheduled: []string{"DeletePool", "DeleteNetwork"},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Spec.ComputeNodes = append(req.Spec.ComputeNodes, cluster.NodeSpec{Name: "gpu-01", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1,
+				PCIePassthrough: &cluster.PCIePassthroughSpec{Enabled: true, Devices: []cluster.PCIDeviceSpec{{PCIAddress: "0000:01:00.0", DeviceType: "gpu"}}}})
+			return req
+		},
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			s.failAt = "StartDomain lab-gpu-01"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			require.ErrorContains(t, err, "node(s) gpu-01 rolled back alone")
+			f := startFailure(t, err, "StartFailed")
+			assert.Contains(t, f.RolledBack, "device claims of gpu-01")
+			assert.NotContains(t, f.RolledBack, "device claims", "the cluster's other claims stay")
+		},
+	}, {
 		name: "plan", workflow: PlanClusterName, closed: completed,
 		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage", "PoolSpace"},
 		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},

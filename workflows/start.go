@@ -279,6 +279,15 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 
 func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv activities.Inventory, netExisted bool, baseFormat string, sg *saga, res *StartResult) error {
 	actx := stepContext(ctx, o)
+	// A node rolled back alone (a scale-out) gives back the devices this
+	// run claimed for it; the whole cluster's rollback frees the rest.
+	if exclusiveDevices(vm) && workflow.GetVersion(ctx, "device-claims", workflow.DefaultVersion, 1) == 1 {
+		info := workflow.GetInfo(ctx)
+		release := activities.ReleaseRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
+		sg.push("device claims of "+vm.Name, func(c workflow.Context) error {
+			return workflow.ExecuteActivity(stepContext(c, o), a.ReleaseDevices, release).Get(c, nil)
+		})
+	}
 	volXML, err := templates.VMVolume(plan, vm, baseFormat)
 	if err != nil {
 		return &stepError{"render volume " + vm.Volume, err}
@@ -540,7 +549,7 @@ func validatePCI(ctx, actx workflow.Context, s cluster.Spec, plan *cluster.Plan)
 		return nil
 	}
 	var facts cluster.PCIFacts
-	if err := workflow.ExecuteActivity(actx, a.ValidatePCI, activities.PCIRequest{Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
+	if err := workflow.ExecuteActivity(actx, a.ValidatePCI, activities.PCIRequest{Host: plan.Host, Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
 		return err
 	}
 	if problems := plan.AssignPCI(s, plan.Host, facts); len(problems) > 0 {
@@ -559,7 +568,9 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s clus
 		return nil
 	}
 	info := workflow.GetInfo(ctx)
-	req := activities.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.WorkflowExecution.RunID}
+	// Claims are the run chain's: a reset run (a new run ID) still gives
+	// back what its first run claimed.
+	req := activities.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.FirstRunID}
 	for _, d := range devices {
 		req.Devices = append(req.Devices, activities.DeviceClaim{Address: d.PCIAddress, VM: d.VM})
 	}
@@ -612,4 +623,13 @@ func judgeSpace(p cluster.Plan, inv activities.Inventory, img activities.ImageIn
 			vms, size(disks), space.Measured, size(left)), nil
 	}
 	return "", nil
+}
+
+func exclusiveDevices(vm cluster.VMPlan) bool {
+	for _, d := range vm.HostDevices {
+		if d.Exclusive {
+			return true
+		}
+	}
+	return false
 }
