@@ -299,6 +299,10 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 		}
 	}
 
+	if len(RequestedPCIDevices(s)) > 0 && !host.HostdevSupported {
+		errs = append(errs, "pcie_passthrough: libvirt on this host offers no host device passthrough (its domain capabilities say hostdev is unsupported): use a host with VFIO support, or set enabled to false")
+	}
+
 	// Shared directories: virtiofsd maps guest memory, so a VM with one
 	// needs shared memory: memfd unless hugepages back it already.
 	var sharing []string
@@ -376,6 +380,9 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 				need[-1] += uint64(vm.MemoryMiB / pageMiB)
 			}
 			needAll += uint64(vm.MemoryMiB / pageMiB)
+		}
+		if len(host.NUMACells) == 0 {
+			errs = append(errs, fmt.Sprintf("%s: hugepages are asked for, and libvirt on this host reports no NUMA cells, so their free pages cannot be counted: check `virsh capabilities` on the host, or turn hugepages off", pathPerformance))
 		}
 		var freeAll uint64
 		var perCell []string

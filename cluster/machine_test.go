@@ -179,3 +179,18 @@ func TestNegotiateRefusesQ35OlderThan72(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "host hv1 offers Q35 machine types up to pc-q35-7.1; hpcvm needs pc-q35-7.2 or newer (QEMU 7.2+): upgrade QEMU on the host", err.Error())
 }
+
+func TestNegotiateRefusesWhatTheHostCannotCount(t *testing.T) {
+	host := loadHost(t, "pvm-2cpu")
+	host.HostdevSupported = false
+	host.NUMACells = nil
+	s, err := Parse([]byte(hwYAML(`performance: {enable_hugepages: true}`,
+		"compute_nodes: [{name: c1, pcie_passthrough: {enabled: true, devices: [{pci_address: \"0000:01:00.0\", device_type: gpu}]}}]")))
+	require.NoError(t, err)
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	err = p.Negotiate(s, host)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pcie_passthrough: libvirt on this host offers no host device passthrough")
+	assert.Contains(t, err.Error(), "libvirt on this host reports no NUMA cells, so their free pages cannot be counted")
+}

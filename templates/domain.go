@@ -173,7 +173,10 @@ func memoryBacking(m cluster.MachinePlan, vm cluster.VMPlan) *libvirtxml.DomainM
 	b := &libvirtxml.DomainMemoryBacking{}
 	if m.HugepageKiB > 0 {
 		b.MemoryHugePages = &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(m.HugepageKiB), Unit: "KiB"}}}
-	} else if shared {
+	}
+	// memfd as asked (with hugepages: memfd backed by them), or for
+	// virtiofs when no hugepages back the memory.
+	if m.MemfdBacking || shared && m.HugepageKiB == 0 {
 		b.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
 	}
 	if shared {

@@ -30,6 +30,7 @@ var hardwareMatrix = []struct {
 	{"hugepages-1g-numa-pinned", "hpc-2cell", `numa_topology: {nodes: 2, memory_per_node: 1G}, performance: {memory_backing: hugepages, hugepage_size: 1G, cpu_pinning: true}`,
 		"controller: {memory_mb: 2048, cpu_cores: 2}"},
 	{"memfd-numa", "pvm-2cpu", `numa_topology: {nodes: 2}, performance: {memory_backing: memfd}`, ``},
+	{"memfd-hugepages", "hpc-2cell", `performance: {memory_backing: memfd, enable_hugepages: true}`, ``},
 	{"virtiofs", "pvm-2cpu", `numa_topology: {nodes: 2}`, `  - name: data-01
     memory_mb: 2048
     cpu_cores: 2
