@@ -79,6 +79,18 @@ func TestTopologyNUMAAndFeaturesReachTheDomains(t *testing.T) {
 		assert.Contains(t, cmdline, "svm=off", vm)
 		assert.Contains(t, cmdline, "sockets=1,dies=1,cores=2,threads=1", vm)
 	}
+
+	// Started again, the same file changes nothing: libvirt's own additions
+	// to the definitions (a default model, expanded features) do not count.
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "created 0 object(s), started 0 VM(s)")
+
+	// Other hardware for existing VMs is refused, not ignored.
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "numa_topology: {nodes: 2}", "numa_topology: null", 1))
+	code, out = e.hpcvm("start")
+	require.NotEqual(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "NUMA cells is")
 }
 
 // Hugepages are counted against what the host really has free, and a

@@ -411,7 +411,157 @@ func diffDomain(have, want *libvirtxml.Domain) *Error {
 			return mismatch("", "", fmt.Sprintf("interface %d network", i+1), hi[i].network, wi[i].network)
 		}
 	}
+	for _, f := range hardwareFields {
+		if h, w := f.of(have), f.of(want); h != w {
+			return mismatch("", "", f.name, orNone(h), orNone(w))
+		}
+	}
+	if h, w := cpuMode(have), cpuMode(want); w != "" && h != w {
+		return mismatch("", "", "CPU", orNone(h), w)
+	}
+	if missing := missingFeatures(have, want); missing != "" {
+		return mismatch("", "", "CPU features", "without "+missing, "with them")
+	}
 	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// hardwareFields are the parts of a definition that hpcvm sets from the
+// hardware settings and compares in a normalised form: what libvirt adds
+// on its own (a default model, expanded features) does not count.
+var hardwareFields = []struct {
+	name string
+	of   func(*libvirtxml.Domain) string
+}{
+	{"CPU topology", func(d *libvirtxml.Domain) string {
+		if d.CPU == nil || d.CPU.Topology == nil {
+			return ""
+		}
+		t := d.CPU.Topology
+		return fmt.Sprintf("%d sockets × %d cores × %d threads", t.Sockets, t.Cores, t.Threads)
+	}},
+	{"NUMA cells", func(d *libvirtxml.Domain) string {
+		if d.CPU == nil || d.CPU.Numa == nil {
+			return ""
+		}
+		var parts []string
+		for _, c := range d.CPU.Numa.Cell {
+			unit := c.Unit
+			if unit == "" {
+				unit = "KiB"
+			}
+			m, _ := unitMultiplier(unit)
+			cell := fmt.Sprintf("cpus %s %d KiB", c.CPUs, uint64(c.Memory)*m/1024)
+			if c.MemAccess != "" {
+				cell += " " + c.MemAccess
+			}
+			parts = append(parts, cell)
+		}
+		return strings.Join(parts, "; ")
+	}},
+	{"memory backing", func(d *libvirtxml.Domain) string {
+		b := d.MemoryBacking
+		if b == nil {
+			return ""
+		}
+		var parts []string
+		if b.MemoryHugePages != nil {
+			for _, p := range b.MemoryHugePages.Hugepages {
+				m, _ := unitMultiplier(orDefault(p.Unit, "KiB"))
+				parts = append(parts, fmt.Sprintf("hugepages of %d KiB", uint64(p.Size)*m/1024))
+			}
+		}
+		if b.MemorySource != nil {
+			parts = append(parts, "source "+b.MemorySource.Type)
+		}
+		if b.MemoryAccess != nil {
+			parts = append(parts, "access "+b.MemoryAccess.Mode)
+		}
+		return strings.Join(parts, ", ")
+	}},
+	{"vCPU pinning", func(d *libvirtxml.Domain) string {
+		if d.CPUTune == nil {
+			return ""
+		}
+		var parts []string
+		for _, p := range d.CPUTune.VCPUPin {
+			parts = append(parts, fmt.Sprintf("%d:%s", p.VCPU, p.CPUSet))
+		}
+		return strings.Join(parts, " ")
+	}},
+	{"PCI devices passed through", func(d *libvirtxml.Domain) string {
+		if d.Devices == nil {
+			return ""
+		}
+		var parts []string
+		for _, h := range d.Devices.Hostdevs {
+			if pci := h.SubsysPCI; pci != nil && pci.Source != nil && pci.Source.Address != nil {
+				a := pci.Source.Address
+				parts = append(parts, pciAddressString(a.Domain, a.Bus, a.Slot, a.Function))
+			}
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, " ")
+	}},
+	{"shared directories", func(d *libvirtxml.Domain) string {
+		if d.Devices == nil {
+			return ""
+		}
+		var parts []string
+		for _, f := range d.Devices.Filesystems {
+			if f.Source != nil && f.Source.Mount != nil && f.Target != nil {
+				parts = append(parts, f.Target.Dir+"="+f.Source.Mount.Dir)
+			}
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, " ")
+	}},
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// cpuMode is the CPU mode, with the model for custom; "" when the
+// definition leaves the CPU to the hypervisor.
+func cpuMode(d *libvirtxml.Domain) string {
+	if d.CPU == nil || d.CPU.Mode == "" {
+		return ""
+	}
+	if d.CPU.Mode == "custom" && d.CPU.Model != nil {
+		return "custom " + d.CPU.Model.Value
+	}
+	return d.CPU.Mode
+}
+
+// missingFeatures lists the features want sets that have lacks with the
+// same policy.
+func missingFeatures(have, want *libvirtxml.Domain) string {
+	if want.CPU == nil {
+		return ""
+	}
+	got := map[string]string{}
+	if have.CPU != nil {
+		for _, f := range have.CPU.Features {
+			got[f.Name] = f.Policy
+		}
+	}
+	var missing []string
+	for _, f := range want.CPU.Features {
+		if got[f.Name] != f.Policy {
+			missing = append(missing, f.Policy+" "+f.Name)
+		}
+	}
+	return strings.Join(missing, ", ")
 }
 
 func domainMemoryKiB(d *libvirtxml.Domain) uint64 {
