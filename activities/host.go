@@ -24,6 +24,18 @@ func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, e
 		}
 		caps = hostCapabilities(f)
 		caps.KVMModules = kvmModules(a.sysfs())
+		domains, err := a.Libvirt.ListDomains("")
+		if err != nil {
+			return err
+		}
+		for _, d := range domains {
+			if len(d.VCPUPins) > 0 {
+				if caps.PinnedCPUs == nil {
+					caps.PinnedCPUs = map[string][]int{}
+				}
+				caps.PinnedCPUs[d.Name] = d.VCPUPins
+			}
+		}
 		return nil
 	})
 	return caps, err

@@ -32,6 +32,9 @@ type HostCapabilities struct {
 	HostdevSupported     bool                `json:"hostdev_supported,omitempty"`
 	VirtioFSSupported    bool                `json:"virtiofs_supported,omitempty"`
 	IOMMU                bool                `json:"iommu,omitempty"`
+	// PinnedCPUs are, per domain on the host, the host CPUs its vCPUs are
+	// pinned to, by vCPU.
+	PinnedCPUs map[string][]int `json:"pinned_cpus,omitempty"`
 	// KVMModules describes the host's KVM modules and their nested
 	// setting, read from sysfs, to explain why nesting is not offered.
 	KVMModules string `json:"kvm_modules,omitempty"`
@@ -344,20 +347,9 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 		totalVCPUs += vm.VCPUs
 	}
 	if perf.CPUPinning {
-		if totalVCPUs > len(hostCPUs) {
-			errs = append(errs, fmt.Sprintf("%s.cpu_pinning gives every vCPU a host CPU of its own, but the cluster has %d vCPUs and the host %d CPUs: lower cpu_cores or turn pinning off", pathPerformance, totalVCPUs, len(hostCPUs)))
-		} else {
-			next := 0
-			for i := range p.VMs {
-				vm := &p.VMs[i]
-				vm.VCPUPins = append([]int(nil), hostCPUs[next:next+vm.VCPUs]...)
-				next += vm.VCPUs
-				for c := range vm.NUMACells {
-					cell := &vm.NUMACells[c]
-					cell.HostCell = cellOf[vm.VCPUPins[cell.FirstCPU]]
-				}
-			}
-			m.Notes = append(m.Notes, fmt.Sprintf("cpu_pinning: %d vCPUs pinned to host CPUs one to one, in VM order", totalVCPUs))
+		errs = append(errs, p.pinVCPUs(host, hostCPUs, cellOf, totalVCPUs)...)
+		if len(errs) == 0 {
+			m.Notes = append(m.Notes, fmt.Sprintf("cpu_pinning: %d vCPUs pinned to host CPUs of their own (VMs that exist keep their pins; CPUs other domains pin are left to them)", totalVCPUs))
 		}
 	}
 
@@ -428,6 +420,71 @@ func (p *Plan) negotiateMemory(m *MachinePlan, s Spec, host HostCapabilities, ru
 		m.Notes = append(m.Notes, fmt.Sprintf("overcommit: the VMs have %d vCPUs in all, the host %d CPUs; they share them", totalVCPUs, host.CPUs))
 	}
 	return errs
+}
+
+// pinVCPUs gives every vCPU of the cluster a host CPU no other vCPU is
+// pinned to: a VM that exists keeps its pins; the others take, in VM
+// order and host-cell order, CPUs that no domain on the host pins.
+func (p *Plan) pinVCPUs(host HostCapabilities, hostCPUs []int, cellOf map[int]int, totalVCPUs int) []string {
+	ours := map[string]bool{}
+	for _, vm := range p.VMs {
+		ours[vm.Domain] = true
+	}
+	taken := map[int]string{}
+	var others []string
+	for dom, cpus := range host.PinnedCPUs {
+		if ours[dom] {
+			continue
+		}
+		for _, c := range cpus {
+			taken[c] = dom
+		}
+		others = append(others, dom)
+	}
+	sort.Strings(others)
+	kept := map[string]bool{}
+	for _, vm := range p.VMs {
+		if pins := host.PinnedCPUs[vm.Domain]; len(pins) == vm.VCPUs {
+			kept[vm.Name] = true
+			for _, c := range pins {
+				taken[c] = vm.Domain
+			}
+		}
+	}
+	var free []int
+	for _, c := range hostCPUs {
+		if _, t := taken[c]; !t {
+			free = append(free, c)
+		}
+	}
+	need := 0
+	for _, vm := range p.VMs {
+		if !kept[vm.Name] {
+			need += vm.VCPUs
+		}
+	}
+	if need > len(free) {
+		why := fmt.Sprintf("the cluster has %d vCPUs and the host %d CPUs", totalVCPUs, len(hostCPUs))
+		if len(others) > 0 {
+			why += fmt.Sprintf(", of which domain(s) %s pin some", strings.Join(others, ", "))
+		}
+		return []string{fmt.Sprintf("%s.cpu_pinning gives every vCPU a host CPU of its own, but %s: %d vCPUs to pin, %d CPUs free; lower cpu_cores or turn pinning off", pathPerformance, why, need, len(free))}
+	}
+	next := 0
+	for i := range p.VMs {
+		vm := &p.VMs[i]
+		if kept[vm.Name] {
+			vm.VCPUPins = append([]int(nil), host.PinnedCPUs[vm.Domain]...)
+		} else {
+			vm.VCPUPins = append([]int(nil), free[next:next+vm.VCPUs]...)
+			next += vm.VCPUs
+		}
+		for c := range vm.NUMACells {
+			cell := &vm.NUMACells[c]
+			cell.HostCell = cellOf[vm.VCPUPins[cell.FirstCPU]]
+		}
+	}
+	return nil
 }
 
 func setOf(lists ...[]string) map[string]bool {

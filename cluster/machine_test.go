@@ -194,3 +194,31 @@ func TestNegotiateRefusesWhatTheHostCannotCount(t *testing.T) {
 	assert.Contains(t, err.Error(), "pcie_passthrough: libvirt on this host offers no host device passthrough")
 	assert.Contains(t, err.Error(), "libvirt on this host reports no NUMA cells, so their free pages cannot be counted")
 }
+
+func TestPinningKeepsExistingPinsAndLeavesOtherDomainsTheirs(t *testing.T) {
+	host := loadHost(t, "hpc-2cell")
+	host.PinnedCPUs = map[string][]int{
+		"lab-controller-01": {2, 3}, // this cluster's, running
+		"other-vm":          {0, 1, 4},
+	}
+	yaml := hwYAML(`performance: {cpu_pinning: true}`, "compute_nodes: [{name: c1, cpu_cores: 3}]")
+	p, err := negotiate0(t, host, yaml)
+	require.NoError(t, err)
+	assert.Equal(t, []int{2, 3}, p.VMs[0].VCPUPins, "an existing VM keeps its pins")
+	assert.Equal(t, []int{5, 6, 7}, p.VMs[1].VCPUPins, "a new one takes CPUs nobody pins")
+
+	host.CPUs = 8
+	host.NUMACells = host.NUMACells[:1] // CPUs 0-7
+	_, err = negotiate0(t, host, hwYAML(`performance: {cpu_pinning: true}`, "compute_nodes: [{name: c1, cpu_cores: 4}]"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the cluster has 6 vCPUs and the host 8 CPUs, of which domain(s) other-vm pin some: 4 vCPUs to pin, 3 CPUs free")
+}
+
+func negotiate0(t *testing.T, host HostCapabilities, yaml string) (Plan, error) {
+	t.Helper()
+	s, err := Parse([]byte(yaml))
+	require.NoError(t, err)
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	return p, p.Negotiate(s, host)
+}

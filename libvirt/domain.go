@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +66,9 @@ type DomainSummary struct {
 	// PCIHostdevs are the host PCI functions passed through to it
 	// ("0000:01:00.0").
 	PCIHostdevs []string
+	// VCPUPins are the host CPUs its vCPUs are pinned to, by vCPU (from
+	// <cputune>); a vCPU pinned to several CPUs lists the first.
+	VCPUPins []int
 	// Unreadable says its definition could not be parsed, so what it uses
 	// is unknown.
 	Unreadable bool
@@ -298,6 +302,13 @@ func summarize(dom *lv.Domain, ns string) (DomainSummary, error) {
 				for b := d.BackingStore; b != nil; b = b.BackingStore {
 					if b.Source != nil && b.Source.File != nil && b.Source.File.File != "" {
 						s.BackingFiles = append(s.BackingFiles, b.Source.File.File)
+					}
+				}
+			}
+			if def.CPUTune != nil {
+				for _, p := range def.CPUTune.VCPUPin {
+					if cpus := parseCPUSet(p.CPUSet); len(cpus) > 0 {
+						s.VCPUPins = append(s.VCPUPins, cpus[0])
 					}
 				}
 			}
@@ -692,4 +703,31 @@ func canonicalXML(s string) string {
 			}
 		}
 	}
+}
+
+// parseCPUSet reads libvirt's cpuset syntax ("2", "0-3", "0,2-3", "^1"
+// exclusions are ignored) into CPU numbers.
+func parseCPUSet(set string) []int {
+	var out []int
+	for _, part := range strings.Split(set, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" || strings.HasPrefix(part, "^") {
+			continue
+		}
+		lo, hi, found := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if found {
+			if b, err = strconv.Atoi(hi); err != nil {
+				continue
+			}
+		}
+		for c := a; c <= b && c-a < 4096; c++ {
+			out = append(out, c)
+		}
+	}
+	return out
 }
