@@ -118,3 +118,21 @@ func (a *Activities) provenDomain(op string, ref DomainRef) error {
 	}
 	return nil
 }
+
+// DomainDifferences says, per domain XML, how the existing domain of that
+// name differs from it in what start compares ("" when it matches or does
+// not exist). It changes nothing: plan shows what start would refuse.
+func (a *Activities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {
+	out := make([]string, len(xmls))
+	err := a.heartbeating(ctx, func() error {
+		for i, x := range xmls {
+			d, err := a.Libvirt.DomainDifference(x)
+			if err != nil {
+				return err
+			}
+			out[i] = d
+		}
+		return nil
+	})
+	return out, err
+}

@@ -53,6 +53,18 @@ func TestValidateAndPlanCreateNothing(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.NotContains(t, out, "create ")
 	assert.Contains(t, out, "keep    domain   "+e.cluster+"-controller-01")
+	code, out = e.hpcvm("validate")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "✓ existing domains: 3 match the file")
+
+	// A changed VM is what start would refuse; plan says so.
+	cfg := readFile(t, e.config)
+	writeFile(t, e.config, strings.Replace(cfg, "controller: {count: 1, memory_mb: 128,", "controller: {count: 1, memory_mb: 256,", 1))
+	code, out = e.hpcvm("plan")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "refused  domain   "+e.cluster+"-controller-01")
+	assert.Contains(t, out, "✗ existing domains: "+e.cluster+"-controller-01: memory is")
+	writeFile(t, e.config, cfg)
 	code, out = e.hpcvm("stop", "--timeout", "1s") // the guests need not shut down cleanly here
 	require.Equal(t, cli.ExitOK, code, out)
 	code, out = e.hpcvm("plan")

@@ -130,6 +130,34 @@ func (c *Client) EnsureDomain(xml string) (created bool, err error) {
 	return created, err
 }
 
+// DomainDifference says how the domain of that name differs from xml in
+// what EnsureDomain compares; "" when it matches or does not exist.
+func (c *Client) DomainDifference(xml string) (string, error) {
+	var want libvirtxml.Domain
+	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
+		return "", invalidXML("compare domain", want.Name, err, "a <domain> with a <name>")
+	}
+	var diff string
+	err := c.withDomain("compare domain", want.Name, func(dom *lv.Domain) error {
+		haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+		if err != nil {
+			return err
+		}
+		var have libvirtxml.Domain
+		if err := have.Unmarshal(haveXML); err != nil {
+			return err
+		}
+		if d := diffDomain(&have, &want); d != nil {
+			diff = d.Detail
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return diff, err
+}
+
 // DomainState returns ErrNotFound if no domain has that name.
 func (c *Client) DomainState(name string) (DomainState, error) {
 	var st DomainState

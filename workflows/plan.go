@@ -212,6 +212,41 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 			return r, nil
 		}
 		r.Documents = docs
+		// Existing domains whose definition differs from the file's are
+		// what start would refuse.
+		var domainXML []string
+		var domainObj []int
+		for i, o := range r.Objects {
+			if o.Kind == "domain" && (o.Action == "keep" || o.Action == "start") {
+				for _, d := range docs {
+					if d.Kind == "domain" && d.Name == o.Name {
+						domainXML = append(domainXML, d.XML)
+						domainObj = append(domainObj, i)
+					}
+				}
+			}
+		}
+		if len(domainXML) > 0 {
+			var diffs []string
+			if err := workflow.ExecuteActivity(ctx, a.DomainDifferences, domainXML).Get(ctx, &diffs); err != nil {
+				return r, err
+			}
+			var changed []string
+			for i, d := range diffs {
+				if d == "" || i >= len(domainObj) {
+					continue
+				}
+				o := &r.Objects[domainObj[i]]
+				o.Action = "refused"
+				o.Detail = "defined otherwise: " + d
+				changed = append(changed, fmt.Sprintf("%s: %s", o.Name, d))
+			}
+			if len(changed) > 0 {
+				check("existing domains", fmt.Errorf("%s; hpcvm does not change a domain that exists: undo the change in cluster.yaml, or remove the VM (`hpcvm destroy --vm NAME`) and start again", strings.Join(changed, "; ")), "")
+			} else {
+				check("existing domains", nil, fmt.Sprintf("%d match the file", len(domainXML)))
+			}
+		}
 	}
 	return r, nil
 }

@@ -493,6 +493,10 @@ func (f *fakeActivities) ReleaseDevices(ctx context.Context, req activities.Rele
 	return activities.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
 }
 
+func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {
+	return make([]string, len(xmls)), f.script().step(ctx, "DomainDifferences")
+}
+
 func (f *fakeActivities) PoolSpace(ctx context.Context, dir string) (activities.SpaceInfo, error) {
 	if err := f.script().step(ctx, "PoolSpace"); err != nil {
 		return activities.SpaceInfo{}, err
