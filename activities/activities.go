@@ -38,6 +38,10 @@ type Activities struct {
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client
+	// probeMu guards the host facts ProbeHost keeps for ProbeRefresh.
+	probeMu    sync.Mutex
+	probeFacts *libvirt.HostFacts
+	probeAt    time.Time
 	// SysfsRoot is where sysfs is read from; "" is /sys. Tests point it
 	// at fixture trees.
 	SysfsRoot string

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -18,8 +19,12 @@ import (
 func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, error) {
 	var caps cluster.HostCapabilities
 	err := a.heartbeating(ctx, func() error {
-		f, err := a.Libvirt.HostFacts()
+		f, err := a.hostFacts()
 		if err != nil {
+			return err
+		}
+		// What changes while the host runs is read afresh every time.
+		if err := a.Libvirt.FillFreePages(f.NUMACells); err != nil {
 			return err
 		}
 		caps = hostCapabilities(f)
@@ -41,9 +46,31 @@ func (a *Activities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, e
 	return caps, err
 }
 
-// The probe is read afresh on every run: it takes about 10 ms here
-// (capabilities, two domain capabilities, one CPU expansion, the free
-// pages), and free hugepages must be current when they are counted.
+// ProbeRefresh is how long the worker keeps what libvirt says about the
+// host's hardware (capabilities, domain capabilities, the expanded CPU):
+// it changes only when QEMU, libvirt or the kernel does. Free hugepages
+// and vCPU pins are read on every probe.
+const ProbeRefresh = 5 * time.Minute
+
+// hostFacts returns the host's hardware facts, read from libvirt at most
+// every ProbeRefresh (a failed read keeps nothing). A copy is returned, so
+// callers may fill in the free pages.
+func (a *Activities) hostFacts() (libvirt.HostFacts, error) {
+	a.probeMu.Lock()
+	defer a.probeMu.Unlock()
+	if a.probeFacts == nil || time.Since(a.probeAt) > ProbeRefresh {
+		f, err := a.Libvirt.HostFacts()
+		if err != nil {
+			a.probeFacts = nil
+			return libvirt.HostFacts{}, err
+		}
+		a.probeFacts, a.probeAt = &f, time.Now()
+	}
+	f := *a.probeFacts
+	f.NUMACells = append([]libvirt.NUMACell(nil), f.NUMACells...)
+	return f, nil
+}
+
 func hostCapabilities(f libvirt.HostFacts) cluster.HostCapabilities {
 	caps := cluster.HostCapabilities{
 		ProbeVersion: cluster.ProbeVersionHardware,

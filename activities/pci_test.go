@@ -2,6 +2,7 @@ package activities
 
 import (
 	"testing"
+	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/pcifixture"
@@ -78,4 +79,31 @@ func TestValidatePCIReadsNodeDevices(t *testing.T) {
 	assert.Equal(t, "libvirt node devices", facts.Source)
 	assert.Contains(t, facts.Devices, "0000:00:00.0")
 	assert.NotContains(t, facts.Devices, "0000:65:00.0")
+}
+
+// The host's hardware facts are read from libvirt once per ProbeRefresh;
+// free hugepages are read on every probe.
+func TestProbeHostKeepsHardwareFactsAndRereadsFreePages(t *testing.T) {
+	f := newFixture(t)
+	probe := func() cluster.HostCapabilities {
+		v, err := f.env().ExecuteActivity(f.acts.ProbeHost)
+		require.NoError(t, err)
+		var caps cluster.HostCapabilities
+		require.NoError(t, v.Get(&caps))
+		return caps
+	}
+	first := probe()
+	require.NotEmpty(t, first.NUMACells)
+	for _, c := range first.NUMACells {
+		assert.NotNil(t, c.FreeHugepages, "cell %d: free pages are read", c.ID)
+	}
+	read := f.acts.probeAt
+	probe()
+	assert.Equal(t, read, f.acts.probeAt, "within ProbeRefresh the hardware facts are not read again")
+	assert.Nil(t, f.acts.probeFacts.NUMACells[0].FreePages, "free pages are not kept")
+
+	f.acts.probeAt = read.Add(-ProbeRefresh - time.Second)
+	again := probe()
+	assert.True(t, f.acts.probeAt.After(read), "after ProbeRefresh they are read again")
+	assert.Equal(t, first.GuestCPU, again.GuestCPU)
 }

@@ -70,8 +70,10 @@ type NUMACell struct {
 	ID        int
 	MemoryKiB uint64
 	CPUs      []int
-	// FreePages counts free pages per page size in KiB (4, 2048, 1048576),
-	// read with virNodeGetFreePages at probe time.
+	// PageSizesKiB are the hugepage sizes the cell offers (2048, 1048576).
+	PageSizesKiB []uint64
+	// FreePages counts free pages per page size in KiB, read with
+	// virNodeGetFreePages by FillFreePages.
 	FreePages map[uint64]uint64
 }
 
@@ -120,9 +122,7 @@ func (c *Client) HostFacts() (HostFacts, error) {
 			return err
 		}
 		f.CPUs, f.MemoryKiB = int(info.Cpus), info.Memory
-		if f.NUMACells, err = numaCells(conn, caps); err != nil {
-			return err
-		}
+		f.NUMACells = numaCells(caps)
 		seen := map[string]bool{}
 		addMachines := func(ms []libvirtxml.CapsGuestMachine) {
 			for _, m := range ms {
@@ -187,16 +187,15 @@ func (c *Client) HostFacts() (HostFacts, error) {
 	return f, err
 }
 
-// numaCells reads the host's NUMA cells from the capabilities and the free
-// hugepages of each from virNodeGetFreePages (the capabilities count pages
-// reserved, not free).
-func numaCells(conn *lv.Connect, caps libvirtxml.Caps) ([]NUMACell, error) {
+// numaCells reads the host's NUMA cells and the hugepage sizes each offers
+// from the capabilities.
+func numaCells(caps libvirtxml.Caps) []NUMACell {
 	if caps.Host.NUMA == nil || caps.Host.NUMA.Cells == nil {
-		return nil, nil
+		return nil
 	}
 	var cells []NUMACell
 	for _, c := range caps.Host.NUMA.Cells.Cells {
-		cell := NUMACell{ID: c.ID, FreePages: map[uint64]uint64{}}
+		cell := NUMACell{ID: c.ID}
 		if c.Memory != nil {
 			cell.MemoryKiB = kibOf(c.Memory.Size, c.Memory.Unit)
 		}
@@ -205,31 +204,42 @@ func numaCells(conn *lv.Connect, caps libvirtxml.Caps) ([]NUMACell, error) {
 				cell.CPUs = append(cell.CPUs, cpu.ID)
 			}
 		}
-		// Only the sizes the cell has: asking for one the kernel does not
-		// offer (1 GiB pages without pdpe1gb, no hugetlbfs) fails the call.
-		// A size that cannot be read counts as none free.
 		for _, size := range hugepageSizesKiB {
-			offered := false
 			for _, pi := range c.PageInfo {
-				offered = offered || kibOf(uint64(pi.Size), pi.Unit) == size
-			}
-			if !offered {
-				continue
-			}
-			free, err := conn.GetFreePages([]uint64{size}, c.ID, 1, 0)
-			if err != nil {
-				if isConnLoss(err, conn) {
-					return nil, err
+				if kibOf(uint64(pi.Size), pi.Unit) == size {
+					cell.PageSizesKiB = append(cell.PageSizesKiB, size)
 				}
-				continue
-			}
-			if len(free) > 0 {
-				cell.FreePages[size] = free[0]
 			}
 		}
 		cells = append(cells, cell)
 	}
-	return cells, nil
+	return cells
+}
+
+// FillFreePages reads how many hugepages of each size each cell has free
+// now (the capabilities count pages reserved, not free). Only the sizes a
+// cell offers are asked for: asking for one the kernel does not offer (1
+// GiB pages without pdpe1gb, no hugetlbfs) fails the call; a size that
+// cannot be read counts as none free.
+func (c *Client) FillFreePages(cells []NUMACell) error {
+	return c.do("read free hugepages of", c.uri, true, func(conn *lv.Connect) error {
+		for i := range cells {
+			cells[i].FreePages = map[uint64]uint64{}
+			for _, size := range cells[i].PageSizesKiB {
+				free, err := conn.GetFreePages([]uint64{size}, cells[i].ID, 1, 0)
+				if err != nil {
+					if isConnLoss(err, conn) {
+						return err
+					}
+					continue
+				}
+				if len(free) > 0 {
+					cells[i].FreePages[size] = free[0]
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func kibOf(v uint64, unit string) uint64 {
