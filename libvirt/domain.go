@@ -97,15 +97,11 @@ func (c *Client) EnsureDomain(xml string) (created bool, err error) {
 		}
 		if err == nil {
 			defer dom.Free()
-			haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+			d, err := differsFrom(dom, &want)
 			if err != nil {
 				return err
 			}
-			var have libvirtxml.Domain
-			if err := have.Unmarshal(haveXML); err != nil {
-				return err
-			}
-			if d := diffDomain(&have, &want); d != nil {
+			if d != nil {
 				d.Op, d.Object = op, want.Name
 				return d
 			}
@@ -130,6 +126,20 @@ func (c *Client) EnsureDomain(xml string) (created bool, err error) {
 	return created, err
 }
 
+// differsFrom compares dom's persistent definition with want in what
+// EnsureDomain checks; nil when they match.
+func differsFrom(dom *lv.Domain, want *libvirtxml.Domain) (*Error, error) {
+	haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+	if err != nil {
+		return nil, err
+	}
+	var have libvirtxml.Domain
+	if err := have.Unmarshal(haveXML); err != nil {
+		return nil, err
+	}
+	return diffDomain(&have, want), nil
+}
+
 // DomainDifference says how the domain of that name differs from xml in
 // what EnsureDomain compares; "" when it matches or does not exist.
 func (c *Client) DomainDifference(xml string) (string, error) {
@@ -139,18 +149,11 @@ func (c *Client) DomainDifference(xml string) (string, error) {
 	}
 	var diff string
 	err := c.withDomain("compare domain", want.Name, func(dom *lv.Domain) error {
-		haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
-		if err != nil {
-			return err
-		}
-		var have libvirtxml.Domain
-		if err := have.Unmarshal(haveXML); err != nil {
-			return err
-		}
-		if d := diffDomain(&have, &want); d != nil {
+		d, err := differsFrom(dom, &want)
+		if d != nil {
 			diff = d.Detail
 		}
-		return nil
+		return err
 	})
 	if errors.Is(err, ErrNotFound) {
 		return "", nil

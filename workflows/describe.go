@@ -23,8 +23,8 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 		}
 	} else {
 		validate := cluster.Validate
-		if workflow.GetVersion(ctx, "typed-hardware", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-			validate = cluster.ValidateAsRecorded // a run recorded before the hardware rules
+		if recordedRules(ctx) {
+			validate = cluster.ValidateAsRecorded
 		}
 		if err := validate(req.Spec); err != nil {
 			return Description{}, badRequest(err)

@@ -72,7 +72,7 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	check := func(name string, err error, detail string) bool {
 		c := Check{Name: name, OK: err == nil, Detail: detail}
 		if err != nil {
-			c.Detail = rootCause(err)
+			c.Detail = rootMessage(err)
 		}
 		r.Checks = append(r.Checks, c)
 		return err == nil
@@ -152,15 +152,7 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	r.Plan = plan
 
 	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
-	paths := activities.PathsRequest{}
-	if !baseExisted {
-		paths.BaseImage = plan.BaseImage.Source
-	}
-	if !inv.PoolOwned() {
-		paths.PoolDir = plan.Pool.Path
-	}
-	paths.SharedDirs = sharedDirs(req.Spec)
-	if !paths.Empty() {
+	if paths := hostPaths(req.Spec, plan, inv, baseExisted); !paths.Empty() {
 		err := workflow.ExecuteActivity(ctx, a.CheckHostPaths, paths).Get(ctx, nil)
 		if err != nil && !isBadInput(err) {
 			return r, err
@@ -179,13 +171,7 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		check("base image", err, fmt.Sprintf("%s: %s, %s virtual, %s on disk", img.Path, img.Format, size(img.VirtualSize), size(uint64(img.FileSize))))
 	}
 	if img.Format != "" {
-		var small []string
-		for _, vm := range plan.VMs {
-			if uint64(vm.DiskGiB)*templates.GiB < img.VirtualSize {
-				small = append(small, fmt.Sprintf("VM %s has disk_size_gb %d, smaller than the base image's virtual size (%.1f GiB): give it at least %d", vm.Name, vm.DiskGiB, gib(img.VirtualSize), (img.VirtualSize+templates.GiB-1)/templates.GiB))
-			}
-		}
-		if len(small) > 0 {
+		if small := smallDisks(plan, img); len(small) > 0 {
 			check("disk sizes", errors.New(strings.Join(small, "; ")), "")
 		} else {
 			check("disk sizes", nil, "every VM's disk holds the base image")
@@ -254,23 +240,6 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 func isBadInput(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBadInput
-}
-
-// rootCause is the message of an activity's error that tells the
-// operator what is wrong: the application error's own message (hpcvm's
-// words, which already carry the cause), else the innermost error.
-func rootCause(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
 }
 
 func gib(b uint64) float64 { return float64(b) / float64(templates.GiB) }
@@ -415,6 +384,32 @@ func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error)
 		}
 	}
 	return docs, nil
+}
+
+// hostPaths are the host paths start would use that the worker must
+// allow: the base image unless its volume exists, the pool's directory
+// unless the pool is the cluster's already, and every shared directory.
+func hostPaths(s cluster.Spec, p cluster.Plan, inv activities.Inventory, baseExisted bool) activities.PathsRequest {
+	paths := activities.PathsRequest{SharedDirs: sharedDirs(s)}
+	if !baseExisted {
+		paths.BaseImage = p.BaseImage.Source
+	}
+	if !inv.PoolOwned() {
+		paths.PoolDir = p.Pool.Path
+	}
+	return paths
+}
+
+// smallDisks says, per VM whose disk cannot hold the base image, what to
+// give it instead.
+func smallDisks(p cluster.Plan, img activities.ImageInfo) []string {
+	var out []string
+	for _, vm := range p.VMs {
+		if uint64(vm.DiskGiB)*templates.GiB < img.VirtualSize {
+			out = append(out, fmt.Sprintf("VM %s has disk_size_gb %d, smaller than the base image's virtual size (%.1f GiB): give it at least %d", vm.Name, vm.DiskGiB, gib(img.VirtualSize), (img.VirtualSize+templates.GiB-1)/templates.GiB))
+		}
+	}
+	return out
 }
 
 // sharedDirs lists the host directories the spec's VMs share.

@@ -57,9 +57,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	actx := stepContext(ctx, o)
 	// The workflow checks its request itself: a client that skips the CLI
 	// gets the same errors, and nothing is created for a bad request.
-	// Runs recorded before the hardware settings were judged and acted
-	// on go on under the rules they began with.
-	recorded := workflow.GetVersion(ctx, "typed-hardware", workflow.DefaultVersion, 1) == workflow.DefaultVersion
+	recorded := recordedRules(ctx)
 	validate := cluster.Validate
 	if recorded {
 		validate = cluster.ValidateAsRecorded
@@ -117,15 +115,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			return false, err
 		}
 		// Paths the worker may not use are refused before anything exists.
-		paths := activities.PathsRequest{}
-		if !baseExisted {
-			paths.BaseImage = plan.BaseImage.Source
-		}
-		if !inv.PoolOwned() {
-			paths.PoolDir = plan.Pool.Path
-		}
-		paths.SharedDirs = sharedDirs(req.Spec)
-		if !paths.Empty() {
+		if paths := hostPaths(req.Spec, plan, inv, baseExisted); !paths.Empty() {
 			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
 				return false, err
 			}
@@ -135,11 +125,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		} else if err := workflow.ExecuteActivity(actx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img); err != nil {
 			return false, err
 		}
-		for _, vm := range plan.VMs {
-			if uint64(vm.DiskGiB)*templates.GiB < img.VirtualSize {
-				msg := fmt.Sprintf("VM %s has disk_size_gb %d, smaller than the base image's virtual size (%.1f GiB): give it at least %d", vm.Name, vm.DiskGiB, float64(img.VirtualSize)/float64(templates.GiB), (img.VirtualSize+templates.GiB-1)/templates.GiB)
-				return false, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
-			}
+		if small := smallDisks(plan, img); len(small) > 0 {
+			return false, temporal.NewNonRetryableApplicationError(small[0], activities.ErrTypeBadInput, nil)
 		}
 		// Runs recorded before the pool's space was measured did not.
 		if workflow.GetVersion(ctx, "pool-space", workflow.DefaultVersion, 1) == 1 {
@@ -632,4 +619,10 @@ func exclusiveDevices(vm cluster.VMPlan) bool {
 		}
 	}
 	return false
+}
+
+// recordedRules says the run was recorded before the hardware settings
+// were judged and acted on: it goes on under the rules it began with.
+func recordedRules(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, "typed-hardware", workflow.DefaultVersion, 1) == workflow.DefaultVersion
 }
