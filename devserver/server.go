@@ -14,12 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcvm/hpcvm/internal/serverconfig"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
-	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
@@ -207,13 +207,7 @@ func start(ctx context.Context, opts options) (*devServer, error) {
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authorizer),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
-			// Make newly added search attributes visible immediately.
-			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-			// A dev server has nothing to drain: stop quickly.
-			dynamicconfig.FrontendShutdownDrainDuration.Key():           time.Duration(0),
-			dynamicconfig.FrontendShutdownFailHealthCheckDuration.Key(): time.Duration(0),
-		}),
+		temporal.WithDynamicConfigClient(serverconfig.Dynamic()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("creating temporal server: %w", err)

@@ -38,13 +38,13 @@ func BenchmarkScale(b *testing.B) {
 			var maxTask time.Duration
 			var timeouts, retried int
 			for _, op := range []string{workflows.StartClusterName, workflows.DestroyClusterName} {
-				n, size, longest, to, re := historyFigures(b, c, workflows.WorkflowID(hb.cluster), op)
-				events = append(events, fmt.Sprintf("%d/%.1f", n, float64(size)/(1<<20)))
-				maxTask = max(maxTask, longest)
-				timeouts += to
-				retried += re
+				f := historyFigures(b, c, workflows.WorkflowID(hb.cluster), op)
+				events = append(events, fmt.Sprintf("%d/%.1f", f.events, float64(f.size)/(1<<20)))
+				maxTask = max(maxTask, f.longestTask)
+				timeouts += f.taskTimeouts
+				retried += f.retried
 			}
-			sh := hb.virshRound(b, lv)
+			sh := hb.virshRound(b, lv, 8)
 			get := func(f []figure, name string) float64 {
 				for _, x := range f {
 					if x.name == name {
@@ -63,11 +63,21 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Print("\nscale (events/MiB: start run, destroy run):\n" + table.String())
 }
 
-// historyFigures reads the newest run of type op under workflow id: its
-// event count, the size of its events, its longest workflow task, and how
-// many workflow tasks timed out and steps needed another attempt (what an
-// overloaded machine costs a run).
-func historyFigures(t testing.TB, c client.Client, id, op string) (n, size int, longest time.Duration, taskTimeouts, retried int) {
+// runFigures is what a run's history says about where its time went.
+type runFigures struct {
+	events, size int           // events and their encoded size
+	longestTask  time.Duration // longest workflow task
+	taskTimeouts int           // workflow tasks that timed out
+	retried      int           // steps that needed another attempt
+	retries      []string      // each of them: type, attempts, the failure before the last attempt
+	maxWait      time.Duration // longest wait of a step for a worker (scheduled to started)
+	slowest      string        // the step that took longest, scheduled to closed
+}
+
+// historyFigures reads the newest run of type op under workflow id: how big
+// its history is, and what an overloaded machine cost it (slow or timed-out
+// workflow tasks, retried steps, steps waiting for a worker).
+func historyFigures(t testing.TB, c client.Client, id, op string) runFigures {
 	ctx := context.Background()
 	var runID string
 	for deadline := time.Now().Add(30 * time.Second); runID == ""; time.Sleep(100 * time.Millisecond) {
@@ -81,24 +91,47 @@ func historyFigures(t testing.TB, c client.Client, id, op string) (n, size int, 
 		require.True(t, time.Now().Before(deadline), "no %s run of %s in visibility", op, id)
 	}
 	it := c.GetWorkflowHistory(ctx, id, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	started := map[int64]time.Time{}
+	var f runFigures
+	at := map[int64]time.Time{} // workflow task started and activity scheduled events
+	activity := map[int64]string{}
+	var slowest time.Duration
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
-		n++
-		size += proto.Size(ev)
-		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_STARTED {
-			started[ev.GetEventId()] = ev.GetEventTime().AsTime()
+		f.events++
+		f.size += proto.Size(ev)
+		when := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			at[ev.GetEventId()] = when
+		case enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			f.taskTimeouts++
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			at[ev.GetEventId()] = when
+			activity[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
 		}
 		if a := ev.GetWorkflowTaskCompletedEventAttributes(); a != nil {
-			longest = max(longest, ev.GetEventTime().AsTime().Sub(started[a.GetStartedEventId()]))
+			f.longestTask = max(f.longestTask, when.Sub(at[a.GetStartedEventId()]))
 		}
-		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT {
-			taskTimeouts++
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			f.maxWait = max(f.maxWait, when.Sub(at[a.GetScheduledEventId()]))
+			if a.GetAttempt() > 1 {
+				f.retried++
+				f.retries = append(f.retries, fmt.Sprintf("%s attempt %d after: %s", activity[a.GetScheduledEventId()], a.GetAttempt(), a.GetLastFailure().GetMessage()))
+			}
 		}
-		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.GetAttempt() > 1 {
-			retried++
+		var scheduled int64
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil {
+			scheduled = a.GetScheduledEventId()
+		} else if a := ev.GetActivityTaskFailedEventAttributes(); a != nil {
+			scheduled = a.GetScheduledEventId()
+		} else if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil {
+			scheduled = a.GetScheduledEventId()
+		}
+		if took := when.Sub(at[scheduled]); scheduled != 0 && took > slowest {
+			slowest = took
+			f.slowest = fmt.Sprintf("%s %s", activity[scheduled], took.Round(time.Millisecond))
 		}
 	}
-	return n, size, longest, taskTimeouts, retried
+	return f
 }

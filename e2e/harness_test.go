@@ -20,11 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/internal/serverconfig"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/server/temporal"
 	"go.temporal.io/server/temporaltest"
 )
 
@@ -105,10 +107,13 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	lv := dialLibvirt(t)
 	var ts *temporaltest.TestServer
+	// The dev server's settings, so tests and benchmarks see what
+	// `make run` gives an operator.
+	config := temporaltest.WithBaseServerOptions(temporal.WithDynamicConfigClient(serverconfig.Dynamic()))
 	if tt, ok := t.(*testing.T); ok {
-		ts = temporaltest.NewServer(temporaltest.WithT(tt))
+		ts = temporaltest.NewServer(temporaltest.WithT(tt), config)
 	} else { // a benchmark: temporaltest takes only *testing.T
-		ts = temporaltest.NewServer()
+		ts = temporaltest.NewServer(config)
 		t.Cleanup(ts.Stop)
 	}
 	suffix := randomSuffix()
