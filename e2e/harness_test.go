@@ -7,9 +7,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,8 +25,12 @@ import (
 	"github.com/hpcvm/hpcvm/internal/serverconfig"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/trace"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
+	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporal"
 	"go.temporal.io/server/temporaltest"
@@ -158,12 +164,29 @@ func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 // code and output.
 func (e *env) hpcvm(args ...string) (int, string) {
 	var out, errOut bytes.Buffer
-	full := append([]string{args[0], "-c", e.config,
+	full := append([]string{args[0], "-c", e.config, "--trace-dir", e.traceDir(),
 		"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}, args[1:]...)
 	start := time.Now()
 	code := cli.Main(full, strings.NewReader(""), &out, &errOut)
 	e.t.Logf("hpcvm %s → exit %d in %s\n%s%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), out.String(), errOut.String())
 	return code, out.String() + errOut.String()
+}
+
+// traceDir is where the CLI run by e.hpcvm writes XML traces.
+func (e *env) traceDir() string { return filepath.Join(e.poolRoot, "traces") }
+
+// TestMain keeps the XML traces of the CLI runs made in tests other than
+// through env.hpcvm out of the source tree.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hpcvm-e2e-traces-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Setenv("HPCVM_TRACE_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // leftovers lists every libvirt object or file that still carries the
@@ -223,5 +246,59 @@ func (e *env) waitForLeases(n int, deadline time.Duration) string {
 		}
 	}
 	e.t.Fatalf("only %d of %d guests took a DHCP lease within %s:\n%s", strings.Count(out, "ipv4"), n, deadline, out)
+	return out
+}
+
+// readTrace reads the trace_metadata.json of the trace folder a CLI run
+// printed ("XML trace folder: DIR").
+func (e *env) readTrace(out string) trace.Metadata {
+	e.t.Helper()
+	_, rest, found := strings.Cut(out, "XML trace folder: ")
+	require.True(e.t, found, "the run printed no trace folder:\n%s", out)
+	folder, _, _ := strings.Cut(rest, "\n")
+	require.Equal(e.t, e.traceDir(), filepath.Dir(folder))
+	raw, err := os.ReadFile(filepath.Join(folder, "trace_metadata.json"))
+	require.NoError(e.t, err)
+	var m trace.Metadata
+	require.NoError(e.t, json.Unmarshal(raw, &m))
+	require.Equal(e.t, folder, m.TraceFolder)
+	m.TraceFolder = filepath.Base(folder)
+	for _, name := range m.FileListing {
+		_, err := os.Stat(filepath.Join(folder, name))
+		require.NoError(e.t, err, "the metadata lists %s", name)
+	}
+	return m
+}
+
+// traceSequence is the sequence number of a trace's record.
+func (e *env) traceSequence(m trace.Metadata, kind, op, target string) int {
+	for _, r := range m.XMLOperations {
+		if r.XMLType == kind && r.Operation == op && r.TargetName == target {
+			return r.Sequence
+		}
+	}
+	e.t.Fatalf("the trace has no %s %s of %s", op, kind, target)
+	return 0
+}
+
+// stepSummaries are the summaries the steps of the cluster's newest run of
+// workflow type op carry in its history, as the Web UI shows them.
+func (e *env) stepSummaries(op string) []string {
+	e.t.Helper()
+	c := e.ts.GetDefaultClient()
+	desc, err := c.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.cluster), "")
+	require.NoError(e.t, err)
+	require.Equal(e.t, op, desc.GetWorkflowExecutionInfo().GetType().GetName())
+	it := c.GetWorkflowHistory(context.Background(), workflows.WorkflowID(e.cluster), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var out []string
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(e.t, err)
+		if p := ev.GetUserMetadata().GetSummary(); p != nil && ev.GetActivityTaskScheduledEventAttributes() != nil {
+			var s string
+			require.NoError(e.t, converter.GetDefaultDataConverter().FromPayload(p, &s))
+			out = append(out, s)
+		}
+	}
 	return out
 }

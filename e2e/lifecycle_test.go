@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/templates"
+	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,6 +25,19 @@ func TestClusterLifecycle(t *testing.T) {
 	code, out := e.hpcvm("start")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "created 9 object(s), started 3 VM(s)") // network, pool, base, 3 volumes, 3 domains
+	// Its XML trace: the 9 documents handed libvirt, and the 3 starts.
+	assert.Contains(t, out, "9 XML operations (9 successful, 0 failed); 3 other libvirt call(s) without a document")
+	m := e.readTrace(out)
+	assert.Equal(t, "start", m.Operation)
+	assert.Equal(t, "completed", m.Result)
+	assert.Equal(t, e.host, m.Host)
+	require.Len(t, m.FileListing, 9)
+	assert.Equal(t, fmt.Sprintf("001_network_create_%s-network_SUCCESS.xml", e.cluster), m.FileListing[0])
+	doc, err := os.ReadFile(filepath.Join(e.traceDir(), m.TraceFolder, fmt.Sprintf("%03d_domain_define_%s-compute-02_SUCCESS.xml", e.traceSequence(m, "domain", "define", e.cluster+"-compute-02"), e.cluster)))
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), "<name>"+e.cluster+"-compute-02</name>")
+	// Each step carries a summary naming its object, for the Web UI.
+	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "define domain "+e.cluster+"-compute-02")
 
 	// Every object, checked through libvirt itself.
 	net, err := e.lv.LookupNetwork(e.cluster + "-network")
@@ -102,7 +119,7 @@ func TestClusterLifecycle(t *testing.T) {
 	assert.Contains(t, out, "deleted 0 object(s)")
 }
 
-// A start whose second compute domain cannot start leaves nothing behind.
+// A start whose second compute domain libvirt refuses leaves nothing behind.
 func TestFailedStartLeavesNothingBehind(t *testing.T) {
 	e := newEnv(t)
 	// More vCPUs than the Q35 machine supports: libvirt defines the domain,
@@ -117,6 +134,29 @@ func TestFailedStartLeavesNothingBehind(t *testing.T) {
 	assert.Contains(t, out, "rolled back")
 	assert.Contains(t, out, "network "+e.cluster+"-network")
 	assert.Empty(t, e.leftovers())
+
+	// The trace shows the domain libvirt refused, its document, and the
+	// rollback that followed.
+	assert.Contains(t, out, "1 failed)")
+	m := e.readTrace(out)
+	assert.Equal(t, "failed", m.Result)
+	var failedStart, undone []string
+	for _, r := range m.XMLOperations {
+		if !r.Success {
+			failedStart = append(failedStart, r.Operation+" "+r.TargetName)
+			require.NotNil(t, r.XMLFile)
+			assert.Equal(t, fmt.Sprintf("%03d_domain_define_%s-compute-02_FAILED.xml", r.Sequence, e.cluster), *r.XMLFile)
+			require.NotNil(t, r.Error)
+			assert.Contains(t, *r.Error, "Maximum CPUs")
+		}
+		if r.Compensation {
+			undone = append(undone, r.Operation+" "+r.TargetName)
+		}
+	}
+	assert.Equal(t, []string{"define " + e.cluster + "-compute-02"}, failedStart)
+	assert.Contains(t, undone, "delete "+e.cluster+"-network")
+	assert.Contains(t, undone, "undefine "+e.cluster+"-controller-01")
+	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "undo: delete network "+e.cluster+"-network")
 }
 
 func TestBadInputCreatesNothing(t *testing.T) {

@@ -37,3 +37,9 @@ func Network(p cluster.Plan) (string, error) {
 	}
 	return doc.Marshal()
 }
+
+// DHCPHost is the <host> element of a static lease, as a network update
+// hands it to libvirt when a node joins or leaves a running network.
+func DHCPHost(l cluster.HostLease) (string, error) {
+	return (&libvirtxml.NetworkDHCPHost{MAC: l.MAC, Name: l.Name, IP: l.IP}).Marshal()
+}

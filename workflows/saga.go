@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/workflow"
 )
@@ -45,6 +46,7 @@ func (s *saga) pushGroup(name string, n int) []*saga {
 // independent: one branch's failure does not stop another's undo.
 func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []string) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = undoContext(dctx)
 	for i := len(s.steps) - 1; i >= 0; i-- {
 		c := s.steps[i]
 		if len(failed) > 0 {
@@ -94,14 +96,16 @@ func skippedNames(c compensation) []string {
 	return out
 }
 
-// tracker keeps the run's progress for the progress query.
+// tracker keeps the run's progress for the progress query, and as the
+// run's current details, which the Temporal Web UI shows on the run.
 type tracker struct {
+	ctx   workflow.Context
 	steps []Step
 	index map[string]int
 }
 
 func newTracker(ctx workflow.Context) (*tracker, error) {
-	t := &tracker{index: map[string]int{}}
+	t := &tracker{ctx: ctx, index: map[string]int{}}
 	err := workflow.SetQueryHandler(ctx, ProgressQuery, func() ([]Step, error) {
 		return append([]Step(nil), t.steps...), nil
 	})
@@ -111,8 +115,43 @@ func newTracker(ctx workflow.Context) (*tracker, error) {
 func (t *tracker) set(name, status, detail string) {
 	if i, ok := t.index[name]; ok {
 		t.steps[i].Status, t.steps[i].Detail = status, detail
-		return
+	} else {
+		t.index[name] = len(t.steps)
+		t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail})
 	}
-	t.index[name] = len(t.steps)
-	t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail})
+	// Current details are not a command: setting them leaves the history,
+	// and the replay of recorded runs, as they were.
+	workflow.SetCurrentDetails(t.ctx, t.details())
+}
+
+// runningShown bounds the steps the current details name as running.
+const runningShown = 6
+
+// details is the run's progress in a few lines of markdown.
+func (t *tracker) details() string {
+	var running, failed []string
+	finished := 0
+	for _, s := range t.steps {
+		switch s.Status {
+		case StepRunning:
+			running = append(running, s.Name)
+		case StepFailed, StepCompensationFailed:
+			failed = append(failed, s.Name)
+			finished++
+		default:
+			finished++
+		}
+	}
+	out := fmt.Sprintf("**%d step(s) finished, %d running**", finished, len(running))
+	if len(running) > 0 {
+		shown := running[:min(len(running), runningShown)]
+		out += "\n\nrunning: " + strings.Join(shown, ", ")
+		if more := len(running) - len(shown); more > 0 {
+			out += fmt.Sprintf(" and %d more", more)
+		}
+	}
+	if len(failed) > 0 {
+		out += "\n\nfailed: " + strings.Join(failed, ", ")
+	}
+	return out
 }

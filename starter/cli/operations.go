@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
@@ -211,9 +210,7 @@ func (a *app) printDestroy(res workflows.DestroyResult) {
 
 // operate submits (or attaches to) the operation for req and follows it.
 func (a *app) operate(ctx context.Context, op string, req workflows.Request, result any) error {
-	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	c, err := a.dial(dialCtx)
+	c, err := a.dialWithin(ctx)
 	if err != nil {
 		return err
 	}
@@ -225,5 +222,12 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 	if attached {
 		fmt.Fprintf(a.out, "%s of cluster %s is already running: following it\n", op, req.Spec.Cluster.Name)
 	}
-	return a.follow(ctx, c, run, result)
+	err = a.follow(ctx, c, run, result)
+	// A run that ended, well or not, leaves its XML trace; one the
+	// operator stopped following goes on, and is traced with `hpcvm trace`.
+	var ee *exitError
+	if err == nil || (errors.As(err, &ee) && ee.code != ExitInterrupted && ee.code != ExitUnreachable) {
+		a.traceRun(c, run)
+	}
+	return err
 }

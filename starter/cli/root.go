@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
@@ -81,11 +82,12 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
 	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel); with --host, default this machine's hostname")
+	pf.String("trace-dir", "traces", "where start, stop, destroy and trace write the XML trace folder of a run (HPCVM_TRACE_DIR); empty: start, stop and destroy write none")
 	temporalopts.AddFlags(pf)
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand())
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand())
 	return root
 }
 
@@ -137,6 +139,13 @@ func (a *app) loadTarget() (workflows.Request, error) {
 		return workflows.Request{}, fail(ExitBadInput, "%v\nnothing was submitted", err)
 	}
 	return workflows.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: name, Host: host}}, NameOnly: true}, nil
+}
+
+// dialWithin is dial bounded by the time an operator waits for a connection.
+func (a *app) dialWithin(ctx context.Context) (client.Client, error) {
+	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return a.dial(dialCtx)
 }
 
 // dial connects to Temporal; failure exits with code 3.

@@ -62,6 +62,8 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		// worker takes its sticky tasks within milliseconds; one that
 		// does not only costs a replay from the history.
 		StickyScheduleToStartTimeout: 500 * time.Millisecond,
+		// Every step named after its object in the Web UI.
+		Interceptors: workflows.Interceptors(),
 	})
 	workflows.Register(w)
 	if o.ImageRoots == nil {
