@@ -182,3 +182,29 @@ func TestDomainLifecycle(t *testing.T) {
 	_, err = c.StartDomain(name)
 	require.ErrorIs(t, err, ErrNotFound)
 }
+
+// ListDomains reads the metadata from the definition: only an element in
+// the asked namespace counts, wherever it stands, as virDomainGetMetadata
+// would find it; a look-alike element in another namespace does not.
+func TestMetadataElementInNamespace(t *testing.T) {
+	var d libvirtxml.Domain
+	require.NoError(t, d.Unmarshal(`<domain type="kvm"><name>x</name><metadata>
+  <other:cluster xmlns:other="https://example.org/not-hpcvm" name="c1"/>
+  <hv:cluster xmlns:hv="`+testMetaNS+`" name="c2" vm="n1"><hv:note/></hv:cluster>
+</metadata></domain>`))
+	ns, elem, err := metadataElementIn(&d, func(ns string) bool { return ns == testMetaNS })
+	require.NoError(t, err)
+	require.Equal(t, testMetaNS, ns)
+	require.Contains(t, elem, `name="c2"`)
+	require.True(t, strings.HasSuffix(elem, "</hv:cluster>"), elem)
+
+	_, elem, err = metadataElementIn(&d, func(ns string) bool { return ns == "https://hpcvm.test/xmlns/absent" })
+	require.NoError(t, err)
+	require.Empty(t, elem)
+
+	var bare libvirtxml.Domain
+	require.NoError(t, bare.Unmarshal(`<domain type="kvm"><name>y</name></domain>`))
+	_, elem, err = metadataElementIn(&bare, func(string) bool { return true })
+	require.NoError(t, err)
+	require.Empty(t, elem)
+}
