@@ -559,6 +559,16 @@ var settingHints = map[string]string{
 	"global":             freeFormHint,
 	"host_configuration": freeFormHint,
 
+	"inventory":                      "write it as a mapping with path, format, ssh_user, ssh_private_key_file, ssh_port, ssh_common_args, python_interpreter and vars, or leave the key out",
+	"inventory.path":                 "give the file start writes the Ansible inventory to, such as inventory/lab.ini, or leave the key out for inventory/<cluster>.ini",
+	"inventory.format":               `give "ini" or "yaml", or leave the key out for "ini"`,
+	"inventory.ssh_user":             "give the user Ansible logs in as, such as root, or leave the key out for Ansible's default",
+	"inventory.ssh_private_key_file": "give the private key file Ansible logs in with, such as ~/.ssh/id_ed25519, or leave the key out",
+	"inventory.ssh_port":             "give a TCP port from 1 to 65535, or leave the key out for 22",
+	"inventory.ssh_common_args":      `give extra ssh arguments, such as "-o StrictHostKeyChecking=no", or leave the key out`,
+	"inventory.python_interpreter":   "give the guest's Python, such as /usr/bin/python3, or leave the key out for Ansible's discovery",
+	"inventory.vars":                 "give a mapping of variable: value for the cluster's group, or leave the key out",
+
 	"cluster":      "write it as a mapping with name, storage and, if wanted, host and hardware",
 	"cluster.name": fmt.Sprintf("give 1-%d lowercase letters, digits and '-', starting with a letter, such as lab", maxClusterNameLen),
 	"cluster.host": "give the host name of the hypervisor whose hpcvm-worker runs the cluster, such as hv1, or leave the key out to use this machine's hostname",

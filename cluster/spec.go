@@ -12,7 +12,34 @@ type Spec struct {
 	HostConfiguration map[string]any `mapstructure:"host_configuration" json:"host_configuration,omitempty"`
 	Controller        ControllerSpec `mapstructure:"controller" json:"controller"`
 	ComputeNodes      []NodeSpec     `mapstructure:"compute_nodes" json:"compute_nodes"`
+	// Inventory is read by the CLI alone (it writes the Ansible inventory);
+	// it is not part of what a workflow is asked to do.
+	Inventory *InventorySpec `mapstructure:"inventory" json:"-"`
 }
+
+// InventorySpec is `inventory:`: the Ansible inventory `hpcvm start`
+// writes and `hpcvm inventory` prints.
+type InventorySpec struct {
+	// Path is where start writes the inventory, relative to the directory
+	// hpcvm runs in (default inventory/<cluster>.ini, or .yml for yaml).
+	Path   string `mapstructure:"path" json:"path,omitempty"`
+	Format string `mapstructure:"format" json:"format,omitempty"` // ini (default) or yaml
+	// The connection settings every host of the cluster gets.
+	SSHUser           string `mapstructure:"ssh_user" json:"ssh_user,omitempty"`
+	SSHPrivateKeyFile string `mapstructure:"ssh_private_key_file" json:"ssh_private_key_file,omitempty"`
+	SSHPort           int    `mapstructure:"ssh_port" json:"ssh_port,omitempty"`
+	SSHCommonArgs     string `mapstructure:"ssh_common_args" json:"ssh_common_args,omitempty"`
+	PythonInterpreter string `mapstructure:"python_interpreter" json:"python_interpreter,omitempty"`
+	// Vars are further variables of the cluster's group (a Slurm
+	// partition list, a site name).
+	Vars map[string]any `mapstructure:"vars" json:"vars,omitempty"`
+}
+
+// Inventory formats.
+const (
+	InventoryINI  = "ini"
+	InventoryYAML = "yaml"
+)
 
 // ClusterSpec is the `cluster:` section.
 type ClusterSpec struct {

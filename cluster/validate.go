@@ -229,6 +229,7 @@ func validate(s Spec, hardware func(Spec, func(path string, value any, problem, 
 	hardware(s, add)
 
 	validateNetwork(s, add)
+	validateInventory(s, add)
 
 	c := s.Controller
 	if c.Count < 1 || c.Count > maxControllers {
@@ -271,6 +272,45 @@ func validate(s Spec, hardware func(Spec, func(path string, value any, problem, 
 		return errs
 	}
 	return nil
+}
+
+// ansibleVarRE is what Ansible takes as a variable name.
+var ansibleVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validateInventory checks the inventory section, which only the CLI acts on.
+func validateInventory(s Spec, add func(path string, value any, problem, want string)) {
+	inv := s.Inventory
+	if inv == nil {
+		return
+	}
+	if inv.Format != "" && inv.Format != InventoryINI && inv.Format != InventoryYAML {
+		add("inventory.format", inv.Format, "is not an inventory format", `give "ini" or "yaml"`)
+	}
+	if inv.SSHPort != 0 && (inv.SSHPort < 1 || inv.SSHPort > 65535) {
+		add("inventory.ssh_port", inv.SSHPort, "is not a TCP port", "give a port from 1 to 65535")
+	}
+	if inv.Path != "" && strings.HasSuffix(inv.Path, "/") {
+		add("inventory.path", inv.Path, "names a directory", "give a file, such as inventory/"+s.Cluster.Name+".ini")
+	}
+	for _, text := range []struct{ path, value string }{
+		{"inventory.ssh_user", inv.SSHUser}, {"inventory.ssh_private_key_file", inv.SSHPrivateKeyFile},
+		{"inventory.ssh_common_args", inv.SSHCommonArgs}, {"inventory.python_interpreter", inv.PythonInterpreter},
+		{"inventory.path", inv.Path},
+	} {
+		if strings.ContainsAny(text.value, "\n\r\x00") {
+			add(text.path, text.value, "holds a line break", "give it on one line")
+		}
+	}
+	keys := make([]string, 0, len(inv.Vars))
+	for k := range inv.Vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !ansibleVarRE.MatchString(k) {
+			add("inventory.vars."+k, k, "is not a name Ansible takes for a variable", "use letters, digits and _, starting with a letter or _")
+		}
+	}
 }
 
 func validateNetwork(s Spec, add func(path string, value any, problem, want string)) {

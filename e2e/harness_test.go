@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/serverconfig"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/starter/cli"
@@ -175,8 +176,8 @@ func (e *env) hpcvm(args ...string) (int, string) {
 // traceDir is where the CLI run by e.hpcvm writes XML traces.
 func (e *env) traceDir() string { return filepath.Join(e.poolRoot, "traces") }
 
-// TestMain keeps the XML traces of the CLI runs made in tests other than
-// through env.hpcvm out of the source tree.
+// TestMain keeps the XML traces and inventories of the CLI runs made in
+// tests (other than the traces of env.hpcvm) out of the source tree.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "hpcvm-e2e-traces-")
 	if err != nil {
@@ -184,6 +185,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Setenv("HPCVM_TRACE_DIR", dir)
+	os.Setenv("HPCVM_INVENTORY", filepath.Join(dir, "inventory.ini"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -301,4 +303,34 @@ func (e *env) stepSummaries(op string) []string {
 		}
 	}
 	return out
+}
+
+// plannedIP is the address the cluster's plan gives vm.
+func (e *env) plannedIP(vm string) (string, error) {
+	spec, err := cluster.Load(e.config)
+	if err != nil {
+		return "", err
+	}
+	plan, err := cluster.NewPlan(spec)
+	if err != nil {
+		return "", err
+	}
+	v, ok := plan.VM(vm)
+	if !ok {
+		return "", fmt.Errorf("the plan has no VM %s", vm)
+	}
+	return v.IP, nil
+}
+
+// ansibleInventoryList is `ansible-inventory -i file --list`, parsed: what
+// Ansible makes of an inventory.
+func ansibleInventoryList(t *testing.T, file string) map[string]any {
+	t.Helper()
+	cmd := exec.Command("ansible-inventory", "-i", file, "--list")
+	cmd.Env = append(os.Environ(), "ANSIBLE_INVENTORY_UNPARSED_FAILED=true", "ANSIBLE_LOCAL_TEMP="+t.TempDir(), "ANSIBLE_HOME="+t.TempDir())
+	out, err := cmd.Output()
+	require.NoError(t, err, "ansible-inventory -i %s: %v", file, err)
+	var list map[string]any
+	require.NoError(t, json.Unmarshal(out, &list), "%s", out)
+	return list
 }

@@ -36,6 +36,26 @@ func TestClusterLifecycle(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join(e.traceDir(), m.TraceFolder, fmt.Sprintf("%03d_domain_define_%s-compute-02_SUCCESS.xml", e.traceSequence(m, "domain", "define", e.cluster+"-compute-02"), e.cluster)))
 	require.NoError(t, err)
 	assert.Contains(t, string(doc), "<name>"+e.cluster+"-compute-02</name>")
+	// The Ansible inventory start wrote, as Ansible reads it; and the
+	// one `hpcvm inventory -o yaml` prints.
+	inventoryFile := os.Getenv("HPCVM_INVENTORY")
+	assert.Contains(t, out, "Ansible inventory: "+inventoryFile+" (3 host(s))")
+	code, yamlOut := e.hpcvm("inventory", "-o", "yaml")
+	require.Equal(t, cli.ExitOK, code, yamlOut)
+	yamlFile := filepath.Join(t.TempDir(), "inventory.yml")
+	require.NoError(t, os.WriteFile(yamlFile, []byte(yamlOut), 0o644))
+	for _, file := range []string{inventoryFile, yamlFile} {
+		list := ansibleInventoryList(t, file)
+		hostvars := list["_meta"].(map[string]any)["hostvars"].(map[string]any)
+		require.Len(t, hostvars, 3, file)
+		for _, vm := range []string{"controller-01", "compute-01", "compute-02"} {
+			ip, err := e.plannedIP(vm)
+			require.NoError(t, err)
+			assert.Equal(t, ip, hostvars[vm].(map[string]any)["ansible_host"], "%s in %s", vm, file)
+		}
+		assert.ElementsMatch(t, []any{"controller-01"}, list["controllers"].(map[string]any)["hosts"])
+	}
+
 	// Each step carries a summary naming its object, for the Web UI.
 	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "define domain "+e.cluster+"-compute-02")
 

@@ -17,6 +17,9 @@ packages=(
   # what libvirt's virtual networks need: dnsmasq for DHCP, iproute2 and
   # iptables for bridges and firewall rules
   dnsmasq-base iproute2 iptables
+  # ansible-inventory: tests check that Ansible reads the inventories
+  # hpcvm writes (INI and YAML)
+  ansible-core
   # the bootable test guest image (scripts/make-test-image.sh)
   linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio gzip
 )

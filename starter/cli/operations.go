@@ -13,7 +13,7 @@ import (
 )
 
 func (a *app) startCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Create what is missing of the cluster and start every VM",
 		Long: `start checks the host (machine types, KVM, the base image), then creates
@@ -28,7 +28,10 @@ network in place. A VM's MAC and address depend on its name only (or its
 static lease); a node that fails to come up is rolled back alone. Nodes
 removed from the file are reported, never deleted (use destroy --vm). If a step fails or the run is cancelled, everything this run
 created is removed again, in reverse order, and the error says what failed
-and what was rolled back. Objects that existed before the run are kept.`,
+and what was rolled back. Objects that existed before the run are kept.
+
+When the run ends, start writes its XML trace (see hpcvm trace) and, on
+success, the cluster's Ansible inventory (see hpcvm inventory).`,
 		Example: `  hpcvm start -c examples/cluster.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,9 +61,19 @@ and what was rolled back. Objects that existed before the run are kept.`,
 			for _, vm := range res.Plan.VMs {
 				fmt.Fprintf(a.out, "  %-16s %-10s %-15s %s\n", vm.Name, vm.Role, vm.IP, vm.Domain)
 			}
+			if noInventory, _ := cmd.Flags().GetBool("no-inventory"); !noInventory {
+				file, _ := cmd.Flags().GetString("inventory")
+				if file == "" {
+					file = a.v.GetString("inventory") // HPCVM_INVENTORY
+				}
+				a.writeInventory(res.Plan, spec, file)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().Bool("no-inventory", false, "do not write the Ansible inventory")
+	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
+	return cmd
 }
 
 func domainKind(t string) string {
