@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,6 +80,13 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	// How long the run took from the new worker's start: the time a crash
 	// costs (a figure for the benchmarks, not a timed assertion).
 	t.Logf("run finished %s after the new worker started", time.Since(restarted).Round(10*time.Millisecond))
+
+	// The worker process names its version to the CLI.
+	code, out := e.hpcvm("version")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "client: hpcvm ")
+	assert.Contains(t, out, fmt.Sprintf("worker (host %s): hpcvm ", e.host))
+	assert.Contains(t, out, fmt.Sprintf(", pid %d)", second.Process.Pid))
 	if os.Getenv("HPCVM_DUMP_HISTORY") != "" {
 		it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, 0)
 		for it.HasNext() {
@@ -116,7 +124,7 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(st.Size()), base.Physical, "the base image arrived whole")
 
-	code, out := e.hpcvm("destroy", "--yes")
+	code, out = e.hpcvm("destroy", "--yes")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Empty(t, e.leftovers())
 	_ = second

@@ -157,6 +157,9 @@ the cause is fixed.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			yes, _ := cmd.Flags().GetBool("yes")
+			if force, _ := cmd.Flags().GetBool("force"); force {
+				yes = true
+			}
 			vms, _ := cmd.Flags().GetStringSlice("vm")
 			req, err := a.loadTarget()
 			if err != nil {
@@ -202,6 +205,7 @@ the cause is fixed.
 		},
 	}
 	cmd.Flags().BoolP("yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolP("force", "f", false, "the same as --yes (the Python tool's flag)")
 	cmd.Flags().StringSlice("vm", nil, "remove only this node (domain, disk, DHCP lease); repeat or separate with commas")
 	return cmd
 }

@@ -81,13 +81,13 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	pf := root.PersistentFlags()
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
-	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel); with --host, default this machine's hostname")
+	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel, trace, inventory); with --host, default this machine's hostname")
 	pf.String("trace-dir", "traces", "where start, stop, destroy and trace write the XML trace folder of a run (HPCVM_TRACE_DIR); empty: start, stop and destroy write none")
 	temporalopts.AddFlags(pf)
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand())
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand())
 	return root
 }
 

@@ -3,6 +3,7 @@ package hostworker
 import (
 	"context"
 	"fmt"
+	"github.com/hpcvm/hpcvm/internal/buildinfo"
 	"os"
 	"regexp"
 	"strconv"
@@ -48,10 +49,13 @@ func Identity(host string) string {
 	ticks, _, err := processStart(pid)
 	ns, nsErr := pidNamespace()
 	boot, machine := bootID(), machineID()
+	// The worker's version ends the identity, in brackets: `hpcvm version`
+	// reads it from the host's pollers.
+	version := " [" + buildinfo.Version() + "]"
 	if err != nil || nsErr != nil || boot == "" || machine == "" {
-		return fmt.Sprintf("hpcvm-worker %s pid %d@%s", host, pid, hostname)
+		return fmt.Sprintf("hpcvm-worker %s pid %d@%s%s", host, pid, hostname, version)
 	}
-	return fmt.Sprintf("hpcvm-worker %s pid %d started %d pidns %d boot %s machine %s@%s", host, pid, ticks, ns, boot, machine, hostname)
+	return fmt.Sprintf("hpcvm-worker %s pid %d started %d pidns %d boot %s machine %s@%s%s", host, pid, ticks, ns, boot, machine, hostname, version)
 }
 
 // deadOnThisMachine reports whether identity names an hpcvm worker process
