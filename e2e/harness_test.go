@@ -31,6 +31,7 @@ import (
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporal"
@@ -123,6 +124,8 @@ func newEnv(t testing.TB) *env {
 		ts = temporaltest.NewServer(config)
 		t.Cleanup(ts.Stop)
 	}
+	_, err := hostworker.EnsureSearchAttributes(context.Background(), ts.GetDefaultClient(), ts.GetDefaultNamespace())
+	require.NoError(t, err)
 	suffix := randomSuffix()
 	e := &env{t: t, ts: ts, lv: lv, host: "e2e-" + suffix, cluster: "e2e-" + suffix}
 	root, err := os.MkdirTemp("/var/tmp", "hpcvm-e2e-")
@@ -333,4 +336,22 @@ func ansibleInventoryList(t *testing.T, file string) map[string]any {
 	var list map[string]any
 	require.NoError(t, json.Unmarshal(out, &list), "%s", out)
 	return list
+}
+
+// waitForRuns waits until Temporal's visibility lists at least n runs for
+// query (it is updated a moment after a run changes) and returns their IDs.
+func (e *env) waitForRuns(query string, n int) []string {
+	e.t.Helper()
+	c := e.ts.GetDefaultClient()
+	var ids []string
+	require.Eventually(e.t, func() bool {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		require.NoError(e.t, err, query)
+		ids = nil
+		for _, ex := range resp.GetExecutions() {
+			ids = append(ids, ex.GetExecution().GetRunId())
+		}
+		return len(ids) >= n
+	}, 15*time.Second, 200*time.Millisecond, "visibility lists %d run(s) for %s", n, query)
+	return ids
 }

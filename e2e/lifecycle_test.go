@@ -137,6 +137,31 @@ func TestClusterLifecycle(t *testing.T) {
 	code, out = e.hpcvm("destroy", "--yes")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "deleted 0 object(s)")
+
+	// The runs can be found by cluster and operation (search attributes),
+	// and list shows the cluster with the state its last run left.
+	starts := e.waitForRuns(fmt.Sprintf("HpcvmCluster = '%s' AND HpcvmOperation = 'start' AND HpcvmHost = '%s'", e.cluster, e.host), 3)
+	assert.Len(t, starts, 3)
+	var listed []cli.ClusterEntry
+	require.Eventually(t, func() bool {
+		code, out = e.hpcvm("list", "-o", "json")
+		require.Equal(t, cli.ExitOK, code, out)
+		listed = nil
+		require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "]")+1]), &listed))
+		for _, c := range listed {
+			if c.Cluster == e.cluster && c.Operation == "destroy" {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 200*time.Millisecond, "list shows the destroy: %s", out)
+	for _, c := range listed {
+		if c.Cluster == e.cluster {
+			assert.Equal(t, "destroyed", c.State)
+			assert.Equal(t, e.host, c.Host)
+			assert.Equal(t, "completed", c.Result)
+		}
+	}
 }
 
 // A start whose second compute domain libvirt refuses leaves nothing behind.

@@ -109,6 +109,16 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	defer c.Close()
 
+	// Runs can be found by cluster, operation and host once the namespace
+	// knows hpcvm's search attributes; without them everything else works.
+	saCtx, cancelSA := context.WithTimeout(ctx, 10*time.Second)
+	if added, err := hostworker.EnsureSearchAttributes(saCtx, c, opts.Namespace); err != nil {
+		logger.Warn("runs cannot be filtered by cluster in the Web UI", zap.Error(err))
+	} else if len(added) > 0 {
+		logger.Info("added search attributes to the namespace", zap.Strings("attributes", added), zap.String("namespace", opts.Namespace))
+	}
+	cancelSA()
+
 	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
 	for _, r := range append(append(append([]string{}, imageRoots...), poolRoots...), shareRoots...) {
 		if !filepath.IsAbs(r) {

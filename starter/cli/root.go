@@ -87,7 +87,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand())
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand())
 	return root
 }
 
@@ -138,7 +138,7 @@ func (a *app) loadTarget() (workflows.Request, error) {
 	if err := cluster.ValidateTarget(name, host); err != nil {
 		return workflows.Request{}, fail(ExitBadInput, "%v\nnothing was submitted", err)
 	}
-	return workflows.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: name, Host: host}}, NameOnly: true}, nil
+	return workflows.Request{Spec: targetSpec(name, host), NameOnly: true}, nil
 }
 
 // dialWithin is dial bounded by the time an operator waits for a connection.

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
@@ -70,15 +72,30 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 	if err := requireWorker(ctx, c, spec.Cluster.Host); err != nil {
 		return nil, false, err
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	opts := client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                workflows.TaskQueue(spec.Cluster.Host),
 		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("%s %s on %s", op, spec.Cluster.Name, spec.Cluster.Host),
+		StaticDetails:                            runDetails(op, req),
 		WorkflowTaskTimeout:                      workflows.WorkflowTaskTimeout,
-	}, op, req)
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.ClusterAttribute.ValueSet(spec.Cluster.Name),
+			workflows.OperationAttribute.ValueSet(workflows.OperationWord(op)),
+			workflows.HostAttribute.ValueSet(spec.Cluster.Host)),
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, op, req)
+	if missingSearchAttributes(err) {
+		// A namespace no hpcvm-worker could register them in: the run
+		// goes on without, and the operator learns how to add them.
+		warnNoSearchAttributes.Do(func() {
+			fmt.Fprintf(os.Stderr, "warning: namespace lacks hpcvm's search attributes, so runs cannot be filtered by cluster in the Web UI; add them with: temporal operator search-attribute create --name HpcvmCluster --type Keyword --name HpcvmOperation --type Keyword --name HpcvmHost --type Keyword (%v)\n", err)
+		})
+		opts.TypedSearchAttributes = temporal.SearchAttributes{}
+		run, err = c.ExecuteWorkflow(ctx, opts, op, req)
+	}
 	if err == nil {
 		return run, false, nil
 	}
@@ -87,6 +104,31 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 		return nil, false, errRaced
 	}
 	return nil, false, unreachable(err)
+}
+
+var warnNoSearchAttributes sync.Once
+
+// missingSearchAttributes says the namespace refused a start for search
+// attributes it does not know.
+func missingSearchAttributes(err error) bool {
+	var invalid *serviceerror.InvalidArgument
+	return errors.As(err, &invalid) && strings.Contains(strings.ToLower(invalid.Error()), "search attribute")
+}
+
+// runDetails is the run's static details in the Web UI: what it acts on.
+func runDetails(op string, req workflows.Request) string {
+	spec := req.Spec
+	if req.NameOnly {
+		return fmt.Sprintf("**%s** of cluster **%s** on host %s, by name (every object the cluster owns)", workflows.OperationWord(op), spec.Cluster.Name, spec.Cluster.Host)
+	}
+	vms := spec.Controller.Count + len(spec.ComputeNodes)
+	out := fmt.Sprintf("**%s** of cluster **%s** on host %s: %d VM(s) (%d controller, %d compute), network %s, pool %s, base image %s",
+		workflows.OperationWord(op), spec.Cluster.Name, spec.Cluster.Host, vms, spec.Controller.Count, len(spec.ComputeNodes),
+		spec.Network.NetworkRange, spec.Cluster.Storage.PoolPath, spec.Cluster.Storage.BaseImage)
+	if len(req.VMs) > 0 {
+		out += "; only VM(s) " + strings.Join(req.VMs, ", ")
+	}
+	return out
 }
 
 // runningOperation is the run holding the cluster's workflow ID, or nil.

@@ -3,12 +3,12 @@ package hostworker
 import (
 	"context"
 	"fmt"
-	"github.com/hpcvm/hpcvm/internal/buildinfo"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/hpcvm/hpcvm/internal/buildinfo"
 	"github.com/hpcvm/hpcvm/workflows"
 	commonpb "go.temporal.io/api/common/v1"
 	enums "go.temporal.io/api/enums/v1"
