@@ -87,7 +87,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand())
+	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand())
 	return root
 }
 
