@@ -85,7 +85,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		}
 		for _, d := range domains {
 			ds := DomainState{Name: d.Name, State: string(d.State), MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
-				Disks: d.Disks, Networks: d.Networks}
+				Disks: d.Disks, Networks: d.Networks, AgentConnected: d.AgentConnected}
 			if d.Metadata != "" {
 				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == name {
 					ds.Owned, ds.VM, ds.Role = true, owner.VM, owner.Role
@@ -119,7 +119,47 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 				}
 			}
 		}
+		if req.LiveAddresses {
+			inv.LiveAddresses = a.liveAddresses(inv)
+		}
 		return nil
 	})
 	return inv, err
+}
+
+// liveAddresses reads what the cluster's guests hold now. What cannot be
+// read is left out: the status shows the planned addresses all the same.
+func (a *Activities) liveAddresses(inv Inventory) []LiveAddress {
+	var out []LiveAddress
+	if inv.NetworkOwned() {
+		if leases, err := a.Libvirt.NetworkDHCPLeases(inv.Network.Name); err == nil {
+			for _, l := range leases {
+				out = append(out, LiveAddress{MAC: l.MAC, IP: l.IP, Source: "dhcp", Hostname: l.Hostname, Expiry: l.Expiry})
+			}
+		}
+	}
+	for _, d := range inv.Domains {
+		if !d.Owned || !d.AgentConnected || !d.Running() {
+			continue
+		}
+		byMAC, err := a.Libvirt.DomainAgentAddresses(d.Name)
+		if err != nil {
+			continue
+		}
+		for _, mac := range sortedKeys(byMAC) {
+			for _, ip := range byMAC[mac] {
+				out = append(out, LiveAddress{MAC: mac, IP: ip, Source: "agent", Hostname: d.VM})
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -1,6 +1,10 @@
 package activities
 
-import "github.com/hpcvm/hpcvm/cluster"
+import (
+	"time"
+
+	"github.com/hpcvm/hpcvm/cluster"
+)
 
 // ImageInfo describes the operator's base image as found on the host.
 type ImageInfo struct {
@@ -103,6 +107,21 @@ type Inventory struct {
 	// Unreadable are domains outside this cluster whose definition could
 	// not be read: they may use anything of it.
 	Unreadable []string `json:"unreadable,omitempty"`
+	// LiveAddresses are the addresses the cluster's guests hold now, when
+	// asked (InspectRequest.LiveAddresses): from the network's DHCP server
+	// and from the guest agents that answer.
+	LiveAddresses []LiveAddress `json:"live_addresses,omitempty"`
+}
+
+// LiveAddress is an address a guest holds, by its interface's MAC.
+type LiveAddress struct {
+	MAC      string `json:"mac"`
+	IP       string `json:"ip"`
+	Source   string `json:"source"` // dhcp (the network's lease table) or agent (the QEMU guest agent)
+	Hostname string `json:"hostname,omitempty"`
+	// Expiry is when a DHCP lease runs out: the server's lease time after
+	// the guest last asked for it.
+	Expiry time.Time `json:"expiry,omitempty"`
 }
 
 // NetworkState is the network named like the cluster's, as libvirt has it.
@@ -156,6 +175,8 @@ type DomainState struct {
 	VCPUs     uint     `json:"vcpus"`
 	Disks     []string `json:"disks,omitempty"`    // source files of its disks
 	Networks  []string `json:"networks,omitempty"` // networks it is attached to
+	// AgentConnected: a QEMU guest agent answers in the running guest.
+	AgentConnected bool `json:"agent_connected,omitempty"`
 }
 
 // Running reports whether the domain has a QEMU process.
@@ -182,6 +203,8 @@ type InspectRequest struct {
 	// Activate starts the cluster's pool if it is ours and inactive, so its
 	// volumes can be listed; start and destroy act on them, status does not.
 	Activate bool `json:"activate,omitempty"`
+	// LiveAddresses asks for the addresses the guests hold now (status).
+	LiveAddresses bool `json:"live_addresses,omitempty"`
 }
 
 // Volume returns the named volume of the owned pool.

@@ -102,9 +102,17 @@ func TestClusterLifecycle(t *testing.T) {
 	require.Len(t, st.VMs, 3)
 	assert.Equal(t, "running", st.VMs[0].State)
 
-	// The booted guests take their static leases from the cluster network.
+	// The booted guests take their static leases from the cluster network,
+	// and status shows what each holds beside what was planned.
 	leases := e.waitForLeases(3, 90*time.Second)
 	assert.Contains(t, leases, "10.")
+	code, out = e.hpcvm("status", "-o", "json")
+	require.Equal(t, cli.ExitOK, code, out)
+	st = cli.Status{}
+	require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &st))
+	for _, vm := range st.VMs {
+		assert.Equal(t, []string{vm.IP}, vm.LiveIPs, "%s holds its planned address", vm.Name)
+	}
 
 	// Stop keeps the disks; the booted guests power off on the ACPI button.
 	code, out = e.hpcvm("stop", "--timeout", "60s")
@@ -119,10 +127,12 @@ func TestClusterLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, vols, 4, "stop keeps every disk")
 
-	// Start of a stopped cluster only starts it.
-	code, out = e.hpcvm("start")
+	// Start of a stopped cluster only starts it; --wait-ip waits for the
+	// guests to boot and take their addresses.
+	code, out = e.hpcvm("start", "--wait-ip", "--wait-ip-timeout", "150s")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "created 0 object(s), started 3 VM(s)")
+	assert.Contains(t, out, "every VM holds an address")
 
 	code, out = e.hpcvm("status")
 	require.Equal(t, cli.ExitOK, code, out)

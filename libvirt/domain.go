@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +71,9 @@ type DomainSummary struct {
 	// VCPUPins are the host CPUs its vCPUs are pinned to, by vCPU (from
 	// <cputune>); a vCPU pinned to several CPUs lists the first.
 	VCPUPins []int
+	// AgentConnected says a QEMU guest agent answers on the domain's
+	// channel (libvirt marks the channel connected in the live XML).
+	AgentConnected bool
 	// Unreadable says its definition could not be parsed, so what it uses
 	// is unknown.
 	Unreadable bool
@@ -378,6 +382,11 @@ func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 			for _, h := range def.Devices.Hostdevs {
 				if pci := h.SubsysPCI; pci != nil && pci.Source != nil && pci.Source.Address != nil {
 					s.PCIHostdevs = append(s.PCIHostdevs, pciAddressString(pci.Source.Address.Domain, pci.Source.Address.Bus, pci.Source.Address.Slot, pci.Source.Address.Function))
+				}
+			}
+			for _, ch := range def.Devices.Channels {
+				if t := ch.Target; t != nil && t.VirtIO != nil && t.VirtIO.Name == guestAgentChannel && t.VirtIO.State == "connected" {
+					s.AgentConnected = true
 				}
 			}
 			for _, i := range def.Devices.Interfaces {
@@ -806,4 +815,33 @@ func parseCPUSet(set string) []int {
 		}
 	}
 	return out
+}
+
+// guestAgentChannel is the virtio channel QEMU's guest agent talks on.
+const guestAgentChannel = "org.qemu.guest_agent.0"
+
+// DomainAgentAddresses asks the guest agent of a running domain for its
+// addresses: IPv4 and IPv6 (not loopback or link-local) by lowercase MAC.
+// Ask only a domain whose agent is connected (DomainSummary.AgentConnected):
+// libvirt waits for an agent that does not answer.
+func (c *Client) DomainAgentAddresses(name string) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := c.withDomain("read guest agent addresses of domain", name, func(dom *lv.Domain) error {
+		ifaces, err := dom.ListAllInterfaceAddresses(lv.DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
+		if err != nil {
+			return err
+		}
+		for _, i := range ifaces {
+			for _, a := range i.Addrs {
+				ip, err := netip.ParseAddr(a.Addr)
+				if err != nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+					continue
+				}
+				mac := strings.ToLower(i.Hwaddr)
+				out[mac] = append(out[mac], ip.String())
+			}
+		}
+		return nil
+	})
+	return out, err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -394,4 +395,39 @@ func ignoreNotFound(err error) error {
 func isInvalidState(err error) bool {
 	code, ok := libvirtCode(err)
 	return ok && code == lv.ERR_OPERATION_INVALID
+}
+
+// DHCPLease is an address the network's DHCP server has handed out.
+type DHCPLease struct {
+	MAC      string
+	IP       string
+	Hostname string
+	Expiry   time.Time
+}
+
+// NetworkDHCPLeases lists the leases the network's DHCP server holds now
+// (addresses guests have taken, not the static hosts of its definition).
+// An inactive network has none.
+func (c *Client) NetworkDHCPLeases(name string) ([]DHCPLease, error) {
+	var out []DHCPLease
+	err := c.do("read DHCP leases of network", name, true, func(conn *lv.Connect) error {
+		out = nil
+		net, err := conn.LookupNetworkByName(name)
+		if err != nil {
+			return err
+		}
+		defer net.Free()
+		if active, err := net.IsActive(); err != nil || !active {
+			return err
+		}
+		leases, err := net.GetDHCPLeases()
+		if err != nil {
+			return err
+		}
+		for _, l := range leases {
+			out = append(out, DHCPLease{MAC: strings.ToLower(l.Mac), IP: l.IPaddr, Hostname: l.Hostname, Expiry: l.ExpiryTime})
+		}
+		return nil
+	})
+	return out, err
 }

@@ -78,6 +78,12 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
 				Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &port},
 			}},
+			// The QEMU guest agent's channel: a guest running
+			// qemu-guest-agent tells hpcvm status its addresses.
+			Channels: []libvirtxml.DomainChannel{{
+				Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{}},
+				Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: GuestAgentChannel}},
+			}},
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio"},
 			RNGs: []libvirtxml.DomainRNG{{
 				Model:   "virtio",
@@ -91,6 +97,9 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 	}
 	return doc.Marshal()
 }
+
+// GuestAgentChannel is the name of the QEMU guest agent's virtio channel.
+const GuestAgentChannel = "org.qemu.guest_agent.0"
 
 // passThrough gives every host PCI function its own PCIe root port, as a
 // physical slot would, and turns the emulated display off when a GPU is

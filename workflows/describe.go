@@ -43,7 +43,7 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 	})
 	var d Description
 	err := workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{
-		Cluster: name, PlannedDomains: domainNames(fresh),
+		Cluster: name, PlannedDomains: domainNames(fresh), LiveAddresses: true,
 	}).Get(ctx, &d.Inventory)
 	if err != nil || req.NameOnly {
 		d.Plan = cluster.Plan{Cluster: name, Host: req.Spec.Cluster.Host}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
@@ -32,12 +35,15 @@ and what was rolled back. Objects that existed before the run are kept.
 
 When the run ends, start writes its XML trace (see hpcvm trace) and, on
 success, the cluster's Ansible inventory (see hpcvm inventory).`,
-		Example: `  hpcvm start -c examples/cluster.yaml`,
-		Args:    cobra.NoArgs,
+		Example: `  hpcvm start -c examples/cluster.yaml
+  hpcvm start -c cluster.yaml --wait-ip --wait-ip-timeout 3m
+  hpcvm start -c cluster.yaml --host hv2 --inventory hosts.ini`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if a.v.GetString("name") != "" {
 				return fail(ExitBadInput, "start needs the cluster file (-c); --name is for stop, destroy, status and cancel")
 			}
+			invoked := time.Now()
 			spec, err := a.loadSpec()
 			if err != nil {
 				return err
@@ -61,6 +67,11 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			for _, vm := range res.Plan.VMs {
 				fmt.Fprintf(a.out, "  %-16s %-10s %-15s %s\n", vm.Name, vm.Role, vm.IP, vm.Domain)
 			}
+			var waitErr error
+			if waitIP, _ := cmd.Flags().GetBool("wait-ip"); waitIP {
+				within, _ := cmd.Flags().GetDuration("wait-ip-timeout")
+				waitErr = a.waitForAddresses(cmd.Context(), res.Plan, within, invoked)
+			}
 			if noInventory, _ := cmd.Flags().GetBool("no-inventory"); !noInventory {
 				file, _ := cmd.Flags().GetString("inventory")
 				if file == "" {
@@ -68,12 +79,80 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 				}
 				a.writeInventory(res.Plan, spec, file)
 			}
-			return nil
+			return waitErr
 		},
 	}
 	cmd.Flags().Bool("no-inventory", false, "do not write the Ansible inventory")
+	cmd.Flags().Bool("wait-ip", false, "after the start, wait until every VM's guest holds an address (from the network's DHCP server or its guest agent)")
+	cmd.Flags().Duration("wait-ip-timeout", 5*time.Minute, "how long --wait-ip waits before it reports the VMs without an address (exit 1)")
 	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
 	return cmd
+}
+
+// dhcpLeaseTime is how long the DHCP server of an hpcvm network leases an
+// address: libvirt's default, as hpcvm's networks set none.
+const dhcpLeaseTime = time.Hour
+
+// freshAddresses are the addresses held by mac that were taken (or renewed)
+// after since: a DHCP lease from before a stop lingers in the lease table
+// until it runs out, and is not proof that the guest is up again.
+func freshAddresses(all []activities.LiveAddress, mac string, since time.Time) []string {
+	var fresh []activities.LiveAddress
+	for _, l := range all {
+		if l.Source != "dhcp" || l.Expiry.IsZero() || !l.Expiry.Before(since.Add(dhcpLeaseTime-2*time.Second)) {
+			fresh = append(fresh, l)
+		}
+	}
+	return liveIPs(fresh, mac)
+}
+
+// waitForAddresses asks the host's worker, every 2 s, for the addresses
+// the guests hold, until each VM of the plan has taken one since the start
+// was asked for, or within passes.
+func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.Duration, since time.Time) error {
+	c, err := a.dialWithin(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := workflows.Request{Spec: targetSpec(p.Cluster, p.Host), NameOnly: true}
+	deadline := time.Now().Add(within)
+	shown := map[string]bool{}
+	fmt.Fprintf(a.out, "waiting up to %s for the guests to take their addresses\n", within)
+	for {
+		d, err := describeRaw(ctx, c, req)
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for _, vm := range p.VMs {
+			ips := freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since)
+			if len(ips) == 0 {
+				missing = append(missing, vm.Name)
+				continue
+			}
+			if !shown[vm.Name] {
+				shown[vm.Name] = true
+				note := ""
+				if !slices.Contains(ips, vm.IP) {
+					note = fmt.Sprintf(" (its static lease is %s)", vm.IP)
+				}
+				fmt.Fprintf(a.out, "  %-16s %s%s\n", vm.Name, strings.Join(ips, ", "), note)
+			}
+		}
+		if len(missing) == 0 {
+			fmt.Fprintf(a.out, "every VM holds an address\n")
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fail(ExitFailed, "the cluster started, but after %s VM(s) %s hold no address: check their console (virsh console DOMAIN) for a guest that did not boot or does not ask for DHCP", within, strings.Join(missing, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return fail(ExitInterrupted, "stopped waiting for addresses; the cluster is running")
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func domainKind(t string) string {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -57,16 +59,20 @@ type PoolInfo struct {
 
 // VMStatus is one VM of the plan.
 type VMStatus struct {
-	Name      string `json:"name"`
-	Type      string `json:"vm_type"`
-	Domain    string `json:"domain"`
-	State     string `json:"state"` // libvirt's state, or "absent"
-	IP        string `json:"ip_address"`
-	CPUCores  int    `json:"cpu_cores"`
-	MemoryMB  int    `json:"memory_mb"`
-	Volume    string `json:"volume"`
-	VolumeGB  int    `json:"disk_size_gb"`
-	HasVolume bool   `json:"volume_exists"`
+	Name   string `json:"name"`
+	Type   string `json:"vm_type"`
+	Domain string `json:"domain"`
+	State  string `json:"state"`      // libvirt's state, or "absent"
+	IP     string `json:"ip_address"` // planned: its static lease
+	MAC    string `json:"mac,omitempty"`
+	// LiveIPs are the addresses the guest holds now: from the network's
+	// DHCP server and its guest agent, if one answers.
+	LiveIPs   []string `json:"live_ip_addresses,omitempty"`
+	CPUCores  int      `json:"cpu_cores"`
+	MemoryMB  int      `json:"memory_mb"`
+	Volume    string   `json:"volume"`
+	VolumeGB  int      `json:"disk_size_gb"`
+	HasVolume bool     `json:"volume_exists"`
 	// NotInFile marks a VM the cluster owns that cluster.yaml no longer
 	// names: start leaves it alone, destroy --vm removes it.
 	NotInFile bool `json:"not_in_file,omitempty"`
@@ -117,6 +123,22 @@ what the cluster owns. -o json prints the same for scripts.`,
 }
 
 func describe(ctx context.Context, c client.Client, req workflows.Request) (Status, error) {
+	d, err := describeRaw(ctx, c, req)
+	if err != nil {
+		return Status{}, err
+	}
+	st := buildStatus(d)
+	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(req.Spec.Cluster.Name), ""); err == nil {
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetCloseTime() == nil {
+			st.Operation = &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
+		}
+	}
+	return st, nil
+}
+
+// describeRaw runs DescribeCluster on the host's worker.
+func describeRaw(ctx context.Context, c client.Client, req workflows.Request) (workflows.Description, error) {
 	spec := req.Spec
 	// Status is interactive: a host without a running worker is reported
 	// after a short wait instead of queueing the question indefinitely.
@@ -128,24 +150,17 @@ func describe(ctx context.Context, c client.Client, req workflows.Request) (Stat
 		WorkflowExecutionTimeout: answerWithin,
 	}, workflows.DescribeClusterName, req)
 	if err != nil {
-		return Status{}, unreachable(err)
+		return workflows.Description{}, unreachable(err)
 	}
 	var d workflows.Description
 	if err := run.Get(ctx, &d); err != nil {
 		var timeout *temporal.TimeoutError
 		if errors.As(err, &timeout) {
-			return Status{}, fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", spec.Cluster.Host, answerWithin, spec.Cluster.Host, queue)
+			return d, fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", spec.Cluster.Host, answerWithin, spec.Cluster.Host, queue)
 		}
-		return Status{}, fail(ExitUnreachable, "the worker of host %s could not read the cluster: %s", spec.Cluster.Host, rootMessage(err))
+		return d, fail(ExitUnreachable, "the worker of host %s could not read the cluster: %s", spec.Cluster.Host, rootMessage(err))
 	}
-	st := buildStatus(d)
-	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.Cluster.Name), ""); err == nil {
-		info := desc.GetWorkflowExecutionInfo()
-		if info.GetCloseTime() == nil {
-			st.Operation = &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
-		}
-	}
-	return st, nil
+	return d, nil
 }
 
 func buildStatus(d workflows.Description) Status {
@@ -173,7 +188,7 @@ func buildStatus(d workflows.Description) Status {
 	volumeKnown := inv.Volumes != nil
 	running, present := 0, 0
 	for _, vm := range p.VMs {
-		vs := VMStatus{Name: vm.Name, Type: vm.Role, Domain: vm.Domain, State: "absent", IP: vm.IP,
+		vs := VMStatus{Name: vm.Name, Type: vm.Role, Domain: vm.Domain, State: "absent", IP: vm.IP, MAC: vm.MAC,
 			CPUCores: vm.VCPUs, MemoryMB: vm.MemoryMiB, Volume: vm.Volume, VolumeGB: vm.DiskGiB}
 		_, vs.HasVolume = inv.Volumes[vm.Volume]
 		if dom, ok := inv.Domain(vm.Domain); ok {
@@ -181,6 +196,9 @@ func buildStatus(d workflows.Description) Status {
 				st.LeftAlone = append(st.LeftAlone, "domain "+dom.Name+" has our name but no hpcvm metadata")
 			} else {
 				vs.State = dom.State
+				if dom.Running() {
+					vs.LiveIPs = liveIPs(inv.LiveAddresses, vm.MAC)
+				}
 				present++
 				if dom.Running() {
 					running++
@@ -232,6 +250,29 @@ func buildStatus(d workflows.Description) Status {
 	return st
 }
 
+// liveIPs are the addresses held by the interface with mac, each once.
+func liveIPs(all []activities.LiveAddress, mac string) []string {
+	var out []string
+	for _, l := range all {
+		if strings.EqualFold(l.MAC, mac) && !slices.Contains(out, l.IP) {
+			out = append(out, l.IP)
+		}
+	}
+	return out
+}
+
+// addressShown is a VM's address as the table shows it: the planned one,
+// and what the guest holds when that differs or is not taken yet.
+func (vm VMStatus) addressShown() string {
+	switch {
+	case len(vm.LiveIPs) == 0 && vm.State == "running":
+		return vm.IP + " (not taken yet)"
+	case len(vm.LiveIPs) == 0, len(vm.LiveIPs) == 1 && vm.LiveIPs[0] == vm.IP:
+		return vm.IP
+	}
+	return vm.IP + " (live " + strings.Join(vm.LiveIPs, ", ") + ")"
+}
+
 func (a *app) printStatus(st Status) {
 	fmt.Fprintf(a.out, "Cluster: %s (host %s)\nStatus: %s\n", st.Cluster, st.Host, st.State)
 	if st.Operation != nil {
@@ -261,7 +302,7 @@ func (a *app) printStatus(st Status) {
 		if vm.NotInFile {
 			state += " (not in file)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, state, vm.IP, vm.CPUCores, vm.MemoryMB, vol)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, state, vm.addressShown(), vm.CPUCores, vm.MemoryMB, vol)
 	}
 	_ = tw.Flush()
 	for _, l := range st.LeftAlone {
