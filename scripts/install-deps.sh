@@ -20,6 +20,9 @@ packages=(
   # ansible-inventory: tests check that Ansible reads the inventories
   # hpcvm writes (INI and YAML)
   ansible-core
+  # headless Chromium: an e2e test opens the embedded Temporal Web UI on a
+  # run and checks (and photographs) what an operator sees there
+  chromium
   # the bootable test guest image (scripts/make-test-image.sh)
   linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio gzip
 )

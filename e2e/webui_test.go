@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+)
+
+// freePortBlock finds n+1 consecutive free loopback ports (the dev server
+// takes its frontend port and the 3 after it).
+func freePortBlock(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		base := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		ok := base+n <= 65535
+		for p := base; ok && p <= base+n; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no block of free loopback ports")
+	return 0
+}
+
+// startProcess runs a binary of the project with its output in a log file
+// of the test, and stops it (by its PID) when the test ends.
+func startProcess(t *testing.T, logFile, bin string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	log, err := os.Create(logFile)
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = log, log
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_, _ = cmd.Process.Wait()
+		_ = log.Close()
+	})
+}
+
+// chromium runs Debian's Chromium headless on url with args, isolated from
+// the network beyond loopback (no background connections, a fresh profile).
+func chromium(t *testing.T, url string, args ...string) string {
+	t.Helper()
+	full := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=30000", "--run-all-compositor-stages-before-draw"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, "chromium", append(full, url)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	require.NoError(t, cmd.Run(), "chromium: %s", errOut.String())
+	return out.String()
+}
+
+// The Temporal Web UI of hpcvm-devserver, opened in headless Chromium on a
+// real StartCluster run: the run's history shows every step by the object
+// it acts on, and the run is found by cluster in the workflow list.
+func TestWebUIShowsNamedSteps(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	dir := t.TempDir()
+	bins := map[string]string{}
+	for _, b := range []string{"devserver", "worker"} {
+		bins[b] = filepath.Join(dir, "hpcvm-"+b)
+		out, err := exec.Command("go", "build", "-o", bins[b], "../"+b).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	base := freePortBlock(t, 4)
+	ui := freePortBlock(t, 0)
+	frontend := fmt.Sprintf("127.0.0.1:%d", base)
+	startProcess(t, filepath.Join(e.poolRoot, "devserver.log"), bins["devserver"], "--ip", "127.0.0.1", "--port", fmt.Sprint(base),
+		"--http-port", "0", "--ui-port", fmt.Sprint(ui), "--db-file", filepath.Join(dir, "temporal.db"), "--log-level", "warn")
+	var c client.Client
+	require.Eventually(t, func() bool {
+		var err error
+		c, err = client.Dial(client.Options{HostPort: frontend})
+		if err != nil {
+			return false
+		}
+		_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
+		return err == nil
+	}, 2*time.Minute, 500*time.Millisecond, "the dev server answers")
+	defer c.Close()
+	startProcess(t, filepath.Join(e.poolRoot, "worker.log"), bins["worker"], "--temporal-address", frontend,
+		"--host", e.host, "--libvirt-uri", libvirtURI(), "--image-root", "/var/tmp", "--pool-root", "/var/tmp")
+
+	hpcvm := func(args ...string) (int, string) {
+		var out bytes.Buffer
+		full := append([]string{args[0], "-c", e.config, "--trace-dir", e.traceDir(), "--temporal-address", frontend}, args[1:]...)
+		code := cli.Main(full, strings.NewReader(""), &out, &out)
+		t.Logf("hpcvm %s → %d\n%s", strings.Join(args, " "), code, out.String())
+		return code, out.String()
+	}
+	code, out := hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	t.Cleanup(func() {
+		code, out := hpcvm("destroy", "--yes")
+		assert.Equal(t, cli.ExitOK, code, out)
+		assert.Empty(t, e.leftovers())
+	})
+	desc, err := c.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.cluster), "")
+	require.NoError(t, err)
+	runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+
+	uiBase := fmt.Sprintf("http://127.0.0.1:%d", ui)
+	resp, err := http.Get(uiBase + "/")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the Web UI answers")
+
+	history := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", uiBase, workflows.WorkflowID(e.cluster), runID)
+	// Every step on the page carries its summary. The Web UI renders a
+	// summary as markdown inside a sandboxed iframe, which a DOM dump does
+	// not show: its text is checked through Temporal's API (stepSummaries
+	// in the lifecycle test) and can be read on the screenshot below. The
+	// page fills its table as the history arrives: look again if it is
+	// not there yet.
+	var scheduled, summaries int
+	for try := 0; try < 3 && (scheduled == 0 || summaries < scheduled); try++ {
+		dom := chromium(t, history, "--dump-dom", "--window-size=1600,6000")
+		scheduled = strings.Count(dom, "Activity Task Scheduled")
+		summaries = strings.Count(dom, `<iframe title="Summary"`)
+		if try == 0 {
+			assert.Contains(t, dom, "StartCluster")
+			assert.Contains(t, dom, "Activity Type")
+		}
+	}
+	assert.Positive(t, scheduled, "the history page lists the run's steps")
+	assert.Equal(t, scheduled, summaries, "every step on the history page has a summary")
+
+	// Kept for people: a picture of the page (path in the test log).
+	artifacts := os.Getenv("HPCVM_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join("..", "artifacts")
+	}
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+	shot, err := filepath.Abs(filepath.Join(artifacts, "webui-start-history.png"))
+	require.NoError(t, err)
+	_ = chromium(t, history, "--screenshot="+shot, "--window-size=1600,1400", "--hide-scrollbars")
+	st, err := os.Stat(shot)
+	require.NoError(t, err)
+	assert.Greater(t, st.Size(), int64(10_000), "a screenshot with something on it")
+	t.Logf("screenshot of the run's history in the Web UI: %s", shot)
+
+	// The run list, filtered by the search attribute hpcvm sets.
+	list := fmt.Sprintf("%s/namespaces/default/workflows?query=%s", uiBase, strings.ReplaceAll(fmt.Sprintf("HpcvmCluster=\"%s\"", e.cluster), "\"", "%22"))
+	dom := chromium(t, list, "--dump-dom", "--window-size=1600,2000")
+	assert.Contains(t, dom, workflows.WorkflowID(e.cluster), "the run is listed by cluster")
+}
