@@ -101,6 +101,13 @@ func TestClusterLifecycle(t *testing.T) {
 	assert.Equal(t, "running", st.State)
 	require.Len(t, st.VMs, 3)
 	assert.Equal(t, "running", st.VMs[0].State)
+	require.NotNil(t, st.LastOperation, "the last operation, its result and time")
+	assert.Equal(t, workflows.StartClusterName, st.LastOperation.Type)
+	assert.Equal(t, "completed", st.LastOperation.Result)
+	for _, vm := range st.VMs {
+		assert.Positive(t, vm.VolumeAllocatedGB, vm.Name)
+		assert.Equal(t, 128, vm.MemoryMB, "%s: memory as libvirt has it", vm.Name)
+	}
 
 	// The booted guests take their static leases from the cluster network,
 	// and status shows what each holds beside what was planned.

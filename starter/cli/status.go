@@ -22,20 +22,25 @@ import (
 type Status struct {
 	Cluster   string        `json:"cluster"`
 	Host      string        `json:"host"`
-	State     string        `json:"state"` // running, partly running, stopped, partial, absent
-	Operation *OperationRef `json:"operation,omitempty"`
-	Network   *NetworkInfo  `json:"network,omitempty"`
-	Pool      *PoolInfo     `json:"storage_pool,omitempty"`
-	VMs       []VMStatus    `json:"vms"`
-	LeftAlone []string      `json:"not_owned,omitempty"`
-	Warnings  []string      `json:"warnings,omitempty"`
+	State     string        `json:"state"`               // running, partly running, stopped, partial, absent
+	Operation *OperationRef `json:"operation,omitempty"` // running now
+	// LastOperation is the newest operation that ended, and how.
+	LastOperation *OperationRef `json:"last_operation,omitempty"`
+	Network       *NetworkInfo  `json:"network,omitempty"`
+	Pool          *PoolInfo     `json:"storage_pool,omitempty"`
+	VMs           []VMStatus    `json:"vms"`
+	LeftAlone     []string      `json:"not_owned,omitempty"`
+	Warnings      []string      `json:"warnings,omitempty"`
 }
 
-// OperationRef is the operation running on the cluster, if any.
+// OperationRef is an operation on the cluster: the one running, or the
+// last one that ended.
 type OperationRef struct {
-	Type    string    `json:"type"`
-	RunID   string    `json:"run_id"`
-	Started time.Time `json:"started"`
+	Type    string     `json:"type"`
+	RunID   string     `json:"run_id"`
+	Started time.Time  `json:"started"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	Result  string     `json:"result,omitempty"` // completed, failed, canceled, terminated, timed out
 }
 
 // NetworkInfo is the network part of the status.
@@ -73,6 +78,8 @@ type VMStatus struct {
 	Volume    string   `json:"volume"`
 	VolumeGB  int      `json:"disk_size_gb"`
 	HasVolume bool     `json:"volume_exists"`
+	// VolumeAllocatedGB is what the volume takes in the pool now.
+	VolumeAllocatedGB float64 `json:"volume_allocation_gb"`
 	// NotInFile marks a VM the cluster owns that cluster.yaml no longer
 	// names: start leaves it alone, destroy --vm removes it.
 	NotInFile bool `json:"not_in_file,omitempty"`
@@ -89,6 +96,8 @@ cluster, if any. VMs the cluster owns that the file no longer names are
 listed too ("not in file"). It changes nothing: it does not even start an
 inactive pool. With --name NAME (--host HOST) it needs no file and lists
 what the cluster owns. -o json prints the same for scripts.`,
+		Example: `  hpcvm status -c cluster.yaml
+  hpcvm status --name lab --host hv1 -o json | jq '.vms[] | {name, live_ip_addresses}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, _ := cmd.Flags().GetString("output")
@@ -130,8 +139,13 @@ func describe(ctx context.Context, c client.Client, req workflows.Request) (Stat
 	st := buildStatus(d)
 	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(req.Spec.Cluster.Name), ""); err == nil {
 		info := desc.GetWorkflowExecutionInfo()
+		op := &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
 		if info.GetCloseTime() == nil {
-			st.Operation = &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
+			st.Operation = op
+		} else {
+			ended := info.GetCloseTime().AsTime()
+			op.Ended, op.Result = &ended, resultWord(info.GetStatus())
+			st.LastOperation = op
 		}
 	}
 	return st, nil
@@ -190,12 +204,14 @@ func buildStatus(d workflows.Description) Status {
 	for _, vm := range p.VMs {
 		vs := VMStatus{Name: vm.Name, Type: vm.Role, Domain: vm.Domain, State: "absent", IP: vm.IP, MAC: vm.MAC,
 			CPUCores: vm.VCPUs, MemoryMB: vm.MemoryMiB, Volume: vm.Volume, VolumeGB: vm.DiskGiB}
-		_, vs.HasVolume = inv.Volumes[vm.Volume]
+		vol, hasVolume := inv.Volumes[vm.Volume]
+		vs.HasVolume, vs.VolumeAllocatedGB = hasVolume, float64(vol.Allocation)/gb
 		if dom, ok := inv.Domain(vm.Domain); ok {
 			if !dom.Owned {
 				st.LeftAlone = append(st.LeftAlone, "domain "+dom.Name+" has our name but no hpcvm metadata")
 			} else {
-				vs.State = dom.State
+				// What libvirt has, which is what runs.
+				vs.State, vs.CPUCores, vs.MemoryMB = dom.State, int(dom.VCPUs), int(dom.MemoryMiB)
 				if dom.Running() {
 					vs.LiveIPs = liveIPs(inv.LiveAddresses, vm.MAC)
 				}
@@ -222,7 +238,8 @@ func buildStatus(d workflows.Description) Status {
 		}
 		vs := VMStatus{Name: dom.VM, Type: dom.Role, Domain: dom.Name, State: dom.State, IP: leases[dom.VM],
 			CPUCores: int(dom.VCPUs), MemoryMB: int(dom.MemoryMiB), Volume: dom.VM + ".qcow2", NotInFile: len(p.VMs) > 0}
-		_, vs.HasVolume = inv.Volumes[vs.Volume]
+		vol, hasVolume := inv.Volumes[vs.Volume]
+		vs.HasVolume, vs.VolumeAllocatedGB = hasVolume, float64(vol.Allocation)/gb
 		st.VMs = append(st.VMs, vs)
 		total++
 		present++
@@ -278,6 +295,10 @@ func (a *app) printStatus(st Status) {
 	if st.Operation != nil {
 		fmt.Fprintf(a.out, "Operation in progress: %s since %s (run %s)\n", st.Operation.Type, st.Operation.Started.Local().Format(time.RFC3339), st.Operation.RunID)
 	}
+	if op := st.LastOperation; op != nil {
+		fmt.Fprintf(a.out, "Last operation: %s %s at %s, after %s (run %s)\n", workflows.OperationWord(op.Type), op.Result,
+			op.Ended.Local().Format(time.RFC3339), op.Ended.Sub(op.Started).Round(10*time.Millisecond), op.RunID)
+	}
 	if n := st.Network; n != nil {
 		fmt.Fprintf(a.out, "\nVirtual Network: %s\n  Bridge: %s\n  Network Range: %s\n  Gateway: %s\n  Status: %s\n",
 			n.Name, n.Bridge, n.Range, n.Gateway, activeWord(n.Active))
@@ -292,7 +313,7 @@ func (a *app) printStatus(st Status) {
 	}
 	fmt.Fprintln(a.out, "\nVirtual Machines")
 	tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tIP ADDRESS\tCPU\tMEMORY\tVOLUME")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tIP ADDRESS\tCPU\tMEMORY\tVOLUME\tALLOCATED")
 	for _, vm := range st.VMs {
 		vol := vm.Volume
 		if !vm.HasVolume {
@@ -302,7 +323,14 @@ func (a *app) printStatus(st Status) {
 		if vm.NotInFile {
 			state += " (not in file)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\n", vm.Name, vm.Type, state, vm.addressShown(), vm.CPUCores, vm.MemoryMB, vol)
+		allocated := "-"
+		if vm.HasVolume {
+			allocated = fmt.Sprintf("%.2fGB of %dGB", vm.VolumeAllocatedGB, vm.VolumeGB)
+			if vm.VolumeAllocatedGB < 1 {
+				allocated = fmt.Sprintf("%.1fMB of %dGB", vm.VolumeAllocatedGB*1024, vm.VolumeGB)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\t%s\n", vm.Name, vm.Type, state, vm.addressShown(), vm.CPUCores, vm.MemoryMB, vol, allocated)
 	}
 	_ = tw.Flush()
 	for _, l := range st.LeftAlone {
