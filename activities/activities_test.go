@@ -108,7 +108,7 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil))
 
 	env := f.env()
-	env.SetHeartbeatDetails(uploadProgress{Offset: resumeAt, Source: st})
+	env.SetHeartbeatDetails(UploadProgress{Offset: resumeAt, Source: st})
 	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src}
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
@@ -186,7 +186,7 @@ func TestResumedUploadStartsOverWhenTheSourceChanged(t *testing.T) {
 	require.NoError(t, os.WriteFile(src, image, 0o644))
 
 	env := f.env()
-	env.SetHeartbeatDetails(uploadProgress{Offset: 4 << 20, Source: oldStat})
+	env.SetHeartbeatDetails(UploadProgress{Offset: 4 << 20, Source: oldStat})
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src})
 	require.NoError(t, err)
 	var res UploadResult
@@ -441,7 +441,7 @@ func TestUploadRetryAfterAnEmptiedVolume(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Truncate(vol.Path, 4096)) // libvirt now sees 4096 bytes
 	env := f.env()
-	env.SetHeartbeatDetails(uploadProgress{})
+	env.SetHeartbeatDetails(UploadProgress{})
 	_, err = env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
 	require.NoError(t, err)
 	assertVolumeHolds(t, f, "base.img", image)

@@ -50,33 +50,37 @@ func (a *Activities) DeleteVolume(ctx context.Context, ref VolumeRef) error {
 // resuming exactly there could leave a hole. Rewriting bytes is harmless.
 const resumeRewind = 64 << 20
 
-// uploadProgress is the upload's heartbeat detail: where a retry resumes,
+// UploadProgress is the upload's heartbeat detail: where a retry resumes,
 // and which source it was. (Heartbeats of hpcvm before 0.6 also carry a
 // digest state; it is ignored.)
-type uploadProgress struct {
-	Offset int64      `json:"offset"`
-	Source sourceStat `json:"source"`
+// UploadProgress is what the base image upload heartbeats: where a retry
+// resumes, and how far the stream has gone (the CLI draws its bar from it).
+type UploadProgress struct {
+	Offset int64 `json:"offset"`
+	// Sent is how many bytes of the image the stream has handed libvirtd.
+	Sent   int64      `json:"sent,omitempty"`
+	Source SourceStat `json:"source"`
 	// StartOver asks the next attempt to recreate the volume and upload
 	// from the first byte (a resumed upload did not verify).
 	StartOver bool `json:"start_over,omitempty"`
 }
 
-// sourceStat identifies one version of the source file: a rewrite in place
+// SourceStat identifies one version of the source file: a rewrite in place
 // that keeps the size and the modification time still changes the inode
 // change time.
-type sourceStat struct {
+type SourceStat struct {
 	Size  int64  `json:"size"`
 	MTime int64  `json:"mtime_ns"`
 	CTime int64  `json:"ctime_ns"`
 	Inode uint64 `json:"inode"`
 }
 
-func statSource(path string) (sourceStat, error) {
+func statSource(path string) (SourceStat, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return sourceStat{}, err
+		return SourceStat{}, err
 	}
-	return sourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}, nil
+	return SourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}, nil
 }
 
 // UploadBaseImage streams the base image into its pool volume and proves
@@ -112,7 +116,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// Every heartbeat of this attempt carries the resume point: a heartbeat
 	// without details would erase the one an earlier attempt left, and a
 	// retry after this one would start over for nothing.
-	var prev uploadProgress
+	var prev UploadProgress
 	hadPrev := activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil
 	beats := &pulse{}
 	if hadPrev {
@@ -198,12 +202,12 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	activity.GetLogger(ctx).Info("uploading base image", "source", req.Source, "volume", req.Volume, "offset", offset, "size", size)
 	// The heartbeat names a resume point resumeRewind behind what was
 	// handed to libvirtd (or where this attempt began).
-	beats.set(uploadProgress{Offset: offset, Source: src})
+	beats.set(UploadProgress{Offset: offset, Source: src})
 	// Heartbeats go out from their own goroutine too, so the upload is seen
 	// alive while libvirtd flushes the end of the stream.
 	err = withBeats(func() error {
 		return a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, func(done int64) {
-			beats.set(uploadProgress{Offset: max(offset, done-resumeRewind), Source: src})
+			beats.set(UploadProgress{Offset: max(offset, done-resumeRewind), Sent: done, Source: src})
 		})
 	})
 	if err != nil {
@@ -234,7 +238,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if offset > 0 {
 			// A resumed upload can leave a hole if libvirtd lost more than
 			// the rewind covers: the next attempt starts from scratch.
-			beats.set(uploadProgress{Source: src, StartOver: true})
+			beats.set(UploadProgress{Source: src, StartOver: true})
 			a.beat(ctx, beats, nil)
 			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not hold the image %s after a resumed upload; uploading it again from the start", req.Pool, req.Volume, req.Source), ErrTypeLibvirt)
 		}
@@ -309,7 +313,7 @@ type baseRecord struct {
 	Kind       string     `json:"kind"` // how Digest was computed
 	Size       int64      `json:"size"`
 	Source     string     `json:"source"`
-	SourceStat sourceStat `json:"source_stat"`
+	SourceStat SourceStat `json:"source_stat"`
 	Verified   string     `json:"verified"`
 }
 

@@ -507,8 +507,15 @@ func hostOfQueue(queue string) string { return strings.TrimPrefix(queue, workflo
 
 // follow waits for the run, printing its progress as it changes, and turns
 // its outcome into an exit code. Interrupting the wait leaves the run going.
+// On a terminal, steps are printed as they end, below them a live line
+// (the upload's bar, or what is running); otherwise each change is a line.
 func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRun, result any) error {
 	fmt.Fprintf(a.out, "run %s of workflow %s\n", run.GetRunID(), run.GetID())
+	var live *liveView
+	if isTerminal(a.out) {
+		live = newLiveView(a.out)
+		defer live.finishBar()
+	}
 	done := make(chan error, 1)
 	go func() { done <- run.Get(context.Background(), result) }()
 	shown := map[string]string{}
@@ -519,10 +526,10 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 	for {
 		select {
 		case err := <-done:
-			a.showProgress(c, run, shown)
+			a.showProgress(c, run, shown, live)
 			return outcome(err)
 		case <-tick.C:
-			answered = a.showProgress(c, run, shown) || answered
+			answered = a.showProgress(c, run, shown, live) || answered
 			if !answered && !warned && time.Since(begun) > noWorkerWarning {
 				warned = true
 				a.warnIfNoWorker(ctx, c, run)
@@ -535,7 +542,7 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 
 // showProgress prints the steps that changed; it reports whether the run
 // answered, i.e. a worker has picked it up.
-func (a *app) showProgress(c client.Client, run client.WorkflowRun, shown map[string]string) bool {
+func (a *app) showProgress(c client.Client, run client.WorkflowRun, shown map[string]string, live *liveView) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery)
@@ -548,15 +555,22 @@ func (a *app) showProgress(c client.Client, run client.WorkflowRun, shown map[st
 	}
 	for _, s := range steps {
 		key := s.Status + "|" + s.Detail
-		if shown[s.Name] == key {
-			continue
+		if shown[s.Name] == key || (live != nil && s.Status == workflows.StepRunning) {
+			continue // on a terminal, the live line shows what runs
 		}
 		shown[s.Name] = key
 		line := fmt.Sprintf("  %-12s %s", s.Status, s.Name)
 		if s.Detail != "" {
 			line += ": " + s.Detail
 		}
-		fmt.Fprintln(a.out, line)
+		if live != nil {
+			live.printAbove(line)
+		} else {
+			fmt.Fprintln(a.out, line)
+		}
+	}
+	if live != nil {
+		live.update(steps, pendingUpload(ctx, c, run))
 	}
 	return true
 }
