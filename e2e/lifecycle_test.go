@@ -146,9 +146,21 @@ func TestClusterLifecycle(t *testing.T) {
 	assert.Contains(t, out, "Status: running")
 	assert.Contains(t, out, "compute-02")
 
-	code, out = e.hpcvm("destroy", "--yes")
+	// -o json: one document for scripts, no progress.
+	code, out = e.hpcvm("destroy", "--yes", "-o", "json")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Empty(t, e.leftovers())
+	var report struct {
+		cli.RunReport
+		Result workflows.DestroyResult `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &report), "the output is one JSON document: %s", out)
+	assert.Equal(t, "destroy", report.Operation)
+	assert.Equal(t, e.cluster, report.Cluster)
+	assert.Equal(t, 0, report.ExitCode)
+	assert.Len(t, report.Result.Deleted, 9)
+	require.NotNil(t, report.Trace)
+	assert.DirExists(t, report.Trace.Folder)
 
 	// Destroy is idempotent.
 	code, out = e.hpcvm("destroy", "--yes")

@@ -416,5 +416,8 @@ func (a *app) writeInventory(p cluster.Plan, spec cluster.Spec, file string) {
 		fmt.Fprintf(a.errOut, "warning: the Ansible inventory was not written to %s: %v (print it with `hpcvm inventory`)\n", path, err)
 		return
 	}
+	if a.report != nil {
+		a.report.Inventory = path
+	}
 	fmt.Fprintf(a.out, "Ansible inventory: %s (%d host(s))\n", path, len(inv.Hosts))
 }

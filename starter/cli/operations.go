@@ -53,6 +53,7 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			}
 			var res workflows.StartResult
 			err = a.operate(cmd.Context(), workflows.StartClusterName, workflows.Request{Spec: spec}, &res)
+			a.reportResult(&res)
 			if err != nil {
 				return err
 			}
@@ -187,7 +188,9 @@ file no longer names; --name NAME --host HOST works without the file.`,
 			}
 			req.Options.ShutdownTimeout = timeout
 			var res workflows.StopResult
-			if err := a.operate(cmd.Context(), workflows.StopClusterName, req, &res); err != nil {
+			err = a.operate(cmd.Context(), workflows.StopClusterName, req, &res)
+			a.reportResult(&res)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "cluster stopped: %d shut down cleanly, %d forced off after %s, %d already off\n",
@@ -251,6 +254,9 @@ the cause is fixed.
 			}
 			req.VMs = vms
 			name := req.Spec.Cluster.Name
+			if !yes && a.report != nil {
+				return fail(ExitBadInput, "-o json cannot ask for confirmation: give --yes; nothing was deleted")
+			}
 			if !yes {
 				what := fmt.Sprintf("cluster %s on %s with all its disks", name, req.Spec.Cluster.Host)
 				if len(vms) > 0 {
@@ -268,6 +274,7 @@ the cause is fixed.
 			if errors.As(err, &ee) && ee.details != nil {
 				_ = ee.details(&res)
 			}
+			a.reportResult(&res)
 			a.printDestroy(res)
 			if err != nil {
 				return err
@@ -311,9 +318,15 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 		return err
 	}
 	defer c.Close()
+	if a.report != nil {
+		a.report.Cluster, a.report.Host = req.Spec.Cluster.Name, req.Spec.Cluster.Host
+	}
 	run, attached, err := submit(ctx, c, op, req)
 	if err != nil {
 		return err
+	}
+	if a.report != nil {
+		a.report.WorkflowID, a.report.RunID = run.GetID(), run.GetRunID()
 	}
 	if attached {
 		fmt.Fprintf(a.out, "%s of cluster %s is already running: following it\n", op, req.Spec.Cluster.Name)

@@ -23,6 +23,8 @@ import (
 
 // app is what every command shares.
 type app struct {
+	// report collects the run of an operation given -o json.
+	report *RunReport
 	v      *viper.Viper
 	in     io.Reader
 	out    io.Writer
@@ -87,7 +89,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.startCommand(), a.stopCommand(), a.destroyCommand(), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand())
+	root.AddCommand(a.withReport("start", a.startCommand()), a.withReport("stop", a.stopCommand()), a.withReport("destroy", a.destroyCommand()), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand())
 	return root
 }
 

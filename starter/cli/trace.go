@@ -102,5 +102,8 @@ func (a *app) traceRun(c client.Client, run client.WorkflowRun) {
 		fmt.Fprintf(a.errOut, "warning: the XML trace of run %s was not written: %v (write it later with `hpcvm trace --run %s`)\n", run.GetRunID(), err, run.GetRunID())
 		return
 	}
+	if a.report != nil {
+		a.report.Trace = traceReport(sum)
+	}
 	fmt.Fprintln(a.out, sum)
 }
