@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
-	"net"
+	"github.com/hpcvm/hpcvm/internal/freeports"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,38 +49,8 @@ func waitForSignalWorkflow(ctx workflow.Context, name string) (string, error) {
 	return "hello " + name + suffix, nil
 }
 
-// freePortBlock finds a base port such that base..base+span are all free on
-// 127.0.0.1. Ports are probed by listening briefly; another process could
-// still grab one before the server binds it, so callers retry on failure.
-func freePortBlock(t *testing.T, span int) int {
-	t.Helper()
-	for attempt := 0; attempt < 50; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		base := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if base+span > 65535 {
-			continue
-		}
-		ok := true
-		for p := base; p <= base+span && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no block of free loopback ports found")
-	return 0
-}
-
 func testOptions(t *testing.T, dbFile string) options {
-	base := freePortBlock(t, defaultHTTPPortOffset+1)
+	base := freeports.Block(t, defaultHTTPPortOffset+1)
 	opts := defaultOptions()
 	opts.DBFile = dbFile
 	opts.Port = base

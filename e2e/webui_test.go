@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,38 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/internal/freeports"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 )
-
-// freePortBlock finds n+1 consecutive free loopback ports (the dev server
-// takes its frontend port and the 3 after it).
-func freePortBlock(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		base := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		ok := base+n <= 65535
-		for p := base; ok && p <= base+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no block of free loopback ports")
-	return 0
-}
 
 // startProcess runs a binary of the project with its output in a log file
 // of the test, and stops it (by its PID) when the test ends.
@@ -92,8 +66,8 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 		out, err := exec.Command("go", "build", "-o", bins[b], "../"+b).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
-	base := freePortBlock(t, 4)
-	ui := freePortBlock(t, 0)
+	base := freeports.Block(t, 4)
+	ui := freeports.Block(t, 0)
 	frontend := fmt.Sprintf("127.0.0.1:%d", base)
 	startProcess(t, filepath.Join(e.poolRoot, "devserver.log"), bins["devserver"], "--ip", "127.0.0.1", "--port", fmt.Sprint(base),
 		"--http-port", "0", "--ui-port", fmt.Sprint(ui), "--db-file", filepath.Join(dir, "temporal.db"), "--log-level", "warn")

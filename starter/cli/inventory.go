@@ -338,17 +338,7 @@ start (default inventory/<cluster>.ini, relative to where hpcvm runs).
 				return fail(ExitBadInput, "--output must be ini or yaml, not %q", format)
 			}
 			write, _ := cmd.Flags().GetBool("write")
-			req, err := a.loadTarget()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			c, err := a.dialWithin(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := describe(ctx, c, req)
+			st, req, err := a.readStatus(cmd.Context())
 			if err != nil {
 				return err
 			}

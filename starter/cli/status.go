@@ -104,17 +104,7 @@ what the cluster owns. -o json prints the same for scripts.`,
 			if format != "table" && format != "json" {
 				return fail(ExitBadInput, "--output must be table or json, not %q", format)
 			}
-			req, err := a.loadTarget()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			c, err := a.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := describe(ctx, c, req)
+			st, _, err := a.readStatus(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -129,6 +119,22 @@ what the cluster owns. -o json prints the same for scripts.`,
 	}
 	cmd.Flags().StringP("output", "o", "table", "table or json")
 	return cmd
+}
+
+// readStatus is the status of the cluster the command names (-c or
+// --name), with the request it was read for.
+func (a *app) readStatus(ctx context.Context) (Status, workflows.Request, error) {
+	req, err := a.loadTarget()
+	if err != nil {
+		return Status{}, req, err
+	}
+	c, err := a.dialWithin(ctx)
+	if err != nil {
+		return Status{}, req, err
+	}
+	defer c.Close()
+	st, err := describe(ctx, c, req)
+	return st, req, err
 }
 
 func describe(ctx context.Context, c client.Client, req workflows.Request) (Status, error) {
