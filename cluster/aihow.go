@@ -33,6 +33,10 @@ type AIHowOptions struct {
 	LookupEnv func(string) (string, bool)
 }
 
+// maxConvertedNodes bounds the compute nodes a conversion writes: a group's
+// count is expanded into one entry a VM.
+const maxConvertedNodes = 1000
+
 // aiHowVarRE finds ${VAR} and $VAR in a path.
 var aiHowVarRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
 
@@ -133,7 +137,12 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 	s := c.src
 	name, _ := s["name"].(string)
 	if name == "" {
-		return Converted{}, fmt.Errorf("clusters.hpc.name is missing: the cluster needs a name")
+		return Converted{}, fmt.Errorf("clusters.hpc.name is missing or not text: the cluster needs a name")
+	}
+	// The name becomes the output file's name: it must be one hpcvm takes
+	// before anything is written.
+	if len(name) > maxClusterNameLen || !nameRE.MatchString(name) {
+		return Converted{}, fmt.Errorf("clusters.hpc.name %q is not a name hpcvm takes: use 1-%d lowercase letters, digits and '-', starting with a letter (rename it in the file, then convert)", name, maxClusterNameLen)
 	}
 	image := c.basePath("clusters.hpc.base_image_path", s["base_image_path"])
 
@@ -168,8 +177,8 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 		count := 1
 		if cnt, ok := entry["count"]; ok {
 			count = toInt(cnt)
-			if count < 1 {
-				c.skip(path, fmt.Sprintf("count %v is not a number of VMs", cnt))
+			if count < 1 || n+count > maxConvertedNodes {
+				c.skip(path, fmt.Sprintf("count %v is not a number of VMs hpcvm converts (1 to %d compute nodes in all)", cnt, maxConvertedNodes))
 				continue
 			}
 		}

@@ -120,3 +120,12 @@ clusters:
 		assert.Contains(t, err.Error(), want, in)
 	}
 }
+
+func TestConvertAIHowRefusesNamesThatEscapeAndHugeGroups(t *testing.T) {
+	_, err := ConvertAIHow([]byte("version: \"1.0\"\nclusters: {hpc: {name: ../../tmp/evil}}\n"), AIHowOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not a name hpcvm takes")
+	out, err := ConvertAIHow([]byte("version: \"1.0\"\nclusters: {hpc: {name: big, compute_nodes: [{count: 1000000000, cpu_cores: 1, memory_gb: 1, disk_gb: 10}]}}\n"), AIHowOptions{})
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(out[0].NotCarried, "\n"), "is not a number of VMs hpcvm converts")
+}

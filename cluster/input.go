@@ -253,10 +253,20 @@ func (r *inputReader) foldKeys(path string, entries []yamlEntry) []yamlEntry {
 // NaN or infinity.
 func (r *inputReader) freeFormMap(path string, entries []yamlEntry) map[string]any {
 	out := map[string]any{}
-	for _, e := range r.foldKeys(path, entries) {
+	if !caseSensitive(path) {
+		entries = r.foldKeys(path, entries)
+	}
+	for _, e := range entries {
 		out[e.key] = r.freeFormValue(settingPath(path, e.key), e.value)
 	}
 	return out
+}
+
+// caseSensitive says the keys under path are names for another program
+// that tells case apart: Ansible's variables (inventory.vars) keep their
+// spelling.
+func caseSensitive(path string) bool {
+	return path == "inventory.vars" || strings.HasPrefix(path, "inventory.vars.") || strings.HasPrefix(path, "inventory.vars[")
 }
 
 func (r *inputReader) freeFormValue(path string, raw any) any {

@@ -86,8 +86,9 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 		out, err := exec.Command("go", "build", "-o", bins[b], "../"+b).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
+	// One block: the dev server's 4 ports, then the Web UI's.
 	base := freeports.Block(t, 4)
-	ui := freeports.Block(t, 0)
+	ui := base + 4
 	frontend := fmt.Sprintf("127.0.0.1:%d", base)
 	startProcess(t, filepath.Join(e.poolRoot, "devserver.log"), bins["devserver"], "--ip", "127.0.0.1", "--port", fmt.Sprint(base),
 		"--http-port", "0", "--ui-port", fmt.Sprint(ui), "--db-file", filepath.Join(dir, "temporal.db"), "--log-level", "warn")

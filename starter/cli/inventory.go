@@ -115,22 +115,43 @@ func (inv inventory) header() string {
 	return b.String()
 }
 
-// iniValue renders a value the way Ansible's INI inventory reads it back:
-// strings as quoted literals, numbers and booleans as themselves, lists and
-// mappings as literals too.
+// iniValue renders a value the way Ansible's INI inventory reads it back
+// (it evaluates a value as a Python literal): strings quoted, numbers as
+// themselves, True/False/None, lists and mappings as Python literals.
 func iniValue(v any) string {
 	switch x := v.(type) {
+	case nil:
+		return "None"
 	case bool:
 		if x {
 			return "True"
 		}
 		return "False"
-	case int, int64, float64, uint64:
+	case int, int64, uint64, float64:
 		return fmt.Sprint(x)
+	case []any:
+		items := make([]string, len(x))
+		for i, it := range x {
+			items[i] = iniValue(it)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		items := make([]string, len(keys))
+		for i, k := range keys {
+			items[i] = iniValue(k) + ": " + iniValue(x[k])
+		}
+		return "{" + strings.Join(items, ", ") + "}"
 	}
-	raw, err := json.Marshal(v)
+	// A string: JSON's quoting is a valid Python string literal for
+	// everything JSON escapes (quotes, backslashes, control characters).
+	raw, err := json.Marshal(fmt.Sprint(v))
 	if err != nil {
-		return fmt.Sprintf("%q", fmt.Sprint(v))
+		return `""`
 	}
 	return string(raw)
 }

@@ -23,7 +23,8 @@ func labInventory() inventory {
 		Settings: cluster.InventorySpec{
 			SSHUser: "hpc", SSHPrivateKeyFile: "~/.ssh/id_ed25519", SSHPort: 2222,
 			SSHCommonArgs: "-o StrictHostKeyChecking=no", PythonInterpreter: "/usr/bin/python3",
-			Vars: map[string]any{"slurm_partitions": []any{"gpu", "debug"}, "site": `lab "A"`, "hyperthreads": false},
+			Vars: map[string]any{"slurm_partitions": []any{"gpu", "debug"}, "site": `lab "A"`, "hyperthreads": false,
+				"SlurmConf": map[string]any{"enabled": true, "nodes": []any{true, 1, nil}, "ratio": 0.5}},
 		},
 		LeftOut: []string{"compute-03"},
 	}
@@ -72,6 +73,7 @@ func TestAnsibleReadsBothInventoryFormats(t *testing.T) {
 			assert.Equal(t, []any{"gpu", "debug"}, c1["slurm_partitions"])
 			assert.Equal(t, `lab "A"`, c1["site"])
 			assert.Equal(t, false, c1["hyperthreads"])
+			assert.Equal(t, map[string]any{"enabled": true, "nodes": []any{true, float64(1), nil}, "ratio": 0.5}, c1["SlurmConf"], "nested values keep their types, names their case")
 			assert.Equal(t, "lab-2", c1["hpcvm_cluster"])
 			assert.Equal(t, "10.77.0.10", hostvars["controller-01"].(map[string]any)["ansible_host"])
 
@@ -121,6 +123,7 @@ func TestInventorySettingsAreValidated(t *testing.T) {
 		"inventory: {vars: [a, b]}":             "inventory.vars",
 		"inventory: {python_interpreter: 3}":    "is a number, not text",
 		"inventory: {ssh_user: root, vars: {}}": "",
+		"inventory: {vars: {A: 1, a: 2}}":       "",
 	} {
 		_, err := cluster.Parse([]byte(base + yaml + "\n"))
 		if want == "" {
@@ -130,4 +133,13 @@ func TestInventorySettingsAreValidated(t *testing.T) {
 		require.Error(t, err, yaml)
 		assert.Contains(t, err.Error(), want, yaml)
 	}
+}
+
+// Ansible's variable names are case-sensitive: inventory.vars keeps them
+// as written, at every depth, while the rest of cluster.yaml is not.
+func TestInventoryVarsKeepTheirCase(t *testing.T) {
+	spec, err := cluster.Parse([]byte("cluster: {name: lab, host: hv1, storage: {base_image: /x.qcow2}}\nINVENTORY: {VARS: {SlurmConf: x, nested: {Key: true}, a: 1, A: 2}}\n"))
+	require.NoError(t, err)
+	require.NotNil(t, spec.Inventory)
+	assert.Equal(t, map[string]any{"SlurmConf": "x", "nested": map[string]any{"Key": true}, "a": 1, "A": 2}, spec.Inventory.Vars)
 }

@@ -71,7 +71,7 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			var waitErr error
 			if waitIP, _ := cmd.Flags().GetBool("wait-ip"); waitIP {
 				within, _ := cmd.Flags().GetDuration("wait-ip-timeout")
-				waitErr = a.waitForAddresses(cmd.Context(), res.Plan, within, invoked)
+				waitErr = a.waitForAddresses(cmd.Context(), res.Plan, within, invoked, res.Started)
 			}
 			if noInventory, _ := cmd.Flags().GetBool("no-inventory"); !noInventory {
 				file, _ := cmd.Flags().GetString("inventory")
@@ -94,13 +94,17 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 // address: libvirt's default, as hpcvm's networks set none.
 const dhcpLeaseTime = time.Hour
 
+// clockSlack is how far the host's clock (lease expiries) may be behind
+// this machine's before a fresh lease looks stale.
+const clockSlack = 10 * time.Second
+
 // freshAddresses are the addresses held by mac that were taken (or renewed)
 // after since: a DHCP lease from before a stop lingers in the lease table
 // until it runs out, and is not proof that the guest is up again.
 func freshAddresses(all []activities.LiveAddress, mac string, since time.Time) []string {
 	var fresh []activities.LiveAddress
 	for _, l := range all {
-		if l.Source != "dhcp" || l.Expiry.IsZero() || !l.Expiry.Before(since.Add(dhcpLeaseTime-2*time.Second)) {
+		if l.Source != "dhcp" || l.Expiry.IsZero() || !l.Expiry.Before(since.Add(dhcpLeaseTime-clockSlack)) {
 			fresh = append(fresh, l)
 		}
 	}
@@ -108,9 +112,10 @@ func freshAddresses(all []activities.LiveAddress, mac string, since time.Time) [
 }
 
 // waitForAddresses asks the host's worker, every 2 s, for the addresses
-// the guests hold, until each VM of the plan has taken one since the start
-// was asked for, or within passes.
-func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.Duration, since time.Time) error {
+// the guests hold, until each VM of the plan has one, or within passes. A
+// VM this start started must have taken its address since the start was
+// asked for; one that was running already may hold its lease from before.
+func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.Duration, since time.Time, started []string) error {
 	c, err := a.dialWithin(ctx)
 	if err != nil {
 		return err
@@ -127,7 +132,10 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 		}
 		var missing []string
 		for _, vm := range p.VMs {
-			ips := freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since)
+			ips := liveIPs(d.Inventory.LiveAddresses, vm.MAC)
+			if slices.Contains(started, vm.Domain) {
+				ips = freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since)
+			}
 			if len(ips) == 0 {
 				missing = append(missing, vm.Name)
 				continue
