@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/workflows"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
@@ -83,11 +84,6 @@ func (s Summary) String() string {
 		s.Folder, s.XML, s.Succeeded, s.Failed, s.OtherCalls)
 }
 
-// operationOf is the plan's operation word for each workflow.
-var operationOf = map[string]string{
-	"StartCluster": "start", "StopCluster": "stop", "DestroyCluster": "destroy",
-}
-
 // Build reads the history of run runID of workflow workflowID and turns it
 // into a trace; runID "" is the newest run.
 func Build(ctx context.Context, c client.Client, workflowID, runID string) (Metadata, map[string]string, error) {
@@ -124,21 +120,18 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 		return Metadata{}, nil, fmt.Errorf("the history begins with %s, not with the run's start", events[0].GetEventType())
 	}
 	wfType := startAttrs.GetWorkflowType().GetName()
-	op := operationOf[wfType]
-	if op == "" {
-		op = strings.ToLower(wfType)
-	}
-	began := events[0].GetEventTime().AsTime()
-	cluster := strings.TrimPrefix(workflowID, "hpcvm-cluster-")
+	op := strings.ToLower(workflows.OperationWord(wfType))
+	began := events[0].GetEventTime().AsTime().Local()
+	cluster := strings.TrimPrefix(workflowID, workflows.WorkflowID(""))
 	m := Metadata{
-		ClusterName: cluster, Operation: op, StartTime: began.Local().Format(time.RFC3339Nano),
+		ClusterName: cluster, Operation: op, StartTime: began.Format(time.RFC3339Nano),
 		WorkflowID: workflowID, Workflow: wfType, RunID: startAttrs.GetOriginalExecutionRunId(),
-		Host:          strings.TrimPrefix(startAttrs.GetTaskQueue().GetName(), "hpcvm.host."),
+		Host:          strings.TrimPrefix(startAttrs.GetTaskQueue().GetName(), workflows.TaskQueue("")),
 		Result:        "running",
 		XMLOperations: []Record{}, FileListing: []string{},
 	}
-	m.TraceFolder = fmt.Sprintf("run_%s_%s_%s", safeName(cluster), op, began.Local().Format("20060102_150405.000"))
-	m.TraceFolder = strings.Replace(m.TraceFolder, ".", "_", 1)
+	// The plan's timestamp: seconds, then milliseconds after an underscore.
+	m.TraceFolder = fmt.Sprintf("run_%s_%s_%s_%03d", safeName(cluster), op, began.Format("20060102_150405"), began.Nanosecond()/int(time.Millisecond))
 
 	dc := converter.GetDefaultDataConverter()
 	steps := map[int64]*scheduled{}
