@@ -308,6 +308,17 @@ func (e *env) stepSummaries(op string) []string {
 	return out
 }
 
+// progress is the steps of the cluster's latest run, as its progress
+// query answers (a finished run answers too).
+func (e *env) progress() []workflows.Step {
+	e.t.Helper()
+	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), workflows.WorkflowID(e.cluster), "", workflows.ProgressQuery)
+	require.NoError(e.t, err)
+	var steps []workflows.Step
+	require.NoError(e.t, v.Get(&steps))
+	return steps
+}
+
 // plannedIP is the address the cluster's plan gives vm.
 func (e *env) plannedIP(vm string) (string, error) {
 	spec, err := cluster.Load(e.config)

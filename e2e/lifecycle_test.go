@@ -58,6 +58,15 @@ func TestClusterLifecycle(t *testing.T) {
 
 	// Each step carries a summary naming its object, for the Web UI.
 	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "define domain "+e.cluster+"-compute-02")
+	// The run's progress says which VM each step worked for: what the
+	// live view's line per VM is made of.
+	stepVMs := map[string]string{}
+	for _, s := range e.progress() {
+		stepVMs[s.Name] = s.VM
+	}
+	assert.Equal(t, "compute-02", stepVMs["start "+e.cluster+"-compute-02"])
+	assert.Equal(t, "controller-01", stepVMs["volume controller-01.qcow2"])
+	assert.Equal(t, "", stepVMs["network "+e.cluster+"-network"], "the cluster's shared objects belong to no VM")
 
 	// Every object, checked through libvirt itself.
 	net, err := e.lv.LookupNetwork(e.cluster + "-network")

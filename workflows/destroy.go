@@ -97,7 +97,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	stillThere := map[string]bool{} // VMs whose domain could not be deleted
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, dom string) error {
-		step := "delete domain " + dom
+		step := tr.forVM(byName[dom].VM, "delete domain "+dom)
 		err := run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: dom, Cluster: name}).Get(gctx, nil)
 			return true, outcome(step, "domain "+dom, err)
@@ -108,6 +108,9 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				res.Kept = append(res.Kept, fmt.Sprintf("volume %s (its domain %s was not deleted)", vol, dom))
 			}
 			return err
+		}
+		for _, vol := range byName[dom].Volumes {
+			tr.forVM(byName[dom].VM, "delete volume "+vol)
 		}
 		return parallel(gctx, byName[dom].Volumes, deleteVolume)
 	})
@@ -121,7 +124,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				res.Kept = append(res.Kept, fmt.Sprintf("DHCP lease %s %s (its domain was not deleted)", vm, l.IP))
 				return nil
 			}
-			step := "remove DHCP lease " + vm
+			step := tr.forVM(vm, "remove DHCP lease "+vm)
 			return run(tr, step, func() (bool, error) {
 				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDHCPHost, activities.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
 				return true, outcome(step, fmt.Sprintf("DHCP lease %s %s", vm, l.IP), err)
@@ -190,7 +193,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		for _, vm := range vms {
 			step := "release device claims"
 			if vm != "" {
-				step += " of " + vm
+				step = tr.forVM(vm, step+" of "+vm)
 			}
 			_ = run(tr, step, func() (bool, error) {
 				var r activities.ReleaseResult

@@ -102,10 +102,11 @@ type tracker struct {
 	ctx   workflow.Context
 	steps []Step
 	index map[string]int
+	vmOf  map[string]string // step name → the VM it works for
 }
 
 func newTracker(ctx workflow.Context) (*tracker, error) {
-	t := &tracker{ctx: ctx, index: map[string]int{}}
+	t := &tracker{ctx: ctx, index: map[string]int{}, vmOf: map[string]string{}}
 	err := workflow.SetQueryHandler(ctx, ProgressQuery, func() ([]Step, error) {
 		return append([]Step(nil), t.steps...), nil
 	})
@@ -117,11 +118,20 @@ func (t *tracker) set(name, status, detail string) {
 		t.steps[i].Status, t.steps[i].Detail = status, detail
 	} else {
 		t.index[name] = len(t.steps)
-		t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail})
+		t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail, VM: t.vmOf[name]})
 	}
 	// Current details are not a command: setting them leaves the history,
 	// and the replay of recorded runs, as they were.
 	workflow.SetCurrentDetails(t.ctx, t.details())
+}
+
+// forVM labels the step name as working for vm, and returns the name.
+// Its undo, which carries the same name, keeps the label.
+func (t *tracker) forVM(vm, name string) string {
+	if vm != "" {
+		t.vmOf[name] = vm
+	}
+	return name
 }
 
 // runningShown bounds the steps the current details name as running.

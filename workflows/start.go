@@ -271,7 +271,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	if exclusiveDevices(vm) && workflow.GetVersion(ctx, "device-claims", workflow.DefaultVersion, 1) == 1 {
 		info := workflow.GetInfo(ctx)
 		release := activities.ReleaseRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
-		sg.push("device claims of "+vm.Name, func(c workflow.Context) error {
+		sg.push(tr.forVM(vm.Name, "device claims of "+vm.Name), func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), a.ReleaseDevices, release).Get(c, nil)
 		})
 	}
@@ -288,7 +288,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	// without a restart: how a node joins a running cluster.
 	lease := cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP}
 	if netExisted && !hasLease(inv.Network.Leases, lease) {
-		leaseStep := "DHCP lease " + vm.Name
+		leaseStep := tr.forVM(vm.Name, "DHCP lease "+vm.Name)
 		req := activities.DHCPHostRequest{Network: activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
 		if !hasMAC(inv.Network.Leases, vm.MAC) {
 			sg.push(leaseStep, func(c workflow.Context) error {
@@ -302,7 +302,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		}
 	}
 
-	volStep := "volume " + vm.Volume
+	volStep := tr.forVM(vm.Name, "volume "+vm.Volume)
 	volRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: vm.Volume}
 	_, volExisted := inv.Volume(vm.Volume)
 	if !volExisted {
@@ -320,7 +320,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		return err
 	}
 
-	domStep := "domain " + vm.Domain
+	domStep := tr.forVM(vm.Name, "domain "+vm.Domain)
 	dom, existed := inv.Domain(vm.Domain)
 	if !existed {
 		ref := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
@@ -338,7 +338,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		return err
 	}
 
-	startStep := "start " + vm.Domain
+	startStep := tr.forVM(vm.Name, "start "+vm.Domain)
 	domRef := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
 	wasRunning := existed && dom.Running()
 	if !wasRunning {

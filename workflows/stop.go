@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
@@ -51,7 +52,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	}
 
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
-		return run(tr, "shutdown "+name, func() (bool, error) {
+		return run(tr, tr.forVM(vmOfDomain(req.Spec.Cluster.Name, name), "shutdown "+name), func() (bool, error) {
 			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, nil)
 		})
 	}); err != nil {
@@ -85,7 +86,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 
 	forced := map[string]bool{}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
-		return run(tr, "force off "+name, func() (bool, error) {
+		return run(tr, tr.forVM(vmOfDomain(req.Spec.Cluster.Name, name), "force off "+name), func() (bool, error) {
 			var wasRunning bool
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, &wasRunning)
 			forced[name] = wasRunning
@@ -125,4 +126,10 @@ func sorted(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// vmOfDomain is the cluster.yaml name of the VM behind one of the
+// cluster's domains (see cluster.DomainName).
+func vmOfDomain(clusterName, domain string) string {
+	return strings.TrimPrefix(domain, clusterName+"-")
 }

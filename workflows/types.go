@@ -104,6 +104,10 @@ type Step struct {
 	Name   string `json:"name"`
 	Status string `json:"status"` // running, done, skipped, failed, compensated, compensation-failed
 	Detail string `json:"detail,omitempty"`
+	// VM is the cluster VM the step works for (its name in cluster.yaml),
+	// empty for the cluster's shared objects: what lets a client show what
+	// each VM is doing.
+	VM string `json:"vm,omitempty"`
 }
 
 // Step statuses.

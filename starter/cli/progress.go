@@ -6,11 +6,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/workflows"
-	"github.com/schollz/progressbar/v3"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"golang.org/x/term"
@@ -22,98 +24,235 @@ func isTerminal(out io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// maxVMRows bounds the live block's lines about VMs, so a 100-VM run
+// fits a terminal: the busy VMs come first, the rest are counted.
+const maxVMRows = 10
+
+// Live block priorities: lower is drawn higher.
+const (
+	prioritySummary = iota
+	priorityUpload
+	priorityVMRows
+)
+
 // liveView shows a run on a terminal: each step that ends as a line, and
-// below them one live line: the base image upload as a bar with bytes,
-// rate and time left, or else what is running now.
+// below them a live block redrawn in place: how many steps are done and
+// what runs, the base image upload as a bar with bytes, rate and time
+// left, and a line per VM saying what it is doing.
+//
+// mpb draws the block: it redraws several lines in place, prints lines
+// above them, and keeps a moving average of the upload's rate, which
+// progressbar/v3 (one line, rate averaged from the bar's creation, so a
+// bar joined mid-upload started with a rate too high and a wrong time
+// left) could not.
 type liveView struct {
-	out       io.Writer
-	bar       *progressbar.ProgressBar
-	uploading bool
-	started   time.Time
+	p *mpb.Progress
+
+	mu      sync.Mutex
+	summary string
+	rows    []string // one per VM row bar, redrawn by the bars
+	rowBars []*mpb.Bar
+	status  *mpb.Bar
+
+	upload     *mpb.Bar
+	uploadSent int64     // bytes sent at the last heartbeat seen
+	uploadSeen time.Time // when this client saw it
 }
 
-func newLiveView(out io.Writer) *liveView { return &liveView{out: out, started: time.Now()} }
+func newLiveView(out io.Writer) *liveView {
+	v := &liveView{p: mpb.New(mpb.WithOutput(out), mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithRefreshRate(150*time.Millisecond))}
+	v.status = v.p.New(0, mpb.NopStyle(), mpb.BarPriority(prioritySummary), mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Spinner(nil), decor.Name(" "), decor.Any(func(decor.Statistics) string {
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			return v.summary
+		})),
+		mpb.AppendDecorators(decor.Name(" · "), decor.Elapsed(decor.ET_STYLE_MMSS)))
+	return v
+}
 
-// printAbove prints a line above the live one.
+// printAbove prints a line above the live block.
 func (v *liveView) printAbove(line string) {
-	if v.bar != nil {
-		_ = v.bar.Clear()
-	}
-	fmt.Fprintln(v.out, line)
-	if v.bar != nil {
-		_ = v.bar.RenderBlank()
-	}
+	_, _ = v.p.Write([]byte(line + "\n"))
 }
 
-// update redraws the live line from the run's steps and its pending upload.
+// update redraws the live block from the run's steps and its pending upload.
 func (v *liveView) update(steps []workflows.Step, upload *activities.UploadProgress) {
-	if upload != nil && upload.Source.Size > 0 {
-		if !v.uploading {
-			v.finishBar()
-			v.bar = progressbar.NewOptions64(upload.Source.Size,
-				progressbar.OptionSetWriter(v.out),
-				progressbar.OptionSetDescription("base image"),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionShowCount(),
-				progressbar.OptionSetPredictTime(true),
-				progressbar.OptionShowElapsedTimeOnFinish(),
-				progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionClearOnFinish(),
-			)
-			v.uploading = true
+	rows := vmRows(steps, maxVMRows)
+	v.mu.Lock()
+	v.summary = runningLine(steps)
+	v.rows = rows
+	v.mu.Unlock()
+	for len(v.rowBars) < len(rows) {
+		i := len(v.rowBars)
+		v.rowBars = append(v.rowBars, v.p.New(0, mpb.NopStyle(), mpb.BarPriority(priorityVMRows+i), mpb.BarRemoveOnComplete(),
+			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+				v.mu.Lock()
+				defer v.mu.Unlock()
+				if i < len(v.rows) {
+					return v.rows[i]
+				}
+				return ""
+			}))))
+	}
+	for len(v.rowBars) > len(rows) {
+		last := len(v.rowBars) - 1
+		v.rowBars[last].Abort(true)
+		v.rowBars = v.rowBars[:last]
+	}
+	v.showUpload(upload)
+}
+
+// showUpload draws the upload's bar while one runs. Its rate is a moving
+// average of what was sent between the heartbeats this client saw, so a
+// bar joined mid-upload does not count the bytes sent before it.
+func (v *liveView) showUpload(upload *activities.UploadProgress) {
+	if upload == nil || upload.Source.Size <= 0 {
+		if v.upload != nil {
+			v.upload.SetTotal(-1, true)
+			v.upload = nil
 		}
-		sent := upload.Sent
-		if sent == 0 {
-			sent = upload.Offset
-		}
-		_ = v.bar.Set64(sent)
 		return
 	}
-	if v.uploading {
-		v.finishBar()
+	sent := upload.Sent
+	if sent == 0 {
+		sent = upload.Offset
 	}
-	if v.bar == nil {
-		v.bar = progressbar.NewOptions(-1,
-			progressbar.OptionSetWriter(v.out),
-			progressbar.OptionSpinnerType(14),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-		)
+	now := time.Now()
+	if v.upload == nil {
+		v.upload = v.p.New(upload.Source.Size, mpb.BarStyle(), mpb.BarPriority(priorityUpload), mpb.BarRemoveOnComplete(), mpb.BarWidth(30),
+			mpb.PrependDecorators(decor.Name("  base image "), decor.CountersKibiByte("% .1f / % .1f")),
+			mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", ewmaAge), decor.Name(" · left "), decor.EwmaETA(decor.ET_STYLE_GO, ewmaAge)))
+		v.upload.SetCurrent(sent)
+		v.uploadSent, v.uploadSeen = sent, now
+		return
 	}
-	v.bar.Describe(runningLine(steps))
-	_ = v.bar.Add(1)
+	if sent > v.uploadSent {
+		v.upload.EwmaSetCurrent(sent, now.Sub(v.uploadSeen))
+		v.uploadSent, v.uploadSeen = sent, now
+	}
 }
 
-func (v *liveView) finishBar() {
-	if v.bar != nil {
-		_ = v.bar.Clear()
-		_ = v.bar.Exit()
+// ewmaAge is the age of the upload rate's moving average: 30 is the
+// ewma package's simple average, which starts at the first sample (other
+// ages wait for 10 samples before they show anything).
+const ewmaAge = 30
+
+// finish removes the live block, leaving the lines printed above it.
+func (v *liveView) finish() {
+	if v.upload != nil {
+		v.upload.SetTotal(-1, true)
 	}
-	v.bar, v.uploading = nil, false
+	for _, b := range v.rowBars {
+		b.SetTotal(-1, true)
+	}
+	v.status.SetTotal(-1, true)
+	v.p.Wait()
 }
 
-// runningLine is "N done · running: a, b and 3 more".
+// runningLine is "N of M steps done · running: a, b and 3 more".
 func runningLine(steps []workflows.Step) string {
 	var running []string
-	done := 0
 	for _, s := range steps {
 		if s.Status == workflows.StepRunning {
 			running = append(running, s.Name)
-		} else {
-			done++
 		}
 	}
-	line := fmt.Sprintf("%d done", done)
+	line := fmt.Sprintf("%d of %d steps done", len(steps)-len(running), len(steps))
 	if len(running) > 0 {
-		shown := running[:min(len(running), 3)]
-		line += " · running: " + strings.Join(shown, ", ")
-		if more := len(running) - len(shown); more > 0 {
-			line += fmt.Sprintf(" and %d more", more)
-		}
+		line += " · running: " + shortList(running, 3)
 	}
 	return line
+}
+
+// shortList is "a, b, c and 2 more".
+func shortList(items []string, shown int) string {
+	s := strings.Join(items[:min(len(items), shown)], ", ")
+	if more := len(items) - min(len(items), shown); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+// vmActivity is what one VM's steps say it is doing.
+type vmActivity struct {
+	vm      string
+	running []string
+	last    workflows.Step
+	failed  bool
+}
+
+// vmRows says what each VM is doing, a line per VM in the order the run
+// first touched them; with more VMs than limit lines, the busy ones come
+// first and the last line counts the others.
+func vmRows(steps []workflows.Step, limit int) []string {
+	var order []string
+	byVM := map[string]*vmActivity{}
+	for _, s := range steps {
+		if s.VM == "" {
+			continue
+		}
+		a := byVM[s.VM]
+		if a == nil {
+			a = &vmActivity{vm: s.VM}
+			byVM[s.VM] = a
+			order = append(order, s.VM)
+		}
+		switch s.Status {
+		case workflows.StepRunning:
+			a.running = append(a.running, s.Name)
+		case workflows.StepFailed, workflows.StepCompensationFailed:
+			a.failed = true
+			a.last = s
+		default:
+			if !a.failed {
+				a.last = s
+			}
+		}
+	}
+	width := 0
+	for _, vm := range order {
+		width = max(width, len(vm))
+	}
+	line := func(a *vmActivity) string {
+		switch {
+		case len(a.running) > 0:
+			return fmt.Sprintf("  %-*s  %s", width, a.vm, shortList(a.running, 2))
+		case a.last.Detail != "":
+			return fmt.Sprintf("  %-*s  %s: %s (%s)", width, a.vm, a.last.Status, a.last.Name, a.last.Detail)
+		default:
+			return fmt.Sprintf("  %-*s  %s: %s", width, a.vm, a.last.Status, a.last.Name)
+		}
+	}
+	if len(order) <= limit {
+		rows := make([]string, 0, len(order))
+		for _, vm := range order {
+			rows = append(rows, line(byVM[vm]))
+		}
+		return rows
+	}
+	var busy, idle []*vmActivity
+	for _, vm := range order {
+		if a := byVM[vm]; len(a.running) > 0 || a.failed {
+			busy = append(busy, a)
+		} else {
+			idle = append(idle, a)
+		}
+	}
+	shown := append(busy, idle...)[:limit-1]
+	rows := make([]string, 0, limit)
+	for _, a := range shown {
+		rows = append(rows, line(a))
+	}
+	running, finished := 0, 0
+	for _, a := range append(busy, idle...)[limit-1:] {
+		if len(a.running) > 0 {
+			running++
+		} else {
+			finished++
+		}
+	}
+	return append(rows, fmt.Sprintf("  and %d more VMs (%d running, %d finished)", len(order)-len(shown), running, finished))
 }
 
 // pendingUpload is the heartbeat of the run's base image upload, if one

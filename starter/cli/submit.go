@@ -514,7 +514,7 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 	var live *liveView
 	if isTerminal(a.out) {
 		live = newLiveView(a.out)
-		defer live.finishBar()
+		defer live.finish()
 	}
 	done := make(chan error, 1)
 	go func() { done <- run.Get(context.Background(), result) }()
