@@ -43,6 +43,10 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			if a.v.GetString("name") != "" {
 				return fail(ExitBadInput, "start needs the cluster file (-c); --name is for stop, destroy, status and cancel")
 			}
+			waitIP, _ := cmd.Flags().GetBool("wait-ip")
+			if cmd.Flags().Changed("wait-ip-timeout") && !waitIP {
+				return fail(ExitBadInput, "--wait-ip-timeout is how long --wait-ip waits: add --wait-ip, or drop --wait-ip-timeout\nnothing was submitted")
+			}
 			invoked := time.Now()
 			spec, err := a.loadSpec()
 			if err != nil {
@@ -69,7 +73,7 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 				fmt.Fprintf(a.out, "  %-16s %-10s %-15s %s\n", vm.Name, vm.Role, vm.IP, vm.Domain)
 			}
 			var waitErr error
-			if waitIP, _ := cmd.Flags().GetBool("wait-ip"); waitIP {
+			if waitIP {
 				within, _ := cmd.Flags().GetDuration("wait-ip-timeout")
 				waitErr = a.waitForAddresses(cmd.Context(), res.Plan, within, invoked, res.Started)
 			}
@@ -87,6 +91,7 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 	cmd.Flags().Bool("wait-ip", false, "after the start, wait until every VM's guest holds an address (from the network's DHCP server or its guest agent)")
 	cmd.Flags().Duration("wait-ip-timeout", 5*time.Minute, "how long --wait-ip waits before it reports the VMs without an address (exit 1)")
 	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
+	cmd.MarkFlagsMutuallyExclusive("inventory", "no-inventory")
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -29,6 +30,7 @@ type app struct {
 	in     io.Reader
 	out    io.Writer
 	errOut io.Writer
+	flags  *pflag.FlagSet // the persistent flags, to tell a flag given from its default
 }
 
 // Main runs the CLI and returns its exit code.
@@ -81,6 +83,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
+	a.flags = pf
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
 	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel, trace, inventory); with --host, default this machine's hostname")
@@ -91,6 +94,18 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 
 	root.AddCommand(a.withReport("start", a.startCommand()), a.withReport("stop", a.stopCommand()), a.withReport("destroy", a.destroyCommand()), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand())
 	return root
+}
+
+// traceDir is --trace-dir, else HPCVM_TRACE_DIR, else ./traces. An empty
+// HPCVM_TRACE_DIR switches traces off as an empty --trace-dir does (viper
+// takes an empty environment variable for an unset one).
+func (a *app) traceDir() string {
+	if f := a.flags.Lookup("trace-dir"); f != nil && !f.Changed {
+		if dir, set := os.LookupEnv("HPCVM_TRACE_DIR"); set && dir == "" {
+			return ""
+		}
+	}
+	return a.v.GetString("trace-dir")
 }
 
 // loadSpec reads and validates the cluster file; errors exit with code 2.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/spf13/viper"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -139,4 +140,29 @@ func TestStopAndDestroyCompareWhatTheyActOn(t *testing.T) {
 	diffs, err = requestDifferences(actedOn(workflows.StartClusterName, fromFile), actedOn(workflows.StartClusterName, byName))
 	require.NoError(t, err)
 	assert.NotEmpty(t, diffs, "a start compares the whole spec")
+}
+
+// An option that only means something beside another is refused alone,
+// before anything is read or submitted.
+func TestStartRefusesOptionsThatContradictOrMissTheirPartner(t *testing.T) {
+	code, out := cli(t, "start", "-c", "no-such.yaml", "--wait-ip-timeout", "1m")
+	assert.Equal(t, ExitBadInput, code, out)
+	assert.Contains(t, out, "add --wait-ip")
+	assert.NotContains(t, out, "no-such.yaml", "refused before the file is read")
+
+	code, out = cli(t, "start", "-c", "no-such.yaml", "--inventory", "hosts.ini", "--no-inventory")
+	assert.Equal(t, ExitBadInput, code, out)
+	assert.Contains(t, out, "[inventory no-inventory]")
+}
+
+func TestEmptyTraceDirEnvironmentSwitchesTracesOff(t *testing.T) {
+	a := &app{v: viper.New()}
+	a.rootCommand()
+	t.Setenv("HPCVM_TRACE_DIR", "")
+	assert.Equal(t, "", a.traceDir())
+	t.Setenv("HPCVM_TRACE_DIR", "elsewhere")
+	assert.Equal(t, "elsewhere", a.traceDir())
+	require.NoError(t, a.flags.Set("trace-dir", "given"))
+	t.Setenv("HPCVM_TRACE_DIR", "")
+	assert.Equal(t, "given", a.traceDir(), "the flag wins over the environment")
 }

@@ -45,7 +45,7 @@ destroy write the trace of their run when it ends.`,
 			if err != nil {
 				return err
 			}
-			dir := a.v.GetString("trace-dir")
+			dir := a.traceDir()
 			if dir == "" {
 				return fail(ExitBadInput, "--trace-dir is empty: say where the trace goes")
 			}
@@ -91,7 +91,7 @@ func writeTrace(ctx context.Context, c client.Client, dir, workflowID, runID str
 // --trace-dir is set; a trace that cannot be written is a warning, never
 // the operation's failure.
 func (a *app) traceRun(c client.Client, run client.WorkflowRun) {
-	dir := a.v.GetString("trace-dir")
+	dir := a.traceDir()
 	if dir == "" {
 		return
 	}
