@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -138,22 +139,51 @@ func (a *Activities) liveAddresses(inv Inventory) []LiveAddress {
 			}
 		}
 	}
+	// The agents are asked all at once, and only for agentAnswerWithin: a
+	// connected agent whose guest is stuck makes libvirt wait, and the
+	// status must not wait for it (it shows the planned and DHCP addresses).
+	var asked []DomainState
 	for _, d := range inv.Domains {
-		if !d.Owned || !d.AgentConnected || !d.Running() {
+		if d.Owned && d.AgentConnected && d.Running() {
+			asked = append(asked, d)
+		}
+	}
+	answers := make([]map[string][]string, len(asked))
+	answered := make(chan int, len(asked))
+	for i, d := range asked {
+		go func() {
+			if byMAC, err := a.Libvirt.DomainAgentAddresses(d.Name); err == nil {
+				answers[i] = byMAC
+			}
+			answered <- i
+		}()
+	}
+	got := make([]bool, len(asked))
+	timeout := time.After(agentAnswerWithin)
+wait:
+	for range asked {
+		select {
+		case i := <-answered:
+			got[i] = true
+		case <-timeout:
+			break wait
+		}
+	}
+	for i, d := range asked {
+		if !got[i] {
 			continue
 		}
-		byMAC, err := a.Libvirt.DomainAgentAddresses(d.Name)
-		if err != nil {
-			continue
-		}
-		for _, mac := range sortedKeys(byMAC) {
-			for _, ip := range byMAC[mac] {
+		for _, mac := range sortedKeys(answers[i]) {
+			for _, ip := range answers[i][mac] {
 				out = append(out, LiveAddress{MAC: mac, IP: ip, Source: "agent", Hostname: d.VM})
 			}
 		}
 	}
 	return out
 }
+
+// agentAnswerWithin is how long a status waits for the guest agents.
+const agentAnswerWithin = 3 * time.Second
 
 func sortedKeys(m map[string][]string) []string {
 	keys := make([]string, 0, len(m))

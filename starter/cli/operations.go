@@ -130,11 +130,27 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 	deadline := time.Now().Add(within)
 	shown := map[string]bool{}
 	fmt.Fprintf(a.out, "waiting up to %s for the guests to take their addresses\n", within)
+	var lastErr error
 	for {
 		d, err := describeRaw(ctx, c, req)
 		if err != nil {
-			return err
+			// A describe that times out (a busy host, a slow guest agent)
+			// is asked again until the deadline.
+			if lastErr == nil {
+				fmt.Fprintf(a.errOut, "warning: the addresses could not be read (%v); asking again until the %s are up\n", err, within)
+			}
+			lastErr = err
+			if !time.Now().Before(deadline) {
+				return fail(ExitFailed, "the cluster started, but its addresses could not be read within %s: %v (try `hpcvm status` later)", within, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fail(ExitInterrupted, "stopped waiting for addresses; the cluster is running")
+			case <-time.After(2 * time.Second):
+			}
+			continue
 		}
+		lastErr = nil
 		var missing []string
 		for _, vm := range p.VMs {
 			ips := liveIPs(d.Inventory.LiveAddresses, vm.MAC)
