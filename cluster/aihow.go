@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -61,12 +62,27 @@ func ConvertAIHow(data []byte, o AIHowOptions) ([]Converted, error) {
 		}
 		return nil, fmt.Errorf("no clusters: section: this is not a configuration file of the Python tool (ai-how), which has version, metadata and clusters.hpc")
 	}
-	if v := fmt.Sprint(doc["version"]); v != "1.0" {
-		return nil, fmt.Errorf("version is %q: hpcvm converts version \"1.0\" files of the Python tool", v)
+	var versionNote string
+	switch v := doc["version"].(type) {
+	case string:
+		if v != "1.0" {
+			return nil, fmt.Errorf("version is %q: hpcvm converts version \"1.0\" files of the Python tool", v)
+		}
+	case float64, int:
+		// `version: 1.0` unquoted is the number 1 to YAML: the file
+		// means "1.0", which the Python tool's schema wants as text.
+		if v != 1.0 && v != 1 {
+			return nil, fmt.Errorf("version is %v: hpcvm converts version \"1.0\" files of the Python tool", v)
+		}
+		versionNote = `version: 1.0 is a number in YAML; read as "1.0" (the Python tool's schema wants it quoted)`
+	case nil:
+		return nil, fmt.Errorf(`no version: a configuration file of the Python tool starts with version: "1.0"`)
+	default:
+		return nil, fmt.Errorf("version is %v (%s): hpcvm converts version \"1.0\" files of the Python tool", v, yamlKind(v))
 	}
 	clusters, ok := doc["clusters"].(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("clusters is not a mapping")
+		return nil, fmt.Errorf("clusters is %s, not a mapping of clusters (hpc:, cloud:)", yamlKind(doc["clusters"]))
 	}
 	var common []string
 	if g, ok := doc["global"].(map[string]any); ok && len(g) > 0 {
@@ -82,6 +98,9 @@ func ConvertAIHow(data []byte, o AIHowOptions) ([]Converted, error) {
 	}
 	hpc, ok := clusters["hpc"].(map[string]any)
 	if !ok {
+		if raw, present := clusters["hpc"]; present && raw != nil {
+			return nil, fmt.Errorf("clusters.hpc is %s, not a mapping of the HPC cluster's settings", yamlKind(raw))
+		}
 		return nil, fmt.Errorf("no clusters.hpc mapping: nothing hpcvm can run (%s)", strings.Join(common, "; "))
 	}
 	description := ""
@@ -89,6 +108,9 @@ func ConvertAIHow(data []byte, o AIHowOptions) ([]Converted, error) {
 		description, _ = m["description"].(string)
 	}
 	c := &aiHowConverter{src: hpc, o: o, notCarried: common}
+	if versionNote != "" {
+		c.notes = append(c.notes, versionNote)
+	}
 	out, err := c.convert(description)
 	if err != nil {
 		return nil, err
@@ -136,8 +158,12 @@ func node(pairs ...any) *yaml.Node {
 func (c *aiHowConverter) convert(description string) (Converted, error) {
 	s := c.src
 	name, _ := s["name"].(string)
+	if _, isText := s["name"].(string); !isText && s["name"] != nil {
+		raw := s["name"]
+		return Converted{}, fmt.Errorf("clusters.hpc.name is %v (%s): the cluster's name is text; quote it, or choose a name that starts with a letter", raw, yamlKind(raw))
+	}
 	if name == "" {
-		return Converted{}, fmt.Errorf("clusters.hpc.name is missing or not text: the cluster needs a name")
+		return Converted{}, fmt.Errorf("clusters.hpc.name is missing: the cluster needs a name")
 	}
 	// The name becomes the output file's name: it must be one hpcvm takes
 	// before anything is written.
@@ -145,19 +171,23 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 		return Converted{}, fmt.Errorf("clusters.hpc.name %q is not a name hpcvm takes: use 1-%d lowercase letters, digits and '-', starting with a letter (rename it in the file, then convert)", name, maxClusterNameLen)
 	}
 	image := c.basePath("clusters.hpc.base_image_path", s["base_image_path"])
-
-	if hw, ok := s["hardware"].(map[string]any); ok {
-		if acc, ok := hw["acceleration"].(map[string]any); ok {
-			if t, ok := acc["cpu_topology"].(map[string]any); ok {
-				c.topologyVCPUs = toInt(t["sockets"]) * toInt(t["cores"]) * toInt(t["threads"])
-			}
-		}
+	if image == nil {
+		image = c.sharedVMImage()
 	}
-	net, _ := s["network"].(map[string]any)
+
+	hw := c.mapping("clusters.hpc.hardware", s["hardware"])
+	acc := c.mapping("clusters.hpc.hardware.acceleration", hw["acceleration"])
+	if t := c.mapping("clusters.hpc.hardware.acceleration.cpu_topology", acc["cpu_topology"]); t != nil {
+		sockets, _ := c.number("clusters.hpc.hardware.acceleration.cpu_topology.sockets", t["sockets"])
+		cores, _ := c.number("clusters.hpc.hardware.acceleration.cpu_topology.cores", t["cores"])
+		threads, _ := c.number("clusters.hpc.hardware.acceleration.cpu_topology.threads", t["threads"])
+		c.topologyVCPUs = int(sockets * cores * threads)
+	}
+	net := c.mapping("clusters.hpc.network", s["network"])
 	leases := map[string]string{}
 	var leaseOrder []string
 
-	ctl, _ := s["controller"].(map[string]any)
+	ctl := c.mapping("clusters.hpc.controller", s["controller"])
 	controller := c.vm("clusters.hpc.controller", ctl, "", image)
 	if ip, ok := ctl["ip_address"].(string); ok && ip != "" {
 		leases["controller-01"] = ip
@@ -165,19 +195,23 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 	}
 
 	var computes []*yaml.Node
-	nodes, _ := s["compute_nodes"].([]any)
+	nodes, ok := s["compute_nodes"].([]any)
+	if raw := s["compute_nodes"]; !ok && raw != nil {
+		c.skip("clusters.hpc.compute_nodes", fmt.Sprintf("is %s, not a list of compute nodes", yamlKind(raw)))
+	}
 	n := 0
 	for i, raw := range nodes {
 		path := fmt.Sprintf("clusters.hpc.compute_nodes[%d]", i)
 		entry, ok := raw.(map[string]any)
 		if !ok {
-			c.skip(path, "not a mapping")
+			c.skip(path, fmt.Sprintf("is %s, not a mapping of a compute node's settings", yamlKind(raw)))
 			continue
 		}
 		count := 1
 		if cnt, ok := entry["count"]; ok {
-			count = toInt(cnt)
-			if count < 1 || n+count > maxConvertedNodes {
+			f, _ := c.number(path+".count", cnt)
+			count = int(f)
+			if f != float64(count) || count < 1 || n+count > maxConvertedNodes {
 				c.skip(path, fmt.Sprintf("count %v is not a number of VMs hpcvm converts (1 to %d compute nodes in all)", cnt, maxConvertedNodes))
 				continue
 			}
@@ -225,8 +259,8 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 	}
 
 	var hardware *yaml.Node
-	if hw, ok := s["hardware"].(map[string]any); ok {
-		if acc, ok := hw["acceleration"].(map[string]any); ok {
+	if hw != nil {
+		if acc != nil {
 			acc = copyMap(acc)
 			if _, set := acc["cpu_model"]; !set {
 				// The Python tool's default; hpcvm's own is QEMU's.
@@ -245,13 +279,13 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 		}
 	}
 	storage := node("base_image", image)
-	if st, ok := s["storage"].(map[string]any); ok {
+	if st := c.mapping("clusters.hpc.storage", s["storage"]); st != nil {
 		for _, k := range sortedKeys(st) {
 			c.skip("clusters.hpc.storage."+k, "a cluster-wide storage service; hpcvm sets up no storage services in the guests (share host directories with virtio_fs_mounts)")
 		}
 	}
 	var inventory *yaml.Node
-	if slurm, ok := s["slurm_config"].(map[string]any); ok {
+	if slurm := c.mapping("clusters.hpc.slurm_config", s["slurm_config"]); slurm != nil {
 		var vars []any
 		for _, k := range sortedKeys(slurm) {
 			vars = append(vars, "slurm_"+k, slurm[k])
@@ -311,9 +345,18 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 
 // vm converts the controller (name "") or a compute node.
 func (c *aiHowConverter) vm(path string, src map[string]any, name string, clusterImage any) *yaml.Node {
-	var memory any
-	if gb, ok := src["memory_gb"]; ok {
-		memory = toInt(gb) * 1024
+	var memory, cpus, disk any
+	if gb, ok := c.number(path+".memory_gb", src["memory_gb"]); ok {
+		memory = int(gb * 1024)
+		if gb != float64(int(gb)) {
+			c.notes = append(c.notes, fmt.Sprintf("%s.memory_gb %v became memory_mb %d", path, gb, memory))
+		}
+	}
+	if n, ok := c.whole(path+".cpu_cores", src["cpu_cores"]); ok {
+		cpus = n
+	}
+	if n, ok := c.whole(path+".disk_gb", src["disk_gb"]); ok {
+		disk = n
 	}
 	if img, ok := src["base_image_path"]; ok {
 		own := c.basePath(path+".base_image_path", img)
@@ -322,7 +365,7 @@ func (c *aiHowConverter) vm(path string, src map[string]any, name string, cluste
 		}
 	}
 	var pcie, mounts *yaml.Node
-	if pt, ok := src["pcie_passthrough"].(map[string]any); ok {
+	if pt := c.mapping(path+".pcie_passthrough", src["pcie_passthrough"]); pt != nil {
 		if name == "" {
 			c.skip(path+".pcie_passthrough", "hpcvm passes PCI devices through to compute nodes (or with cluster.hardware.pcie_passthrough), not to the controller")
 		} else {
@@ -331,11 +374,13 @@ func (c *aiHowConverter) vm(path string, src map[string]any, name string, cluste
 	}
 	if m, ok := src["virtio_fs_mounts"].([]any); ok && len(m) > 0 {
 		mounts = orderedSequence(m)
+	} else if raw := src["virtio_fs_mounts"]; !ok && raw != nil {
+		c.skip(path+".virtio_fs_mounts", fmt.Sprintf("is %s, not a list of mounts", yamlKind(raw)))
 	}
 	// A cluster-wide topology the VM's vCPUs do not fill: the VM gets one
 	// of its own, all its vCPUs as cores of one socket.
 	var topology *yaml.Node
-	if cores := toInt(src["cpu_cores"]); c.topologyVCPUs > 0 && cores > 0 && cores != c.topologyVCPUs {
+	if cores, _ := cpus.(int); c.topologyVCPUs > 0 && cores > 0 && cores != c.topologyVCPUs {
 		topology = node("sockets", 1, "cores", cores, "threads", 1)
 		who := name
 		if who == "" {
@@ -351,9 +396,9 @@ func (c *aiHowConverter) vm(path string, src map[string]any, name string, cluste
 		}
 	}
 	if name == "" {
-		return node("count", 1, "cpu_cores", src["cpu_cores"], "memory_mb", memory, "disk_size_gb", src["disk_gb"], "cpu_topology", topology, "virtio_fs_mounts", mounts)
+		return node("count", 1, "cpu_cores", cpus, "memory_mb", memory, "disk_size_gb", disk, "cpu_topology", topology, "virtio_fs_mounts", mounts)
 	}
-	return node("name", name, "cpu_cores", src["cpu_cores"], "memory_mb", memory, "disk_size_gb", src["disk_gb"],
+	return node("name", name, "cpu_cores", cpus, "memory_mb", memory, "disk_size_gb", disk,
 		"cpu_topology", topology, "pcie_passthrough", pcie, "virtio_fs_mounts", mounts)
 }
 
@@ -386,16 +431,104 @@ func (c *aiHowConverter) basePath(path string, raw any) any {
 	return filepath.Clean(p)
 }
 
-func toInt(v any) int {
-	switch x := v.(type) {
-	case int:
-		return x
-	case int64:
-		return int(x)
-	case float64:
-		return int(x)
+// mapping is the mapping at path; a value of another kind is reported
+// with its path and taken as absent.
+func (c *aiHowConverter) mapping(path string, v any) map[string]any {
+	if v == nil {
+		return nil
 	}
-	return 0
+	m, ok := v.(map[string]any)
+	if !ok {
+		c.skip(path, fmt.Sprintf("is %s, not a mapping", yamlKind(v)))
+	}
+	return m
+}
+
+// number is the number at path. Text that holds a number ("8") is read as
+// one, as the Python tool's schema coerced it; other text, a list or a
+// mapping is reported with its path and taken as absent.
+func (c *aiHowConverter) number(path string, v any) (float64, bool) {
+	switch x := v.(type) {
+	case nil:
+		return 0, false
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, true
+	case string:
+		if f, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil {
+			c.notes = append(c.notes, fmt.Sprintf("%s %q (text) read as the number %v", path, x, f))
+			return f, true
+		}
+	}
+	c.skip(path, fmt.Sprintf("%v is %s, not a number", v, yamlKind(v)))
+	return 0, false
+}
+
+// whole is the whole number at path (number's rules; 2.5 is reported).
+func (c *aiHowConverter) whole(path string, v any) (int, bool) {
+	f, ok := c.number(path, v)
+	if !ok {
+		return 0, false
+	}
+	if f != float64(int(f)) {
+		c.skip(path, fmt.Sprintf("%v is not a whole number", f))
+		return 0, false
+	}
+	return int(f), true
+}
+
+// sharedVMImage is the base image every VM names when the cluster names
+// none: hpcvm's base image is the cluster's, so one all VMs agree on is
+// it. VMs that disagree are reported by vm.
+func (c *aiHowConverter) sharedVMImage() any {
+	var images []any
+	if ctl, ok := c.src["controller"].(map[string]any); ok {
+		images = append(images, ctl["base_image_path"])
+	}
+	if nodes, ok := c.src["compute_nodes"].([]any); ok {
+		for _, raw := range nodes {
+			if n, ok := raw.(map[string]any); ok {
+				images = append(images, n["base_image_path"])
+			}
+		}
+	}
+	if len(images) == 0 || images[0] == nil {
+		return nil
+	}
+	for _, img := range images[1:] {
+		if img != images[0] {
+			return nil
+		}
+	}
+	// The VMs' paths are expanded (and reported) as each VM is read.
+	quiet := &aiHowConverter{o: c.o}
+	img := quiet.basePath("", images[0])
+	c.notes = append(c.notes, fmt.Sprintf("clusters.hpc has no base_image_path; every VM names %v, which became the cluster's base image", images[0]))
+	return img
+}
+
+// yamlKind names what a decoded YAML value is, for messages.
+func yamlKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "empty"
+	case string:
+		return "text"
+	case bool:
+		return "a yes/no value"
+	case int, int64, uint64, float64:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("a %T", v)
 }
 
 func copyMap(m map[string]any) map[string]any {

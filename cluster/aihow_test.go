@@ -129,3 +129,58 @@ func TestConvertAIHowRefusesNamesThatEscapeAndHugeGroups(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, strings.Join(out[0].NotCarried, "\n"), "is not a number of VMs hpcvm converts")
 }
+
+// Values of the wrong kind are named by their path; numbers written as
+// text are read as numbers, as the Python tool's schema read them.
+func TestConvertAIHowNamesWrongKindsByPath(t *testing.T) {
+	src := `version: 1.0
+clusters:
+  hpc:
+    name: typed
+    network: [10.1.0.0/24]
+    hardware: {acceleration: {cpu_topology: {sockets: one, cores: 2, threads: 1}}}
+    controller: {cpu_cores: "2", memory_gb: "2.5", disk_gb: 10, base_image_path: /img/base.qcow2}
+    compute_nodes:
+      - {cpu_cores: 1.5, memory_gb: [1], disk_gb: 10, base_image_path: /img/base.qcow2}
+      - plain
+      - {count: "2", cpu_cores: 1, memory_gb: 1, disk_gb: 10, base_image_path: /img/base.qcow2}
+    slurm_config: [a]
+`
+	out, err := ConvertAIHow([]byte(src), AIHowOptions{})
+	require.NoError(t, err)
+	nc := strings.Join(out[0].NotCarried, "\n")
+	for _, want := range []string{
+		"clusters.hpc.network: is a list, not a mapping",
+		"clusters.hpc.hardware.acceleration.cpu_topology.sockets: one is text, not a number",
+		"clusters.hpc.compute_nodes[0].cpu_cores: 1.5 is not a whole number",
+		"clusters.hpc.compute_nodes[0].memory_gb: [1] is a list, not a number",
+		"clusters.hpc.compute_nodes[1]: is text, not a mapping",
+		"clusters.hpc.slurm_config: is a list, not a mapping",
+	} {
+		assert.Contains(t, nc, want)
+	}
+	y := out[0].YAML
+	assert.Contains(t, y, `version: 1.0 is a number in YAML; read as "1.0"`)
+	assert.Contains(t, y, `clusters.hpc.controller.memory_gb "2.5" (text) read as the number 2.5`)
+	assert.Contains(t, y, "memory_mb: 2560")
+	assert.Contains(t, y, "every VM names /img/base.qcow2, which became the cluster's base image")
+	assert.NotContains(t, nc, "differs from the cluster's base image")
+	spec, err := Parse([]byte(y))
+	require.Error(t, err, "compute-01 has no memory: the result says so")
+	_ = spec
+	assert.Len(t, strings.Split(strings.TrimSpace(strings.Join(out[0].Problems, "\n")), "\n"), len(out[0].Problems))
+
+	for in, want := range map[string]string{
+		"version: 1.0\nclusters: {hpc: {name: 123}}":    "clusters.hpc.name is 123 (a number)",
+		"version: 2\nclusters: {hpc: {name: x}}":        "version is 2:",
+		"clusters: {hpc: {name: x}}":                    "no version",
+		"version: \"1.0\"\nclusters: [hpc]":             "clusters is a list, not a mapping",
+		"version: \"1.0\"\nclusters: {hpc: [name]}":     "clusters.hpc is a list",
+		"version: [1]\nclusters: {hpc: {name: x}}":      "version is [1] (a list)",
+		"version: \"1.0\"\nclusters: {hpc: {name: ''}}": "clusters.hpc.name is missing",
+	} {
+		_, err := ConvertAIHow([]byte(in), AIHowOptions{})
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), want, in)
+	}
+}
