@@ -18,10 +18,16 @@ import (
 	"golang.org/x/term"
 )
 
-// isTerminal says out is a terminal a live display can redraw.
+// isTerminal says out is a terminal a live display can redraw: one that
+// says how wide it is (a pseudo-terminal nobody sized reports 0 columns,
+// where the block would be cut to nothing).
 func isTerminal(out io.Writer) bool {
 	f, ok := out.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	return err == nil && width > 0
 }
 
 // maxVMRows bounds the live block's lines about VMs, so a 100-VM run
@@ -150,15 +156,25 @@ func (v *liveView) finish() {
 	v.p.Wait()
 }
 
-// runningLine is "N of M steps done · running: a, b and 3 more".
+// runningLine is "N of M steps done · running: a, b and 3 more". Steps
+// of a VM are counted, not named: the VM's own line names them.
 func runningLine(steps []workflows.Step) string {
 	var running []string
+	done, onVMs := 0, 0
 	for _, s := range steps {
-		if s.Status == workflows.StepRunning {
+		switch {
+		case s.Status != workflows.StepRunning:
+			done++
+		case s.VM != "":
+			onVMs++
+		default:
 			running = append(running, s.Name)
 		}
 	}
-	line := fmt.Sprintf("%d of %d steps done", len(steps)-len(running), len(steps))
+	line := fmt.Sprintf("%d of %d steps done", done, len(steps))
+	if onVMs > 0 {
+		running = append(running, fmt.Sprintf("%d on VMs", onVMs))
+	}
 	if len(running) > 0 {
 		line += " · running: " + shortList(running, 3)
 	}

@@ -79,7 +79,7 @@ func TestLiveViewDrawsTheUploadWhatRunsAndEachVM(t *testing.T) {
 	out.Reset()
 	v.update(steps, nil)
 	text = drawn(out)
-	assert.Contains(t, text, "5 of 6 steps done · running: domain lab-compute-01")
+	assert.Contains(t, text, "5 of 6 steps done · running: 1 on VMs")
 	assert.Contains(t, text, "  compute-01  domain lab-compute-01")
 	assert.Contains(t, text, "  controller  failed: volume lab-controller.qcow2 (pool full)")
 
