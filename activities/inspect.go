@@ -27,7 +27,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		name := req.Cluster
 		if n, err := a.Libvirt.LookupNetwork(cluster.NetworkName(name)); err == nil {
 			ns := &NetworkState{Name: n.Name, UUID: n.UUID, Bridge: n.Bridge, Active: n.Active,
-				Address: n.Address, DHCPRange: n.DHCPRange,
+				Address: n.Address, DHCPRange: n.DHCPRange, Forward: n.Forward,
 				Owned: strings.EqualFold(n.UUID, cluster.NetworkUUID(name))}
 			for _, h := range n.Hosts {
 				ns.Leases = append(ns.Leases, cluster.HostLease{Name: h.Name, MAC: h.MAC, IP: h.IP})

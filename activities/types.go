@@ -134,6 +134,10 @@ type NetworkState struct {
 	DHCPRange string              `json:"dhcp_range"` // start-end
 	Active    bool                `json:"active"`
 	Leases    []cluster.HostLease `json:"leases,omitempty"` // static DHCP hosts
+	// Forward is the network's forward mode: "nat", "none" (no <forward>),
+	// or another libvirt mode on a network made by hand. Empty in the
+	// results of runs recorded before it was read: unknown.
+	Forward string `json:"forward,omitempty"`
 }
 
 // PoolState is the pool named like the cluster's, as libvirt has it.

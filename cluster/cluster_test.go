@@ -236,3 +236,26 @@ func hexByte(t *testing.T, s string) byte {
 	}
 	return b
 }
+
+func TestNetworkForwardIsCheckedAndPlanned(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\n"
+	for mode, problem := range map[string]string{
+		"route":  "host change hpcvm does not make yet",
+		"bridge": "is not a forward mode",
+	} {
+		_, err := Parse([]byte(base + "network: {forward: " + mode + "}"))
+		require.Error(t, err, mode)
+		assert.Contains(t, err.Error(), "network.forward")
+		assert.Contains(t, err.Error(), problem)
+	}
+	_, err := Parse([]byte(base + `network: {forward: ""}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "network.forward")
+	for mode, want := range map[string]string{"": "nat", "forward: nat": "nat", "forward: none": "none"} {
+		s, err := Parse([]byte(base + "network: {" + mode + "}"))
+		require.NoError(t, err, mode)
+		p, err := NewPlan(s)
+		require.NoError(t, err)
+		assert.Equal(t, want, p.Network.ForwardMode(), mode)
+	}
+}

@@ -608,6 +608,7 @@ var settingHints = map[string]string{
 	"network.dhcp_start":      "give an IPv4 address inside network.network_range, or leave the key out to use its 10th host address",
 	"network.dhcp_end":        "give an IPv4 address inside network.network_range, or leave the key out to use its last host address",
 	"network.dns_mode":        `give "` + DefaultDNSMode + `", or leave the key out for that default`,
+	"network.forward":         `give "nat" (the guests reach out through the host's addresses) or "none" (air-gapped), or leave the key out: nat for a new network, what it has for an existing one`,
 	"network.dns_servers":     `give a list of IPv4 addresses such as ["1.1.1.1", "8.8.8.8"]`,
 	"network.dns_servers[]":   "give an IPv4 address such as 1.1.1.1",
 	"network.static_leases":   "write it as a mapping from VM name to IPv4 address, such as {compute-01: 192.168.100.11}",

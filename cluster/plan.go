@@ -43,6 +43,17 @@ type NetworkPlan struct {
 	DHCPEnd    string      `json:"dhcp_end"`
 	DNSServers []string    `json:"dns_servers,omitempty"`
 	Leases     []HostLease `json:"leases"`
+	// Forward is network.forward as written: "" is nat for a network the
+	// run creates, and whatever an existing network has.
+	Forward string `json:"forward,omitempty"`
+}
+
+// ForwardMode is the forward mode a network created from this plan gets.
+func (n NetworkPlan) ForwardMode() string {
+	if n.Forward == "" {
+		return ForwardNAT
+	}
+	return n.Forward
 }
 
 // HostLease is one static DHCP entry.
@@ -192,6 +203,7 @@ func NewPlanKeeping(s Spec, existing []HostLease) (Plan, error) {
 			DHCPStart:  s.Network.DHCPStart,
 			DHCPEnd:    s.Network.DHCPEnd,
 			DNSServers: s.Network.DNSServers,
+			Forward:    s.Network.Forward,
 		},
 		Pool: PoolPlan{
 			Name: PoolName(name),

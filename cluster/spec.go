@@ -131,12 +131,17 @@ type CPUTopologySpec struct {
 
 // NetworkSpec is the `network:` section.
 type NetworkSpec struct {
-	NetworkRange string            `mapstructure:"network_range" json:"network_range"`
-	BridgeName   string            `mapstructure:"bridge_name" json:"bridge_name"`
-	GatewayIP    string            `mapstructure:"gateway_ip" json:"gateway_ip"`
-	DHCPStart    string            `mapstructure:"dhcp_start" json:"dhcp_start"`
-	DHCPEnd      string            `mapstructure:"dhcp_end" json:"dhcp_end"`
-	DNSMode      string            `mapstructure:"dns_mode" json:"dns_mode"`
+	NetworkRange string `mapstructure:"network_range" json:"network_range"`
+	BridgeName   string `mapstructure:"bridge_name" json:"bridge_name"`
+	GatewayIP    string `mapstructure:"gateway_ip" json:"gateway_ip"`
+	DHCPStart    string `mapstructure:"dhcp_start" json:"dhcp_start"`
+	DHCPEnd      string `mapstructure:"dhcp_end" json:"dhcp_end"`
+	DNSMode      string `mapstructure:"dns_mode" json:"dns_mode"`
+	// Forward is how the guests reach beyond their bridge: "nat" (the
+	// default: out through the host's addresses, libvirt's own NAT rules,
+	// nothing in from other clusters) or "none" (air-gapped). Empty: a new
+	// network gets nat, an existing one keeps what it was created with.
+	Forward      string            `mapstructure:"forward" json:"forward,omitempty"`
 	DNSServers   []string          `mapstructure:"dns_servers" json:"dns_servers,omitempty"`
 	StaticLeases map[string]string `mapstructure:"static_leases" json:"static_leases,omitempty"`
 }
@@ -178,10 +183,13 @@ type NodeSpec struct {
 
 // Defaults, as in the plan's configuration example and JSON schema.
 const (
-	DefaultPoolPath          = "/var/lib/libvirt/images"
-	DefaultPoolType          = "dir"
-	DefaultNetworkRange      = "192.168.100.0/24"
-	DefaultDNSMode           = "isolated"
+	DefaultPoolPath     = "/var/lib/libvirt/images"
+	DefaultPoolType     = "dir"
+	DefaultNetworkRange = "192.168.100.0/24"
+	DefaultDNSMode      = "isolated"
+	// Forward modes of network.forward.
+	ForwardNAT               = "nat"
+	ForwardNone              = "none"
 	DefaultHugepageSize      = "2M"
 	DefaultMemoryBacking     = "default"
 	DefaultControllerCount   = 1

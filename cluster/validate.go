@@ -329,6 +329,13 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	default:
 		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated"`)
 	}
+	switch n.Forward {
+	case "", ForwardNAT, ForwardNone:
+	case "route":
+		add("network.forward", n.Forward, "needs routes to the cluster's network on the host's upstream routers, a host change hpcvm does not make yet", `use "nat" or "none"`)
+	default:
+		add("network.forward", n.Forward, "is not a forward mode", `use "nat" (outbound access through the host) or "none" (air-gapped)`)
+	}
 	for i, d := range n.DNSServers {
 		if a, err := netip.ParseAddr(d); err != nil || !a.Is4() {
 			add(fmt.Sprintf("network.dns_servers[%d]", i), d, "is not an IPv4 address", "write an address such as 1.1.1.1")

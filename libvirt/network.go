@@ -22,6 +22,9 @@ type NetworkInfo struct {
 	DHCPRange string
 	Hosts     []DHCPHost // static DHCP entries, as the persistent definition has them
 	XML       string     // live definition
+	// Forward is the network's forward mode ("nat", "route", ...), "none"
+	// for a network without <forward> (isolated).
+	Forward string
 }
 
 // DHCPHost is one static DHCP entry of a network.
@@ -120,6 +123,13 @@ func (c *Client) LookupNetwork(name string) (NetworkInfo, error) {
 			return err
 		}
 		info.UUID = x.UUID
+		info.Forward = "none"
+		if x.Forward != nil {
+			info.Forward = x.Forward.Mode
+			if info.Forward == "" {
+				info.Forward = "nat" // libvirt's default mode for <forward/>
+			}
+		}
 		if x.Bridge != nil {
 			info.Bridge = x.Bridge.Name
 		}

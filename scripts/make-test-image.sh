@@ -137,6 +137,7 @@ done
 ln -s bin "$root/sbin"
 install -m 0755 "$assets/init" "$root/init"
 install -m 0755 "$assets/udhcpc.script" "$root/etc/udhcpc.script"
+install -m 0755 "$assets/hpcvm-connect" "$root/bin/hpcvm-connect"
 install -m 0755 "$assets/power-button" "$root/etc/acpi/PWRF/00000080"
 install -m 0644 "$assets/acpid.conf" "$root/etc/acpid.conf"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |

@@ -5,9 +5,12 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// Network is the cluster's private network: no <forward>, so isolated from
-// the host's other networks (dns_mode "isolated"), with a static DHCP lease
-// for every VM so each VM always gets its planned address.
+// Network is the cluster's private network, with a static DHCP lease for
+// every VM so each VM always gets its planned address. With forward "nat"
+// (the default) libvirt's own NAT rules let the guests out through the
+// host's addresses and let nothing in: other clusters' guests cannot reach
+// them. With "none" there is no <forward>: the guests reach their bridge
+// and nothing else (libvirt gives them no default route).
 func Network(p cluster.Plan) (string, error) {
 	n := p.Network
 	hosts := make([]libvirtxml.NetworkDHCPHost, 0, len(n.Leases))
@@ -27,6 +30,9 @@ func Network(p cluster.Plan) (string, error) {
 				Hosts:  hosts,
 			},
 		}},
+	}
+	if n.ForwardMode() == cluster.ForwardNAT {
+		doc.Forward = &libvirtxml.NetworkForward{Mode: "nat"}
 	}
 	if len(n.DNSServers) > 0 {
 		dns := &libvirtxml.NetworkDNS{}

@@ -138,3 +138,23 @@ func TestCPUModeIsCarriedOnlyWhenAsked(t *testing.T) {
 	assert.Equal(t, "host-passthrough", d.CPU.Mode)
 	assert.Equal(t, []libvirtxml.DomainCPUFeature{{Policy: "require", Name: "avx2"}, {Policy: "disable", Name: "svm"}}, d.CPU.Features)
 }
+
+// network.forward: nat (also when unset) gives libvirt's NAT forward; none
+// gives no <forward> at all, an isolated network.
+func TestNetworkForwardModes(t *testing.T) {
+	p := testPlan(t)
+	for mode, want := range map[string]string{"": "nat", "nat": "nat", "none": ""} {
+		p.Network.Forward = mode
+		x, err := Network(p)
+		require.NoError(t, err)
+		var n libvirtxml.Network
+		require.NoError(t, n.Unmarshal(x))
+		if want == "" {
+			assert.Nil(t, n.Forward, "forward %q", mode)
+			continue
+		}
+		require.NotNil(t, n.Forward, "forward %q", mode)
+		assert.Equal(t, want, n.Forward.Mode)
+		assert.Empty(t, n.Forward.Dev, "NAT out of whichever interface routes, not one the file would have to name")
+	}
+}

@@ -30,6 +30,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	if err != nil {
 		return DestroyResult{}, err
 	}
+	defer tr.dropPending()
 	name := req.Spec.Cluster.Name
 	if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
 		return DestroyResult{}, badRequest(err)
@@ -86,6 +87,31 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			}
 			return true, outcome(step, "volume "+vol, err)
 		})
+	}
+
+	// What destroy is going to do, counted up front for the progress.
+	for _, td := range d.Domains {
+		tr.expect(td.VM, "delete domain "+td.Name)
+		for _, vol := range td.Volumes {
+			tr.expect(td.VM, "delete volume "+vol)
+		}
+	}
+	for _, vol := range d.LooseVolumes {
+		tr.expect("", "delete volume "+vol)
+	}
+	for _, vm := range leaseNames(d.Leases) {
+		tr.expect(vm, "remove DHCP lease "+vm)
+	}
+	if len(req.VMs) == 0 {
+		for _, b := range d.Bases {
+			tr.expect("", "delete volume "+b)
+		}
+	}
+	if d.Pool {
+		tr.expect("", "delete pool "+poolName)
+	}
+	if d.Network {
+		tr.expect("", "delete network "+inv.Network.Name)
 	}
 
 	// Every domain in parallel, then its disks.

@@ -106,6 +106,7 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		return r, err
 	}
 	check("names", refuseLookalikes(fresh, inv), "no object with the cluster's names was made by anyone but hpcvm")
+	check("network forward", refuseForwardChange(fresh, inv), "the network's forwarding is the one cluster.yaml asks for")
 	var leases []cluster.HostLease
 	if inv.NetworkOwned() {
 		leases = inv.Network.Leases
@@ -304,7 +305,7 @@ func plannedObjects(p cluster.Plan, inv activities.Inventory, baseExisted bool) 
 		return "keep"
 	}
 	net := PlannedObject{Kind: "network", Name: p.Network.Name, Action: state(inv.Network != nil, inv.NetworkOwned()),
-		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd)}
+		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s, forward %s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd, plannedForward(p.Network, inv))}
 	if inv.NetworkOwned() {
 		for _, l := range p.Network.Leases {
 			if !hasLease(inv.Network.Leases, l) {

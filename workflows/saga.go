@@ -125,6 +125,36 @@ func (t *tracker) set(name, status, detail string) {
 	workflow.SetCurrentDetails(t.ctx, t.details())
 }
 
+// expect adds steps the run is going to take as pending, in order, so the
+// progress counts them before they begin; vm labels them as forVM does.
+func (t *tracker) expect(vm string, names ...string) {
+	for _, name := range names {
+		t.forVM(vm, name)
+		if _, ok := t.index[name]; ok {
+			continue
+		}
+		t.index[name] = len(t.steps)
+		t.steps = append(t.steps, Step{Name: name, Status: StepPending, VM: vm})
+	}
+}
+
+// dropPending removes the steps the run planned and never began, when it
+// ends: it failed before them, and they did not happen.
+func (t *tracker) dropPending() {
+	kept := t.steps[:0]
+	for _, s := range t.steps {
+		if s.Status != StepPending {
+			kept = append(kept, s)
+		}
+	}
+	t.steps = kept
+	t.index = map[string]int{}
+	for i, s := range t.steps {
+		t.index[s.Name] = i
+	}
+	workflow.SetCurrentDetails(t.ctx, t.details())
+}
+
 // forVM labels the step name as working for vm, and returns the name.
 // Its undo, which carries the same name, keeps the label.
 func (t *tracker) forVM(vm, name string) string {
@@ -140,9 +170,11 @@ const runningShown = 6
 // details is the run's progress in a few lines of markdown.
 func (t *tracker) details() string {
 	var running, failed []string
-	finished := 0
+	finished, pending := 0, 0
 	for _, s := range t.steps {
 		switch s.Status {
+		case StepPending:
+			pending++
 		case StepRunning:
 			running = append(running, s.Name)
 		case StepFailed, StepCompensationFailed:
@@ -153,6 +185,9 @@ func (t *tracker) details() string {
 		}
 	}
 	out := fmt.Sprintf("**%d step(s) finished, %d running**", finished, len(running))
+	if pending > 0 {
+		out = fmt.Sprintf("**%d of %d step(s) finished, %d running**", finished, len(t.steps), len(running))
+	}
 	if len(running) > 0 {
 		shown := running[:min(len(running), runningShown)]
 		out += "\n\nrunning: " + strings.Join(shown, ", ")

@@ -54,6 +54,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return StartResult{}, err
 	}
+	defer tr.dropPending()
 	actx := stepContext(ctx, o)
 	// The workflow checks its request itself: a client that skips the CLI
 	// gets the same errors, and nothing is created for a bad request.
@@ -83,6 +84,10 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	if err := refuseLookalikes(fresh, inv); err != nil {
 		tr.set("inspect", StepFailed, "objects with the cluster's names were not created by hpcvm")
+		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
+	}
+	if err := refuseForwardChange(fresh, inv); err != nil {
+		tr.set("inspect", StepFailed, "network.forward differs from the existing network's")
 		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
 	}
 	// Addresses the network already gives stay with their VMs.
@@ -172,13 +177,20 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err := claimDevices(ctx, o, tr, sg, req.Spec, plan); err != nil {
 		return res, failStart(ctx, tr, sg, err)
 	}
+	netExisted := inv.NetworkOwned()
+	tr.expect("", "network "+plan.Network.Name, "pool "+plan.Pool.Name, "base image "+plan.BaseImage.Volume)
+	for _, vm := range plan.VMs {
+		if _, add := leaseToAdd(inv, netExisted, vm); add {
+			tr.expect(vm.Name, "DHCP lease "+vm.Name)
+		}
+		tr.expect(vm.Name, "volume "+vm.Volume, "domain "+vm.Domain, "start "+vm.Domain)
+	}
 
 	netXML, err := templates.Network(plan)
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render network", err})
 	}
 	netRef := activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}
-	netExisted := inv.NetworkOwned()
 	if err := ensure("network "+plan.Network.Name, netExisted, func(c workflow.Context) error {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeleteNetwork, netRef).Get(c, nil)
 	}, a.EnsureNetwork, netXML); err != nil {
@@ -286,8 +298,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 
 	// A network that existed before the run gets the VM's lease in place,
 	// without a restart: how a node joins a running cluster.
-	lease := cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP}
-	if netExisted && !hasLease(inv.Network.Leases, lease) {
+	if lease, add := leaseToAdd(inv, netExisted, vm); add {
 		leaseStep := tr.forVM(vm.Name, "DHCP lease "+vm.Name)
 		req := activities.DHCPHostRequest{Network: activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
 		if !hasMAC(inv.Network.Leases, vm.MAC) {
@@ -357,6 +368,13 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	})
 }
 
+// leaseToAdd is the DHCP lease of vm, and whether the run adds it to a
+// network that existed before it (a new network has every lease in its XML).
+func leaseToAdd(inv activities.Inventory, netExisted bool, vm cluster.VMPlan) (cluster.HostLease, bool) {
+	lease := cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP}
+	return lease, netExisted && !hasLease(inv.Network.Leases, lease)
+}
+
 // refuseLookalikes stops a start before it creates anything when an object
 // has one of the cluster's names but not hpcvm's mark: hpcvm would
 // otherwise adopt, change or later delete someone else's object.
@@ -378,6 +396,29 @@ func refuseLookalikes(p cluster.Plan, inv activities.Inventory) error {
 	}
 	msg := strings.Join(problems, "; ") + ". hpcvm never changes or deletes what it did not create, and nothing was created: rename or remove those objects yourself (virsh), or give the cluster another name"
 	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeNotOwned, nil)
+}
+
+// plannedForward is the forward mode the cluster's network has after the run.
+func plannedForward(n cluster.NetworkPlan, inv activities.Inventory) string {
+	if inv.NetworkOwned() && inv.Network.Forward != "" && n.Forward == "" {
+		return inv.Network.Forward + " (kept)"
+	}
+	return n.ForwardMode()
+}
+
+// refuseForwardChange stops a start whose cluster.yaml names a forward
+// mode other than the one the cluster's existing network has: libvirt
+// changes a network's forwarding only by tearing it down, which cuts every
+// guest off. Without network.forward the network keeps what it has (a
+// cluster made before the key existed keeps its isolated network).
+func refuseForwardChange(p cluster.Plan, inv activities.Inventory) error {
+	n := inv.Network
+	if !inv.NetworkOwned() || n.Forward == "" || p.Network.Forward == "" || n.Forward == p.Network.Forward {
+		return nil
+	}
+	msg := fmt.Sprintf("network.forward is %q, but the cluster's network %s was created with forward %q; hpcvm does not change the forwarding of an existing network (it would cut every guest off): remove network.forward or set it to %q to keep the network as it is, or destroy the cluster and start it again to get %q; nothing was changed",
+		p.Network.Forward, n.Name, n.Forward, n.Forward, p.Network.Forward)
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
 }
 
 // notInFile lists the VMs the cluster owns that the plan no longer names.

@@ -24,6 +24,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if err != nil {
 		return StopResult{}, err
 	}
+	defer tr.dropPending()
 	if err := cluster.ValidateTarget(req.Spec.Cluster.Name, req.Spec.Cluster.Host); err != nil {
 		return StopResult{}, badRequest(err)
 	}
@@ -51,6 +52,13 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 		return res, nil
 	}
 
+	for _, name := range running {
+		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), "shutdown "+name)
+	}
+	tr.expect("", "wait for power-off")
+	for _, name := range running {
+		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), "force off "+name)
+	}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
 		return run(tr, tr.forVM(vmOfDomain(req.Spec.Cluster.Name, name), "shutdown "+name), func() (bool, error) {
 			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, nil)

@@ -112,6 +112,10 @@ type Step struct {
 
 // Step statuses.
 const (
+	// StepPending is a step the run has planned and not begun: with it
+	// the progress says how many steps there are in all. Steps still
+	// pending when a run ends (it failed first) leave the progress.
+	StepPending            = "pending"
 	StepRunning            = "running"
 	StepDone               = "done"
 	StepUnchanged          = "unchanged"

@@ -163,6 +163,7 @@ func runningLine(steps []workflows.Step) string {
 	done, onVMs := 0, 0
 	for _, s := range steps {
 		switch {
+		case s.Status == workflows.StepPending:
 		case s.Status != workflows.StepRunning:
 			done++
 		case s.VM != "":
@@ -194,8 +195,9 @@ func shortList(items []string, shown int) string {
 type vmActivity struct {
 	vm      string
 	running []string
-	last    workflows.Step
+	last    workflows.Step // the last step that ended
 	failed  bool
+	pending int // steps planned, not begun
 }
 
 // vmRows says what each VM is doing, a line per VM in the order the run
@@ -215,6 +217,8 @@ func vmRows(steps []workflows.Step, limit int) []string {
 			order = append(order, s.VM)
 		}
 		switch s.Status {
+		case workflows.StepPending:
+			a.pending++
 		case workflows.StepRunning:
 			a.running = append(a.running, s.Name)
 		case workflows.StepFailed, workflows.StepCompensationFailed:
@@ -234,6 +238,10 @@ func vmRows(steps []workflows.Step, limit int) []string {
 		switch {
 		case len(a.running) > 0:
 			return fmt.Sprintf("  %-*s  %s", width, a.vm, shortList(a.running, 2))
+		case a.last.Name == "":
+			return fmt.Sprintf("  %-*s  waiting (%d step(s) to go)", width, a.vm, a.pending)
+		case a.pending > 0 && !a.failed:
+			return fmt.Sprintf("  %-*s  %s: %s, %d step(s) to go", width, a.vm, a.last.Status, a.last.Name, a.pending)
 		case a.last.Detail != "":
 			return fmt.Sprintf("  %-*s  %s: %s (%s)", width, a.vm, a.last.Status, a.last.Name, a.last.Detail)
 		default:
@@ -260,15 +268,18 @@ func vmRows(steps []workflows.Step, limit int) []string {
 	for _, a := range shown {
 		rows = append(rows, line(a))
 	}
-	running, finished := 0, 0
+	atWork, waiting, finished := 0, 0, 0
 	for _, a := range append(busy, idle...)[limit-1:] {
-		if len(a.running) > 0 {
-			running++
-		} else {
+		switch {
+		case len(a.running) == 0 && a.last.Name == "":
+			waiting++
+		case len(a.running) > 0 || (a.pending > 0 && !a.failed):
+			atWork++
+		default:
 			finished++
 		}
 	}
-	return append(rows, fmt.Sprintf("  and %d more VMs (%d running, %d finished)", len(order)-len(shown), running, finished))
+	return append(rows, fmt.Sprintf("  and %d more VMs (%d at work, %d waiting, %d finished)", len(order)-len(shown), atWork, waiting, finished))
 }
 
 // pendingUpload is the heartbeat of the run's base image upload, if one

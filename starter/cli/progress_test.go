@@ -117,8 +117,18 @@ func TestVMRowsPutBusyVMsFirstAndCountTheRest(t *testing.T) {
 	assert.Equal(t, "  compute-10  start lab-compute-10", rows[0])
 	assert.Equal(t, "  compute-30  start lab-compute-30", rows[2])
 	assert.Equal(t, "  compute-01  done: start lab-compute-01", rows[3])
-	assert.Equal(t, "  and 26 more VMs (0 running, 26 finished)", rows[4])
+	assert.Equal(t, "  and 26 more VMs (0 at work, 0 waiting, 26 finished)", rows[4])
 
 	assert.Len(t, vmRows(steps, 30), 30, "every VM on its own line when they fit")
 	assert.Empty(t, vmRows(steps[30:], 5), "the cluster's shared steps make no VM row")
+
+	// Steps planned and not begun: the VM waits, or has steps to go.
+	planned := []workflows.Step{
+		{Name: "volume a.qcow2", Status: workflows.StepDone, VM: "a"},
+		{Name: "domain lab-a", Status: workflows.StepPending, VM: "a"},
+		{Name: "volume b.qcow2", Status: workflows.StepPending, VM: "b"},
+		{Name: "domain lab-b", Status: workflows.StepPending, VM: "b"},
+	}
+	assert.Equal(t, []string{"  a  done: volume a.qcow2, 1 step(s) to go", "  b  waiting (2 step(s) to go)"}, vmRows(planned, 5))
+	assert.Equal(t, "1 of 4 steps done", runningLine(planned))
 }

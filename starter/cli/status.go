@@ -50,6 +50,8 @@ type NetworkInfo struct {
 	Range   string `json:"network_range"`
 	Gateway string `json:"gateway"`
 	Active  bool   `json:"active"`
+	// Forward is how the guests reach beyond the bridge: nat, none, ...
+	Forward string `json:"forward,omitempty"`
 }
 
 // PoolInfo is the pool part of the status.
@@ -190,7 +192,7 @@ func buildStatus(d workflows.Description) Status {
 		if !n.Owned {
 			st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("network %s has the cluster's name but was not created by hpcvm (its UUID is not hpcvm's)", n.Name))
 		} else {
-			st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: n.Address, Gateway: strings.Split(n.Address, "/")[0], Active: n.Active}
+			st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: n.Address, Gateway: strings.Split(n.Address, "/")[0], Active: n.Active, Forward: n.Forward}
 			if pfx, err := netip.ParsePrefix(n.Address); err == nil {
 				st.Network.Range = pfx.Masked().String()
 			}
@@ -306,8 +308,8 @@ func (a *app) printStatus(st Status) {
 			op.Ended.Local().Format(time.RFC3339), op.Ended.Sub(op.Started).Round(10*time.Millisecond), op.RunID)
 	}
 	if n := st.Network; n != nil {
-		fmt.Fprintf(a.out, "\nVirtual Network: %s\n  Bridge: %s\n  Network Range: %s\n  Gateway: %s\n  Status: %s\n",
-			n.Name, n.Bridge, n.Range, n.Gateway, activeWord(n.Active))
+		fmt.Fprintf(a.out, "\nVirtual Network: %s\n  Bridge: %s\n  Network Range: %s\n  Gateway: %s\n  Forward: %s\n  Status: %s\n",
+			n.Name, n.Bridge, n.Range, n.Gateway, forwardWords(n.Forward), activeWord(n.Active))
 	} else {
 		fmt.Fprintln(a.out, "\nVirtual Network: absent")
 	}
@@ -362,4 +364,17 @@ func rootMessage(err error) string {
 		return appErr.Message()
 	}
 	return err.Error()
+}
+
+// forwardWords says what a network's forward mode means for its guests.
+func forwardWords(mode string) string {
+	switch mode {
+	case "nat":
+		return "nat (the guests reach out through the host's addresses)"
+	case "none":
+		return "none (air-gapped: the guests reach their bridge only)"
+	case "":
+		return "unknown (the worker is older than this client)"
+	}
+	return mode
 }

@@ -555,8 +555,8 @@ func (a *app) showProgress(c client.Client, run client.WorkflowRun, shown map[st
 	}
 	for _, s := range steps {
 		key := s.Status + "|" + s.Detail
-		if shown[s.Name] == key || (live != nil && s.Status == workflows.StepRunning) {
-			continue // on a terminal, the live line shows what runs
+		if shown[s.Name] == key || s.Status == workflows.StepPending || (live != nil && s.Status == workflows.StepRunning) {
+			continue // not begun; or on a terminal, the live block shows what runs
 		}
 		shown[s.Name] = key
 		line := fmt.Sprintf("  %-12s %s", s.Status, s.Name)
