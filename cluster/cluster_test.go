@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestValidationNamesFieldValueAndRemedy(t *testing.T) {
 		{"duplicate vm", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1}, {name: c1}]", "compute_nodes[1].name", "used twice"},
 		{"tiny memory", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncompute_nodes: [{name: c1, memory_mb: 8}]", "compute_nodes[0].memory_mb", "at least 64"},
 		{"typo key", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\ncontroller: {memroy_mb: 10}", "controller.memroy_mb", "not a known setting"},
-		{"dns mode", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {dns_mode: routed}", "network.dns_mode", "host changes"},
+		{"dns mode", "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {dns_mode: mesh}", "network.dns_mode", "is not a DNS mode"},
 		{"cpu model", "cluster: {name: lab, storage: {base_image: /x.qcow2, }, hardware: {acceleration: {cpu_model: \"pen tium\"}}}", "cluster.hardware.acceleration.cpu_model", "host-passthrough"},
 	}
 	for _, tc := range cases {
@@ -258,4 +259,56 @@ func TestNetworkForwardIsCheckedAndPlanned(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, p.Network.ForwardMode(), mode)
 	}
+}
+
+// host_configuration: changes kept off are accepted (hpcvm's default), a
+// change switched on is refused (hpcvm makes none yet), unknown keys and
+// wrong kinds are refused by path.
+func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\n"
+	_, err := Parse([]byte(base + `host_configuration:
+  require_confirmation: true
+  enable_audit_logging: true
+  network:
+    enable_host_dns_integration: false
+    enable_cross_cluster_routing: false
+    dnsmasq_config_path: /etc/dnsmasq.d
+    cross_cluster_routing: {enable_ip_forwarding: true, permanent_changes: false}
+  system: {enable_hugepage_config: false, performance: {cpu_governor: performance}}
+  security: {max_rollback_attempts: 3}
+  development_mode: false
+`))
+	require.NoError(t, err)
+	for in, want := range map[string]string{
+		"host_configuration: {network: {enable_cross_cluster_routing: true}}": "host_configuration.network.enable_cross_cluster_routing: \"true\" would let hpcvm change the host (IP forwarding and firewall rules between the clusters' bridges), which hpcvm does not do yet",
+		"host_configuration: {development_mode: true}":                        "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
+		"host_configuration: {network: {colour: red}}":                        "host_configuration.network.colour: \"red\" is not a host_configuration setting",
+		"host_configuration: {security: {max_rollback_attempts: many}}":       "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
+		"host_configuration: {system: {enable_numa_config: yes-please}}":      "host_configuration.system.enable_numa_config: \"yes-please\" is not true or false",
+	} {
+		_, err := Parse([]byte(base + in))
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), want, in)
+	}
+}
+
+// A dns_mode that needs host changes runs isolated, and says how to make
+// the changes by hand with the cluster's own names.
+func TestDNSModesNeedingHostChangesFallBackWithManualSteps(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: %s}\n"
+	for mode, want := range map[string][]string{
+		"shared_dns":        {"Shared DNS requested for lab but host changes are disabled; the cluster runs isolated", "resolvectl dns br-lab 10.9.0.1", "server=/lab.local/10.9.0.1", "enable_host_dns_integration: true"},
+		"routed":            {"Cross-cluster routing requested for lab", "sysctl -w net.ipv4.ip_forward=1", "iptables -I FORWARD -i br-lab -o BR -j ACCEPT", "enable_cross_cluster_routing: true"},
+		"service_discovery": {"Service discovery requested for lab", "Consul/etcd", "enable_service_discovery: true"},
+	} {
+		s, err := Parse([]byte(fmt.Sprintf(base, mode)))
+		require.NoError(t, err, mode)
+		w := strings.Join(Warnings(s), "\n")
+		for _, piece := range want {
+			assert.Contains(t, w, piece, mode)
+		}
+	}
+	s, err := Parse([]byte(fmt.Sprintf(base, "isolated")))
+	require.NoError(t, err)
+	assert.Empty(t, Warnings(s))
 }

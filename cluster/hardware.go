@@ -331,8 +331,8 @@ func containsString(list []string, v string) bool {
 // operator to read before a run.
 func Warnings(s Spec) []string {
 	var out []string
-	if len(s.HostConfiguration) > 0 {
-		out = append(out, "host_configuration has no effect yet: hpcvm makes no changes to the host's DNS or network configuration")
+	if w := dnsModeFallback(s); w != "" {
+		out = append(out, w)
 	}
 	if len(s.Global) > 0 {
 		out = append(out, "global has no effect: hpcvm reads no settings from it")

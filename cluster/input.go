@@ -607,7 +607,7 @@ var settingHints = map[string]string{
 	"network.gateway_ip":      "give an IPv4 address inside network.network_range, or leave the key out to use its first host address",
 	"network.dhcp_start":      "give an IPv4 address inside network.network_range, or leave the key out to use its 10th host address",
 	"network.dhcp_end":        "give an IPv4 address inside network.network_range, or leave the key out to use its last host address",
-	"network.dns_mode":        `give "` + DefaultDNSMode + `", or leave the key out for that default`,
+	"network.dns_mode":        `give "` + DefaultDNSMode + `" (the default), "shared_dns", "routed" or "service_discovery"`,
 	"network.forward":         `give "nat" (the guests reach out through the host's addresses) or "none" (air-gapped), or leave the key out: nat for a new network, what it has for an existing one`,
 	"network.dns_servers":     `give a list of IPv4 addresses such as ["1.1.1.1", "8.8.8.8"]`,
 	"network.dns_servers[]":   "give an IPv4 address such as 1.1.1.1",

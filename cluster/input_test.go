@@ -143,7 +143,7 @@ func TestParseRefusesEmptyAndMissingValues(t *testing.T) {
 		{`network: {network_range: ""}`, "network.network_range", `network.network_range: "" is empty; give an IPv4 network in CIDR form such as 192.168.100.0/24, or leave the key out for that default`},
 		{`network: {dhcp_start: ""}`, "network.dhcp_start", `network.dhcp_start: "" is empty;`},
 		{`network: {dhcp_end: ""}`, "network.dhcp_end", `network.dhcp_end: "" is empty;`},
-		{`network: {dns_mode: ""}`, "network.dns_mode", `network.dns_mode: "" is empty; give "isolated", or leave the key out for that default`},
+		{`network: {dns_mode: ""}`, "network.dns_mode", `network.dns_mode: "" is empty; give "isolated" (the default), "shared_dns", "routed" or "service_discovery"`},
 		{`network: {bridge_name: ""}`, "network.bridge_name", `network.bridge_name: "" is empty;`},
 		{"network: {dhcp_end: }", "network.dhcp_end", "network.dhcp_end has no value; give an IPv4 address"},
 		{`network: {static_leases: {controller-01: ""}}`, "network.static_leases.controller-01", `network.static_leases.controller-01: "" is empty; give an IPv4 address`},
@@ -309,7 +309,6 @@ compute_nodes:
 	require.NotNil(t, devices[0].IOMMUGroup)
 	assert.Equal(t, 1, *devices[0].IOMMUGroup)
 	assert.Equal(t, []string{
-		"host_configuration has no effect yet: hpcvm makes no changes to the host's DNS or network configuration",
 		"global has no effect: hpcvm reads no settings from it",
 		"compute_nodes[0].pcie_passthrough lists 1 device(s) but enabled is false: they are not passed through",
 	}, Warnings(s))

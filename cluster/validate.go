@@ -325,10 +325,12 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	switch n.DNSMode {
 	case "isolated":
 	case "shared_dns", "routed", "service_discovery":
-		add("network.dns_mode", n.DNSMode, "needs host changes that hpcvm does not make yet", `use "isolated"`)
+		// Need host changes, which are off: the cluster runs isolated and
+		// Warnings prints the steps to make them by hand.
 	default:
-		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated"`)
+		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated" (the default), "shared_dns", "routed" or "service_discovery"`)
 	}
+	validateHostConfiguration(s.HostConfiguration, add)
 	switch n.Forward {
 	case "", ForwardNAT, ForwardNone:
 	case "route":
