@@ -38,6 +38,10 @@ type Activities struct {
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client
+	// agentAsking holds the domains whose guest agent a status is still
+	// waiting for: a stuck agent is not asked again until it answers, so
+	// repeated statuses (--wait-ip polls) do not pile calls up on it.
+	agentAsking sync.Map
 	// probeMu guards the host facts ProbeHost keeps for ProbeRefresh.
 	probeMu    sync.Mutex
 	probeFacts *libvirt.HostFacts

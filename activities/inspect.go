@@ -145,6 +145,9 @@ func (a *Activities) liveAddresses(inv Inventory) []LiveAddress {
 	var asked []DomainState
 	for _, d := range inv.Domains {
 		if d.Owned && d.AgentConnected && d.Running() {
+			if _, busy := a.agentAsking.LoadOrStore(d.Name, true); busy {
+				continue // an earlier question is still waiting for it
+			}
 			asked = append(asked, d)
 		}
 	}
@@ -152,6 +155,7 @@ func (a *Activities) liveAddresses(inv Inventory) []LiveAddress {
 	answered := make(chan int, len(asked))
 	for i, d := range asked {
 		go func() {
+			defer a.agentAsking.Delete(d.Name)
 			if byMAC, err := a.Libvirt.DomainAgentAddresses(d.Name); err == nil {
 				answers[i] = byMAC
 			}

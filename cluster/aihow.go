@@ -497,12 +497,16 @@ func (c *aiHowConverter) sharedVMImage() any {
 			}
 		}
 	}
-	if len(images) == 0 || images[0] == nil {
+	if len(images) == 0 {
+		return nil
+	}
+	first, ok := images[0].(string)
+	if !ok || first == "" {
 		return nil
 	}
 	for _, img := range images[1:] {
-		if img != images[0] {
-			return nil
+		if s, ok := img.(string); !ok || s != first {
+			return nil // differing or not text: vm reports each
 		}
 	}
 	// The VMs' paths are expanded (and reported) as each VM is read.

@@ -184,3 +184,16 @@ clusters:
 		assert.Contains(t, err.Error(), want, in)
 	}
 }
+
+func TestConvertAIHowSurvivesImagesThatAreNotText(t *testing.T) {
+	out, err := ConvertAIHow([]byte(`version: "1.0"
+clusters:
+  hpc:
+    name: lists
+    controller: {cpu_cores: 1, memory_gb: 1, disk_gb: 10, base_image_path: [a]}
+    compute_nodes:
+      - {cpu_cores: 1, memory_gb: 1, disk_gb: 10, base_image_path: [a]}
+`), AIHowOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, out[0].YAML, "became the cluster's base image")
+}

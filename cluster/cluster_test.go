@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -279,6 +280,9 @@ func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
   development_mode: false
 `))
 	require.NoError(t, err)
+	s, err := Parse([]byte(base + "host_configuration: {require_confirmation: true, network: {enable_host_dns_integration: false, dnsmasq_config_path: /etc/dnsmasq.d}}"))
+	require.NoError(t, err)
+	assert.Contains(t, Warnings(s), "host_configuration: every host change is off (hpcvm makes none yet), so network.dnsmasq_config_path, require_confirmation change nothing")
 	for in, want := range map[string]string{
 		"host_configuration: {network: {enable_cross_cluster_routing: true}}": "host_configuration.network.enable_cross_cluster_routing: \"true\" would let hpcvm change the host (IP forwarding and firewall rules between the clusters' bridges), which hpcvm does not do yet",
 		"host_configuration: {development_mode: true}":                        "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
@@ -297,7 +301,7 @@ func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
 func TestDNSModesNeedingHostChangesFallBackWithManualSteps(t *testing.T) {
 	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: %s}\n"
 	for mode, want := range map[string][]string{
-		"shared_dns":        {"Shared DNS requested for lab but host changes are disabled; the cluster runs isolated", "resolvectl dns br-lab 10.9.0.1", "server=/lab.local/10.9.0.1", "enable_host_dns_integration: true"},
+		"shared_dns":        {"Shared DNS requested for lab but host changes are disabled; the cluster runs isolated", "resolvectl dns br-lab 10.9.0.1", "server=/lab.local/10.9.0.1", "enable_host_dns_integration: true, which it does not support yet"},
 		"routed":            {"Cross-cluster routing requested for lab", "sysctl -w net.ipv4.ip_forward=1", "iptables -I FORWARD -i br-lab -o BR -j ACCEPT", "enable_cross_cluster_routing: true"},
 		"service_discovery": {"Service discovery requested for lab", "Consul/etcd", "enable_service_discovery: true"},
 	} {
@@ -311,4 +315,15 @@ func TestDNSModesNeedingHostChangesFallBackWithManualSteps(t *testing.T) {
 	s, err := Parse([]byte(fmt.Sprintf(base, "isolated")))
 	require.NoError(t, err)
 	assert.Empty(t, Warnings(s))
+}
+
+// The spec reaches the worker through JSON: numbers arrive as float64.
+func TestHostConfigurationNumbersSurviveJSON(t *testing.T) {
+	s, err := Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\nhost_configuration: {security: {max_rollback_attempts: 3}}\n"))
+	require.NoError(t, err)
+	raw, err := json.Marshal(s)
+	require.NoError(t, err)
+	var again Spec
+	require.NoError(t, json.Unmarshal(raw, &again))
+	require.NoError(t, Validate(again))
 }

@@ -334,6 +334,9 @@ func Warnings(s Spec) []string {
 	if w := dnsModeFallback(s); w != "" {
 		out = append(out, w)
 	}
+	if w := hostSettingsNote(s.HostConfiguration); w != "" {
+		out = append(out, w)
+	}
 	if len(s.Global) > 0 {
 		out = append(out, "global has no effect: hpcvm reads no settings from it")
 	}

@@ -118,10 +118,42 @@ func hasKind(v any, kind string) bool {
 		_, ok := v.(string)
 		return ok
 	case "number":
-		_, ok := v.(int)
-		return ok
+		// YAML gives int; the spec a worker receives went through JSON,
+		// which gives float64.
+		switch n := v.(type) {
+		case int, int64, uint64:
+			return true
+		case float64:
+			return n == float64(int64(n))
+		}
 	}
 	return false
+}
+
+// hostSettingsNote is the warning for host_configuration keys that say how
+// a host change would be made: with every change off they change nothing.
+func hostSettingsNote(hc map[string]any) string {
+	var given []string
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			rel := k
+			if prefix != "" {
+				rel = prefix + "." + k
+			}
+			if sub, ok := v.(map[string]any); ok && isHostSection(rel) {
+				walk(rel, sub)
+			} else if _, ok := hostSettingKinds[rel]; ok {
+				given = append(given, rel)
+			}
+		}
+	}
+	walk("", hc)
+	if len(given) == 0 {
+		return ""
+	}
+	sort.Strings(given)
+	return "host_configuration: every host change is off (hpcvm makes none yet), so " + strings.Join(given, ", ") + " change nothing"
 }
 
 // dnsModeFallback is the warning of a dns_mode that needs host changes,
@@ -136,20 +168,20 @@ func dnsModeFallback(s Spec) string {
 	switch n.DNSMode {
 	case "shared_dns":
 		fmt.Fprintf(&b, "Shared DNS requested for %s but host changes are disabled; the cluster runs isolated: its names (%s) resolve inside it only.\n", name, domain)
-		b.WriteString("To let hpcvm make the change (not yet supported: do it by hand):\nhost_configuration:\n  network:\n    enable_host_dns_integration: true\n    require_confirmation: true\n\n")
+		b.WriteString("hpcvm would make it with host_configuration.network.enable_host_dns_integration: true, which it does not support yet (the key is refused).\n\n")
 		fmt.Fprintf(&b, "Manual steps required (after `hpcvm start`; undo them before `hpcvm destroy`):\n")
 		fmt.Fprintf(&b, "1. With systemd-resolved: resolvectl dns %s %s && resolvectl domain %s '~%s'\n", bridge, n.GatewayIP, bridge, domain)
 		fmt.Fprintf(&b, "   With dnsmasq: echo 'server=/%s/%s' | sudo tee /etc/dnsmasq.d/hpcvm-%s.conf && sudo systemctl restart dnsmasq\n", domain, n.GatewayIP, name)
 		fmt.Fprintf(&b, "2. For other shared_dns clusters to resolve these names: virsh net-edit <their network> and add <forwarder domain='%s' addr='%s'/> to its <dns>, then restart that network", domain, n.GatewayIP)
 	case "routed":
 		fmt.Fprintf(&b, "Cross-cluster routing requested for %s but host changes are disabled; the cluster runs isolated: other clusters cannot reach it.\n", name)
-		b.WriteString("To let hpcvm make the change (not yet supported: do it by hand):\nhost_configuration:\n  network:\n    enable_cross_cluster_routing: true\n    require_confirmation: true\n\n")
+		b.WriteString("hpcvm would make it with host_configuration.network.enable_cross_cluster_routing: true, which it does not support yet (the key is refused).\n\n")
 		fmt.Fprintf(&b, "Manual steps required:\n1. Enable IP forwarding: sudo sysctl -w net.ipv4.ip_forward=1\n")
 		fmt.Fprintf(&b, "2. Let bridge %s (network %s) and each other routed cluster's bridge BR through libvirt's rules: sudo iptables -I FORWARD -i %s -o BR -j ACCEPT && sudo iptables -I FORWARD -i BR -o %s -j ACCEPT\n", bridge, n.NetworkRange, bridge, bridge)
 		fmt.Fprintf(&b, "3. Make IP forwarding permanent: echo 'net.ipv4.ip_forward=1' | sudo tee -a /etc/sysctl.conf")
 	case "service_discovery":
 		fmt.Fprintf(&b, "Service discovery requested for %s but host changes are disabled; the cluster runs isolated, registered nowhere.\n", name)
-		b.WriteString("To let hpcvm make the change (not yet supported: do it by hand):\nhost_configuration:\n  network:\n    enable_service_discovery: true\n    require_confirmation: true\n\n")
+		b.WriteString("hpcvm would make it with host_configuration.network.enable_service_discovery: true, which it does not support yet (the key is refused).\n\n")
 		fmt.Fprintf(&b, "Manual steps required:\n1. Install and configure Consul/etcd service discovery\n")
 		fmt.Fprintf(&b, "2. Register the cluster's nodes with it: `hpcvm inventory -c FILE -o yaml` lists each node's name and address (domain %s)\n", domain)
 		fmt.Fprintf(&b, "3. Update DNS to point to the service discovery service: set network.dns_servers to its address")

@@ -143,12 +143,18 @@ const (
 )
 
 // Validate checks everything that can be checked without the host.
-func Validate(s Spec) error { return validate(s, validateHardware) }
+func Validate(s Spec) error { return validate(s, validateHardware, true) }
+
+// ValidateBeforeHostRules is Validate as it was before host_configuration
+// was checked key by key and the dns_modes that need host changes fell
+// back to isolated: host_configuration was free-form, and those modes
+// were refused. Runs recorded then replay under it.
+func ValidateBeforeHostRules(s Spec) error { return validate(s, validateHardware, false) }
 
 // ValidateAsRecorded is Validate as it was before the hardware settings
 // were typed and judged: workflows replaying runs recorded then must
 // accept and refuse what those runs did.
-func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules) }
+func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules, false) }
 
 // recordedHardwareRules are the hardware checks of runs recorded before
 // the hardware settings were judged: a CPU model from a fixed list and the
@@ -172,7 +178,7 @@ func recordedHardwareRules(s Spec, add func(path string, value any, problem, wan
 	}
 }
 
-func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string))) error {
+func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string)), hostRules bool) error {
 	var errs ValidationError
 	add := func(path string, value any, problem, want string) {
 		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
@@ -228,7 +234,7 @@ func validate(s Spec, hardware func(Spec, func(path string, value any, problem, 
 	}
 	hardware(s, add)
 
-	validateNetwork(s, add)
+	validateNetwork(s, add, hostRules)
 	validateInventory(s, add)
 
 	c := s.Controller
@@ -313,7 +319,7 @@ func validateInventory(s Spec, add func(path string, value any, problem, want st
 	}
 }
 
-func validateNetwork(s Spec, add func(path string, value any, problem, want string)) {
+func validateNetwork(s Spec, add func(path string, value any, problem, want string), hostRules bool) {
 	n := s.Network
 	switch {
 	case n.BridgeName == "":
@@ -327,10 +333,15 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	case "shared_dns", "routed", "service_discovery":
 		// Need host changes, which are off: the cluster runs isolated and
 		// Warnings prints the steps to make them by hand.
+		if !hostRules {
+			add("network.dns_mode", n.DNSMode, "needs host changes that hpcvm does not make yet", `use "isolated"`)
+		}
 	default:
 		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated" (the default), "shared_dns", "routed" or "service_discovery"`)
 	}
-	validateHostConfiguration(s.HostConfiguration, add)
+	if hostRules {
+		validateHostConfiguration(s.HostConfiguration, add)
+	}
 	switch n.Forward {
 	case "", ForwardNAT, ForwardNone:
 	case "route":

@@ -66,7 +66,9 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	assert.Equal(t, "compute-02", stepVMs["start "+e.cluster+"-compute-02"])
 	assert.Equal(t, "controller-01", stepVMs["volume controller-01.qcow2"])
-	assert.Equal(t, "", stepVMs["network "+e.cluster+"-network"], "the cluster's shared objects belong to no VM")
+	vm, ok := stepVMs["network "+e.cluster+"-network"]
+	assert.True(t, ok, "the network step is in the progress")
+	assert.Equal(t, "", vm, "the cluster's shared objects belong to no VM")
 
 	// Every object, checked through libvirt itself.
 	net, err := e.lv.LookupNetwork(e.cluster + "-network")

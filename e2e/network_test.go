@@ -19,13 +19,14 @@ import (
 // networks. It returns the world's address.
 func uplink(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("bash", "../scripts/test-uplink.sh", "up").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	// Registered first: an up that fails half-way is undone too.
 	t.Cleanup(func() {
 		if out, err := exec.Command("bash", "../scripts/test-uplink.sh", "down").CombinedOutput(); err != nil {
 			t.Errorf("test-uplink.sh down: %v\n%s", err, out)
 		}
 	})
+	out, err := exec.Command("bash", "../scripts/test-uplink.sh", "up").CombinedOutput()
+	require.NoError(t, err, "%s", out)
 	return strings.TrimSpace(string(out))
 }
 
@@ -75,68 +76,80 @@ func probeResults(t *testing.T, share string) map[string]string {
 	return out
 }
 
+// probingCluster starts a cluster (network.forward as given, dns_mode as
+// given) whose compute-01 asks the probes probes(controller IP) once it
+// has a lease, and returns the env and the guest's answers.
+func probingCluster(t *testing.T, forward, dnsMode string, probes func(e *env, controller string) []string) (*env, map[string]string, string) {
+	e := newEnv(t)
+	e.startWorker()
+	e.mustLeaveNothing()
+	e.writeSpec(clusterFile{}) // for the planned addresses
+	controller, err := e.plannedIP("controller-01")
+	require.NoError(t, err)
+	share := e.writeProbingSpec(forward, probes(e, controller)...)
+	if dnsMode != "" {
+		writeFile(t, e.config, strings.Replace(readFile(t, e.config), "network:\n", "network:\n  dns_mode: "+dnsMode+"\n", 1))
+	}
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	answers := probeResults(t, share)
+	t.Logf("%s guest (forward %q, dns_mode %q): %v", e.cluster, forward, dnsMode, answers)
+	return e, answers, out
+}
+
 // What network.forward promises, proved from inside the guests: a guest
 // of a nat cluster reaches a host beyond libvirt's namespace (its replies
 // come back only through libvirt's NAT); a guest of a none cluster reaches
-// its own cluster and nothing beyond; neither reaches into the other
+// its own cluster and nothing beyond; no guest reaches into another
 // cluster, also when dns_mode routed asks for it without the host changes
 // it needs; each resolves its own nodes' names in <cluster>.local.
 func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	world := uplink(t)
 
-	airgapped := newEnv(t)
-	airgapped.startWorker()
-	airgapped.mustLeaveNothing()
-	airgapped.writeSpec(clusterFile{}) // for the planned addresses
-	gappedController, err := airgapped.plannedIP("controller-01")
-	require.NoError(t, err)
-	gappedShare := airgapped.writeProbingSpec("none",
-		"ping "+world, "ping "+gappedController, "resolve controller-01."+airgapped.cluster+".local")
-	code, out := airgapped.hpcvm("start")
-	require.Equal(t, cli.ExitOK, code, out)
+	gapped, reached, _ := probingCluster(t, "none", "", func(e *env, controller string) []string {
+		return []string{"ping-wait " + controller, "ping " + world, "resolve controller-01." + e.cluster + ".local"}
+	})
+	gappedController, _ := gapped.plannedIP("controller-01")
+	assert.Equal(t, "ok", reached["ping-wait "+gappedController], "its own cluster")
+	assert.Equal(t, "unreachable", reached["ping "+world], "forward none: nothing beyond the bridge")
+	assert.Equal(t, gappedController, reached["resolve controller-01."+gapped.cluster+".local"])
 	var n libvirtxml.Network
-	require.NoError(t, n.Unmarshal(virsh(t, "net-dumpxml", airgapped.cluster+"-network")))
+	require.NoError(t, n.Unmarshal(virsh(t, "net-dumpxml", gapped.cluster+"-network")))
 	assert.Nil(t, n.Forward, "forward none: a network without <forward>")
-	code, out = airgapped.hpcvm("status")
+	code, out := gapped.hpcvm("status")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "Forward: none (air-gapped")
-	gapped := probeResults(t, gappedShare)
-	t.Logf("air-gapped guest: %v", gapped)
-	assert.Equal(t, "unreachable", gapped["ping "+world], "forward none: nothing beyond the bridge")
-	assert.Equal(t, "ok", gapped["ping "+gappedController], "its own cluster")
-	assert.Equal(t, gappedController, gapped["resolve controller-01."+airgapped.cluster+".local"])
-	gappedCompute, err := airgapped.plannedIP("compute-01")
-	require.NoError(t, err)
+	// The file no longer names a mode: the network keeps its own.
+	writeFile(t, gapped.config, strings.Replace(readFile(t, gapped.config), "  forward: none\n", "", 1))
+	code, out = gapped.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
 
-	natted := newEnv(t)
-	natted.startWorker()
-	natted.mustLeaveNothing()
-	natted.writeSpec(clusterFile{})
-	natController, err := natted.plannedIP("controller-01")
-	require.NoError(t, err)
-	natShare := natted.writeProbingSpec("", // nat, the default
-		"ping "+world, "ping "+natController, "ping "+gappedCompute, "resolve controller-01."+natted.cluster+".local")
-	// dns_mode routed needs host changes, which are off: the start warns
-	// with the steps to make them by hand and runs isolated (the probe of
-	// the other cluster's guest below shows it).
-	writeFile(t, natted.config, strings.Replace(readFile(t, natted.config), "network:\n", "network:\n  dns_mode: routed\n", 1))
-	code, out = natted.hpcvm("plan")
-	require.Equal(t, cli.ExitOK, code, out)
-	assert.Contains(t, out, "forward nat")
-	code, out = natted.hpcvm("start")
-	require.Equal(t, cli.ExitOK, code, out)
-	assert.Contains(t, out, "Cross-cluster routing requested for "+natted.cluster+" but host changes are disabled; the cluster runs isolated")
-	assert.Contains(t, out, "sudo sysctl -w net.ipv4.ip_forward=1")
+	// Targets in other clusters are up: each answered its own probes.
+	gappedCompute, _ := gapped.plannedIP("compute-01")
+	natted, reached, _ := probingCluster(t, "", "", func(e *env, controller string) []string { // nat, the default
+		return []string{"ping-wait " + controller, "ping-wait " + world, "ping " + gappedCompute, "resolve controller-01." + e.cluster + ".local"}
+	})
+	natController, _ := natted.plannedIP("controller-01")
+	assert.Equal(t, "ok", reached["ping-wait "+natController])
+	assert.Equal(t, "ok", reached["ping-wait "+world], "forward nat: out through the host's address")
+	assert.Equal(t, "unreachable", reached["ping "+gappedCompute], "an air-gapped cluster's guest")
+	assert.Equal(t, natController, reached["resolve controller-01."+natted.cluster+".local"])
 	n = libvirtxml.Network{}
 	require.NoError(t, n.Unmarshal(virsh(t, "net-dumpxml", natted.cluster+"-network")))
 	require.NotNil(t, n.Forward)
 	assert.Equal(t, "nat", n.Forward.Mode)
-	reached := probeResults(t, natShare)
-	t.Logf("nat guest: %v", reached)
-	assert.Equal(t, "ok", reached["ping "+world], "forward nat: out through the host's address")
-	assert.Equal(t, "ok", reached["ping "+natController])
-	assert.Equal(t, "unreachable", reached["ping "+gappedCompute], "another cluster's guest, up (it answered its own probes), is not reachable")
-	assert.Equal(t, natController, reached["resolve controller-01."+natted.cluster+".local"])
+
+	// dns_mode routed needs host changes, which are off: the start warns
+	// with the steps to make them by hand, and the cluster stays isolated
+	// from the other nat cluster.
+	nattedCompute, _ := natted.plannedIP("compute-01")
+	routed, reached, out := probingCluster(t, "nat", "routed", func(e *env, controller string) []string {
+		return []string{"ping-wait " + world, "ping " + nattedCompute}
+	})
+	assert.Contains(t, out, "Cross-cluster routing requested for "+routed.cluster+" but host changes are disabled; the cluster runs isolated")
+	assert.Contains(t, out, "sudo sysctl -w net.ipv4.ip_forward=1")
+	assert.Equal(t, "ok", reached["ping-wait "+world])
+	assert.Equal(t, "unreachable", reached["ping "+nattedCompute], "another nat cluster's guest")
 
 	// The running cluster's forwarding is not changed by an edited file.
 	writeFile(t, natted.config, strings.Replace(readFile(t, natted.config), "network:\n", "network:\n  forward: none\n", 1))
@@ -144,7 +157,7 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	assert.Equal(t, cli.ExitBadInput, code, out)
 	assert.Contains(t, out, `network.forward is "none", but the cluster's network `+natted.cluster+`-network was created with forward "nat"`)
 
-	for _, e := range []*env{natted, airgapped} {
+	for _, e := range []*env{routed, natted, gapped} {
 		code, out = e.hpcvm("destroy", "--yes")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())

@@ -23,7 +23,7 @@ UP_ADDR=198.18.0.1/30
 WORLD_ADDR=198.18.0.2
 
 die() { echo "test-uplink: ERROR: $*" >&2; exit 1; }
-has_netns() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+has_netns() { [ -e "/run/netns/$1" ]; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
 case "${1:-}" in

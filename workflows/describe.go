@@ -22,10 +22,7 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 			return Description{}, badRequest(err)
 		}
 	} else {
-		validate := cluster.Validate
-		if recordedRules(ctx) {
-			validate = cluster.ValidateAsRecorded
-		}
+		validate, _ := specValidator(ctx)
 		if err := validate(req.Spec); err != nil {
 			return Description{}, badRequest(err)
 		}

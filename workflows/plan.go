@@ -77,7 +77,12 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		r.Checks = append(r.Checks, c)
 		return err == nil
 	}
-	if err := cluster.Validate(req.Spec); err != nil {
+	// Plans never took the recorded hardware rules (see specValidator).
+	validate := cluster.Validate
+	if workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		validate = cluster.ValidateBeforeHostRules
+	}
+	if err := validate(req.Spec); err != nil {
 		var verr cluster.ValidationError
 		if errors.As(err, &verr) {
 			for _, fe := range verr {

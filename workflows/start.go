@@ -58,11 +58,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	actx := stepContext(ctx, o)
 	// The workflow checks its request itself: a client that skips the CLI
 	// gets the same errors, and nothing is created for a bad request.
-	recorded := recordedRules(ctx)
-	validate := cluster.Validate
-	if recorded {
-		validate = cluster.ValidateAsRecorded
-	}
+	validate, recorded := specValidator(ctx)
 	if err := validate(req.Spec); err != nil {
 		return StartResult{}, badRequest(err)
 	}
@@ -101,6 +97,11 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	if recorded {
 		plan.AsRecorded()
+	}
+	// Without network.forward an existing network keeps its forwarding:
+	// its XML, which EnsureNetwork checks, says what it has.
+	if plan.Network.Forward == "" && inv.NetworkOwned() && inv.Network.Forward != "" {
+		plan.Network.Forward = inv.Network.Forward
 	}
 	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
 
@@ -470,6 +471,7 @@ func hasMAC(ls []cluster.HostLease, mac string) bool {
 // failNodes rolls back the nodes that failed on a cluster that was already
 // up, and says so.
 func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err error) error {
+	tr.dropPending() // what was not begun will not be: the progress shows the rollback
 	undone, notUndone := sg.compensate(ctx, tr)
 	f := Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
 	var se *stepError
@@ -487,6 +489,7 @@ func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err 
 // failStart rolls back and builds the error the operator reads: what failed,
 // why, and what was undone.
 func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
+	tr.dropPending() // what was not begun will not be: the progress shows the rollback
 	undone, notUndone := sg.compensate(ctx, tr)
 	f := Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
 	var se *stepError
@@ -660,6 +663,19 @@ func exclusiveDevices(vm cluster.VMPlan) bool {
 		}
 	}
 	return false
+}
+
+// specValidator is the validation the run began under: runs recorded
+// before the hardware settings were judged (recorded is true), or before
+// host_configuration was checked key by key, replay under their rules.
+func specValidator(ctx workflow.Context) (validate func(cluster.Spec) error, recorded bool) {
+	if recordedRules(ctx) {
+		return cluster.ValidateAsRecorded, true
+	}
+	if workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return cluster.ValidateBeforeHostRules, false
+	}
+	return cluster.Validate, false
 }
 
 // recordedRules says the run was recorded before the hardware settings

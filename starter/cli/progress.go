@@ -52,7 +52,11 @@ const (
 // bar joined mid-upload started with a rate too high and a wrong time
 // left) could not.
 type liveView struct {
-	p *mpb.Progress
+	p   *mpb.Progress
+	out io.Writer
+	// broken is set when mpb stopped (a write to the terminal failed):
+	// the view then draws nothing and prints lines directly.
+	broken bool
 
 	mu      sync.Mutex
 	summary string
@@ -66,8 +70,8 @@ type liveView struct {
 }
 
 func newLiveView(out io.Writer) *liveView {
-	v := &liveView{p: mpb.New(mpb.WithOutput(out), mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithRefreshRate(150*time.Millisecond))}
-	v.status = v.p.New(0, mpb.NopStyle(), mpb.BarPriority(prioritySummary), mpb.BarRemoveOnComplete(),
+	v := &liveView{out: out, p: mpb.New(mpb.WithOutput(out), mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithRefreshRate(150*time.Millisecond))}
+	v.status = v.add(0, mpb.NopStyle(), mpb.BarPriority(prioritySummary), mpb.BarRemoveOnComplete(), mpb.BarFillerTrim(),
 		mpb.PrependDecorators(decor.Spinner(nil), decor.Name(" "), decor.Any(func(decor.Statistics) string {
 			v.mu.Lock()
 			defer v.mu.Unlock()
@@ -77,9 +81,29 @@ func newLiveView(out io.Writer) *liveView {
 	return v
 }
 
+// add adds a bar to the block; nil (and the view broken) once mpb has
+// stopped.
+func (v *liveView) add(total int64, filler mpb.BarFillerBuilder, options ...mpb.BarOption) *mpb.Bar {
+	if v.broken {
+		return nil
+	}
+	b, err := v.p.Add(total, filler.Build(), options...)
+	if err != nil {
+		v.broken = true
+		return nil
+	}
+	return b
+}
+
 // printAbove prints a line above the live block.
 func (v *liveView) printAbove(line string) {
-	_, _ = v.p.Write([]byte(line + "\n"))
+	if !v.broken {
+		if _, err := v.p.Write([]byte(line + "\n")); err == nil {
+			return
+		}
+		v.broken = true
+	}
+	fmt.Fprintln(v.out, line)
 }
 
 // update redraws the live block from the run's steps and its pending upload.
@@ -89,9 +113,12 @@ func (v *liveView) update(steps []workflows.Step, upload *activities.UploadProgr
 	v.summary = runningLine(steps)
 	v.rows = rows
 	v.mu.Unlock()
+	if v.broken {
+		return
+	}
 	for len(v.rowBars) < len(rows) {
 		i := len(v.rowBars)
-		v.rowBars = append(v.rowBars, v.p.New(0, mpb.NopStyle(), mpb.BarPriority(priorityVMRows+i), mpb.BarRemoveOnComplete(),
+		bar := v.add(0, mpb.NopStyle(), mpb.BarPriority(priorityVMRows+i), mpb.BarRemoveOnComplete(), mpb.BarFillerTrim(),
 			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 				v.mu.Lock()
 				defer v.mu.Unlock()
@@ -99,7 +126,11 @@ func (v *liveView) update(steps []workflows.Step, upload *activities.UploadProgr
 					return v.rows[i]
 				}
 				return ""
-			}))))
+			})))
+		if bar == nil {
+			return
+		}
+		v.rowBars = append(v.rowBars, bar)
 	}
 	for len(v.rowBars) > len(rows) {
 		last := len(v.rowBars) - 1
@@ -126,9 +157,19 @@ func (v *liveView) showUpload(upload *activities.UploadProgress) {
 	}
 	now := time.Now()
 	if v.upload == nil {
-		v.upload = v.p.New(upload.Source.Size, mpb.BarStyle(), mpb.BarPriority(priorityUpload), mpb.BarRemoveOnComplete(), mpb.BarWidth(30),
+		v.upload = v.add(upload.Source.Size, mpb.BarStyle(), mpb.BarPriority(priorityUpload), mpb.BarRemoveOnComplete(), mpb.BarWidth(30),
 			mpb.PrependDecorators(decor.Name("  base image "), decor.CountersKibiByte("% .1f / % .1f")),
 			mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", ewmaAge), decor.Name(" · left "), decor.EwmaETA(decor.ET_STYLE_GO, ewmaAge)))
+		if v.upload == nil {
+			return
+		}
+		v.upload.SetCurrent(sent)
+		v.uploadSent, v.uploadSeen = sent, now
+		return
+	}
+	if sent < v.uploadSent {
+		// A retried upload that resumed from an earlier offset: the bar
+		// goes back, and the rate starts again from there.
 		v.upload.SetCurrent(sent)
 		v.uploadSent, v.uploadSeen = sent, now
 		return
@@ -152,7 +193,9 @@ func (v *liveView) finish() {
 	for _, b := range v.rowBars {
 		b.SetTotal(-1, true)
 	}
-	v.status.SetTotal(-1, true)
+	if v.status != nil {
+		v.status.SetTotal(-1, true)
+	}
 	v.p.Wait()
 }
 

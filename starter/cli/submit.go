@@ -491,14 +491,19 @@ const noWorkerWarning = 5 * time.Second
 
 // warnIfNoWorker tells the operator when no worker polls the run's queue:
 // the run is safely queued, but nothing happens until one starts.
-func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.WorkflowRun) {
+func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.WorkflowRun, live *liveView) {
 	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
 	if err != nil {
 		return
 	}
 	q := desc.GetExecutionConfig().GetTaskQueue().GetName()
 	if serves, err := workerServes(ctx, c, q); err == nil && !serves {
-		fmt.Fprintf(a.errOut, "warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s)\n", q, workerSeenWithin, hostOfQueue(q))
+		msg := fmt.Sprintf("warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s)", q, workerSeenWithin, hostOfQueue(q))
+		if live != nil {
+			live.printAbove(msg) // the live block would draw over a line of its own
+			return
+		}
+		fmt.Fprintln(a.errOut, msg)
 	}
 }
 
@@ -532,7 +537,7 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 			answered = a.showProgress(c, run, shown, live) || answered
 			if !answered && !warned && time.Since(begun) > noWorkerWarning {
 				warned = true
-				a.warnIfNoWorker(ctx, c, run)
+				a.warnIfNoWorker(ctx, c, run, live)
 			}
 		case <-ctx.Done():
 			return fail(ExitInterrupted, "stopped following; the run goes on in Temporal (workflow %s). Follow it in the Web UI or with `hpcvm status`; stop it with `hpcvm cancel`", run.GetID())

@@ -47,7 +47,7 @@ destroy write the trace of their run when it ends.`,
 			}
 			dir := a.traceDir()
 			if dir == "" {
-				return fail(ExitBadInput, "--trace-dir is empty: say where the trace goes")
+				return fail(ExitBadInput, "the trace directory is empty (--trace-dir or HPCVM_TRACE_DIR): say where the trace goes")
 			}
 			runID, _ := cmd.Flags().GetString("run")
 			c, err := a.dialWithin(cmd.Context())
