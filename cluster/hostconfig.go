@@ -56,9 +56,10 @@ var hostSettingKinds = map[string]string{
 	"security.max_rollback_attempts":                     "number",
 }
 
-// validateHostConfiguration checks host_configuration against the plan's
-// keys: unknown keys, wrong kinds and switched-on changes are refused.
-func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string)) {
+// walkHostConfiguration calls visit for every setting of host_configuration
+// (its sections walked into), in key order, with its path below
+// host_configuration ("network.enable_cross_cluster_routing").
+func walkHostConfiguration(hc map[string]any, visit func(rel string, v any)) {
 	var walk func(prefix string, m map[string]any)
 	walk = func(prefix string, m map[string]any) {
 		keys := make([]string, 0, len(m))
@@ -71,34 +72,41 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			if prefix != "" {
 				rel = prefix + "." + k
 			}
-			path := "host_configuration." + rel
-			v := m[k]
-			if sub, ok := v.(map[string]any); ok && isHostSection(rel) {
+			if sub, ok := m[k].(map[string]any); ok && isHostSection(rel) {
 				walk(rel, sub)
 				continue
 			}
-			if sw, ok := hostSwitches[rel]; ok {
-				on, isBool := v.(bool)
-				switch {
-				case !isBool:
-					add(path, v, "is not true or false", "give false (hpcvm's default), or leave the key out")
-				case on:
-					add(path, v, "would let hpcvm change the host ("+sw.what+"), which hpcvm does not do yet",
-						"leave it false and make the change by hand; the warning of the dns_mode that needs it lists the steps")
-				}
-				continue
-			}
-			kind, ok := hostSettingKinds[rel]
-			if !ok {
-				add(path, v, "is not a host_configuration setting", "see host_configuration in the README for the keys")
-				continue
-			}
-			if !hasKind(v, kind) {
-				add(path, v, "is not "+map[string]string{"bool": "true or false", "text": "text", "number": "a whole number"}[kind], "fix the value, or leave the key out")
-			}
+			visit(rel, m[k])
 		}
 	}
 	walk("", hc)
+}
+
+// validateHostConfiguration checks host_configuration against the plan's
+// keys: unknown keys, wrong kinds and switched-on changes are refused.
+func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string)) {
+	walkHostConfiguration(hc, func(rel string, v any) {
+		path := "host_configuration." + rel
+		if sw, ok := hostSwitches[rel]; ok {
+			on, isBool := v.(bool)
+			switch {
+			case !isBool:
+				add(path, v, "is not true or false", "give false (hpcvm's default), or leave the key out")
+			case on:
+				add(path, v, "would let hpcvm change the host ("+sw.what+"), which hpcvm does not do yet",
+					"leave it false and make the change by hand; the warning of the dns_mode that needs it lists the steps")
+			}
+			return
+		}
+		kind, ok := hostSettingKinds[rel]
+		if !ok {
+			add(path, v, "is not a host_configuration setting", "see host_configuration in the README for the keys")
+			return
+		}
+		if !hasKind(v, kind) {
+			add(path, v, "is not "+map[string]string{"bool": "true or false", "text": "text", "number": "a whole number"}[kind], "fix the value, or leave the key out")
+		}
+	})
 }
 
 func isHostSection(rel string) bool {
@@ -134,25 +142,14 @@ func hasKind(v any, kind string) bool {
 // a host change would be made: with every change off they change nothing.
 func hostSettingsNote(hc map[string]any) string {
 	var given []string
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
-		for k, v := range m {
-			rel := k
-			if prefix != "" {
-				rel = prefix + "." + k
-			}
-			if sub, ok := v.(map[string]any); ok && isHostSection(rel) {
-				walk(rel, sub)
-			} else if _, ok := hostSettingKinds[rel]; ok {
-				given = append(given, rel)
-			}
+	walkHostConfiguration(hc, func(rel string, _ any) {
+		if _, ok := hostSettingKinds[rel]; ok {
+			given = append(given, rel)
 		}
-	}
-	walk("", hc)
+	})
 	if len(given) == 0 {
 		return ""
 	}
-	sort.Strings(given)
 	return "host_configuration: every host change is off (hpcvm makes none yet), so " + strings.Join(given, ", ") + " change nothing"
 }
 

@@ -78,7 +78,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	deleted := map[string]bool{} // volumes
 	deleteVolume := func(gctx workflow.Context, vol string) error {
-		step := "delete volume " + vol
+		step := deleteVolumeStep(vol)
 		return run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume,
 				activities.VolumeRef{Pool: poolName, PoolUUID: poolUUID, Name: vol}).Get(gctx, nil)
@@ -91,27 +91,27 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 
 	// What destroy is going to do, counted up front for the progress.
 	for _, td := range d.Domains {
-		tr.expect(td.VM, "delete domain "+td.Name)
+		tr.expect(td.VM, deleteDomainStep(td.Name))
 		for _, vol := range td.Volumes {
-			tr.expect(td.VM, "delete volume "+vol)
+			tr.expect(td.VM, deleteVolumeStep(vol))
 		}
 	}
 	for _, vol := range d.LooseVolumes {
-		tr.expect("", "delete volume "+vol)
+		tr.expect("", deleteVolumeStep(vol))
 	}
 	for _, vm := range leaseNames(d.Leases) {
-		tr.expect(vm, "remove DHCP lease "+vm)
+		tr.expect(vm, removeLeaseStep(vm))
 	}
 	if len(req.VMs) == 0 {
 		for _, b := range d.Bases {
-			tr.expect("", "delete volume "+b)
+			tr.expect("", deleteVolumeStep(b))
 		}
 	}
 	if d.Pool {
-		tr.expect("", "delete pool "+poolName)
+		tr.expect("", deletePoolStep(poolName))
 	}
 	if d.Network {
-		tr.expect("", "delete network "+inv.Network.Name)
+		tr.expect("", deleteNetworkStep(inv.Network.Name))
 	}
 
 	// Every domain in parallel, then its disks.
@@ -123,7 +123,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	stillThere := map[string]bool{} // VMs whose domain could not be deleted
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, dom string) error {
-		step := tr.forVM(byName[dom].VM, "delete domain "+dom)
+		step := deleteDomainStep(dom)
 		err := run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: dom, Cluster: name}).Get(gctx, nil)
 			return true, outcome(step, "domain "+dom, err)
@@ -134,9 +134,6 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				res.Kept = append(res.Kept, fmt.Sprintf("volume %s (its domain %s was not deleted)", vol, dom))
 			}
 			return err
-		}
-		for _, vol := range byName[dom].Volumes {
-			tr.forVM(byName[dom].VM, "delete volume "+vol)
 		}
 		return parallel(gctx, byName[dom].Volumes, deleteVolume)
 	})
@@ -150,7 +147,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				res.Kept = append(res.Kept, fmt.Sprintf("DHCP lease %s %s (its domain was not deleted)", vm, l.IP))
 				return nil
 			}
-			step := tr.forVM(vm, "remove DHCP lease "+vm)
+			step := removeLeaseStep(vm)
 			return run(tr, step, func() (bool, error) {
 				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDHCPHost, activities.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
 				return true, outcome(step, fmt.Sprintf("DHCP lease %s %s", vm, l.IP), err)
@@ -179,7 +176,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	case domainsErr != nil || !allGone:
 		res.Kept = append(res.Kept, fmt.Sprintf("pool %s (volumes of it remain, see above)", poolName))
 	default:
-		step := "delete pool " + poolName
+		step := deletePoolStep(poolName)
 		_ = run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: poolName, UUID: poolUUID}).Get(ctx, nil)
 			return true, outcome(step, "pool "+poolName, err)
@@ -191,7 +188,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		res.Kept = append(res.Kept, fmt.Sprintf("network %s (a domain of the cluster could not be deleted and may still use it)", inv.Network.Name))
 	case d.Network:
 		netName := inv.Network.Name
-		step := "delete network " + netName
+		step := deleteNetworkStep(netName)
 		_ = run(tr, step, func() (bool, error) {
 			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeleteNetwork, activities.NetworkRef{Name: netName, UUID: cluster.NetworkUUID(name)}).Get(ctx, nil)
 			return true, outcome(step, "network "+netName, err)

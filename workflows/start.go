@@ -179,12 +179,12 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, err)
 	}
 	netExisted := inv.NetworkOwned()
-	tr.expect("", "network "+plan.Network.Name, "pool "+plan.Pool.Name, "base image "+plan.BaseImage.Volume)
+	tr.expect("", networkStep(plan.Network.Name), poolStep(plan.Pool.Name), baseImageStep(plan.BaseImage.Volume))
 	for _, vm := range plan.VMs {
 		if _, add := leaseToAdd(inv, netExisted, vm); add {
-			tr.expect(vm.Name, "DHCP lease "+vm.Name)
+			tr.expect(vm.Name, leaseStep(vm.Name))
 		}
-		tr.expect(vm.Name, "volume "+vm.Volume, "domain "+vm.Domain, "start "+vm.Domain)
+		tr.expect(vm.Name, volumeStep(vm.Volume), domainStep(vm.Domain), startStep(vm.Domain))
 	}
 
 	netXML, err := templates.Network(plan)
@@ -192,7 +192,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, &stepError{"render network", err})
 	}
 	netRef := activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}
-	if err := ensure("network "+plan.Network.Name, netExisted, func(c workflow.Context) error {
+	if err := ensure(networkStep(plan.Network.Name), netExisted, func(c workflow.Context) error {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeleteNetwork, netRef).Get(c, nil)
 	}, a.EnsureNetwork, netXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
@@ -203,7 +203,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, &stepError{"render pool", err})
 	}
 	poolRef := activities.PoolRef{Name: plan.Pool.Name, UUID: plan.Pool.UUID}
-	if err := ensure("pool "+plan.Pool.Name, inv.PoolOwned(), func(c workflow.Context) error {
+	if err := ensure(poolStep(plan.Pool.Name), inv.PoolOwned(), func(c workflow.Context) error {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeletePool, poolRef).Get(c, nil)
 	}, a.EnsurePool, poolXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
@@ -213,7 +213,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render base image", err})
 	}
-	baseStep := "base image " + plan.BaseImage.Volume
+	baseStep := baseImageStep(plan.BaseImage.Volume)
 	baseRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: plan.BaseImage.Volume}
 	if !baseExisted {
 		sg.push(baseStep, func(c workflow.Context) error {
@@ -300,21 +300,21 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	// A network that existed before the run gets the VM's lease in place,
 	// without a restart: how a node joins a running cluster.
 	if lease, add := leaseToAdd(inv, netExisted, vm); add {
-		leaseStep := tr.forVM(vm.Name, "DHCP lease "+vm.Name)
+		leaseName := leaseStep(vm.Name)
 		req := activities.DHCPHostRequest{Network: activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
 		if !hasMAC(inv.Network.Leases, vm.MAC) {
-			sg.push(leaseStep, func(c workflow.Context) error {
+			sg.push(leaseName, func(c workflow.Context) error {
 				return workflow.ExecuteActivity(stepContext(c, o), a.DeleteDHCPHost, req).Get(c, nil)
 			})
 		}
-		if err := run(tr, leaseStep, func() (bool, error) {
+		if err := run(tr, leaseName, func() (bool, error) {
 			return true, workflow.ExecuteActivity(actx, a.EnsureDHCPHost, req).Get(ctx, nil)
 		}); err != nil {
 			return err
 		}
 	}
 
-	volStep := tr.forVM(vm.Name, "volume "+vm.Volume)
+	volStep := volumeStep(vm.Volume)
 	volRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: vm.Volume}
 	_, volExisted := inv.Volume(vm.Volume)
 	if !volExisted {
@@ -332,7 +332,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		return err
 	}
 
-	domStep := tr.forVM(vm.Name, "domain "+vm.Domain)
+	domStep := domainStep(vm.Domain)
 	dom, existed := inv.Domain(vm.Domain)
 	if !existed {
 		ref := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
@@ -350,15 +350,15 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		return err
 	}
 
-	startStep := tr.forVM(vm.Name, "start "+vm.Domain)
+	startName := startStep(vm.Domain)
 	domRef := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
 	wasRunning := existed && dom.Running()
 	if !wasRunning {
-		sg.push(startStep, func(c workflow.Context) error {
+		sg.push(startName, func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), a.ForceOffDomain, domRef).Get(c, nil)
 		})
 	}
-	return run(tr, startStep, func() (bool, error) {
+	return run(tr, startName, func() (bool, error) {
 		err := workflow.ExecuteActivity(actx, a.StartDomain, domRef).Get(ctx, nil)
 		// Counted from the snapshot: a retry that finds the domain
 		// started by the first try still started it in this run.

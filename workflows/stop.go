@@ -53,14 +53,14 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	}
 
 	for _, name := range running {
-		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), "shutdown "+name)
+		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), shutdownStep(name))
 	}
-	tr.expect("", "wait for power-off")
+	tr.expect("", waitPowerOffStep)
 	for _, name := range running {
-		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), "force off "+name)
+		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), forceOffStep(name))
 	}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
-		return run(tr, tr.forVM(vmOfDomain(req.Spec.Cluster.Name, name), "shutdown "+name), func() (bool, error) {
+		return run(tr, shutdownStep(name), func() (bool, error) {
 			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, nil)
 		})
 	}); err != nil {
@@ -73,7 +73,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	// of waiting for the cancel to reach it at its next heartbeat.
 	waitCtx = activityContext(waitCtx, o, o.ShutdownTimeout+o.StepTimeout, false)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	tr.set("wait for power-off", StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))
+	tr.set(waitPowerOffStep, StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))
 	wait := workflow.ExecuteActivity(waitCtx, a.WaitDomainsOff, running)
 	timer := workflow.NewTimer(timerCtx, o.ShutdownTimeout)
 	timedOut := false
@@ -84,17 +84,17 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if waitErr := wait.Get(ctx, nil); waitErr != nil && !timedOut {
 		// The wait itself failed (not cancelled by the timer): the guests
 		// still get their full time before they are forced off.
-		tr.set("wait for power-off", StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
+		tr.set(waitPowerOffStep, StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
 		_ = timer.Get(ctx, nil)
 		timedOut = true
 	} else {
-		tr.set("wait for power-off", StepDone, "")
+		tr.set(waitPowerOffStep, StepDone, "")
 	}
 	res.TimerEnded = timedOut
 
 	forced := map[string]bool{}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
-		return run(tr, tr.forVM(vmOfDomain(req.Spec.Cluster.Name, name), "force off "+name), func() (bool, error) {
+		return run(tr, forceOffStep(name), func() (bool, error) {
 			var wasRunning bool
 			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, &wasRunning)
 			forced[name] = wasRunning

@@ -130,16 +130,16 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 	deadline := time.Now().Add(within)
 	shown := map[string]bool{}
 	fmt.Fprintf(a.out, "waiting up to %s for the guests to take their addresses\n", within)
-	var lastErr error
+	warned := false // that the addresses could not be read
 	for {
 		d, err := describeRaw(ctx, c, req)
 		if err != nil {
 			// A describe that times out (a busy host, a slow guest agent)
 			// is asked again until the deadline.
-			if lastErr == nil {
+			if !warned {
+				warned = true
 				fmt.Fprintf(a.errOut, "warning: the addresses could not be read (%v); asking again until the %s are up\n", err, within)
 			}
-			lastErr = err
 			if !time.Now().Before(deadline) {
 				return fail(ExitFailed, "the cluster started, but its addresses could not be read within %s: %v (try `hpcvm status` later)", within, err)
 			}
@@ -150,7 +150,6 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 			}
 			continue
 		}
-		lastErr = nil
 		var missing []string
 		for _, vm := range p.VMs {
 			ips := liveIPs(d.Inventory.LiveAddresses, vm.MAC)

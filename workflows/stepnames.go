@@ -1,0 +1,23 @@
+package workflows
+
+// Step names, one function each: a run lists its steps as pending before
+// they begin (tracker.expect) and runs them later under the same name, so
+// both sides take the name from here.
+
+func networkStep(network string) string   { return "network " + network }
+func poolStep(pool string) string         { return "pool " + pool }
+func baseImageStep(volume string) string  { return "base image " + volume }
+func leaseStep(vm string) string          { return "DHCP lease " + vm }
+func volumeStep(volume string) string     { return "volume " + volume }
+func domainStep(domain string) string     { return "domain " + domain }
+func startStep(domain string) string      { return "start " + domain }
+func shutdownStep(domain string) string   { return "shutdown " + domain }
+func forceOffStep(domain string) string   { return "force off " + domain }
+func deleteDomainStep(dom string) string  { return "delete domain " + dom }
+func deleteVolumeStep(vol string) string  { return "delete volume " + vol }
+func removeLeaseStep(vm string) string    { return "remove DHCP lease " + vm }
+func deletePoolStep(pool string) string   { return "delete pool " + pool }
+func deleteNetworkStep(net string) string { return "delete network " + net }
+
+// waitPowerOffStep is stop's wait for the guests to power off.
+const waitPowerOffStep = "wait for power-off"
