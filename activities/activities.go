@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
@@ -49,6 +50,9 @@ type Activities struct {
 	// SysfsRoot is where sysfs is read from; "" is /sys. Tests point it
 	// at fixture trees.
 	SysfsRoot string
+	// HostChanges makes and records the changes outside libvirt that a
+	// cluster's host_configuration allows; nil makes none.
+	HostChanges *hostchange.Host
 }
 
 func (a *Activities) sysfs() string {

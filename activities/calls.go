@@ -64,6 +64,10 @@ const (
 	ActDomainDifferences = "DomainDifferences"
 	ActClaimDevices      = "ClaimDevices"
 	ActReleaseDevices    = "ReleaseDevices"
+	ActJoinRouting       = "JoinRouting"
+	ActLeaveRouting      = "LeaveRouting"
+	ActRoutedClusters    = "RoutedClusters"
+	ActReadAuditLog      = "ReadAuditLog"
 )
 
 // DescribeCall describes a call of activity from its input, which decode
@@ -179,6 +183,22 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 			return c
 		}
 		c.Kind, c.Operation, c.Target = "PCI devices", "release", strings.TrimSpace(req.Cluster+" "+req.VM)
+	case ActJoinRouting, ActLeaveRouting:
+		var req RoutingRequest
+		if decode(&req) != nil {
+			return c
+		}
+		// A change of the host, not of libvirt: the audit log, not the
+		// XML trace, records it.
+		c.Kind, c.Target = "host routing", req.Bridge
+		c.Operation = map[string]string{ActJoinRouting: "join", ActLeaveRouting: "leave"}[activity]
+		if c.Target == "" {
+			c.Target = req.Cluster
+		}
+	case ActRoutedClusters:
+		c.Kind, c.Operation = "routed clusters", "list"
+	case ActReadAuditLog:
+		c.Kind, c.Operation = "audit log", "read"
 	}
 	return c
 }

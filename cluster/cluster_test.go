@@ -282,18 +282,61 @@ func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	s, err := Parse([]byte(base + "host_configuration: {require_confirmation: true, network: {enable_host_dns_integration: false, dnsmasq_config_path: /etc/dnsmasq.d}}"))
 	require.NoError(t, err)
-	assert.Contains(t, Warnings(s), "host_configuration: every host change is off (hpcvm makes none yet), so network.dnsmasq_config_path, require_confirmation change nothing")
+	assert.Contains(t, Warnings(s), "host_configuration: every host change is off, so network.dnsmasq_config_path, require_confirmation change nothing")
 	for in, want := range map[string]string{
-		"host_configuration: {network: {enable_cross_cluster_routing: true}}": "host_configuration.network.enable_cross_cluster_routing: \"true\" would let hpcvm change the host (IP forwarding and firewall rules between the clusters' bridges), which hpcvm does not do yet",
-		"host_configuration: {development_mode: true}":                        "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
-		"host_configuration: {network: {colour: red}}":                        "host_configuration.network.colour: \"red\" is not a host_configuration setting",
-		"host_configuration: {security: {max_rollback_attempts: many}}":       "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
-		"host_configuration: {system: {enable_numa_config: yes-please}}":      "host_configuration.system.enable_numa_config: \"yes-please\" is not true or false",
+		"host_configuration: {network: {enable_host_dns_integration: true}}": "host_configuration.network.enable_host_dns_integration: \"true\" would let hpcvm change the host (the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names), which hpcvm does not do yet",
+		"host_configuration: {development_mode: true}":                       "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
+		"host_configuration: {network: {colour: red}}":                       "host_configuration.network.colour: \"red\" is not a host_configuration setting",
+		"host_configuration: {security: {max_rollback_attempts: many}}":      "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
+		"host_configuration: {system: {enable_numa_config: yes-please}}":     "host_configuration.system.enable_numa_config: \"yes-please\" is not true or false",
 	} {
 		_, err := Parse([]byte(base + in))
 		require.Error(t, err, in)
 		assert.Contains(t, err.Error(), want, in)
 	}
+}
+
+// Routing between clusters is the host change hpcvm makes: allowed, it is
+// planned with how it is to be made; what hpcvm cannot honour is refused;
+// runs recorded before it replay under the rules that refused it.
+func TestCrossClusterRoutingWhenAllowed(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: routed%s}\nhost_configuration: {network: {enable_cross_cluster_routing: true%s}%s}\n"
+	s, err := Parse([]byte(fmt.Sprintf(base, "", "", "")))
+	require.NoError(t, err)
+	h := HostChangesOf(s)
+	assert.Equal(t, HostChangesPlan{Routing: true, EnableIPForwarding: true, Confirm: true, RequireRoot: true}, h, "the plan's defaults: forwarding allowed, confirmation asked, rolled back on failure")
+	for _, w := range Warnings(s) {
+		assert.NotContains(t, w, "Cross-cluster routing requested", "no manual steps for what hpcvm makes")
+	}
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(HostChangeSummary(p, h), "\n"), "bridge br-lab (10.9.0.0/24)")
+	assert.Error(t, ValidateBeforeHostChanges(s), "runs recorded before refuse it")
+
+	s, err = Parse([]byte(fmt.Sprintf(base, "", ", require_confirmation: false, cross_cluster_routing: {enable_ip_forwarding: false}", ", rollback_on_failure: false, security: {require_root_access: false, backup_configs: true}")))
+	require.NoError(t, err)
+	assert.Equal(t, HostChangesPlan{Routing: true, KeepOnFailure: true}, HostChangesOf(s))
+	assert.Contains(t, Warnings(s), "host_configuration: hpcvm makes only the routing between clusters, so security.backup_configs change nothing")
+	s, err = Parse([]byte(fmt.Sprintf(base, "", "", ", require_confirmation: true, skip_confirmation: true")))
+	require.NoError(t, err)
+	assert.False(t, HostChangesOf(s).Confirm, "skip_confirmation answers it")
+
+	for _, c := range []struct{ network, routing, top, want string }{
+		{", forward: none", "", "", "network.forward: \"none\" gives the guests no route off their bridge"},
+		{"", ", cross_cluster_routing: {add_iptables_rules: false}", "", "add_iptables_rules: \"false\" forbids the firewall rules"},
+		{"", ", cross_cluster_routing: {permanent_changes: true}", "", "permanent_changes: \"true\" would make hpcvm write the host's boot configuration"},
+		{"", "", ", enable_audit_logging: false", "enable_audit_logging: \"false\" cannot be turned off"},
+	} {
+		_, err := Parse([]byte(fmt.Sprintf(base, c.network, c.routing, c.top)))
+		require.Error(t, err, c)
+		assert.Contains(t, err.Error(), c.want)
+	}
+
+	// Allowed but not asked for: nothing changes, and it says so.
+	s, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\nhost_configuration: {network: {enable_cross_cluster_routing: true}}\n"))
+	require.NoError(t, err)
+	assert.False(t, HostChangesOf(s).Any())
+	assert.Contains(t, strings.Join(Warnings(s), "\n"), "enable_cross_cluster_routing is true but network.dns_mode is \"isolated\": hpcvm changes nothing on the host")
 }
 
 // A dns_mode that needs host changes runs isolated, and says how to make

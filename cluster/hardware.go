@@ -334,7 +334,10 @@ func Warnings(s Spec) []string {
 	if w := dnsModeFallback(s); w != "" {
 		out = append(out, w)
 	}
-	if w := hostSettingsNote(s.HostConfiguration); w != "" {
+	if w := hostSettingsNote(s); w != "" {
+		out = append(out, w)
+	}
+	if w := routingAllowedUnused(s); w != "" {
 		out = append(out, w)
 	}
 	if len(s.Global) > 0 {

@@ -8,27 +8,47 @@ import (
 
 // The plan's host_configuration says which changes outside libvirt's own
 // objects (sysctl, firewall rules beyond libvirt's, the host's resolver,
-// hugepage and module setup) hpcvm may make. Every one is off by default,
-// and hpcvm makes none of them yet: a key that keeps a change off is
-// accepted (it says what hpcvm does anyway), a key that turns one on is
-// refused with what to do by hand, so no setting is accepted and then
-// silently not acted on.
+// hugepage and module setup) hpcvm may make. Every one is off by default.
+// hpcvm makes one kind so far: the routing between routed clusters
+// (enable_cross_cluster_routing with dns_mode routed). A key that keeps a
+// change off is accepted (it says what hpcvm does anyway); a key that turns
+// on a change hpcvm does not make is refused with what to do by hand, so no
+// setting is accepted and then silently not acted on.
+
+// hostRules are the generations of host_configuration's rules; runs replay
+// under the one they were recorded with.
+type hostRules int
+
+const (
+	// hostRulesFreeForm: host_configuration unread, and the dns_modes
+	// that need host changes refused.
+	hostRulesFreeForm hostRules = iota
+	// hostRulesAllOff: checked key by key, every switch on refused, those
+	// dns_modes falling back to isolated.
+	hostRulesAllOff
+	// hostRulesRouting: as hostRulesAllOff, and cross-cluster routing made
+	// when allowed.
+	hostRulesRouting
+)
 
 // hostSwitch is a host_configuration key that would let hpcvm change the
-// host: accepted as false, refused as true.
+// host: accepted as false; as true, refused unless hpcvm makes that change.
 type hostSwitch struct {
 	what string // the change it allows
+	made bool   // hpcvm makes it (under hostRulesRouting)
 }
 
+const routingSwitch = "network.enable_cross_cluster_routing"
+
 var hostSwitches = map[string]hostSwitch{
-	"network.enable_host_dns_integration":  {"the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names"},
-	"network.enable_cross_cluster_routing": {"IP forwarding and firewall rules between the clusters' bridges"},
-	"network.enable_service_discovery":     {"a service discovery agent (Consul, etcd) set up on the host"},
-	"system.enable_hugepage_config":        {"hugepages reserved on the host"},
-	"system.enable_numa_config":            {"the host's NUMA tuning"},
-	"system.enable_kernel_module_config":   {"kernel modules loaded on the host"},
-	"development_mode":                     {"every host change at once"},
-	"allow_destructive_changes":            {"host changes that cannot be undone"},
+	"network.enable_host_dns_integration": {what: "the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names"},
+	routingSwitch:                         {what: "IP forwarding and firewall rules between the clusters' bridges", made: true},
+	"network.enable_service_discovery":    {what: "a service discovery agent (Consul, etcd) set up on the host"},
+	"system.enable_hugepage_config":       {what: "hugepages reserved on the host"},
+	"system.enable_numa_config":           {what: "the host's NUMA tuning"},
+	"system.enable_kernel_module_config":  {what: "kernel modules loaded on the host"},
+	"development_mode":                    {what: "every host change at once"},
+	"allow_destructive_changes":           {what: "host changes that cannot be undone"},
 }
 
 // hostSettingKinds are the other keys of the plan's host_configuration:
@@ -83,8 +103,9 @@ func walkHostConfiguration(hc map[string]any, visit func(rel string, v any)) {
 }
 
 // validateHostConfiguration checks host_configuration against the plan's
-// keys: unknown keys, wrong kinds and switched-on changes are refused.
-func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string)) {
+// keys: unknown keys, wrong kinds and switched-on changes hpcvm does not
+// make (routing too, before routingMade) are refused.
+func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string), routingMade bool) {
 	walkHostConfiguration(hc, func(rel string, v any) {
 		path := "host_configuration." + rel
 		if sw, ok := hostSwitches[rel]; ok {
@@ -92,7 +113,7 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			switch {
 			case !isBool:
 				add(path, v, "is not true or false", "give false (hpcvm's default), or leave the key out")
-			case on:
+			case on && !(sw.made && routingMade):
 				add(path, v, "would let hpcvm change the host ("+sw.what+"), which hpcvm does not do yet",
 					"leave it false and make the change by hand; the warning of the dns_mode that needs it lists the steps")
 			}
@@ -107,6 +128,124 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			add(path, v, "is not "+map[string]string{"bool": "true or false", "text": "text", "number": "a whole number"}[kind], "fix the value, or leave the key out")
 		}
 	})
+}
+
+// validateHostChanges checks what a cluster that lets hpcvm change the host
+// asks of it: settings hpcvm cannot honour are refused rather than
+// ignored.
+func validateHostChanges(s Spec, add func(path string, value any, problem, want string)) {
+	hc := s.HostConfiguration
+	if v, ok := hostSetting(hc, "network.cross_cluster_routing.permanent_changes").(bool); ok && v {
+		add("host_configuration.network.cross_cluster_routing.permanent_changes", v,
+			"would make hpcvm write the host's boot configuration (/etc/sysctl.d, saved firewall rules), which it does not do: its changes last until reboot or destroy",
+			"leave it false; to keep forwarding across reboots: echo 'net.ipv4.ip_forward=1' | sudo tee /etc/sysctl.d/90-hpcvm.conf")
+	}
+	if !HostChangesOf(s).Routing {
+		return
+	}
+	if v, ok := hostSetting(hc, "network.cross_cluster_routing.add_iptables_rules").(bool); ok && !v {
+		add("host_configuration.network.cross_cluster_routing.add_iptables_rules", v,
+			"forbids the firewall rules that routing between clusters is made of",
+			"leave it true (the default), or set enable_cross_cluster_routing false and make the rules by hand (the routed warning lists them)")
+	}
+	if v, ok := hostSetting(hc, "enable_audit_logging").(bool); ok && !v {
+		add("host_configuration.enable_audit_logging", v,
+			"cannot be turned off: the audit log is how a destroy knows which host changes hpcvm made and may undo",
+			"leave it out or true")
+	}
+	if s.Network.Forward == ForwardNone {
+		add("network.forward", s.Network.Forward,
+			"gives the guests no route off their bridge, so dns_mode routed could not reach the other clusters",
+			`use "nat" (the default) with dns_mode routed`)
+	}
+}
+
+// hostSetting is host_configuration's value at a dotted path, nil if unset.
+func hostSetting(hc map[string]any, rel string) any {
+	var found any
+	walkHostConfiguration(hc, func(r string, v any) {
+		if r == rel {
+			found = v
+		}
+	})
+	return found
+}
+
+func hostFlag(hc map[string]any, rel string, def bool) bool {
+	if v, ok := hostSetting(hc, rel).(bool); ok {
+		return v
+	}
+	return def
+}
+
+// HostChangesPlan is what hpcvm changes on the host for a cluster, and how,
+// as host_configuration allows.
+type HostChangesPlan struct {
+	// Routing joins the cluster to the host's routed clusters: forwarding
+	// and firewall rules between their bridges (dns_mode routed, allowed
+	// by network.enable_cross_cluster_routing).
+	Routing bool `json:"routing,omitempty"`
+	// EnableIPForwarding lets hpcvm turn IP forwarding on if it is off.
+	EnableIPForwarding bool `json:"enable_ip_forwarding,omitempty"`
+	// Confirm: a person must say yes before the run (require_confirmation,
+	// default true, unless skip_confirmation).
+	Confirm bool `json:"confirm,omitempty"`
+	// KeepOnFailure: a failed start leaves its host changes in place
+	// (rollback_on_failure: false).
+	KeepOnFailure bool `json:"keep_on_failure,omitempty"`
+	// RequireRoot: the worker must run as root (security.require_root_access).
+	RequireRoot bool `json:"require_root,omitempty"`
+}
+
+// Any says the cluster changes the host.
+func (h HostChangesPlan) Any() bool { return h.Routing }
+
+// HostChangesOf reads what host_configuration lets hpcvm change for a
+// validated spec.
+func HostChangesOf(s Spec) HostChangesPlan {
+	hc := s.HostConfiguration
+	var h HostChangesPlan
+	h.Routing = s.Network.DNSMode == "routed" && hostFlag(hc, routingSwitch, false)
+	if !h.Routing {
+		return h
+	}
+	h.EnableIPForwarding = hostFlag(hc, "network.cross_cluster_routing.enable_ip_forwarding", true)
+	confirm := hostFlag(hc, "network.require_confirmation", hostFlag(hc, "require_confirmation", true))
+	h.Confirm = confirm && !hostFlag(hc, "skip_confirmation", false)
+	h.KeepOnFailure = !hostFlag(hc, "rollback_on_failure", true)
+	h.RequireRoot = hostFlag(hc, "security.require_root_access", true)
+	return h
+}
+
+// actedOnWithRouting are the settings that say how routing is made: with
+// routing on they change something.
+var actedOnWithRouting = map[string]bool{
+	"require_confirmation":                               true,
+	"network.require_confirmation":                       true,
+	"skip_confirmation":                                  true,
+	"enable_audit_logging":                               true,
+	"rollback_on_failure":                                true,
+	"network.cross_cluster_routing.enable_ip_forwarding": true,
+	"network.cross_cluster_routing.add_iptables_rules":   true,
+	"network.cross_cluster_routing.permanent_changes":    true,
+	"security.require_root_access":                       true,
+	"security.validate_changes":                          true,
+}
+
+// HostChangeSummary says, a line each, what a start of the cluster will
+// change on its host: what an operator confirms.
+func HostChangeSummary(p Plan, h HostChangesPlan) []string {
+	if !h.Routing {
+		return nil
+	}
+	out := []string{}
+	if h.EnableIPForwarding {
+		out = append(out, "turn IP forwarding on (sysctl net.ipv4.ip_forward=1) if it is off")
+	}
+	out = append(out,
+		fmt.Sprintf("add iptables rules (filter FORWARD, nat POSTROUTING, chains HPCVM_ROUTED and HPCVM_ROUTED_TO) letting bridge %s (%s) and the other routed clusters' bridges reach each other, unmasqueraded", p.Network.Bridge, p.Network.Range),
+		"record each change in the host's audit log (hpcvm audit); hpcvm destroy undoes them")
+	return out
 }
 
 func isHostSection(rel string) bool {
@@ -139,18 +278,32 @@ func hasKind(v any, kind string) bool {
 }
 
 // hostSettingsNote is the warning for host_configuration keys that say how
-// a host change would be made: with every change off they change nothing.
-func hostSettingsNote(hc map[string]any) string {
+// a host change would be made, when they change nothing: every change is
+// off, or the change they tune is not one hpcvm makes.
+func hostSettingsNote(s Spec) string {
+	routing := HostChangesOf(s).Routing
 	var given []string
-	walkHostConfiguration(hc, func(rel string, _ any) {
-		if _, ok := hostSettingKinds[rel]; ok {
+	walkHostConfiguration(s.HostConfiguration, func(rel string, _ any) {
+		if _, ok := hostSettingKinds[rel]; ok && !(routing && actedOnWithRouting[rel]) {
 			given = append(given, rel)
 		}
 	})
 	if len(given) == 0 {
 		return ""
 	}
-	return "host_configuration: every host change is off (hpcvm makes none yet), so " + strings.Join(given, ", ") + " change nothing"
+	if routing {
+		return "host_configuration: hpcvm makes only the routing between clusters, so " + strings.Join(given, ", ") + " change nothing"
+	}
+	return "host_configuration: every host change is off, so " + strings.Join(given, ", ") + " change nothing"
+}
+
+// routingAllowedUnused is the warning of a cluster that allows routing
+// without asking for it.
+func routingAllowedUnused(s Spec) string {
+	if hostFlag(s.HostConfiguration, routingSwitch, false) && s.Network.DNSMode != "routed" {
+		return fmt.Sprintf("host_configuration.network.enable_cross_cluster_routing is true but network.dns_mode is %q: hpcvm changes nothing on the host (use dns_mode routed to join the routed clusters)", s.Network.DNSMode)
+	}
+	return ""
 }
 
 // dnsModeFallback is the warning of a dns_mode that needs host changes,
@@ -171,8 +324,11 @@ func dnsModeFallback(s Spec) string {
 		fmt.Fprintf(&b, "   With dnsmasq: echo 'server=/%s/%s' | sudo tee /etc/dnsmasq.d/hpcvm-%s.conf && sudo systemctl restart dnsmasq\n", domain, n.GatewayIP, name)
 		fmt.Fprintf(&b, "2. For other shared_dns clusters to resolve these names: virsh net-edit <their network> and add <forwarder domain='%s' addr='%s'/> to its <dns>, then restart that network", domain, n.GatewayIP)
 	case "routed":
+		if HostChangesOf(s).Routing {
+			return ""
+		}
 		fmt.Fprintf(&b, "Cross-cluster routing requested for %s but host changes are disabled; the cluster runs isolated: other clusters cannot reach it.\n", name)
-		b.WriteString("hpcvm would make it with host_configuration.network.enable_cross_cluster_routing: true, which it does not support yet (the key is refused).\n\n")
+		b.WriteString("To let hpcvm make it (and undo it at destroy), add to your configuration:\nhost_configuration:\n  network:\n    enable_cross_cluster_routing: true\n    require_confirmation: true\n\n")
 		fmt.Fprintf(&b, "Manual steps required:\n1. Enable IP forwarding: sudo sysctl -w net.ipv4.ip_forward=1\n")
 		fmt.Fprintf(&b, "2. Let bridge %s (network %s) and each other routed cluster's bridge BR through libvirt's rules: sudo iptables -I FORWARD -i %s -o BR -j ACCEPT && sudo iptables -I FORWARD -i BR -o %s -j ACCEPT\n", bridge, n.NetworkRange, bridge, bridge)
 		fmt.Fprintf(&b, "3. Make IP forwarding permanent: echo 'net.ipv4.ip_forward=1' | sudo tee -a /etc/sysctl.conf")

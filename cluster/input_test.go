@@ -309,7 +309,7 @@ compute_nodes:
 	require.NotNil(t, devices[0].IOMMUGroup)
 	assert.Equal(t, 1, *devices[0].IOMMUGroup)
 	assert.Equal(t, []string{
-		"host_configuration: every host change is off (hpcvm makes none yet), so require_confirmation change nothing",
+		"host_configuration: every host change is off, so require_confirmation change nothing",
 		"global has no effect: hpcvm reads no settings from it",
 		"compute_nodes[0].pcie_passthrough lists 1 device(s) but enabled is false: they are not passed through",
 	}, Warnings(s))

@@ -143,18 +143,23 @@ const (
 )
 
 // Validate checks everything that can be checked without the host.
-func Validate(s Spec) error { return validate(s, validateHardware, true) }
+func Validate(s Spec) error { return validate(s, validateHardware, hostRulesRouting) }
+
+// ValidateBeforeHostChanges is Validate as it was before hpcvm made any
+// host change: host_configuration checked key by key, every switch that
+// would enable a change refused. Runs recorded then replay under it.
+func ValidateBeforeHostChanges(s Spec) error { return validate(s, validateHardware, hostRulesAllOff) }
 
 // ValidateBeforeHostRules is Validate as it was before host_configuration
 // was checked key by key and the dns_modes that need host changes fell
 // back to isolated: host_configuration was free-form, and those modes
 // were refused. Runs recorded then replay under it.
-func ValidateBeforeHostRules(s Spec) error { return validate(s, validateHardware, false) }
+func ValidateBeforeHostRules(s Spec) error { return validate(s, validateHardware, hostRulesFreeForm) }
 
 // ValidateAsRecorded is Validate as it was before the hardware settings
 // were typed and judged: workflows replaying runs recorded then must
 // accept and refuse what those runs did.
-func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules, false) }
+func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules, hostRulesFreeForm) }
 
 // recordedHardwareRules are the hardware checks of runs recorded before
 // the hardware settings were judged: a CPU model from a fixed list and the
@@ -178,7 +183,7 @@ func recordedHardwareRules(s Spec, add func(path string, value any, problem, wan
 	}
 }
 
-func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string)), hostRules bool) error {
+func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string)), hostRules hostRules) error {
 	var errs ValidationError
 	add := func(path string, value any, problem, want string) {
 		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
@@ -319,7 +324,7 @@ func validateInventory(s Spec, add func(path string, value any, problem, want st
 	}
 }
 
-func validateNetwork(s Spec, add func(path string, value any, problem, want string), hostRules bool) {
+func validateNetwork(s Spec, add func(path string, value any, problem, want string), rules hostRules) {
 	n := s.Network
 	switch {
 	case n.BridgeName == "":
@@ -333,14 +338,17 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	case "shared_dns", "routed", "service_discovery":
 		// Need host changes, which are off: the cluster runs isolated and
 		// Warnings prints the steps to make them by hand.
-		if !hostRules {
+		if rules == hostRulesFreeForm {
 			add("network.dns_mode", n.DNSMode, "needs host changes that hpcvm does not make yet", `use "isolated"`)
 		}
 	default:
 		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated" (the default), "shared_dns", "routed" or "service_discovery"`)
 	}
-	if hostRules {
-		validateHostConfiguration(s.HostConfiguration, add)
+	if rules != hostRulesFreeForm {
+		validateHostConfiguration(s.HostConfiguration, add, rules == hostRulesRouting)
+	}
+	if rules == hostRulesRouting {
+		validateHostChanges(s, add)
 	}
 	switch n.Forward {
 	case "", ForwardNAT, ForwardNone:

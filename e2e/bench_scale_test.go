@@ -27,7 +27,7 @@ func BenchmarkScale(b *testing.B) {
 	hb := newBenchEnv(b)
 	hb.memoryMB = 64
 	c := hb.ts.GetDefaultClient()
-	var table strings.Builder
+	var table, retries strings.Builder
 	fmt.Fprintf(&table, "%-8s %9s %9s %6s %9s %9s %6s %21s %9s %9s %8s\n", "VMs", "start s", "virsh s", "ratio", "destroy s", "virsh s", "ratio", "events/MiB", "max task", "timed out", "retried")
 	for i := 0; i < b.N; i++ {
 		for _, computes := range []int{7, 31, 99} {
@@ -43,6 +43,11 @@ func BenchmarkScale(b *testing.B) {
 				maxTask = max(maxTask, f.longestTask)
 				timeouts += f.taskTimeouts
 				retried += f.retried
+				// Which steps were retried, and why: a count alone does
+				// not say whether the load or hpcvm cost the attempt.
+				for _, r := range f.retries {
+					fmt.Fprintf(&retries, "1+%d %s: %s\n", computes, op, r)
+				}
 			}
 			sh := hb.virshRound(b, lv, 8)
 			get := func(f []figure, name string) float64 {
@@ -61,6 +66,9 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	fmt.Print("\nscale (events/MiB: start run, destroy run):\n" + table.String())
+	if retries.Len() > 0 {
+		fmt.Print("\nretried steps:\n" + retries.String())
+	}
 }
 
 // runFigures is what a run's history says about where its time went.

@@ -149,6 +149,14 @@ func (e *env) writeConfig(compute02CPUs string) {
 	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02"}, cpus: map[string]int{"compute-02": cpus}, leaseController: true})
 }
 
+// testNetns is the network namespace scripts/libvirtd-up.sh runs the test
+// libvirtd in.
+const testNetns = "hpcvm-test"
+
+// auditLog is the host audit log of the test's workers (one for all the
+// workers a test starts, as on a host).
+func (e *env) auditLog() string { return filepath.Join(e.poolRoot, "host-changes.jsonl") }
+
 // startWorker runs the host worker in-process, as hpcvm-worker does.
 func (e *env) startWorker() worker.Worker { return e.startWorkerWith(func(*hostworker.Options) {}) }
 
@@ -156,7 +164,10 @@ func (e *env) startWorker() worker.Worker { return e.startWorkerWith(func(*hostw
 func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 	o := hostworker.Options{Host: e.host,
 		// The test image and the pools live under /var/tmp.
-		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}, ShareRoots: []string{"/var/tmp"}}
+		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}, ShareRoots: []string{"/var/tmp"},
+		// Host changes go where the test libvirtd's bridges are, never
+		// into this machine's namespace; the audit log is the test's.
+		Netns: testNetns, AuditLog: e.auditLog()}
 	change(&o)
 	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, o)
 	require.NoError(e.t, w.Start())
@@ -206,6 +217,16 @@ func (e *env) leftovers() []string {
 		for _, name := range strings.Fields(string(out)) {
 			if strings.Contains(name, e.cluster) {
 				left = append(left, cmd[0]+": "+name)
+			}
+		}
+	}
+	// Host changes: the routing rules tagged with the cluster.
+	for _, table := range []string{"filter", "nat"} {
+		out, err := exec.Command("ip", "netns", "exec", testNetns, "iptables", "-w", "-t", table, "-S").Output()
+		require.NoError(e.t, err)
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, `"hpcvm-routed:`+e.cluster+`"`) {
+				left = append(left, "iptables "+table+": "+l)
 			}
 		}
 	}

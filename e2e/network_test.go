@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -151,6 +152,82 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	assert.Equal(t, "ok", reached["ping-wait "+world])
 	assert.Equal(t, "unreachable", reached["ping "+nattedCompute], "another nat cluster's guest")
 
+	// With host_configuration allowing it, two routed clusters reach each
+	// other, and still nothing else: not the nat cluster, not the routed
+	// one that was not allowed. They keep their way out.
+	alpha, beta := newEnv(t), newEnv(t)
+	var computes []string
+	for _, e := range []*env{alpha, beta} {
+		e.startWorker()
+		e.mustLeaveNothing()
+		e.writeSpec(clusterFile{})
+		ip, err := e.plannedIP("compute-01")
+		require.NoError(t, err)
+		computes = append(computes, ip)
+	}
+	routedCompute, _ := routed.plannedIP("compute-01")
+	shares := []string{
+		alpha.writeProbingSpec("", "ping-wait "+computes[1], "ping "+nattedCompute, "ping "+routedCompute, "ping-wait "+world),
+		beta.writeProbingSpec("", "ping-wait "+computes[0]),
+	}
+	for _, e := range []*env{alpha, beta} {
+		spec := strings.Replace(readFile(t, e.config), "network:\n", "network:\n  dns_mode: routed\n", 1)
+		writeFile(t, e.config, spec+"host_configuration:\n  network:\n    enable_cross_cluster_routing: true\n")
+	}
+	// Confirmation is asked (the plan's default): no answer, no run.
+	code, out = alpha.hpcvm("start")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "host_configuration lets hpcvm change host "+alpha.host+" outside libvirt; this start will:")
+	assert.Contains(t, out, "host changes not confirmed; nothing was submitted")
+	assert.Empty(t, alpha.leftovers())
+	for _, e := range []*env{alpha, beta} {
+		code, out = e.hpcvm("start", "--yes")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Contains(t, out, "changed host "+e.host+" outside libvirt")
+		assert.Contains(t, out, "- add filter rule of cluster "+e.cluster+": traffic from bridge "+cluster.BridgeName(e.cluster, "")+" may go to a routed cluster")
+		assert.NotContains(t, out, "Cross-cluster routing requested", "no manual steps for what hpcvm made")
+	}
+	reached = probeResults(t, shares[0])
+	t.Logf("%s guest (routed, allowed): %v", alpha.cluster, reached)
+	assert.Equal(t, "ok", reached["ping-wait "+computes[1]], "the other routed cluster's guest")
+	assert.Equal(t, "unreachable", reached["ping "+nattedCompute], "a nat cluster's guest")
+	assert.Equal(t, "unreachable", reached["ping "+routedCompute], "a routed cluster that was not allowed to join")
+	assert.Equal(t, "ok", reached["ping-wait "+world], "still out through NAT")
+	reached = probeResults(t, shares[1])
+	t.Logf("%s guest (routed, allowed): %v", beta.cluster, reached)
+	assert.Equal(t, "ok", reached["ping-wait "+computes[0]], "and back")
+	rules := iptables(t, "-t", "nat", "-S", "HPCVM_ROUTED")
+	for _, e := range []*env{alpha, beta} {
+		assert.Contains(t, rules, "hpcvm-routed:"+e.cluster, "traffic between members is not masqueraded")
+	}
+
+	// The audit log says who changed what, when, in which run.
+	code, out = alpha.hpcvm("audit")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "add nat rule of cluster "+alpha.cluster+": traffic from "+computes[0][:strings.LastIndex(computes[0], ".")]+".0/24 to a routed cluster is not masqueraded")
+	assert.Contains(t, out, "$ iptables -w -t filter -A HPCVM_ROUTED_TO -o "+cluster.BridgeName(alpha.cluster, "")+" -m comment --comment hpcvm-routed:"+alpha.cluster+" -j ACCEPT")
+	assert.Contains(t, out, "[netns "+testNetns+"]")
+	assert.Contains(t, out, "hpcvm-cluster-"+alpha.cluster)
+	assert.NotContains(t, out, beta.cluster, "only this cluster's records")
+
+	// Destroy undoes each cluster's changes; the last one takes the chains.
+	code, out = alpha.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "undid host change: remove filter rule of cluster "+alpha.cluster+": traffic of routed clusters may go to bridge "+cluster.BridgeName(alpha.cluster, ""))
+	rules = iptables(t, "-S")
+	assert.NotContains(t, rules, "hpcvm-routed:"+alpha.cluster)
+	assert.Contains(t, rules, "hpcvm-routed:"+beta.cluster)
+	code, out = beta.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "undid host change: remove chain filter HPCVM_ROUTED (no routed cluster left)")
+	code, out = alpha.hpcvm("audit", "-o", "json")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, `"action": "revert"`)
+	assert.Contains(t, out, `"requested_by": "`)
+	for _, e := range []*env{alpha, beta} {
+		assert.Empty(t, e.leftovers())
+	}
+
 	// The running cluster's forwarding is not changed by an edited file.
 	writeFile(t, natted.config, strings.Replace(readFile(t, natted.config), "network:\n", "network:\n  forward: none\n", 1))
 	code, out = natted.hpcvm("start")
@@ -162,4 +239,12 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
 	}
+}
+
+// iptables runs iptables where the test libvirtd's bridges are.
+func iptables(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", testNetns, "iptables", "-w"}, args...)...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return string(out)
 }

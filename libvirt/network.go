@@ -441,3 +441,44 @@ func (c *Client) NetworkDHCPLeases(name string) ([]DHCPLease, error) {
 	})
 	return out, err
 }
+
+// ForwardingNetworks names the active networks that forward their guests'
+// traffic off their bridge (nat, route, open): those that need the host's
+// IP forwarding on.
+func (c *Client) ForwardingNetworks() ([]string, error) {
+	var names []string
+	err := c.do("list networks", "", true, func(conn *lv.Connect) error {
+		nets, err := conn.ListAllNetworks(lv.CONNECT_LIST_NETWORKS_ACTIVE)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for i := range nets {
+				_ = nets[i].Free()
+			}
+		}()
+		names = names[:0]
+		for i := range nets {
+			xml, err := nets[i].GetXMLDesc(0)
+			name, _ := nets[i].GetName()
+			if err != nil {
+				if isNotFound(err) {
+					continue // gone meanwhile
+				}
+				return err
+			}
+			var x libvirtxml.Network
+			if err := x.Unmarshal(xml); err != nil {
+				return err
+			}
+			if x.Forward != nil {
+				switch x.Forward.Mode {
+				case "", "nat", "route", "open":
+					names = append(names, name)
+				}
+			}
+		}
+		return nil
+	})
+	return names, err
+}

@@ -30,7 +30,11 @@ start)
   fi
   grep -m1 "ready" "$state/devserver.log"
   if ! alive worker; then
-    bin/hpcvm-worker >"$state/worker.log" 2>&1 &
+    # libvirtd-up.sh runs the test libvirtd in this namespace: the host
+    # changes a cluster allows (routing) belong there, not on this machine.
+    netns=()
+    [ -e /run/netns/hpcvm-test ] && netns=(--netns hpcvm-test)
+    bin/hpcvm-worker "${netns[@]}" --audit-log "$PWD/$state/host-changes.jsonl" >"$state/worker.log" 2>&1 &
     echo $! >"$state/worker.pid"
     wait_for_log "$state/worker.log" "Started Worker" 60
   fi

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
@@ -48,6 +49,12 @@ worker reads base images only under --image-root and creates pools only
 under --pool-root (defaults: /var/lib/libvirt/images and /var/lib/hpcvm);
 anything else is refused before a cluster is created.
 
+Changes to the host outside libvirt (IP forwarding and firewall rules for
+dns_mode routed) are made only for clusters whose host_configuration allows
+them, each recorded in --audit-log and undone by destroy. When libvirtd
+runs in a network namespace of its own, --netns names it, so those changes
+land where its bridges are.
+
 Every flag can also be set as an environment variable: HPCVM_ and the flag
 name in capitals with '_' for '-', e.g. HPCVM_TEMPORAL_ADDRESS.
 
@@ -72,6 +79,8 @@ recorded offset).`,
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
 	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs (repeat for several)")
+	f.String("audit-log", hostchange.DefaultAuditPath, "file recording every change hpcvm makes to this host outside libvirt (read it with `hpcvm audit`)")
+	f.String("netns", "", "network namespace libvirtd's bridges live in, if not the worker's own (a test libvirtd in its namespace): host changes are made there")
 	_ = v.BindPFlags(f)
 	return cmd
 }
@@ -125,10 +134,22 @@ func run(ctx context.Context, v *viper.Viper) error {
 			return fmt.Errorf("--image-root/--pool-root/--share-root %q: give an absolute directory", r)
 		}
 	}
-	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots})
+	auditLog := v.GetString("audit-log")
+	if !filepath.IsAbs(auditLog) {
+		return fmt.Errorf("--audit-log %q: give an absolute file path", auditLog)
+	}
+	netns := v.GetString("netns")
+	if netns != "" {
+		if _, err := os.Stat(filepath.Join("/run/netns", netns)); err != nil {
+			return fmt.Errorf("--netns %q: no such network namespace (ip netns list shows them): %w", netns, err)
+		}
+	}
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
+		Netns: netns, AuditLog: auditLog})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
-		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots))
+		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),
+		zap.String("audit_log", auditLog), zap.String("netns", netns))
 
 	// The steps a crashed predecessor left are retried now, not when their
 	// heartbeat timeout passes. Before polling: see TakeOver.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -112,6 +113,33 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	if d.Network {
 		tr.expect("", deleteNetworkStep(inv.Network.Name))
+	}
+
+	// The cluster's host changes (routing rules) go with it, beside the
+	// domains: found by the cluster's tag on the host, whatever the file
+	// says. Runs begun before hpcvm made host changes had none to undo.
+	var leaving workflow.WaitGroup
+	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
+		leaving = workflow.NewWaitGroup(ctx)
+		leaving.Add(1)
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer leaving.Done()
+			_ = run(tr, leaveRoutingStep, func() (bool, error) {
+				var r activities.HostChangeResult
+				err := workflow.ExecuteActivity(stepContext(gctx, o), a.LeaveRouting, activities.RoutingRequest{
+					Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy}).Get(gctx, &r)
+				if err != nil {
+					failures = append(failures, fmt.Sprintf("%s: %s", leaveRoutingStep, rootMessage(err)))
+					return false, err
+				}
+				for _, rec := range r.Records {
+					if rec.Outcome == hostchange.OutcomeDone {
+						res.UndoneHostChanges = append(res.UndoneHostChanges, rec.Change)
+					}
+				}
+				return r.Changed(), nil
+			})
+		})
 	}
 
 	// Every domain in parallel, then its disks.
@@ -232,6 +260,9 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		}
 	}
 
+	if leaving != nil {
+		leaving.Wait(ctx)
+	}
 	res.Missing = d.Missing
 	for _, vm := range d.Missing {
 		// Only runs begun before refuseMissing existed get here.

@@ -79,8 +79,11 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	}
 	// Plans never took the recorded hardware rules (see specValidator).
 	validate := cluster.Validate
-	if workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	switch hostRulesVersion(ctx) {
+	case workflow.DefaultVersion:
 		validate = cluster.ValidateBeforeHostRules
+	case 1:
+		validate = cluster.ValidateBeforeHostChanges
 	}
 	if err := validate(req.Spec); err != nil {
 		var verr cluster.ValidationError

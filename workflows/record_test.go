@@ -25,6 +25,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -357,6 +358,36 @@ func historyScenarios() []historyScenario {
 			assert.NotContains(t, f.RolledBack, "device claims", "the cluster's other claims stay")
 		},
 	}, {
+		// dns_mode routed with the host change allowed and confirmed: the
+		// cluster joins the host's routing after its network; a failed
+		// start leaves the routing again, before the network goes.
+		name: "start-routed-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled: append([]string{"EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain", "LeaveRouting"}, rollback...),
+		events:    []enumspb.EventType{enumspb.EVENT_TYPE_MARKER_RECORDED},
+		request:   routedRequest,
+		script: func(*testing.T) *fakeScript {
+			s := newFakeScript()
+			s.failAt = "StartDomain lab-compute-02"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			f := startFailure(t, err, "StartFailed")
+			assert.Contains(t, f.RolledBack, "host routing br-lab")
+		},
+	}, {
+		// Every destroy of a whole cluster leaves the host's routing.
+		name: "destroy-routed", workflow: DestroyClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "LeaveRouting", "DeleteDomain", "DeleteNetwork"},
+		request:   routedRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+		},
+	}, {
 		name: "plan", workflow: PlanClusterName, closed: completed,
 		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage", "PoolSpace"},
 		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},
@@ -370,6 +401,17 @@ func historyScenarios() []historyScenario {
 			assert.NotEmpty(t, r.Documents)
 		},
 	}}
+}
+
+// routedRequest is testRequest in dns_mode routed, with the routing
+// allowed and confirmed.
+func routedRequest(t *testing.T) Request {
+	req := testRequest(t)
+	req.Spec.Network.DNSMode = "routed"
+	req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_cross_cluster_routing": true}}
+	req.ConfirmedHostChanges = true
+	req.RequestedBy = "ops@console"
+	return req
 }
 
 // gpuRequest is testRequest with a GPU passed through to compute-01.
@@ -491,6 +533,29 @@ func (f *fakeActivities) ClaimDevices(ctx context.Context, req activities.ClaimR
 
 func (f *fakeActivities) ReleaseDevices(ctx context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
 	return activities.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
+}
+
+func (f *fakeActivities) JoinRouting(ctx context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+	if err := f.script().step(ctx, "JoinRouting "+req.Cluster); err != nil {
+		return activities.HostChangeResult{}, err
+	}
+	return activities.HostChangeResult{Records: []hostchange.Record{{Cluster: req.Cluster, Action: hostchange.ActionApply,
+		Change: "add filter rule of cluster " + req.Cluster, Outcome: hostchange.OutcomeDone}}}, nil
+}
+
+func (f *fakeActivities) LeaveRouting(ctx context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+	if err := f.script().step(ctx, "LeaveRouting "+req.Cluster); err != nil {
+		return activities.HostChangeResult{}, err
+	}
+	return activities.HostChangeResult{}, nil
+}
+
+func (f *fakeActivities) RoutedClusters(ctx context.Context) ([]hostchange.Member, error) {
+	return nil, f.script().step(ctx, "RoutedClusters")
+}
+
+func (f *fakeActivities) ReadAuditLog(ctx context.Context, req activities.AuditRequest) (activities.AuditLog, error) {
+	return activities.AuditLog{}, f.script().step(ctx, "ReadAuditLog")
 }
 
 func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {

@@ -17,5 +17,6 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
 	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
 	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
+	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: HostAuditName})
 	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
 }

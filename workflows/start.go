@@ -7,6 +7,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -68,6 +69,14 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	if recorded {
 		fresh.AsRecorded()
+	}
+	hostChanges := hostChangesOf(ctx, req.Spec)
+	if hostChanges.Any() && hostChanges.Confirm && !req.ConfirmedHostChanges {
+		// Whoever submits the run (the CLI's prompt, --yes, or a parent
+		// workflow) must have said yes: nothing is touched before.
+		return StartResult{}, badRequest(fmt.Errorf("cluster %s changes host %s outside libvirt (%s), and host_configuration asks for confirmation first: "+
+			"run `hpcvm start` on a terminal and answer yes, or pass --yes (clients: set confirmed_host_changes)",
+			fresh.Cluster, fresh.Host, strings.Join(cluster.HostChangeSummary(fresh, hostChanges), "; ")))
 	}
 
 	var inv activities.Inventory
@@ -179,7 +188,11 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, err)
 	}
 	netExisted := inv.NetworkOwned()
-	tr.expect("", networkStep(plan.Network.Name), poolStep(plan.Pool.Name), baseImageStep(plan.BaseImage.Volume))
+	tr.expect("", networkStep(plan.Network.Name))
+	if hostChanges.Routing {
+		tr.expect("", routingStep(plan.Network.Bridge))
+	}
+	tr.expect("", poolStep(plan.Pool.Name), baseImageStep(plan.BaseImage.Volume))
 	for _, vm := range plan.VMs {
 		if _, add := leaseToAdd(inv, netExisted, vm); add {
 			tr.expect(vm.Name, leaseStep(vm.Name))
@@ -196,6 +209,11 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return workflow.ExecuteActivity(stepContext(c, o), a.DeleteNetwork, netRef).Get(c, nil)
 	}, a.EnsureNetwork, netXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
+	}
+	if hostChanges.Routing {
+		if err := joinRouting(ctx, o, tr, sg, req, plan, hostChanges, &res); err != nil {
+			return res, failStart(ctx, tr, sg, err)
+		}
 	}
 
 	poolXML, err := templates.Pool(plan)
@@ -275,6 +293,43 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failNodes(ctx, tr, failed, names, err)
 	}
 	return res, nil
+}
+
+// joinRouting makes the cluster's network one of the host's routed
+// clusters, once its bridge exists. The rollback leaves the routing only if
+// this run made the cluster a member.
+func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Request, plan cluster.Plan, hc cluster.HostChangesPlan, res *StartResult) error {
+	actx := stepContext(ctx, o)
+	step := routingStep(plan.Network.Bridge)
+	routing := activities.RoutingRequest{
+		Cluster: plan.Cluster, Network: plan.Network.Name, Bridge: plan.Network.Bridge, Subnet: plan.Network.Range,
+		EnableIPForwarding: hc.EnableIPForwarding, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy,
+	}
+	return run(tr, step, func() (bool, error) {
+		var members []hostchange.Member
+		if err := workflow.ExecuteActivity(actx, a.RoutedClusters).Get(ctx, &members); err != nil {
+			return false, err
+		}
+		member := false
+		for _, m := range members {
+			member = member || m.Cluster == plan.Cluster
+		}
+		if !member && !hc.KeepOnFailure {
+			sg.push(step, func(c workflow.Context) error {
+				return workflow.ExecuteActivity(stepContext(c, o), a.LeaveRouting, routing).Get(c, nil)
+			})
+		}
+		var r activities.HostChangeResult
+		if err := workflow.ExecuteActivity(actx, a.JoinRouting, routing).Get(ctx, &r); err != nil {
+			return false, err
+		}
+		for _, rec := range r.Records {
+			if rec.Outcome == hostchange.OutcomeDone {
+				res.HostChanges = append(res.HostChanges, rec.Change)
+			}
+		}
+		return r.Changed(), nil
+	})
 }
 
 func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv activities.Inventory, netExisted bool, baseFormat string, sg *saga, res *StartResult) error {
@@ -666,16 +721,37 @@ func exclusiveDevices(vm cluster.VMPlan) bool {
 }
 
 // specValidator is the validation the run began under: runs recorded
-// before the hardware settings were judged (recorded is true), or before
-// host_configuration was checked key by key, replay under their rules.
+// before the hardware settings were judged (recorded is true), before
+// host_configuration was checked key by key, or before hpcvm made host
+// changes, replay under their rules.
 func specValidator(ctx workflow.Context) (validate func(cluster.Spec) error, recorded bool) {
 	if recordedRules(ctx) {
 		return cluster.ValidateAsRecorded, true
 	}
-	if workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	switch hostRulesVersion(ctx) {
+	case workflow.DefaultVersion:
 		return cluster.ValidateBeforeHostRules, false
+	case 1:
+		return cluster.ValidateBeforeHostChanges, false
 	}
 	return cluster.Validate, false
+}
+
+// hostRulesVersion is the generation of host_configuration's rules the run
+// began under: 1 checked it key by key with every change off, 2 makes the
+// routing it allows. (Temporal returns the first answer to every later
+// call in the run.)
+func hostRulesVersion(ctx workflow.Context) workflow.Version {
+	return workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 2)
+}
+
+// hostChangesOf is what the run may change on the host: nothing for runs
+// begun before hpcvm made host changes.
+func hostChangesOf(ctx workflow.Context, spec cluster.Spec) cluster.HostChangesPlan {
+	if recordedRules(ctx) || hostRulesVersion(ctx) < 2 {
+		return cluster.HostChangesPlan{}
+	}
+	return cluster.HostChangesOf(spec)
 }
 
 // recordedRules says the run was recorded before the hardware settings

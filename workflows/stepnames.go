@@ -18,6 +18,10 @@ func deleteVolumeStep(vol string) string  { return "delete volume " + vol }
 func removeLeaseStep(vm string) string    { return "remove DHCP lease " + vm }
 func deletePoolStep(pool string) string   { return "delete pool " + pool }
 func deleteNetworkStep(net string) string { return "delete network " + net }
+func routingStep(bridge string) string    { return "host routing " + bridge }
+
+// leaveRoutingStep is destroy's removal of the cluster's routing rules.
+const leaveRoutingStep = "leave host routing"
 
 // waitPowerOffStep is stop's wait for the guests to power off.
 const waitPowerOffStep = "wait for power-off"

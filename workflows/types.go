@@ -26,6 +26,8 @@ const (
 	StopClusterName     = "StopCluster"
 	DestroyClusterName  = "DestroyCluster"
 	DescribeClusterName = "DescribeCluster"
+	// HostAuditName reads a host's audit log (`hpcvm audit`).
+	HostAuditName = "HostAudit"
 
 	// ProgressQuery returns the run's []Step.
 	ProgressQuery = "progress"
@@ -96,6 +98,13 @@ type Request struct {
 	NameOnly bool `json:"name_only,omitempty"`
 	// VMs limits destroy to these nodes (`hpcvm destroy --vm`).
 	VMs []string `json:"vms,omitempty"`
+	// ConfirmedHostChanges says a person agreed to the host changes the
+	// cluster's host_configuration allows (the CLI's prompt, or --yes);
+	// a start that needs confirmation refuses to run without it.
+	ConfirmedHostChanges bool `json:"confirmed_host_changes,omitempty"`
+	// RequestedBy is who submitted the run (user@machine), for the host's
+	// audit log.
+	RequestedBy string `json:"requested_by,omitempty"`
 }
 
 // Step is one line of a run's progress, as the CLI and the progress query
@@ -133,6 +142,9 @@ type StartResult struct {
 	// NotInFile are VMs the cluster owns that cluster.yaml no longer names:
 	// start leaves them as they are (`hpcvm destroy --vm` removes one).
 	NotInFile []string `json:"not_in_file,omitempty"`
+	// HostChanges are the changes this run made to the host outside
+	// libvirt, as the audit log words them.
+	HostChanges []string `json:"host_changes,omitempty"`
 }
 
 // StopResult is what StopCluster did.
@@ -157,6 +169,9 @@ type DestroyResult struct {
 	Missing []string `json:"missing,omitempty"`
 	// ReleasedDevices are the host PCI functions whose claims it freed.
 	ReleasedDevices []string `json:"released_devices,omitempty"`
+	// UndoneHostChanges are the host changes it undid (routing rules,
+	// IP forwarding), as the audit log words them.
+	UndoneHostChanges []string `json:"undone_host_changes,omitempty"`
 }
 
 // Description is DescribeCluster's answer: the plan (empty for a NameOnly

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"go.temporal.io/api/enums/v1"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
@@ -484,4 +486,71 @@ func TestFailedUndoStopsTheUndosBeneathIt(t *testing.T) {
 	require.NoError(t, appErr.Details(&f))
 	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "volume compute-02.qcow2: skipped")
 	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "network lab-network: skipped")
+}
+
+// installRouting mocks the routing steps: members is what RoutedClusters
+// answers; joins and leaves are noted as calls and undos.
+func (r *recorder) installRouting(env *testsuite.TestWorkflowEnvironment, members []hostchange.Member) {
+	env.OnActivity(a.RoutedClusters, mock.Anything).Return(func(context.Context) ([]hostchange.Member, error) {
+		r.note(&r.calls, "RoutedClusters")
+		return members, nil
+	})
+	env.OnActivity(a.JoinRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+		r.note(&r.calls, "JoinRouting "+req.Bridge+" "+req.Subnet+" by "+req.RequestedBy)
+		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "add filter rule", Outcome: hostchange.OutcomeDone}}}, r.fail("JoinRouting")
+	})
+	env.OnActivity(a.LeaveRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+		r.note(&r.undo, "LeaveRouting "+req.Cluster)
+		return activities.HostChangeResult{}, nil
+	})
+}
+
+// Routing is a host change: refused unconfirmed before anything exists,
+// made after the network, rolled back before the network goes, and not
+// rolled back when the cluster was a member before the run or the file
+// says to keep host changes on failure.
+func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
+	run := func(req Request, members []hostchange.Member, failAt string) (*recorder, error, StartResult) {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestWorkflowEnvironment()
+		r := &recorder{failAt: failAt}
+		r.install(env)
+		r.installRouting(env, members)
+		env.ExecuteWorkflow(StartCluster, req)
+		var res StartResult
+		if env.GetWorkflowError() == nil {
+			require.NoError(t, env.GetWorkflowResult(&res))
+		}
+		return r, env.GetWorkflowError(), res
+	}
+	req := routedRequest(t)
+	req.ConfirmedHostChanges = false
+	r, err, _ := run(req, nil, "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "host_configuration asks for confirmation first")
+	assert.Contains(t, err.Error(), "bridge br-lab (192.168.100.0/24)")
+	assert.Empty(t, r.calls, "nothing is looked at or made unconfirmed")
+
+	r, err, res := run(routedRequest(t), nil, "")
+	require.NoError(t, err)
+	assert.Contains(t, r.calls, "JoinRouting br-lab 192.168.100.0/24 by ops@console")
+	assert.Less(t, slices.Index(r.calls, "EnsureNetwork"), slices.Index(r.calls, "JoinRouting br-lab 192.168.100.0/24 by ops@console"), "the bridge exists first")
+	assert.Equal(t, []string{"add filter rule"}, res.HostChanges)
+
+	r, err, _ = run(routedRequest(t), nil, "StartDomain lab-compute-02")
+	require.Error(t, err)
+	i := slices.Index(r.undo, "LeaveRouting lab")
+	require.GreaterOrEqual(t, i, 0, "%v", r.undo)
+	assert.Less(t, i, slices.Index(r.undo, "DeleteNetwork lab-network"))
+
+	r, err, _ = run(routedRequest(t), []hostchange.Member{{Cluster: "lab"}}, "StartDomain lab-compute-02")
+	require.Error(t, err)
+	assert.NotContains(t, r.undo, "LeaveRouting lab", "a member before the run stays one")
+
+	keep := routedRequest(t)
+	keep.Spec.HostConfiguration["rollback_on_failure"] = false
+	r, err, _ = run(keep, nil, "StartDomain lab-compute-02")
+	require.Error(t, err)
+	assert.NotContains(t, r.undo, "LeaveRouting lab", "rollback_on_failure: false keeps host changes")
+	assert.Contains(t, r.undo, "DeleteNetwork lab-network")
 }

@@ -55,8 +55,13 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			for _, w := range cluster.Warnings(spec) {
 				fmt.Fprintln(a.errOut, "warning:", w)
 			}
+			req := workflows.Request{Spec: spec}
+			yes, _ := cmd.Flags().GetBool("yes")
+			if req.ConfirmedHostChanges, err = a.confirmHostChanges(spec, yes); err != nil {
+				return err
+			}
 			var res workflows.StartResult
-			err = a.operate(cmd.Context(), workflows.StartClusterName, workflows.Request{Spec: spec}, &res)
+			err = a.operate(cmd.Context(), workflows.StartClusterName, req, &res)
 			a.reportResult(&res)
 			if err != nil {
 				return err
@@ -66,6 +71,12 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 			}
 			if len(res.NotInFile) > 0 {
 				fmt.Fprintf(a.out, "note: the cluster has VM(s) cluster.yaml no longer names: %s; start leaves them as they are (remove one with `hpcvm destroy --vm NAME`)\n", strings.Join(res.NotInFile, ", "))
+			}
+			if len(res.HostChanges) > 0 {
+				fmt.Fprintf(a.out, "changed host %s outside libvirt (%d change(s), each in its audit log: hpcvm audit; hpcvm destroy undoes them):\n", res.Plan.Host, len(res.HostChanges))
+				for _, c := range res.HostChanges {
+					fmt.Fprintln(a.out, "  -", c)
+				}
 			}
 			fmt.Fprintf(a.out, "cluster %s is running on %s (%s, %s): created %d object(s), started %d VM(s)\n",
 				res.Plan.Cluster, res.Plan.Host, res.Plan.Machine.MachineType, domainKind(res.Plan.Machine.DomainType), len(res.Created), len(res.Started))
@@ -92,7 +103,40 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 	cmd.Flags().Duration("wait-ip-timeout", 5*time.Minute, "how long --wait-ip waits before it reports the VMs without an address (exit 1)")
 	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
 	cmd.MarkFlagsMutuallyExclusive("inventory", "no-inventory")
+	cmd.Flags().BoolP("yes", "y", false, "answer yes to the confirmation host_configuration asks before hpcvm changes the host (dns_mode routed)")
 	return cmd
+}
+
+// confirmHostChanges shows what the start will change on the host outside
+// libvirt and, when host_configuration asks for it, gets a yes: from --yes
+// or from the person at the terminal. It returns whether the changes were
+// confirmed; a refusal submits nothing.
+func (a *app) confirmHostChanges(spec cluster.Spec, yes bool) (bool, error) {
+	hc := cluster.HostChangesOf(spec)
+	if !hc.Any() {
+		return false, nil
+	}
+	p, err := cluster.NewPlan(spec)
+	if err != nil {
+		return false, fail(ExitBadInput, "%v", err)
+	}
+	fmt.Fprintf(a.errOut, "host_configuration lets hpcvm change host %s outside libvirt; this start will:\n", p.Host)
+	for _, line := range cluster.HostChangeSummary(p, hc) {
+		fmt.Fprintln(a.errOut, "  -", line)
+	}
+	if yes || !hc.Confirm {
+		return yes || !hc.Confirm, nil
+	}
+	if a.report != nil {
+		return false, fail(ExitBadInput, "-o json cannot ask for confirmation of host changes: give --yes; nothing was submitted")
+	}
+	fmt.Fprint(a.errOut, "Make these changes? [y/N]: ")
+	line, _ := bufio.NewReader(a.in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, fail(ExitBadInput, "host changes not confirmed; nothing was submitted (--yes answers the question; host_configuration.require_confirmation: false or skip_confirmation: true stop it being asked)")
 }
 
 // dhcpLeaseTime is how long the DHCP server of an hpcvm network leases an
@@ -328,6 +372,9 @@ func (a *app) printDestroy(res workflows.DestroyResult) {
 	for _, d := range res.Deleted {
 		fmt.Fprintln(a.out, "  deleted", d)
 	}
+	for _, c := range res.UndoneHostChanges {
+		fmt.Fprintln(a.out, "  undid host change:", c)
+	}
 	for _, k := range res.Kept {
 		fmt.Fprintln(a.out, "  LEFT:", k)
 	}
@@ -348,6 +395,9 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 	defer c.Close()
 	if a.report != nil {
 		a.report.Cluster, a.report.Host = req.Spec.Cluster.Name, req.Spec.Cluster.Host
+	}
+	if req.RequestedBy == "" {
+		req.RequestedBy = requester()
 	}
 	run, attached, err := submit(ctx, c, op, req)
 	if err != nil {

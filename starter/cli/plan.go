@@ -42,6 +42,7 @@ worker cannot be reached.`,
 				return err
 			}
 			a.printChecks(r)
+			a.printHostChanges(spec)
 			for _, w := range cluster.Warnings(spec) {
 				fmt.Fprintln(a.out, "warning:", w)
 			}
@@ -213,6 +214,7 @@ func (a *app) printPlan(spec cluster.Spec, r workflows.PlanReport, withXML bool)
 	if len(r.NotInFile) > 0 {
 		fmt.Fprintf(a.out, "\nnote: the cluster has VM(s) cluster.yaml no longer names: %s; start leaves them as they are\n", strings.Join(r.NotInFile, ", "))
 	}
+	a.printHostChanges(spec)
 	for _, w := range cluster.Warnings(spec) {
 		fmt.Fprintln(a.out, "warning:", w)
 	}
@@ -226,5 +228,26 @@ func (a *app) printPlan(spec cluster.Spec, r workflows.PlanReport, withXML bool)
 		if len(r.Documents) == 0 {
 			fmt.Fprintln(a.out, "\nno XML: it is rendered only once every check passes")
 		}
+	}
+}
+
+// printHostChanges lists what a start would change on the host outside
+// libvirt, as host_configuration allows.
+func (a *app) printHostChanges(spec cluster.Spec) {
+	hc := cluster.HostChangesOf(spec)
+	if !hc.Any() {
+		return
+	}
+	p, err := cluster.NewPlan(spec)
+	if err != nil {
+		return
+	}
+	ask := "start asks for confirmation first; --yes answers it"
+	if !hc.Confirm {
+		ask = "start does not ask: require_confirmation is false or skip_confirmation true"
+	}
+	fmt.Fprintf(a.out, "host changes outside libvirt on %s (%s):\n", p.Host, ask)
+	for _, line := range cluster.HostChangeSummary(p, hc) {
+		fmt.Fprintln(a.out, "  -", line)
 	}
 }

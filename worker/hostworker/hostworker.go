@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/sdk/client"
@@ -30,6 +31,13 @@ type Options struct {
 	// read from instead of /sys; a PCI fixture tree in tests. Set, it also
 	// replaces libvirt's node devices for PCI.
 	SysfsRoot string
+	// Netns is the network namespace the hypervisor's bridges live in
+	// when it is not the worker's own: host changes (forwarding, firewall
+	// rules) are made there. Empty: the worker's own namespace.
+	Netns string
+	// AuditLog is the file that records every host change
+	// (hostchange.DefaultAuditPath if empty).
+	AuditLog string
 }
 
 // New registers the workflows and activities on the host's task queue.
@@ -72,6 +80,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.PoolRoots == nil {
 		o.PoolRoots = activities.DefaultPoolRoots
 	}
+	if o.AuditLog == "" {
+		o.AuditLog = hostchange.DefaultAuditPath
+	}
 	if o.ShareRoots == nil {
 		o.ShareRoots = activities.DefaultShareRoots
 	}
@@ -86,6 +97,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		ShareRoots:     o.ShareRoots,
 		SysfsRoot:      o.SysfsRoot,
 		Temporal:       c,
+		HostChanges:    &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog}},
 	})
 	return w
 }

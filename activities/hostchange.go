@@ -1,0 +1,165 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hpcvm/hpcvm/hostchange"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// RoutingRequest names a cluster's network for the routing between the
+// host's routed clusters, and how host_configuration lets it be made.
+type RoutingRequest struct {
+	Cluster string `json:"cluster"`
+	Network string `json:"network"` // the cluster's libvirt network
+	Bridge  string `json:"bridge"`
+	Subnet  string `json:"subnet"`
+	// EnableIPForwarding lets the step turn IP forwarding on.
+	EnableIPForwarding bool `json:"enable_ip_forwarding,omitempty"`
+	// RequireRoot refuses the change unless the worker runs as root.
+	RequireRoot bool `json:"require_root,omitempty"`
+	// RequestedBy is who submitted the run, for the audit log.
+	RequestedBy string `json:"requested_by,omitempty"`
+}
+
+// HostChangeResult lists what a host change step did, as the audit log
+// has it.
+type HostChangeResult struct {
+	Records []hostchange.Record `json:"records"`
+}
+
+// Changed says the step changed the host.
+func (r HostChangeResult) Changed() bool {
+	for _, rec := range r.Records {
+		if rec.Outcome == hostchange.OutcomeDone {
+			return true
+		}
+	}
+	return false
+}
+
+// AuditRequest selects audit records: a cluster's ("" for every one), the
+// newest Last of them (0 for all).
+type AuditRequest struct {
+	Cluster string `json:"cluster,omitempty"`
+	Last    int    `json:"last,omitempty"`
+}
+
+// AuditLog is a host's audit log, as ReadAuditLog found it.
+type AuditLog struct {
+	Host    string              `json:"host"`
+	Path    string              `json:"path"`
+	Records []hostchange.Record `json:"records"`
+	// Skipped counts lines that are not records (a torn write).
+	Skipped int `json:"skipped,omitempty"`
+}
+
+// JoinRouting makes the cluster's network one of the host's routed
+// clusters (hostchange.Host.Join), recording every change.
+func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	err := a.heartbeating(ctx, func() error {
+		h, err := a.hostChanges(req.RequireRoot)
+		if err != nil {
+			return err
+		}
+		res.Records, err = h.Join(ctx, a.changeMeta(ctx, req), hostchange.Member{Cluster: req.Cluster, Bridge: req.Bridge, Subnet: req.Subnet},
+			hostchange.JoinOptions{EnableIPForwarding: req.EnableIPForwarding})
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// LeaveRouting removes what JoinRouting made for the cluster, found by its
+// tag on the host; IP forwarding goes back off only if hpcvm turned it on
+// and no other network of the host forwards.
+func (a *Activities) LeaveRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return res, nil // a worker that makes no host changes has none to undo
+	}
+	err := a.heartbeating(ctx, func() error {
+		h := a.HostChanges
+		others := false
+		if a.Libvirt != nil {
+			nets, err := a.Libvirt.ForwardingNetworks()
+			if err != nil {
+				return classify(err)
+			}
+			for _, n := range nets {
+				if n != req.Network {
+					others = true
+				}
+			}
+		}
+		var err error
+		res.Records, err = h.Leave(ctx, a.changeMeta(ctx, req), others)
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// RoutedClusters lists the host's routed clusters, from their rules.
+func (a *Activities) RoutedClusters(ctx context.Context) ([]hostchange.Member, error) {
+	if a.HostChanges == nil {
+		return nil, nil
+	}
+	var out []hostchange.Member
+	err := a.heartbeating(ctx, func() (err error) {
+		out, err = a.HostChanges.Members(ctx)
+		return hostChangeError(err)
+	})
+	return out, err
+}
+
+// ReadAuditLog returns the host's audit records that req selects.
+func (a *Activities) ReadAuditLog(ctx context.Context, req AuditRequest) (AuditLog, error) {
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return AuditLog{}, badInput("this worker keeps no audit log (it makes no host changes)", nil)
+	}
+	log := AuditLog{Host: a.HostChanges.Name, Path: a.HostChanges.Audit.Path}
+	recs, skipped, err := a.HostChanges.Audit.Read(func(r hostchange.Record) bool {
+		return req.Cluster == "" || r.Cluster == req.Cluster
+	})
+	if err != nil {
+		return log, err
+	}
+	if req.Last > 0 && len(recs) > req.Last {
+		recs = recs[len(recs)-req.Last:]
+	}
+	log.Records, log.Skipped = recs, skipped
+	return log, nil
+}
+
+func (a *Activities) hostChanges(requireRoot bool) (*hostchange.Host, error) {
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return nil, badInput("this worker was started without an audit log, so it makes no host changes: start hpcvm-worker with --audit-log", nil)
+	}
+	if requireRoot && os.Geteuid() != 0 {
+		return nil, badInput(fmt.Sprintf("the worker runs as uid %d and host_configuration.security.require_root_access is true: run hpcvm-worker as root, or set it false if the worker may change the firewall otherwise (capabilities)", os.Geteuid()), nil)
+	}
+	return a.HostChanges, nil
+}
+
+func (a *Activities) changeMeta(ctx context.Context, req RoutingRequest) hostchange.Meta {
+	m := hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy}
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		m.WorkflowID, m.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
+	}
+	return m
+}
+
+// hostChangeError makes a change the host or its configuration refuses
+// final; anything else (a busy xtables lock, a slow iptables) is retried.
+func hostChangeError(err error) error {
+	var refused *hostchange.RefusedError
+	if errors.As(err, &refused) {
+		return temporal.NewNonRetryableApplicationError(refused.Msg, ErrTypeBadInput, nil)
+	}
+	return err
+}

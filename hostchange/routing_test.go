@@ -1,0 +1,200 @@
+package hostchange
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testHost gives a Host working in a network namespace of its own, made for
+// this test and removed after it: the real iptables and sysctl, never the
+// machine's own namespace.
+func testHost(t *testing.T) *Host {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a network namespace (CI runs as root)")
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns := "hpcvm-hc-" + hex.EncodeToString(b)
+	out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
+	return &Host{Name: "testhost", Netns: ns, Audit: &Audit{Path: filepath.Join(t.TempDir(), "audit.jsonl")}}
+}
+
+func (h *Host) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := h.output(context.Background(), args[0], args[1:]...)
+	require.NoError(t, err)
+	return out
+}
+
+// bridges makes the members' bridges in the host's namespace, as libvirt
+// would have.
+func (h *Host) bridges(t *testing.T, ms ...Member) {
+	t.Helper()
+	for _, m := range ms {
+		h.must(t, "ip", "link", "add", m.Bridge, "type", "bridge")
+	}
+}
+
+func firstRule(t *testing.T, h *Host, table, chain string) string {
+	t.Helper()
+	for _, l := range strings.Split(h.must(t, "iptables", "-w", "-t", table, "-S", chain), "\n") {
+		if strings.HasPrefix(l, "-A ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func TestRoutingJoinsAndLeavesLeavingNothingBehind(t *testing.T) {
+	h := testHost(t)
+	ctx := context.Background()
+	// libvirt's own rules come first before hpcvm joins: ours must be put
+	// before them.
+	h.must(t, "iptables", "-w", "-A", "FORWARD", "-j", "REJECT")
+	h.must(t, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-j", "MASQUERADE")
+	a := Member{Cluster: "alpha", Bridge: "br-alpha", Subnet: "10.61.1.0/24"}
+	b := Member{Cluster: "beta", Bridge: "br-beta", Subnet: "10.61.2.0/24"}
+	meta := func(c string) Meta {
+		return Meta{Cluster: c, RequestedBy: "ops@console", WorkflowID: "hpcvm-cluster-" + c, RunID: "run-" + c}
+	}
+	require.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey), "a new namespace does not forward")
+
+	// A bridge that is not where the rules would go (libvirtd in another
+	// namespace): refused, nothing made.
+	_, err := h.Join(ctx, meta("alpha"), a, JoinOptions{EnableIPForwarding: true})
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "bridge br-alpha of cluster alpha is not in network namespace "+h.Netns)
+	assert.Contains(t, err.Error(), "--netns")
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-S"), chainFrom)
+	assert.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey))
+	h.bridges(t, a, b)
+
+	// Forwarding off and not allowed: refused, and nothing made.
+	_, err = h.Join(ctx, meta("alpha"), a, JoinOptions{})
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "enable_ip_forwarding is false")
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-S"), chainFrom)
+
+	recs, err := h.Join(ctx, meta("alpha"), a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey))
+	require.NotEmpty(t, recs)
+	assert.Equal(t, ipForwardWhat, recs[0].Change)
+	assert.Equal(t, "0", recs[0].Before)
+	assert.Equal(t, OutcomeDone, recs[0].Outcome)
+	assert.Equal(t, "-A FORWARD -j "+chainFrom, firstRule(t, h, "filter", "FORWARD"))
+	assert.Equal(t, "-A POSTROUTING -j "+chainFrom, firstRule(t, h, "nat", "POSTROUTING"))
+
+	// Again: everything is in place, nothing changes.
+	again, err := h.Join(ctx, meta("alpha"), a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	for _, r := range again {
+		assert.Equal(t, OutcomeUnchanged, r.Outcome, r.Change)
+	}
+	_, err = h.Join(ctx, meta("beta"), b, JoinOptions{})
+	require.NoError(t, err, "forwarding is on now: beta needs no permission to turn it on")
+	members, err := h.Members(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []Member{a, b}, members)
+	filter := h.must(t, "iptables", "-w", "-S")
+	assert.Equal(t, 1, strings.Count(filter, "-A FORWARD -j "+chainFrom), "one jump, whatever the number of members")
+
+	// alpha leaves: beta stays, and so does forwarding.
+	recs, err = h.Leave(ctx, meta("alpha"), false)
+	require.NoError(t, err)
+	assert.Len(t, recs, 4, "alpha's four rules")
+	members, err = h.Members(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []Member{b}, members)
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey))
+
+	// beta leaves: the chains and jumps go, and forwarding goes back to 0
+	// because hpcvm turned it on.
+	_, err = h.Leave(ctx, meta("beta"), false)
+	require.NoError(t, err)
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-S"), chainFrom)
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-t", "nat", "-S"), chainFrom)
+	assert.Equal(t, "-A FORWARD -j REJECT --reject-with icmp-port-unreachable", firstRule(t, h, "filter", "FORWARD"), "the rules that were there are untouched")
+	assert.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey))
+
+	// Nothing of beta is left: leaving again changes nothing.
+	recs, err = h.Leave(ctx, meta("beta"), false)
+	require.NoError(t, err)
+	assert.Empty(t, recs)
+
+	all, skipped, err := h.Audit.Read(nil)
+	require.NoError(t, err)
+	assert.Zero(t, skipped)
+	var last Record
+	for _, r := range all {
+		assert.Equal(t, "testhost", r.Host)
+		assert.Equal(t, h.Netns, r.Netns)
+		assert.Equal(t, "ops@console", r.RequestedBy)
+		assert.NotEmpty(t, r.Cluster)
+		assert.False(t, r.Time.IsZero())
+		if r.Outcome == OutcomeDone {
+			assert.NotEmpty(t, r.Command, r.Change)
+		}
+		last = r
+	}
+	assert.Equal(t, ActionRevert, last.Action)
+	assert.Equal(t, ipForwardWhat, last.Change)
+	assert.Equal(t, "sysctl -w net.ipv4.ip_forward=0", last.Command)
+}
+
+func TestForwardingHpcvmDidNotTurnOnStaysOn(t *testing.T) {
+	h := testHost(t)
+	ctx := context.Background()
+	h.must(t, "sysctl", "-w", ipForwardKey+"=1")
+	m := Member{Cluster: "gamma", Bridge: "br-gamma", Subnet: "10.61.3.0/24"}
+	h.bridges(t, m)
+	_, err := h.Join(ctx, Meta{Cluster: "gamma"}, m, JoinOptions{})
+	require.NoError(t, err)
+	_, err = h.Leave(ctx, Meta{Cluster: "gamma"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey), "it was on before hpcvm came")
+}
+
+func TestForwardingAnotherNetworkNeedsIsKept(t *testing.T) {
+	h := testHost(t)
+	ctx := context.Background()
+	m := Member{Cluster: "delta", Bridge: "br-delta", Subnet: "10.61.4.0/24"}
+	h.bridges(t, m)
+	_, err := h.Join(ctx, Meta{Cluster: "delta"}, m, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	recs, err := h.Leave(ctx, Meta{Cluster: "delta"}, true)
+	require.NoError(t, err)
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey))
+	last := recs[len(recs)-1]
+	assert.Equal(t, OutcomeKept, last.Outcome)
+	assert.Contains(t, last.Note, "another network of this host forwards")
+}
+
+func TestAuditSkipsATornLine(t *testing.T) {
+	a := &Audit{Path: filepath.Join(t.TempDir(), "sub", "audit.jsonl")}
+	require.NoError(t, a.Append(Record{Cluster: "x", Action: ActionApply, Change: "c", Outcome: OutcomeDone}))
+	f, err := os.OpenFile(a.Path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, _ = f.WriteString(`{"time":"2026-`)
+	require.NoError(t, f.Close())
+	recs, skipped, err := a.Read(nil)
+	require.NoError(t, err)
+	assert.Len(t, recs, 1)
+	assert.Equal(t, 1, skipped)
+	st, err := os.Stat(a.Path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the log says who did what: root's to read")
+}

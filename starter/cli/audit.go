@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+)
+
+func (a *app) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Show the changes hpcvm made to a host outside libvirt (its audit log)",
+		Long: `audit prints the audit log of the cluster's host: every change hpcvm
+made there outside libvirt's own objects (IP forwarding, the firewall rules
+of dns_mode routed), and every one it undid, each with when, who asked
+(user@machine of the client), which cluster and run, the command it ran,
+the value before and after, and the outcome. Changes it found already in
+place are listed as unchanged; changes a destroy did not undo (IP
+forwarding another network still needs) as kept, with the reason.
+
+The log is a file on the host (hpcvm-worker --audit-log), kept when
+Temporal forgets old runs; the host's worker reads it. By default audit
+shows the cluster's records; --all shows every cluster's on that host.`,
+		Example: `  hpcvm audit -c cluster.yaml
+  hpcvm audit --name lab --host hv1 --last 20
+  hpcvm audit --host hv1 --all -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, _ := cmd.Flags().GetString("output")
+			if format != "table" && format != "json" {
+				return fail(ExitBadInput, "--output must be table or json, not %q", format)
+			}
+			all, _ := cmd.Flags().GetBool("all")
+			last, _ := cmd.Flags().GetInt("last")
+			if last < 0 {
+				return fail(ExitBadInput, "--last must be 0 (every record) or more, not %d", last)
+			}
+			var host, name string
+			if all && a.v.GetString("name") == "" && !a.flags.Changed("config") {
+				// The whole host's log needs no cluster.
+				host = strings.ToLower(a.v.GetString("host"))
+				if host == "" {
+					h, err := os.Hostname()
+					if err != nil {
+						return fail(ExitBadInput, "--host is required with --all (the hostname could not be read: %v)", err)
+					}
+					host = strings.ToLower(h)
+				}
+			} else {
+				req, err := a.loadTarget()
+				if err != nil {
+					return err
+				}
+				host, name = req.Spec.Cluster.Host, req.Spec.Cluster.Name
+			}
+			if all {
+				name = ""
+			}
+			ctx := cmd.Context()
+			c, err := a.dialWithin(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			const answerWithin = 10 * time.Second
+			queue := workflows.TaskQueue(host)
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID:                       fmt.Sprintf("hpcvm-audit-%s-%d", host, time.Now().UnixNano()),
+				TaskQueue:                queue,
+				WorkflowExecutionTimeout: answerWithin,
+			}, workflows.HostAuditName, activities.AuditRequest{Cluster: name, Last: last})
+			if err != nil {
+				return unreachable(err)
+			}
+			var log activities.AuditLog
+			if err := run.Get(ctx, &log); err != nil {
+				var timeout *temporal.TimeoutError
+				if errors.As(err, &timeout) {
+					return fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", host, answerWithin, host, queue)
+				}
+				return fail(ExitUnreachable, "the worker of host %s could not read its audit log: %s", host, rootMessage(err))
+			}
+			if format == "json" {
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(log)
+			}
+			a.printAudit(log, name)
+			return nil
+		},
+	}
+	cmd.Flags().Bool("all", false, "every cluster's records on the host, not only this cluster's")
+	cmd.Flags().Int("last", 0, "only the newest N records (0: all)")
+	cmd.Flags().StringP("output", "o", "table", "table or json")
+	return cmd
+}
+
+func (a *app) printAudit(log activities.AuditLog, cluster string) {
+	whose := "every cluster"
+	if cluster != "" {
+		whose = "cluster " + cluster
+	}
+	if len(log.Records) == 0 {
+		fmt.Fprintf(a.out, "hpcvm made no change to host %s for %s (audit log %s)\n", log.Host, whose, log.Path)
+		return
+	}
+	fmt.Fprintf(a.out, "host %s, %s: %d record(s) from audit log %s\n", log.Host, whose, len(log.Records), log.Path)
+	w := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tCLUSTER\tACTION\tOUTCOME\tCHANGE\tBEFORE→AFTER\tBY\tRUN")
+	for _, r := range log.Records {
+		change := r.Change
+		if r.Netns != "" {
+			change += " [netns " + r.Netns + "]"
+		}
+		values := ""
+		if r.Before != "" || r.After != "" {
+			values = r.Before + "→" + r.After
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Cluster, r.Action, r.Outcome, change, values, dashIfEmpty(r.RequestedBy), dashIfEmpty(strings.TrimSpace(r.WorkflowID+" "+r.RunID)))
+		if r.Command != "" {
+			fmt.Fprintf(w, "\t\t\t\t  $ %s\t\t\t\n", r.Command)
+		}
+		if r.Note != "" {
+			fmt.Fprintf(w, "\t\t\t\t  %s\t\t\t\n", r.Note)
+		}
+	}
+	_ = w.Flush()
+	if log.Skipped > 0 {
+		fmt.Fprintf(a.out, "warning: %d line(s) of the log are not records (a write cut short) and were skipped\n", log.Skipped)
+	}
+}
+
+// requester is who submits a run, for the host's audit log: the user and
+// the machine the client runs on.
+func requester() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "unknown"
+	}
+	return name + "@" + h
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
