@@ -23,6 +23,9 @@ import (
 // undo only what the run itself created.
 func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (Inventory, error) {
 	var inv Inventory
+	// The host's routing rules are read beside the libvirt calls.
+	routing := make(chan *RoutingState, 1)
+	go func() { routing <- a.routingOf(ctx, req.Cluster) }()
 	err := a.heartbeating(ctx, func() error {
 		name := req.Cluster
 		if n, err := a.Libvirt.LookupNetwork(cluster.NetworkName(name)); err == nil {
@@ -125,7 +128,34 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		}
 		return nil
 	})
+	inv.Routing = <-routing
 	return inv, err
+}
+
+// routingOf says whether the cluster is one of the host's routed clusters
+// (its tagged rules), and with whom; nil when the worker makes no host
+// changes or the cluster is not routed. Rules that cannot be read are a
+// Problem, not a failed inspection: libvirt's objects are what it is for.
+func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
+	if a.HostChanges == nil {
+		return nil
+	}
+	members, err := a.HostChanges.Members(ctx)
+	if err != nil {
+		return &RoutingState{Problem: err.Error()}
+	}
+	st := &RoutingState{}
+	for _, m := range members {
+		if m.Cluster == name {
+			st.Member = true
+		} else {
+			st.With = append(st.With, m.Cluster)
+		}
+	}
+	if !st.Member {
+		return nil
+	}
+	return st
 }
 
 // liveAddresses reads what the cluster's guests hold now. What cannot be

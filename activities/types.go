@@ -111,6 +111,17 @@ type Inventory struct {
 	// asked (InspectRequest.LiveAddresses): from the network's DHCP server
 	// and from the guest agents that answer.
 	LiveAddresses []LiveAddress `json:"live_addresses,omitempty"`
+	// Routing is the cluster's membership of the host's routed clusters
+	// (dns_mode routed), from its tagged firewall rules; nil if it has none.
+	Routing *RoutingState `json:"routing,omitempty"`
+}
+
+// RoutingState is a routed cluster's place on the host.
+type RoutingState struct {
+	Member bool     `json:"member"`
+	With   []string `json:"with,omitempty"` // the other routed clusters
+	// Problem: the rules could not be read (membership unknown).
+	Problem string `json:"problem,omitempty"`
 }
 
 // LiveAddress is an address a guest holds, by its interface's MAC.

@@ -316,7 +316,7 @@ func TestCrossClusterRoutingWhenAllowed(t *testing.T) {
 	s, err = Parse([]byte(fmt.Sprintf(base, "", ", require_confirmation: false, cross_cluster_routing: {enable_ip_forwarding: false}", ", rollback_on_failure: false, security: {require_root_access: false, backup_configs: true}")))
 	require.NoError(t, err)
 	assert.Equal(t, HostChangesPlan{Routing: true, KeepOnFailure: true}, HostChangesOf(s))
-	assert.Contains(t, Warnings(s), "host_configuration: hpcvm makes only the routing between clusters, so security.backup_configs change nothing")
+	assert.Contains(t, Warnings(s), "host_configuration: hpcvm makes only the host change this cluster's dns_mode asks for, so security.backup_configs change nothing")
 	s, err = Parse([]byte(fmt.Sprintf(base, "", "", ", require_confirmation: true, skip_confirmation: true")))
 	require.NoError(t, err)
 	assert.False(t, HostChangesOf(s).Confirm, "skip_confirmation answers it")
@@ -336,7 +336,31 @@ func TestCrossClusterRoutingWhenAllowed(t *testing.T) {
 	s, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\nhost_configuration: {network: {enable_cross_cluster_routing: true}}\n"))
 	require.NoError(t, err)
 	assert.False(t, HostChangesOf(s).Any())
-	assert.Contains(t, strings.Join(Warnings(s), "\n"), "enable_cross_cluster_routing is true but network.dns_mode is \"isolated\": hpcvm changes nothing on the host")
+	assert.Contains(t, strings.Join(Warnings(s), "\n"), "enable_cross_cluster_routing is true but network.dns_mode is \"isolated\": hpcvm makes no routing on the host")
+}
+
+// dns_mode service_discovery with the host change allowed: the registry
+// file is planned where config_dir says (Consul's directory by default).
+func TestServiceDiscoveryWhenAllowed(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: service_discovery}\nhost_configuration: {network: {enable_service_discovery: true%s}}\n"
+	s, err := Parse([]byte(fmt.Sprintf(base, "")))
+	require.NoError(t, err)
+	h := HostChangesOf(s)
+	assert.Equal(t, HostChangesPlan{Discovery: true, DiscoveryDir: "/etc/consul.d", Confirm: true, RequireRoot: true}, h)
+	assert.Empty(t, Warnings(s), "no manual steps for what hpcvm makes")
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(HostChangeSummary(p, h), "\n"), "write the names and addresses of its 1 VM(s) to /etc/consul.d/hpcvm-lab.json")
+	s, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: /var/lib/consul/conf/, consul_path: /usr/bin/consul}")))
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/consul/conf", HostChangesOf(s).DiscoveryDir)
+	assert.Contains(t, strings.Join(Warnings(s), "\n"), "network.service_discovery.consul_path change nothing")
+	_, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: consul.d}")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config_dir: \"consul.d\" is not an absolute directory")
+	s, err = Parse([]byte(fmt.Sprintf(base, "")))
+	require.NoError(t, err)
+	assert.Error(t, ValidateBeforeHostChanges(s), "runs recorded before refuse it")
 }
 
 // A dns_mode that needs host changes runs isolated, and says how to make

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -9,8 +10,9 @@ import (
 // The plan's host_configuration says which changes outside libvirt's own
 // objects (sysctl, firewall rules beyond libvirt's, the host's resolver,
 // hugepage and module setup) hpcvm may make. Every one is off by default.
-// hpcvm makes one kind so far: the routing between routed clusters
-// (enable_cross_cluster_routing with dns_mode routed). A key that keeps a
+// hpcvm makes two so far: the routing between routed clusters
+// (enable_cross_cluster_routing with dns_mode routed) and the registry file
+// of dns_mode service_discovery (enable_service_discovery). A key that keeps a
 // change off is accepted (it says what hpcvm does anyway); a key that turns
 // on a change hpcvm does not make is refused with what to do by hand, so no
 // setting is accepted and then silently not acted on.
@@ -26,8 +28,8 @@ const (
 	// hostRulesAllOff: checked key by key, every switch on refused, those
 	// dns_modes falling back to isolated.
 	hostRulesAllOff
-	// hostRulesRouting: as hostRulesAllOff, and cross-cluster routing made
-	// when allowed.
+	// hostRulesRouting: as hostRulesAllOff, and cross-cluster routing and
+	// the service discovery record made when allowed.
 	hostRulesRouting
 )
 
@@ -38,12 +40,18 @@ type hostSwitch struct {
 	made bool   // hpcvm makes it (under hostRulesRouting)
 }
 
-const routingSwitch = "network.enable_cross_cluster_routing"
+const (
+	routingSwitch   = "network.enable_cross_cluster_routing"
+	discoverySwitch = "network.enable_service_discovery"
+	// DefaultDiscoveryDir is where the registry file goes: Consul's
+	// configuration directory, as the plan names it.
+	DefaultDiscoveryDir = "/etc/consul.d"
+)
 
 var hostSwitches = map[string]hostSwitch{
 	"network.enable_host_dns_integration": {what: "the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names"},
 	routingSwitch:                         {what: "IP forwarding and firewall rules between the clusters' bridges", made: true},
-	"network.enable_service_discovery":    {what: "a service discovery agent (Consul, etcd) set up on the host"},
+	discoverySwitch:                       {what: "the cluster's names and addresses written for a service registry (Consul, etcd)", made: true},
 	"system.enable_hugepage_config":       {what: "hugepages reserved on the host"},
 	"system.enable_numa_config":           {what: "the host's NUMA tuning"},
 	"system.enable_kernel_module_config":  {what: "kernel modules loaded on the host"},
@@ -140,10 +148,13 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 			"would make hpcvm write the host's boot configuration (/etc/sysctl.d, saved firewall rules), which it does not do: its changes last until reboot or destroy",
 			"leave it false; to keep forwarding across reboots: echo 'net.ipv4.ip_forward=1' | sudo tee /etc/sysctl.d/90-hpcvm.conf")
 	}
-	if !HostChangesOf(s).Routing {
+	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok && !filepath.IsAbs(v) {
+		add("host_configuration.network.service_discovery.config_dir", v, "is not an absolute directory", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir)
+	}
+	if !HostChangesOf(s).Any() {
 		return
 	}
-	if v, ok := hostSetting(hc, "network.cross_cluster_routing.add_iptables_rules").(bool); ok && !v {
+	if v, ok := hostSetting(hc, "network.cross_cluster_routing.add_iptables_rules").(bool); ok && !v && HostChangesOf(s).Routing {
 		add("host_configuration.network.cross_cluster_routing.add_iptables_rules", v,
 			"forbids the firewall rules that routing between clusters is made of",
 			"leave it true (the default), or set enable_cross_cluster_routing false and make the rules by hand (the routed warning lists them)")
@@ -153,7 +164,7 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 			"cannot be turned off: the audit log is how a destroy knows which host changes hpcvm made and may undo",
 			"leave it out or true")
 	}
-	if s.Network.Forward == ForwardNone {
+	if s.Network.Forward == ForwardNone && HostChangesOf(s).Routing {
 		add("network.forward", s.Network.Forward,
 			"gives the guests no route off their bridge, so dns_mode routed could not reach the other clusters",
 			`use "nat" (the default) with dns_mode routed`)
@@ -195,10 +206,14 @@ type HostChangesPlan struct {
 	KeepOnFailure bool `json:"keep_on_failure,omitempty"`
 	// RequireRoot: the worker must run as root (security.require_root_access).
 	RequireRoot bool `json:"require_root,omitempty"`
+	// Discovery writes the cluster's registry file into DiscoveryDir
+	// (dns_mode service_discovery, allowed by enable_service_discovery).
+	Discovery    bool   `json:"discovery,omitempty"`
+	DiscoveryDir string `json:"discovery_dir,omitempty"`
 }
 
 // Any says the cluster changes the host.
-func (h HostChangesPlan) Any() bool { return h.Routing }
+func (h HostChangesPlan) Any() bool { return h.Routing || h.Discovery }
 
 // HostChangesOf reads what host_configuration lets hpcvm change for a
 // validated spec.
@@ -206,10 +221,19 @@ func HostChangesOf(s Spec) HostChangesPlan {
 	hc := s.HostConfiguration
 	var h HostChangesPlan
 	h.Routing = s.Network.DNSMode == "routed" && hostFlag(hc, routingSwitch, false)
-	if !h.Routing {
+	h.Discovery = s.Network.DNSMode == "service_discovery" && hostFlag(hc, discoverySwitch, false)
+	if !h.Any() {
 		return h
 	}
-	h.EnableIPForwarding = hostFlag(hc, "network.cross_cluster_routing.enable_ip_forwarding", true)
+	if h.Discovery {
+		h.DiscoveryDir = DefaultDiscoveryDir
+		if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok && v != "" {
+			h.DiscoveryDir = filepath.Clean(v)
+		}
+	}
+	if h.Routing {
+		h.EnableIPForwarding = hostFlag(hc, "network.cross_cluster_routing.enable_ip_forwarding", true)
+	}
 	confirm := hostFlag(hc, "network.require_confirmation", hostFlag(hc, "require_confirmation", true))
 	h.Confirm = confirm && !hostFlag(hc, "skip_confirmation", false)
 	h.KeepOnFailure = !hostFlag(hc, "rollback_on_failure", true)
@@ -217,35 +241,38 @@ func HostChangesOf(s Spec) HostChangesPlan {
 	return h
 }
 
-// actedOnWithRouting are the settings that say how routing is made: with
-// routing on they change something.
-var actedOnWithRouting = map[string]bool{
-	"require_confirmation":                               true,
-	"network.require_confirmation":                       true,
-	"skip_confirmation":                                  true,
-	"enable_audit_logging":                               true,
-	"rollback_on_failure":                                true,
-	"network.cross_cluster_routing.enable_ip_forwarding": true,
-	"network.cross_cluster_routing.add_iptables_rules":   true,
-	"network.cross_cluster_routing.permanent_changes":    true,
-	"security.require_root_access":                       true,
-	"security.validate_changes":                          true,
+// actedOn says whether a setting of how host changes are made changes
+// something, given the changes the cluster makes.
+func actedOn(h HostChangesPlan, rel string) bool {
+	switch rel {
+	case "require_confirmation", "network.require_confirmation", "skip_confirmation", "enable_audit_logging", "rollback_on_failure",
+		"security.require_root_access", "security.validate_changes":
+		return h.Any()
+	case "network.cross_cluster_routing.enable_ip_forwarding", "network.cross_cluster_routing.add_iptables_rules", "network.cross_cluster_routing.permanent_changes":
+		return h.Routing
+	case "network.service_discovery.config_dir":
+		return h.Discovery
+	}
+	return false
 }
 
 // HostChangeSummary says, a line each, what a start of the cluster will
 // change on its host: what an operator confirms.
 func HostChangeSummary(p Plan, h HostChangesPlan) []string {
-	if !h.Routing {
+	if !h.Any() {
 		return nil
 	}
 	out := []string{}
-	if h.EnableIPForwarding {
+	if h.Routing && h.EnableIPForwarding {
 		out = append(out, "turn IP forwarding on (sysctl net.ipv4.ip_forward=1) if it is off")
 	}
-	out = append(out,
-		fmt.Sprintf("add iptables rules (filter FORWARD, nat POSTROUTING, chains HPCVM_ROUTED and HPCVM_ROUTED_TO) letting bridge %s (%s) and the other routed clusters' bridges reach each other, unmasqueraded", p.Network.Bridge, p.Network.Range),
-		"record each change in the host's audit log (hpcvm audit); hpcvm destroy undoes them")
-	return out
+	if h.Routing {
+		out = append(out, fmt.Sprintf("add iptables rules (filter FORWARD, nat POSTROUTING, chains HPCVM_ROUTED and HPCVM_ROUTED_TO) letting bridge %s (%s) and the other routed clusters' bridges reach each other, unmasqueraded", p.Network.Bridge, p.Network.Range))
+	}
+	if h.Discovery {
+		out = append(out, fmt.Sprintf("write the names and addresses of its %d VM(s) to %s (a Consul service definition; `consul reload` loads it)", len(p.VMs), filepath.Join(h.DiscoveryDir, "hpcvm-"+p.Cluster+".json")))
+	}
+	return append(out, "record each change in the host's audit log (hpcvm audit); hpcvm destroy undoes them")
 }
 
 func isHostSection(rel string) bool {
@@ -281,18 +308,18 @@ func hasKind(v any, kind string) bool {
 // a host change would be made, when they change nothing: every change is
 // off, or the change they tune is not one hpcvm makes.
 func hostSettingsNote(s Spec) string {
-	routing := HostChangesOf(s).Routing
+	h := HostChangesOf(s)
 	var given []string
 	walkHostConfiguration(s.HostConfiguration, func(rel string, _ any) {
-		if _, ok := hostSettingKinds[rel]; ok && !(routing && actedOnWithRouting[rel]) {
+		if _, ok := hostSettingKinds[rel]; ok && !actedOn(h, rel) {
 			given = append(given, rel)
 		}
 	})
 	if len(given) == 0 {
 		return ""
 	}
-	if routing {
-		return "host_configuration: hpcvm makes only the routing between clusters, so " + strings.Join(given, ", ") + " change nothing"
+	if h.Any() {
+		return "host_configuration: hpcvm makes only the host change this cluster's dns_mode asks for, so " + strings.Join(given, ", ") + " change nothing"
 	}
 	return "host_configuration: every host change is off, so " + strings.Join(given, ", ") + " change nothing"
 }
@@ -300,10 +327,14 @@ func hostSettingsNote(s Spec) string {
 // routingAllowedUnused is the warning of a cluster that allows routing
 // without asking for it.
 func routingAllowedUnused(s Spec) string {
+	var out []string
 	if hostFlag(s.HostConfiguration, routingSwitch, false) && s.Network.DNSMode != "routed" {
-		return fmt.Sprintf("host_configuration.network.enable_cross_cluster_routing is true but network.dns_mode is %q: hpcvm changes nothing on the host (use dns_mode routed to join the routed clusters)", s.Network.DNSMode)
+		out = append(out, fmt.Sprintf("host_configuration.network.enable_cross_cluster_routing is true but network.dns_mode is %q: hpcvm makes no routing on the host (use dns_mode routed to join the routed clusters)", s.Network.DNSMode))
 	}
-	return ""
+	if hostFlag(s.HostConfiguration, discoverySwitch, false) && s.Network.DNSMode != "service_discovery" {
+		out = append(out, fmt.Sprintf("host_configuration.network.enable_service_discovery is true but network.dns_mode is %q: hpcvm writes no service discovery record (use dns_mode service_discovery)", s.Network.DNSMode))
+	}
+	return strings.Join(out, "\n")
 }
 
 // dnsModeFallback is the warning of a dns_mode that needs host changes,
@@ -333,8 +364,11 @@ func dnsModeFallback(s Spec) string {
 		fmt.Fprintf(&b, "2. Let bridge %s (network %s) and each other routed cluster's bridge BR through libvirt's rules: sudo iptables -I FORWARD -i %s -o BR -j ACCEPT && sudo iptables -I FORWARD -i BR -o %s -j ACCEPT\n", bridge, n.NetworkRange, bridge, bridge)
 		fmt.Fprintf(&b, "3. Make IP forwarding permanent: echo 'net.ipv4.ip_forward=1' | sudo tee -a /etc/sysctl.conf")
 	case "service_discovery":
+		if HostChangesOf(s).Discovery {
+			return ""
+		}
 		fmt.Fprintf(&b, "Service discovery requested for %s but host changes are disabled; the cluster runs isolated, registered nowhere.\n", name)
-		b.WriteString("hpcvm would make it with host_configuration.network.enable_service_discovery: true, which it does not support yet (the key is refused).\n\n")
+		b.WriteString("To let hpcvm write the cluster's names and addresses for the registry (and remove them at destroy), add to your configuration:\nhost_configuration:\n  network:\n    enable_service_discovery: true\n    service_discovery: {config_dir: /etc/consul.d}\n\n")
 		fmt.Fprintf(&b, "Manual steps required:\n1. Install and configure Consul/etcd service discovery\n")
 		fmt.Fprintf(&b, "2. Register the cluster's nodes with it: `hpcvm inventory -c FILE -o yaml` lists each node's name and address (domain %s)\n", domain)
 		fmt.Fprintf(&b, "3. Update DNS to point to the service discovery service: set network.dns_servers to its address")

@@ -201,6 +201,18 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 		assert.Contains(t, rules, "hpcvm-routed:"+e.cluster, "traffic between members is not masqueraded")
 	}
 
+	code, out = alpha.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "Routing: routed (reaches "+beta.cluster+";")
+	// A start whose file no longer asks for the routing is refused: start
+	// does not undo host changes, destroy does.
+	routedSpec := readFile(t, alpha.config)
+	writeFile(t, alpha.config, strings.Replace(routedSpec, "  dns_mode: routed\n", "", 1))
+	code, out = alpha.hpcvm("start")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "cluster "+alpha.cluster+" is one of host "+alpha.host+"'s routed clusters")
+	writeFile(t, alpha.config, routedSpec)
+
 	// The audit log says who changed what, when, in which run.
 	code, out = alpha.hpcvm("audit")
 	require.Equal(t, cli.ExitOK, code, out)

@@ -465,9 +465,17 @@ func (j *journal) add(r Record) {
 // outcome. A change whose record cannot be written fails the step: hpcvm
 // does not make host changes it cannot account for.
 func (j *journal) run(ctx context.Context, r Record, name string, args ...string) error {
-	j.fill(&r)
 	r.Command = strings.Join(append([]string{name}, args...), " ")
-	_, err := j.h.output(ctx, name, args...)
+	return j.do(r, func() error {
+		_, err := j.h.output(ctx, name, args...)
+		return err
+	})
+}
+
+// do makes one change (fn) and records it with its outcome, as run does.
+func (j *journal) do(r Record, fn func() error) error {
+	j.fill(&r)
+	err := fn()
 	r.Outcome = OutcomeDone
 	if err != nil {
 		r.Outcome = OutcomeFailed
@@ -487,7 +495,12 @@ func (j *journal) run(ctx context.Context, r Record, name string, args ...string
 func (j *journal) fill(r *Record) {
 	r.Time = time.Now().UTC()
 	r.Host = j.h.Name
-	r.Netns = j.h.Netns
+	// "-": a change of files, in no network namespace.
+	if r.Netns == "-" {
+		r.Netns = ""
+	} else {
+		r.Netns = j.h.Netns
+	}
 	r.Cluster = j.meta.Cluster
 	r.RequestedBy = j.meta.RequestedBy
 	r.WorkflowID = j.meta.WorkflowID

@@ -198,3 +198,58 @@ func TestAuditSkipsATornLine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the log says who did what: root's to read")
 }
+
+// The registry file: written when missing or different, left when equal,
+// a same-named file that is not the cluster's refused, removed by what the
+// audit log says was written.
+func TestServiceDiscoveryRecord(t *testing.T) {
+	dir := t.TempDir()
+	h := &Host{Name: "testhost", Audit: &Audit{Path: filepath.Join(dir, "audit.jsonl")}, LockPath: filepath.Join(dir, "lock")}
+	ctx := context.Background()
+	meta := Meta{Cluster: "lab", RequestedBy: "ops@console", RunID: "run-1"}
+	path := DiscoveryFile(dir, "lab")
+	doc, err := RegistryDocument("lab", []Node{{VM: "compute-01", Role: "compute", Address: "10.9.0.11"}, {VM: "controller-01", Role: "controller", Address: "10.9.0.10"}})
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), `"tags": [
+        "controller-01",
+        "controller",
+        "hpcvm"
+      ]`)
+	recs, err := h.WriteRecord(ctx, meta, path, doc)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, OutcomeDone, recs[0].Outcome)
+	assert.Equal(t, "absent", recs[0].Before)
+	assert.Empty(t, recs[0].Netns, "a file is in no network namespace")
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, doc, got)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), st.Mode().Perm())
+
+	recs, err = h.WriteRecord(ctx, meta, path, doc)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeUnchanged, recs[0].Outcome)
+
+	// Another cluster's name on a hand-made file: refused, untouched.
+	other := DiscoveryFile(dir, "web")
+	require.NoError(t, os.WriteFile(other, []byte(`{"services":[{"name":"web"}]}`), 0o644))
+	_, err = h.WriteRecord(ctx, Meta{Cluster: "web"}, other, doc)
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "is not hpcvm's registry file of cluster web")
+
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, "remove "+path, recs[0].Command)
+	assert.NoFileExists(t, path)
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"})
+	require.NoError(t, err)
+	assert.Empty(t, recs, "nothing left to remove")
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "web"})
+	require.NoError(t, err)
+	assert.Empty(t, recs, "hpcvm never wrote web's file")
+	assert.FileExists(t, other)
+}

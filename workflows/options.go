@@ -41,3 +41,20 @@ func stepContext(ctx workflow.Context, o Options) workflow.Context {
 func uploadContext(ctx workflow.Context, o Options) workflow.Context {
 	return activityContext(ctx, o, o.UploadTimeout, true)
 }
+
+// launchHeartbeatTimeout is the least heartbeat timeout of a domain start.
+// QEMU launches are when a host is busiest: with 100 guests starting on
+// 2 cores (make bench-scale), the worker's once-a-second heartbeats fell
+// more than 5 s behind and live StartDomain attempts were retried
+// ("activity Heartbeat timeout"). A worker that dies is still noticed at
+// once when it comes back (hostworker.TakeOver); this only bounds how long
+// a host whose worker does not come back keeps a start waiting.
+const launchHeartbeatTimeout = 15 * time.Second
+
+// launchContext is stepContext for StartDomain.
+func launchContext(ctx workflow.Context, o Options) workflow.Context {
+	if o.HeartbeatTimeout < launchHeartbeatTimeout {
+		o.HeartbeatTimeout = launchHeartbeatTimeout
+	}
+	return stepContext(ctx, o)
+}

@@ -91,6 +91,10 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		tr.set("inspect", StepFailed, "objects with the cluster's names were not created by hpcvm")
 		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
 	}
+	if err := refuseRoutingChange(fresh, hostChanges, inv); err != nil {
+		tr.set("inspect", StepFailed, "the cluster is routed; cluster.yaml no longer asks for it")
+		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
+	}
 	if err := refuseForwardChange(fresh, inv); err != nil {
 		tr.set("inspect", StepFailed, "network.forward differs from the existing network's")
 		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
@@ -414,7 +418,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 		})
 	}
 	return run(tr, startName, func() (bool, error) {
-		err := workflow.ExecuteActivity(actx, a.StartDomain, domRef).Get(ctx, nil)
+		err := workflow.ExecuteActivity(launchContext(ctx, o), a.StartDomain, domRef).Get(ctx, nil)
 		// Counted from the snapshot: a retry that finds the domain
 		// started by the first try still started it in this run.
 		if err == nil && !wasRunning {
@@ -474,6 +478,24 @@ func refuseForwardChange(p cluster.Plan, inv activities.Inventory) error {
 	}
 	msg := fmt.Sprintf("network.forward is %q, but the cluster's network %s was created with forward %q; hpcvm does not change the forwarding of an existing network (it would cut every guest off): remove network.forward or set it to %q to keep the network as it is, or destroy the cluster and start it again to get %q; nothing was changed",
 		p.Network.Forward, n.Name, n.Forward, n.Forward, p.Network.Forward)
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+}
+
+// refuseRoutingChange refuses to start a routed cluster whose file no
+// longer asks for the routing: a start makes what is missing and does not
+// undo host changes; destroy does.
+func refuseRoutingChange(p cluster.Plan, hc cluster.HostChangesPlan, inv activities.Inventory) error {
+	if inv.Routing == nil || !inv.Routing.Member || hc.Routing {
+		return nil
+	}
+	with := "no other cluster yet"
+	if len(inv.Routing.With) > 0 {
+		with = strings.Join(inv.Routing.With, ", ")
+	}
+	msg := fmt.Sprintf("cluster %s is one of host %s's routed clusters (firewall rules tagged hpcvm-routed:%s; routed with %s), but cluster.yaml no longer asks for it "+
+		"(it takes network.dns_mode routed and host_configuration.network.enable_cross_cluster_routing: true); hpcvm does not take a running cluster out of the routing: "+
+		"put both back to keep it, or `hpcvm destroy` the cluster (which undoes the routing) and start it again; nothing was changed",
+		p.Cluster, p.Host, p.Cluster, with)
 	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
 }
 

@@ -56,9 +56,8 @@ const (
 	// call (activities.beatingWith). A worker restarted on the same machine
 	// hands its dead predecessor's steps on at once (hostworker.TakeOver),
 	// so this bounds only what a worker that does not come back, or comes
-	// back in another container, costs a run. On a machine overloaded 50
-	// times over (100 VMs booting on 2 cores) live steps do time out and
-	// are retried (idempotent steps: the run is not slowed measurably).
+	// back in another container, costs a run. Domain starts, when a host
+	// is busiest, get at least launchHeartbeatTimeout.
 	DefaultHeartbeatTimeout = 5 * time.Second
 	// WorkflowTaskTimeout is the workflow task timeout runs are submitted
 	// with: a task in the hands of a worker that died goes to another

@@ -52,6 +52,10 @@ type NetworkInfo struct {
 	Active  bool   `json:"active"`
 	// Forward is how the guests reach beyond the bridge: nat, none, ...
 	Forward string `json:"forward,omitempty"`
+	// RoutedWith are the other routed clusters this one reaches (dns_mode
+	// routed); Routed says it is one of them at all.
+	Routed     bool     `json:"routed,omitempty"`
+	RoutedWith []string `json:"routed_with,omitempty"`
 }
 
 // PoolInfo is the pool part of the status.
@@ -193,6 +197,9 @@ func buildStatus(d workflows.Description) Status {
 			st.LeftAlone = append(st.LeftAlone, fmt.Sprintf("network %s has the cluster's name but was not created by hpcvm (its UUID is not hpcvm's)", n.Name))
 		} else {
 			st.Network = &NetworkInfo{Name: n.Name, Bridge: n.Bridge, Range: n.Address, Gateway: strings.Split(n.Address, "/")[0], Active: n.Active, Forward: n.Forward}
+			if r := inv.Routing; r != nil && r.Member {
+				st.Network.Routed, st.Network.RoutedWith = true, r.With
+			}
 			if pfx, err := netip.ParsePrefix(n.Address); err == nil {
 				st.Network.Range = pfx.Masked().String()
 			}
@@ -310,6 +317,13 @@ func (a *app) printStatus(st Status) {
 	if n := st.Network; n != nil {
 		fmt.Fprintf(a.out, "\nVirtual Network: %s\n  Bridge: %s\n  Network Range: %s\n  Gateway: %s\n  Forward: %s\n  Status: %s\n",
 			n.Name, n.Bridge, n.Range, n.Gateway, forwardWords(n.Forward), activeWord(n.Active))
+		if n.Routed {
+			with := "no other routed cluster on the host yet"
+			if len(n.RoutedWith) > 0 {
+				with = "reaches " + strings.Join(n.RoutedWith, ", ")
+			}
+			fmt.Fprintf(a.out, "  Routing: routed (%s; hpcvm audit lists the host changes)\n", with)
+		}
 	} else {
 		fmt.Fprintln(a.out, "\nVirtual Network: absent")
 	}
