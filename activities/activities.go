@@ -36,6 +36,9 @@ type Activities struct {
 	// ShareRoots are the directories under which virtio_fs_mounts'
 	// host_path may lie; none means no directory may be shared.
 	ShareRoots []string
+	// DiscoveryRoots are the directories service discovery records may be
+	// written to; none means none may.
+	DiscoveryRoots []string
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client

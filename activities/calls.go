@@ -68,6 +68,9 @@ const (
 	ActLeaveRouting      = "LeaveRouting"
 	ActRoutedClusters    = "RoutedClusters"
 	ActReadAuditLog      = "ReadAuditLog"
+	ActWriteDiscovery    = "WriteDiscoveryRecord"
+	ActRemoveDiscovery   = "RemoveDiscoveryRecord"
+	ActDiscoveryExists   = "DiscoveryRecordExists"
 )
 
 // DescribeCall describes a call of activity from its input, which decode
@@ -199,6 +202,13 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		c.Kind, c.Operation = "routed clusters", "list"
 	case ActReadAuditLog:
 		c.Kind, c.Operation = "audit log", "read"
+	case ActWriteDiscovery, ActRemoveDiscovery, ActDiscoveryExists:
+		var req DiscoveryRequest
+		if decode(&req) != nil {
+			return c
+		}
+		c.Kind, c.Target = "service discovery record", req.Cluster
+		c.Operation = map[string]string{ActWriteDiscovery: "write", ActRemoveDiscovery: "remove", ActDiscoveryExists: "check"}[activity]
 	}
 	return c
 }

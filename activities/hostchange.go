@@ -163,3 +163,69 @@ func hostChangeError(err error) error {
 	}
 	return err
 }
+
+// DiscoveryRequest is the cluster's service discovery record: where it
+// goes and what it lists.
+type DiscoveryRequest struct {
+	Cluster     string            `json:"cluster"`
+	Dir         string            `json:"dir,omitempty"`
+	Nodes       []hostchange.Node `json:"nodes,omitempty"`
+	RequestedBy string            `json:"requested_by,omitempty"`
+}
+
+// DiscoveryRecordExists says whether the cluster's record is in req.Dir
+// already (a file of its name that is not the cluster's is an error).
+func (a *Activities) DiscoveryRecordExists(ctx context.Context, req DiscoveryRequest) (bool, error) {
+	h, err := a.hostChanges(false)
+	if err != nil {
+		return false, err
+	}
+	exists, err := h.RecordExists(hostchange.DiscoveryFile(req.Dir, req.Cluster), req.Cluster)
+	return exists, hostChangeError(err)
+}
+
+// WriteDiscoveryRecord writes the cluster's service discovery record, in
+// a directory the worker allows (--discovery-root), recording the change.
+func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	err := a.heartbeating(ctx, func() error {
+		h, err := a.hostChanges(false)
+		if err != nil {
+			return err
+		}
+		if err := a.CheckHostPaths(ctx, PathsRequest{DiscoveryDir: req.Dir}); err != nil {
+			return err
+		}
+		doc, err := hostchange.RegistryDocument(req.Cluster, req.Nodes)
+		if err != nil {
+			return badInput("service discovery record: "+err.Error(), err)
+		}
+		res.Records, err = h.WriteRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID},
+			hostchange.DiscoveryFile(req.Dir, req.Cluster), doc)
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// RemoveDiscoveryRecord removes the record hpcvm wrote for the cluster
+// (the audit log says where); nothing to remove is success.
+func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return res, nil
+	}
+	err := a.heartbeating(ctx, func() (err error) {
+		res.Records, err = a.HostChanges.RemoveRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID})
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// runOf is the workflow run an activity works for (empty outside one).
+func runOf(ctx context.Context) hostchange.Meta {
+	if !activity.IsActivity(ctx) {
+		return hostchange.Meta{}
+	}
+	info := activity.GetInfo(ctx)
+	return hostchange.Meta{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+}

@@ -17,6 +17,9 @@ var (
 	DefaultPoolRoots  = []string{"/var/lib/libvirt/images", "/var/lib/hpcvm"}
 	// DefaultShareRoots are where directories shared into VMs may be.
 	DefaultShareRoots = []string{"/srv", "/var/lib/hpcvm/shares"}
+	// DefaultDiscoveryRoots are where service discovery records may be
+	// written (dns_mode service_discovery).
+	DefaultDiscoveryRoots = []string{"/etc/consul.d", "/var/lib/hpcvm/discovery"}
 )
 
 // PathsRequest names the host paths a start would use.
@@ -26,6 +29,8 @@ type PathsRequest struct {
 	// SharedDirs are the host directories VMs share (virtio_fs_mounts),
 	// by where cluster.yaml names them.
 	SharedDirs []SharedDir `json:"shared_dirs,omitempty"`
+	// DiscoveryDir is where the cluster's service discovery record goes.
+	DiscoveryDir string `json:"discovery_dir,omitempty"`
 }
 
 // SharedDir is one host directory a VM shares, and where it is written.
@@ -36,7 +41,7 @@ type SharedDir struct {
 
 // Empty says there is nothing to check.
 func (r PathsRequest) Empty() bool {
-	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0
+	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0 && r.DiscoveryDir == ""
 }
 
 // CheckHostPaths refuses, before anything is created, a base image outside
@@ -55,9 +60,19 @@ func (a *Activities) CheckHostPaths(ctx context.Context, req PathsRequest) error
 		}
 	}
 	host, _ := os.Hostname()
-	for _, d := range req.SharedDirs {
-		if err := within(d.Field, d.Path, a.ShareRoots, "--share-root"); err != nil {
+	dirs := req.SharedDirs
+	if req.DiscoveryDir != "" {
+		field := "host_configuration.network.service_discovery.config_dir"
+		if err := within(field, req.DiscoveryDir, a.DiscoveryRoots, "--discovery-root"); err != nil {
 			return err
+		}
+		dirs = append(dirs[:len(dirs):len(dirs)], SharedDir{Field: field, Path: req.DiscoveryDir})
+	}
+	for _, d := range dirs {
+		if d.Field != "host_configuration.network.service_discovery.config_dir" {
+			if err := within(d.Field, d.Path, a.ShareRoots, "--share-root"); err != nil {
+				return err
+			}
 		}
 		st, err := os.Stat(d.Path)
 		switch {

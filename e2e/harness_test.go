@@ -164,7 +164,7 @@ func (e *env) startWorker() worker.Worker { return e.startWorkerWith(func(*hostw
 func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 	o := hostworker.Options{Host: e.host,
 		// The test image and the pools live under /var/tmp.
-		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}, ShareRoots: []string{"/var/tmp"},
+		ImageRoots: []string{"/var/tmp"}, PoolRoots: []string{"/var/tmp"}, ShareRoots: []string{"/var/tmp"}, DiscoveryRoots: []string{"/var/tmp"},
 		// Host changes go where the test libvirtd's bridges are, never
 		// into this machine's namespace; the audit log is the test's.
 		Netns: testNetns, AuditLog: e.auditLog()}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,4 +260,74 @@ func iptables(t *testing.T, args ...string) string {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", testNetns, "iptables", "-w"}, args...)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return string(out)
+}
+
+// dns_mode service_discovery with the host change allowed: the registry
+// file lists every node with its planned address, is refused outside the
+// worker's --discovery-root and when a file of its name is not hpcvm's,
+// and destroy removes it; the audit log has both.
+func TestServiceDiscoveryRecordIsWrittenAndRemoved(t *testing.T) {
+	e := newEnv(t)
+	e.startWorker()
+	e.mustLeaveNothing()
+	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02"}})
+	dir, err := os.MkdirTemp("/var/tmp", "hpcvm-consul-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	spec := strings.Replace(readFile(t, e.config), "network:\n", "network:\n  dns_mode: service_discovery\n", 1)
+	withDir := func(d string) string {
+		return spec + "host_configuration:\n  require_confirmation: false\n  network:\n    enable_service_discovery: true\n    service_discovery: {config_dir: " + d + "}\n"
+	}
+	record := filepath.Join(dir, "hpcvm-"+e.cluster+".json")
+
+	// Outside the worker's --discovery-root: refused before anything exists.
+	writeFile(t, e.config, withDir("/etc/hpcvm-not-allowed"))
+	code, out := e.hpcvm("start")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "config_dir /etc/hpcvm-not-allowed is outside what the worker on host")
+	assert.Empty(t, e.leftovers())
+
+	// A hand-made file of the cluster's name: refused, untouched.
+	writeFile(t, e.config, withDir(dir))
+	writeFile(t, record, `{"services":[{"name":"mine"}]}`)
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "is not hpcvm's registry file of cluster "+e.cluster)
+	assert.Empty(t, e.leftovers())
+	require.NoError(t, os.Remove(record))
+
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "service discovery record of cluster "+e.cluster+" ("+record+")")
+	assert.NotContains(t, out, "Service discovery requested", "no manual steps for what hpcvm made")
+	var doc struct {
+		Services []struct {
+			Name, Address string
+			Tags          []string
+			Meta          map[string]string
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(readFile(t, record)), &doc))
+	require.Len(t, doc.Services, 3)
+	for _, s := range doc.Services {
+		ip, err := e.plannedIP(s.Meta["hpcvm_vm"])
+		require.NoError(t, err)
+		assert.Equal(t, ip, s.Address, s.Meta["hpcvm_vm"])
+		assert.Equal(t, e.cluster, s.Name, "the cluster is the service: <vm>.<cluster>.service.consul")
+		assert.Contains(t, s.Tags, s.Meta["hpcvm_vm"])
+	}
+	// Again: the record is as it should be, nothing is written.
+	code, out = e.hpcvm("start")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.NotContains(t, out, "changed host")
+
+	code, out = e.hpcvm("destroy", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "undid host change: service discovery record of cluster "+e.cluster)
+	assert.NoFileExists(t, record)
+	code, out = e.hpcvm("audit")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "$ write "+record)
+	assert.Contains(t, out, "$ remove "+record)
+	assert.Empty(t, e.leftovers())
 }

@@ -79,6 +79,7 @@ recorded offset).`,
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
 	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs (repeat for several)")
+	f.StringSlice("discovery-root", activities.DefaultDiscoveryRoots, "directory service discovery records (dns_mode service_discovery) may be written to (repeat for several)")
 	f.String("audit-log", hostchange.DefaultAuditPath, "file recording every change hpcvm makes to this host outside libvirt (read it with `hpcvm audit`)")
 	f.String("netns", "", "network namespace libvirtd's bridges live in, if not the worker's own (a test libvirtd in its namespace): host changes are made there")
 	_ = v.BindPFlags(f)
@@ -129,9 +130,10 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cancelSA()
 
 	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
-	for _, r := range append(append(append([]string{}, imageRoots...), poolRoots...), shareRoots...) {
+	discoveryRoots := v.GetStringSlice("discovery-root")
+	for _, r := range append(append(append(append([]string{}, imageRoots...), poolRoots...), shareRoots...), discoveryRoots...) {
 		if !filepath.IsAbs(r) {
-			return fmt.Errorf("--image-root/--pool-root/--share-root %q: give an absolute directory", r)
+			return fmt.Errorf("--image-root/--pool-root/--share-root/--discovery-root %q: give an absolute directory", r)
 		}
 	}
 	auditLog := v.GetString("audit-log")
@@ -145,7 +147,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 		}
 	}
 	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
-		Netns: netns, AuditLog: auditLog})
+		DiscoveryRoots: discoveryRoots, Netns: netns, AuditLog: auditLog})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),

@@ -115,8 +115,8 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		tr.expect("", deleteNetworkStep(inv.Network.Name))
 	}
 
-	// The cluster's host changes (routing rules) go with it, beside the
-	// domains: found by the cluster's tag on the host, whatever the file
+	// The cluster's host changes (routing rules, the service discovery
+	// record) go with it, beside the domains: found by the cluster's tag on the host, whatever the file
 	// says. Runs begun before hpcvm made host changes had none to undo.
 	var leaving workflow.WaitGroup
 	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
@@ -139,6 +139,23 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				}
 				return r.Changed(), nil
 			})
+			if workflow.GetVersion(gctx, "remove-discovery-record", workflow.DefaultVersion, 1) == 1 {
+				_ = run(tr, removeDiscoveryStep, func() (bool, error) {
+					var r activities.HostChangeResult
+					err := workflow.ExecuteActivity(stepContext(gctx, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{
+						Cluster: name, RequestedBy: req.RequestedBy}).Get(gctx, &r)
+					if err != nil {
+						failures = append(failures, fmt.Sprintf("%s: %s", removeDiscoveryStep, rootMessage(err)))
+						return false, err
+					}
+					for _, rec := range r.Records {
+						if rec.Outcome == hostchange.OutcomeDone {
+							res.UndoneHostChanges = append(res.UndoneHostChanges, rec.Change)
+						}
+					}
+					return r.Changed(), nil
+				})
+			}
 		})
 	}
 

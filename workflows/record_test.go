@@ -375,9 +375,24 @@ func historyScenarios() []historyScenario {
 			assert.Contains(t, f.RolledBack, "host routing br-lab")
 		},
 	}, {
+		// dns_mode service_discovery allowed: the record is written once
+		// the VMs run.
+		name: "start-discovery", workflow: StartClusterName, closed: completed,
+		scheduled: []string{"CheckHostPaths", "DiscoveryRecordExists", "StartDomain", "WriteDiscoveryRecord"},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Spec.Network.DNSMode = "service_discovery"
+			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_service_discovery": true}, "require_confirmation": false}
+			return req
+		},
+		script: func(*testing.T) *fakeScript { return newFakeScript() },
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			startResult(t, run, err)
+		},
+	}, {
 		// Every destroy of a whole cluster leaves the host's routing.
 		name: "destroy-routed", workflow: DestroyClusterName, closed: completed,
-		scheduled: []string{"InspectCluster", "LeaveRouting", "DeleteDomain", "DeleteNetwork"},
+		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "DeleteDomain", "DeleteNetwork"},
 		request:   routedRequest,
 		script: func(t *testing.T) *fakeScript {
 			s := newFakeScript()
@@ -556,6 +571,18 @@ func (f *fakeActivities) RoutedClusters(ctx context.Context) ([]hostchange.Membe
 
 func (f *fakeActivities) ReadAuditLog(ctx context.Context, req activities.AuditRequest) (activities.AuditLog, error) {
 	return activities.AuditLog{}, f.script().step(ctx, "ReadAuditLog")
+}
+
+func (f *fakeActivities) DiscoveryRecordExists(ctx context.Context, req activities.DiscoveryRequest) (bool, error) {
+	return false, f.script().step(ctx, "DiscoveryRecordExists")
+}
+
+func (f *fakeActivities) WriteDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
+	return activities.HostChangeResult{}, f.script().step(ctx, "WriteDiscoveryRecord "+req.Cluster)
+}
+
+func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
+	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
 }
 
 func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {

@@ -122,6 +122,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	// this cluster. A base volume already in the pool stands for the image:
 	// its source is not needed any more.
 	var img activities.ImageInfo
+	var discoveryExisted bool
 	err = run(tr, "host checks", func() (bool, error) {
 		var caps cluster.HostCapabilities
 		if err := workflow.ExecuteActivity(actx, a.ProbeHost).Get(ctx, &caps); err != nil {
@@ -134,8 +135,19 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			return false, err
 		}
 		// Paths the worker may not use are refused before anything exists.
-		if paths := hostPaths(req.Spec, plan, inv, baseExisted); !paths.Empty() {
+		paths := hostPaths(req.Spec, plan, inv, baseExisted)
+		if hostChanges.Discovery {
+			paths.DiscoveryDir = hostChanges.DiscoveryDir
+		}
+		if !paths.Empty() {
 			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
+				return false, err
+			}
+		}
+		// A registry file of the cluster's name that is not hpcvm's is
+		// refused before anything is created.
+		if hostChanges.Discovery {
+			if err := workflow.ExecuteActivity(actx, a.DiscoveryRecordExists, discoveryRequest(req, plan, hostChanges)).Get(ctx, &discoveryExisted); err != nil {
 				return false, err
 			}
 		}
@@ -197,6 +209,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		tr.expect("", routingStep(plan.Network.Bridge))
 	}
 	tr.expect("", poolStep(plan.Pool.Name), baseImageStep(plan.BaseImage.Volume))
+	if hostChanges.Discovery {
+		tr.expect("", discoveryStep(plan.Cluster))
+	}
 	for _, vm := range plan.VMs {
 		if _, add := leaseToAdd(inv, netExisted, vm); add {
 			tr.expect(vm.Name, leaseStep(vm.Name))
@@ -296,7 +311,47 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		failed := &saga{steps: []compensation{{name: "failed nodes", group: failedSubs}}}
 		return res, failNodes(ctx, tr, failed, names, err)
 	}
+	// The registry learns the nodes once they run.
+	if hostChanges.Discovery {
+		if err := writeDiscoveryRecord(ctx, o, tr, sg, req, plan, hostChanges, discoveryExisted, &res); err != nil {
+			return res, failStart(ctx, tr, sg, err)
+		}
+	}
 	return res, nil
+}
+
+// discoveryRequest is the cluster's service discovery record.
+func discoveryRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.DiscoveryRequest {
+	dreq := activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequestedBy: req.RequestedBy}
+	for _, vm := range plan.VMs {
+		dreq.Nodes = append(dreq.Nodes, hostchange.Node{VM: vm.Name, Role: vm.Role, Domain: vm.Domain, Address: vm.IP, MAC: vm.MAC})
+	}
+	return dreq
+}
+
+// writeDiscoveryRecord writes the cluster's service discovery record; the
+// rollback removes it only if this run wrote the first one.
+func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Request, plan cluster.Plan, hc cluster.HostChangesPlan, existed bool, res *StartResult) error {
+	actx := stepContext(ctx, o)
+	step := discoveryStep(plan.Cluster)
+	dreq := discoveryRequest(req, plan, hc)
+	return run(tr, step, func() (bool, error) {
+		if !existed && !hc.KeepOnFailure {
+			sg.push(step, func(c workflow.Context) error {
+				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: plan.Cluster, RequestedBy: req.RequestedBy}).Get(c, nil)
+			})
+		}
+		var r activities.HostChangeResult
+		if err := workflow.ExecuteActivity(actx, a.WriteDiscoveryRecord, dreq).Get(ctx, &r); err != nil {
+			return false, err
+		}
+		for _, rec := range r.Records {
+			if rec.Outcome == hostchange.OutcomeDone {
+				res.HostChanges = append(res.HostChanges, rec.Change)
+			}
+		}
+		return r.Changed(), nil
+	})
 }
 
 // joinRouting makes the cluster's network one of the host's routed

@@ -19,9 +19,14 @@ func removeLeaseStep(vm string) string    { return "remove DHCP lease " + vm }
 func deletePoolStep(pool string) string   { return "delete pool " + pool }
 func deleteNetworkStep(net string) string { return "delete network " + net }
 func routingStep(bridge string) string    { return "host routing " + bridge }
+func discoveryStep(c string) string       { return "service discovery record " + c }
 
 // leaveRoutingStep is destroy's removal of the cluster's routing rules.
 const leaveRoutingStep = "leave host routing"
+
+// removeDiscoveryStep is destroy's removal of the cluster's service
+// discovery record.
+const removeDiscoveryStep = "remove service discovery record"
 
 // waitPowerOffStep is stop's wait for the guests to power off.
 const waitPowerOffStep = "wait for power-off"

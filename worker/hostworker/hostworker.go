@@ -35,6 +35,9 @@ type Options struct {
 	// when it is not the worker's own: host changes (forwarding, firewall
 	// rules) are made there. Empty: the worker's own namespace.
 	Netns string
+	// DiscoveryRoots bound where service discovery records may be written
+	// (activities.DefaultDiscoveryRoots if nil).
+	DiscoveryRoots []string
 	// AuditLog is the file that records every host change
 	// (hostchange.DefaultAuditPath if empty).
 	AuditLog string
@@ -80,6 +83,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.PoolRoots == nil {
 		o.PoolRoots = activities.DefaultPoolRoots
 	}
+	if o.DiscoveryRoots == nil {
+		o.DiscoveryRoots = activities.DefaultDiscoveryRoots
+	}
 	if o.AuditLog == "" {
 		o.AuditLog = hostchange.DefaultAuditPath
 	}
@@ -95,6 +101,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		ImageRoots:     o.ImageRoots,
 		PoolRoots:      o.PoolRoots,
 		ShareRoots:     o.ShareRoots,
+		DiscoveryRoots: o.DiscoveryRoots,
 		SysfsRoot:      o.SysfsRoot,
 		Temporal:       c,
 		HostChanges:    &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog}},
