@@ -167,8 +167,11 @@ func hostChangeError(err error) error {
 // DiscoveryRequest is the cluster's service discovery record: where it
 // goes and what it lists.
 type DiscoveryRequest struct {
-	Cluster     string            `json:"cluster"`
+	Cluster string `json:"cluster"`
+	// Dir is where the record goes; for a removal, set it to remove only
+	// the record there (a rollback), leave it empty for all (destroy).
 	Dir         string            `json:"dir,omitempty"`
+	RequireRoot bool              `json:"require_root,omitempty"`
 	Nodes       []hostchange.Node `json:"nodes,omitempty"`
 	RequestedBy string            `json:"requested_by,omitempty"`
 }
@@ -189,7 +192,7 @@ func (a *Activities) DiscoveryRecordExists(ctx context.Context, req DiscoveryReq
 func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
 	var res HostChangeResult
 	err := a.heartbeating(ctx, func() error {
-		h, err := a.hostChanges(false)
+		h, err := a.hostChanges(req.RequireRoot)
 		if err != nil {
 			return err
 		}
@@ -215,7 +218,11 @@ func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryReq
 		return res, nil
 	}
 	err := a.heartbeating(ctx, func() (err error) {
-		res.Records, err = a.HostChanges.RemoveRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID})
+		only := ""
+		if req.Dir != "" {
+			only = hostchange.DiscoveryFile(req.Dir, req.Cluster)
+		}
+		res.Records, err = a.HostChanges.RemoveRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID}, only)
 		return hostChangeError(err)
 	})
 	return res, err

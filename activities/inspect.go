@@ -140,6 +140,9 @@ func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
 	if a.HostChanges == nil {
 		return nil
 	}
+	// A held xtables lock must not hold up an inspection.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	members, err := a.HostChanges.Members(ctx)
 	if err != nil {
 		return &RoutingState{Problem: err.Error()}

@@ -326,6 +326,7 @@ func TestCrossClusterRoutingWhenAllowed(t *testing.T) {
 		{"", ", cross_cluster_routing: {add_iptables_rules: false}", "", "add_iptables_rules: \"false\" forbids the firewall rules"},
 		{"", ", cross_cluster_routing: {permanent_changes: true}", "", "permanent_changes: \"true\" would make hpcvm write the host's boot configuration"},
 		{"", "", ", enable_audit_logging: false", "enable_audit_logging: \"false\" cannot be turned off"},
+		{"", "", ", security: {validate_changes: false}", "validate_changes: \"false\" cannot be turned off"},
 	} {
 		_, err := Parse([]byte(fmt.Sprintf(base, c.network, c.routing, c.top)))
 		require.Error(t, err, c)

@@ -159,6 +159,11 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 			"forbids the firewall rules that routing between clusters is made of",
 			"leave it true (the default), or set enable_cross_cluster_routing false and make the rules by hand (the routed warning lists them)")
 	}
+	if v, ok := hostSetting(hc, "security.validate_changes").(bool); ok && !v {
+		add("host_configuration.security.validate_changes", v,
+			"cannot be turned off: hpcvm checks every rule after adding it, and a start that cannot account for its changes fails",
+			"leave it out or true")
+	}
 	if v, ok := hostSetting(hc, "enable_audit_logging").(bool); ok && !v {
 		add("host_configuration.enable_audit_logging", v,
 			"cannot be turned off: the audit log is how a destroy knows which host changes hpcvm made and may undo",

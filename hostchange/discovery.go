@@ -3,15 +3,18 @@ package hostchange
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 )
 
 // dns_mode service_discovery is a hook for an external registry: hpcvm
@@ -64,21 +67,47 @@ func RegistryDocument(cluster string, nodes []Node) ([]byte, error) {
 	return append(b, '\n'), err
 }
 
+// maxRecordSize bounds what is read of a file in the registry directory.
+const maxRecordSize = 4 << 20
+
 // ownedRecord says whether the file at path is the cluster's registry
-// file (false, nil when there is none).
+// file (false, nil when there is none). It reads only a regular file, not
+// through a symbolic link, and at most maxRecordSize: the directory may
+// belong to the registry's own user.
 func ownedRecord(path, cluster string) (exists bool, content []byte, err error) {
-	b, err := os.ReadFile(path)
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return false, nil, err
+	}
+	defer root.Close()
+	name := filepath.Base(path)
+	st, err := root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil, nil
 	}
 	if err != nil {
 		return false, nil, err
 	}
-	var f consulFile
-	if json.Unmarshal(b, &f) != nil || len(f.Services) == 0 {
+	if !st.Mode().IsRegular() {
+		return true, nil, &RefusedError{fmt.Sprintf("%s is not a regular file (%s), so it is not hpcvm's registry file of cluster %s: hpcvm neither follows, replaces nor removes it; move it away", path, st.Mode().Type(), cluster)}
+	}
+	if st.Size() > maxRecordSize {
+		return true, nil, notOurs(path, cluster)
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return true, nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return true, nil, err
+	}
+	var cf consulFile
+	if len(b) > maxRecordSize || json.Unmarshal(b, &cf) != nil || len(cf.Services) == 0 {
 		return true, b, notOurs(path, cluster)
 	}
-	for _, s := range f.Services {
+	for _, s := range cf.Services {
 		if s.Meta["hpcvm_cluster"] != cluster {
 			return true, b, notOurs(path, cluster)
 		}
@@ -107,7 +136,7 @@ func (h *Host) RecordExists(path, cluster string) (bool, error) {
 // WriteRecord writes the cluster's registry file when it is missing or
 // differs (atomically: a reader never sees half a file), and records it.
 func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []byte) ([]Record, error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +153,22 @@ func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []by
 	}
 	r.Command = "write " + path
 	err = j.do(r, func() error {
-		tmp, err := os.CreateTemp(filepath.Dir(path), ".hpcvm-"+meta.Cluster+"-*.json")
+		// Inside the directory only: a link planted there cannot send the
+		// write elsewhere. The temporary name does not end in .json, so
+		// the agent never loads half a file.
+		root, err := os.OpenRoot(filepath.Dir(path))
 		if err != nil {
 			return err
 		}
-		defer os.Remove(tmp.Name())
+		defer root.Close()
+		var suffix [6]byte
+		_, _ = rand.Read(suffix[:])
+		tmpName := ".hpcvm-" + meta.Cluster + "-" + hex.EncodeToString(suffix[:]) + ".tmp"
+		tmp, err := root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		if err != nil {
+			return err
+		}
+		defer root.Remove(tmpName)
 		if _, err := tmp.Write(doc); err != nil {
 			tmp.Close()
 			return err
@@ -145,16 +185,18 @@ func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []by
 		if err := tmp.Close(); err != nil {
 			return err
 		}
-		return os.Rename(tmp.Name(), path)
+		return root.Rename(tmpName, filepath.Base(path))
 	})
 	return j.recs, err
 }
 
-// RemoveRecord removes the registry file hpcvm last wrote for the cluster,
-// found in the audit log (destroy needs no cluster file), if it is still
-// the cluster's. A cluster without one changes nothing.
-func (h *Host) RemoveRecord(ctx context.Context, meta Meta) ([]Record, error) {
-	unlock, err := h.lock()
+// RemoveRecord removes the registry files hpcvm wrote for the cluster,
+// found in the audit log (destroy needs no cluster file), if they are
+// still the cluster's; with only set, that file alone (a start's rollback
+// removes what it wrote, not a file an earlier start wrote elsewhere). A
+// cluster without one changes nothing.
+func (h *Host) RemoveRecord(ctx context.Context, meta Meta, only string) ([]Record, error) {
+	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +215,9 @@ func (h *Host) RemoveRecord(ctx context.Context, meta Meta) ([]Record, error) {
 		}
 	}
 	for _, path := range sortedTrue(paths) {
+		if only != "" && path != only {
+			continue
+		}
 		exists, old, err := ownedRecord(path, meta.Cluster)
 		if err != nil {
 			return j.recs, err
@@ -181,7 +226,14 @@ func (h *Host) RemoveRecord(ctx context.Context, meta Meta) ([]Record, error) {
 			continue
 		}
 		err = j.do(Record{Netns: "-", Change: "service discovery record of cluster " + meta.Cluster + " (" + path + ")", Command: "remove " + path,
-			Before: digest(old), After: "absent"}, func() error { return os.Remove(path) })
+			Before: digest(old), After: "absent"}, func() error {
+			root, err := os.OpenRoot(filepath.Dir(path))
+			if err != nil {
+				return err
+			}
+			defer root.Close()
+			return root.Remove(filepath.Base(path))
+		})
 		if err != nil {
 			return j.recs, err
 		}

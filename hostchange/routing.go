@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,25 +59,44 @@ type Host struct {
 	mu       sync.Mutex
 }
 
-// DefaultLockPath is the machine-wide lock of hpcvm's host changes.
-const DefaultLockPath = "/run/lock/hpcvm-host-changes.lock"
+// DefaultLockPath is the machine-wide lock of hpcvm's host changes, in a
+// directory only root may write.
+const DefaultLockPath = "/run/hpcvm/host-changes.lock"
 
-// lock takes the host-change lock of this process and of the machine.
-func (h *Host) lock() (unlock func(), err error) {
+// lock takes the host-change lock of this process and of the machine,
+// giving up when ctx ends (a cancelled step does not wait on it).
+func (h *Host) lock(ctx context.Context) (unlock func(), err error) {
 	h.mu.Lock()
 	path := h.LockPath
 	if path == "" {
 		path = DefaultLockPath
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		h.mu.Unlock()
-		return nil, fmt.Errorf("host change lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
+	fail := func(err error) (func(), error) {
 		h.mu.Unlock()
 		return nil, fmt.Errorf("host change lock %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fail(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return fail(err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return fail(fmt.Errorf("another hpcvm process holds it: %w", ctx.Err()))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return func() {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
@@ -155,7 +176,7 @@ var hooks = []rule{
 // recorded; what was already in place is recorded as unchanged. It is
 // idempotent: a retried step finds its rules and changes nothing.
 func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]Record, error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +195,9 @@ func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]
 			where = "network namespace " + h.Netns
 		}
 		return nil, &RefusedError{fmt.Sprintf("bridge %s of cluster %s is not in %s, where hpcvm would make its routing rules: libvirtd runs its networks elsewhere; start hpcvm-worker with --netns naming libvirtd's namespace (%v)", m.Bridge, m.Cluster, where, err)}
+	}
+	if err := h.refuseOtherFirewalls(ctx); err != nil {
+		return nil, err
 	}
 	before, err := h.output(ctx, "sysctl", "-n", ipForwardKey)
 	if err != nil {
@@ -219,12 +243,13 @@ func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]
 
 // Leave removes the cluster's routing rules (found by their tag, whatever
 // the file says now), the chains and jumps once no member is left, and
-// then turns IP forwarding back off if hpcvm turned it on and nothing else
-// needs it (othersForward: another network of the host forwards, as
-// libvirt's NAT networks do). A cluster that has no rules changes nothing
-// but the empty chains a failed join may have left.
+// then, with no routed cluster left, turns IP forwarding back off if hpcvm
+// turned it on and nothing else needs it (othersForward: another network
+// of the host forwards, as libvirt's NAT networks do). A retried Leave
+// finishes what an interrupted one began: it decides from what the host
+// and the audit log say now, not from what it removed itself.
 func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Record, error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +257,9 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 	j := journal{h: h, meta: meta, action: ActionRevert}
 	if !h.hasTool("iptables") {
 		return nil, nil // no iptables: no rules of ours either
+	}
+	if err := h.sameNamespaceAsJoin(meta.Cluster); err != nil {
+		return nil, err
 	}
 	// The common case, a host without routed clusters: two reads.
 	any := false
@@ -245,10 +273,9 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 		}
 	}
 	if !any {
-		return nil, nil
+		return j.recs, h.restoreIPForward(ctx, &j, othersForward)
 	}
 	tag := tagPrefix + meta.Cluster
-	removed := 0
 	for _, table := range []string{"filter", "nat"} {
 		for _, chain := range []string{chainFrom, chainTo} {
 			lines, exists, err := h.listChain(ctx, table, chain)
@@ -258,16 +285,18 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 			if !exists {
 				continue
 			}
-			for _, l := range lines {
-				f := fields(l)
+			// By number, from the last: a rule's position is what
+			// iptables -S lists, whatever its text.
+			for n := len(lines); n >= 1; n-- {
+				f := fields(lines[n-1])
 				if !hasTag(f, tag) {
 					continue
 				}
 				r := rule{table, chain, f[2:]}
-				if err := j.run(ctx, Record{Change: "remove " + ruleWhat(r, meta.Cluster), Before: "present", After: "absent"}, "iptables", r.args("-D")...); err != nil {
+				if err := j.run(ctx, Record{Change: "remove " + ruleWhat(r, meta.Cluster), Before: "present", After: "absent"},
+					"iptables", "-w", "-t", table, "-D", chain, strconv.Itoa(n)); err != nil {
 					return j.recs, err
 				}
-				removed++
 			}
 		}
 	}
@@ -278,6 +307,20 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 	if len(left) > 0 {
 		return j.recs, nil
 	}
+	// No member left. Chains holding rules hpcvm did not tag (added by
+	// hand) stay, and so do the jumps to them: removing the jump would
+	// silently turn those rules off.
+	for _, table := range []string{"filter", "nat"} {
+		for _, chain := range []string{chainFrom, chainTo} {
+			if lines, _, err := h.listChain(ctx, table, chain); err != nil {
+				return j.recs, err
+			} else if len(lines) > 0 {
+				j.add(Record{Change: "chain " + table + " " + chain, Before: "present", After: "present", Outcome: OutcomeKept,
+					Note: fmt.Sprintf("no routed cluster is left, but it holds %d rule(s) hpcvm did not make; remove them, and the chains, by hand", len(lines))})
+				return j.recs, nil
+			}
+		}
+	}
 	for _, hook := range hooks {
 		if _, err := h.output(ctx, "iptables", hook.args("-C")...); err == nil {
 			if err := j.run(ctx, Record{Change: "remove the jump from " + hook.table + " " + hook.chain + " to " + chainFrom + " (no routed cluster left)", Before: "present", After: "absent"}, "iptables", hook.args("-D")...); err != nil {
@@ -286,6 +329,7 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 		}
 	}
 	for _, table := range []string{"filter", "nat"} {
+		// HPCVM_ROUTED refers to HPCVM_ROUTED_TO: that one last.
 		for _, chain := range []string{chainFrom, chainTo} {
 			if _, exists, err := h.listChain(ctx, table, chain); err != nil || !exists {
 				continue
@@ -295,35 +339,87 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 			}
 		}
 	}
-	if removed == 0 {
-		// Not a member: forwarding is not this cluster's to restore. (The
-		// chains and jumps just removed were left empty by a join that
-		// failed half-way.)
-		return j.recs, nil
-	}
 	return j.recs, h.restoreIPForward(ctx, &j, othersForward)
 }
 
+// sameNamespaceAsJoin refuses to leave from another network namespace
+// than the one the cluster's rules were made in: a worker started without
+// --netns would find none and report them gone.
+func (h *Host) sameNamespaceAsJoin(cluster string) error {
+	recs, _, err := h.Audit.Read(func(r Record) bool {
+		return r.Cluster == cluster && r.Outcome == OutcomeDone && strings.HasPrefix(r.Command, "iptables ") && strings.Contains(r.Command, tagPrefix+cluster)
+	})
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	last := recs[len(recs)-1]
+	if last.Action == ActionApply && last.Netns != h.Netns {
+		where := func(ns string) string {
+			if ns == "" {
+				return "the worker's own network namespace"
+			}
+			return "network namespace " + ns
+		}
+		return &RefusedError{fmt.Sprintf("cluster %s's routing rules were made in %s (run %s), but this worker makes its changes in %s: start hpcvm-worker with --netns %s to remove them",
+			cluster, where(last.Netns), last.RunID, where(h.Netns), last.Netns)}
+	}
+	return nil
+}
+
 // restoreIPForward turns IP forwarding back to what it was if the last
-// change hpcvm made to it on this host was turning it on.
+// change hpcvm made to it here was turning it on. It says once that it
+// keeps it on for another network.
 func (h *Host) restoreIPForward(ctx context.Context, j *journal, othersForward bool) error {
 	recs, _, err := h.Audit.Read(func(r Record) bool {
-		return r.Change == ipForwardWhat && r.Outcome == OutcomeDone && r.Netns == h.Netns
+		return r.Change == ipForwardWhat && (r.Outcome == OutcomeDone || r.Outcome == OutcomeKept) && r.Netns == h.Netns
 	})
 	if err != nil {
 		return err
 	}
-	if len(recs) == 0 || recs[len(recs)-1].Action != ActionApply {
+	var turnedOn *Record
+	for i := range recs {
+		if recs[i].Outcome == OutcomeDone {
+			turnedOn = &recs[i]
+		}
+	}
+	if turnedOn == nil || turnedOn.Action != ActionApply {
 		return nil // hpcvm did not turn it on: not its to turn off
 	}
-	turnedOn := recs[len(recs)-1]
+	now, err := h.output(ctx, "sysctl", "-n", ipForwardKey)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ipForwardKey, err)
+	}
+	if now == turnedOn.Before {
+		return nil // turned back meanwhile, by hand
+	}
 	if othersForward {
-		j.add(Record{Change: ipForwardWhat, Before: "1", After: "1", Outcome: OutcomeKept,
-			Note: fmt.Sprintf("hpcvm turned it on (run %s), but another network of this host forwards and needs it", turnedOn.RunID)})
+		if recs[len(recs)-1].Outcome != OutcomeKept {
+			j.add(Record{Change: ipForwardWhat, Before: now, After: now, Outcome: OutcomeKept,
+				Note: fmt.Sprintf("hpcvm turned it on (run %s) and no routed cluster is left, but another network of this host forwards and needs it", turnedOn.RunID)})
+		}
 		return nil
 	}
-	return j.run(ctx, Record{Change: ipForwardWhat, Before: "1", After: turnedOn.Before, Note: "back to what it was before run " + turnedOn.RunID},
+	return j.run(ctx, Record{Change: ipForwardWhat, Before: now, After: turnedOn.Before, Note: "back to what it was before run " + turnedOn.RunID},
 		"sysctl", "-w", ipForwardKey+"="+turnedOn.Before)
+}
+
+// refuseOtherFirewalls refuses hosts where iptables rules first in FORWARD
+// and POSTROUTING do not decide: libvirt on its nftables backend (its own
+// table rejects and masquerades whatever iptables accepted) and firewalld
+// (its zones and policies do). The rules would be made, checked, and still
+// route nothing.
+func (h *Host) refuseOtherFirewalls(ctx context.Context) error {
+	if h.hasTool("nft") {
+		if _, err := h.output(ctx, "nft", "list", "table", "ip", "libvirt_network"); err == nil {
+			return &RefusedError{"libvirt on host " + h.Name + " keeps its network rules in nftables (table ip libvirt_network), which hpcvm's iptables rules cannot override: routing between clusters needs libvirt's iptables backend (firewall_backend = \"iptables\" in /etc/libvirt/network.conf), or make the routing by hand in nftables"}
+		}
+	}
+	if h.hasTool("firewall-cmd") {
+		if out, err := h.output(ctx, "firewall-cmd", "--state"); err == nil && out == "running" {
+			return &RefusedError{"firewalld runs on host " + h.Name + ": its zones and policies, not plain iptables rules, decide what crosses between libvirt's bridges; allow the traffic between the routed clusters' bridges with a firewalld policy by hand, and set enable_cross_cluster_routing false"}
+		}
+	}
+	return nil
 }
 
 // Members are the routed clusters on the host, from the tags of their rules.
@@ -373,7 +469,22 @@ func (h *Host) ensureChain(ctx context.Context, j *journal, table, chain string)
 }
 
 func (h *Host) ensureRule(ctx context.Context, j *journal, r rule, what string, first bool) error {
-	if _, err := h.output(ctx, "iptables", r.args("-C")...); err == nil {
+	_, err := h.output(ctx, "iptables", r.args("-C")...)
+	present := err == nil
+	if present && first {
+		// It must stay first: a firewall reload that put other jumps
+		// (libvirt's) above it would let them reject routed traffic.
+		lines, _, err := h.listChain(ctx, r.table, r.chain)
+		if err != nil {
+			return err
+		}
+		if len(lines) > 0 && strings.Join(fields(lines[0])[2:], " ") == strings.Join(r.spec, " ") {
+			return nil
+		}
+		if err := j.run(ctx, Record{Change: "move " + what + " (it was not first)", Before: "present", After: "absent"}, "iptables", r.args("-D")...); err != nil {
+			return err
+		}
+	} else if present {
 		return nil
 	}
 	args := r.args("-A")
@@ -404,13 +515,37 @@ func (h *Host) listChain(ctx context.Context, table, chain string) ([]string, bo
 	return rules, exists, nil
 }
 
-// fields splits a rule as `iptables -S` prints it; it quotes comments.
+// fields splits a rule as `iptables -S` prints it: it quotes arguments
+// with spaces (comments), with backslash escapes.
 func fields(line string) []string {
-	f := strings.Fields(line)
-	for i := range f {
-		f[i] = strings.Trim(f[i], `"`)
+	var out []string
+	var cur strings.Builder
+	inQuote, escaped, started := false, false, false
+	for _, c := range line {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case c == '\\' && inQuote:
+			escaped = true
+		case c == '"':
+			inQuote = !inQuote
+			started = true
+		case c == ' ' && !inQuote:
+			if started {
+				out = append(out, cur.String())
+				cur.Reset()
+				started = false
+			}
+		default:
+			cur.WriteRune(c)
+			started = true
+		}
 	}
-	return f
+	if started {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 func hasTag(fields []string, tag string) bool {

@@ -240,16 +240,100 @@ func TestServiceDiscoveryRecord(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Contains(t, err.Error(), "is not hpcvm's registry file of cluster web")
 
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"})
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "")
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "remove "+path, recs[0].Command)
 	assert.NoFileExists(t, path)
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"})
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "")
 	require.NoError(t, err)
 	assert.Empty(t, recs, "nothing left to remove")
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "web"})
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "web"}, "")
 	require.NoError(t, err)
 	assert.Empty(t, recs, "hpcvm never wrote web's file")
 	assert.FileExists(t, other)
+}
+
+// What an adversarial host holds: a Leave interrupted half-way, rules
+// hpcvm did not make in its chains, a comment that only starts with the
+// tag, libvirt's jumps put back above hpcvm's, a worker in the wrong
+// namespace.
+func TestRoutingOnAHostOthersTouched(t *testing.T) {
+	h := testHost(t)
+	ctx := context.Background()
+	a := Member{Cluster: "alpha", Bridge: "br-alpha", Subnet: "10.62.1.0/24"}
+	h.bridges(t, a)
+	meta := Meta{Cluster: "alpha", RunID: "run-a"}
+	_, err := h.Join(ctx, meta, a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+
+	// A firewall reload put another jump first: the next join moves ours
+	// back above it.
+	h.must(t, "iptables", "-w", "-I", "FORWARD", "1", "-j", "ACCEPT")
+	recs, err := h.Join(ctx, meta, a, JoinOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "-A FORWARD -j "+chainFrom, firstRule(t, h, "filter", "FORWARD"))
+	assert.Contains(t, recs[1].Change, "move the jump from filter FORWARD")
+
+	// A hand-made rule whose comment only begins with alpha's tag is not
+	// alpha's: it stays.
+	h.must(t, "iptables", "-w", "-A", chainFrom, "-i", "br-x", "-m", "comment", "--comment", "hpcvm-routed:alpha extra", "-j", "RETURN")
+	_, err = h.Leave(ctx, meta, false)
+	require.NoError(t, err)
+	assert.Contains(t, h.must(t, "iptables", "-w", "-S", chainFrom), `"hpcvm-routed:alpha extra"`)
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-S", chainFrom), `"hpcvm-routed:alpha"`)
+	h.must(t, "iptables", "-w", "-D", chainFrom, "1")
+
+	// An untagged rule in hpcvm's chain: the chain and the jump to it stay,
+	// and the log says why.
+	h.must(t, "iptables", "-w", "-A", chainFrom, "-i", "br-x", "-j", "RETURN")
+	recs, err = h.Leave(ctx, Meta{Cluster: "alpha", RunID: "run-again"}, false)
+	require.NoError(t, err)
+	require.NotEmpty(t, recs)
+	kept := recs[len(recs)-1]
+	assert.Equal(t, OutcomeKept, kept.Outcome)
+	assert.Contains(t, kept.Note, "holds 1 rule(s) hpcvm did not make")
+	assert.Equal(t, "-A FORWARD -j "+chainFrom, firstRule(t, h, "filter", "FORWARD"), "the jump stays: it still leads to that rule")
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey), "forwarding is restored only once hpcvm's chains are gone")
+
+	// Once that rule goes, the next leave (of any cluster: a retry after
+	// an interruption) finishes the job and restores forwarding.
+	h.must(t, "iptables", "-w", "-D", chainFrom, "1")
+	_, err = h.Leave(ctx, Meta{Cluster: "alpha", RunID: "run-retry"}, false)
+	require.NoError(t, err)
+	assert.NotContains(t, h.must(t, "iptables", "-w", "-S"), chainFrom)
+	assert.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey))
+
+	// Rules made in one namespace are not left from another.
+	_, err = h.Join(ctx, meta, a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	elsewhere := &Host{Name: h.Name, Audit: h.Audit}
+	_, err = elsewhere.Leave(ctx, meta, false)
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "were made in network namespace "+h.Netns)
+	_, err = h.Leave(ctx, meta, false)
+	require.NoError(t, err)
+}
+
+func TestServiceDiscoveryRecordIsNeverReadThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	h := &Host{Name: "testhost", Audit: &Audit{Path: filepath.Join(dir, "audit.jsonl")}, LockPath: filepath.Join(dir, "lock")}
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("root only"), 0o600))
+	path := DiscoveryFile(dir, "lab")
+	require.NoError(t, os.Symlink(secret, path))
+	doc, err := RegistryDocument("lab", []Node{{VM: "controller-01", Role: "controller", Address: "10.9.0.10"}})
+	require.NoError(t, err)
+	_, err = h.WriteRecord(context.Background(), Meta{Cluster: "lab"}, path, doc)
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "is not a regular file")
+	b, err := os.ReadFile(secret)
+	require.NoError(t, err)
+	assert.Equal(t, "root only", string(b), "untouched")
+}
+
+func TestFieldsReadsQuotedComments(t *testing.T) {
+	assert.Equal(t, []string{"-A", "X", "--comment", "a b \"c\"", "-j", "Y"}, fields(`-A X --comment "a b \"c\"" -j Y`))
 }

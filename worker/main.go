@@ -50,8 +50,9 @@ under --pool-root (defaults: /var/lib/libvirt/images and /var/lib/hpcvm);
 anything else is refused before a cluster is created.
 
 Changes to the host outside libvirt (IP forwarding and firewall rules for
-dns_mode routed) are made only for clusters whose host_configuration allows
-them, each recorded in --audit-log and undone by destroy. When libvirtd
+dns_mode routed, the registry record of dns_mode service_discovery, written
+only under --discovery-root) are made only for clusters whose
+host_configuration allows them, each recorded in --audit-log and undone by destroy. When libvirtd
 runs in a network namespace of its own, --netns names it, so those changes
 land where its bridges are.
 

@@ -119,7 +119,9 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	// record) go with it, beside the domains: found by the cluster's tag on the host, whatever the file
 	// says. Runs begun before hpcvm made host changes had none to undo.
 	var leaving workflow.WaitGroup
+	removeRecord := false
 	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
+		removeRecord = workflow.GetVersion(ctx, "remove-discovery-record", workflow.DefaultVersion, 1) == 1
 		leaving = workflow.NewWaitGroup(ctx)
 		leaving.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
@@ -139,7 +141,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				}
 				return r.Changed(), nil
 			})
-			if workflow.GetVersion(gctx, "remove-discovery-record", workflow.DefaultVersion, 1) == 1 {
+			if removeRecord {
 				_ = run(tr, removeDiscoveryStep, func() (bool, error) {
 					var r activities.HostChangeResult
 					err := workflow.ExecuteActivity(stepContext(gctx, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{

@@ -322,7 +322,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 
 // discoveryRequest is the cluster's service discovery record.
 func discoveryRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.DiscoveryRequest {
-	dreq := activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequestedBy: req.RequestedBy}
+	dreq := activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
 	for _, vm := range plan.VMs {
 		dreq.Nodes = append(dreq.Nodes, hostchange.Node{VM: vm.Name, Role: vm.Role, Domain: vm.Domain, Address: vm.IP, MAC: vm.MAC})
 	}
@@ -338,7 +338,7 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 	return run(tr, step, func() (bool, error) {
 		if !existed && !hc.KeepOnFailure {
 			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: plan.Cluster, RequestedBy: req.RequestedBy}).Get(c, nil)
+				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequestedBy: req.RequestedBy}).Get(c, nil)
 			})
 		}
 		var r activities.HostChangeResult

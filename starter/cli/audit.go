@@ -22,8 +22,9 @@ func (a *app) auditCommand() *cobra.Command {
 		Use:   "audit",
 		Short: "Show the changes hpcvm made to a host outside libvirt (its audit log)",
 		Long: `audit prints the audit log of the cluster's host: every change hpcvm
-made there outside libvirt's own objects (IP forwarding, the firewall rules
-of dns_mode routed), and every one it undid, each with when, who asked
+made there outside libvirt's own objects (IP forwarding and the firewall
+rules of dns_mode routed, the registry record of dns_mode
+service_discovery), and every one it undid, each with when, who asked
 (user@machine of the client), which cluster and run, the command it ran,
 the value before and after, and the outcome. Changes it found already in
 place are listed as unchanged; changes a destroy did not undo (IP
@@ -31,7 +32,8 @@ forwarding another network still needs) as kept, with the reason.
 
 The log is a file on the host (hpcvm-worker --audit-log), kept when
 Temporal forgets old runs; the host's worker reads it. By default audit
-shows the cluster's records; --all shows every cluster's on that host.`,
+shows the cluster's newest 200 records; --all shows every cluster's on that
+host, --last N another number (0: all).`,
 		Example: `  hpcvm audit -c cluster.yaml
   hpcvm audit --name lab --host hv1 --last 20
   hpcvm audit --host hv1 --all -o json`,
@@ -101,7 +103,7 @@ shows the cluster's records; --all shows every cluster's on that host.`,
 		},
 	}
 	cmd.Flags().Bool("all", false, "every cluster's records on the host, not only this cluster's")
-	cmd.Flags().Int("last", 0, "only the newest N records (0: all)")
+	cmd.Flags().Int("last", 200, "only the newest N records (0: all; a very long log may exceed what Temporal passes back, about 2 MB)")
 	cmd.Flags().StringP("output", "o", "table", "table or json")
 	return cmd
 }

@@ -34,7 +34,13 @@ created is removed again, in reverse order, and the error says what failed
 and what was rolled back. Objects that existed before the run are kept.
 
 When the run ends, start writes its XML trace (see hpcvm trace) and, on
-success, the cluster's Ansible inventory (see hpcvm inventory).`,
+success, the cluster's Ansible inventory (see hpcvm inventory).
+
+Where host_configuration allows it, start also changes the host outside
+libvirt: the routing of dns_mode routed, the registry record of dns_mode
+service_discovery. It lists the changes first and, as require_confirmation
+asks (the default), wants a yes (--yes answers); every change is recorded
+in the host's audit log (hpcvm audit) and destroy undoes it.`,
 		Example: `  hpcvm start -c examples/cluster.yaml
   hpcvm start -c cluster.yaml --wait-ip --wait-ip-timeout 3m
   hpcvm start -c cluster.yaml --host hv2 --inventory hosts.ini`,
@@ -103,7 +109,7 @@ success, the cluster's Ansible inventory (see hpcvm inventory).`,
 	cmd.Flags().Duration("wait-ip-timeout", 5*time.Minute, "how long --wait-ip waits before it reports the VMs without an address (exit 1)")
 	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
 	cmd.MarkFlagsMutuallyExclusive("inventory", "no-inventory")
-	cmd.Flags().BoolP("yes", "y", false, "answer yes to the confirmation host_configuration asks before hpcvm changes the host (dns_mode routed)")
+	cmd.Flags().BoolP("yes", "y", false, "answer yes to the confirmation host_configuration asks before hpcvm changes the host (dns_mode routed or service_discovery)")
 	return cmd
 }
 
@@ -303,6 +309,9 @@ only when no remaining disk stands on it.
 destroy exits 1 and lists what is left whenever anything of the cluster is
 left (files in its pool hpcvm did not create, a failure); run it again once
 the cause is fixed.
+
+The host changes the cluster made (routing rules, its service discovery
+record) are undone too, and recorded in the host's audit log.
 
 --vm NAME removes one node only: its domain, its disk and its DHCP lease.`,
 		Example: `  hpcvm destroy -c cluster.yaml

@@ -222,6 +222,9 @@ const differencesShown = 10
 // the SDK gives a workflow's input, so "no differences" means exactly "the
 // same request after JSON normalisation", the rule for attaching.
 func requestDifferences(running, yours workflows.Request) ([]string, error) {
+	// Who asked is not what is asked: the same request from another
+	// operator follows the running one.
+	running.RequestedBy, yours.RequestedBy = "", ""
 	a, err := normalisedRequest(running)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,12 @@ func TestIdenticalRequestsHaveNoDifferences(t *testing.T) {
 	diffs, err = requestDifferences(running, yours)
 	require.NoError(t, err)
 	assert.Empty(t, diffs)
+
+	// Another operator asking the same follows the running run.
+	running.RequestedBy, yours.RequestedBy = "alice@desk", "bob@laptop"
+	diffs, err = requestDifferences(running, yours)
+	require.NoError(t, err)
+	assert.Empty(t, diffs)
 }
 
 func TestDifferencesNameTheFieldAndBothValues(t *testing.T) {
