@@ -2,19 +2,15 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 )
 
 func (a *app) auditCommand() *cobra.Command {
@@ -75,23 +71,9 @@ host, --last N another number (0: all).`,
 				return err
 			}
 			defer c.Close()
-			const answerWithin = 10 * time.Second
-			queue := workflows.TaskQueue(host)
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                       fmt.Sprintf("hpcvm-audit-%s-%d", host, time.Now().UnixNano()),
-				TaskQueue:                queue,
-				WorkflowExecutionTimeout: answerWithin,
-			}, workflows.HostAuditName, activities.AuditRequest{Cluster: name, Last: last})
-			if err != nil {
-				return unreachable(err)
-			}
 			var log activities.AuditLog
-			if err := run.Get(ctx, &log); err != nil {
-				var timeout *temporal.TimeoutError
-				if errors.As(err, &timeout) {
-					return fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", host, answerWithin, host, queue)
-				}
-				return fail(ExitUnreachable, "the worker of host %s could not read its audit log: %s", host, rootMessage(err))
+			if err := askHost(ctx, c, host, "hpcvm-audit-"+host, workflows.HostAuditName, activities.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log"); err != nil {
+				return err
 			}
 			if format == "json" {
 				enc := json.NewEncoder(a.out)

@@ -165,28 +165,34 @@ func describe(ctx context.Context, c client.Client, req workflows.Request) (Stat
 
 // describeRaw runs DescribeCluster on the host's worker.
 func describeRaw(ctx context.Context, c client.Client, req workflows.Request) (workflows.Description, error) {
-	spec := req.Spec
-	// Status is interactive: a host without a running worker is reported
-	// after a short wait instead of queueing the question indefinitely.
+	var d workflows.Description
+	err := askHost(ctx, c, req.Spec.Cluster.Host, "hpcvm-describe-"+req.Spec.Cluster.Name, workflows.DescribeClusterName, req, &d, "read the cluster")
+	return d, err
+}
+
+// askHost runs a short read-only workflow on a host's queue and waits for
+// its answer. Interactive: a host without a running worker is reported
+// after a short wait instead of queueing the question indefinitely. what
+// completes "the worker of host H could not ...".
+func askHost(ctx context.Context, c client.Client, host, idPrefix, workflow string, arg, result any, what string) error {
 	const answerWithin = 10 * time.Second
-	queue := workflows.TaskQueue(spec.Cluster.Host)
+	queue := workflows.TaskQueue(host)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       fmt.Sprintf("hpcvm-describe-%s-%d", spec.Cluster.Name, time.Now().UnixNano()),
+		ID:                       fmt.Sprintf("%s-%d", idPrefix, time.Now().UnixNano()),
 		TaskQueue:                queue,
 		WorkflowExecutionTimeout: answerWithin,
-	}, workflows.DescribeClusterName, req)
+	}, workflow, arg)
 	if err != nil {
-		return workflows.Description{}, unreachable(err)
+		return unreachable(err)
 	}
-	var d workflows.Description
-	if err := run.Get(ctx, &d); err != nil {
+	if err := run.Get(ctx, result); err != nil {
 		var timeout *temporal.TimeoutError
 		if errors.As(err, &timeout) {
-			return d, fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", spec.Cluster.Host, answerWithin, spec.Cluster.Host, queue)
+			return fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", host, answerWithin, host, queue)
 		}
-		return d, fail(ExitUnreachable, "the worker of host %s could not read the cluster: %s", spec.Cluster.Host, rootMessage(err))
+		return fail(ExitUnreachable, "the worker of host %s could not %s: %s", host, what, rootMessage(err))
 	}
-	return d, nil
+	return nil
 }
 
 func buildStatus(d workflows.Description) Status {
