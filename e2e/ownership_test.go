@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -42,12 +43,18 @@ func (e *env) writeSpec(f clusterFile) {
 	if f.baseImage == "" {
 		f.baseImage = testImage(e.t)
 	}
-	octet := 200 + int(e.cluster[len(e.cluster)-1])%50
+	// The range comes from a hash of the whole random name: two clusters
+	// of one test (five in the network test) must not pick the same range,
+	// which the last two characters alone did about once in 25 runs.
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(e.cluster))
+	sum := int(h.Sum32())
+	octet := 200 + sum%50
 	if f.diskGB == 0 {
 		f.diskGB = 1
 	}
 	if f.third == 0 {
-		f.third = int(e.cluster[len(e.cluster)-2])
+		f.third = 1 + (sum/50)%249
 	}
 	var nodes strings.Builder
 	for _, n := range f.computes {
