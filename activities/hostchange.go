@@ -67,7 +67,7 @@ func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostC
 		if err != nil {
 			return err
 		}
-		res.Records, err = h.Join(ctx, a.changeMeta(ctx, req), hostchange.Member{Cluster: req.Cluster, Bridge: req.Bridge, Subnet: req.Subnet},
+		res.Records, err = h.Join(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), hostchange.Member{Cluster: req.Cluster, Bridge: req.Bridge, Subnet: req.Subnet},
 			hostchange.JoinOptions{EnableIPForwarding: req.EnableIPForwarding})
 		return hostChangeError(err)
 	})
@@ -97,7 +97,7 @@ func (a *Activities) LeaveRouting(ctx context.Context, req RoutingRequest) (Host
 			}
 		}
 		var err error
-		res.Records, err = h.Leave(ctx, a.changeMeta(ctx, req), others)
+		res.Records, err = h.Leave(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), others)
 		return hostChangeError(err)
 	})
 	return res, err
@@ -143,15 +143,6 @@ func (a *Activities) hostChanges(requireRoot bool) (*hostchange.Host, error) {
 		return nil, badInput(fmt.Sprintf("the worker runs as uid %d and host_configuration.security.require_root_access is true: run hpcvm-worker as root, or set it false if the worker may change the firewall otherwise (capabilities)", os.Geteuid()), nil)
 	}
 	return a.HostChanges, nil
-}
-
-func (a *Activities) changeMeta(ctx context.Context, req RoutingRequest) hostchange.Meta {
-	m := hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy}
-	if activity.IsActivity(ctx) {
-		info := activity.GetInfo(ctx)
-		m.WorkflowID, m.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
-	}
-	return m
 }
 
 // hostChangeError makes a change the host or its configuration refuses
@@ -203,7 +194,7 @@ func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequ
 		if err != nil {
 			return badInput("service discovery record: "+err.Error(), err)
 		}
-		res.Records, err = h.WriteRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID},
+		res.Records, err = h.WriteRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy),
 			hostchange.DiscoveryFile(req.Dir, req.Cluster), doc)
 		return hostChangeError(err)
 	})
@@ -222,17 +213,19 @@ func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryReq
 		if req.Dir != "" {
 			only = hostchange.DiscoveryFile(req.Dir, req.Cluster)
 		}
-		res.Records, err = a.HostChanges.RemoveRecord(ctx, hostchange.Meta{Cluster: req.Cluster, RequestedBy: req.RequestedBy, WorkflowID: runOf(ctx).WorkflowID, RunID: runOf(ctx).RunID}, only)
+		res.Records, err = a.HostChanges.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
 		return hostChangeError(err)
 	})
 	return res, err
 }
 
-// runOf is the workflow run an activity works for (empty outside one).
-func runOf(ctx context.Context) hostchange.Meta {
-	if !activity.IsActivity(ctx) {
-		return hostchange.Meta{}
+// changeMeta says who asked for a host change, for which cluster, and the
+// workflow run the activity works for (empty outside one).
+func changeMeta(ctx context.Context, cluster, requestedBy string) hostchange.Meta {
+	m := hostchange.Meta{Cluster: cluster, RequestedBy: requestedBy}
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		m.WorkflowID, m.RunID = info.WorkflowExecution.ID, info.WorkflowExecution.RunID
 	}
-	info := activity.GetInfo(ctx)
-	return hostchange.Meta{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	return m
 }
