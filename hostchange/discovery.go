@@ -1,20 +1,9 @@
 package hostchange
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
-	"syscall"
 )
 
 // dns_mode service_discovery is a hook for an external registry: hpcvm
@@ -49,7 +38,7 @@ type consulService struct {
 
 // DiscoveryFile is the cluster's registry file in dir.
 func DiscoveryFile(dir, cluster string) string {
-	return filepath.Join(dir, "hpcvm-"+cluster+".json")
+	return clusterFile(dir, cluster, registryFile.ext)
 }
 
 // RegistryDocument is the registry file of the cluster's nodes.
@@ -67,69 +56,29 @@ func RegistryDocument(cluster string, nodes []Node) ([]byte, error) {
 	return append(b, '\n'), err
 }
 
-// maxRecordSize bounds what is read of a file in the registry directory.
-const maxRecordSize = 4 << 20
-
-// ownedRecord says whether the file at path is the cluster's registry
-// file (false, nil when there is none). It reads only a regular file, not
-// through a symbolic link, and at most maxRecordSize: the directory may
-// belong to the registry's own user.
-func ownedRecord(path, cluster string) (exists bool, content []byte, err error) {
-	root, err := os.OpenRoot(filepath.Dir(path))
-	if err != nil {
-		return false, nil, err
-	}
-	defer root.Close()
-	name := filepath.Base(path)
-	st, err := root.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil, nil
-	}
-	if err != nil {
-		return false, nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return true, nil, &RefusedError{fmt.Sprintf("%s is not a regular file (%s), so it is not hpcvm's registry file of cluster %s: hpcvm neither follows, replaces nor removes it; move it away", path, st.Mode().Type(), cluster)}
-	}
-	if st.Size() > maxRecordSize {
-		return true, nil, notOurs(path, cluster)
-	}
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return true, nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
-	if err != nil {
-		return true, nil, err
-	}
-	var cf consulFile
-	if len(b) > maxRecordSize || json.Unmarshal(b, &cf) != nil || len(cf.Services) == 0 {
-		return true, b, notOurs(path, cluster)
-	}
-	for _, s := range cf.Services {
-		if s.Meta["hpcvm_cluster"] != cluster {
-			return true, b, notOurs(path, cluster)
+// registryFile is the kind of the service discovery record.
+var registryFile = fileKind{
+	what: "service discovery record",
+	noun: "registry file",
+	ext:  ".json",
+	owned: func(b []byte, cluster string) bool {
+		var cf consulFile
+		if json.Unmarshal(b, &cf) != nil || len(cf.Services) == 0 {
+			return false
 		}
-	}
-	return true, b, nil
-}
-
-func notOurs(path, cluster string) error {
-	return &RefusedError{fmt.Sprintf("%s exists but is not hpcvm's registry file of cluster %s (its services do not carry meta.hpcvm_cluster %q), so hpcvm neither replaces nor removes it: move it away, or give the cluster another name", path, cluster, cluster)}
-}
-
-func digest(b []byte) string {
-	if b == nil {
-		return "absent"
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:8])
+		for _, s := range cf.Services {
+			if s.Meta["hpcvm_cluster"] != cluster {
+				return false
+			}
+		}
+		return true
+	},
+	notOurs: "its services do not carry meta.hpcvm_cluster %q",
 }
 
 // RecordExists says whether the cluster's registry file is at path.
 func (h *Host) RecordExists(path, cluster string) (bool, error) {
-	exists, _, err := ownedRecord(path, cluster)
+	exists, _, err := registryFile.read(path, cluster)
 	return exists, err
 }
 
@@ -142,51 +91,7 @@ func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []by
 	}
 	defer unlock()
 	j := journal{h: h, meta: meta, action: ActionApply}
-	_, old, err := ownedRecord(path, meta.Cluster)
-	if err != nil {
-		return nil, err
-	}
-	r := Record{Netns: "-", Change: "service discovery record of cluster " + meta.Cluster + " (" + path + ")", Before: digest(old), After: digest(doc)}
-	if bytes.Equal(old, doc) {
-		j.add(Record{Netns: "-", Change: r.Change, Before: r.Before, After: r.After, Outcome: OutcomeUnchanged})
-		return j.recs, nil
-	}
-	r.Command = "write " + path
-	err = j.do(r, func() error {
-		// Inside the directory only: a link planted there cannot send the
-		// write elsewhere. The temporary name does not end in .json, so
-		// the agent never loads half a file.
-		root, err := os.OpenRoot(filepath.Dir(path))
-		if err != nil {
-			return err
-		}
-		defer root.Close()
-		var suffix [6]byte
-		_, _ = rand.Read(suffix[:])
-		tmpName := ".hpcvm-" + meta.Cluster + "-" + hex.EncodeToString(suffix[:]) + ".tmp"
-		tmp, err := root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
-		if err != nil {
-			return err
-		}
-		defer root.Remove(tmpName)
-		if _, err := tmp.Write(doc); err != nil {
-			tmp.Close()
-			return err
-		}
-		// The agent reads it, whoever it runs as; nothing secret in it.
-		if err := tmp.Chmod(0o644); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		return root.Rename(tmpName, filepath.Base(path))
-	})
+	_, err = registryFile.write(&j, path, doc)
 	return j.recs, err
 }
 
@@ -202,67 +107,6 @@ func (h *Host) RemoveRecord(ctx context.Context, meta Meta, only string) ([]Reco
 	}
 	defer unlock()
 	j := journal{h: h, meta: meta, action: ActionRevert}
-	recs, _, err := h.Audit.Read(func(r Record) bool {
-		return r.Cluster == meta.Cluster && r.Outcome == OutcomeDone && isRecordChange(r)
-	})
-	if err != nil {
-		return nil, err
-	}
-	paths := map[string]bool{}
-	for _, r := range recs {
-		if path, ok := recordPath(r); ok {
-			paths[path] = r.Action == ActionApply
-		}
-	}
-	for _, path := range sortedTrue(paths) {
-		if only != "" && path != only {
-			continue
-		}
-		exists, old, err := ownedRecord(path, meta.Cluster)
-		if err != nil {
-			return j.recs, err
-		}
-		if !exists {
-			continue
-		}
-		err = j.do(Record{Netns: "-", Change: "service discovery record of cluster " + meta.Cluster + " (" + path + ")", Command: "remove " + path,
-			Before: digest(old), After: "absent"}, func() error {
-			root, err := os.OpenRoot(filepath.Dir(path))
-			if err != nil {
-				return err
-			}
-			defer root.Close()
-			return root.Remove(filepath.Base(path))
-		})
-		if err != nil {
-			return j.recs, err
-		}
-	}
-	return j.recs, nil
-}
-
-func isRecordChange(r Record) bool {
-	_, ok := recordPath(r)
-	return ok
-}
-
-// recordPath is the file a registry-file record wrote or removed.
-func recordPath(r Record) (string, bool) {
-	for _, verb := range []string{"write ", "remove "} {
-		if len(r.Command) > len(verb) && r.Command[:len(verb)] == verb && filepath.Ext(r.Command) == ".json" {
-			return r.Command[len(verb):], true
-		}
-	}
-	return "", false
-}
-
-func sortedTrue(m map[string]bool) []string {
-	var out []string
-	for k, v := range m {
-		if v {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
+	_, err = registryFile.removeAll(&j, only)
+	return j.recs, err
 }

@@ -56,7 +56,10 @@ type Host struct {
 	// must not both insert the jump that one alone should, nor may one
 	// remove the chains another is about to fill.
 	LockPath string
-	mu       sync.Mutex
+	// ResolverReload is the command that makes the host's resolver read
+	// its drop-ins again (host DNS integration), argv form.
+	ResolverReload []string
+	mu             sync.Mutex
 }
 
 // DefaultLockPath is the machine-wide lock of hpcvm's host changes, in a

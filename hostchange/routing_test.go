@@ -341,3 +341,105 @@ func TestServiceDiscoveryRecordIsNeverReadThroughALink(t *testing.T) {
 func TestFieldsReadsQuotedComments(t *testing.T) {
 	assert.Equal(t, []string{"-A", "X", "--comment", "a b \"c\"", "-j", "Y"}, fields(`-A X --comment "a b \"c\"" -j Y`))
 }
+
+// The host resolver's drop-in: written and followed by a reload, left
+// alone (no reload) when equal, taken back when the reload fails, a
+// hand-made file of the name refused, removed (and reloaded) by what the
+// audit log says was written.
+func TestHostResolverEntry(t *testing.T) {
+	dir := t.TempDir()
+	reloads := filepath.Join(dir, "reloads")
+	h := &Host{Name: "testhost", Audit: &Audit{Path: filepath.Join(dir, "audit.jsonl")}, LockPath: filepath.Join(dir, "lock"),
+		ResolverReload: []string{"sh", "-c", "echo reload >> " + reloads}}
+	ctx := context.Background()
+	meta := Meta{Cluster: "lab", RequestedBy: "ops@console", RunID: "run-1"}
+	path := ResolverFile(dir, "lab")
+	entry, err := ResolverEntry("lab", "lab.local", "10.9.0.1", "10.9.0.0/24")
+	require.NoError(t, err)
+	assert.Equal(t, "# hpcvm-cluster: lab\n", strings.SplitAfter(string(entry), "\n")[0])
+	assert.Contains(t, string(entry), "\nserver=/lab.local/10.9.0.1\nrev-server=10.9.0.0/24,10.9.0.1\n")
+	odd, err := ResolverEntry("lab", "lab.local", "10.9.0.1", "10.9.0.0/23")
+	require.NoError(t, err)
+	assert.NotContains(t, string(odd), "rev-server", "dnsmasq's rev-server takes whole octets")
+	_, err = ResolverEntry("lab", "lab.local/x", "10.9.0.1", "10.9.0.0/24")
+	assert.Error(t, err)
+
+	exists, err := h.ResolverExists(path, "lab")
+	require.NoError(t, err)
+	assert.False(t, exists)
+	recs, err := h.WriteResolver(ctx, meta, path, entry)
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	assert.Equal(t, "write "+path, recs[0].Command)
+	assert.Equal(t, "sh -c echo reload >> "+reloads, recs[1].Command)
+	assert.Equal(t, OutcomeDone, recs[1].Outcome)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, entry, got)
+	exists, err = h.ResolverExists(path, "lab")
+	require.NoError(t, err)
+	assert.True(t, exists)
+
+	recs, err = h.WriteResolver(ctx, meta, path, entry)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, OutcomeUnchanged, recs[0].Outcome)
+	n, _ := os.ReadFile(reloads)
+	assert.Equal(t, "reload\n", string(n), "an unchanged entry reloads nothing")
+
+	// A reload that fails: the new entry is taken back, the old one stays.
+	failing := *h
+	failing.ResolverReload = []string{"sh", "-c", "echo 'dnsmasq: bad option' >&2; exit 3"}
+	changed, err := ResolverEntry("lab", "lab.local", "10.9.0.254", "10.9.0.0/24")
+	require.NoError(t, err)
+	recs, err = failing.WriteResolver(ctx, meta, path, changed)
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "the host's resolver did not reload")
+	assert.Contains(t, err.Error(), "dnsmasq: bad option")
+	got, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, entry, got, "the entry the resolver runs with is put back")
+	assert.Equal(t, OutcomeFailed, recs[1].Outcome)
+	assert.Equal(t, ActionRevert, recs[2].Action)
+
+	// A worker without a reload command makes no entry at all.
+	none := *h
+	none.ResolverReload = nil
+	_, err = none.WriteResolver(ctx, Meta{Cluster: "web"}, ResolverFile(dir, "web"), entry)
+	require.ErrorAs(t, err, &refused)
+	assert.NoFileExists(t, ResolverFile(dir, "web"))
+
+	// Hand-made: a file of web's name that does not start with web's mark,
+	// and a link.
+	other := ResolverFile(dir, "web")
+	require.NoError(t, os.WriteFile(other, []byte("# hpcvm-cluster: lab\nserver=/web.local/10.1.1.1\n"), 0o644))
+	_, err = h.WriteResolver(ctx, Meta{Cluster: "web"}, other, entry)
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "is not hpcvm's dnsmasq drop-in of cluster web")
+	require.NoError(t, os.Symlink(path, ResolverFile(dir, "db")))
+	_, err = h.ResolverExists(ResolverFile(dir, "db"), "db")
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), "is not a regular file")
+
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "")
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	assert.Equal(t, "remove "+path, recs[0].Command)
+	assert.Equal(t, OutcomeDone, recs[1].Outcome)
+	assert.NoFileExists(t, path)
+	n, _ = os.ReadFile(reloads)
+	assert.Equal(t, "reload\nreload\n", string(n))
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab"}, "")
+	require.NoError(t, err)
+	assert.Empty(t, recs, "nothing left to remove, nothing reloaded")
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "web"}, "")
+	require.NoError(t, err)
+	assert.Empty(t, recs, "hpcvm never wrote web's file")
+	assert.FileExists(t, other)
+	// The registry file's removal does not take the resolver's entries
+	// for its own, nor the other way round.
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "")
+	require.NoError(t, err)
+	assert.Empty(t, recs)
+}
