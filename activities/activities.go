@@ -39,6 +39,9 @@ type Activities struct {
 	// DiscoveryRoots are the directories service discovery records may be
 	// written to; none means none may.
 	DiscoveryRoots []string
+	// ResolverRoots are the directories the host resolver's entries may
+	// be written to (host DNS integration).
+	ResolverRoots []string
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client

@@ -71,6 +71,9 @@ const (
 	ActWriteDiscovery    = "WriteDiscoveryRecord"
 	ActRemoveDiscovery   = "RemoveDiscoveryRecord"
 	ActDiscoveryExists   = "DiscoveryRecordExists"
+	ActWriteResolver     = "WriteResolverEntry"
+	ActRemoveResolver    = "RemoveResolverEntry"
+	ActResolverExists    = "ResolverEntryExists"
 )
 
 // DescribeCall describes a call of activity from its input, which decode
@@ -209,6 +212,16 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		}
 		c.Kind, c.Target = "service discovery record", req.Cluster
 		c.Operation = map[string]string{ActWriteDiscovery: "write", ActRemoveDiscovery: "remove", ActDiscoveryExists: "check"}[activity]
+	case ActWriteResolver, ActRemoveResolver, ActResolverExists:
+		var req ResolverRequest
+		if decode(&req) != nil {
+			return c
+		}
+		c.Kind, c.Target = "host resolver entry", req.Cluster
+		if req.Domain != "" {
+			c.Target = req.Domain
+		}
+		c.Operation = map[string]string{ActWriteResolver: "write", ActRemoveResolver: "remove", ActResolverExists: "check"}[activity]
 	}
 	return c
 }

@@ -229,3 +229,71 @@ func changeMeta(ctx context.Context, cluster, requestedBy string) hostchange.Met
 	}
 	return m
 }
+
+// ResolverRequest is the host resolver's entry of a cluster: where it goes
+// and what it says.
+type ResolverRequest struct {
+	Cluster string `json:"cluster"`
+	// Dir is the resolver's drop-in directory; for a removal, set it to
+	// remove only the entry there (a rollback), leave it empty for all
+	// (destroy).
+	Dir         string `json:"dir,omitempty"`
+	Domain      string `json:"domain,omitempty"`  // the cluster's domain, <cluster>.local
+	Gateway     string `json:"gateway,omitempty"` // where its network's DNS answers
+	Subnet      string `json:"subnet,omitempty"`  // for reverse lookups
+	RequireRoot bool   `json:"require_root,omitempty"`
+	RequestedBy string `json:"requested_by,omitempty"`
+}
+
+// ResolverEntryExists says whether the cluster's entry is in req.Dir
+// already (a file of its name that is not the cluster's is an error).
+func (a *Activities) ResolverEntryExists(ctx context.Context, req ResolverRequest) (bool, error) {
+	h, err := a.hostChanges(false)
+	if err != nil {
+		return false, err
+	}
+	exists, err := h.ResolverExists(hostchange.ResolverFile(req.Dir, req.Cluster), req.Cluster)
+	return exists, hostChangeError(err)
+}
+
+// WriteResolverEntry teaches the host's resolver the cluster's domain: its
+// drop-in, in a directory the worker allows (--resolver-root), then the
+// worker's reload command; each recorded.
+func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	err := a.heartbeating(ctx, func() error {
+		h, err := a.hostChanges(req.RequireRoot)
+		if err != nil {
+			return err
+		}
+		if err := a.CheckHostPaths(ctx, PathsRequest{ResolverDir: req.Dir}); err != nil {
+			return err
+		}
+		entry, err := hostchange.ResolverEntry(req.Cluster, req.Domain, req.Gateway, req.Subnet)
+		if err != nil {
+			return badInput("host resolver entry: "+err.Error(), err)
+		}
+		res.Records, err = h.WriteResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), hostchange.ResolverFile(req.Dir, req.Cluster), entry)
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// RemoveResolverEntry removes the entries hpcvm wrote for the cluster (the
+// audit log says where) and reloads the resolver; nothing to remove is
+// success.
+func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return res, nil
+	}
+	err := a.heartbeating(ctx, func() (err error) {
+		only := ""
+		if req.Dir != "" {
+			only = hostchange.ResolverFile(req.Dir, req.Cluster)
+		}
+		res.Records, err = a.HostChanges.RemoveResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
+		return hostChangeError(err)
+	})
+	return res, err
+}

@@ -32,6 +32,9 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			ns := &NetworkState{Name: n.Name, UUID: n.UUID, Bridge: n.Bridge, Active: n.Active,
 				Address: n.Address, DHCPRange: n.DHCPRange, Forward: n.Forward,
 				Owned: strings.EqualFold(n.UUID, cluster.NetworkUUID(name))}
+			for _, f := range n.DNSForwarders {
+				ns.DNSForwarders = append(ns.DNSForwarders, cluster.DNSForwarder{Domain: f.Domain, Addr: f.Addr})
+			}
 			for _, h := range n.Hosts {
 				ns.Leases = append(ns.Leases, cluster.HostLease{Name: h.Name, MAC: h.MAC, IP: h.IP})
 			}

@@ -20,6 +20,9 @@ var (
 	// DefaultDiscoveryRoots are where service discovery records may be
 	// written (dns_mode service_discovery).
 	DefaultDiscoveryRoots = []string{"/etc/consul.d", "/var/lib/hpcvm/discovery"}
+	// DefaultResolverRoots are where the host resolver's entries may be
+	// written (host DNS integration): dnsmasq's drop-in directory.
+	DefaultResolverRoots = []string{"/etc/dnsmasq.d"}
 )
 
 // PathsRequest names the host paths a start would use.
@@ -31,6 +34,8 @@ type PathsRequest struct {
 	SharedDirs []SharedDir `json:"shared_dirs,omitempty"`
 	// DiscoveryDir is where the cluster's service discovery record goes.
 	DiscoveryDir string `json:"discovery_dir,omitempty"`
+	// ResolverDir is where the host resolver's entry of the cluster goes.
+	ResolverDir string `json:"resolver_dir,omitempty"`
 }
 
 // SharedDir is one host directory a VM shares, and where it is written.
@@ -41,7 +46,7 @@ type SharedDir struct {
 
 // Empty says there is nothing to check.
 func (r PathsRequest) Empty() bool {
-	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0 && r.DiscoveryDir == ""
+	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0 && r.DiscoveryDir == "" && r.ResolverDir == ""
 }
 
 // CheckHostPaths refuses, before anything is created, a base image outside
@@ -60,20 +65,28 @@ func (a *Activities) CheckHostPaths(ctx context.Context, req PathsRequest) error
 		}
 	}
 	host, _ := os.Hostname()
-	dirs := req.SharedDirs
-	if req.DiscoveryDir != "" {
-		field := "host_configuration.network.service_discovery.config_dir"
-		if err := within(field, req.DiscoveryDir, a.DiscoveryRoots, "--discovery-root"); err != nil {
+	for _, d := range req.SharedDirs {
+		if err := within(d.Field, d.Path, a.ShareRoots, "--share-root"); err != nil {
 			return err
 		}
-		dirs = append(dirs[:len(dirs):len(dirs)], SharedDir{Field: field, Path: req.DiscoveryDir})
+	}
+	dirs := req.SharedDirs
+	for _, hd := range []struct {
+		field, path, flag string
+		roots             []string
+	}{
+		{"host_configuration.network.service_discovery.config_dir", req.DiscoveryDir, "--discovery-root", a.DiscoveryRoots},
+		{"host_configuration.network.dnsmasq_config_path", req.ResolverDir, "--resolver-root", a.ResolverRoots},
+	} {
+		if hd.path == "" {
+			continue
+		}
+		if err := within(hd.field, hd.path, hd.roots, hd.flag); err != nil {
+			return err
+		}
+		dirs = append(dirs[:len(dirs):len(dirs)], SharedDir{Field: hd.field, Path: hd.path})
 	}
 	for _, d := range dirs {
-		if d.Field != "host_configuration.network.service_discovery.config_dir" {
-			if err := within(d.Field, d.Path, a.ShareRoots, "--share-root"); err != nil {
-				return err
-			}
-		}
 		st, err := os.Stat(d.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -149,6 +149,8 @@ type NetworkState struct {
 	// or another libvirt mode on a network made by hand. Empty in the
 	// results of runs recorded before it was read: unknown.
 	Forward string `json:"forward,omitempty"`
+	// DNSForwarders are the network's DNS forwarders, in order.
+	DNSForwarders []cluster.DNSForwarder `json:"dns_forwarders,omitempty"`
 }
 
 // PoolState is the pool named like the cluster's, as libvirt has it.

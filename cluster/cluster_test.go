@@ -284,7 +284,7 @@ func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, Warnings(s), "host_configuration: every host change is off, so network.dnsmasq_config_path, require_confirmation change nothing")
 	for in, want := range map[string]string{
-		"host_configuration: {network: {enable_host_dns_integration: true}}": "host_configuration.network.enable_host_dns_integration: \"true\" would let hpcvm change the host (the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names), which hpcvm does not do yet",
+		"host_configuration: {system: {enable_hugepage_config: true}}":       "host_configuration.system.enable_hugepage_config: \"true\" would let hpcvm change the host (hugepages reserved on the host), which hpcvm does not do yet",
 		"host_configuration: {development_mode: true}":                       "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
 		"host_configuration: {network: {colour: red}}":                       "host_configuration.network.colour: \"red\" is not a host_configuration setting",
 		"host_configuration: {security: {max_rollback_attempts: many}}":      "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
@@ -369,7 +369,7 @@ func TestServiceDiscoveryWhenAllowed(t *testing.T) {
 func TestDNSModesNeedingHostChangesFallBackWithManualSteps(t *testing.T) {
 	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: %s}\n"
 	for mode, want := range map[string][]string{
-		"shared_dns":        {"Shared DNS requested for lab but host changes are disabled; the cluster runs isolated", "resolvectl dns br-lab 10.9.0.1", "server=/lab.local/10.9.0.1", "enable_host_dns_integration: true, which it does not support yet"},
+		"shared_dns":        {"Shared DNS requested for lab but host changes are disabled; the cluster runs isolated", "resolvectl dns br-lab 10.9.0.1", "server=/lab.local/10.9.0.1", "enable_host_dns_integration: true", "sudo systemctl restart dnsmasq"},
 		"routed":            {"Cross-cluster routing requested for lab", "sysctl -w net.ipv4.ip_forward=1", "iptables -I FORWARD -i br-lab -o BR -j ACCEPT", "enable_cross_cluster_routing: true"},
 		"service_discovery": {"Service discovery requested for lab", "Consul/etcd", "enable_service_discovery: true"},
 	} {
@@ -383,6 +383,55 @@ func TestDNSModesNeedingHostChangesFallBackWithManualSteps(t *testing.T) {
 	s, err := Parse([]byte(fmt.Sprintf(base, "isolated")))
 	require.NoError(t, err)
 	assert.Empty(t, Warnings(s))
+}
+
+// Host DNS integration, allowed: shared_dns and routed clusters teach the
+// host's dnsmasq their domain and send *.local there; the keys that say
+// how are checked, and runs recorded before it refuse the switch.
+func TestHostDNSIntegrationIsPlannedWhenAllowed(t *testing.T) {
+	base := "cluster: {name: lab, storage: {base_image: /x.qcow2}}\nnetwork: {network_range: 10.9.0.0/24, dns_mode: %s%s}\nhost_configuration: {network: {enable_host_dns_integration: true%s}}\n"
+	s, err := Parse([]byte(fmt.Sprintf(base, "shared_dns", "", "")))
+	require.NoError(t, err)
+	assert.Empty(t, Warnings(s), "no fallback warning: the change is made")
+	h := HostChangesOf(s)
+	assert.True(t, h.Resolver)
+	assert.Equal(t, DefaultResolverDir, h.ResolverDir)
+	assert.Equal(t, DefaultResolverAddress, h.ResolverAddress)
+	assert.True(t, h.Confirm, "asks first by default")
+	p, err := NewPlan(s)
+	require.NoError(t, err)
+	assert.Empty(t, p.Network.DNSForwarders(), "the plan alone changes nothing: the workflow applies the host changes")
+	h.ApplyTo(&p)
+	assert.Equal(t, []DNSForwarder{{Domain: "local", Addr: "127.0.0.1"}, {Addr: "127.0.0.1"}}, p.Network.DNSForwarders(),
+		"libvirt drops resolv.conf once a network has a forwarder: everything goes to the host's resolver")
+	summary := strings.Join(HostChangeSummary(p, h), "\n")
+	assert.Contains(t, summary, "write /etc/dnsmasq.d/hpcvm-lab.conf (dnsmasq: the queries for lab.local go to the cluster's network at 10.9.0.1)")
+	require.Error(t, ValidateBeforeResolver(s), "runs recorded before refuse the switch")
+
+	s, err = Parse([]byte(fmt.Sprintf(base, "routed", ", dns_servers: [192.0.2.53]", ", dnsmasq_config_path: /srv/dnsmasq.d, dnsmasq_address: 127.0.53.1")))
+	require.NoError(t, err)
+	h = HostChangesOf(s)
+	require.True(t, h.Resolver, "routed clusters may resolve each other's names too")
+	assert.False(t, h.Routing)
+	assert.Equal(t, "/srv/dnsmasq.d", h.ResolverDir)
+	p, err = NewPlan(s)
+	require.NoError(t, err)
+	h.ApplyTo(&p)
+	assert.Equal(t, []DNSForwarder{{Domain: "local", Addr: "127.0.53.1"}, {Addr: "192.0.2.53"}}, p.Network.DNSForwarders())
+
+	s, err = Parse([]byte(fmt.Sprintf(base, "isolated", "", "")))
+	require.NoError(t, err)
+	assert.False(t, HostChangesOf(s).Resolver)
+	assert.Contains(t, strings.Join(Warnings(s), "\n"), "enable_host_dns_integration is true but network.dns_mode is \"isolated\"")
+
+	for in, want := range map[string]string{
+		", dnsmasq_config_path: dnsmasq.d": "dnsmasq_config_path: \"dnsmasq.d\" is not an absolute directory",
+		", dnsmasq_address: localhost":     "dnsmasq_address: \"localhost\" is not an IPv4 address",
+	} {
+		_, err := Parse([]byte(fmt.Sprintf(base, "shared_dns", "", in)))
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), want)
+	}
 }
 
 // The spec reaches the worker through JSON: numbers arrive as float64.

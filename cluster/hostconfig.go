@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -10,9 +11,11 @@ import (
 // The plan's host_configuration says which changes outside libvirt's own
 // objects (sysctl, firewall rules beyond libvirt's, the host's resolver,
 // hugepage and module setup) hpcvm may make. Every one is off by default.
-// hpcvm makes two so far: the routing between routed clusters
-// (enable_cross_cluster_routing with dns_mode routed) and the registry file
-// of dns_mode service_discovery (enable_service_discovery). A key that keeps a
+// hpcvm makes three: the routing between routed clusters
+// (enable_cross_cluster_routing with dns_mode routed), the registry file
+// of dns_mode service_discovery (enable_service_discovery), and the host
+// resolver's entry of a shared_dns or routed cluster
+// (enable_host_dns_integration). A key that keeps a
 // change off is accepted (it says what hpcvm does anyway); a key that turns
 // on a change hpcvm does not make is refused with what to do by hand, so no
 // setting is accepted and then silently not acted on.
@@ -31,32 +34,42 @@ const (
 	// hostRulesRouting: as hostRulesAllOff, and cross-cluster routing and
 	// the service discovery record made when allowed.
 	hostRulesRouting
+	// hostRulesResolver: as hostRulesRouting, and the host's resolver
+	// taught the cluster's names when allowed.
+	hostRulesResolver
 )
 
 // hostSwitch is a host_configuration key that would let hpcvm change the
 // host: accepted as false; as true, refused unless hpcvm makes that change.
 type hostSwitch struct {
-	what string // the change it allows
-	made bool   // hpcvm makes it (under hostRulesRouting)
+	what  string    // the change it allows
+	since hostRules // the rules under which hpcvm makes it (0: never)
 }
 
 const (
 	routingSwitch   = "network.enable_cross_cluster_routing"
 	discoverySwitch = "network.enable_service_discovery"
+	resolverSwitch  = "network.enable_host_dns_integration"
+	// DefaultResolverDir is where the host resolver's entry goes: the
+	// host dnsmasq's drop-in directory, as the plan names it.
+	DefaultResolverDir = "/etc/dnsmasq.d"
+	// DefaultResolverAddress is where the clusters' networks reach the
+	// host's dnsmasq: its loopback address (their dnsmasq runs on the host).
+	DefaultResolverAddress = "127.0.0.1"
 	// DefaultDiscoveryDir is where the registry file goes: Consul's
 	// configuration directory, as the plan names it.
 	DefaultDiscoveryDir = "/etc/consul.d"
 )
 
 var hostSwitches = map[string]hostSwitch{
-	"network.enable_host_dns_integration": {what: "the host's resolver (dnsmasq or systemd-resolved) learning the cluster's names"},
-	routingSwitch:                         {what: "IP forwarding and firewall rules between the clusters' bridges", made: true},
-	discoverySwitch:                       {what: "the cluster's names and addresses written for a service registry (Consul, etcd)", made: true},
-	"system.enable_hugepage_config":       {what: "hugepages reserved on the host"},
-	"system.enable_numa_config":           {what: "the host's NUMA tuning"},
-	"system.enable_kernel_module_config":  {what: "kernel modules loaded on the host"},
-	"development_mode":                    {what: "every host change at once"},
-	"allow_destructive_changes":           {what: "host changes that cannot be undone"},
+	resolverSwitch:                       {what: "the host's resolver (dnsmasq) learning the cluster's names", since: hostRulesResolver},
+	routingSwitch:                        {what: "IP forwarding and firewall rules between the clusters' bridges", since: hostRulesRouting},
+	discoverySwitch:                      {what: "the cluster's names and addresses written for a service registry (Consul, etcd)", since: hostRulesRouting},
+	"system.enable_hugepage_config":      {what: "hugepages reserved on the host"},
+	"system.enable_numa_config":          {what: "the host's NUMA tuning"},
+	"system.enable_kernel_module_config": {what: "kernel modules loaded on the host"},
+	"development_mode":                   {what: "every host change at once"},
+	"allow_destructive_changes":          {what: "host changes that cannot be undone"},
 }
 
 // hostSettingKinds are the other keys of the plan's host_configuration:
@@ -68,6 +81,7 @@ var hostSettingKinds = map[string]string{
 	"rollback_on_failure":                                "bool",
 	"skip_confirmation":                                  "bool",
 	"network.dnsmasq_config_path":                        "text",
+	"network.dnsmasq_address":                            "text",
 	"network.require_confirmation":                       "bool",
 	"network.cross_cluster_routing.enable_ip_forwarding": "bool",
 	"network.cross_cluster_routing.add_iptables_rules":   "bool",
@@ -112,8 +126,8 @@ func walkHostConfiguration(hc map[string]any, visit func(rel string, v any)) {
 
 // validateHostConfiguration checks host_configuration against the plan's
 // keys: unknown keys, wrong kinds and switched-on changes hpcvm does not
-// make (routing too, before routingMade) are refused.
-func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string), routingMade bool) {
+// make under rules are refused.
+func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string), rules hostRules) {
 	walkHostConfiguration(hc, func(rel string, v any) {
 		path := "host_configuration." + rel
 		if sw, ok := hostSwitches[rel]; ok {
@@ -121,7 +135,7 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			switch {
 			case !isBool:
 				add(path, v, "is not true or false", "give false (hpcvm's default), or leave the key out")
-			case on && !(sw.made && routingMade):
+			case on && (sw.since == 0 || rules < sw.since):
 				add(path, v, "would let hpcvm change the host ("+sw.what+"), which hpcvm does not do yet",
 					"leave it false and make the change by hand; the warning of the dns_mode that needs it lists the steps")
 			}
@@ -150,6 +164,14 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 	}
 	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok && !filepath.IsAbs(v) {
 		add("host_configuration.network.service_discovery.config_dir", v, "is not an absolute directory", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir)
+	}
+	if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok && !filepath.IsAbs(v) {
+		add("host_configuration.network.dnsmasq_config_path", v, "is not an absolute directory", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir)
+	}
+	if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
+		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+			add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
+		}
 	}
 	if !HostChangesOf(s).Any() {
 		return
@@ -215,10 +237,31 @@ type HostChangesPlan struct {
 	// (dns_mode service_discovery, allowed by enable_service_discovery).
 	Discovery    bool   `json:"discovery,omitempty"`
 	DiscoveryDir string `json:"discovery_dir,omitempty"`
+	// Resolver writes the host dnsmasq's entry for the cluster's domain
+	// into ResolverDir, and the cluster's network sends *.local to the
+	// host's dnsmasq at ResolverAddress (dns_mode shared_dns or routed,
+	// allowed by enable_host_dns_integration).
+	Resolver        bool   `json:"resolver,omitempty"`
+	ResolverDir     string `json:"resolver_dir,omitempty"`
+	ResolverAddress string `json:"resolver_address,omitempty"`
+}
+
+// ApplyTo sets what the host changes change in the cluster's own objects:
+// the network of a cluster whose names the host's resolver knows sends
+// *.local there.
+func (h HostChangesPlan) ApplyTo(p *Plan) {
+	p.Network.HostResolver = ""
+	if h.Resolver {
+		p.Network.HostResolver = h.ResolverAddress
+	}
 }
 
 // Any says the cluster changes the host.
-func (h HostChangesPlan) Any() bool { return h.Routing || h.Discovery }
+func (h HostChangesPlan) Any() bool { return h.Routing || h.Discovery || h.Resolver }
+
+// resolverModes are the dns_modes whose names other clusters resolve
+// through the host's resolver, when allowed.
+func resolverMode(mode string) bool { return mode == "shared_dns" || mode == "routed" }
 
 // HostChangesOf reads what host_configuration lets hpcvm change for a
 // validated spec.
@@ -227,8 +270,18 @@ func HostChangesOf(s Spec) HostChangesPlan {
 	var h HostChangesPlan
 	h.Routing = s.Network.DNSMode == "routed" && hostFlag(hc, routingSwitch, false)
 	h.Discovery = s.Network.DNSMode == "service_discovery" && hostFlag(hc, discoverySwitch, false)
+	h.Resolver = resolverMode(s.Network.DNSMode) && hostFlag(hc, resolverSwitch, false)
 	if !h.Any() {
 		return h
+	}
+	if h.Resolver {
+		h.ResolverDir, h.ResolverAddress = DefaultResolverDir, DefaultResolverAddress
+		if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok && v != "" {
+			h.ResolverDir = filepath.Clean(v)
+		}
+		if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok && v != "" {
+			h.ResolverAddress = v
+		}
 	}
 	if h.Discovery {
 		h.DiscoveryDir = DefaultDiscoveryDir
@@ -257,6 +310,8 @@ func actedOn(h HostChangesPlan, rel string) bool {
 		return h.Routing
 	case "network.service_discovery.config_dir":
 		return h.Discovery
+	case "network.dnsmasq_config_path", "network.dnsmasq_address":
+		return h.Resolver
 	}
 	return false
 }
@@ -276,6 +331,10 @@ func HostChangeSummary(p Plan, h HostChangesPlan) []string {
 	}
 	if h.Discovery {
 		out = append(out, fmt.Sprintf("write the names and addresses of its %d VM(s) to %s (a Consul service definition; `consul reload` loads it)", len(p.VMs), filepath.Join(h.DiscoveryDir, "hpcvm-"+p.Cluster+".json")))
+	}
+	if h.Resolver {
+		out = append(out, fmt.Sprintf("write %s (dnsmasq: the queries for %s go to the cluster's network at %s) and restart the host's dnsmasq (the worker's --resolver-reload); the network forwards *.local to the host's dnsmasq at %s",
+			filepath.Join(h.ResolverDir, "hpcvm-"+p.Cluster+".conf"), p.Network.DomainName, p.Network.Gateway, h.ResolverAddress))
 	}
 	return append(out, "record each change in the host's audit log (hpcvm audit); hpcvm destroy undoes them")
 }
@@ -336,6 +395,9 @@ func routingAllowedUnused(s Spec) string {
 	if hostFlag(s.HostConfiguration, routingSwitch, false) && s.Network.DNSMode != "routed" {
 		out = append(out, fmt.Sprintf("host_configuration.network.enable_cross_cluster_routing is true but network.dns_mode is %q: hpcvm makes no routing on the host (use dns_mode routed to join the routed clusters)", s.Network.DNSMode))
 	}
+	if hostFlag(s.HostConfiguration, resolverSwitch, false) && !resolverMode(s.Network.DNSMode) {
+		out = append(out, fmt.Sprintf("host_configuration.network.enable_host_dns_integration is true but network.dns_mode is %q: hpcvm teaches the host's resolver nothing (use dns_mode shared_dns or routed)", s.Network.DNSMode))
+	}
 	if hostFlag(s.HostConfiguration, discoverySwitch, false) && s.Network.DNSMode != "service_discovery" {
 		out = append(out, fmt.Sprintf("host_configuration.network.enable_service_discovery is true but network.dns_mode is %q: hpcvm writes no service discovery record (use dns_mode service_discovery)", s.Network.DNSMode))
 	}
@@ -353,12 +415,16 @@ func dnsModeFallback(s Spec) string {
 	var b strings.Builder
 	switch n.DNSMode {
 	case "shared_dns":
+		if HostChangesOf(s).Resolver {
+			return ""
+		}
 		fmt.Fprintf(&b, "Shared DNS requested for %s but host changes are disabled; the cluster runs isolated: its names (%s) resolve inside it only.\n", name, domain)
-		b.WriteString("hpcvm would make it with host_configuration.network.enable_host_dns_integration: true, which it does not support yet (the key is refused).\n\n")
+		b.WriteString("To let hpcvm teach the host's dnsmasq the cluster's names (and take them back at destroy), add to your configuration:\nhost_configuration:\n  network:\n    enable_host_dns_integration: true\n    dnsmasq_config_path: \"/etc/dnsmasq.d\"\n    require_confirmation: true\n\n")
 		fmt.Fprintf(&b, "Manual steps required (after `hpcvm start`; undo them before `hpcvm destroy`):\n")
-		fmt.Fprintf(&b, "1. With systemd-resolved: resolvectl dns %s %s && resolvectl domain %s '~%s'\n", bridge, n.GatewayIP, bridge, domain)
-		fmt.Fprintf(&b, "   With dnsmasq: echo 'server=/%s/%s' | sudo tee /etc/dnsmasq.d/hpcvm-%s.conf && sudo systemctl restart dnsmasq\n", domain, n.GatewayIP, name)
-		fmt.Fprintf(&b, "2. For other shared_dns clusters to resolve these names: virsh net-edit <their network> and add <forwarder domain='%s' addr='%s'/> to its <dns>, then restart that network", domain, n.GatewayIP)
+		fmt.Fprintf(&b, "1. Create dnsmasq config: echo 'server=/%s/%s' | sudo tee /etc/dnsmasq.d/hpcvm-%s.conf\n", domain, n.GatewayIP, name)
+		fmt.Fprintf(&b, "   (with systemd-resolved instead: resolvectl dns %s %s && resolvectl domain %s '~%s')\n", bridge, n.GatewayIP, bridge, domain)
+		b.WriteString("2. Restart dnsmasq service: sudo systemctl restart dnsmasq\n")
+		fmt.Fprintf(&b, "3. For other shared_dns clusters to resolve these names: virsh net-edit <their network> and add <forwarder domain='%s' addr='%s'/> to its <dns>, then restart that network", domain, n.GatewayIP)
 	case "routed":
 		if HostChangesOf(s).Routing {
 			return ""

@@ -46,6 +46,49 @@ type NetworkPlan struct {
 	// Forward is network.forward as written: "" is nat for a network the
 	// run creates, and whatever an existing network has.
 	Forward string `json:"forward,omitempty"`
+	// HostResolver is the host dnsmasq's address when the host's resolver
+	// knows the clusters' names (host DNS integration): the network sends
+	// the queries for *.local there, and every other query too unless
+	// dns_servers names forwarders. "" otherwise.
+	HostResolver string `json:"host_resolver,omitempty"`
+}
+
+// resolverDomain is the parent domain of every cluster's domain
+// (<cluster>.local): what a network with a host resolver sends there.
+const resolverDomain = "local"
+
+// DNSForwarder is one of the network's DNS forwarders: queries for Domain
+// ("" for any) go to Addr.
+type DNSForwarder struct {
+	Domain string `json:"domain,omitempty"`
+	Addr   string `json:"addr"`
+}
+
+// String is the forwarder as status and errors show it: addr, or
+// domain/addr.
+func (f DNSForwarder) String() string {
+	if f.Domain == "" {
+		return f.Addr
+	}
+	return f.Domain + "/" + f.Addr
+}
+
+// DNSForwarders are the forwarders the network gets, in order. libvirt
+// stops reading the host's resolv.conf as soon as a network has any, so a
+// network that sends *.local to the host's resolver sends it everything
+// else too, unless dns_servers names forwarders.
+func (n NetworkPlan) DNSForwarders() []DNSForwarder {
+	var out []DNSForwarder
+	if n.HostResolver != "" {
+		out = append(out, DNSForwarder{Domain: resolverDomain, Addr: n.HostResolver})
+	}
+	for _, s := range n.DNSServers {
+		out = append(out, DNSForwarder{Addr: s})
+	}
+	if n.HostResolver != "" && len(n.DNSServers) == 0 {
+		out = append(out, DNSForwarder{Addr: n.HostResolver})
+	}
+	return out
 }
 
 // ForwardMode is the forward mode a network created from this plan gets.

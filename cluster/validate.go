@@ -143,7 +143,12 @@ const (
 )
 
 // Validate checks everything that can be checked without the host.
-func Validate(s Spec) error { return validate(s, validateHardware, hostRulesRouting) }
+func Validate(s Spec) error { return validate(s, validateHardware, hostRulesResolver) }
+
+// ValidateBeforeResolver is Validate as it was before hpcvm taught the
+// host's resolver the clusters' names: enable_host_dns_integration refused.
+// Runs recorded then replay under it.
+func ValidateBeforeResolver(s Spec) error { return validate(s, validateHardware, hostRulesRouting) }
 
 // ValidateBeforeHostChanges is Validate as it was before hpcvm made any
 // host change: host_configuration checked key by key, every switch that
@@ -345,9 +350,9 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated" (the default), "shared_dns", "routed" or "service_discovery"`)
 	}
 	if rules != hostRulesFreeForm {
-		validateHostConfiguration(s.HostConfiguration, add, rules == hostRulesRouting)
+		validateHostConfiguration(s.HostConfiguration, add, rules)
 	}
-	if rules == hostRulesRouting {
+	if rules >= hostRulesRouting {
 		validateHostChanges(s, add)
 	}
 	switch n.Forward {

@@ -25,6 +25,15 @@ type NetworkInfo struct {
 	// Forward is the network's forward mode ("nat", "route", ...), "none"
 	// for a network without <forward> (isolated).
 	Forward string
+	// DNSForwarders are the network's <dns><forwarder>s, in order.
+	DNSForwarders []DNSForwarder
+}
+
+// DNSForwarder is a <forwarder>: queries for Domain ("" for any) go to
+// Addr ("" for: answered locally only).
+type DNSForwarder struct {
+	Domain string
+	Addr   string
 }
 
 // DHCPHost is one static DHCP entry of a network.
@@ -132,6 +141,11 @@ func (c *Client) LookupNetwork(name string) (NetworkInfo, error) {
 		}
 		if x.Bridge != nil {
 			info.Bridge = x.Bridge.Name
+		}
+		if x.DNS != nil {
+			for _, f := range x.DNS.Forwarders {
+				info.DNSForwarders = append(info.DNSForwarders, DNSForwarder{Domain: f.Domain, Addr: f.Addr})
+			}
 		}
 		info.Address = ipSummary(x.IPs)
 		if r := strings.SplitN(dhcpRanges(x.IPs), ",", 2); r[0] != "" {

@@ -10,7 +10,9 @@ import (
 // (the default) libvirt's own NAT rules let the guests out through the
 // host's addresses and let nothing in: other clusters' guests cannot reach
 // them. With "none" there is no <forward>: the guests reach their bridge
-// and nothing else (libvirt gives them no default route).
+// and nothing else (libvirt gives them no default route). The network's
+// dnsmasq answers for the cluster's domain itself (localOnly) and forwards
+// the rest as DNSForwarders says.
 func Network(p cluster.Plan) (string, error) {
 	n := p.Network
 	hosts := make([]libvirtxml.NetworkDHCPHost, 0, len(n.Leases))
@@ -34,10 +36,10 @@ func Network(p cluster.Plan) (string, error) {
 	if n.ForwardMode() == cluster.ForwardNAT {
 		doc.Forward = &libvirtxml.NetworkForward{Mode: "nat"}
 	}
-	if len(n.DNSServers) > 0 {
+	if fw := n.DNSForwarders(); len(fw) > 0 {
 		dns := &libvirtxml.NetworkDNS{}
-		for _, s := range n.DNSServers {
-			dns.Forwarders = append(dns.Forwarders, libvirtxml.NetworkDNSForwarder{Addr: s})
+		for _, f := range fw {
+			dns.Forwarders = append(dns.Forwarders, libvirtxml.NetworkDNSForwarder{Domain: f.Domain, Addr: f.Addr})
 		}
 		doc.DNS = dns
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -81,6 +82,8 @@ recorded offset).`,
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
 	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs (repeat for several)")
 	f.StringSlice("discovery-root", activities.DefaultDiscoveryRoots, "directory service discovery records (dns_mode service_discovery) may be written to (repeat for several)")
+	f.StringSlice("resolver-root", activities.DefaultResolverRoots, "directory the host resolver's entries (dns_mode shared_dns or routed with enable_host_dns_integration) may be written to: the host dnsmasq's conf-dir (repeat for several)")
+	f.String("resolver-reload", "systemctl restart dnsmasq", "command that makes the host's dnsmasq read its drop-ins again, run in --netns after hpcvm writes or removes an entry (dnsmasq reads them only when it starts); empty: hpcvm makes no entry")
 	f.String("audit-log", hostchange.DefaultAuditPath, "file recording every change hpcvm makes to this host outside libvirt (read it with `hpcvm audit`)")
 	f.String("netns", "", "network namespace libvirtd's bridges live in, if not the worker's own (a test libvirtd in its namespace): host changes are made there")
 	_ = v.BindPFlags(f)
@@ -131,12 +134,14 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cancelSA()
 
 	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
-	discoveryRoots := v.GetStringSlice("discovery-root")
-	for _, r := range append(append(append(append([]string{}, imageRoots...), poolRoots...), shareRoots...), discoveryRoots...) {
+	discoveryRoots, resolverRoots := v.GetStringSlice("discovery-root"), v.GetStringSlice("resolver-root")
+	for _, r := range slices.Concat(imageRoots, poolRoots, shareRoots, discoveryRoots, resolverRoots) {
 		if !filepath.IsAbs(r) {
-			return fmt.Errorf("--image-root/--pool-root/--share-root/--discovery-root %q: give an absolute directory", r)
+			return fmt.Errorf("--image-root/--pool-root/--share-root/--discovery-root/--resolver-root %q: give an absolute directory", r)
 		}
 	}
+	// Split like a shell would split plain words; no shell runs it.
+	resolverReload := strings.Fields(v.GetString("resolver-reload"))
 	auditLog := v.GetString("audit-log")
 	if !filepath.IsAbs(auditLog) {
 		return fmt.Errorf("--audit-log %q: give an absolute file path", auditLog)
@@ -148,7 +153,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 		}
 	}
 	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
-		DiscoveryRoots: discoveryRoots, Netns: netns, AuditLog: auditLog})
+		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/hostchange"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -116,12 +115,13 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 
 	// The cluster's host changes (routing rules, the service discovery
-	// record) go with it, beside the domains: found by the cluster's tag on the host, whatever the file
+	// record, the host resolver's entry) go with it, beside the domains: found by the cluster's tag on the host, whatever the file
 	// says. Runs begun before hpcvm made host changes had none to undo.
 	var leaving workflow.WaitGroup
-	removeRecord := false
+	removeRecord, removeResolver := false, false
 	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
 		removeRecord = workflow.GetVersion(ctx, "remove-discovery-record", workflow.DefaultVersion, 1) == 1
+		removeResolver = workflow.GetVersion(ctx, "remove-resolver-entry", workflow.DefaultVersion, 1) == 1
 		leaving = workflow.NewWaitGroup(ctx)
 		leaving.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
@@ -134,11 +134,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 					failures = append(failures, fmt.Sprintf("%s: %s", leaveRoutingStep, rootMessage(err)))
 					return false, err
 				}
-				for _, rec := range r.Records {
-					if rec.Outcome == hostchange.OutcomeDone {
-						res.UndoneHostChanges = append(res.UndoneHostChanges, rec.Change)
-					}
-				}
+				res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
 				return r.Changed(), nil
 			})
 			if removeRecord {
@@ -150,11 +146,20 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 						failures = append(failures, fmt.Sprintf("%s: %s", removeDiscoveryStep, rootMessage(err)))
 						return false, err
 					}
-					for _, rec := range r.Records {
-						if rec.Outcome == hostchange.OutcomeDone {
-							res.UndoneHostChanges = append(res.UndoneHostChanges, rec.Change)
-						}
+					res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
+					return r.Changed(), nil
+				})
+			}
+			if removeResolver {
+				_ = run(tr, removeResolverStep, func() (bool, error) {
+					var r activities.HostChangeResult
+					err := workflow.ExecuteActivity(stepContext(gctx, o), a.RemoveResolverEntry, activities.ResolverRequest{
+						Cluster: name, RequestedBy: req.RequestedBy}).Get(gctx, &r)
+					if err != nil {
+						failures = append(failures, fmt.Sprintf("%s: %s", removeResolverStep, rootMessage(err)))
+						return false, err
 					}
+					res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
 					return r.Changed(), nil
 				})
 			}

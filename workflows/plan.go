@@ -84,6 +84,8 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		validate = cluster.ValidateBeforeHostRules
 	case 1:
 		validate = cluster.ValidateBeforeHostChanges
+	case 2:
+		validate = cluster.ValidateBeforeResolver
 	}
 	if err := validate(req.Spec); err != nil {
 		var verr cluster.ValidationError
@@ -122,6 +124,10 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
 	if !check("addresses", err, "every VM has a MAC and an address") {
 		return r, nil
+	}
+	hostChangesOf(ctx, req.Spec).ApplyTo(&plan)
+	if hostRulesVersion(ctx) >= 3 {
+		check("network DNS", refuseDNSChange(plan, inv), "the network's DNS forwarders are the ones cluster.yaml asks for")
 	}
 	r.Plan = plan
 	r.NotInFile = notInFile(plan, inv)
@@ -314,6 +320,13 @@ func plannedObjects(p cluster.Plan, inv activities.Inventory, baseExisted bool) 
 	}
 	net := PlannedObject{Kind: "network", Name: p.Network.Name, Action: state(inv.Network != nil, inv.NetworkOwned()),
 		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s, forward %s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd, plannedForward(p.Network, inv))}
+	if fw := p.Network.DNSForwarders(); len(fw) > 0 {
+		shown := make([]string, len(fw))
+		for i, f := range fw {
+			shown[i] = f.String()
+		}
+		net.Detail += ", DNS forwarders " + strings.Join(shown, " ")
+	}
 	if inv.NetworkOwned() {
 		for _, l := range p.Network.Leases {
 			if !hasLease(inv.Network.Leases, l) {

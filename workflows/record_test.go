@@ -390,9 +390,45 @@ func historyScenarios() []historyScenario {
 			startResult(t, run, err)
 		},
 	}, {
+		// dns_mode shared_dns with host DNS integration: the host's
+		// resolver learns the domain after the network; a failed start
+		// takes the entry back before the network goes.
+		name: "start-shared-dns-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		scheduled: append([]string{"CheckHostPaths", "ResolverEntryExists", "EnsureNetwork", "WriteResolverEntry", "StartDomain", "RemoveResolverEntry"}, rollback...),
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Spec.Network.DNSMode = "shared_dns"
+			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true}}
+			req.ConfirmedHostChanges = true
+			return req
+		},
+		script: func(*testing.T) *fakeScript {
+			s := newFakeScript()
+			s.failAt = "StartDomain lab-compute-02"
+			return s
+		},
+		check: func(t *testing.T, _ client.WorkflowRun, err error) {
+			f := startFailure(t, err, "StartFailed")
+			assert.Contains(t, f.RolledBack, "host resolver lab.local")
+		},
+	}, {
 		// Every destroy of a whole cluster leaves the host's routing.
 		name: "destroy-routed", workflow: DestroyClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "DeleteDomain", "DeleteNetwork"},
+		request:   routedRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+		},
+	}, {
+		// ... and takes back every host change: the registry record and
+		// the host resolver's entry too.
+		name: "destroy-host-changes", workflow: DestroyClusterName, closed: completed,
+		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "RemoveResolverEntry", "DeleteDomain", "DeleteNetwork"},
 		request:   routedRequest,
 		script: func(t *testing.T) *fakeScript {
 			s := newFakeScript()
@@ -583,6 +619,18 @@ func (f *fakeActivities) WriteDiscoveryRecord(ctx context.Context, req activitie
 
 func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
 	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
+}
+
+func (f *fakeActivities) ResolverEntryExists(ctx context.Context, req activities.ResolverRequest) (bool, error) {
+	return false, f.script().step(ctx, "ResolverEntryExists")
+}
+
+func (f *fakeActivities) WriteResolverEntry(ctx context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+	return activities.HostChangeResult{}, f.script().step(ctx, "WriteResolverEntry "+req.Cluster)
+}
+
+func (f *fakeActivities) RemoveResolverEntry(ctx context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveResolverEntry "+req.Cluster)
 }
 
 func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {

@@ -71,6 +71,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		fresh.AsRecorded()
 	}
 	hostChanges := hostChangesOf(ctx, req.Spec)
+	hostChanges.ApplyTo(&fresh)
 	if hostChanges.Any() && hostChanges.Confirm && !req.ConfirmedHostChanges {
 		// Whoever submits the run (the CLI's prompt, --yes, or a parent
 		// workflow) must have said yes: nothing is touched before.
@@ -111,6 +112,13 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if recorded {
 		plan.AsRecorded()
 	}
+	hostChanges.ApplyTo(&plan)
+	if hostRulesVersion(ctx) >= 3 {
+		if err := refuseDNSChange(plan, inv); err != nil {
+			tr.set("inspect", StepFailed, "the DNS forwarders differ from the existing network's")
+			return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
+		}
+	}
 	// Without network.forward an existing network keeps its forwarding:
 	// its XML, which EnsureNetwork checks, says what it has.
 	if plan.Network.Forward == "" && inv.NetworkOwned() && inv.Network.Forward != "" {
@@ -122,7 +130,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	// this cluster. A base volume already in the pool stands for the image:
 	// its source is not needed any more.
 	var img activities.ImageInfo
-	var discoveryExisted bool
+	var discoveryExisted, resolverExisted bool
 	err = run(tr, "host checks", func() (bool, error) {
 		var caps cluster.HostCapabilities
 		if err := workflow.ExecuteActivity(actx, a.ProbeHost).Get(ctx, &caps); err != nil {
@@ -139,6 +147,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		if hostChanges.Discovery {
 			paths.DiscoveryDir = hostChanges.DiscoveryDir
 		}
+		if hostChanges.Resolver {
+			paths.ResolverDir = hostChanges.ResolverDir
+		}
 		if !paths.Empty() {
 			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
 				return false, err
@@ -148,6 +159,11 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		// refused before anything is created.
 		if hostChanges.Discovery {
 			if err := workflow.ExecuteActivity(actx, a.DiscoveryRecordExists, discoveryRequest(req, plan, hostChanges)).Get(ctx, &discoveryExisted); err != nil {
+				return false, err
+			}
+		}
+		if hostChanges.Resolver {
+			if err := workflow.ExecuteActivity(actx, a.ResolverEntryExists, resolverRequest(req, plan, hostChanges)).Get(ctx, &resolverExisted); err != nil {
 				return false, err
 			}
 		}
@@ -208,6 +224,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if hostChanges.Routing {
 		tr.expect("", routingStep(plan.Network.Bridge))
 	}
+	if hostChanges.Resolver {
+		tr.expect("", resolverStep(plan.Network.DomainName))
+	}
 	tr.expect("", poolStep(plan.Pool.Name), baseImageStep(plan.BaseImage.Volume))
 	if hostChanges.Discovery {
 		tr.expect("", discoveryStep(plan.Cluster))
@@ -231,6 +250,13 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	if hostChanges.Routing {
 		if err := joinRouting(ctx, o, tr, sg, req, plan, hostChanges, &res); err != nil {
+			return res, failStart(ctx, tr, sg, err)
+		}
+	}
+	// The host's resolver may ask the network for the cluster's names as
+	// soon as it runs; they resolve once the VMs have their leases.
+	if hostChanges.Resolver {
+		if err := writeResolverEntry(ctx, o, tr, sg, req, plan, hostChanges, resolverExisted, &res); err != nil {
 			return res, failStart(ctx, tr, sg, err)
 		}
 	}
@@ -345,13 +371,46 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 		if err := workflow.ExecuteActivity(actx, a.WriteDiscoveryRecord, dreq).Get(ctx, &r); err != nil {
 			return false, err
 		}
-		for _, rec := range r.Records {
-			if rec.Outcome == hostchange.OutcomeDone {
-				res.HostChanges = append(res.HostChanges, rec.Change)
-			}
-		}
+		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
 		return r.Changed(), nil
 	})
+}
+
+// resolverRequest is the host resolver's entry of the cluster.
+func resolverRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.ResolverRequest {
+	return activities.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, Domain: plan.Network.DomainName,
+		Gateway: plan.Network.Gateway, Subnet: plan.Network.Range, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
+}
+
+// writeResolverEntry teaches the host's resolver the cluster's domain; the
+// rollback takes it back only if this run wrote the first entry.
+func writeResolverEntry(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Request, plan cluster.Plan, hc cluster.HostChangesPlan, existed bool, res *StartResult) error {
+	step := resolverStep(plan.Network.DomainName)
+	rreq := resolverRequest(req, plan, hc)
+	return run(tr, step, func() (bool, error) {
+		if !existed && !hc.KeepOnFailure {
+			sg.push(step, func(c workflow.Context) error {
+				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveResolverEntry, activities.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, RequestedBy: req.RequestedBy}).Get(c, nil)
+			})
+		}
+		var r activities.HostChangeResult
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), a.WriteResolverEntry, rreq).Get(ctx, &r); err != nil {
+			return false, err
+		}
+		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
+		return r.Changed(), nil
+	})
+}
+
+// doneChanges are the changes a host change step made.
+func doneChanges(r activities.HostChangeResult) []string {
+	var out []string
+	for _, rec := range r.Records {
+		if rec.Outcome == hostchange.OutcomeDone {
+			out = append(out, rec.Change)
+		}
+	}
+	return out
 }
 
 // joinRouting makes the cluster's network one of the host's routed
@@ -382,11 +441,7 @@ func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Req
 		if err := workflow.ExecuteActivity(actx, a.JoinRouting, routing).Get(ctx, &r); err != nil {
 			return false, err
 		}
-		for _, rec := range r.Records {
-			if rec.Outcome == hostchange.OutcomeDone {
-				res.HostChanges = append(res.HostChanges, rec.Change)
-			}
-		}
+		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
 		return r.Changed(), nil
 	})
 }
@@ -534,6 +589,34 @@ func refuseForwardChange(p cluster.Plan, inv activities.Inventory) error {
 	msg := fmt.Sprintf("network.forward is %q, but the cluster's network %s was created with forward %q; hpcvm does not change the forwarding of an existing network (it would cut every guest off): remove network.forward or set it to %q to keep the network as it is, or destroy the cluster and start it again to get %q; nothing was changed",
 		p.Network.Forward, n.Name, n.Forward, n.Forward, p.Network.Forward)
 	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+}
+
+// refuseDNSChange stops a start whose DNS forwarders (network.dns_servers,
+// and the host resolver of host DNS integration) differ from those of the
+// cluster's existing network: libvirt changes them only by restarting the
+// network, which cuts every guest off.
+func refuseDNSChange(p cluster.Plan, inv activities.Inventory) error {
+	if !inv.NetworkOwned() {
+		return nil
+	}
+	show := func(fs []cluster.DNSForwarder) string {
+		if len(fs) == 0 {
+			return "none (the host's resolv.conf)"
+		}
+		out := make([]string, len(fs))
+		for i, f := range fs {
+			out[i] = f.String()
+		}
+		return strings.Join(out, ", ")
+	}
+	have, want := show(inv.Network.DNSForwarders), show(p.Network.DNSForwarders())
+	if have == want {
+		return nil
+	}
+	return badRequest(fmt.Errorf("cluster.yaml gives network %s the DNS forwarders %s, but it was created with %s "+
+		"(network.dns_servers and, with host_configuration.network.enable_host_dns_integration, the host's dnsmasq for *.local decide them); "+
+		"hpcvm does not change the DNS of an existing network (libvirt would restart it and cut every guest off): put those settings back as they were, "+
+		"or destroy the cluster and start it again; nothing was changed", p.Network.Name, want, have))
 }
 
 // refuseRoutingChange refuses to start a routed cluster whose file no
@@ -810,25 +893,33 @@ func specValidator(ctx workflow.Context) (validate func(cluster.Spec) error, rec
 		return cluster.ValidateBeforeHostRules, false
 	case 1:
 		return cluster.ValidateBeforeHostChanges, false
+	case 2:
+		return cluster.ValidateBeforeResolver, false
 	}
 	return cluster.Validate, false
 }
 
 // hostRulesVersion is the generation of host_configuration's rules the run
 // began under: 1 checked it key by key with every change off, 2 makes the
-// routing it allows. (Temporal returns the first answer to every later
+// routing it allows, 3 teaches the host's resolver the names when allowed
+// and compares the network's DNS forwarders. (Temporal returns the first answer to every later
 // call in the run.)
 func hostRulesVersion(ctx workflow.Context) workflow.Version {
-	return workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 2)
+	return workflow.GetVersion(ctx, "host-configuration-rules", workflow.DefaultVersion, 3)
 }
 
 // hostChangesOf is what the run may change on the host: nothing for runs
 // begun before hpcvm made host changes.
 func hostChangesOf(ctx workflow.Context, spec cluster.Spec) cluster.HostChangesPlan {
-	if recordedRules(ctx) || hostRulesVersion(ctx) < 2 {
+	v := hostRulesVersion(ctx)
+	if recordedRules(ctx) || v < 2 {
 		return cluster.HostChangesPlan{}
 	}
-	return cluster.HostChangesOf(spec)
+	h := cluster.HostChangesOf(spec)
+	if v < 3 {
+		h.Resolver, h.ResolverDir, h.ResolverAddress = false, "", ""
+	}
+	return h
 }
 
 // recordedRules says the run was recorded before the hardware settings

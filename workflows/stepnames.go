@@ -20,6 +20,7 @@ func deletePoolStep(pool string) string   { return "delete pool " + pool }
 func deleteNetworkStep(net string) string { return "delete network " + net }
 func routingStep(bridge string) string    { return "host routing " + bridge }
 func discoveryStep(c string) string       { return "service discovery record " + c }
+func resolverStep(domain string) string   { return "host resolver " + domain }
 
 // leaveRoutingStep is destroy's removal of the cluster's routing rules.
 const leaveRoutingStep = "leave host routing"
@@ -27,6 +28,10 @@ const leaveRoutingStep = "leave host routing"
 // removeDiscoveryStep is destroy's removal of the cluster's service
 // discovery record.
 const removeDiscoveryStep = "remove service discovery record"
+
+// removeResolverStep is destroy's removal of the cluster's entry in the
+// host's resolver.
+const removeResolverStep = "remove host resolver entry"
 
 // waitPowerOffStep is stop's wait for the guests to power off.
 const waitPowerOffStep = "wait for power-off"

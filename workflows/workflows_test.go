@@ -554,3 +554,85 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	assert.NotContains(t, r.undo, "LeaveRouting lab", "rollback_on_failure: false keeps host changes")
 	assert.Contains(t, r.undo, "DeleteNetwork lab-network")
 }
+
+// installResolver mocks the host resolver's steps: existed is what
+// ResolverEntryExists answers; writes and removals are noted as calls and
+// undos.
+func (r *recorder) installResolver(env *testsuite.TestWorkflowEnvironment, existed bool) {
+	env.OnActivity(a.ResolverEntryExists, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (bool, error) {
+		r.note(&r.calls, "ResolverEntryExists "+req.Dir)
+		return existed, r.fail("ResolverEntryExists")
+	})
+	env.OnActivity(a.WriteResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+		r.note(&r.calls, "WriteResolverEntry "+req.Domain+" "+req.Gateway+" "+req.Subnet)
+		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "host resolver entry", Outcome: hostchange.OutcomeDone}}}, r.fail("WriteResolverEntry")
+	})
+	env.OnActivity(a.RemoveResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+		r.note(&r.undo, "RemoveResolverEntry "+req.Cluster+" "+req.Dir)
+		return activities.HostChangeResult{}, nil
+	})
+}
+
+func sharedDNSRequest(t *testing.T) Request {
+	req := testRequest(t)
+	req.Spec.Network.DNSMode = "shared_dns"
+	req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true, "dnsmasq_address": "127.0.53.1"}}
+	req.ConfirmedHostChanges = true
+	return req
+}
+
+// Host DNS integration is a host change like routing: its entry is
+// checked before anything exists, written after the network, taken back
+// before the network goes (unless it was there before the run), and the
+// network sends *.local to the host's resolver. An existing network
+// whose forwarders differ is refused, untouched.
+func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
+	run := func(req Request, inv activities.Inventory, existed bool, failAt string) (*recorder, error, StartResult) {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestWorkflowEnvironment()
+		r := &recorder{failAt: failAt, inv: inv}
+		r.install(env)
+		r.installResolver(env, existed)
+		env.ExecuteWorkflow(StartCluster, req)
+		var res StartResult
+		if env.GetWorkflowError() == nil {
+			require.NoError(t, env.GetWorkflowResult(&res))
+		}
+		return r, env.GetWorkflowError(), res
+	}
+	r, err, res := run(sharedDNSRequest(t), activities.Inventory{}, false, "")
+	require.NoError(t, err)
+	write := "WriteResolverEntry lab.local 192.168.100.1 192.168.100.0/24"
+	assert.Less(t, slices.Index(r.calls, "ResolverEntryExists /etc/dnsmasq.d"), slices.Index(r.calls, "EnsureNetwork"), "checked before anything exists")
+	assert.Less(t, slices.Index(r.calls, "EnsureNetwork"), slices.Index(r.calls, write), "the network answers first")
+	assert.Equal(t, []string{"host resolver entry"}, res.HostChanges)
+	assert.Equal(t, "127.0.53.1", res.Plan.Network.HostResolver)
+
+	r, err, _ = run(sharedDNSRequest(t), activities.Inventory{}, false, "StartDomain lab-compute-02")
+	require.Error(t, err)
+	i := slices.Index(r.undo, "RemoveResolverEntry lab /etc/dnsmasq.d")
+	require.GreaterOrEqual(t, i, 0, "%v", r.undo)
+	assert.Less(t, i, slices.Index(r.undo, "DeleteNetwork lab-network"))
+
+	r, err, _ = run(sharedDNSRequest(t), activities.Inventory{}, true, "StartDomain lab-compute-02")
+	require.Error(t, err)
+	assert.NotContains(t, r.undo, "RemoveResolverEntry lab /etc/dnsmasq.d", "an entry from before the run stays")
+
+	unconfirmed := sharedDNSRequest(t)
+	unconfirmed.ConfirmedHostChanges = false
+	r, err, _ = run(unconfirmed, activities.Inventory{}, false, "")
+	require.ErrorContains(t, err, "write /etc/dnsmasq.d/hpcvm-lab.conf")
+	assert.Empty(t, r.calls)
+
+	// The cluster's network exists without the host resolver: refused.
+	existing := activities.Inventory{Network: &activities.NetworkState{Name: "lab-network", UUID: cluster.NetworkUUID("lab"), Owned: true, Forward: "nat"}}
+	r, err, _ = run(sharedDNSRequest(t), existing, false, "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "gives network lab-network the DNS forwarders local/127.0.53.1, 127.0.53.1, but it was created with none")
+	assert.NotContains(t, r.calls, "EnsureNetwork")
+	assert.NotContains(t, r.calls, write)
+	// ... and so is a plain cluster whose network has one.
+	existing.Network.DNSForwarders = []cluster.DNSForwarder{{Domain: "local", Addr: "127.0.53.1"}, {Addr: "127.0.53.1"}}
+	_, err, _ = run(testRequest(t), existing, false, "")
+	require.ErrorContains(t, err, "the DNS forwarders none (the host's resolv.conf), but it was created with local/127.0.53.1, 127.0.53.1")
+}

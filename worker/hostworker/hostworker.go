@@ -38,6 +38,11 @@ type Options struct {
 	// DiscoveryRoots bound where service discovery records may be written
 	// (activities.DefaultDiscoveryRoots if nil).
 	DiscoveryRoots []string
+	// ResolverRoots bound where the host resolver's entries may be written
+	// (activities.DefaultResolverRoots if nil); ResolverReload is the
+	// command that makes the resolver read them (none: no entry is made).
+	ResolverRoots  []string
+	ResolverReload []string
 	// AuditLog is the file that records every host change
 	// (hostchange.DefaultAuditPath if empty).
 	AuditLog string
@@ -86,6 +91,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.DiscoveryRoots == nil {
 		o.DiscoveryRoots = activities.DefaultDiscoveryRoots
 	}
+	if o.ResolverRoots == nil {
+		o.ResolverRoots = activities.DefaultResolverRoots
+	}
 	if o.AuditLog == "" {
 		o.AuditLog = hostchange.DefaultAuditPath
 	}
@@ -102,9 +110,11 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		PoolRoots:      o.PoolRoots,
 		ShareRoots:     o.ShareRoots,
 		DiscoveryRoots: o.DiscoveryRoots,
+		ResolverRoots:  o.ResolverRoots,
 		SysfsRoot:      o.SysfsRoot,
 		Temporal:       c,
-		HostChanges:    &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog}},
+		HostChanges: &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog},
+			ResolverReload: o.ResolverReload},
 	})
 	return w
 }
