@@ -284,11 +284,11 @@ func TestHostConfigurationKeepsTheHostUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, Warnings(s), "host_configuration: every host change is off, so network.dnsmasq_config_path, require_confirmation change nothing")
 	for in, want := range map[string]string{
-		"host_configuration: {system: {enable_hugepage_config: true}}":       "host_configuration.system.enable_hugepage_config: \"true\" would let hpcvm change the host (hugepages reserved on the host), which hpcvm does not do yet",
-		"host_configuration: {development_mode: true}":                       "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
-		"host_configuration: {network: {colour: red}}":                       "host_configuration.network.colour: \"red\" is not a host_configuration setting",
-		"host_configuration: {security: {max_rollback_attempts: many}}":      "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
-		"host_configuration: {system: {enable_numa_config: yes-please}}":     "host_configuration.system.enable_numa_config: \"yes-please\" is not true or false",
+		"host_configuration: {system: {enable_hugepage_config: true}}":   "host_configuration.system.enable_hugepage_config: \"true\" would let hpcvm change the host (hugepages reserved on the host), which hpcvm does not do yet",
+		"host_configuration: {development_mode: true}":                   "host_configuration.development_mode: \"true\" would let hpcvm change the host (every host change at once)",
+		"host_configuration: {network: {colour: red}}":                   "host_configuration.network.colour: \"red\" is not a host_configuration setting",
+		"host_configuration: {security: {max_rollback_attempts: many}}":  "host_configuration.security.max_rollback_attempts: \"many\" is not a whole number",
+		"host_configuration: {system: {enable_numa_config: yes-please}}": "host_configuration.system.enable_numa_config: \"yes-please\" is not true or false",
 	} {
 		_, err := Parse([]byte(base + in))
 		require.Error(t, err, in)
