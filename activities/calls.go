@@ -71,6 +71,7 @@ const (
 	ActWriteDiscovery    = "WriteDiscoveryRecord"
 	ActRemoveDiscovery   = "RemoveDiscoveryRecord"
 	ActDiscoveryExists   = "DiscoveryRecordExists"
+	ActPruneDiscovery    = "PruneDiscoveryRecord"
 	ActWriteResolver     = "WriteResolverEntry"
 	ActRemoveResolver    = "RemoveResolverEntry"
 	ActResolverExists    = "ResolverEntryExists"
@@ -205,13 +206,13 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		c.Kind, c.Operation = "routed clusters", "list"
 	case ActReadAuditLog:
 		c.Kind, c.Operation = "audit log", "read"
-	case ActWriteDiscovery, ActRemoveDiscovery, ActDiscoveryExists:
+	case ActWriteDiscovery, ActRemoveDiscovery, ActDiscoveryExists, ActPruneDiscovery:
 		var req DiscoveryRequest
 		if decode(&req) != nil {
 			return c
 		}
 		c.Kind, c.Target = "service discovery record", req.Cluster
-		c.Operation = map[string]string{ActWriteDiscovery: "write", ActRemoveDiscovery: "remove", ActDiscoveryExists: "check"}[activity]
+		c.Operation = map[string]string{ActWriteDiscovery: "write", ActRemoveDiscovery: "remove", ActDiscoveryExists: "check", ActPruneDiscovery: "prune"}[activity]
 	case ActWriteResolver, ActRemoveResolver, ActResolverExists:
 		var req ResolverRequest
 		if decode(&req) != nil {

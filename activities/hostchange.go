@@ -165,6 +165,8 @@ type DiscoveryRequest struct {
 	RequireRoot bool              `json:"require_root,omitempty"`
 	Nodes       []hostchange.Node `json:"nodes,omitempty"`
 	RequestedBy string            `json:"requested_by,omitempty"`
+	// VMs are the VMs a prune takes out of the record.
+	VMs []string `json:"vms,omitempty"`
 }
 
 // DiscoveryRecordExists says whether the cluster's record is in req.Dir
@@ -214,6 +216,20 @@ func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryReq
 			only = hostchange.DiscoveryFile(req.Dir, req.Cluster)
 		}
 		res.Records, err = a.HostChanges.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
+		return hostChangeError(err)
+	})
+	return res, err
+}
+
+// PruneDiscoveryRecord takes destroyed VMs out of the cluster's record
+// (the audit log says where it is); a cluster without one changes nothing.
+func (a *Activities) PruneDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+	var res HostChangeResult
+	if a.HostChanges == nil || a.HostChanges.Audit == nil {
+		return res, nil
+	}
+	err := a.heartbeating(ctx, func() (err error) {
+		res.Records, err = a.HostChanges.PruneRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), req.VMs)
 		return hostChangeError(err)
 	})
 	return res, err

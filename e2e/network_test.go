@@ -321,6 +321,17 @@ func TestServiceDiscoveryRecordIsWrittenAndRemoved(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.NotContains(t, out, "changed host")
 
+	// A destroyed VM leaves the record; the others stay in it.
+	code, out = e.hpcvm("destroy", "--vm", "compute-02", "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "undid host change: service discovery record of cluster "+e.cluster)
+	require.NoError(t, json.Unmarshal([]byte(readFile(t, record)), &doc))
+	var vms []string
+	for _, s := range doc.Services {
+		vms = append(vms, s.Meta["hpcvm_vm"])
+	}
+	assert.ElementsMatch(t, []string{"controller-01", "compute-01"}, vms)
+
 	code, out = e.hpcvm("destroy", "--yes")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "undid host change: service discovery record of cluster "+e.cluster)

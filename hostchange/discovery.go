@@ -110,3 +110,57 @@ func (h *Host) RemoveRecord(ctx context.Context, meta Meta, only string) ([]Reco
 	_, err = registryFile.removeAll(&j, only)
 	return j.recs, err
 }
+
+// PruneRecord takes the VMs out of the cluster's registry files (a destroy
+// of some of its VMs), found in the audit log; a file left without a VM is
+// removed. A cluster without one changes nothing.
+func (h *Host) PruneRecord(ctx context.Context, meta Meta, vms []string) ([]Record, error) {
+	unlock, err := h.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	j := journal{h: h, meta: meta, action: ActionRevert}
+	paths, err := registryFile.written(&j)
+	if err != nil {
+		return nil, err
+	}
+	gone := map[string]bool{}
+	for _, vm := range vms {
+		gone[vm] = true
+	}
+	for _, path := range paths {
+		exists, old, err := registryFile.read(path, meta.Cluster)
+		if err != nil {
+			return j.recs, err
+		}
+		if !exists {
+			continue
+		}
+		var cf consulFile
+		if err := json.Unmarshal(old, &cf); err != nil {
+			return j.recs, err
+		}
+		var kept []Node
+		for _, s := range cf.Services {
+			if !gone[s.Meta["hpcvm_vm"]] {
+				kept = append(kept, Node{VM: s.Meta["hpcvm_vm"], Role: s.Meta["hpcvm_role"], Domain: s.Meta["hpcvm_domain"], Address: s.Address, MAC: s.Meta["hpcvm_mac"]})
+			}
+		}
+		if len(kept) == len(cf.Services) {
+			continue
+		}
+		if len(kept) == 0 {
+			_, err = registryFile.remove(&j, path)
+		} else {
+			var doc []byte
+			if doc, err = RegistryDocument(meta.Cluster, kept); err == nil {
+				_, err = registryFile.write(&j, path, doc)
+			}
+		}
+		if err != nil {
+			return j.recs, err
+		}
+	}
+	return j.recs, nil
+}

@@ -175,21 +175,11 @@ func (k fileKind) remove(j *journal, path string) (removed bool, err error) {
 // alone (a start's rollback removes what it wrote, not a file an earlier
 // start wrote elsewhere).
 func (k fileKind) removeAll(j *journal, only string) (removed int, err error) {
-	recs, _, err := j.h.Audit.Read(func(r Record) bool {
-		_, ok := k.pathOf(r)
-		return r.Cluster == j.meta.Cluster && r.Outcome == OutcomeDone && ok
-	})
+	paths, err := k.written(j)
 	if err != nil {
 		return 0, err
 	}
-	written := map[string]bool{}
-	for _, r := range recs {
-		path, _ := k.pathOf(r)
-		// A rollback may write too (an entry put back), so the verb, not
-		// the action, says whether the file was left there.
-		written[path] = strings.HasPrefix(r.Command, "write ")
-	}
-	for _, path := range sortedTrue(written) {
+	for _, path := range paths {
 		if only != "" && path != only {
 			continue
 		}
@@ -202,6 +192,26 @@ func (k fileKind) removeAll(j *journal, only string) (removed int, err error) {
 		}
 	}
 	return removed, nil
+}
+
+// written lists the cluster's files of this kind that the audit log says
+// hpcvm wrote and has not removed since.
+func (k fileKind) written(j *journal) ([]string, error) {
+	recs, _, err := j.h.Audit.Read(func(r Record) bool {
+		_, ok := k.pathOf(r)
+		return r.Cluster == j.meta.Cluster && r.Outcome == OutcomeDone && ok
+	})
+	if err != nil {
+		return nil, err
+	}
+	written := map[string]bool{}
+	for _, r := range recs {
+		path, _ := k.pathOf(r)
+		// A rollback may write too (an entry put back), so the verb, not
+		// the action, says whether the file was left there.
+		written[path] = strings.HasPrefix(r.Command, "write ")
+	}
+	return sortedTrue(written), nil
 }
 
 // pathOf is the file of this kind that a record wrote or removed.

@@ -244,6 +244,20 @@ func TestServiceDiscoveryRecord(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Contains(t, err.Error(), "is not hpcvm's registry file of cluster web")
 
+	// A destroy of compute-01 takes it out; the controller stays.
+	recs, err = h.PruneRecord(ctx, Meta{Cluster: "lab"}, []string{"compute-01", "compute-09"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, "write "+path, recs[0].Command)
+	assert.NotContains(t, readString(t, path), "compute-01")
+	assert.Contains(t, readString(t, path), "controller-01")
+	recs, err = h.PruneRecord(ctx, Meta{Cluster: "lab"}, []string{"compute-01"})
+	require.NoError(t, err)
+	assert.Empty(t, recs, "nothing more to take out")
+	recs, err = h.PruneRecord(ctx, Meta{Cluster: "web"}, []string{"compute-01"})
+	require.NoError(t, err)
+	assert.Empty(t, recs, "hpcvm never wrote web's file")
+
 	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "")
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
@@ -442,4 +456,11 @@ func TestHostResolverEntry(t *testing.T) {
 	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "")
 	require.NoError(t, err)
 	assert.Empty(t, recs)
+}
+
+func readString(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
 }

@@ -284,6 +284,31 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		}
 	}
 
+	// Destroyed VMs leave the cluster's service discovery record (a
+	// whole cluster's record goes with the other host changes). Runs
+	// begun before did not.
+	if len(req.VMs) > 0 && workflow.GetVersion(ctx, "prune-discovery-record", workflow.DefaultVersion, 1) == 1 {
+		var gone []string
+		for _, vm := range req.VMs {
+			if !stillThere[vm] {
+				gone = append(gone, vm)
+			}
+		}
+		if len(gone) > 0 {
+			_ = run(tr, pruneDiscoveryStep, func() (bool, error) {
+				var r activities.HostChangeResult
+				err := workflow.ExecuteActivity(stepContext(ctx, o), a.PruneDiscoveryRecord, activities.DiscoveryRequest{
+					Cluster: name, VMs: gone, RequestedBy: req.RequestedBy}).Get(ctx, &r)
+				if err != nil {
+					failures = append(failures, fmt.Sprintf("%s: %s", pruneDiscoveryStep, rootMessage(err)))
+					return false, err
+				}
+				res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
+				return r.Changed(), nil
+			})
+		}
+	}
+
 	if leaving != nil {
 		leaving.Wait(ctx)
 	}

@@ -621,6 +621,10 @@ func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req activiti
 	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
 }
 
+func (f *fakeActivities) PruneDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
+	return activities.HostChangeResult{}, f.script().step(ctx, "PruneDiscoveryRecord "+req.Cluster)
+}
+
 func (f *fakeActivities) ResolverEntryExists(ctx context.Context, req activities.ResolverRequest) (bool, error) {
 	return false, f.script().step(ctx, "ResolverEntryExists")
 }

@@ -29,6 +29,10 @@ const leaveRoutingStep = "leave host routing"
 // discovery record.
 const removeDiscoveryStep = "remove service discovery record"
 
+// pruneDiscoveryStep is destroy --vm's removal of the VMs from the
+// cluster's service discovery record.
+const pruneDiscoveryStep = "prune service discovery record"
+
 // removeResolverStep is destroy's removal of the cluster's entry in the
 // host's resolver.
 const removeResolverStep = "remove host resolver entry"
