@@ -72,6 +72,7 @@ const (
 	ActRemoveDiscovery   = "RemoveDiscoveryRecord"
 	ActDiscoveryExists   = "DiscoveryRecordExists"
 	ActPruneDiscovery    = "PruneDiscoveryRecord"
+	ActPendingChanges    = "PendingHostChanges"
 	ActWriteResolver     = "WriteResolverEntry"
 	ActRemoveResolver    = "RemoveResolverEntry"
 	ActResolverExists    = "ResolverEntryExists"
@@ -206,6 +207,8 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		c.Kind, c.Operation = "routed clusters", "list"
 	case ActReadAuditLog:
 		c.Kind, c.Operation = "audit log", "read"
+	case ActPendingChanges:
+		c.Kind, c.Operation = "host changes", "check"
 	case ActWriteDiscovery, ActRemoveDiscovery, ActDiscoveryExists, ActPruneDiscovery:
 		var req DiscoveryRequest
 		if decode(&req) != nil {

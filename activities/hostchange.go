@@ -313,3 +313,69 @@ func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverReques
 	})
 	return res, err
 }
+
+// PendingRequest names the host changes a start would make, as it would
+// ask for them.
+type PendingRequest struct {
+	Routing   *RoutingRequest   `json:"routing,omitempty"`
+	Discovery *DiscoveryRequest `json:"discovery,omitempty"`
+	Resolver  *ResolverRequest  `json:"resolver,omitempty"`
+}
+
+// PendingChanges says which of them are not in place on the host: what a
+// start would change, and so what a person must confirm.
+type PendingChanges struct {
+	Routing   bool `json:"routing,omitempty"`
+	Discovery bool `json:"discovery,omitempty"`
+	Resolver  bool `json:"resolver,omitempty"`
+}
+
+// Any says something would change.
+func (p PendingChanges) Any() bool { return p.Routing || p.Discovery || p.Resolver }
+
+// PendingHostChanges looks, without changing anything, at which of the
+// host changes req names are missing: a routing the cluster is not a
+// member of, a registry file or resolver entry that is absent or differs.
+// Anything it cannot tell counts as pending.
+func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest) (PendingChanges, error) {
+	var p PendingChanges
+	h, err := a.hostChanges(false)
+	if err != nil {
+		return p, err
+	}
+	if r := req.Routing; r != nil {
+		members, err := h.Members(ctx)
+		if err != nil {
+			return p, hostChangeError(err)
+		}
+		p.Routing = true
+		for _, m := range members {
+			if m.Cluster == r.Cluster && m.Bridge == r.Bridge && m.Subnet == r.Subnet {
+				p.Routing = false
+			}
+		}
+	}
+	if d := req.Discovery; d != nil {
+		doc, err := hostchange.RegistryDocument(d.Cluster, d.Nodes)
+		if err != nil {
+			return p, badInput("service discovery record: "+err.Error(), err)
+		}
+		ok, err := h.RecordCurrent(hostchange.DiscoveryFile(d.Dir, d.Cluster), d.Cluster, doc)
+		if err != nil {
+			return p, hostChangeError(err)
+		}
+		p.Discovery = !ok
+	}
+	if r := req.Resolver; r != nil {
+		entry, err := hostchange.ResolverEntry(r.Cluster, r.Domain, r.Gateway, r.Subnet)
+		if err != nil {
+			return p, badInput("host resolver entry: "+err.Error(), err)
+		}
+		ok, err := h.ResolverCurrent(hostchange.ResolverFile(r.Dir, r.Cluster), r.Cluster, entry)
+		if err != nil {
+			return p, hostChangeError(err)
+		}
+		p.Resolver = !ok
+	}
+	return p, nil
+}

@@ -183,9 +183,12 @@ func TestSharedDNSClustersResolveEachOthersNames(t *testing.T) {
 		assert.Equal(t, "controller-01."+e.cluster+".local.", hostResolve(t, res.addr, controllers[e]))
 	}
 
-	// Again: nothing to change, no restart of the host's dnsmasq.
-	code, out = alpha.hpcvm("start", "--yes")
+	// Again: nothing to change, so nothing to confirm, and no restart of
+	// the host's dnsmasq.
+	code, out = alpha.hpcvm("start")
 	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "host changes of cluster "+alpha.cluster+" are in place on host "+alpha.host+" already: nothing to confirm")
+	assert.NotContains(t, out, "Make these changes?")
 	assert.NotContains(t, out, "changed host")
 	// The running cluster's DNS is not changed by an edited file.
 	shared := readFile(t, alpha.config)

@@ -82,6 +82,12 @@ func (h *Host) RecordExists(path, cluster string) (bool, error) {
 	return exists, err
 }
 
+// RecordCurrent says whether path holds exactly doc as the cluster's
+// registry file: a WriteRecord would change nothing.
+func (h *Host) RecordCurrent(path, cluster string, doc []byte) (bool, error) {
+	return registryFile.current(path, cluster, doc)
+}
+
 // WriteRecord writes the cluster's registry file when it is missing or
 // differs (atomically: a reader never sees half a file), and records it.
 func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []byte) ([]Record, error) {

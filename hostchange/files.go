@@ -82,6 +82,12 @@ func (k fileKind) read(path, cluster string) (exists bool, content []byte, err e
 	return true, b, nil
 }
 
+// current says whether path holds exactly doc, as the cluster's file.
+func (k fileKind) current(path, cluster string, doc []byte) (bool, error) {
+	exists, b, err := k.read(path, cluster)
+	return exists && bytes.Equal(b, doc), err
+}
+
 func (k fileKind) notOursError(path, cluster string) error {
 	return &RefusedError{fmt.Sprintf("%s exists but is not hpcvm's %s of cluster %s ("+k.notOurs+"), so hpcvm neither replaces nor removes it: move it away, or give the cluster another name", path, k.noun, cluster, cluster)}
 }

@@ -69,6 +69,12 @@ func (h *Host) ResolverExists(path, cluster string) (bool, error) {
 	return exists, err
 }
 
+// ResolverCurrent says whether path holds exactly entry as the cluster's
+// drop-in: a WriteResolver would change nothing.
+func (h *Host) ResolverCurrent(path, cluster string, entry []byte) (bool, error) {
+	return resolverFile.current(path, cluster, entry)
+}
+
 // WriteResolver makes path hold the cluster's drop-in and reloads the
 // resolver when it changed. A reload that fails takes the drop-in back
 // (the resolver keeps running as it was) and fails the change.

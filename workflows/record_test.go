@@ -412,6 +412,20 @@ func historyScenarios() []historyScenario {
 			assert.Contains(t, f.RolledBack, "host resolver lab.local")
 		},
 	}, {
+		// A routed cluster started again without a yes: its routing is in
+		// place, so there is nothing to confirm and the run goes on.
+		name: "start-routed-in-place", workflow: StartClusterName, closed: completed,
+		scheduled: []string{"PendingHostChanges", "EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain"},
+		request: func(t *testing.T) Request {
+			req := routedRequest(t)
+			req.ConfirmedHostChanges = false
+			return req
+		},
+		script: func(*testing.T) *fakeScript { return newFakeScript() },
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			startResult(t, run, err)
+		},
+	}, {
 		// Every destroy of a whole cluster leaves the host's routing.
 		name: "destroy-routed", workflow: DestroyClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "DeleteDomain", "DeleteNetwork"},
@@ -619,6 +633,12 @@ func (f *fakeActivities) WriteDiscoveryRecord(ctx context.Context, req activitie
 
 func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
 	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
+}
+
+// PendingHostChanges: every host change is in place (a routed cluster
+// started again).
+func (f *fakeActivities) PendingHostChanges(ctx context.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
+	return activities.PendingChanges{}, f.script().step(ctx, "PendingHostChanges")
 }
 
 func (f *fakeActivities) PruneDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {

@@ -18,5 +18,6 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
 	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
 	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: HostAuditName})
+	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: PendingHostChangesName})
 	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
 }

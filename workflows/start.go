@@ -74,10 +74,22 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	hostChanges.ApplyTo(&fresh)
 	if hostChanges.Any() && hostChanges.Confirm && !req.ConfirmedHostChanges {
 		// Whoever submits the run (the CLI's prompt, --yes, or a parent
-		// workflow) must have said yes: nothing is touched before.
-		return StartResult{}, badRequest(fmt.Errorf("cluster %s changes host %s outside libvirt (%s), and host_configuration asks for confirmation first: "+
-			"run `hpcvm start` on a terminal and answer yes, or pass --yes (clients: set confirmed_host_changes)",
-			fresh.Cluster, fresh.Host, strings.Join(cluster.HostChangeSummary(fresh, hostChanges), "; ")))
+		// workflow) must have said yes to what would change: nothing is
+		// touched before. Changes already in place need no yes; what
+		// cannot be looked at counts as a change. Runs begun before
+		// asked for every change.
+		asked := hostChanges
+		if workflow.GetVersion(ctx, "confirm-pending-host-changes", workflow.DefaultVersion, 1) == 1 {
+			var pending activities.PendingChanges
+			if err := workflow.ExecuteActivity(actx, a.PendingHostChanges, pendingRequest(req, fresh, hostChanges)).Get(ctx, &pending); err == nil {
+				asked = OnlyPending(hostChanges, pending)
+			}
+		}
+		if asked.Any() {
+			return StartResult{}, badRequest(fmt.Errorf("cluster %s changes host %s outside libvirt (%s), and host_configuration asks for confirmation first: "+
+				"run `hpcvm start` on a terminal and answer yes, or pass --yes (clients: set confirmed_host_changes)",
+				fresh.Cluster, fresh.Host, strings.Join(cluster.HostChangeSummary(fresh, asked), "; ")))
+		}
 	}
 
 	var inv activities.Inventory
@@ -413,16 +425,21 @@ func doneChanges(r activities.HostChangeResult) []string {
 	return out
 }
 
+// routingRequest is the cluster's membership of the host's routing.
+func routingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.RoutingRequest {
+	return activities.RoutingRequest{
+		Cluster: plan.Cluster, Network: plan.Network.Name, Bridge: plan.Network.Bridge, Subnet: plan.Network.Range,
+		EnableIPForwarding: hc.EnableIPForwarding, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy,
+	}
+}
+
 // joinRouting makes the cluster's network one of the host's routed
 // clusters, once its bridge exists. The rollback leaves the routing only if
 // this run made the cluster a member.
 func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Request, plan cluster.Plan, hc cluster.HostChangesPlan, res *StartResult) error {
 	actx := stepContext(ctx, o)
 	step := routingStep(plan.Network.Bridge)
-	routing := activities.RoutingRequest{
-		Cluster: plan.Cluster, Network: plan.Network.Name, Bridge: plan.Network.Bridge, Subnet: plan.Network.Range,
-		EnableIPForwarding: hc.EnableIPForwarding, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy,
-	}
+	routing := routingRequest(req, plan, hc)
 	return run(tr, step, func() (bool, error) {
 		var members []hostchange.Member
 		if err := workflow.ExecuteActivity(actx, a.RoutedClusters).Get(ctx, &members); err != nil {

@@ -53,6 +53,8 @@ type recorder struct {
 	volumeDelay time.Duration
 	// failUndo names a compensating call that fails.
 	failUndo string
+	// inPlace lists the host changes already made (PendingHostChanges).
+	inPlace activities.PendingChanges
 }
 
 func (r *recorder) note(list *[]string, s string) {
@@ -81,6 +83,11 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.CheckHostPaths, mock.Anything, mock.Anything).Return(func(context.Context, activities.PathsRequest) error {
 		r.note(&r.calls, "CheckHostPaths")
 		return r.fail("CheckHostPaths")
+	})
+	env.OnActivity(a.PendingHostChanges, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
+		r.note(&r.calls, "PendingHostChanges")
+		return activities.PendingChanges{Routing: req.Routing != nil && !r.inPlace.Routing, Discovery: req.Discovery != nil && !r.inPlace.Discovery,
+			Resolver: req.Resolver != nil && !r.inPlace.Resolver}, r.fail("PendingHostChanges")
 	})
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(func(context.Context, activities.InspectRequest) (activities.Inventory, error) {
 		r.note(&r.calls, "InspectCluster")
@@ -529,7 +536,7 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "host_configuration asks for confirmation first")
 	assert.Contains(t, err.Error(), "bridge br-lab (192.168.100.0/24)")
-	assert.Empty(t, r.calls, "nothing is looked at or made unconfirmed")
+	assert.Equal(t, []string{"PendingHostChanges"}, r.calls, "nothing but the host changes is looked at, nothing is made unconfirmed")
 
 	r, err, res := run(routedRequest(t), nil, "")
 	require.NoError(t, err)
@@ -546,6 +553,19 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	r, err, _ = run(routedRequest(t), []hostchange.Member{{Cluster: "lab"}}, "StartDomain lab-compute-02")
 	require.Error(t, err)
 	assert.NotContains(t, r.undo, "LeaveRouting lab", "a member before the run stays one")
+
+	// Unconfirmed, with the routing in place already: nothing to ask,
+	// the run goes on (and the join changes nothing).
+	again := routedRequest(t)
+	again.ConfirmedHostChanges = false
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	r = &recorder{inPlace: activities.PendingChanges{Routing: true}}
+	r.install(env)
+	r.installRouting(env, []hostchange.Member{{Cluster: "lab", Bridge: "br-lab", Subnet: "192.168.100.0/24"}})
+	env.ExecuteWorkflow(StartCluster, again)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Contains(t, r.calls, "JoinRouting br-lab 192.168.100.0/24 by ops@console")
 
 	keep := routedRequest(t)
 	keep.Spec.HostConfiguration["rollback_on_failure"] = false
@@ -622,7 +642,7 @@ func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	unconfirmed.ConfirmedHostChanges = false
 	r, err, _ = run(unconfirmed, activities.Inventory{}, false, "")
 	require.ErrorContains(t, err, "write /etc/dnsmasq.d/hpcvm-lab.conf")
-	assert.Empty(t, r.calls)
+	assert.Equal(t, []string{"PendingHostChanges"}, r.calls)
 
 	// The cluster's network exists without the host resolver: refused.
 	existing := activities.Inventory{Network: &activities.NetworkState{Name: "lab-network", UUID: cluster.NetworkUUID("lab"), Owned: true, Forward: "nat"}}

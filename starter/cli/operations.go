@@ -37,10 +37,12 @@ When the run ends, start writes its XML trace (see hpcvm trace) and, on
 success, the cluster's Ansible inventory (see hpcvm inventory).
 
 Where host_configuration allows it, start also changes the host outside
-libvirt: the routing of dns_mode routed, the registry record of dns_mode
-service_discovery. It lists the changes first and, as require_confirmation
-asks (the default), wants a yes (--yes answers); every change is recorded
-in the host's audit log (hpcvm audit) and destroy undoes it.`,
+libvirt: the routing of dns_mode routed, the host dnsmasq's entry of
+dns_mode shared_dns (or routed) with enable_host_dns_integration, the
+registry record of dns_mode service_discovery. It lists the changes first
+and, as require_confirmation asks (the default), wants a yes (--yes
+answers) for those not in place already; every change is recorded in the
+host's audit log (hpcvm audit) and destroy undoes it.`,
 		Example: `  hpcvm start -c examples/cluster.yaml
   hpcvm start -c cluster.yaml --wait-ip --wait-ip-timeout 3m
   hpcvm start -c cluster.yaml --host hv2 --inventory hosts.ini`,
@@ -63,7 +65,7 @@ in the host's audit log (hpcvm audit) and destroy undoes it.`,
 			}
 			req := workflows.Request{Spec: spec}
 			yes, _ := cmd.Flags().GetBool("yes")
-			if req.ConfirmedHostChanges, err = a.confirmHostChanges(spec, yes); err != nil {
+			if req.ConfirmedHostChanges, err = a.confirmHostChanges(cmd.Context(), spec, yes); err != nil {
 				return err
 			}
 			var res workflows.StartResult
@@ -109,15 +111,16 @@ in the host's audit log (hpcvm audit) and destroy undoes it.`,
 	cmd.Flags().Duration("wait-ip-timeout", 5*time.Minute, "how long --wait-ip waits before it reports the VMs without an address (exit 1)")
 	cmd.Flags().String("inventory", "", "write the Ansible inventory to this file (HPCVM_INVENTORY); default inventory.path of cluster.yaml, else inventory/<cluster>.ini")
 	cmd.MarkFlagsMutuallyExclusive("inventory", "no-inventory")
-	cmd.Flags().BoolP("yes", "y", false, "answer yes to the confirmation host_configuration asks before hpcvm changes the host (dns_mode routed or service_discovery)")
+	cmd.Flags().BoolP("yes", "y", false, "answer yes to the confirmation host_configuration asks before hpcvm changes the host (dns_mode routed, shared_dns or service_discovery); changes already in place are not asked about")
 	return cmd
 }
 
 // confirmHostChanges shows what the start will change on the host outside
 // libvirt and, when host_configuration asks for it, gets a yes: from --yes
-// or from the person at the terminal. It returns whether the changes were
-// confirmed; a refusal submits nothing.
-func (a *app) confirmHostChanges(spec cluster.Spec, yes bool) (bool, error) {
+// or from the person at the terminal. Changes already in place on the
+// host (a routed cluster started again) are not asked about. It returns
+// whether the changes were confirmed; a refusal submits nothing.
+func (a *app) confirmHostChanges(ctx context.Context, spec cluster.Spec, yes bool) (bool, error) {
 	hc := cluster.HostChangesOf(spec)
 	if !hc.Any() {
 		return false, nil
@@ -125,6 +128,16 @@ func (a *app) confirmHostChanges(spec cluster.Spec, yes bool) (bool, error) {
 	p, err := cluster.NewPlan(spec)
 	if err != nil {
 		return false, fail(ExitBadInput, "%v", err)
+	}
+	hc.ApplyTo(&p)
+	if hc.Confirm && !yes {
+		if pending, err := a.pendingHostChanges(ctx, spec); err != nil {
+			fmt.Fprintf(a.errOut, "note: cannot tell which host changes are in place on host %s already (%v); asking about all of them\n", p.Host, err)
+		} else if hc = workflows.OnlyPending(hc, pending); !hc.Any() {
+			// The workflow looks again before it goes on.
+			fmt.Fprintf(a.errOut, "host changes of cluster %s are in place on host %s already: nothing to confirm\n", p.Cluster, p.Host)
+			return false, nil
+		}
 	}
 	fmt.Fprintf(a.errOut, "host_configuration lets hpcvm change host %s outside libvirt; this start will:\n", p.Host)
 	for _, line := range cluster.HostChangeSummary(p, hc) {
@@ -143,6 +156,23 @@ func (a *app) confirmHostChanges(spec cluster.Spec, yes bool) (bool, error) {
 		return true, nil
 	}
 	return false, fail(ExitBadInput, "host changes not confirmed; nothing was submitted (--yes answers the question; host_configuration.require_confirmation: false or skip_confirmation: true stop it being asked)")
+}
+
+// pendingHostChanges asks the cluster's host which of its host changes
+// are not in place.
+func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (activities.PendingChanges, error) {
+	var pending activities.PendingChanges
+	req, err := workflows.PendingHostChangesFor(spec, requester())
+	if err != nil {
+		return pending, err
+	}
+	c, err := a.dialWithin(ctx)
+	if err != nil {
+		return pending, err
+	}
+	defer c.Close()
+	err = askHost(ctx, c, spec.Cluster.Host, "hpcvm-pending-"+spec.Cluster.Name, workflows.PendingHostChangesName, req, &pending, "look at its host changes")
+	return pending, err
 }
 
 // dhcpLeaseTime is how long the DHCP server of an hpcvm network leases an

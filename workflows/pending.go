@@ -1,0 +1,66 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// PendingHostChangesName answers which of a cluster's host changes are
+// not in place on its host (what `hpcvm start` asks to confirm).
+const PendingHostChangesName = "PendingHostChanges"
+
+// PendingHostChangesFor is the question for a cluster file: the host
+// changes its start would make, as the start asks for them.
+func PendingHostChangesFor(spec cluster.Spec, requestedBy string) (activities.PendingRequest, error) {
+	p, err := cluster.NewPlan(spec)
+	if err != nil {
+		return activities.PendingRequest{}, err
+	}
+	hc := cluster.HostChangesOf(spec)
+	hc.ApplyTo(&p)
+	return pendingRequest(Request{Spec: spec, RequestedBy: requestedBy}, p, hc), nil
+}
+
+// pendingRequest names every host change the run would make.
+func pendingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.PendingRequest {
+	var p activities.PendingRequest
+	if hc.Routing {
+		r := routingRequest(req, plan, hc)
+		p.Routing = &r
+	}
+	if hc.Discovery {
+		d := discoveryRequest(req, plan, hc)
+		p.Discovery = &d
+	}
+	if hc.Resolver {
+		r := resolverRequest(req, plan, hc)
+		p.Resolver = &r
+	}
+	return p
+}
+
+// OnlyPending is hc narrowed to the changes that are not in place.
+func OnlyPending(hc cluster.HostChangesPlan, p activities.PendingChanges) cluster.HostChangesPlan {
+	hc.Routing = hc.Routing && p.Routing
+	hc.Discovery = hc.Discovery && p.Discovery
+	hc.Resolver = hc.Resolver && p.Resolver
+	return hc
+}
+
+// PendingHostChanges looks at the host whose queue it runs on and answers
+// which of the host changes req names are missing. It changes nothing.
+func PendingHostChanges(ctx workflow.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		// Interactive: fail fast without a worker.
+		ScheduleToCloseTimeout: 30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var p activities.PendingChanges
+	err := workflow.ExecuteActivity(ctx, a.PendingHostChanges, req).Get(ctx, &p)
+	return p, err
+}
