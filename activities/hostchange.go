@@ -268,6 +268,11 @@ func (a *Activities) ResolverEntryExists(ctx context.Context, req ResolverReques
 	if err != nil {
 		return false, err
 	}
+	// Before anything exists: a worker that cannot reload the resolver
+	// would fail the step after the network was made.
+	if len(h.ResolverReload) == 0 {
+		return false, badInput("the worker on host "+h.Name+" has no --resolver-reload command, so the host's resolver would never read the cluster's entry: start hpcvm-worker with --resolver-reload (e.g. \"systemctl restart dnsmasq\"), or set enable_host_dns_integration false", nil)
+	}
 	exists, err := h.ResolverExists(hostchange.ResolverFile(req.Dir, req.Cluster), req.Cluster)
 	return exists, hostChangeError(err)
 }
