@@ -206,30 +206,32 @@ func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequ
 // RemoveDiscoveryRecord removes the record hpcvm wrote for the cluster
 // (the audit log says where); nothing to remove is success.
 func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
-	var res HostChangeResult
-	if a.HostChanges == nil || a.HostChanges.Audit == nil {
-		return res, nil
-	}
-	err := a.heartbeating(ctx, func() (err error) {
+	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
 			only = hostchange.DiscoveryFile(req.Dir, req.Cluster)
 		}
-		res.Records, err = a.HostChanges.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
-		return hostChangeError(err)
+		return h.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
 	})
-	return res, err
 }
 
 // PruneDiscoveryRecord takes destroyed VMs out of the cluster's record
 // (the audit log says where it is); a cluster without one changes nothing.
 func (a *Activities) PruneDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
+		return h.PruneRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), req.VMs)
+	})
+}
+
+// undoHostChange runs an undo of host changes, recorded as undo says; a
+// worker that makes no host changes has none to undo.
+func (a *Activities) undoHostChange(ctx context.Context, undo func(*hostchange.Host) ([]hostchange.Record, error)) (HostChangeResult, error) {
 	var res HostChangeResult
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {
 		return res, nil
 	}
 	err := a.heartbeating(ctx, func() (err error) {
-		res.Records, err = a.HostChanges.PruneRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), req.VMs)
+		res.Records, err = undo(a.HostChanges)
 		return hostChangeError(err)
 	})
 	return res, err
@@ -304,19 +306,13 @@ func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest
 // audit log says where) and reloads the resolver; nothing to remove is
 // success.
 func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
-	var res HostChangeResult
-	if a.HostChanges == nil || a.HostChanges.Audit == nil {
-		return res, nil
-	}
-	err := a.heartbeating(ctx, func() (err error) {
+	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
 			only = hostchange.ResolverFile(req.Dir, req.Cluster)
 		}
-		res.Records, err = a.HostChanges.RemoveResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
-		return hostChangeError(err)
+		return h.RemoveResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
 	})
-	return res, err
 }
 
 // PendingRequest names the host changes a start would make, as it would

@@ -13,13 +13,18 @@ import (
 // that it outlasts Temporal's retention of the runs that made them; a
 // client reaches it through the host's worker. It changes nothing.
 func HostAudit(ctx workflow.Context, req activities.AuditRequest) (activities.AuditLog, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	var log activities.AuditLog
+	err := workflow.ExecuteActivity(hostQuestion(ctx), a.ReadAuditLog, req).Get(ctx, &log)
+	return log, err
+}
+
+// hostQuestion is the activity context of a short workflow that asks a
+// host something for a client waiting on it.
+func hostQuestion(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		// Interactive, as status is: fail fast without a worker.
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	var log activities.AuditLog
-	err := workflow.ExecuteActivity(ctx, a.ReadAuditLog, req).Get(ctx, &log)
-	return log, err
 }

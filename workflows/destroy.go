@@ -114,9 +114,25 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		tr.expect("", deleteNetworkStep(inv.Network.Name))
 	}
 
+	// undoHost runs one undo of the cluster's host changes as a step; its
+	// failure is the destroy's, not the end of it.
+	undoHost := func(ctx workflow.Context, step string, act, arg any) {
+		_ = run(tr, step, func() (bool, error) {
+			var r activities.HostChangeResult
+			if err := workflow.ExecuteActivity(stepContext(ctx, o), act, arg).Get(ctx, &r); err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
+				return false, err
+			}
+			res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
+			return r.Changed(), nil
+		})
+	}
+
 	// The cluster's host changes (routing rules, the service discovery
-	// record, the host resolver's entry) go with it, beside the domains: found by the cluster's tag on the host, whatever the file
-	// says. Runs begun before hpcvm made host changes had none to undo.
+	// record, the host resolver's entry) go with it, beside the domains:
+	// found by the cluster's tag on the host or in its audit log, whatever
+	// the file says. Runs begun before hpcvm made host changes had none to
+	// undo.
 	var leaving workflow.WaitGroup
 	removeRecord, removeResolver := false, false
 	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
@@ -126,42 +142,12 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		leaving.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer leaving.Done()
-			_ = run(tr, leaveRoutingStep, func() (bool, error) {
-				var r activities.HostChangeResult
-				err := workflow.ExecuteActivity(stepContext(gctx, o), a.LeaveRouting, activities.RoutingRequest{
-					Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy}).Get(gctx, &r)
-				if err != nil {
-					failures = append(failures, fmt.Sprintf("%s: %s", leaveRoutingStep, rootMessage(err)))
-					return false, err
-				}
-				res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
-				return r.Changed(), nil
-			})
+			undoHost(gctx, leaveRoutingStep, a.LeaveRouting, activities.RoutingRequest{Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy})
 			if removeRecord {
-				_ = run(tr, removeDiscoveryStep, func() (bool, error) {
-					var r activities.HostChangeResult
-					err := workflow.ExecuteActivity(stepContext(gctx, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{
-						Cluster: name, RequestedBy: req.RequestedBy}).Get(gctx, &r)
-					if err != nil {
-						failures = append(failures, fmt.Sprintf("%s: %s", removeDiscoveryStep, rootMessage(err)))
-						return false, err
-					}
-					res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
-					return r.Changed(), nil
-				})
+				undoHost(gctx, removeDiscoveryStep, a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: name, RequestedBy: req.RequestedBy})
 			}
 			if removeResolver {
-				_ = run(tr, removeResolverStep, func() (bool, error) {
-					var r activities.HostChangeResult
-					err := workflow.ExecuteActivity(stepContext(gctx, o), a.RemoveResolverEntry, activities.ResolverRequest{
-						Cluster: name, RequestedBy: req.RequestedBy}).Get(gctx, &r)
-					if err != nil {
-						failures = append(failures, fmt.Sprintf("%s: %s", removeResolverStep, rootMessage(err)))
-						return false, err
-					}
-					res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
-					return r.Changed(), nil
-				})
+				undoHost(gctx, removeResolverStep, a.RemoveResolverEntry, activities.ResolverRequest{Cluster: name, RequestedBy: req.RequestedBy})
 			}
 		})
 	}
@@ -295,17 +281,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			}
 		}
 		if len(gone) > 0 {
-			_ = run(tr, pruneDiscoveryStep, func() (bool, error) {
-				var r activities.HostChangeResult
-				err := workflow.ExecuteActivity(stepContext(ctx, o), a.PruneDiscoveryRecord, activities.DiscoveryRequest{
-					Cluster: name, VMs: gone, RequestedBy: req.RequestedBy}).Get(ctx, &r)
-				if err != nil {
-					failures = append(failures, fmt.Sprintf("%s: %s", pruneDiscoveryStep, rootMessage(err)))
-					return false, err
-				}
-				res.UndoneHostChanges = append(res.UndoneHostChanges, doneChanges(r)...)
-				return r.Changed(), nil
-			})
+			undoHost(ctx, pruneDiscoveryStep, a.PruneDiscoveryRecord, activities.DiscoveryRequest{Cluster: name, VMs: gone, RequestedBy: req.RequestedBy})
 		}
 	}
 

@@ -1,11 +1,8 @@
 package workflows
 
 import (
-	"time"
-
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -54,13 +51,7 @@ func OnlyPending(hc cluster.HostChangesPlan, p activities.PendingChanges) cluste
 // PendingHostChanges looks at the host whose queue it runs on and answers
 // which of the host changes req names are missing. It changes nothing.
 func PendingHostChanges(ctx workflow.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		// Interactive: fail fast without a worker.
-		ScheduleToCloseTimeout: 30 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
 	var p activities.PendingChanges
-	err := workflow.ExecuteActivity(ctx, a.PendingHostChanges, req).Get(ctx, &p)
+	err := workflow.ExecuteActivity(hostQuestion(ctx), a.PendingHostChanges, req).Get(ctx, &p)
 	return p, err
 }
