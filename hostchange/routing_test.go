@@ -402,8 +402,7 @@ func TestHostResolverEntry(t *testing.T) {
 	assert.Equal(t, "reload\n", string(n), "an unchanged entry reloads nothing")
 
 	// A reload that fails: the new entry is taken back, the old one stays.
-	failing := *h
-	failing.ResolverReload = []string{"sh", "-c", "echo 'dnsmasq: bad option' >&2; exit 3"}
+	failing := &Host{Name: h.Name, Audit: h.Audit, LockPath: h.LockPath, ResolverReload: []string{"sh", "-c", "echo 'dnsmasq: bad option' >&2; exit 3"}}
 	changed, err := ResolverEntry("lab", "lab.local", "10.9.0.254", "10.9.0.0/24")
 	require.NoError(t, err)
 	recs, err = failing.WriteResolver(ctx, meta, path, changed)
@@ -418,8 +417,7 @@ func TestHostResolverEntry(t *testing.T) {
 	assert.Equal(t, ActionRevert, recs[2].Action)
 
 	// A worker without a reload command makes no entry at all.
-	none := *h
-	none.ResolverReload = nil
+	none := &Host{Name: h.Name, Audit: h.Audit, LockPath: h.LockPath}
 	_, err = none.WriteResolver(ctx, Meta{Cluster: "web"}, ResolverFile(dir, "web"), entry)
 	require.ErrorAs(t, err, &refused)
 	assert.NoFileExists(t, ResolverFile(dir, "web"))
