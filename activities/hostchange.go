@@ -258,7 +258,6 @@ type ResolverRequest struct {
 	Dir         string `json:"dir,omitempty"`
 	Domain      string `json:"domain,omitempty"`  // the cluster's domain, <cluster>.local
 	Gateway     string `json:"gateway,omitempty"` // where its network's DNS answers
-	Subnet      string `json:"subnet,omitempty"`  // for reverse lookups
 	RequireRoot bool   `json:"require_root,omitempty"`
 	RequestedBy string `json:"requested_by,omitempty"`
 }
@@ -292,7 +291,7 @@ func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest
 		if err := a.CheckHostPaths(ctx, PathsRequest{ResolverDir: req.Dir}); err != nil {
 			return err
 		}
-		entry, err := hostchange.ResolverEntry(req.Cluster, req.Domain, req.Gateway, req.Subnet)
+		entry, err := hostchange.ResolverEntry(req.Cluster, req.Domain, req.Gateway)
 		if err != nil {
 			return badInput("host resolver entry: "+err.Error(), err)
 		}
@@ -335,8 +334,9 @@ type PendingChanges struct {
 func (p PendingChanges) Any() bool { return p.Routing || p.Discovery || p.Resolver }
 
 // PendingHostChanges looks, without changing anything, at which of the
-// host changes req names are missing: a routing the cluster is not a
-// member of, a registry file or resolver entry that is absent or differs.
+// host changes req names are missing: a routing that a join would change
+// (forwarding off, a jump missing or not first, a rule of the cluster
+// missing), a registry file or resolver entry that is absent or differs.
 // Anything it cannot tell counts as pending.
 func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest) (PendingChanges, error) {
 	var p PendingChanges
@@ -345,16 +345,11 @@ func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest)
 		return p, err
 	}
 	if r := req.Routing; r != nil {
-		members, err := h.Members(ctx)
+		joined, err := h.Joined(ctx, hostchange.Member{Cluster: r.Cluster, Bridge: r.Bridge, Subnet: r.Subnet})
 		if err != nil {
 			return p, hostChangeError(err)
 		}
-		p.Routing = true
-		for _, m := range members {
-			if m.Cluster == r.Cluster && m.Bridge == r.Bridge && m.Subnet == r.Subnet {
-				p.Routing = false
-			}
-		}
+		p.Routing = !joined
 	}
 	if d := req.Discovery; d != nil {
 		doc, err := hostchange.RegistryDocument(d.Cluster, d.Nodes)
@@ -368,7 +363,7 @@ func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest)
 		p.Discovery = !ok
 	}
 	if r := req.Resolver; r != nil {
-		entry, err := hostchange.ResolverEntry(r.Cluster, r.Domain, r.Gateway, r.Subnet)
+		entry, err := hostchange.ResolverEntry(r.Cluster, r.Domain, r.Gateway)
 		if err != nil {
 			return p, badInput("host resolver entry: "+err.Error(), err)
 		}

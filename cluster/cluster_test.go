@@ -424,6 +424,18 @@ func TestHostDNSIntegrationIsPlannedWhenAllowed(t *testing.T) {
 	assert.False(t, HostChangesOf(s).Resolver)
 	assert.Contains(t, strings.Join(Warnings(s), "\n"), "enable_host_dns_integration is true but network.dns_mode is \"isolated\"")
 
+	// Runs recorded before replay as they ran: a relative
+	// dnsmasq_config_path was unread, dnsmasq_address unknown.
+	_, err = Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\nhost_configuration: {network: {dnsmasq_config_path: dnsmasq.d}}\n"))
+	require.Error(t, err, "refused now")
+	raw, err := Parse([]byte("cluster: {name: lab, storage: {base_image: /x.qcow2}}\n"))
+	require.NoError(t, err)
+	raw.HostConfiguration = map[string]any{"network": map[string]any{"dnsmasq_config_path": "dnsmasq.d"}}
+	assert.NoError(t, ValidateBeforeResolver(raw))
+	raw.HostConfiguration = map[string]any{"network": map[string]any{"dnsmasq_address": "127.0.0.1"}}
+	assert.ErrorContains(t, ValidateBeforeResolver(raw), "dnsmasq_address: \"127.0.0.1\" is not a host_configuration setting")
+	assert.NoError(t, Validate(raw))
+
 	for in, want := range map[string]string{
 		", dnsmasq_config_path: dnsmasq.d": "dnsmasq_config_path: \"dnsmasq.d\" is not an absolute directory",
 		", dnsmasq_address: localhost":     "dnsmasq_address: \"localhost\" is not an IPv4 address",

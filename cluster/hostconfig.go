@@ -75,13 +75,19 @@ var hostSwitches = map[string]hostSwitch{
 // hostSettingKinds are the other keys of the plan's host_configuration:
 // how a change that is on would be made. With every change off they
 // change nothing, and say so in Warnings.
+// resolverSettingKinds are the settings of host DNS integration that
+// hpcvm reads since it makes that change (hostRulesResolver); before,
+// they were unknown keys.
+var resolverSettingKinds = map[string]string{
+	"network.dnsmasq_address": "text",
+}
+
 var hostSettingKinds = map[string]string{
 	"require_confirmation":                               "bool",
 	"enable_audit_logging":                               "bool",
 	"rollback_on_failure":                                "bool",
 	"skip_confirmation":                                  "bool",
 	"network.dnsmasq_config_path":                        "text",
-	"network.dnsmasq_address":                            "text",
 	"network.require_confirmation":                       "bool",
 	"network.cross_cluster_routing.enable_ip_forwarding": "bool",
 	"network.cross_cluster_routing.add_iptables_rules":   "bool",
@@ -142,6 +148,9 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			return
 		}
 		kind, ok := hostSettingKinds[rel]
+		if k, known := resolverSettingKinds[rel]; known && rules >= hostRulesResolver {
+			kind, ok = k, true
+		}
 		if !ok {
 			add(path, v, "is not a host_configuration setting", "see host_configuration in the README for the keys")
 			return
@@ -155,7 +164,7 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 // validateHostChanges checks what a cluster that lets hpcvm change the host
 // asks of it: settings hpcvm cannot honour are refused rather than
 // ignored.
-func validateHostChanges(s Spec, add func(path string, value any, problem, want string)) {
+func validateHostChanges(s Spec, add func(path string, value any, problem, want string), rules hostRules) {
 	hc := s.HostConfiguration
 	if v, ok := hostSetting(hc, "network.cross_cluster_routing.permanent_changes").(bool); ok && v {
 		add("host_configuration.network.cross_cluster_routing.permanent_changes", v,
@@ -165,12 +174,16 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok && !filepath.IsAbs(v) {
 		add("host_configuration.network.service_discovery.config_dir", v, "is not an absolute directory", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir)
 	}
-	if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok && !filepath.IsAbs(v) {
-		add("host_configuration.network.dnsmasq_config_path", v, "is not an absolute directory", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir)
-	}
-	if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
-		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
-			add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
+	// Runs recorded before hpcvm made the resolver's entry took these
+	// keys unread.
+	if rules >= hostRulesResolver {
+		if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok && !filepath.IsAbs(v) {
+			add("host_configuration.network.dnsmasq_config_path", v, "is not an absolute directory", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir)
+		}
+		if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
+			if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+				add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
+			}
 		}
 	}
 	if !HostChangesOf(s).Any() {
@@ -375,7 +388,11 @@ func hostSettingsNote(s Spec) string {
 	h := HostChangesOf(s)
 	var given []string
 	walkHostConfiguration(s.HostConfiguration, func(rel string, _ any) {
-		if _, ok := hostSettingKinds[rel]; ok && !actedOn(h, rel) {
+		_, ok := hostSettingKinds[rel]
+		if _, r := resolverSettingKinds[rel]; r {
+			ok = true
+		}
+		if ok && !actedOn(h, rel) {
 			given = append(given, rel)
 		}
 	})
@@ -424,7 +441,7 @@ func dnsModeFallback(s Spec) string {
 		fmt.Fprintf(&b, "1. Create dnsmasq config: echo 'server=/%s/%s' | sudo tee /etc/dnsmasq.d/hpcvm-%s.conf\n", domain, n.GatewayIP, name)
 		fmt.Fprintf(&b, "   (with systemd-resolved instead: resolvectl dns %s %s && resolvectl domain %s '~%s')\n", bridge, n.GatewayIP, bridge, domain)
 		b.WriteString("2. Restart dnsmasq service: sudo systemctl restart dnsmasq\n")
-		fmt.Fprintf(&b, "3. For other shared_dns clusters to resolve these names: virsh net-edit <their network> and add <forwarder domain='%s' addr='%s'/> to its <dns>, then restart that network", domain, n.GatewayIP)
+		b.WriteString("Other clusters' guests resolve these names only through their networks' DNS forwarders, which hpcvm sets when a network is created (with enable_host_dns_integration) and does not change afterwards")
 	case "routed":
 		if HostChangesOf(s).Routing {
 			return ""

@@ -353,7 +353,7 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 		validateHostConfiguration(s.HostConfiguration, add, rules)
 	}
 	if rules >= hostRulesRouting {
-		validateHostChanges(s, add)
+		validateHostChanges(s, add, rules)
 	}
 	switch n.Forward {
 	case "", ForwardNAT, ForwardNone:

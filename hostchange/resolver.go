@@ -12,8 +12,8 @@ import (
 // Host DNS integration (dns_mode shared_dns, or routed, with
 // enable_host_dns_integration): the host's resolver, a dnsmasq, learns
 // each cluster's domain from a drop-in, hpcvm-<cluster>.conf in its
-// configuration directory, that sends the domain's queries (and the
-// reverse lookups of its subnet) to the cluster's network, whose own
+// configuration directory, that sends the domain's queries to the
+// cluster's network, whose own
 // dnsmasq knows the VMs. The host then resolves every such cluster's
 // names, and so do the guests of those clusters: their networks forward
 // *.local to the host's resolver. dnsmasq reads its drop-ins only when it
@@ -40,9 +40,9 @@ func ResolverFile(dir, cluster string) string {
 	return clusterFile(dir, cluster, resolverFile.ext)
 }
 
-// ResolverEntry is the drop-in that sends the queries for domain, and the
-// reverse lookups of subnet, to the cluster's network at gateway.
-func ResolverEntry(cluster, domain, gateway, subnet string) ([]byte, error) {
+// ResolverEntry is the drop-in that sends the queries for domain to the
+// cluster's network at gateway.
+func ResolverEntry(cluster, domain, gateway string) ([]byte, error) {
 	gw, err := netip.ParseAddr(gateway)
 	if err != nil {
 		return nil, fmt.Errorf("gateway %q: %w", gateway, err)
@@ -55,10 +55,10 @@ func ResolverEntry(cluster, domain, gateway, subnet string) ([]byte, error) {
 	fmt.Fprintf(&b, "# Written by hpcvm: the names of cluster %s are answered by its network's DNS at %s.\n", cluster, gw)
 	b.WriteString("# `hpcvm destroy` removes this file; do not edit it (hpcvm rewrites it when it differs).\n")
 	fmt.Fprintf(&b, "server=/%s/%s\n", domain, gw)
-	// dnsmasq's rev-server takes whole octets of an IPv4 prefix.
-	if p, err := netip.ParsePrefix(subnet); err == nil && p.Addr().Is4() && p.Bits()%8 == 0 && p.Bits() > 0 {
-		fmt.Fprintf(&b, "rev-server=%s,%s\n", p.Masked(), gw)
-	}
+	// No rev-server for the subnet: the network's dnsmasq does not answer
+	// the reverse zone itself but forwards it, to this resolver when the
+	// network has no dns_servers, and a lookup of an address without a
+	// lease would go round between the two.
 	return []byte(b.String()), nil
 }
 
@@ -131,7 +131,10 @@ func (h *Host) RemoveResolver(ctx context.Context, meta Meta, only string) ([]Re
 	if len(h.ResolverReload) == 0 {
 		return j.recs, &RefusedError{"removed the cluster's host resolver entry, but the worker on host " + h.Name + " has no --resolver-reload command: restart the host's dnsmasq by hand so it forgets the cluster's domain"}
 	}
-	return j.recs, h.reloadResolver(ctx, &j)
+	if err := h.reloadResolver(ctx, &j); err != nil {
+		return j.recs, &RefusedError{err.Error() + "; the entry is removed, but the running dnsmasq still answers for cluster " + meta.Cluster + ": restart it by hand"}
+	}
+	return j.recs, nil
 }
 
 // reloadTimeout bounds the resolver's reload: a restart that hangs must

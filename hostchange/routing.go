@@ -244,6 +244,35 @@ func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]
 	return j.recs, nil
 }
 
+// Joined says whether a Join of m would change nothing on the host: IP
+// forwarding on, hpcvm's jumps in place and first, m's rules present. It
+// changes nothing, and takes no lock: a start asks it before a person is
+// asked to confirm the join.
+func (h *Host) Joined(ctx context.Context, m Member) (bool, error) {
+	if !h.hasTool("iptables") || !h.hasTool("sysctl") {
+		return false, nil
+	}
+	v, err := h.output(ctx, "sysctl", "-n", ipForwardKey)
+	if err != nil || v != "1" {
+		return false, err
+	}
+	for _, hook := range hooks {
+		lines, _, err := h.listChain(ctx, hook.table, hook.chain)
+		if err != nil {
+			return false, err
+		}
+		if len(lines) == 0 || strings.Join(fields(lines[0])[2:], " ") != strings.Join(hook.spec, " ") {
+			return false, nil
+		}
+	}
+	for _, r := range memberRules(m) {
+		if _, err := h.output(ctx, "iptables", r.args("-C")...); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // Leave removes the cluster's routing rules (found by their tag, whatever
 // the file says now), the chains and jumps once no member is left, and
 // then, with no routed cluster left, turns IP forwarding back off if hpcvm

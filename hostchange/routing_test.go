@@ -368,14 +368,14 @@ func TestHostResolverEntry(t *testing.T) {
 	ctx := context.Background()
 	meta := Meta{Cluster: "lab", RequestedBy: "ops@console", RunID: "run-1"}
 	path := ResolverFile(dir, "lab")
-	entry, err := ResolverEntry("lab", "lab.local", "10.9.0.1", "10.9.0.0/24")
+	entry, err := ResolverEntry("lab", "lab.local", "10.9.0.1")
 	require.NoError(t, err)
 	assert.Equal(t, "# hpcvm-cluster: lab\n", strings.SplitAfter(string(entry), "\n")[0])
-	assert.Contains(t, string(entry), "\nserver=/lab.local/10.9.0.1\nrev-server=10.9.0.0/24,10.9.0.1\n")
-	odd, err := ResolverEntry("lab", "lab.local", "10.9.0.1", "10.9.0.0/23")
-	require.NoError(t, err)
-	assert.NotContains(t, string(odd), "rev-server", "dnsmasq's rev-server takes whole octets")
-	_, err = ResolverEntry("lab", "lab.local/x", "10.9.0.1", "10.9.0.0/24")
+	assert.True(t, strings.HasSuffix(string(entry), "\nserver=/lab.local/10.9.0.1\n"), "%s", entry)
+	assert.NotContains(t, string(entry), "rev-server", "the network would forward the reverse zone back")
+	_, err = ResolverEntry("lab", "lab.local/x", "10.9.0.1")
+	assert.Error(t, err)
+	_, err = ResolverEntry("lab", "lab.local", "gateway")
 	assert.Error(t, err)
 
 	exists, err := h.ResolverExists(path, "lab")
@@ -403,7 +403,7 @@ func TestHostResolverEntry(t *testing.T) {
 
 	// A reload that fails: the new entry is taken back, the old one stays.
 	failing := &Host{Name: h.Name, Audit: h.Audit, LockPath: h.LockPath, ResolverReload: []string{"sh", "-c", "echo 'dnsmasq: bad option' >&2; exit 3"}}
-	changed, err := ResolverEntry("lab", "lab.local", "10.9.0.254", "10.9.0.0/24")
+	changed, err := ResolverEntry("lab", "lab.local", "10.9.0.254")
 	require.NoError(t, err)
 	recs, err = failing.WriteResolver(ctx, meta, path, changed)
 	var refused *RefusedError

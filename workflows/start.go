@@ -81,7 +81,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		asked := hostChanges
 		if workflow.GetVersion(ctx, "confirm-pending-host-changes", workflow.DefaultVersion, 1) == 1 {
 			var pending activities.PendingChanges
-			if err := workflow.ExecuteActivity(actx, a.PendingHostChanges, pendingRequest(req, fresh, hostChanges)).Get(ctx, &pending); err == nil {
+			if err := workflow.ExecuteActivity(hostQuestion(ctx), a.PendingHostChanges, pendingRequest(req, fresh, hostChanges)).Get(ctx, &pending); err == nil {
 				asked = OnlyPending(hostChanges, pending)
 			}
 		}
@@ -391,7 +391,7 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 // resolverRequest is the host resolver's entry of the cluster.
 func resolverRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.ResolverRequest {
 	return activities.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, Domain: plan.Network.DomainName,
-		Gateway: plan.Network.Gateway, Subnet: plan.Network.Range, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
+		Gateway: plan.Network.Gateway, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
 }
 
 // writeResolverEntry teaches the host's resolver the cluster's domain; the
@@ -630,9 +630,9 @@ func refuseDNSChange(p cluster.Plan, inv activities.Inventory) error {
 	if have == want {
 		return nil
 	}
-	return badRequest(fmt.Errorf("cluster.yaml gives network %s the DNS forwarders %s, but it was created with %s "+
-		"(network.dns_servers and, with host_configuration.network.enable_host_dns_integration, the host's dnsmasq for *.local decide them); "+
-		"hpcvm does not change the DNS of an existing network (libvirt would restart it and cut every guest off): put those settings back as they were, "+
+	return badRequest(fmt.Errorf("cluster.yaml gives network %s the DNS forwarders %s, but it has %s "+
+		"(hpcvm sets them when it creates the network, from network.dns_servers and, with host_configuration.network.enable_host_dns_integration, the host's dnsmasq for *.local; a hand edit of the network counts too); "+
+		"hpcvm does not change the DNS of an existing network (libvirt would restart it and cut every guest off): make the file ask for what the network has, "+
 		"or destroy the cluster and start it again; nothing was changed", p.Network.Name, want, have))
 }
 

@@ -584,7 +584,7 @@ func (r *recorder) installResolver(env *testsuite.TestWorkflowEnvironment, exist
 		return existed, r.fail("ResolverEntryExists")
 	})
 	env.OnActivity(a.WriteResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
-		r.note(&r.calls, "WriteResolverEntry "+req.Domain+" "+req.Gateway+" "+req.Subnet)
+		r.note(&r.calls, "WriteResolverEntry "+req.Domain+" "+req.Gateway)
 		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "host resolver entry", Outcome: hostchange.OutcomeDone}}}, r.fail("WriteResolverEntry")
 	})
 	env.OnActivity(a.RemoveResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
@@ -622,7 +622,9 @@ func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	}
 	r, err, res := run(sharedDNSRequest(t), activities.Inventory{}, false, "")
 	require.NoError(t, err)
-	write := "WriteResolverEntry lab.local 192.168.100.1 192.168.100.0/24"
+	write := "WriteResolverEntry lab.local 192.168.100.1"
+	require.Contains(t, r.calls, "ResolverEntryExists /etc/dnsmasq.d")
+	require.Contains(t, r.calls, write)
 	assert.Less(t, slices.Index(r.calls, "ResolverEntryExists /etc/dnsmasq.d"), slices.Index(r.calls, "EnsureNetwork"), "checked before anything exists")
 	assert.Less(t, slices.Index(r.calls, "EnsureNetwork"), slices.Index(r.calls, write), "the network answers first")
 	assert.Equal(t, []string{"host resolver entry"}, res.HostChanges)
@@ -648,11 +650,11 @@ func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	existing := activities.Inventory{Network: &activities.NetworkState{Name: "lab-network", UUID: cluster.NetworkUUID("lab"), Owned: true, Forward: "nat"}}
 	r, err, _ = run(sharedDNSRequest(t), existing, false, "")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "gives network lab-network the DNS forwarders local/127.0.53.1, 127.0.53.1, but it was created with none")
+	assert.Contains(t, err.Error(), "gives network lab-network the DNS forwarders local/127.0.53.1, 127.0.53.1, but it has none")
 	assert.NotContains(t, r.calls, "EnsureNetwork")
 	assert.NotContains(t, r.calls, write)
 	// ... and so is a plain cluster whose network has one.
 	existing.Network.DNSForwarders = []cluster.DNSForwarder{{Domain: "local", Addr: "127.0.53.1"}, {Addr: "127.0.53.1"}}
 	_, err, _ = run(testRequest(t), existing, false, "")
-	require.ErrorContains(t, err, "the DNS forwarders none (the host's resolv.conf), but it was created with local/127.0.53.1, 127.0.53.1")
+	require.ErrorContains(t, err, "the DNS forwarders none (the host's resolv.conf), but it has local/127.0.53.1, 127.0.53.1")
 }
