@@ -82,6 +82,16 @@ var resolverSettingKinds = map[string]string{
 	"network.dnsmasq_address": "text",
 }
 
+// settingKind is the kind of a host_configuration setting under rules;
+// false for a key that is not one.
+func settingKind(rel string, rules hostRules) (string, bool) {
+	if k, ok := resolverSettingKinds[rel]; ok && rules >= hostRulesResolver {
+		return k, true
+	}
+	k, ok := hostSettingKinds[rel]
+	return k, ok
+}
+
 var hostSettingKinds = map[string]string{
 	"require_confirmation":                               "bool",
 	"enable_audit_logging":                               "bool",
@@ -147,10 +157,7 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			}
 			return
 		}
-		kind, ok := hostSettingKinds[rel]
-		if k, known := resolverSettingKinds[rel]; known && rules >= hostRulesResolver {
-			kind, ok = k, true
-		}
+		kind, ok := settingKind(rel, rules)
 		if !ok {
 			add(path, v, "is not a host_configuration setting", "see host_configuration in the README for the keys")
 			return
@@ -388,11 +395,7 @@ func hostSettingsNote(s Spec) string {
 	h := HostChangesOf(s)
 	var given []string
 	walkHostConfiguration(s.HostConfiguration, func(rel string, _ any) {
-		_, ok := hostSettingKinds[rel]
-		if _, r := resolverSettingKinds[rel]; r {
-			ok = true
-		}
-		if ok && !actedOn(h, rel) {
+		if _, ok := settingKind(rel, hostRulesResolver); ok && !actedOn(h, rel) {
 			given = append(given, rel)
 		}
 	})

@@ -97,7 +97,7 @@ func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []by
 	}
 	defer unlock()
 	j := journal{h: h, meta: meta, action: ActionApply}
-	_, err = registryFile.write(&j, path, doc)
+	_, _, err = registryFile.write(&j, path, doc)
 	return j.recs, err
 }
 
@@ -161,7 +161,7 @@ func (h *Host) PruneRecord(ctx context.Context, meta Meta, vms []string) ([]Reco
 		} else {
 			var doc []byte
 			if doc, err = RegistryDocument(meta.Cluster, kept); err == nil {
-				_, err = registryFile.write(&j, path, doc)
+				_, _, err = registryFile.write(&j, path, doc)
 			}
 		}
 		if err != nil {

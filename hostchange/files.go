@@ -107,19 +107,18 @@ func digest(b []byte) string {
 // write makes path hold doc when it is missing or differs (atomically: a
 // reader never sees half a file), recording it; old is what was there
 // (nil for nothing). The caller holds the host-change lock.
-func (k fileKind) write(j *journal, path string, doc []byte) (changed bool, err error) {
-	_, old, err := k.read(path, j.meta.Cluster)
-	if err != nil {
-		return false, err
+func (k fileKind) write(j *journal, path string, doc []byte) (old []byte, changed bool, err error) {
+	if _, old, err = k.read(path, j.meta.Cluster); err != nil {
+		return nil, false, err
 	}
 	r := Record{Netns: "-", Change: k.change(j.meta.Cluster, path), Before: digest(old), After: digest(doc)}
 	if bytes.Equal(old, doc) {
 		r.Outcome = OutcomeUnchanged
 		j.add(r)
-		return false, nil
+		return old, false, nil
 	}
 	r.Command = "write " + path
-	return true, j.do(r, func() error { return writeInDir(path, j.meta.Cluster, doc) })
+	return old, true, j.do(r, func() error { return writeInDir(path, j.meta.Cluster, doc) })
 }
 
 // writeInDir replaces path with doc inside its directory only: a link

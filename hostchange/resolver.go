@@ -88,11 +88,7 @@ func (h *Host) WriteResolver(ctx context.Context, meta Meta, path string, entry 
 	}
 	defer unlock()
 	j := journal{h: h, meta: meta, action: ActionApply}
-	_, old, err := resolverFile.read(path, meta.Cluster)
-	if err != nil {
-		return nil, err
-	}
-	changed, err := resolverFile.write(&j, path, entry)
+	old, changed, err := resolverFile.write(&j, path, entry)
 	if err != nil || !changed {
 		return j.recs, err
 	}
@@ -103,7 +99,7 @@ func (h *Host) WriteResolver(ctx context.Context, meta Meta, path string, entry 
 		if old == nil {
 			_, err = resolverFile.remove(&back, path)
 		} else {
-			_, err = resolverFile.write(&back, path, old)
+			_, _, err = resolverFile.write(&back, path, old)
 		}
 		j.recs = append(j.recs, back.recs...)
 		if err != nil {
