@@ -130,7 +130,7 @@ func TestSharedDNSClustersResolveEachOthersNames(t *testing.T) {
 	}
 	other := map[*env]*env{alpha: beta, beta: alpha}
 	for _, e := range []*env{alpha, beta} {
-		share := e.writeProbingSpec("", "resolve controller-01."+e.cluster+".local", "resolve-wait controller-01."+other[e].cluster+".local")
+		share := e.writeProbingSpec("", "resolve-wait controller-01."+e.cluster+".local", "resolve-wait controller-01."+other[e].cluster+".local")
 		shares = append(shares, share)
 		spec := strings.Replace(readFile(t, e.config), "network:\n", "network:\n  dns_mode: shared_dns\n", 1)
 		writeFile(t, e.config, spec+"host_configuration:\n  network:\n    enable_host_dns_integration: true\n    dnsmasq_config_path: "+res.dir+"\n    dnsmasq_address: "+res.addr+"\n")
@@ -174,7 +174,7 @@ func TestSharedDNSClustersResolveEachOthersNames(t *testing.T) {
 	for i, e := range []*env{alpha, beta} {
 		reached := probeResults(t, shares[i])
 		t.Logf("%s guest (shared_dns): %v", e.cluster, reached)
-		assert.Equal(t, controllers[e], reached["resolve controller-01."+e.cluster+".local"])
+		assert.Equal(t, controllers[e], reached["resolve-wait controller-01."+e.cluster+".local"])
 		assert.Equal(t, controllers[other[e]], reached["resolve-wait controller-01."+other[e].cluster+".local"], "the other shared_dns cluster's names")
 	}
 	// From the host.
