@@ -31,6 +31,9 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 			return Description{}, badRequest(err)
 		}
 	}
+	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+		return Description{}, err
+	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
 		// Status is interactive: fail fast when the host's worker is not

@@ -35,6 +35,9 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
 		return DestroyResult{}, badRequest(err)
 	}
+	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+		return DestroyResult{}, err
+	}
 	var inv activities.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,

@@ -20,7 +20,7 @@ type updateOutcome struct {
 
 func ledgerEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	env.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
 	return env
 }

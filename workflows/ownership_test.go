@@ -22,7 +22,7 @@ func TestScaleOutRollsBackTheFailedNodeAlone(t *testing.T) {
 		cluster.NodeSpec{Name: "compute-03", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1},
 		cluster.NodeSpec{Name: "compute-04", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1})
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv, failAt: "StartDomain lab-compute-04"}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, req)
@@ -45,7 +45,7 @@ func TestScaleOutKeepsEveryAddress(t *testing.T) {
 		req.Spec.ComputeNodes[1],
 	}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, req)
@@ -78,7 +78,7 @@ func TestStartRefusesLookalikesBeforeCreatingAnything(t *testing.T) {
 		Pool:    &activities.PoolState{Name: "lab-pool", UUID: "0f4b7c1e-0000-4000-8000-000000000002", Path: "/srv/pools/lab"},
 	}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, testRequest(t))
@@ -97,7 +97,7 @@ func TestWorkflowsValidateTheirRequest(t *testing.T) {
 	for name, wf := range map[string]any{"start": StartCluster, "describe": DescribeCluster} {
 		t.Run(name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
-			env := s.NewTestWorkflowEnvironment()
+			env := onHost(&s, "hv1")
 			r := &recorder{}
 			r.install(env)
 			env.ExecuteWorkflow(wf, bad)
@@ -111,7 +111,7 @@ func TestWorkflowsValidateTheirRequest(t *testing.T) {
 	for name, wf := range map[string]any{"stop": StopCluster, "destroy": DestroyCluster} {
 		t.Run(name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
-			env := s.NewTestWorkflowEnvironment()
+			env := onHost(&s, "hv1")
 			r := &recorder{}
 			r.install(env)
 			env.ExecuteWorkflow(wf, noName)
@@ -264,7 +264,7 @@ func TestDestroyVMWithATypoDeletesNothing(t *testing.T) {
 	require.NoError(t, err)
 	req.VMs = []string{"compute-01", "compue-02"}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: existingInventory(plan)}
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, req)

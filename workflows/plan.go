@@ -103,6 +103,9 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		return r, nil
 	}
 	r.Plan = fresh
+	if err := refuseOtherHost(ctx, fresh.Host); err != nil {
+		return r, err
+	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
 		// Interactive: fail fast when the host's worker is not there.

@@ -59,6 +59,9 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	actx := stepContext(ctx, o)
 	// The workflow checks its request itself: a client that skips the CLI
 	// gets the same errors, and nothing is created for a bad request.
+	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+		return StartResult{}, err
+	}
 	validate, recorded := specValidator(ctx)
 	if err := validate(req.Spec); err != nil {
 		return StartResult{}, badRequest(err)

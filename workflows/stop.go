@@ -28,6 +28,9 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if err := cluster.ValidateTarget(req.Spec.Cluster.Name, req.Spec.Cluster.Host); err != nil {
 		return StopResult{}, badRequest(err)
 	}
+	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+		return StopResult{}, err
+	}
 	var inv activities.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,

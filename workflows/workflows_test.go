@@ -218,7 +218,7 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.failAt, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
-			env := s.NewTestWorkflowEnvironment()
+			env := onHost(&s, "hv1")
 			r := &recorder{failAt: tc.failAt}
 			r.install(env)
 			env.ExecuteWorkflow(StartCluster, testRequest(t))
@@ -264,7 +264,7 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 
 func TestStartClusterSucceedsAndReportsWhatItCreated(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, testRequest(t))
@@ -286,7 +286,7 @@ func TestStartClusterOnExistingClusterRegistersNoCompensation(t *testing.T) {
 	require.NoError(t, err)
 	inv := existingInventory(plan)
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv, failAt: "StartDomain lab-compute-02"}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, req)
@@ -296,7 +296,7 @@ func TestStartClusterOnExistingClusterRegistersNoCompensation(t *testing.T) {
 
 func TestStartClusterCancelledRollsBack(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	// Cancel while the VMs' volumes are being created.
 	r := &recorder{volumeDelay: 2 * time.Second}
 	r.install(env)
@@ -321,7 +321,7 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 		{Name: "lab-compute-03", State: "running", Owned: false},
 	}}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
@@ -377,7 +377,7 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	inv.ForeignDisks = []string{"/srv/pools/lab/compute-02.qcow2"}
 	inv.NetworkUsers = []string{"lab-compute-02"}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv}
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, req)
@@ -413,7 +413,7 @@ func TestDestroyRemovesEverythingTheClusterOwnsWhateverTheFileSays(t *testing.T)
 	// Only the name and host reach the workflow, as with --name.
 	only := Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv}
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, only)
@@ -433,7 +433,7 @@ func TestDestroyRemovesEverythingTheClusterOwnsWhateverTheFileSays(t *testing.T)
 
 func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{}
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, testRequest(t))
@@ -459,7 +459,7 @@ func buildLab(ctx workflow.Context, req Request) (StartResult, error) {
 
 func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	Register(env)
 	env.RegisterWorkflow(buildLab)
 	r := &recorder{}
@@ -475,7 +475,7 @@ func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
 // the base, pool and network beneath), while the other VMs still clean up.
 func TestFailedUndoStopsTheUndosBeneathIt(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r := &recorder{failAt: "StartDomain lab-compute-02", failUndo: "DeleteDomain lab-compute-02"}
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, testRequest(t))
@@ -519,7 +519,7 @@ func (r *recorder) installRouting(env *testsuite.TestWorkflowEnvironment, member
 func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	run := func(req Request, members []hostchange.Member, failAt string) (*recorder, error, StartResult) {
 		var s testsuite.WorkflowTestSuite
-		env := s.NewTestWorkflowEnvironment()
+		env := onHost(&s, "hv1")
 		r := &recorder{failAt: failAt}
 		r.install(env)
 		r.installRouting(env, members)
@@ -559,7 +559,7 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	again := routedRequest(t)
 	again.ConfirmedHostChanges = false
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := onHost(&s, "hv1")
 	r = &recorder{inPlace: activities.PendingChanges{Routing: true}}
 	r.install(env)
 	r.installRouting(env, []hostchange.Member{{Cluster: "lab", Bridge: "br-lab", Subnet: "192.168.100.0/24"}})
@@ -609,7 +609,7 @@ func sharedDNSRequest(t *testing.T) Request {
 func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	run := func(req Request, inv activities.Inventory, existed bool, failAt string) (*recorder, error, StartResult) {
 		var s testsuite.WorkflowTestSuite
-		env := s.NewTestWorkflowEnvironment()
+		env := onHost(&s, "hv1")
 		r := &recorder{failAt: failAt, inv: inv}
 		r.install(env)
 		r.installResolver(env, existed)
