@@ -48,10 +48,13 @@ func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
 			}
 			var res activities.ClaimResult
 			for _, d := range req.Devices {
-				if _, held := st.Claims[d.Address]; held {
-					continue // this cluster's already
+				if c, held := st.Claims[d.Address]; held {
+					// This cluster's already; the VM is one more holder
+					// when the device moved to it in cluster.yaml.
+					st.Claims[d.Address] = c.WithHolder(d.VM, req.RunID)
+					continue
 				}
-				st.Claims[d.Address] = activities.DeviceClaim{Address: d.Address, Cluster: req.Cluster, VM: d.VM, RunID: req.RunID, Since: workflow.Now(ctx)}
+				st.Claims[d.Address] = activities.NewDeviceClaim(d.Address, req.Cluster, d.VM, req.RunID, workflow.Now(ctx))
 				res.Added = append(res.Added, d.Address)
 			}
 			return res, nil
@@ -65,9 +68,17 @@ func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
 			updates++
 			var res activities.ReleaseResult
 			for addr, c := range st.Claims {
-				if c.Cluster == req.Cluster && (req.VM == "" || c.VM == req.VM) && (req.RunID == "" || c.RunID == req.RunID) {
+				if c.Cluster != req.Cluster {
+					continue
+				}
+				// A device stays claimed while another VM of the
+				// cluster still names it.
+				left, free := c.WithoutHolders(req.VM, req.RunID)
+				if free {
 					delete(st.Claims, addr)
 					res.Released = append(res.Released, addr)
+				} else {
+					st.Claims[addr] = left
 				}
 			}
 			sort.Strings(res.Released)

@@ -105,3 +105,44 @@ func TestJudgeSpaceRefusesABaseThatDoesNotFitAndNotesThinDisks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, note)
 }
+
+// A device moved from one VM of a cluster to another in cluster.yaml is
+// named by both domains until the old one is destroyed: `destroy --vm`
+// of the old VM must not free a GPU the new one uses.
+func TestDeviceLedgerKeepsAMovedDeviceUntilNoVMNamesIt(t *testing.T) {
+	env := ledgerEnv(t)
+	claim := func(vm, run string) activities.ClaimRequest {
+		return activities.ClaimRequest{Host: "hv1", Cluster: "a", RunID: run, Devices: []activities.DeviceClaim{{Address: "0000:01:00.0", VM: vm}}}
+	}
+	var first, moved, freeOld, rival, failedRun, freeNew updateOutcome
+	env.RegisterDelayedCallback(func() {
+		update(env, activities.LedgerUpdateClaim, "1", claim("gpu-01", "r1"), &first)
+		update(env, activities.LedgerUpdateClaim, "2", claim("gpu-02", "r2"), &moved)
+		update(env, activities.LedgerUpdateFree, "3", activities.ReleaseRequest{Cluster: "a", VM: "gpu-01"}, &freeOld)
+		update(env, activities.LedgerUpdateClaim, "4", activities.ClaimRequest{Host: "hv1", Cluster: "b", RunID: "r9",
+			Devices: []activities.DeviceClaim{{Address: "0000:01:00.0", VM: "x"}}}, &rival)
+		update(env, activities.LedgerUpdateFree, "5", activities.ReleaseRequest{Cluster: "a", RunID: "r1"}, &failedRun)
+		update(env, activities.LedgerUpdateFree, "6", activities.ReleaseRequest{Cluster: "a", VM: "gpu-02"}, &freeNew)
+		env.CancelWorkflow()
+	}, 0)
+	env.ExecuteWorkflow(DeviceLedger, activities.LedgerState{})
+
+	require.NoError(t, moved.err)
+	assert.Equal(t, activities.ClaimResult{}, moved.value, "the cluster held it already: nothing is claimed anew")
+	assert.Equal(t, activities.ReleaseResult{}, freeOld.value, "the old VM's destroy frees nothing: the new VM names the device")
+	require.Error(t, rival.rejected, "another cluster still cannot take it")
+	assert.Contains(t, rival.rejected.Error(), "claimed by cluster a (VM gpu-0")
+	assert.Equal(t, activities.ReleaseResult{}, failedRun.value, "r1's holder is gone already")
+	assert.Equal(t, activities.ReleaseResult{Released: []string{"0000:01:00.0"}}, freeNew.value, "free once no VM names it")
+}
+
+// Claims recorded before a claim had holders keep their one holder.
+func TestDeviceClaimsRecordedBeforeHoldersKeepTheirVM(t *testing.T) {
+	old := activities.DeviceClaim{Address: "0000:01:00.0", Cluster: "a", VM: "gpu-01", RunID: "r1"}
+	left, free := old.WithoutHolders("gpu-02", "")
+	assert.False(t, free)
+	assert.Equal(t, "gpu-01", left.VM)
+	_, free = old.WithoutHolders("gpu-01", "")
+	assert.True(t, free)
+	assert.Equal(t, "gpu-01, gpu-02", old.WithHolder("gpu-02", "r2").HolderNames())
+}
