@@ -144,8 +144,16 @@ func walkHostConfiguration(hc map[string]any, visit func(rel string, v any)) {
 // keys: unknown keys, wrong kinds and switched-on changes hpcvm does not
 // make under rules are refused.
 func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string), rules hostRules) {
+	seen := map[string]bool{}
 	walkHostConfiguration(hc, func(rel string, v any) {
 		path := "host_configuration." + rel
+		// A dotted key ("network.enable_x") and the nested one name the
+		// same setting: which one wins would be an accident of key order.
+		if seen[rel] {
+			add(path, v, "is given twice, nested and as a dotted key (or twice dotted)", "keep one of them")
+			return
+		}
+		seen[rel] = true
 		if sw, ok := hostSwitches[rel]; ok {
 			on, isBool := v.(bool)
 			switch {

@@ -442,3 +442,21 @@ func TestEditDistanceCountsASwapAsOneEdit(t *testing.T) {
 	assert.Equal(t, 3, editDistance("memory", "memory_mb"))
 	assert.Equal(t, 5, editDistance("", "count"))
 }
+
+// A dotted host_configuration key names the same setting as the nested
+// one: given both, the file is refused, not decided by key order.
+func TestHostConfigurationRefusesASettingGivenNestedAndDotted(t *testing.T) {
+	_, err := Parse([]byte(labYAML + `
+host_configuration:
+  network:
+    enable_cross_cluster_routing: false
+  network.enable_cross_cluster_routing: true
+`))
+	require.Error(t, err)
+	assert.Equal(t, `host_configuration.network.enable_cross_cluster_routing: "true" is given twice, nested and as a dotted key (or twice dotted); keep one of them`,
+		problemAt(t, err, "host_configuration.network.enable_cross_cluster_routing").Error())
+
+	s, err := Parse([]byte(labYAML + "host_configuration: {network.enable_cross_cluster_routing: false}\n"))
+	require.NoError(t, err, "a dotted key alone is the nested setting")
+	assert.False(t, hostFlag(s.HostConfiguration, "network.enable_cross_cluster_routing", true))
+}
