@@ -41,7 +41,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	var inv activities.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,
-			activities.InspectRequest{Cluster: name, Activate: true}).Get(ctx, &inv)
+			activities.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-"}).Get(ctx, &inv)
 	}); err != nil {
 		return DestroyResult{}, err
 	}

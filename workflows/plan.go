@@ -66,9 +66,8 @@ func (r PlanReport) OK() bool {
 // inspection does not even start an inactive pool. It takes no lock, so it
 // runs beside any operation. A check that fails is reported, not raised;
 // the workflow fails only when the host cannot be asked at all.
-func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
+func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 	o := req.Options.withDefaults()
-	var r PlanReport
 	check := func(name string, err error, detail string) bool {
 		c := Check{Name: name, OK: err == nil, Detail: detail}
 		if err != nil {
@@ -77,137 +76,37 @@ func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 		r.Checks = append(r.Checks, c)
 		return err == nil
 	}
-	// Plans never took the recorded hardware rules (see specValidator).
-	validate := cluster.Validate
-	switch hostRulesVersion(ctx) {
-	case workflow.DefaultVersion:
-		validate = cluster.ValidateBeforeHostRules
-	case 1:
-		validate = cluster.ValidateBeforeHostChanges
-	case 2:
-		validate = cluster.ValidateBeforeResolver
-	}
-	if err := validate(req.Spec); err != nil {
-		var verr cluster.ValidationError
-		if errors.As(err, &verr) {
-			for _, fe := range verr {
-				r.Checks = append(r.Checks, Check{Name: "file", Detail: fe.Error()})
-			}
-		} else {
-			check("file", err, "")
-		}
-		return r, nil
-	}
-	fresh, err := cluster.NewPlan(req.Spec)
-	if !check("file", err, "every setting is valid") {
-		return r, nil
-	}
-	r.Plan = fresh
-	if err := refuseOtherHost(ctx, fresh.Host); err != nil {
-		return r, err
-	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
 		// Interactive: fail fast when the host's worker is not there.
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	var inv activities.Inventory
-	if err := workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{
-		Cluster: fresh.Cluster, PlannedDomains: domainNames(fresh),
-	}).Get(ctx, &inv); err != nil {
-		return r, err
-	}
-	check("names", refuseLookalikes(fresh, inv), "no object with the cluster's names was made by anyone but hpcvm")
-	check("network forward", refuseForwardChange(fresh, inv), "the network's forwarding is the one cluster.yaml asks for")
-	var leases []cluster.HostLease
-	if inv.NetworkOwned() {
-		leases = inv.Network.Leases
-	}
-	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
-	if !check("addresses", err, "every VM has a MAC and an address") {
+	// The checks start runs, by the same function (one preflight): each is
+	// reported, and the next run where it does not depend on one that
+	// failed.
+	pf := &preflight{ctx: ctx, actx: actx, req: req}
+	defer func() { r.Checks = append(pf.checks, r.Checks...) }()
+	if err := pf.file(); err != nil {
 		return r, nil
 	}
-	hostChangesOf(ctx, req.Spec).ApplyTo(&plan)
-	if hostRulesVersion(ctx) >= 3 {
-		check("network DNS", refuseDNSChange(plan, inv), "the network's DNS forwarders are the ones cluster.yaml asks for")
-	}
-	r.Plan = plan
-	r.NotInFile = notInFile(plan, inv)
-
-	if err := workflow.ExecuteActivity(ctx, a.ProbeHost).Get(ctx, &r.Host); err != nil {
+	r.Plan = pf.fresh
+	if err := refuseOtherHost(ctx, pf.fresh.Host); err != nil {
 		return r, err
 	}
-	check("host", nil, hostSummary(r.Host))
-	negotiated := true
-	if err := plan.NegotiateRunning(req.Spec, r.Host, runningVMs(inv)); err != nil {
-		negotiated = false
-		var mismatch *cluster.HostMismatchError
-		if errors.As(err, &mismatch) {
-			for _, p := range mismatch.Problems {
-				r.Checks = append(r.Checks, Check{Name: "hardware", Detail: p})
-			}
-		} else {
-			check("hardware", err, "")
-		}
-	} else {
-		check("hardware", nil, machineSummary(plan.Machine))
+	if err := pf.inspect(false); err != nil {
+		return r, err
 	}
-	if addrs := cluster.PCIAddresses(req.Spec); len(addrs) > 0 {
-		var facts cluster.PCIFacts
-		if err := workflow.ExecuteActivity(ctx, a.ValidatePCI, activities.PCIRequest{Host: plan.Host, Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
-			return r, err
-		}
-		if problems := plan.AssignPCI(req.Spec, plan.Host, facts); len(problems) > 0 {
-			negotiated = false
-			for _, p := range problems {
-				r.Checks = append(r.Checks, Check{Name: "pci", Detail: p})
-			}
-		} else {
-			check("pci", nil, fmt.Sprintf("%d function(s) present, in complete IOMMU groups, held by no other domain (%s)", len(addrs), facts.Source))
-		}
+	if pf.failed(CheckAddresses) {
+		return r, nil
 	}
-	r.Plan = plan
-
-	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
-	if paths := hostPaths(req.Spec, plan, inv, baseExisted); !paths.Empty() {
-		err := workflow.ExecuteActivity(ctx, a.CheckHostPaths, paths).Get(ctx, nil)
-		if err != nil && !isBadInput(err) {
-			return r, err
-		}
-		check("paths", err, "the worker may use every path the cluster names")
+	r.Plan, r.NotInFile = pf.plan, notInFile(pf.plan, pf.inv)
+	if err := pf.host(); err != nil {
+		return r, err
 	}
-	var img activities.ImageInfo
-	if baseExisted {
-		img = activities.ImageInfo{Path: plan.BaseImage.Source, Format: base.Format, VirtualSize: base.Capacity}
-		check("base image", nil, fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", base.Name, base.Format, size(base.Capacity)))
-	} else {
-		err := workflow.ExecuteActivity(ctx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img)
-		if err != nil && !isBadInput(err) {
-			return r, err
-		}
-		check("base image", err, fmt.Sprintf("%s: %s, %s virtual, %s on disk", img.Path, img.Format, size(img.VirtualSize), size(uint64(img.FileSize))))
-	}
-	if img.Format != "" {
-		if small := smallDisks(plan, img); len(small) > 0 {
-			check("disk sizes", errors.New(strings.Join(small, "; ")), "")
-		} else {
-			check("disk sizes", nil, "every VM's disk holds the base image")
-		}
-	}
-
-	if img.Format != "" {
-		var space activities.SpaceInfo
-		if err := workflow.ExecuteActivity(ctx, a.PoolSpace, plan.Pool.Path).Get(ctx, &space); err != nil {
-			return r, err
-		}
-		note, err := judgeSpace(plan, inv, img, baseExisted, space)
-		check("pool space", err, fmt.Sprintf("%s free at %s", size(space.Available), space.Measured))
-		if note != "" {
-			plan.Machine.Notes = append(plan.Machine.Notes, note)
-			r.Plan = plan
-		}
-	}
+	r.Host, r.Plan = pf.caps, pf.plan
+	plan, inv, img, baseExisted, negotiated := pf.plan, pf.inv, pf.img, pf.baseExisted, pf.negotiated
+	ctx = actx
 
 	r.Objects = plannedObjects(plan, inv, baseExisted)
 	if negotiated && img.Format != "" {

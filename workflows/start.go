@@ -57,24 +57,18 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	defer tr.dropPending()
 	actx := stepContext(ctx, o)
-	// The workflow checks its request itself: a client that skips the CLI
-	// gets the same errors, and nothing is created for a bad request.
 	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
 		return StartResult{}, err
 	}
-	validate, recorded := specValidator(ctx)
-	if err := validate(req.Spec); err != nil {
-		return StartResult{}, badRequest(err)
+	// The workflow checks its request itself: a client that skips the CLI
+	// gets the same errors, and nothing is created for a bad request. The
+	// checks are validate's (one preflight); a start stops at the first
+	// that fails.
+	pf := &preflight{ctx: ctx, actx: actx, req: req, failFast: true}
+	if err := pf.file(); err != nil {
+		return StartResult{}, err
 	}
-	fresh, err := cluster.NewPlan(req.Spec)
-	if err != nil {
-		return StartResult{}, badRequest(err)
-	}
-	if recorded {
-		fresh.AsRecorded()
-	}
-	hostChanges := hostChangesOf(ctx, req.Spec)
-	hostChanges.ApplyTo(&fresh)
+	fresh, hostChanges := pf.fresh, pf.hostChanges
 	if hostChanges.Any() && hostChanges.Confirm && !req.ConfirmedHostChanges {
 		// Whoever submits the run (the CLI's prompt, --yes, or a parent
 		// workflow) must have said yes to what would change: nothing is
@@ -95,122 +89,30 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		}
 	}
 
-	var inv activities.Inventory
-	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(actx, a.InspectCluster, activities.InspectRequest{
-			Cluster: fresh.Cluster, PlannedDomains: domainNames(fresh), Activate: true,
-		}).Get(ctx, &inv)
-	}); err != nil {
+	if err := run(tr, "inspect", func() (bool, error) { return false, pf.inspect(true) }); err != nil {
+		var f *checkFailure
+		if errors.As(err, &f) && f.short != "" {
+			tr.set("inspect", StepFailed, f.short)
+		}
 		return StartResult{}, failStart(ctx, tr, &saga{}, err)
 	}
-	if err := refuseLookalikes(fresh, inv); err != nil {
-		tr.set("inspect", StepFailed, "objects with the cluster's names were not created by hpcvm")
-		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
-	}
-	if err := refuseRoutingChange(fresh, hostChanges, inv); err != nil {
-		tr.set("inspect", StepFailed, "the cluster is routed; cluster.yaml no longer asks for it")
-		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
-	}
-	if err := refuseForwardChange(fresh, inv); err != nil {
-		tr.set("inspect", StepFailed, "network.forward differs from the existing network's")
-		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
-	}
-	// Addresses the network already gives stay with their VMs.
-	var leases []cluster.HostLease
-	if inv.NetworkOwned() {
-		leases = inv.Network.Leases
-	}
-	plan, err := cluster.NewPlanKeeping(req.Spec, leases)
-	if err != nil {
-		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"plan", badRequest(err)})
-	}
-	if recorded {
-		plan.AsRecorded()
-	}
-	hostChanges.ApplyTo(&plan)
-	if hostRulesVersion(ctx) >= 3 {
-		if err := refuseDNSChange(plan, inv); err != nil {
-			tr.set("inspect", StepFailed, "the DNS forwarders differ from the existing network's")
-			return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{"inspect", err})
-		}
-	}
+	inv := pf.inv
 	// Without network.forward an existing network keeps its forwarding:
 	// its XML, which EnsureNetwork checks, says what it has.
-	if plan.Network.Forward == "" && inv.NetworkOwned() && inv.Network.Forward != "" {
-		plan.Network.Forward = inv.Network.Forward
+	if pf.plan.Network.Forward == "" && inv.NetworkOwned() && inv.Network.Forward != "" {
+		pf.plan.Network.Forward = inv.Network.Forward
 	}
-	base, baseExisted := inv.Volume(plan.BaseImage.Volume)
 
 	// Host checks: nothing is created before the host has shown it can run
 	// this cluster. A base volume already in the pool stands for the image:
 	// its source is not needed any more.
-	var img activities.ImageInfo
-	var discoveryExisted, resolverExisted bool
-	err = run(tr, "host checks", func() (bool, error) {
-		var caps cluster.HostCapabilities
-		if err := workflow.ExecuteActivity(actx, a.ProbeHost).Get(ctx, &caps); err != nil {
-			return false, err
-		}
-		if err := plan.NegotiateRunning(req.Spec, caps, runningVMs(inv)); err != nil {
-			return false, badRequest(err)
-		}
-		if err := validatePCI(ctx, actx, req.Spec, &plan); err != nil {
-			return false, err
-		}
-		// Paths the worker may not use are refused before anything exists.
-		paths := hostPaths(req.Spec, plan, inv, baseExisted)
-		if hostChanges.Discovery {
-			paths.DiscoveryDir = hostChanges.DiscoveryDir
-		}
-		if hostChanges.Resolver {
-			paths.ResolverDir = hostChanges.ResolverDir
-		}
-		if !paths.Empty() {
-			if err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil); err != nil {
-				return false, err
-			}
-		}
-		// A registry file of the cluster's name that is not hpcvm's is
-		// refused before anything is created.
-		if hostChanges.Discovery {
-			if err := workflow.ExecuteActivity(actx, a.DiscoveryRecordExists, discoveryRequest(req, plan, hostChanges)).Get(ctx, &discoveryExisted); err != nil {
-				return false, err
-			}
-		}
-		if hostChanges.Resolver {
-			if err := workflow.ExecuteActivity(actx, a.ResolverEntryExists, resolverRequest(req, plan, hostChanges)).Get(ctx, &resolverExisted); err != nil {
-				return false, err
-			}
-		}
-		if baseExisted {
-			img = activities.ImageInfo{Path: plan.BaseImage.Source, Format: base.Format, VirtualSize: base.Capacity}
-		} else if err := workflow.ExecuteActivity(actx, a.InspectBaseImage, plan.BaseImage.Source).Get(ctx, &img); err != nil {
-			return false, err
-		}
-		if small := smallDisks(plan, img); len(small) > 0 {
-			return false, temporal.NewNonRetryableApplicationError(small[0], activities.ErrTypeBadInput, nil)
-		}
-		// Runs recorded before the pool's space was measured did not.
-		if workflow.GetVersion(ctx, "pool-space", workflow.DefaultVersion, 1) == 1 {
-			var space activities.SpaceInfo
-			if err := workflow.ExecuteActivity(actx, a.PoolSpace, plan.Pool.Path).Get(ctx, &space); err != nil {
-				return false, err
-			}
-			note, err := judgeSpace(plan, inv, img, baseExisted, space)
-			if err != nil {
-				return false, badRequest(err)
-			}
-			if note != "" {
-				plan.Machine.Notes = append(plan.Machine.Notes, note)
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
+	if err := run(tr, "host checks", func() (bool, error) { return false, pf.host() }); err != nil {
 		return StartResult{}, failStart(ctx, tr, &saga{}, err)
 	}
+	plan, img, baseExisted := pf.plan, pf.img, pf.baseExisted
+	discoveryExisted, resolverExisted := pf.discoveryExisted, pf.resolverExisted
 
-	res := StartResult{Plan: plan, Notes: plan.Machine.Notes, NotInFile: notInFile(plan, inv)}
+	res := StartResult{Plan: plan, Notes: plan.Machine.Notes, NotInFile: notInFile(plan, inv), Checks: pf.checks}
 	sg := &saga{}
 	// ensure runs a step whose object did not exist before the run, or
 	// checks one that did. What it created is counted from the snapshot, so
@@ -804,24 +706,6 @@ func runningVMs(inv activities.Inventory) []string {
 		}
 	}
 	return out
-}
-
-// validatePCI checks the PCI functions the spec passes through against the
-// host (ValidatePCI reads them) and gives each VM its devices. Runs
-// recorded before PCI passthrough was built passed nothing through.
-func validatePCI(ctx, actx workflow.Context, s cluster.Spec, plan *cluster.Plan) error {
-	addrs := cluster.PCIAddresses(s)
-	if len(addrs) == 0 || workflow.GetVersion(ctx, "validate-pci", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return nil
-	}
-	var facts cluster.PCIFacts
-	if err := workflow.ExecuteActivity(actx, a.ValidatePCI, activities.PCIRequest{Host: plan.Host, Cluster: plan.Cluster, Addresses: addrs}).Get(ctx, &facts); err != nil {
-		return err
-	}
-	if problems := plan.AssignPCI(s, plan.Host, facts); len(problems) > 0 {
-		return badRequest(&cluster.HostMismatchError{Host: plan.Host, Problems: problems})
-	}
-	return nil
 }
 
 // claimDevices claims the cluster's exclusive PCI functions in the host's

@@ -144,6 +144,9 @@ type StartResult struct {
 	// HostChanges are the changes this run made to the host outside
 	// libvirt, as the audit log words them.
 	HostChanges []string `json:"host_changes,omitempty"`
+	// Checks are the preflight's checks, all passed: the ones validate
+	// reports, by the same names.
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // StopResult is what StopCluster did.

@@ -55,6 +55,9 @@ type recorder struct {
 	failUndo string
 	// inPlace lists the host changes already made (PendingHostChanges).
 	inPlace activities.PendingChanges
+	// badInput makes the failure at failAt a refusal of the input (a
+	// check that fails), not a libvirt error.
+	badInput bool
 }
 
 func (r *recorder) note(list *[]string, s string) {
@@ -65,6 +68,9 @@ func (r *recorder) note(list *[]string, s string) {
 
 func (r *recorder) fail(call string) error {
 	if call == r.failAt {
+		if r.badInput {
+			return temporal.NewNonRetryableApplicationError("injected refusal at "+call, activities.ErrTypeBadInput, nil)
+		}
 		return temporal.NewNonRetryableApplicationError("injected failure at "+call, activities.ErrTypeLibvirt, nil)
 	}
 	return nil

@@ -1,0 +1,130 @@
+package workflows
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/hpcvm/hpcvm/activities"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+)
+
+func checkNames(cs []Check) []string {
+	var out []string
+	for _, c := range cs {
+		if !slices.Contains(PlanOnlyChecks, c.Name) {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func planOf(t *testing.T, req Request, r *recorder, resolver bool) PlanReport {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r.install(env)
+	if resolver {
+		r.installResolver(env, false)
+	}
+	env.ExecuteWorkflow(PlanCluster, req)
+	require.NoError(t, env.GetWorkflowError())
+	var rep PlanReport
+	require.NoError(t, env.GetWorkflowResult(&rep))
+	return rep
+}
+
+func startOf(t *testing.T, req Request, r *recorder, resolver bool) (StartResult, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r.install(env)
+	if resolver {
+		r.installResolver(env, false)
+	}
+	env.ExecuteWorkflow(StartCluster, req)
+	var res StartResult
+	if env.GetWorkflowError() == nil {
+		require.NoError(t, env.GetWorkflowResult(&res))
+	}
+	return res, env.GetWorkflowError()
+}
+
+// validate/plan and start run one preflight: the same checks, by the
+// same names, in the order of PreflightChecks. If start checked what
+// validate does not (or the reverse), this fails.
+func TestValidateAndStartRunTheSameChecks(t *testing.T) {
+	for name, tc := range map[string]struct {
+		req      Request
+		resolver bool
+	}{
+		"plain":      {testRequest(t), false},
+		"shared dns": {sharedDNSRequest(t), true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rep := planOf(t, tc.req, &recorder{}, tc.resolver)
+			require.True(t, rep.OK(), "%+v", rep.Checks)
+			res, err := startOf(t, tc.req, &recorder{}, tc.resolver)
+			require.NoError(t, err)
+
+			planned, started := checkNames(rep.Checks), checkNames(res.Checks)
+			assert.Equal(t, planned, started, "validate reports the checks start runs")
+			var order []string
+			for _, c := range PreflightChecks {
+				if slices.Contains(planned, c) {
+					order = append(order, c)
+				}
+			}
+			assert.Equal(t, order, planned, "in the order of PreflightChecks, each once")
+			for _, must := range []string{CheckFile, CheckNames, CheckRouting, CheckForward, CheckAddresses, CheckDNS, CheckHost, CheckHardware, CheckPaths, CheckBaseImage, CheckDiskSizes, CheckPoolSpace} {
+				assert.Contains(t, planned, must)
+			}
+			if tc.resolver {
+				assert.Contains(t, planned, CheckResolver, "validate looks at the resolver entry, as start does")
+			}
+		})
+	}
+}
+
+// A check that fails fails both: validate reports it by name, start
+// refuses with the same words before it creates anything.
+func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
+	lookalike := activities.Inventory{Domains: []activities.DomainState{{Name: "lab-compute-01", State: "shut off"}}}
+	for _, tc := range []struct {
+		check    string
+		r        func() *recorder
+		resolver bool
+	}{
+		{CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
+		{CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
+		{CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
+		{CheckResolver, func() *recorder { return &recorder{failAt: "ResolverEntryExists", badInput: true} }, true},
+	} {
+		t.Run(tc.check, func(t *testing.T) {
+			req := testRequest(t)
+			if tc.resolver {
+				req = sharedDNSRequest(t)
+			}
+			rep := planOf(t, req, tc.r(), tc.resolver)
+			require.False(t, rep.OK())
+			var failed *Check
+			for i := range rep.Checks {
+				if !rep.Checks[i].OK {
+					failed = &rep.Checks[i]
+					break
+				}
+			}
+			require.NotNil(t, failed)
+			assert.Equal(t, tc.check, failed.Name)
+
+			r := tc.r()
+			_, err := startOf(t, req, r, tc.resolver)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), failed.Detail, "start refuses with what validate reported")
+			for _, c := range r.calls {
+				assert.NotContains(t, []string{"EnsureNetwork", "EnsurePool", "UploadBaseImage"}, c, "nothing was created")
+			}
+		})
+	}
+}
