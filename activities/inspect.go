@@ -98,7 +98,8 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 					ds.Owned, ds.VM, ds.Role = true, owner.VM, owner.Role
 				}
 			}
-			if ds.Owned || planned[d.Name] {
+			lookalike := req.LookalikePrefix != "" && d.Metadata == "" && strings.HasPrefix(d.Name, req.LookalikePrefix)
+			if ds.Owned || planned[d.Name] || lookalike {
 				inv.Domains = append(inv.Domains, ds)
 			}
 			if ds.Owned {

@@ -217,6 +217,11 @@ type InspectRequest struct {
 	// PlannedDomains are domain names the current file plans: a domain of
 	// such a name without the cluster's metadata is reported as a look-alike.
 	PlannedDomains []string `json:"planned_domains,omitempty"`
+	// LookalikePrefix, if set, reports as look-alikes too the domains
+	// whose names start with it and that carry no hpcvm metadata at all:
+	// destroy, which may have no file to plan from, names them as left
+	// alone ("<cluster>-").
+	LookalikePrefix string `json:"lookalike_prefix,omitempty"`
 	// Activate starts the cluster's pool if it is ours and inactive, so its
 	// volumes can be listed; start and destroy act on them, status does not.
 	Activate bool `json:"activate,omitempty"`

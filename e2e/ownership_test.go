@@ -131,7 +131,18 @@ func TestHandMadeLookalikesAreNeverTouched(t *testing.T) {
 	disk := filepath.Join(poolDir, "controller-01.qcow2")
 	made, err := exec.Command("qemu-img", "create", "-f", "qcow2", disk, "64M").CombinedOutput()
 	require.NoError(t, err, string(made))
+	// A domain of the cluster's naming, defined by hand, with no hpcvm
+	// metadata: one the file plans and one it does not.
+	lookalikes := []string{e.cluster + "-controller-01", e.cluster + "-by-hand"}
+	for _, dom := range lookalikes {
+		domXML := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>`, dom)
+		writeFile(t, filepath.Join(e.poolRoot, dom+".xml"), domXML)
+		virsh(t, "define", filepath.Join(e.poolRoot, dom+".xml"))
+	}
 	t.Cleanup(func() {
+		for _, dom := range lookalikes {
+			_, _ = exec.Command("virsh", "-c", libvirtURI(), "undefine", dom).CombinedOutput()
+		}
 		_, _ = exec.Command("virsh", "-c", libvirtURI(), "net-destroy", netName).CombinedOutput()
 		_, _ = exec.Command("virsh", "-c", libvirtURI(), "net-undefine", netName).CombinedOutput()
 		_, _ = exec.Command("virsh", "-c", libvirtURI(), "pool-destroy", poolName).CombinedOutput()
@@ -142,6 +153,9 @@ func TestHandMadeLookalikesAreNeverTouched(t *testing.T) {
 		"pool": virsh(t, "pool-dumpxml", "--inactive", poolName),
 		"disk": fileDigest(t, disk),
 	}
+	for _, dom := range lookalikes {
+		before[dom] = virsh(t, "dumpxml", "--inactive", dom)
+	}
 	same := func() {
 		t.Helper()
 		assert.Equal(t, before["net"], virsh(t, "net-dumpxml", "--inactive", netName))
@@ -149,6 +163,9 @@ func TestHandMadeLookalikesAreNeverTouched(t *testing.T) {
 		assert.Equal(t, before["disk"], fileDigest(t, disk))
 		assert.Contains(t, virsh(t, "net-info", netName), "Active:         yes")
 		assert.Contains(t, virsh(t, "pool-info", poolName), "running")
+		for _, dom := range lookalikes {
+			assert.Equal(t, before[dom], virsh(t, "dumpxml", "--inactive", dom))
+		}
 	}
 
 	code, out := e.hpcvm("start")
@@ -163,6 +180,14 @@ func TestHandMadeLookalikesAreNeverTouched(t *testing.T) {
 	assert.Contains(t, out, "not created by hpcvm, left untouched: network "+netName)
 	assert.Contains(t, out, "not created by hpcvm, left untouched: pool "+poolName)
 	assert.NotContains(t, out, "deleted volume")
+	for _, dom := range lookalikes {
+		assert.Contains(t, out, "not created by hpcvm, left untouched: domain "+dom, "destroy names every look-alike it leaves, domains too")
+	}
+	same()
+
+	code, out = e.hpcvmBare("destroy", "--name", e.cluster, "--host", e.host, "--yes")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "not created by hpcvm, left untouched: domain "+e.cluster+"-by-hand", "also without the file")
 	same()
 
 	code, out = e.hpcvm("status")
