@@ -11,6 +11,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/templates"
+	"github.com/hpcvm/hpcvm/trace"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -226,7 +227,7 @@ func TestFailedStartLeavesNothingBehind(t *testing.T) {
 	m := e.readTrace(out)
 	assert.Equal(t, "failed", m.Result)
 	var failedStart, undone []string
-	for _, r := range m.XMLOperations {
+	for _, r := range append(append([]trace.Record{}, m.XMLOperations...), m.OtherCalls...) {
 		if !r.Success {
 			failedStart = append(failedStart, r.Operation+" "+r.TargetName)
 			require.NotNil(t, r.XMLFile)

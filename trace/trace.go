@@ -57,13 +57,16 @@ type Metadata struct {
 	ClusterName        string   `json:"cluster_name"`
 	Operation          string   `json:"operation"`
 	StartTime          string   `json:"start_time"`
-	EndTime            *string  `json:"end_time"` // null while the run goes on
-	TotalXMLOperations int      `json:"total_xml_operations"`
+	EndTime            *string  `json:"end_time"`             // null while the run goes on
+	TotalXMLOperations int      `json:"total_xml_operations"` // len(XMLOperations), as the plan's tracer counts
 	TraceFolder        string   `json:"trace_folder"`
-	XMLOperations      []Record `json:"xml_operations"`
+	XMLOperations      []Record `json:"xml_operations"` // the calls that handed libvirt a document, numbered as their files
 	FileListing        []string `json:"file_listing"`
 
-	// Every libvirt call of the run, those without an XML document too.
+	// OtherCalls are the calls that changed libvirt with a name and no
+	// document (start, delete, undefine), numbered on their own.
+	OtherCalls []Record `json:"other_calls"`
+	// Every libvirt call of the run: XML operations and other calls.
 	TotalLibvirtCalls int    `json:"total_libvirt_calls"`
 	WorkflowID        string `json:"workflow_id"`
 	RunID             string `json:"run_id"`
@@ -128,7 +131,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 		WorkflowID: workflowID, Workflow: wfType, RunID: startAttrs.GetOriginalExecutionRunId(),
 		Host:          strings.TrimPrefix(startAttrs.GetTaskQueue().GetName(), workflows.TaskQueue("")),
 		Result:        "running",
-		XMLOperations: []Record{}, FileListing: []string{},
+		XMLOperations: []Record{}, FileListing: []string{}, OtherCalls: []Record{},
 	}
 	// The plan's timestamp: seconds, then milliseconds after an underscore.
 	m.TraceFolder = fmt.Sprintf("run_%s_%s_%s_%03d", safeName(cluster), op, began.Format("20060102_150405"), began.Nanosecond()/int(time.Millisecond))
@@ -141,7 +144,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 		if !s.call.Changes {
 			return
 		}
-		r := Record{Timestamp: at, XMLType: s.call.Kind, Operation: s.call.Operation, TargetName: s.call.Target,
+		r := Record{Timestamp: at, XMLType: s.call.Kind, Operation: s.call.Operation, TargetName: traceTarget(s.call),
 			Success: ok, Attempt: attempt, Step: s.summary, Activity: s.call.Activity, ActivityID: s.id,
 			Compensation: strings.HasPrefix(s.summary, "undo: ") || (s.summary == "" && op == "start" && undoesStart(s.call))}
 		if !ok {
@@ -212,25 +215,29 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 		add(s, when, s.attempt, ok, errText, changed)
 	}
 
-	// Every call is numbered in the order it ended; those that handed
-	// libvirt a document get its file, named with their number.
+	// The calls that handed libvirt a document are numbered in the order
+	// they ended, as their files are (001, 002, ... with no gaps, as the
+	// plan's tracer numbers them); the other calls are numbered apart.
 	named := map[string]string{}
 	for i := range all {
-		r := &all[i]
-		r.Sequence = i + 1
-		if docs[i] != "" {
-			m.TotalXMLOperations++
-			status := "SUCCESS"
-			if !r.Success {
-				status = "FAILED"
-			}
-			name := fmt.Sprintf("%03d_%s_%s_%s_%s.xml", r.Sequence, r.XMLType, r.Operation, safeName(r.TargetName), status)
-			r.XMLFile = &name
-			named[name] = docs[i]
-			m.FileListing = append(m.FileListing, name)
+		r := all[i]
+		if docs[i] == "" {
+			r.Sequence = len(m.OtherCalls) + 1
+			m.OtherCalls = append(m.OtherCalls, r)
+			continue
 		}
-		m.XMLOperations = append(m.XMLOperations, *r)
+		r.Sequence = len(m.XMLOperations) + 1
+		status := "SUCCESS"
+		if !r.Success {
+			status = "FAILED"
+		}
+		name := fmt.Sprintf("%03d_%s_%s_%s_%s.xml", r.Sequence, r.XMLType, r.Operation, safeName(r.TargetName), status)
+		r.XMLFile = &name
+		named[name] = docs[i]
+		m.FileListing = append(m.FileListing, name)
+		m.XMLOperations = append(m.XMLOperations, r)
 	}
+	m.TotalXMLOperations = len(m.XMLOperations)
 	m.TotalLibvirtCalls = len(all)
 	return m, named, nil
 }
@@ -332,11 +339,8 @@ func Write(dir string, m Metadata, files map[string]string) (Summary, error) {
 	if err := os.WriteFile(filepath.Join(folder, "trace_metadata.json"), append(raw, '\n'), 0o644); err != nil {
 		return Summary{}, err
 	}
-	s := Summary{Folder: folder, XML: m.TotalXMLOperations, OtherCalls: m.TotalLibvirtCalls - m.TotalXMLOperations}
+	s := Summary{Folder: folder, XML: m.TotalXMLOperations, OtherCalls: len(m.OtherCalls)}
 	for _, r := range m.XMLOperations {
-		if r.XMLFile == nil {
-			continue
-		}
 		if r.Success {
 			s.Succeeded++
 		} else {
@@ -344,4 +348,24 @@ func Write(dir string, m Metadata, files map[string]string) (Summary, error) {
 		}
 	}
 	return s, nil
+}
+
+// traceTarget is the name a call's record and file carry: the object's
+// name, and for a volume the name of the VM (or base) it is the disk of,
+// without its pool and format, as the plan's tracer names it
+// (003_volume_create_controller-01_SUCCESS.xml).
+func traceTarget(c activities.Call) string {
+	if c.Kind != "volume" {
+		return c.Target
+	}
+	_, vol, found := strings.Cut(c.Target, "/")
+	if !found {
+		vol = c.Target
+	}
+	for _, ext := range []string{".qcow2", ".img", ".raw"} {
+		if v, ok := strings.CutSuffix(vol, ext); ok {
+			return v
+		}
+	}
+	return vol
 }

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -65,10 +66,8 @@ func TestTraceOfAFailedStartListsItsDocumentsAndItsUndoing(t *testing.T) {
 	// The calls without a document: the starts (one failed) and the
 	// rollback, which this run recorded before steps had summaries.
 	var failedStart, undone int
-	for _, r := range m.XMLOperations {
-		if r.XMLFile != nil {
-			continue
-		}
+	for _, r := range m.OtherCalls {
+		assert.Nil(t, r.XMLFile)
 		if r.Operation == "start" && !r.Success {
 			failedStart++
 			require.NotNil(t, r.Error)
@@ -82,7 +81,17 @@ func TestTraceOfAFailedStartListsItsDocumentsAndItsUndoing(t *testing.T) {
 	assert.Greater(t, undone, 5, "force off, undefine, delete volumes, pool, network")
 	for i, r := range m.XMLOperations {
 		assert.Equal(t, i+1, r.Sequence)
+		require.NotNil(t, r.XMLFile, "xml_operations lists the calls with a document")
+		assert.True(t, strings.HasPrefix(*r.XMLFile, fmt.Sprintf("%03d_", i+1)), "files are numbered without gaps: %s", *r.XMLFile)
 	}
+	for i, r := range m.OtherCalls {
+		assert.Equal(t, i+1, r.Sequence)
+	}
+	assert.Equal(t, len(m.XMLOperations), m.TotalXMLOperations, "as the plan's tracer counts")
+	assert.Equal(t, m.TotalLibvirtCalls, len(m.XMLOperations)+len(m.OtherCalls))
+	// A VM's disk is named after the VM, as the plan's tracer names it.
+	assert.Contains(t, m.FileListing, "004_volume_create_controller-01_SUCCESS.xml")
+	assert.Equal(t, "controller-01", m.XMLOperations[3].TargetName)
 }
 
 // A step that failed twice before it succeeded, and one that failed: the
