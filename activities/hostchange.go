@@ -75,8 +75,10 @@ func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostC
 }
 
 // LeaveRouting removes what JoinRouting made for the cluster, found by its
-// tag on the host; IP forwarding goes back off only if hpcvm turned it on
-// and no other network of the host forwards.
+// tag on the host. IP forwarding goes back off only if this cluster turned
+// it on, in this boot, no routed cluster is left and no other network of
+// the host forwards; otherwise it is recorded as kept, for good
+// (hostchange.Host.Leave). A cluster that never routed leaves sysctl alone.
 func (a *Activities) LeaveRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
 	var res HostChangeResult
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,4 +40,20 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	require.NoError(t, val.Get(&inv))
 	require.NotNil(t, inv.Routing)
 	assert.Contains(t, inv.Routing.Problem, "xtables lock")
+}
+
+// The question a start asks before a person confirms the join: with the
+// xtables lock held it cannot say "in place", so the join is asked about
+// (an error, or pending), never skipped.
+func TestPendingRoutingWithTheXtablesLockHeldIsNotInPlace(t *testing.T) {
+	acts := &Activities{HostChanges: &hostchange.Host{Name: "testhost", Audit: &hostchange.Audit{Path: filepath.Join(t.TempDir(), "audit.jsonl")}}}
+	bin := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "iptables"), []byte("#!/bin/sh\necho 'Another app is currently holding the xtables lock. Stopped waiting after 5s.' >&2\nexit 4\n"), 0o755))
+	// sysctl answers 1, so the answer rests on what iptables says.
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "sysctl"), []byte("#!/bin/sh\necho 1\n"), 0o755))
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p, err := acts.PendingHostChanges(context.Background(), PendingRequest{Routing: &RoutingRequest{Cluster: "lab", Bridge: "br-lab", Subnet: "10.9.0.0/24"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "xtables lock")
+	assert.False(t, p.Any())
 }
