@@ -52,6 +52,9 @@ const maxRecordSize = 4 << 20
 // may belong to another program's user.
 func (k fileKind) read(path, cluster string) (exists bool, content []byte, err error) {
 	root, err := os.OpenRoot(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil, nil // no directory, no file (a root not made on this host)
+	}
 	if err != nil {
 		return false, nil, err
 	}

@@ -536,7 +536,7 @@ func TestMarkedFilesAreRemovedWithoutTheirRecords(t *testing.T) {
 	_, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "", []string{destroy})
 	require.NoError(t, err)
 	assert.NoFileExists(t, DiscoveryFile(destroy, "lab"))
-	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "web"}, "", []string{destroy})
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "web"}, "", []string{destroy, filepath.Join(dir, "no-such-root")})
 	require.NoError(t, err)
 	assert.Empty(t, recs)
 	assert.FileExists(t, foreign, "not marked as hpcvm's: left alone, no error")
