@@ -75,8 +75,10 @@ func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostC
 }
 
 // LeaveRouting removes what JoinRouting made for the cluster, found by its
-// tag on the host; IP forwarding goes back off only if hpcvm turned it on
-// and no other network of the host forwards.
+// tag on the host. IP forwarding goes back off only if this cluster turned
+// it on, in this boot, no routed cluster is left and no other network of
+// the host forwards; otherwise it is recorded as kept, for good
+// (hostchange.Host.Leave). A cluster that never routed leaves sysctl alone.
 func (a *Activities) LeaveRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
 	var res HostChangeResult
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {
@@ -122,7 +124,9 @@ func (a *Activities) ReadAuditLog(ctx context.Context, req AuditRequest) (AuditL
 		return AuditLog{}, badInput("this worker keeps no audit log (it makes no host changes)", nil)
 	}
 	log := AuditLog{Host: a.HostChanges.Name, Path: a.HostChanges.Audit.Path}
-	recs, skipped, err := a.HostChanges.Audit.Read(func(r hostchange.Record) bool {
+	// One line a change: a pending record is shown only when its outcome
+	// was never recorded.
+	recs, skipped, err := a.HostChanges.Audit.ReadSettled(func(r hostchange.Record) bool {
 		return req.Cluster == "" || r.Cluster == req.Cluster
 	})
 	if err != nil {
@@ -146,11 +150,17 @@ func (a *Activities) hostChanges(requireRoot bool) (*hostchange.Host, error) {
 }
 
 // hostChangeError makes a change the host or its configuration refuses
-// final; anything else (a busy xtables lock, a slow iptables) is retried.
+// final, and so a change not made because the audit log cannot be written
+// (retrying cannot repair the log); anything else (a busy xtables lock, a
+// slow iptables) is retried.
 func hostChangeError(err error) error {
 	var refused *hostchange.RefusedError
 	if errors.As(err, &refused) {
 		return temporal.NewNonRetryableApplicationError(refused.Msg, ErrTypeBadInput, nil)
+	}
+	var audit *hostchange.AuditError
+	if errors.As(err, &audit) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidState, nil)
 	}
 	return err
 }
@@ -204,14 +214,16 @@ func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequ
 }
 
 // RemoveDiscoveryRecord removes the record hpcvm wrote for the cluster
-// (the audit log says where); nothing to remove is success.
+// (the audit log says where; a destroy also looks for the cluster's marked
+// record in each --discovery-root, in case its record was lost); nothing
+// to remove is success.
 func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
 	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
 			only = hostchange.DiscoveryFile(req.Dir, req.Cluster)
 		}
-		return h.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
+		return h.RemoveRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only, a.DiscoveryRoots)
 	})
 }
 
@@ -302,15 +314,16 @@ func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest
 }
 
 // RemoveResolverEntry removes the entries hpcvm wrote for the cluster (the
-// audit log says where) and reloads the resolver; nothing to remove is
-// success.
+// audit log says where; a destroy also looks for the cluster's marked
+// drop-in in each --resolver-root, in case its record was lost) and
+// reloads the resolver; nothing to remove (and no reload owed) is success.
 func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
 	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
 			only = hostchange.ResolverFile(req.Dir, req.Cluster)
 		}
-		return h.RemoveResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only)
+		return h.RemoveResolver(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), only, a.ResolverRoots)
 	})
 }
 

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
+	"go.temporal.io/sdk/temporal"
 )
 
 // InspectCluster reports what exists of the cluster in libvirt, found by
@@ -133,8 +135,18 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		return nil
 	})
 	inv.Routing = <-routing
+	if err == nil && req.Activate && inv.Routing != nil && inv.Routing.Problem != "" {
+		// Start and destroy act on what this says: a start refuses to
+		// run a routed cluster whose file no longer routes it, and must
+		// not take "cannot tell" for "not routed" (fail closed).
+		return inv, temporal.NewApplicationError(fmt.Sprintf("cannot tell whether cluster %s is one of host %s's routed clusters (%s), so it counts as one whose routing cannot be checked: nothing was changed; "+
+			"if another program holds the xtables lock (iptables-legacy: /run/xtables.lock), run this again once it is free", req.Cluster, a.HostChanges.Name, inv.Routing.Problem), ErrTypeBusy)
+	}
 	return inv, err
 }
+
+// routingReadTimeout bounds reading the host's routing rules.
+const routingReadTimeout = 5 * time.Second
 
 // routingOf says whether the cluster is one of the host's routed clusters
 // (its tagged rules), and with whom; nil when the worker makes no host
@@ -144,11 +156,16 @@ func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
 	if a.HostChanges == nil {
 		return nil
 	}
-	// A held xtables lock must not hold up an inspection.
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A held xtables lock must not hold up an inspection; what cannot be
+	// read within the bound is a Problem, which a start or destroy does
+	// not take for "not routed" (InspectCluster).
+	ctx, cancel := context.WithTimeout(ctx, routingReadTimeout)
 	defer cancel()
 	members, err := a.HostChanges.Members(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return &RoutingState{Problem: fmt.Sprintf("iptables did not answer within %s (is the xtables lock held?): %v", routingReadTimeout, err)}
+		}
 		return &RoutingState{Problem: err.Error()}
 	}
 	st := &RoutingState{}

@@ -181,11 +181,16 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	assert.Contains(t, out, "host_configuration lets hpcvm change host "+alpha.host+" outside libvirt; this start will:")
 	assert.Contains(t, out, "host changes not confirmed; nothing was submitted")
 	assert.Empty(t, alpha.leftovers())
+	subnets := map[*env]string{}
+	for i, e := range []*env{alpha, beta} {
+		subnets[e] = computes[i][:strings.LastIndex(computes[i], ".")] + ".0/24"
+	}
 	for _, e := range []*env{alpha, beta} {
 		code, out = e.hpcvm("start", "--yes")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Contains(t, out, "changed host "+e.host+" outside libvirt")
-		assert.Contains(t, out, "- add filter rule of cluster "+e.cluster+": traffic from bridge "+cluster.BridgeName(e.cluster, "")+" may go to a routed cluster")
+		assert.Contains(t, out, "- add filter rule of cluster "+e.cluster+": traffic from "+subnets[e]+" on bridge "+cluster.BridgeName(e.cluster, "")+" may go to a routed cluster")
+		assert.Contains(t, out, "- add filter rule of cluster "+e.cluster+": traffic from bridge "+cluster.BridgeName(e.cluster, "")+" with a source outside "+subnets[e]+" is dropped (anti-spoofing)")
 		assert.NotContains(t, out, "Cross-cluster routing requested", "no manual steps for what hpcvm made")
 	}
 	reached = probeResults(t, shares[0])
@@ -217,8 +222,10 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	// The audit log says who changed what, when, in which run.
 	code, out = alpha.hpcvm("audit")
 	require.Equal(t, cli.ExitOK, code, out)
-	assert.Contains(t, out, "add nat rule of cluster "+alpha.cluster+": traffic from "+computes[0][:strings.LastIndex(computes[0], ".")]+".0/24 to a routed cluster is not masqueraded")
-	assert.Contains(t, out, "$ iptables -w -t filter -A HPCVM_ROUTED_TO -o "+cluster.BridgeName(alpha.cluster, "")+" -m comment --comment hpcvm-routed:"+alpha.cluster+" -j ACCEPT")
+	assert.Contains(t, out, "add nat rule of cluster "+alpha.cluster+": traffic from "+subnets[alpha]+" to a routed cluster is not masqueraded")
+	assert.Contains(t, out, "$ iptables -w -t filter -A HPCVM_ROUTED_TO -d "+subnets[alpha]+" -o "+cluster.BridgeName(alpha.cluster, "")+" -m comment --comment hpcvm-routed:"+alpha.cluster+" -j ACCEPT")
+	assert.Contains(t, out, "$ iptables -w -t nat -A HPCVM_ROUTED_TO -d "+subnets[alpha]+" -o "+cluster.BridgeName(alpha.cluster, "")+" -m comment --comment hpcvm-routed:"+alpha.cluster+" -j ACCEPT")
+	assert.NotContains(t, out, "pending", "each change once, with its outcome")
 	assert.Contains(t, out, "[netns "+testNetns+"]")
 	assert.Contains(t, out, "hpcvm-cluster-"+alpha.cluster)
 	assert.NotContains(t, out, beta.cluster, "only this cluster's records")
@@ -226,7 +233,7 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	// Destroy undoes each cluster's changes; the last one takes the chains.
 	code, out = alpha.hpcvm("destroy", "--yes")
 	require.Equal(t, cli.ExitOK, code, out)
-	assert.Contains(t, out, "undid host change: remove filter rule of cluster "+alpha.cluster+": traffic of routed clusters may go to bridge "+cluster.BridgeName(alpha.cluster, ""))
+	assert.Contains(t, out, "undid host change: remove filter rule of cluster "+alpha.cluster+": traffic of routed clusters may go to "+subnets[alpha]+" on bridge "+cluster.BridgeName(alpha.cluster, ""))
 	rules = iptables(t, "-S")
 	assert.NotContains(t, rules, "hpcvm-routed:"+alpha.cluster)
 	assert.Contains(t, rules, "hpcvm-routed:"+beta.cluster)

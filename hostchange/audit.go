@@ -42,10 +42,21 @@ type Record struct {
 	Command string `json:"command,omitempty"`
 	Before  string `json:"before,omitempty"`
 	After   string `json:"after,omitempty"`
-	// Outcome: done, unchanged (already as wanted), kept (not undone, with
-	// the reason in Note), failed.
+	// Outcome: pending (about to be made: written before the change),
+	// done, unchanged (already as wanted), kept (not undone, with the
+	// reason in Note), failed.
 	Outcome string `json:"outcome"`
 	Note    string `json:"note,omitempty"`
+	// ID ties a pending record to the done or failed record of the same
+	// change. A pending record without one is a change that may or may
+	// not have been made (the worker stopped in between). Older logs have
+	// no IDs and no pending records.
+	ID string `json:"id,omitempty"`
+	// BootID is the kernel's boot ID (/proc/sys/kernel/random/boot_id)
+	// when the record was written: a runtime setting such as IP
+	// forwarding that a record of another boot names is not what this
+	// boot runs with. Older records have none.
+	BootID string `json:"boot_id,omitempty"`
 }
 
 // Outcomes.
@@ -54,6 +65,9 @@ const (
 	OutcomeUnchanged = "unchanged"
 	OutcomeKept      = "kept"
 	OutcomeFailed    = "failed"
+	// OutcomePending is written before a change is made; a done or
+	// failed record of the same ID follows once it was tried.
+	OutcomePending = "pending"
 )
 
 // Actions.
@@ -96,6 +110,45 @@ func (a *Audit) Append(rec Record) error {
 		return fmt.Errorf("audit log %s: %w", a.Path, err)
 	}
 	return f.Close()
+}
+
+// Settle drops each pending record whose change has its done or failed
+// record: what is left pending is a change whose outcome was never
+// recorded (possibly made). Order is kept otherwise.
+func Settle(recs []Record) []Record {
+	resolved := map[string]bool{}
+	for _, r := range recs {
+		if r.ID != "" && r.Outcome != OutcomePending {
+			resolved[r.ID] = true
+		}
+	}
+	out := make([]Record, 0, len(recs))
+	for _, r := range recs {
+		if r.Outcome == OutcomePending && resolved[r.ID] {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Unsure says the record is a change whose outcome was never recorded;
+// meaningful on settled records.
+func (r Record) Unsure() bool { return r.Outcome == OutcomePending }
+
+// ReadSettled is Read of the settled log (Settle): keep sees pending
+// records only when their outcome was never recorded.
+func (a *Audit) ReadSettled(keep func(Record) bool) (recs []Record, skipped int, err error) {
+	all, skipped, err := a.Read(nil)
+	if err != nil {
+		return nil, skipped, err
+	}
+	for _, r := range Settle(all) {
+		if keep == nil || keep(r) {
+			recs = append(recs, r)
+		}
+	}
+	return recs, skipped, nil
 }
 
 // Read returns the records that keep returns true for, oldest first. A

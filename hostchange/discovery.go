@@ -96,24 +96,24 @@ func (h *Host) WriteRecord(ctx context.Context, meta Meta, path string, doc []by
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionApply}
+	j := h.newJournal(meta, ActionApply)
 	_, _, err = registryFile.write(&j, path, doc)
 	return j.recs, err
 }
 
 // RemoveRecord removes the registry files hpcvm wrote for the cluster,
-// found in the audit log (destroy needs no cluster file), if they are
-// still the cluster's; with only set, that file alone (a start's rollback
-// removes what it wrote, not a file an earlier start wrote elsewhere). A
-// cluster without one changes nothing.
-func (h *Host) RemoveRecord(ctx context.Context, meta Meta, only string) ([]Record, error) {
+// found in the audit log (destroy needs no cluster file) and by their mark
+// in each of dirs, if they are still the cluster's; with only set, that
+// file alone (a start's rollback removes what it wrote, not a file an
+// earlier start wrote elsewhere). A cluster without one changes nothing.
+func (h *Host) RemoveRecord(ctx context.Context, meta Meta, only string, dirs []string) ([]Record, error) {
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionRevert}
-	_, err = registryFile.removeAll(&j, only)
+	j := h.newJournal(meta, ActionRevert)
+	_, _, err = registryFile.removeAll(&j, only, dirs)
 	return j.recs, err
 }
 
@@ -126,8 +126,8 @@ func (h *Host) PruneRecord(ctx context.Context, meta Meta, vms []string) ([]Reco
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionRevert}
-	paths, err := registryFile.written(&j)
+	j := h.newJournal(meta, ActionRevert)
+	paths, _, err := registryFile.written(&j)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (h *Host) PruneRecord(ctx context.Context, meta Meta, vms []string) ([]Reco
 			continue
 		}
 		if len(kept) == 0 {
-			_, err = registryFile.remove(&j, path)
+			_, err = registryFile.remove(&j, path, false)
 		} else {
 			var doc []byte
 			if doc, err = RegistryDocument(meta.Cluster, kept); err == nil {

@@ -18,10 +18,13 @@ import (
 
 // Some host changes are a file hpcvm writes for a cluster into another
 // program's configuration directory (a registry agent's, the host
-// resolver's), named hpcvm-<cluster><ext>. Its content proves it is
-// hpcvm's file of that cluster: a file of that name without the proof is
-// neither replaced nor removed. Where hpcvm wrote one is read back from the
-// audit log, so a destroy needs no cluster file to find it.
+// resolver's), named hpcvm-<cluster><ext>. Its content (its mark) proves
+// it is hpcvm's file of that cluster: a file of that name without the
+// proof is neither replaced nor removed, and one with it is removed by an
+// undo whether or not the audit log still says it was written. Where hpcvm
+// wrote one is read back from the audit log (done records, and pending
+// ones whose outcome was never recorded), so a destroy needs no cluster
+// file to find it; the directories an undo is given are looked in too.
 
 // fileKind is one kind of such file.
 type fileKind struct {
@@ -49,6 +52,9 @@ const maxRecordSize = 4 << 20
 // may belong to another program's user.
 func (k fileKind) read(path, cluster string) (exists bool, content []byte, err error) {
 	root, err := os.OpenRoot(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil, nil // no directory, no file (a root not made on this host)
+	}
 	if err != nil {
 		return false, nil, err
 	}
@@ -158,8 +164,14 @@ func writeInDir(path, cluster string, doc []byte) error {
 }
 
 // remove removes path if it is still the cluster's file, recording it.
-func (k fileKind) remove(j *journal, path string) (removed bool, err error) {
+// With lenient, a file there that is not the cluster's is left alone
+// silently (a place looked in, not one the log says hpcvm wrote).
+func (k fileKind) remove(j *journal, path string, lenient bool) (removed bool, err error) {
 	exists, old, err := k.read(path, j.meta.Cluster)
+	var refused *RefusedError
+	if lenient && errors.As(err, &refused) {
+		return false, nil
+	}
 	if err != nil || !exists {
 		return false, err
 	}
@@ -176,47 +188,70 @@ func (k fileKind) remove(j *journal, path string) (removed bool, err error) {
 }
 
 // removeAll removes the cluster's files of this kind that the audit log
-// says hpcvm wrote and has not removed since; with only set, that file
+// says hpcvm wrote (or may have written) and has not removed since, and
+// the cluster's marked file in each of dirs; with only set, that file
 // alone (a start's rollback removes what it wrote, not a file an earlier
-// start wrote elsewhere).
-func (k fileKind) removeAll(j *journal, only string) (removed int, err error) {
-	paths, err := k.written(j)
+// start wrote elsewhere), found by its mark even if its record was lost.
+// It returns the paths it looked at and those the log names for the
+// cluster, for the reload that may be owed.
+func (k fileKind) removeAll(j *journal, only string, dirs []string) (removed int, looked []string, err error) {
+	paths, named, err := k.written(j)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	if only == "" {
+		looked = append(looked, named...)
+	}
+	logged := map[string]bool{}
+	for _, p := range paths {
+		logged[p] = true
+	}
+	for _, dir := range dirs {
+		if p := clusterFile(dir, j.meta.Cluster, k.ext); !logged[p] {
+			paths = append(paths, p)
+		}
+	}
+	if only != "" {
+		paths = []string{only}
 	}
 	for _, path := range paths {
-		if only != "" && path != only {
-			continue
-		}
-		ok, err := k.remove(j, path)
+		looked = append(looked, path)
+		ok, err := k.remove(j, path, !logged[path])
 		if err != nil {
-			return removed, err
+			return removed, looked, err
 		}
 		if ok {
 			removed++
 		}
 	}
-	return removed, nil
+	return removed, looked, nil
 }
 
 // written lists the cluster's files of this kind that the audit log says
-// hpcvm wrote and has not removed since.
-func (k fileKind) written(j *journal) ([]string, error) {
-	recs, _, err := j.h.Audit.Read(func(r Record) bool {
+// hpcvm wrote, or may have written (a pending record without outcome), and
+// has not surely removed since; named are all the files of this kind the
+// log names for the cluster, removed or not.
+func (k fileKind) written(j *journal) (written, named []string, err error) {
+	recs, _, err := j.h.Audit.ReadSettled(func(r Record) bool {
 		_, ok := k.pathOf(r)
-		return r.Cluster == j.meta.Cluster && r.Outcome == OutcomeDone && ok
+		return r.Cluster == j.meta.Cluster && (r.Outcome == OutcomeDone || r.Unsure()) && ok
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	written := map[string]bool{}
+	left := map[string]bool{}
 	for _, r := range recs {
 		path, _ := k.pathOf(r)
 		// A rollback may write too (an entry put back), so the verb, not
-		// the action, says whether the file was left there.
-		written[path] = strings.HasPrefix(r.Command, "write ")
+		// the action, says whether the file was left there; a removal
+		// that may not have happened may have left it there too.
+		left[path] = strings.HasPrefix(r.Command, "write ") || r.Unsure()
 	}
-	return sortedTrue(written), nil
+	for p := range left {
+		named = append(named, p)
+	}
+	sort.Strings(named)
+	return sortedTrue(left), named, nil
 }
 
 // pathOf is the file of this kind that a record wrote or removed.

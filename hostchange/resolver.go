@@ -76,8 +76,10 @@ func (h *Host) ResolverCurrent(path, cluster string, entry []byte) (bool, error)
 }
 
 // WriteResolver makes path hold the cluster's drop-in and reloads the
-// resolver when it changed. A reload that fails takes the drop-in back
-// (the resolver keeps running as it was) and fails the change.
+// resolver when it changed, or when the audit log does not show a reload
+// done since the file was last written or removed (a worker that stopped
+// between the write and the reload). A reload that fails takes the
+// drop-in back (the resolver keeps running as it was) and fails the change.
 func (h *Host) WriteResolver(ctx context.Context, meta Meta, path string, entry []byte) ([]Record, error) {
 	if len(h.ResolverReload) == 0 {
 		return nil, &RefusedError{"the worker on host " + h.Name + " has no --resolver-reload command, so the host's resolver would never read the cluster's entry: start hpcvm-worker with --resolver-reload (e.g. \"systemctl restart dnsmasq\")"}
@@ -87,17 +89,26 @@ func (h *Host) WriteResolver(ctx context.Context, meta Meta, path string, entry 
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionApply}
+	j := h.newJournal(meta, ActionApply)
 	old, changed, err := resolverFile.write(&j, path, entry)
-	if err != nil || !changed {
+	if err != nil {
 		return j.recs, err
+	}
+	if !changed {
+		owed, err := h.reloadOwed([]string{path})
+		if err != nil || !owed {
+			return j.recs, err
+		}
+		// The entry is what it should be: a failed reload takes nothing
+		// back, the next try reloads again.
+		return j.recs, h.reloadResolver(ctx, &j)
 	}
 	if rerr := h.reloadResolver(ctx, &j); rerr != nil {
 		// Take it back, so the next reload (anyone's) does not load an
 		// entry that this run reports as failed.
-		back := journal{h: h, meta: meta, action: ActionRevert}
+		back := h.newJournal(meta, ActionRevert)
 		if old == nil {
-			_, err = resolverFile.remove(&back, path)
+			_, err = resolverFile.remove(&back, path, false)
 		} else {
 			_, _, err = resolverFile.write(&back, path, old)
 		}
@@ -111,18 +122,26 @@ func (h *Host) WriteResolver(ctx context.Context, meta Meta, path string, entry 
 }
 
 // RemoveResolver removes the drop-ins hpcvm wrote for the cluster (the
-// audit log says where), with only set that one alone, and reloads the
-// resolver if it removed any.
-func (h *Host) RemoveResolver(ctx context.Context, meta Meta, only string) ([]Record, error) {
+// audit log says where) and the cluster's marked drop-in in each of dirs,
+// with only set that one alone, and reloads the resolver if it removed
+// any, or if a reload is owed since one of them was last written or
+// removed (reloadOwed).
+func (h *Host) RemoveResolver(ctx context.Context, meta Meta, only string, dirs []string) ([]Record, error) {
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionRevert}
-	removed, err := resolverFile.removeAll(&j, only)
-	if err != nil || removed == 0 {
+	j := h.newJournal(meta, ActionRevert)
+	removed, looked, err := resolverFile.removeAll(&j, only, dirs)
+	if err != nil {
 		return j.recs, err
+	}
+	if removed == 0 {
+		owed, err := h.reloadOwed(looked)
+		if err != nil || !owed {
+			return j.recs, err
+		}
 	}
 	if len(h.ResolverReload) == 0 {
 		return j.recs, &RefusedError{"removed the cluster's host resolver entry, but the worker on host " + h.Name + " has no --resolver-reload command: restart the host's dnsmasq by hand so it forgets the cluster's domain"}
@@ -137,12 +156,37 @@ func (h *Host) RemoveResolver(ctx context.Context, meta Meta, only string) ([]Re
 // not hold the host-change lock for ever.
 const reloadTimeout = 60 * time.Second
 
+// reloadWhat is the change a resolver reload records.
+const reloadWhat = "reload the host's resolver, so it reads its entries"
+
+// reloadOwed says whether one of paths was written or removed (done, or
+// possibly: a pending record without outcome) after the last reload the
+// audit log shows done, whichever cluster's: then the running resolver
+// may not have read what is there now, and must reload.
+func (h *Host) reloadOwed(paths []string) (bool, error) {
+	want := map[string]bool{}
+	for _, p := range paths {
+		want[p] = true
+	}
+	recs, _, err := h.Audit.ReadSettled(func(r Record) bool {
+		if r.Outcome != OutcomeDone && !r.Unsure() {
+			return false
+		}
+		p, ok := resolverFile.pathOf(r)
+		return (ok && want[p]) || (r.Change == reloadWhat && r.Outcome == OutcomeDone)
+	})
+	if err != nil {
+		return false, err
+	}
+	return len(recs) > 0 && recs[len(recs)-1].Change != reloadWhat, nil
+}
+
 // reloadResolver runs the worker's reload command, where the bridges are
 // (the resolver must reach the clusters' gateways), and records it.
 func (h *Host) reloadResolver(ctx context.Context, j *journal) error {
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	err := j.run(ctx, Record{Change: "reload the host's resolver, so it reads its entries"}, h.ResolverReload[0], h.ResolverReload[1:]...)
+	err := j.run(ctx, Record{Change: reloadWhat}, h.ResolverReload[0], h.ResolverReload[1:]...)
 	if err != nil {
 		return &RefusedError{fmt.Sprintf("the host's resolver did not reload (%v): check that its dnsmasq runs and reads this directory (conf-dir), or start hpcvm-worker with the --resolver-reload command that restarts it", err)}
 	}

@@ -3,8 +3,11 @@ package hostchange
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,18 +24,26 @@ import (
 //   - net.ipv4.ip_forward is 1 (libvirt sets it for its NAT networks; hpcvm
 //     turns it on only if it is off and the file allows it);
 //   - filter: FORWARD's first rule jumps to HPCVM_ROUTED, which sends what
-//     comes in from a member's bridge to HPCVM_ROUTED_TO, which accepts it
-//     when it goes out to a member's bridge. These run before libvirt's
-//     LIBVIRT_FWI/FWO, which reject traffic between its networks;
+//     comes in from a member's bridge with a source in that member's
+//     subnet to HPCVM_ROUTED_TO, which accepts it when it goes out to a
+//     member's bridge with a destination in that member's subnet. What
+//     comes in from a member's bridge with any other source is dropped
+//     (a guest's root user cannot spoof its way into another cluster, nor
+//     out of the host). These run before libvirt's LIBVIRT_FWI/FWO, which
+//     reject traffic between its networks;
 //   - nat: POSTROUTING's first rule jumps to HPCVM_ROUTED, which accepts
-//     (ends NAT for) traffic from a member's subnet to a member's subnet,
-//     before libvirt's LIBVIRT_PRT would masquerade it: a guest sees the
-//     real address of the other cluster's guest.
+//     (ends NAT for) traffic from a member's subnet that goes out to a
+//     member's bridge and subnet, before libvirt's LIBVIRT_PRT would
+//     masquerade it: a guest sees the real address of the other cluster's
+//     guest. Tied to the bridge, a member's subnet never turns
+//     masquerading off for traffic that leaves the host, however wide it
+//     is.
 //
-// A member is two rules a table, each tagged with a comment naming its
-// cluster ("hpcvm-routed:<cluster>"): what a cluster owns on the host is
-// proved by that tag, and a destroy removes exactly those rules. N members
-// make 4N rules, not a rule per pair.
+// A member is five rules (three filter, two nat), each tagged with a
+// comment naming its cluster ("hpcvm-routed:<cluster>"): what a cluster
+// owns on the host is proved by that tag, and a destroy removes exactly
+// those rules, whatever hpcvm version made them. N members make 5N rules,
+// not a rule per pair.
 
 const (
 	chainFrom     = "HPCVM_ROUTED"
@@ -59,7 +70,27 @@ type Host struct {
 	// ResolverReload is the command that makes the host's resolver read
 	// its drop-ins again (host DNS integration), argv form.
 	ResolverReload []string
-	mu             sync.Mutex
+	// BootIDPath is where the kernel's boot ID is read (DefaultBootIDPath
+	// if empty): IP forwarding is restored only by a record of this boot.
+	BootIDPath string
+	mu         sync.Mutex
+}
+
+// DefaultBootIDPath is the kernel's boot ID, new at every boot.
+const DefaultBootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// bootID is the kernel's boot ID, or "" when it cannot be read (then no
+// record counts as this boot's).
+func (h *Host) bootID() string {
+	path := h.BootIDPath
+	if path == "" {
+		path = DefaultBootIDPath
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // DefaultLockPath is the machine-wide lock of hpcvm's host changes, in a
@@ -141,31 +172,59 @@ func (r rule) args(op string) []string {
 	return append([]string{"-w", "-t", r.table, op, r.chain}, r.spec...)
 }
 
+// memberRules are m's rules, each spec in the order `iptables -S` prints
+// it (addresses, interfaces, matches, target), so a rule listed by the
+// host compares equal to the one hpcvm would make.
 func memberRules(m Member) []rule {
 	tag := []string{"-m", "comment", "--comment", tagPrefix + m.Cluster}
 	with := func(table, chain string, match []string, target string) rule {
 		spec := append(append(append([]string{}, match...), tag...), "-j", target)
 		return rule{table, chain, spec}
 	}
+	subnet := canonicalSubnet(m.Subnet)
 	return []rule{
-		with("filter", chainFrom, []string{"-i", m.Bridge}, chainTo),
-		with("filter", chainTo, []string{"-o", m.Bridge}, "ACCEPT"),
-		with("nat", chainFrom, []string{"-s", m.Subnet}, chainTo),
-		with("nat", chainTo, []string{"-d", m.Subnet}, "ACCEPT"),
+		with("filter", chainFrom, []string{"-s", subnet, "-i", m.Bridge}, chainTo),
+		with("filter", chainFrom, []string{"!", "-s", subnet, "-i", m.Bridge}, "DROP"),
+		with("filter", chainTo, []string{"-d", subnet, "-o", m.Bridge}, "ACCEPT"),
+		with("nat", chainFrom, []string{"-s", subnet}, chainTo),
+		with("nat", chainTo, []string{"-d", subnet, "-o", m.Bridge}, "ACCEPT"),
 	}
 }
 
-// ruleWhat says what a member rule does, for the audit log.
+// canonicalSubnet is the subnet as iptables prints it: 10.0.0.5/24 is
+// listed as 10.0.0.0/24. What cannot be parsed is left for iptables to
+// refuse.
+func canonicalSubnet(s string) string {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return s
+	}
+	return p.Masked().String()
+}
+
+// ruleWhat says what a member rule does, for the audit log. It reads rules
+// of the current form and of the older one (bridge or subnet alone).
 func ruleWhat(r rule, cluster string) string {
+	bridgeIn, bridgeOut := valueOf(r.spec, "-i"), valueOf(r.spec, "-o")
+	src, dst := valueOf(r.spec, "-s"), valueOf(r.spec, "-d")
+	negated := len(r.spec) > 0 && r.spec[0] == "!"
 	switch {
+	case r.table == "filter" && r.chain == chainFrom && negated:
+		return fmt.Sprintf("filter rule of cluster %s: traffic from bridge %s with a source outside %s is dropped (anti-spoofing)", cluster, bridgeIn, src)
+	case r.table == "filter" && r.chain == chainFrom && src != "":
+		return fmt.Sprintf("filter rule of cluster %s: traffic from %s on bridge %s may go to a routed cluster", cluster, src, bridgeIn)
 	case r.table == "filter" && r.chain == chainFrom:
-		return fmt.Sprintf("filter rule of cluster %s: traffic from bridge %s may go to a routed cluster", cluster, valueOf(r.spec, "-i"))
+		return fmt.Sprintf("filter rule of cluster %s: traffic from bridge %s may go to a routed cluster", cluster, bridgeIn)
+	case r.table == "filter" && dst != "":
+		return fmt.Sprintf("filter rule of cluster %s: traffic of routed clusters may go to %s on bridge %s", cluster, dst, bridgeOut)
 	case r.table == "filter":
-		return fmt.Sprintf("filter rule of cluster %s: traffic of routed clusters may go to bridge %s", cluster, valueOf(r.spec, "-o"))
+		return fmt.Sprintf("filter rule of cluster %s: traffic of routed clusters may go to bridge %s", cluster, bridgeOut)
 	case r.chain == chainFrom:
-		return fmt.Sprintf("nat rule of cluster %s: traffic from %s to a routed cluster is not masqueraded", cluster, valueOf(r.spec, "-s"))
+		return fmt.Sprintf("nat rule of cluster %s: traffic from %s to a routed cluster is not masqueraded", cluster, src)
+	case bridgeOut != "":
+		return fmt.Sprintf("nat rule of cluster %s: traffic of routed clusters to %s on bridge %s is not masqueraded", cluster, dst, bridgeOut)
 	default:
-		return fmt.Sprintf("nat rule of cluster %s: traffic of routed clusters to %s is not masqueraded", cluster, valueOf(r.spec, "-d"))
+		return fmt.Sprintf("nat rule of cluster %s: traffic of routed clusters to %s is not masqueraded", cluster, dst)
 	}
 }
 
@@ -177,16 +236,21 @@ var hooks = []rule{
 
 // Join makes m a member of the host's routed clusters. Every change is
 // recorded; what was already in place is recorded as unchanged. It is
-// idempotent: a retried step finds its rules and changes nothing.
+// idempotent: a retried step finds its rules and changes nothing. Rules
+// of m in another form (made by an older hpcvm, or for another bridge or
+// subnet) are replaced by the current ones.
 func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]Record, error) {
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionApply}
+	j := h.newJournal(meta, ActionApply)
 	if err := h.needTools("iptables", "sysctl", "ip"); err != nil {
 		return nil, err
+	}
+	if _, err := netip.ParsePrefix(m.Subnet); err != nil {
+		return nil, &RefusedError{fmt.Sprintf("subnet %q of cluster %s is not an IPv4 CIDR (%v): routing rules match it", m.Subnet, m.Cluster, err)}
 	}
 
 	// The rules name the bridge: it must be where they are made. A worker
@@ -235,19 +299,69 @@ func (h *Host) Join(ctx context.Context, meta Meta, m Member, o JoinOptions) ([]
 			return j.recs, err
 		}
 	}
+	// The current rules are in place: older ones of the cluster go.
+	stale, err := h.staleRules(ctx, m)
+	if err != nil {
+		return j.recs, err
+	}
+	for _, s := range stale {
+		if err := j.run(ctx, Record{Change: "replace " + ruleWhat(s.rule, m.Cluster) + " (an older form of the cluster's rules)", Before: "present", After: "absent"},
+			"iptables", "-w", "-t", s.table, "-D", s.chain, strconv.Itoa(s.n)); err != nil {
+			return j.recs, err
+		}
+	}
 	// What was made is checked, not assumed.
 	for _, r := range append(append([]rule{}, hooks...), memberRules(m)...) {
-		if _, err := h.output(ctx, "iptables", r.args("-C")...); err != nil {
+		if ok, err := h.hasRule(ctx, r); err != nil || !ok {
+			if err == nil {
+				err = errors.New("not found")
+			}
 			return j.recs, fmt.Errorf("after adding it, iptables does not find %s: %w", strings.Join(r.args("-A")[1:], " "), err)
 		}
 	}
 	return j.recs, nil
 }
 
+// numberedRule is a rule where `iptables -S` lists it: n counts from 1 in
+// its chain.
+type numberedRule struct {
+	rule
+	n int
+}
+
+// staleRules are the rules tagged with m's cluster that are not its current
+// ones, from the last of each chain to the first, so that deleting them by
+// number in that order deletes each one.
+func (h *Host) staleRules(ctx context.Context, m Member) ([]numberedRule, error) {
+	want := map[string]bool{}
+	for _, r := range memberRules(m) {
+		want[r.table+" "+r.chain+" "+strings.Join(r.spec, " ")] = true
+	}
+	tag := tagPrefix + m.Cluster
+	var out []numberedRule
+	for _, table := range []string{"filter", "nat"} {
+		for _, chain := range []string{chainFrom, chainTo} {
+			lines, _, err := h.listChain(ctx, table, chain)
+			if err != nil {
+				return nil, err
+			}
+			for n := len(lines); n >= 1; n-- {
+				f := fields(lines[n-1])
+				if !hasTag(f, tag) || want[table+" "+chain+" "+strings.Join(f[2:], " ")] {
+					continue
+				}
+				out = append(out, numberedRule{rule{table, chain, f[2:]}, n})
+			}
+		}
+	}
+	return out, nil
+}
+
 // Joined says whether a Join of m would change nothing on the host: IP
-// forwarding on, hpcvm's jumps in place and first, m's rules present. It
-// changes nothing, and takes no lock: a start asks it before a person is
-// asked to confirm the join.
+// forwarding on, hpcvm's jumps in place and first, m's rules present and
+// no older form of them. It changes nothing, and takes no lock: a start
+// asks it before a person is asked to confirm the join. What it cannot
+// read (a held xtables lock, a failing iptables) is an error, never a yes.
 func (h *Host) Joined(ctx context.Context, m Member) (bool, error) {
 	if !h.hasTool("iptables") || !h.hasTool("sysctl") {
 		return false, nil
@@ -266,27 +380,34 @@ func (h *Host) Joined(ctx context.Context, m Member) (bool, error) {
 		}
 	}
 	for _, r := range memberRules(m) {
-		if _, err := h.output(ctx, "iptables", r.args("-C")...); err != nil {
-			return false, nil
+		if ok, err := h.hasRule(ctx, r); err != nil || !ok {
+			return false, err
 		}
 	}
-	return true, nil
+	stale, err := h.staleRules(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	return len(stale) == 0, nil
 }
 
 // Leave removes the cluster's routing rules (found by their tag, whatever
-// the file says now), the chains and jumps once no member is left, and
-// then, with no routed cluster left, turns IP forwarding back off if hpcvm
-// turned it on and nothing else needs it (othersForward: another network
-// of the host forwards, as libvirt's NAT networks do). A retried Leave
-// finishes what an interrupted one began: it decides from what the host
-// and the audit log say now, not from what it removed itself.
+// the file says now, in any form an hpcvm made them), and the chains and
+// jumps once no member is left. A retried Leave finishes what an
+// interrupted one began: it decides from what the host and the audit log
+// say now, not from what it removed itself.
+//
+// IP forwarding is the cluster's to restore only if the audit log's last
+// change to it in this namespace is the cluster's own turning it on, in
+// this boot (restoreIPForward). Every other Leave, a cluster that never
+// routed or does not exist among them, neither reads nor writes it.
 func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Record, error) {
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	j := journal{h: h, meta: meta, action: ActionRevert}
+	j := h.newJournal(meta, ActionRevert)
 	if !h.hasTool("iptables") {
 		return nil, nil // no iptables: no rules of ours either
 	}
@@ -305,7 +426,7 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 		}
 	}
 	if !any {
-		return j.recs, h.restoreIPForward(ctx, &j, othersForward)
+		return j.recs, h.restoreIPForward(ctx, &j, nil, othersForward)
 	}
 	tag := tagPrefix + meta.Cluster
 	for _, table := range []string{"filter", "nat"} {
@@ -337,7 +458,7 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 		return j.recs, err
 	}
 	if len(left) > 0 {
-		return j.recs, nil
+		return j.recs, h.restoreIPForward(ctx, &j, left, othersForward)
 	}
 	// No member left. Chains holding rules hpcvm did not tag (added by
 	// hand) stay, and so do the jumps to them: removing the jump would
@@ -354,7 +475,9 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 		}
 	}
 	for _, hook := range hooks {
-		if _, err := h.output(ctx, "iptables", hook.args("-C")...); err == nil {
+		if ok, err := h.hasRule(ctx, hook); err != nil {
+			return j.recs, err
+		} else if ok {
 			if err := j.run(ctx, Record{Change: "remove the jump from " + hook.table + " " + hook.chain + " to " + chainFrom + " (no routed cluster left)", Before: "present", After: "absent"}, "iptables", hook.args("-D")...); err != nil {
 				return j.recs, err
 			}
@@ -371,15 +494,15 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 			}
 		}
 	}
-	return j.recs, h.restoreIPForward(ctx, &j, othersForward)
+	return j.recs, h.restoreIPForward(ctx, &j, nil, othersForward)
 }
 
 // sameNamespaceAsJoin refuses to leave from another network namespace
 // than the one the cluster's rules were made in: a worker started without
 // --netns would find none and report them gone.
 func (h *Host) sameNamespaceAsJoin(cluster string) error {
-	recs, _, err := h.Audit.Read(func(r Record) bool {
-		return r.Cluster == cluster && r.Outcome == OutcomeDone && strings.HasPrefix(r.Command, "iptables ") && strings.Contains(r.Command, tagPrefix+cluster)
+	recs, _, err := h.Audit.ReadSettled(func(r Record) bool {
+		return r.Cluster == cluster && (r.Outcome == OutcomeDone || r.Unsure()) && strings.HasPrefix(r.Command, "iptables ") && strings.Contains(r.Command, tagPrefix+cluster)
 	})
 	if err != nil || len(recs) == 0 {
 		return err
@@ -398,41 +521,81 @@ func (h *Host) sameNamespaceAsJoin(cluster string) error {
 	return nil
 }
 
-// restoreIPForward turns IP forwarding back to what it was if the last
-// change hpcvm made to it here was turning it on. It says once that it
-// keeps it on for another network.
-func (h *Host) restoreIPForward(ctx context.Context, j *journal, othersForward bool) error {
-	recs, _, err := h.Audit.Read(func(r Record) bool {
-		return r.Change == ipForwardWhat && (r.Outcome == OutcomeDone || r.Outcome == OutcomeKept) && r.Netns == h.Netns
+// forwardingChange is the change to IP forwarding that the cluster may
+// still have to undo: the last change recorded to it in this namespace,
+// if it is the cluster's own, in this boot, and either its turning it on
+// (done, or pending: possibly made) or its turning it back that was
+// interrupted (pending). Anything else (another cluster's, a kept, an
+// earlier boot's, a record of an hpcvm that wrote no boot ID) leaves
+// forwarding to whoever set it last.
+func (h *Host) forwardingChange(cluster, boot string) (*Record, error) {
+	recs, _, err := h.Audit.ReadSettled(func(r Record) bool {
+		return r.Change == ipForwardWhat && r.Netns == h.Netns
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var turnedOn *Record
+	var last *Record
 	for i := range recs {
-		if recs[i].Outcome == OutcomeDone {
-			turnedOn = &recs[i]
+		switch recs[i].Outcome {
+		case OutcomeDone, OutcomePending, OutcomeKept:
+			last = &recs[i]
 		}
 	}
-	if turnedOn == nil || turnedOn.Action != ActionApply {
-		return nil // hpcvm did not turn it on: not its to turn off
+	switch {
+	case last == nil, last.Cluster != cluster, boot == "", last.BootID != boot:
+		return nil, nil
+	case last.Action == ActionApply && last.Outcome != OutcomeKept:
+		return last, nil
+	case last.Action == ActionRevert && last.Outcome == OutcomePending:
+		return last, nil
+	}
+	return nil, nil
+}
+
+// restoreIPForward turns IP forwarding back to what it was before the
+// cluster turned it on (forwardingChange), when no routed cluster is left
+// (left) and no other network of the host forwards (othersForward).
+// Otherwise it records that forwarding is kept, and why: a kept is final,
+// no later Leave turns it off.
+func (h *Host) restoreIPForward(ctx context.Context, j *journal, left []Member, othersForward bool) error {
+	own, err := h.forwardingChange(j.meta.Cluster, j.boot)
+	if err != nil || own == nil {
+		return err
+	}
+	target := own.Before
+	if own.Action == ActionRevert {
+		target = own.After
 	}
 	now, err := h.output(ctx, "sysctl", "-n", ipForwardKey)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", ipForwardKey, err)
 	}
-	if now == turnedOn.Before {
-		return nil // turned back meanwhile, by hand
+	if now == target {
+		return nil // turned back meanwhile (by hand, or the interrupted revert)
 	}
-	if othersForward {
-		if recs[len(recs)-1].Outcome != OutcomeKept {
-			j.add(Record{Change: ipForwardWhat, Before: now, After: now, Outcome: OutcomeKept,
-				Note: fmt.Sprintf("hpcvm turned it on (run %s) and no routed cluster is left, but another network of this host forwards and needs it", turnedOn.RunID)})
+	if own.Action == ActionApply && own.Unsure() && now != own.After {
+		return nil // the interrupted change was not made
+	}
+	turnedOn := fmt.Sprintf("hpcvm turned it on for cluster %s (run %s)", own.Cluster, own.RunID)
+	never := fmt.Sprintf("hpcvm will not turn it off later: when nothing needs it, run `sysctl -w %s=%s`", ipForwardKey, target)
+	if h.Netns != "" {
+		never += " in network namespace " + h.Netns
+	}
+	switch {
+	case len(left) > 0:
+		var names []string
+		for _, m := range left {
+			names = append(names, m.Cluster)
 		}
-		return nil
+		return j.keep(Record{Change: ipForwardWhat, Before: now, After: now,
+			Note: fmt.Sprintf("%s, which left, but routed cluster(s) %s still need it; %s", turnedOn, strings.Join(names, ", "), never)})
+	case othersForward:
+		return j.keep(Record{Change: ipForwardWhat, Before: now, After: now,
+			Note: fmt.Sprintf("%s, and no routed cluster is left, but another network of this host forwards and needs it; %s", turnedOn, never)})
 	}
-	return j.run(ctx, Record{Change: ipForwardWhat, Before: now, After: turnedOn.Before, Note: "back to what it was before run " + turnedOn.RunID},
-		"sysctl", "-w", ipForwardKey+"="+turnedOn.Before)
+	return j.run(ctx, Record{Change: ipForwardWhat, Before: now, After: target, Note: "back to what it was before run " + own.RunID},
+		"sysctl", "-w", ipForwardKey+"="+target)
 }
 
 // refuseOtherFirewalls refuses hosts where iptables rules first in FORWARD
@@ -501,8 +664,10 @@ func (h *Host) ensureChain(ctx context.Context, j *journal, table, chain string)
 }
 
 func (h *Host) ensureRule(ctx context.Context, j *journal, r rule, what string, first bool) error {
-	_, err := h.output(ctx, "iptables", r.args("-C")...)
-	present := err == nil
+	present, err := h.hasRule(ctx, r)
+	if err != nil {
+		return err
+	}
 	if present && first {
 		// It must stay first: a firewall reload that put other jumps
 		// (libvirt's) above it would let them reject routed traffic.
@@ -524,6 +689,23 @@ func (h *Host) ensureRule(ctx context.Context, j *journal, r rule, what string, 
 		args = append([]string{"-w", "-t", r.table, "-I", r.chain, "1"}, r.spec...)
 	}
 	return j.run(ctx, Record{Change: "add " + what, Before: "absent", After: "present"}, "iptables", args...)
+}
+
+// hasRule says whether r is in its chain (iptables -C). Only iptables'
+// "no such rule" (exit status 1, also for a missing chain) is a no: a held
+// xtables lock (status 4) or any other failure is an error, so that no
+// caller takes "cannot tell" for "absent" (and adds a second copy) or for
+// "present".
+func (h *Host) hasRule(ctx context.Context, r rule) (bool, error) {
+	_, err := h.output(ctx, "iptables", r.args("-C")...)
+	var ce *commandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && ce.status == 1:
+		return false, nil
+	}
+	return false, err
 }
 
 // listChain returns the rules of a chain as `iptables -S` prints them
@@ -612,25 +794,45 @@ type RefusedError struct{ Msg string }
 
 func (e *RefusedError) Error() string { return e.Msg }
 
-// journal runs the changes of one Join or Leave and records each.
+// journal runs the changes of one Join or Leave (or file change) and
+// records each, write-ahead: the intent before the change, the outcome
+// after.
 type journal struct {
 	h      *Host
 	meta   Meta
 	action string
-	recs   []Record
+	boot   string // the kernel's boot ID, in every record
+	// recs are what the step reports: outcomes and observations, not the
+	// pending records (they are in the audit log).
+	recs []Record
 }
 
-// add records an observation (nothing run).
+func (h *Host) newJournal(meta Meta, action string) journal {
+	return journal{h: h, meta: meta, action: action, boot: h.bootID()}
+}
+
+// add records an observation (nothing run). One that cannot be recorded
+// is not a failure of the step.
 func (j *journal) add(r Record) {
 	j.fill(&r)
 	j.recs = append(j.recs, r)
-	// An observation that cannot be recorded is not a failure of the step.
 	_ = j.h.Audit.Append(r)
 }
 
-// run runs one command that changes the host and records it with its
-// outcome. A change whose record cannot be written fails the step: hpcvm
-// does not make host changes it cannot account for.
+// keep records that a change is left as it is (kept), with the reason in
+// its Note. A kept is a decision later steps read, so one that cannot be
+// recorded fails the step.
+func (j *journal) keep(r Record) error {
+	r.Outcome = OutcomeKept
+	j.fill(&r)
+	j.recs = append(j.recs, r)
+	if err := j.h.Audit.Append(r); err != nil {
+		return &AuditError{Path: j.h.Audit.Path, Change: r.Change, Err: err, Kept: true}
+	}
+	return nil
+}
+
+// run runs one command that changes the host, recorded as do records.
 func (j *journal) run(ctx context.Context, r Record, name string, args ...string) error {
 	r.Command = strings.Join(append([]string{name}, args...), " ")
 	return j.do(r, func() error {
@@ -639,10 +841,23 @@ func (j *journal) run(ctx context.Context, r Record, name string, args ...string
 	})
 }
 
-// do makes one change (fn) and records it with its outcome, as run does.
+// do makes one change (fn), write-ahead: a pending record of what will be
+// done (the command, the value before and after) first, synced to disk;
+// only then the change; then its done or failed record. hpcvm makes no
+// host change it has not recorded first: when the pending record cannot
+// be written, fn does not run. A pending record without its outcome (the
+// worker stopped in between) tells recovery and undo that the change may
+// have been made.
 func (j *journal) do(r Record, fn func() error) error {
 	j.fill(&r)
+	r.ID = newRecordID()
+	pending := r
+	pending.Outcome = OutcomePending
+	if err := j.h.Audit.Append(pending); err != nil {
+		return &AuditError{Path: j.h.Audit.Path, Change: r.Change, Err: err}
+	}
 	err := fn()
+	r.Time = time.Now().UTC()
 	r.Outcome = OutcomeDone
 	if err != nil {
 		r.Outcome = OutcomeFailed
@@ -651,12 +866,38 @@ func (j *journal) do(r Record, fn func() error) error {
 	}
 	j.recs = append(j.recs, r)
 	if aerr := j.h.Audit.Append(r); aerr != nil {
-		return errors.Join(err, fmt.Errorf("the change %q was made but cannot be recorded: %w", r.Change, aerr))
+		return errors.Join(err, fmt.Errorf("the change %q was tried but its outcome cannot be recorded in the audit log %s (%w); the log keeps it as pending, which undo treats as possibly made: repair the log (free space on its file system, or move away what stands in its place) and retry", r.Change, j.h.Audit.Path, aerr))
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.Change, err)
 	}
 	return nil
+}
+
+// AuditError is a host change hpcvm did not make (or a decision it did not
+// take) because the audit log cannot be written. Retrying helps only once
+// the log can be written again.
+type AuditError struct {
+	Path, Change string
+	Err          error
+	// Kept: the record was the decision to keep a change, not a change.
+	Kept bool
+}
+
+func (e *AuditError) Error() string {
+	if e.Kept {
+		return fmt.Sprintf("the audit log %s cannot be written (%v), so hpcvm cannot record that it keeps %s: repair the log (free space on its file system, or move away what stands in its place) and retry", e.Path, e.Err, e.Change)
+	}
+	return fmt.Sprintf("the audit log %s cannot be written (%v), so hpcvm did not make the change %q: it records every host change before making it; repair the log (free space on its file system, or move away what stands in its place) and retry", e.Path, e.Err, e.Change)
+}
+
+func (e *AuditError) Unwrap() error { return e.Err }
+
+// newRecordID ties a pending record to its outcome.
+func newRecordID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (j *journal) fill(r *Record) {
@@ -673,7 +914,18 @@ func (j *journal) fill(r *Record) {
 	r.WorkflowID = j.meta.WorkflowID
 	r.RunID = j.meta.RunID
 	r.Action = j.action
+	r.BootID = j.boot
 }
+
+// commandError is a command that failed: its argv, what it said on
+// standard error, and its exit status (-1 when it did not exit).
+type commandError struct {
+	argv   []string
+	msg    string
+	status int
+}
+
+func (e *commandError) Error() string { return strings.Join(e.argv, " ") + ": " + e.msg }
 
 // output runs a command in the host's namespace and returns its trimmed
 // standard output; a failure carries its standard error.
@@ -690,7 +942,12 @@ func (h *Host) output(ctx context.Context, name string, args ...string) (string,
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("%s: %s", strings.Join(argv, " "), msg)
+		status := -1
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			status = exit.ExitCode()
+		}
+		return "", &commandError{argv: argv, msg: msg, status: status}
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }

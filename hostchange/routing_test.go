@@ -116,30 +116,32 @@ func TestRoutingJoinsAndLeavesLeavingNothingBehind(t *testing.T) {
 	filter := h.must(t, "iptables", "-w", "-S")
 	assert.Equal(t, 1, strings.Count(filter, "-A FORWARD -j "+chainFrom), "one jump, whatever the number of members")
 
-	// alpha leaves: beta stays, and so does forwarding.
-	recs, err = h.Leave(ctx, meta("alpha"), false)
+	// beta leaves: alpha stays, and so does forwarding.
+	recs, err = h.Leave(ctx, meta("beta"), false)
 	require.NoError(t, err)
-	assert.Len(t, recs, 4, "alpha's four rules")
+	assert.Len(t, recs, 5, "beta's five rules")
 	members, err = h.Members(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []Member{b}, members)
+	assert.Equal(t, []Member{a}, members)
 	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey))
 
-	// beta leaves: the chains and jumps go, and forwarding goes back to 0
-	// because hpcvm turned it on.
-	_, err = h.Leave(ctx, meta("beta"), false)
+	// alpha leaves: the chains and jumps go, and forwarding goes back to
+	// 0 because alpha turned it on, in this boot.
+	_, err = h.Leave(ctx, meta("alpha"), false)
 	require.NoError(t, err)
 	assert.NotContains(t, h.must(t, "iptables", "-w", "-S"), chainFrom)
 	assert.NotContains(t, h.must(t, "iptables", "-w", "-t", "nat", "-S"), chainFrom)
 	assert.Equal(t, "-A FORWARD -j REJECT --reject-with icmp-port-unreachable", firstRule(t, h, "filter", "FORWARD"), "the rules that were there are untouched")
 	assert.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey))
 
-	// Nothing of beta is left: leaving again changes nothing.
-	recs, err = h.Leave(ctx, meta("beta"), false)
-	require.NoError(t, err)
-	assert.Empty(t, recs)
+	// Nothing of either is left: leaving again changes nothing.
+	for _, c := range []string{"alpha", "beta"} {
+		recs, err = h.Leave(ctx, meta(c), false)
+		require.NoError(t, err)
+		assert.Empty(t, recs)
+	}
 
-	all, skipped, err := h.Audit.Read(nil)
+	all, skipped, err := h.Audit.ReadSettled(nil)
 	require.NoError(t, err)
 	assert.Zero(t, skipped)
 	var last Record
@@ -258,15 +260,15 @@ func TestServiceDiscoveryRecord(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, recs, "hpcvm never wrote web's file")
 
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "")
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "", nil)
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "remove "+path, recs[0].Command)
 	assert.NoFileExists(t, path)
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "")
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "", nil)
 	require.NoError(t, err)
 	assert.Empty(t, recs, "nothing left to remove")
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "web"}, "")
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "web"}, "", nil)
 	require.NoError(t, err)
 	assert.Empty(t, recs, "hpcvm never wrote web's file")
 	assert.FileExists(t, other)
@@ -294,13 +296,25 @@ func TestRoutingOnAHostOthersTouched(t *testing.T) {
 	assert.Contains(t, recs[1].Change, "move the jump from filter FORWARD")
 
 	// A hand-made rule whose comment only begins with alpha's tag is not
-	// alpha's: it stays.
+	// alpha's: it stays. It names a member ("alpha extra"), so forwarding
+	// is kept for it, for good.
 	h.must(t, "iptables", "-w", "-A", chainFrom, "-i", "br-x", "-m", "comment", "--comment", "hpcvm-routed:alpha extra", "-j", "RETURN")
-	_, err = h.Leave(ctx, meta, false)
+	recs, err = h.Leave(ctx, meta, false)
 	require.NoError(t, err)
 	assert.Contains(t, h.must(t, "iptables", "-w", "-S", chainFrom), `"hpcvm-routed:alpha extra"`)
 	assert.NotContains(t, h.must(t, "iptables", "-w", "-S", chainFrom), `"hpcvm-routed:alpha"`)
+	assert.Equal(t, OutcomeKept, recs[len(recs)-1].Outcome)
+	assert.Contains(t, recs[len(recs)-1].Note, "routed cluster(s) alpha extra still need it")
 	h.must(t, "iptables", "-w", "-D", chainFrom, "1")
+	// The admin turns forwarding off; alpha joins again and turns it on.
+	h.must(t, "sysctl", "-w", ipForwardKey+"=0")
+	_, err = h.Join(ctx, meta, a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	recs, err = h.Leave(ctx, meta, false)
+	require.NoError(t, err)
+	assert.Equal(t, "0", h.must(t, "sysctl", "-n", ipForwardKey))
+	_, err = h.Join(ctx, meta, a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
 
 	// An untagged rule in hpcvm's chain: the chain and the jump to it stay,
 	// and the log says why.
@@ -314,8 +328,8 @@ func TestRoutingOnAHostOthersTouched(t *testing.T) {
 	assert.Equal(t, "-A FORWARD -j "+chainFrom, firstRule(t, h, "filter", "FORWARD"), "the jump stays: it still leads to that rule")
 	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey), "forwarding is restored only once hpcvm's chains are gone")
 
-	// Once that rule goes, the next leave (of any cluster: a retry after
-	// an interruption) finishes the job and restores forwarding.
+	// Once that rule goes, alpha's next leave (a retry after an
+	// interruption) finishes the job and restores forwarding.
 	h.must(t, "iptables", "-w", "-D", chainFrom, "1")
 	_, err = h.Leave(ctx, Meta{Cluster: "alpha", RunID: "run-retry"}, false)
 	require.NoError(t, err)
@@ -434,7 +448,7 @@ func TestHostResolverEntry(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Contains(t, err.Error(), "is not a regular file")
 
-	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "")
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab", RunID: "run-2"}, "", nil)
 	require.NoError(t, err)
 	require.Len(t, recs, 2)
 	assert.Equal(t, "remove "+path, recs[0].Command)
@@ -442,16 +456,16 @@ func TestHostResolverEntry(t *testing.T) {
 	assert.NoFileExists(t, path)
 	n, _ = os.ReadFile(reloads)
 	assert.Equal(t, "reload\nreload\n", string(n))
-	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab"}, "")
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "lab"}, "", nil)
 	require.NoError(t, err)
 	assert.Empty(t, recs, "nothing left to remove, nothing reloaded")
-	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "web"}, "")
+	recs, err = h.RemoveResolver(ctx, Meta{Cluster: "web"}, "", nil)
 	require.NoError(t, err)
 	assert.Empty(t, recs, "hpcvm never wrote web's file")
 	assert.FileExists(t, other)
 	// The registry file's removal does not take the resolver's entries
 	// for its own, nor the other way round.
-	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "")
+	recs, err = h.RemoveRecord(ctx, Meta{Cluster: "lab"}, "", nil)
 	require.NoError(t, err)
 	assert.Empty(t, recs)
 }

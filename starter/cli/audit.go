@@ -24,7 +24,11 @@ service_discovery), and every one it undid, each with when, who asked
 (user@machine of the client), which cluster and run, the command it ran,
 the value before and after, and the outcome. Changes it found already in
 place are listed as unchanged; changes a destroy did not undo (IP
-forwarding another network still needs) as kept, with the reason.
+forwarding that routed clusters or another network still need) as kept,
+with the reason: a kept change is never undone later. hpcvm records each
+change before making it (pending) and its outcome after; a change listed
+as pending has no recorded outcome (the worker stopped during it), and
+undo treats it as possibly made.
 
 The log is a file on the host (hpcvm-worker --audit-log), kept when
 Temporal forgets old runs; the host's worker reads it. By default audit
@@ -117,6 +121,9 @@ func (a *app) printAudit(log activities.AuditLog, cluster string) {
 		}
 		if r.Note != "" {
 			fmt.Fprintf(w, "\t\t\t\t  %s\t\t\t\n", r.Note)
+		}
+		if r.Unsure() {
+			fmt.Fprintf(w, "\t\t\t\t  %s\t\t\t\n", "no outcome recorded (the worker stopped during this change): hpcvm treats it as possibly made")
 		}
 	}
 	_ = w.Flush()
