@@ -128,3 +128,17 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 		})
 	}
 }
+
+// A plan that cannot read the host's routing rules (the xtables lock is
+// held) does not take that for "not routed": the routing check fails.
+func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
+	inv := activities.Inventory{Routing: &activities.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
+	rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
+	require.False(t, rep.OK())
+	for _, c := range rep.Checks {
+		if c.Name == CheckRouting {
+			assert.False(t, c.OK)
+			assert.Contains(t, c.Detail, "cannot tell whether cluster lab is one of host hv1's routed clusters")
+		}
+	}
+}
