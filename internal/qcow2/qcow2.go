@@ -154,7 +154,7 @@ func Read(r io.ReaderAt, size int64) (Image, error) {
 // itself, saying how to make one that is. path names the image in the
 // message.
 func (img Image) SelfContained(path string) error {
-	flatten := fmt.Sprintf("flatten it into a self-contained image first: qemu-img convert -O qcow2 %s <new image>, and name the new image", path)
+	flatten := fmt.Sprintf("flatten it into one first (qemu-img convert -O qcow2 %s <new image>) and use that", path)
 	switch {
 	case img.BackingFile != "":
 		return fmt.Errorf("it is a qcow2 image layered on the backing file %q, which QEMU would open as root; hpcvm uses only self-contained images: %s", img.BackingFile, flatten)
