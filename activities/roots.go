@@ -341,3 +341,53 @@ func openChecked(field, path string, roots []string, flag string) (*os.File, err
 	}
 	return f, nil
 }
+
+// RootsOverlap says which roots of different kinds overlap (one is, or lies
+// in, the other), judged resolved where they exist. A share root must
+// overlap no other: a guest writes into what it shares, and could plant a
+// base image, a pool's disk, a discovery record or a resolver entry there.
+// Image and pool roots that overlap are returned apart: a base image could
+// then be read from a pool (another cluster's disk).
+func RootsOverlap(image, pool, share, discovery, resolver []string) (shared []string, imagePool []string) {
+	// real resolves the longest existing part of r (the roots are the
+	// admin's; following their links is what is meant).
+	real := func(r string) string {
+		p, rest := filepath.Clean(r), ""
+		for {
+			if rp, err := filepath.EvalSymlinks(p); err == nil {
+				return filepath.Join(rp, rest)
+			}
+			if parent := filepath.Dir(p); parent != p {
+				p, rest = parent, filepath.Join(filepath.Base(p), rest)
+				continue
+			}
+			return filepath.Clean(r)
+		}
+	}
+	overlap := func(a, b string) bool {
+		ra, rb := real(a), real(b)
+		_, in := under(ra, rb)
+		_, out := under(rb, ra)
+		return in || out
+	}
+	for _, s := range share {
+		for _, o := range []struct {
+			flag  string
+			roots []string
+		}{{"--image-root", image}, {"--pool-root", pool}, {"--discovery-root", discovery}, {"--resolver-root", resolver}} {
+			for _, r := range o.roots {
+				if overlap(s, r) {
+					shared = append(shared, fmt.Sprintf("--share-root %s and %s %s", s, o.flag, r))
+				}
+			}
+		}
+	}
+	for _, i := range image {
+		for _, p := range pool {
+			if overlap(i, p) {
+				imagePool = append(imagePool, fmt.Sprintf("--image-root %s and --pool-root %s", i, p))
+			}
+		}
+	}
+	return shared, imagePool
+}

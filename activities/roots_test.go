@@ -224,3 +224,23 @@ func TestBaseImagesThatReachOtherFilesAreRefused(t *testing.T) {
 	assert.Equal(t, "qcow2", info.Format)
 	assert.Equal(t, uint64(1<<20), info.VirtualSize)
 }
+
+// The default roots do not overlap; a share root that overlaps another
+// root is named, and so are image and pool roots that overlap.
+func TestRootsOverlap(t *testing.T) {
+	shared, imagePool := RootsOverlap(DefaultImageRoots, DefaultPoolRoots, DefaultShareRoots, DefaultDiscoveryRoots, DefaultResolverRoots)
+	assert.Empty(t, shared)
+	assert.Empty(t, imagePool)
+
+	// The old defaults: the share root lay inside the image and pool root.
+	shared, imagePool = RootsOverlap([]string{"/var/lib/hpcvm"}, []string{"/var/lib/hpcvm"}, []string{"/srv", "/var/lib/hpcvm/shares"}, nil, nil)
+	assert.Equal(t, []string{"--share-root /var/lib/hpcvm/shares and --image-root /var/lib/hpcvm", "--share-root /var/lib/hpcvm/shares and --pool-root /var/lib/hpcvm"}, shared)
+	assert.Equal(t, []string{"--image-root /var/lib/hpcvm and --pool-root /var/lib/hpcvm"}, imagePool)
+
+	// Judged resolved: a share root reached through a link.
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "images"), 0o755))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "images"), filepath.Join(dir, "shares")))
+	shared, _ = RootsOverlap([]string{filepath.Join(dir, "images")}, nil, []string{filepath.Join(dir, "shares", "x")}, nil, nil)
+	assert.Len(t, shared, 1)
+}
