@@ -330,9 +330,11 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 		{PathsRequest{BaseImage: inside, PoolDir: filepath.Join(f.dir, "pools", "lab")}, ""},
 		{PathsRequest{BaseImage: "/etc/shadow", PoolDir: filepath.Join(f.dir, "lab")}, "cluster.storage.base_image /etc/shadow is outside"},
 		{PathsRequest{PoolDir: "/etc/lab"}, "cluster.storage.pool_path /etc/lab is outside"},
-		{PathsRequest{PoolDir: filepath.Join(escape, "lab")}, "once links are followed"},
-		{PathsRequest{PoolDir: filepath.Join(dangling, "lab")}, "symbolic link to a path that does not exist"},
-		{PathsRequest{BaseImage: filepath.Join(f.dir, "..", "x.qcow2"), PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
+		{PathsRequest{PoolDir: filepath.Join(escape, "lab")}, escape + " is a symbolic link (to " + outside + ") and the path leads to " + filepath.Join(outside, "lab") + ", outside --pool-root"},
+		{PathsRequest{PoolDir: filepath.Join(dangling, "lab")}, "leads to /etc/not-there-hpcvm/lab, outside"},
+		{PathsRequest{BaseImage: f.dir + "/../x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is not a clean path"},
+		{PathsRequest{BaseImage: filepath.Dir(f.dir) + "/x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
+		{PathsRequest{PoolDir: inside}, "exists already"},
 	}
 	for _, tc := range cases {
 		_, err := f.env().ExecuteActivity(f.acts.CheckHostPaths, tc.req)

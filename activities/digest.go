@@ -114,6 +114,11 @@ func compareWithSource(src, vol string, tick func() error) (sum []byte, same boo
 		return nil, false, err
 	}
 	defer sf.Close()
+	return compareFileWithVolume(sf, vol, tick)
+}
+
+// compareFileWithVolume is compareWithSource of a source already open.
+func compareFileWithVolume(sf *os.File, vol string, tick func() error) (sum []byte, same bool, err error) {
 	vf, err := os.Open(vol)
 	if err != nil {
 		return nil, false, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/qcow2"
 	"github.com/hpcvm/hpcvm/libvirt"
 )
 
@@ -129,31 +129,47 @@ func kvmModules(sysfs string) string {
 	return strings.Join(parts, ", ")
 }
 
-// InspectBaseImage checks that the base image exists on this host and reads
-// its format and size, before anything is created.
+// InspectBaseImage checks that the base image exists on this host, under
+// the worker's image roots, and that it is self-contained (no backing file,
+// no external data file), and reads its format and size, before anything
+// is created. Validate and start both ask it.
 func (a *Activities) InspectBaseImage(ctx context.Context, path string) (ImageInfo, error) {
-	host, _ := os.Hostname()
-	if err := within("cluster.storage.base_image", path, a.ImageRoots, "--image-root"); err != nil {
+	f, err := openChecked(baseImageField, path, a.ImageRoots, "--image-root")
+	if err != nil {
 		return ImageInfo{}, err
 	}
-	st, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return ImageInfo{}, badInput(fmt.Sprintf("cluster.storage.base_image %q does not exist on host %s: put the image there (or fix the path) and run again", path, host), err)
-	case err != nil:
-		return ImageInfo{}, badInput(fmt.Sprintf("cluster.storage.base_image %q cannot be read on host %s: %v", path, host, err), err)
-	case !st.Mode().IsRegular():
-		return ImageInfo{}, badInput(fmt.Sprintf("cluster.storage.base_image %q on host %s is not a regular file", path, host), nil)
-	}
-	format, virtual, size, err := libvirt.InspectImage(path)
+	defer f.Close()
+	img, st, err := inspectImage(f, path)
 	if err != nil {
-		return ImageInfo{}, badInput(fmt.Sprintf("cluster.storage.base_image %q on host %s: %v", path, host, err), err)
+		return ImageInfo{}, err
 	}
-	info := ImageInfo{Path: path, Format: format, VirtualSize: virtual, FileSize: size, Allocated: size}
+	info := ImageInfo{Path: path, Format: img.Format, VirtualSize: img.VirtualSize, FileSize: st.Size(), Allocated: st.Size()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		info.Allocated = sys.Blocks * 512
 	}
 	return info, nil
+}
+
+// baseImageField is the setting of cluster.yaml that names the base image.
+const baseImageField = "cluster.storage.base_image"
+
+// inspectImage reads the header of the open image f (named path in
+// messages) and refuses one that is not self-contained: QEMU would open
+// the file its header names, as root, wherever it is.
+func inspectImage(f *os.File, path string) (qcow2.Image, os.FileInfo, error) {
+	host, _ := os.Hostname()
+	st, err := f.Stat()
+	if err != nil {
+		return qcow2.Image{}, nil, badInput(fmt.Sprintf("%s %q cannot be read on host %s: %v", baseImageField, path, host, err), err)
+	}
+	img, err := qcow2.Read(f, st.Size())
+	if err == nil {
+		err = img.SelfContained(path)
+	}
+	if err != nil {
+		return img, st, badInput(fmt.Sprintf("%s %q on host %s: %v", baseImageField, path, host, err), err)
+	}
+	return img, st, nil
 }
 
 // SpaceInfo is the free space of the file system a directory is (or would

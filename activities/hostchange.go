@@ -186,6 +186,9 @@ func (a *Activities) DiscoveryRecordExists(ctx context.Context, req DiscoveryReq
 	if err != nil {
 		return false, err
 	}
+	if _, err := checkDir(discoveryDirField, req.Dir, a.DiscoveryRoots, "--discovery-root"); err != nil {
+		return false, err
+	}
 	exists, err := h.RecordExists(hostchange.DiscoveryFile(req.Dir, req.Cluster), req.Cluster)
 	return exists, hostChangeError(err)
 }
@@ -286,6 +289,9 @@ func (a *Activities) ResolverEntryExists(ctx context.Context, req ResolverReques
 	if len(h.ResolverReload) == 0 {
 		return false, badInput("the worker on host "+h.Name+" has no --resolver-reload command, so the host's resolver would never read the cluster's entry: start hpcvm-worker with --resolver-reload (e.g. \"systemctl restart dnsmasq\"), or set enable_host_dns_integration false", nil)
 	}
+	if _, err := checkDir(resolverDirField, req.Dir, a.ResolverRoots, "--resolver-root"); err != nil {
+		return false, err
+	}
 	exists, err := h.ResolverExists(hostchange.ResolverFile(req.Dir, req.Cluster), req.Cluster)
 	return exists, hostChangeError(err)
 }
@@ -364,7 +370,22 @@ func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest)
 		}
 		p.Routing = !joined
 	}
+	// The roots first: no file outside them is read, not even to answer.
 	if d := req.Discovery; d != nil {
+		dir, err := checkUnder(discoveryDirField, d.Dir, a.DiscoveryRoots, "--discovery-root")
+		if err != nil {
+			return p, err
+		}
+		p.Discovery = !dir.Exists
+	}
+	if r := req.Resolver; r != nil {
+		dir, err := checkUnder(resolverDirField, r.Dir, a.ResolverRoots, "--resolver-root")
+		if err != nil {
+			return p, err
+		}
+		p.Resolver = !dir.Exists
+	}
+	if d := req.Discovery; d != nil && !p.Discovery {
 		doc, err := hostchange.RegistryDocument(d.Cluster, d.Nodes)
 		if err != nil {
 			return p, badInput("service discovery record: "+err.Error(), err)
@@ -375,7 +396,7 @@ func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest)
 		}
 		p.Discovery = !ok
 	}
-	if r := req.Resolver; r != nil {
+	if r := req.Resolver; r != nil && !p.Resolver {
 		entry, err := hostchange.ResolverEntry(r.Cluster, r.Domain, r.Gateway)
 		if err != nil {
 			return p, badInput("host resolver entry: "+err.Error(), err)

@@ -2,8 +2,10 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"strings"
 
+	"github.com/hpcvm/hpcvm/libvirt"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -15,12 +17,20 @@ func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, 
 	if err := def.Unmarshal(xml); err != nil || def.Target == nil {
 		return res, badInput("the pool XML has no target directory", err)
 	}
-	// The roots bound where pools are created; a pool of the cluster that
-	// exists already is checked by its UUID in EnsurePool instead.
+	// The roots bound where pools are created, and a pool is created only
+	// in a directory that does not exist yet (destroy removes it); a pool
+	// of the cluster that exists already is checked by its UUID in
+	// EnsurePool instead.
 	err := a.heartbeating(ctx, func() (err error) {
-		if have, err := a.Libvirt.LookupPool(def.Name); err != nil || !strings.EqualFold(have.UUID, def.UUID) {
-			if err := within("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root"); err != nil {
+		if have, lerr := a.Libvirt.LookupPool(def.Name); lerr != nil || !strings.EqualFold(have.UUID, def.UUID) {
+			p, err := checkUnder("cluster.storage.pool_path", def.Target.Path, a.PoolRoots, "--pool-root")
+			if err != nil {
 				return err
+			}
+			// (A same-named pool that is not ours is refused by
+			// EnsurePool, which says so.)
+			if p.Exists && errors.Is(lerr, libvirt.ErrNotFound) {
+				return badInput(existingPoolDir(p.Path), nil)
 			}
 		}
 		res.Created, err = a.Libvirt.EnsurePool(xml)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcvm/hpcvm/internal/qcow2"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -80,7 +81,21 @@ func statSource(path string) (SourceStat, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return SourceStat{}, err
 	}
-	return SourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}, nil
+	return sourceStat(&st), nil
+}
+
+// fstatSource is statSource of an open file: the file that is read, not
+// whatever the path names by now.
+func fstatSource(f *os.File) (SourceStat, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return SourceStat{}, err
+	}
+	return sourceStat(&st), nil
+}
+
+func sourceStat(st *unix.Stat_t) SourceStat {
+	return SourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}
 }
 
 // UploadBaseImage streams the base image into its pool volume and proves
@@ -104,10 +119,18 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	if req.Existed {
 		return a.checkExistingBase(ctx, req)
 	}
-	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
+	// The image is opened once, where it was checked, and everything after
+	// (its header, the stream, the comparison) reads that open file: a
+	// link swapped in after the check is never followed.
+	srcFile, err := openChecked(baseImageField, req.Source, a.ImageRoots, "--image-root")
+	if err != nil {
 		return res, err
 	}
-	src, err := statSource(req.Source)
+	defer srcFile.Close()
+	if _, _, err := inspectImage(srcFile, req.Source); err != nil {
+		return res, err
+	}
+	src, err := fstatSource(srcFile)
 	if err != nil {
 		return res, badInput(fmt.Sprintf("base image %q: %v", req.Source, err), err)
 	}
@@ -206,7 +229,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// Heartbeats go out from their own goroutine too, so the upload is seen
 	// alive while libvirtd flushes the end of the stream.
 	err = withBeats(func() error {
-		return a.Libvirt.UploadVolume(ctx, req.Pool, req.Volume, req.Source, offset, func(done int64) {
+		return a.Libvirt.UploadVolumeFile(ctx, req.Pool, req.Volume, srcFile, offset, func(done int64) {
 			beats.set(UploadProgress{Offset: max(offset, done-resumeRewind), Sent: done, Source: src})
 		})
 	})
@@ -220,10 +243,10 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	var sum []byte
 	var same bool
 	compareErr := withBeats(func() (err error) {
-		sum, same, err = compareWithSource(req.Source, volPath, ctx.Err)
+		sum, same, err = compareFileWithVolume(srcFile, volPath, ctx.Err)
 		return err
 	})
-	if after, err := statSource(req.Source); err != nil || after != src {
+	if after, err := fstatSource(srcFile); err != nil || after != src {
 		// The next attempt sees the change and starts over. (A source cut
 		// short while it was compared is such a change, not a failure.)
 		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
@@ -243,6 +266,11 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not hold the image %s after a resumed upload; uploading it again from the start", req.Pool, req.Volume, req.Source), ErrTypeLibvirt)
 		}
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded from %s: the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, req.Source), ErrTypeLibvirt, nil)
+	}
+	// What QEMU opens is the volume: its own header must be
+	// self-contained too.
+	if err := volumeSelfContained(req, volPath); err != nil {
+		return res, err
 	}
 	rec := baseRecord{Digest: hex.EncodeToString(sum), Kind: imageDigestKind, Size: size, Source: req.Source, SourceStat: src, Verified: time.Now().UTC().Format(time.RFC3339)}
 	if err := rec.write(volPath); err != nil {
@@ -268,22 +296,46 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	}); err != nil {
 		return res, err
 	}
+	// A volume an earlier hpcvm uploaded was not checked for a backing or
+	// data file: QEMU would open what its header names.
+	if err := volumeSelfContained(req, vol.Path); err != nil {
+		return res, err
+	}
 	if rec, ok := readBaseRecord(vol.Path); ok {
 		if st, err := os.Stat(vol.Path); err == nil && st.Size() == rec.Size {
-			src, err := statSource(req.Source)
+			// The source only matters for a note; it is looked at only
+			// under the image roots.
+			var src SourceStat
+			p, err := checkUnder(baseImageField, req.Source, a.ImageRoots, "--image-root")
+			gone := err == nil && !p.Exists
+			if err == nil && !gone {
+				var f *os.File
+				if f, err = p.open(); err == nil {
+					src, err = fstatSource(f)
+					_ = f.Close()
+				}
+			}
 			switch {
-			case err != nil:
+			case gone:
 				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not there any more; the cluster runs on its verified copy %s (digest %s)", req.Source, req.Volume, rec.Digest))
+			case err != nil:
+				res.Notes = append(res.Notes, fmt.Sprintf("base image %s cannot be used any more (%v); the cluster runs on its verified copy %s (digest %s)", req.Source, err, req.Volume, rec.Digest))
 			case req.Source != rec.Source || src != rec.SourceStat:
 				res.Notes = append(res.Notes, fmt.Sprintf("base image %s is not the file the base volume was made from (%s, %s); the cluster keeps its base (digest %s): destroy and start again to use the new image", req.Source, rec.Source, rec.Verified, rec.Digest))
 			}
 			return res, nil
 		}
 	}
-	if err := within("cluster.storage.base_image", req.Source, a.ImageRoots, "--image-root"); err != nil {
+	srcPath, err := checkUnder(baseImageField, req.Source, a.ImageRoots, "--image-root")
+	if err != nil {
 		return res, err
 	}
-	srcSt, err := statSource(req.Source)
+	srcFile, err := srcPath.open()
+	var srcSt SourceStat
+	if err == nil {
+		defer srcFile.Close()
+		srcSt, err = fstatSource(srcFile)
+	}
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s exists but holds no record of a verified upload, and the base image %s cannot be read (%v) to check it: put the image back and start again, or run `hpcvm destroy`",
@@ -292,7 +344,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	var sum []byte
 	var same bool
 	if err := a.heartbeating(ctx, func() (err error) {
-		sum, same, err = compareWithSource(req.Source, vol.Path, ctx.Err)
+		sum, same, err = compareFileWithVolume(srcFile, vol.Path, ctx.Err)
 		return err
 	}); err != nil {
 		return res, err
@@ -305,6 +357,30 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	rec := baseRecord{Digest: hex.EncodeToString(sum), Kind: imageDigestKind, Size: srcSt.Size, Source: req.Source, SourceStat: srcSt, Verified: time.Now().UTC().Format(time.RFC3339)}
 	_ = rec.write(vol.Path)
 	return res, nil
+}
+
+// volumeSelfContained refuses a base volume whose header names a backing
+// or data file: the VMs' disks would reach through it.
+func volumeSelfContained(req UploadRequest, volPath string) error {
+	f, err := os.OpenFile(volPath, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return classify(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return classify(err)
+	}
+	img, err := qcow2.Read(f, st.Size())
+	if err == nil {
+		err = img.SelfContained(req.Source)
+	}
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"base volume %s/%s (from %s) is not a self-contained image, so no VM is started on it: %v; then run `hpcvm destroy` and start again",
+			req.Pool, req.Volume, req.Source, err), ErrTypeBadInput, nil)
+	}
+	return nil
 }
 
 // baseRecord is the proof of a verified upload, kept on the volume file.

@@ -247,6 +247,9 @@ func validateHardware(s Spec, add func(path string, value any, problem, want str
 					add(p+"."+kv[0], nil, "is required", "give an absolute path")
 				case !strings.HasPrefix(kv[1], "/") || unsafePathR.MatchString(kv[1]) || strings.ContainsAny(kv[1], " \t"):
 					add(p+"."+kv[0], kv[1], "is not a usable absolute path", `give a path starting with '/' without blanks, < > & " ' or control characters`)
+				case kv[0] == "host_path":
+					// The host directory virtiofsd (as root) shares.
+					checkHostPath(p+".host_path", kv[1], "share a directory of its own, under the worker's --share-root", add)
 				}
 			}
 			if m.Mode != "" && !fileModeRE.MatchString(m.Mode) {

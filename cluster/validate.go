@@ -188,6 +188,26 @@ func recordedHardwareRules(s Spec, add func(path string, value any, problem, wan
 	}
 }
 
+// checkHostPath refuses a path that reaches the host unless it is absolute
+// and clean (filepath.Clean leaves it as it is: no '.', '..', '//' or
+// trailing '/'). The worker judges a path against its roots as written and
+// the kernel resolves it component by component: '..' after a symbolic
+// link leads wherever the link does, so a lexical '..' is never trusted.
+// whyNotRoot says what to choose instead of '/'.
+func checkHostPath(path, v, whyNotRoot string, add func(path string, value any, problem, want string)) {
+	switch {
+	case !filepath.IsAbs(v):
+		add(path, v, "is not an absolute path", "give a path starting with '/'")
+	case unsafePathR.MatchString(v):
+		add(path, v, "contains characters hpcvm does not put into libvirt XML", `remove < > & " ' and control characters`)
+	case filepath.Clean(v) != v:
+		add(path, v, "is not a clean path ('.', '..', '//' or a trailing '/')",
+			fmt.Sprintf("write it as %q, and if a symbolic link is on the way, as the path it leads to", filepath.Clean(v)))
+	case v == "/":
+		add(path, v, "is the root directory", whyNotRoot)
+	}
+}
+
 func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string)), hostRules hostRules) error {
 	var errs ValidationError
 	add := func(path string, value any, problem, want string) {
@@ -203,20 +223,13 @@ func validate(s Spec, hardware func(Spec, func(path string, value any, problem, 
 		}
 	}
 	checkPath := func(path, v string, required bool) {
-		switch {
-		case v == "":
+		if v == "" {
 			if required {
 				add(path, nil, "is required", "give the absolute path of a file on the cluster's host")
 			}
-		case !filepath.IsAbs(v):
-			add(path, v, "is not an absolute path", "give a path starting with '/'")
-		case unsafePathR.MatchString(v):
-			add(path, v, "contains characters hpcvm does not put into libvirt XML", `remove < > & " ' and control characters`)
-		case filepath.Clean(v) != v:
-			add(path, v, "is not a clean path", fmt.Sprintf("write it as %q", filepath.Clean(v)))
-		case v == "/":
-			add(path, v, "is the root directory", "choose a directory for the cluster's disks")
+			return
 		}
+		checkHostPath(path, v, "choose a directory for the cluster's disks", add)
 	}
 
 	checkName("cluster.name", s.Cluster.Name, maxClusterNameLen)

@@ -57,9 +57,12 @@ func (c *Client) EnsurePool(xml string) (created bool, err error) {
 			}
 		} else {
 			// A dir pool's volumes are simply the files in its directory,
-			// and deleting the pool later deletes them: never adopt a
-			// directory that already holds files.
-			if err := checkEmptyDir(op, want.Name, poolPath(&want)); err != nil {
+			// and deleting the pool later deletes them and removes the
+			// directory: never adopt one that exists, even empty (a mount
+			// point, a directory an admin prepared). The directory a pool
+			// of ours has is the one its Build made: the pool's UUID
+			// proves both.
+			if err := checkAbsentDir(op, want.Name, poolPath(&want)); err != nil {
 				return err
 			}
 			pool, err = conn.StoragePoolDefineXML(xml, 0)
@@ -271,11 +274,19 @@ func poolPath(p *libvirtxml.StoragePool) string {
 	return filepath.Clean(p.Target.Path)
 }
 
-// checkEmptyDir refuses a directory that exists and holds anything.
-func checkEmptyDir(op, object, dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
-		return nil // absent (libvirt creates it) or empty
+// checkAbsentDir refuses a pool directory that exists already (or
+// anything else at its path).
+func checkAbsentDir(op, object, dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) == 0 {
+		return newErr(ErrNotOwned, op, object,
+			"its directory %s exists already and hpcvm did not create it; deleting the pool would remove it, so hpcvm uses only a directory it creates itself: "+
+				"remove it if it is an empty leftover (rmdir %s), or choose another pool_path", dir, dir)
 	}
 	var names []string
 	for i, e := range entries {

@@ -85,6 +85,45 @@ func TestPoolRefusesANonEmptyDirectory(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound, "nothing was defined")
 }
 
+// An existing directory hpcvm did not create, even an empty one (a mount
+// point, a directory an admin prepared), is not adopted as a pool: destroy
+// removes a pool's directory, and would rmdir it. It is left as it was.
+func TestPoolRefusesAnExistingEmptyDirectory(t *testing.T) {
+	c := testClient(t)
+	p := dirPool(t, c, testPrefix(t))
+	require.NoError(t, os.MkdirAll(p.dir, 0o700))
+	require.NoError(t, os.Chmod(p.dir, 0o700))
+	_, err := c.EnsurePool(p.xml)
+	require.ErrorIs(t, err, ErrNotOwned)
+	require.Contains(t, err.Error(), "exists already")
+	require.Contains(t, err.Error(), "rmdir "+p.dir)
+	_, err = c.LookupPool(p.name)
+	require.ErrorIs(t, err, ErrNotFound, "nothing was defined")
+	require.NoError(t, c.DeletePool(p.name, p.uuid))
+	st, err := os.Stat(p.dir)
+	require.NoError(t, err, "the directory survives")
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "untouched")
+
+	// A link at the pool path is refused the same way.
+	require.NoError(t, os.Remove(p.dir))
+	require.NoError(t, os.Symlink(t.TempDir(), p.dir))
+	_, err = c.EnsurePool(p.xml)
+	require.ErrorIs(t, err, ErrNotOwned)
+	require.NoError(t, os.Remove(p.dir))
+
+	// The directory hpcvm's pool made is its own: a retry adopts it, and
+	// delete removes it.
+	_, err = c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	stopPool(t, c, p.name)
+	created, err := c.EnsurePool(p.xml)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.NoError(t, c.DeletePool(p.name, p.uuid))
+	_, err = os.Stat(p.dir)
+	require.True(t, os.IsNotExist(err), "pool directory removed, got %v", err)
+}
+
 func TestPoolRestartsInactiveForDelete(t *testing.T) {
 	c := testClient(t)
 	p := dirPool(t, c, testPrefix(t))

@@ -2,7 +2,6 @@ package libvirt
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hpcvm/hpcvm/internal/qcow2"
 	lv "libvirt.org/go/libvirt"
 )
 
@@ -30,12 +30,21 @@ const (
 // It is not retried on a dropped connection: the caller resumes from the
 // last reported offset instead.
 func (c *Client) UploadVolume(ctx context.Context, pool, name, src string, offset int64, progress func(done int64)) error {
-	op, object := "upload to volume", pool+"/"+name
 	f, err := os.Open(src)
 	if err != nil {
-		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
+		return &Error{Op: "upload to volume", Object: pool + "/" + name, Cause: err, Detail: err.Error()}
 	}
 	defer f.Close()
+	return c.UploadVolumeFile(ctx, pool, name, f, offset, progress)
+}
+
+// UploadVolumeFile is UploadVolume of a file the caller opened: the caller
+// decides how it is opened (hpcvm's activities open a base image where it
+// was checked, never through a link swapped in later). It reads f by its
+// own offset (Seek) and leaves it open.
+func (c *Client) UploadVolumeFile(ctx context.Context, pool, name string, f *os.File, offset int64, progress func(done int64)) error {
+	op, object := "upload to volume", pool+"/"+name
+	src := f.Name()
 	st, err := f.Stat()
 	if err != nil {
 		return &Error{Op: op, Object: object, Cause: err, Detail: err.Error()}
@@ -245,11 +254,10 @@ func sendAll(s *lv.Stream, p []byte) error {
 	return nil
 }
 
-var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
-
 // InspectImage reports a disk image's format ("qcow2" or "raw"), the size a
 // guest sees (virtualSize) and the size of the file. It reads only the
-// header, so it is cheap on large images.
+// header, so it is cheap on large images. (It does not judge what the
+// header names: the activities do, with qcow2.Image.SelfContained.)
 func InspectImage(path string) (format string, virtualSize uint64, fileSize int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -260,17 +268,9 @@ func InspectImage(path string) (format string, virtualSize uint64, fileSize int6
 	if err != nil {
 		return "", 0, 0, err
 	}
-	fileSize = st.Size()
-	hdr := make([]byte, 32)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return "", 0, 0, fmt.Errorf("read header of %s: %w", path, err)
+	img, err := qcow2.Read(f, st.Size())
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	if n >= 4 && string(hdr[:4]) == string(qcow2Magic) {
-		if n < 32 {
-			return "", 0, 0, fmt.Errorf("%s: truncated qcow2 header (%d bytes); the image is damaged", path, n)
-		}
-		return "qcow2", binary.BigEndian.Uint64(hdr[24:32]), fileSize, nil
-	}
-	return "raw", uint64(fileSize), fileSize, nil
+	return img.Format, img.VirtualSize, st.Size(), nil
 }

@@ -17,7 +17,26 @@ import (
 // Unlike the plan's template it has no VNC display listening on all
 // addresses: a console on every host interface is not a safe default; the
 // serial console (`virsh console`) serves instead.
+//
+// Deprecated: its disk names no backing chain, so libvirt reads the chain
+// from the image headers; use DomainOnBase, which names it.
 func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
+	return domain(p, vm, "")
+}
+
+// DomainOnBase is Domain with the VM's disk given its whole backing chain:
+// the copy-on-write overlay, on the base volume of baseFormat ("qcow2" or
+// "raw", as the host read the image), which has none (an empty
+// <backingStore/>). libvirt then probes no image header, so no file an
+// image names is opened or labelled for QEMU.
+func DomainOnBase(p cluster.Plan, vm cluster.VMPlan, baseFormat string) (string, error) {
+	if baseFormat != "qcow2" && baseFormat != "raw" {
+		return "", fmt.Errorf("domain %s: base image format %q is not qcow2 or raw", vm.Domain, baseFormat)
+	}
+	return domain(p, vm, baseFormat)
+}
+
+func domain(p cluster.Plan, vm cluster.VMPlan, baseFormat string) (string, error) {
 	m := p.Machine
 	if m.DomainType == "" || m.MachineType == "" {
 		return "", fmt.Errorf("domain %s: the plan has no machine yet; negotiate it with the host first", vm.Domain)
@@ -60,10 +79,11 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 		Devices: &libvirtxml.DomainDeviceList{
 			Emulator: m.Emulator,
 			Disks: []libvirtxml.DomainDisk{{
-				Device: "disk",
-				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Discard: "unmap"},
-				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: VolumePath(p, vm)}},
-				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+				Device:       "disk",
+				Driver:       &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Discard: "unmap"},
+				Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: VolumePath(p, vm)}},
+				BackingStore: baseChain(p, baseFormat),
+				Target:       &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 			}},
 			Interfaces: []libvirtxml.DomainInterface{{
 				MAC:    &libvirtxml.DomainInterfaceMAC{Address: vm.MAC},
@@ -96,6 +116,19 @@ func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
 		return "", fmt.Errorf("domain %s: %w", vm.Domain, err)
 	}
 	return doc.Marshal()
+}
+
+// baseChain is the backing chain of a VM's disk: the base volume, then
+// nothing (nil when the base format is not known: Domain).
+func baseChain(p cluster.Plan, baseFormat string) *libvirtxml.DomainDiskBackingStore {
+	if baseFormat == "" {
+		return nil
+	}
+	return &libvirtxml.DomainDiskBackingStore{
+		Format:       &libvirtxml.DomainDiskFormat{Type: baseFormat},
+		Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: BaseImagePath(p)}},
+		BackingStore: &libvirtxml.DomainDiskBackingStore{},
+	}
 }
 
 // GuestAgentChannel is the name of the QEMU guest agent's virtio channel.

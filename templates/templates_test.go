@@ -92,7 +92,7 @@ func TestGoldenXML(t *testing.T) {
 		golden(t, vm.Name+"-volume.xml", volXML)
 		roundTrip(t, &libvirtxml.StorageVolume{}, volXML)
 
-		domXML, err := Domain(p, vm)
+		domXML, err := DomainOnBase(p, vm, "qcow2")
 		require.NoError(t, err)
 		golden(t, vm.Name+"-domain.xml", domXML)
 		roundTrip(t, &libvirtxml.Domain{}, domXML)
@@ -157,4 +157,26 @@ func TestNetworkForwardModes(t *testing.T) {
 		assert.Equal(t, want, n.Forward.Mode)
 		assert.Empty(t, n.Forward.Dev, "NAT out of whichever interface routes, not one the file would have to name")
 	}
+}
+
+// Every VM disk names its whole backing chain, so libvirt probes no image
+// header: the overlay, its base volume with its format, then nothing.
+func TestDiskNamesItsWholeBackingChain(t *testing.T) {
+	p := testPlan(t)
+	for _, format := range []string{"qcow2", "raw"} {
+		domXML, err := DomainOnBase(p, p.VMs[0], format)
+		require.NoError(t, err)
+		var d libvirtxml.Domain
+		require.NoError(t, d.Unmarshal(domXML))
+		disk := d.Devices.Disks[0]
+		assert.Equal(t, VolumePath(p, p.VMs[0]), disk.Source.File.File)
+		assert.Equal(t, "qcow2", disk.Driver.Type)
+		require.NotNil(t, disk.BackingStore)
+		assert.Equal(t, format, disk.BackingStore.Format.Type)
+		assert.Equal(t, BaseImagePath(p), disk.BackingStore.Source.File.File)
+		require.NotNil(t, disk.BackingStore.BackingStore, "the chain ends at the base")
+		assert.Contains(t, domXML, "<backingStore></backingStore>")
+	}
+	_, err := DomainOnBase(p, p.VMs[0], "vmdk")
+	assert.ErrorContains(t, err, "not qcow2 or raw")
 }

@@ -46,9 +46,14 @@ that runs clusters; a cluster names its host in cluster.host and its runs go
 to the task queue "hpcvm.host.<host>", which this worker polls.
 
 Whoever can start workflows on that queue acts as root on this host, so the
-worker reads base images only under --image-root and creates pools only
-under --pool-root (defaults: /var/lib/libvirt/images and /var/lib/hpcvm);
-anything else is refused before a cluster is created.
+worker reads base images only under --image-root (default
+/var/lib/hpcvm/images), creates pools only under --pool-root (defaults
+/var/lib/libvirt/images and /var/lib/hpcvm/pools, made if missing) and
+shares directories into VMs only from under --share-root (defaults /srv and
+/var/lib/hpcvm/shares). A path must be written as it resolves: one that is
+not clean, or has a symbolic link on the way, is refused with the path to
+write instead; anything else is refused before a cluster is created. A
+share root may not overlap any other root (a guest writes into its shares).
 
 Changes to the host outside libvirt (IP forwarding and firewall rules for
 dns_mode routed, the registry record of dns_mode service_discovery, written
@@ -79,8 +84,8 @@ recorded offset).`,
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
-	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under (repeat for several)")
-	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs (repeat for several)")
+	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under, made if missing (repeat for several)")
+	f.StringSlice("share-root", activities.DefaultShareRoots, "directory under which virtio_fs_mounts may share host directories into VMs; it may not overlap any other root (repeat for several)")
 	f.StringSlice("discovery-root", activities.DefaultDiscoveryRoots, "directory service discovery records (dns_mode service_discovery) may be written to (repeat for several)")
 	f.StringSlice("resolver-root", activities.DefaultResolverRoots, "directory the host resolver's entries (dns_mode shared_dns or routed with enable_host_dns_integration) may be written to: the host dnsmasq's conf-dir (repeat for several)")
 	f.String("resolver-reload", "systemctl restart dnsmasq", "command that makes the host's dnsmasq read its drop-ins again, run in --netns after hpcvm writes or removes an entry (dnsmasq reads them only when it starts); empty: hpcvm makes no entry")
@@ -138,6 +143,19 @@ func run(ctx context.Context, v *viper.Viper) error {
 	for _, r := range slices.Concat(imageRoots, poolRoots, shareRoots, discoveryRoots, resolverRoots) {
 		if !filepath.IsAbs(r) {
 			return fmt.Errorf("--image-root/--pool-root/--share-root/--discovery-root/--resolver-root %q: give an absolute directory", r)
+		}
+	}
+	if shared, imagePool := activities.RootsOverlap(imageRoots, poolRoots, shareRoots, discoveryRoots, resolverRoots); len(shared) > 0 {
+		return fmt.Errorf("%s overlap: a guest writes into the directories it shares, so a share root must hold no image, pool, discovery record or resolver entry; give them disjoint directories",
+			strings.Join(shared, "; "))
+	} else if len(imagePool) > 0 {
+		logger.Warn("image and pool roots overlap: a cluster's base image may be read from a pool (another cluster's disk); give them disjoint directories", zap.Strings("overlapping", imagePool))
+	}
+	// Pools are made under the pool roots: a missing one is made, as
+	// libvirt would make the pool's parent.
+	for _, r := range poolRoots {
+		if err := os.MkdirAll(r, 0o755); err != nil {
+			return fmt.Errorf("--pool-root %s cannot be made: %w", r, err)
 		}
 	}
 	// Split like a shell would split plain words; no shell runs it.
