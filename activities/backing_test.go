@@ -13,7 +13,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// The domain XML templates.DomainOnBase renders starts on the real
+// The domain XML templates.Domain renders starts on the real
 // libvirtd and QEMU: the VM's overlay names its base volume with its
 // format, and the chain ends there (libvirt probes no header). Run with the
 // pool, base volume and overlay the activities make, on a qcow2 base from
@@ -65,7 +65,7 @@ func TestDomainStartsOnItsExplicitBackingChain(t *testing.T) {
 	_, err = env.ExecuteActivity(f.acts.EnsureVolume, VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML})
 	require.NoError(t, err)
 
-	domXML, err := templates.DomainOnBase(plan, vm, img.Format)
+	domXML, err := templates.Domain(plan, vm, img.Format)
 	require.NoError(t, err)
 	// The cluster's network is not what is tried here.
 	var dom libvirtxml.Domain

@@ -236,7 +236,7 @@ func writeVirshInputs(b *testing.B, dir string, plan cluster.Plan, image string)
 		x, err = templates.VMVolume(plan, vm, format)
 		require.NoError(b, err)
 		write(vm.Name+"-volume.xml", x)
-		x, err = templates.Domain(plan, vm)
+		x, err = templates.Domain(plan, vm, format)
 		require.NoError(b, err)
 		write(vm.Name+"-domain.xml", x)
 	}

@@ -18,18 +18,12 @@ import (
 // addresses: a console on every host interface is not a safe default; the
 // serial console (`virsh console`) serves instead.
 //
-// Deprecated: its disk names no backing chain, so libvirt reads the chain
-// from the image headers; use DomainOnBase, which names it.
-func Domain(p cluster.Plan, vm cluster.VMPlan) (string, error) {
-	return domain(p, vm, "")
-}
-
-// DomainOnBase is Domain with the VM's disk given its whole backing chain:
-// the copy-on-write overlay, on the base volume of baseFormat ("qcow2" or
+// The VM's disk is given its whole backing chain: the copy-on-write
+// overlay, on the base volume of baseFormat ("qcow2" or
 // "raw", as the host read the image), which has none (an empty
 // <backingStore/>). libvirt then probes no image header, so no file an
 // image names is opened or labelled for QEMU.
-func DomainOnBase(p cluster.Plan, vm cluster.VMPlan, baseFormat string) (string, error) {
+func Domain(p cluster.Plan, vm cluster.VMPlan, baseFormat string) (string, error) {
 	if baseFormat != "qcow2" && baseFormat != "raw" {
 		return "", fmt.Errorf("domain %s: base image format %q is not qcow2 or raw", vm.Domain, baseFormat)
 	}

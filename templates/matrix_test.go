@@ -101,7 +101,7 @@ func TestHardwareMatrixXML(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := matrixPlan(t, tc.host, tc.acceleration, tc.vms)
 			for _, vm := range p.VMs {
-				domXML, err := DomainOnBase(p, vm, "qcow2")
+				domXML, err := Domain(p, vm, "qcow2")
 				require.NoError(t, err)
 				roundTrip(t, &libvirtxml.Domain{}, domXML)
 				if vm.Name == p.VMs[len(p.VMs)-1].Name { // the shape's own VM: compute-01, or gpu-01

@@ -92,7 +92,7 @@ func TestGoldenXML(t *testing.T) {
 		golden(t, vm.Name+"-volume.xml", volXML)
 		roundTrip(t, &libvirtxml.StorageVolume{}, volXML)
 
-		domXML, err := DomainOnBase(p, vm, "qcow2")
+		domXML, err := Domain(p, vm, "qcow2")
 		require.NoError(t, err)
 		golden(t, vm.Name+"-domain.xml", domXML)
 		roundTrip(t, &libvirtxml.Domain{}, domXML)
@@ -101,7 +101,7 @@ func TestGoldenXML(t *testing.T) {
 
 func TestDomainCarriesOwnershipMetadata(t *testing.T) {
 	p := testPlan(t)
-	domXML, err := Domain(p, p.VMs[1])
+	domXML, err := Domain(p, p.VMs[1], "qcow2")
 	require.NoError(t, err)
 	var d libvirtxml.Domain
 	require.NoError(t, d.Unmarshal(domXML))
@@ -122,7 +122,7 @@ func TestDomainCarriesOwnershipMetadata(t *testing.T) {
 func TestDomainNeedsANegotiatedMachine(t *testing.T) {
 	p := testPlan(t)
 	p.Machine = cluster.MachinePlan{}
-	_, err := Domain(p, p.VMs[0])
+	_, err := Domain(p, p.VMs[0], "qcow2")
 	assert.ErrorContains(t, err, "negotiate")
 }
 
@@ -130,7 +130,7 @@ func TestCPUModeIsCarriedOnlyWhenAsked(t *testing.T) {
 	p := testPlan(t)
 	p.Machine.CPUMode = "host-passthrough"
 	p.Machine.CPUFeatures = []string{"+avx2", "-svm"}
-	domXML, err := Domain(p, p.VMs[0])
+	domXML, err := Domain(p, p.VMs[0], "qcow2")
 	require.NoError(t, err)
 	var d libvirtxml.Domain
 	require.NoError(t, d.Unmarshal(domXML))
@@ -164,7 +164,7 @@ func TestNetworkForwardModes(t *testing.T) {
 func TestDiskNamesItsWholeBackingChain(t *testing.T) {
 	p := testPlan(t)
 	for _, format := range []string{"qcow2", "raw"} {
-		domXML, err := DomainOnBase(p, p.VMs[0], format)
+		domXML, err := Domain(p, p.VMs[0], format)
 		require.NoError(t, err)
 		var d libvirtxml.Domain
 		require.NoError(t, d.Unmarshal(domXML))
@@ -177,6 +177,6 @@ func TestDiskNamesItsWholeBackingChain(t *testing.T) {
 		require.NotNil(t, disk.BackingStore.BackingStore, "the chain ends at the base")
 		assert.Contains(t, domXML, "<backingStore></backingStore>")
 	}
-	_, err := DomainOnBase(p, p.VMs[0], "vmdk")
+	_, err := Domain(p, p.VMs[0], "vmdk")
 	assert.ErrorContains(t, err, "not qcow2 or raw")
 }

@@ -303,7 +303,7 @@ func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error)
 		if err := add("volume", vm.Volume, func() (string, error) { return templates.VMVolume(p, vm, baseFormat) }); err != nil {
 			return nil, err
 		}
-		if err := add("domain", vm.Domain, func() (string, error) { return templates.Domain(p, vm) }); err != nil {
+		if err := add("domain", vm.Domain, func() (string, error) { return templates.Domain(p, vm, baseFormat) }); err != nil {
 			return nil, err
 		}
 	}

@@ -383,7 +383,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	if err != nil {
 		return &stepError{"render volume " + vm.Volume, err}
 	}
-	domXML, err := templates.Domain(plan, vm)
+	domXML, err := templates.Domain(plan, vm, baseFormat)
 	if err != nil {
 		return &stepError{"render domain " + vm.Domain, err}
 	}
