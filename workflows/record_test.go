@@ -465,6 +465,25 @@ func historyScenarios() []historyScenario {
 			assert.True(t, r.OK(), "%+v", r.Checks)
 			assert.NotEmpty(t, r.Documents)
 		},
+	}, {
+		// validate runs start's preflight: with host changes allowed it
+		// looks at the registry record and the resolver entry too.
+		name: "plan-host-changes", workflow: PlanClusterName, closed: completed,
+		scheduled:    []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "DiscoveryRecordExists", "ResolverEntryExists", "InspectBaseImage", "PoolSpace"},
+		notScheduled: []string{"EnsureNetwork", "WriteResolverEntry", "WriteDiscoveryRecord"},
+		request: func(t *testing.T) Request {
+			req := testRequest(t)
+			req.Spec.Network.DNSMode = "shared_dns"
+			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true, "enable_service_discovery": true}}
+			return req
+		},
+		script: func(*testing.T) *fakeScript { return newFakeScript() },
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
+			var r PlanReport
+			require.NoError(t, run.Get(context.Background(), &r))
+			assert.True(t, r.OK(), "%+v", r.Checks)
+		},
 	}}
 }
 
