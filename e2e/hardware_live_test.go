@@ -216,7 +216,8 @@ func hugepageMapping(t *testing.T, pid string, sizeKiB int) string {
 // QEMU's guest RAM really is those pages: its mapping has a 2048 kB page
 // size, and the host's free count dropped by exactly the VMs' memory.
 // First with memory_backing memfd (memfd hugepages, no hugetlbfs mount
-// needed), then with the default backing (a file on libvirt's hugetlbfs).
+// needed), then with the default backing (a file on libvirt's hugetlbfs,
+// which libvirtd finds only if one was mounted before it started).
 func TestHugepageBackedVMsTakeTheReservedPages(t *testing.T) {
 	e := newEnv(t)
 	e.writeSpec(clusterFile{baseImage: e.blankImage()})
@@ -231,40 +232,48 @@ func TestHugepageBackedVMsTakeTheReservedPages(t *testing.T) {
 		{"memfd", "{enable_hugepages: true, hugepage_size: 2M, memory_backing: memfd}", `"hugetlb":true`},
 		// A file on hugetlbfs: -object memory-backend-file or -mem-path,
 		// as libvirt's version has it.
-		{"default", "{enable_hugepages: true, hugepage_size: 2M}", "mem-path"},
+		{"hugetlbfs", "{enable_hugepages: true, hugepage_size: 2M}", "mem-path"},
 	} {
-		writeFile(t, e.config, spec)
-		e.withHardware("      enable_kvm: false\n      performance: " + backing.settings + "\n")
-		freeBefore := readCount(t, filepath.Join(hugepages2M, "free_hugepages"))
-		code, out := e.hpcvm("start")
-		require.Equal(t, cli.ExitOK, code, "%s backing: %s", backing.name, out)
-		freeAfter := readCount(t, filepath.Join(hugepages2M, "free_hugepages"))
-		assert.Equal(t, need, freeBefore-freeAfter, "%s backing: the VMs took %d MiB in 2M pages (free %d → %d)", backing.name, 2*vmMiB, freeBefore, freeAfter)
-		t.Logf("%s backing: free 2M hugepages %d → %d", backing.name, freeBefore, freeAfter)
+		t.Run(backing.name, func(t *testing.T) {
+			writeFile(t, e.config, spec)
+			e.withHardware("      enable_kvm: false\n      performance: " + backing.settings + "\n")
+			// Whatever happens, the next backing starts from nothing.
+			t.Cleanup(func() {
+				if code, out := e.hpcvm("destroy", "--yes"); code != cli.ExitOK {
+					t.Errorf("destroy after the %s backing: %s", backing.name, out)
+				}
+			})
+			freeBefore := readCount(t, filepath.Join(hugepages2M, "free_hugepages"))
+			code, out := e.hpcvm("start")
+			require.Equal(t, cli.ExitOK, code, out)
+			freeAfter := readCount(t, filepath.Join(hugepages2M, "free_hugepages"))
+			assert.Equal(t, need, freeBefore-freeAfter, "the VMs took %d MiB in 2M pages (free %d → %d)", 2*vmMiB, freeBefore, freeAfter)
+			t.Logf("%s backing: free 2M hugepages %d → %d", backing.name, freeBefore, freeAfter)
 
-		for _, vm := range []string{"controller-01", "compute-01"} {
-			domain := e.cluster + "-" + vm
-			d := liveDomain(t, domain)
-			require.NotNil(t, d.MemoryBacking, vm)
-			require.NotNil(t, d.MemoryBacking.MemoryHugePages, "%s: the live XML has <hugepages>", vm)
-			require.Len(t, d.MemoryBacking.MemoryHugePages.Hugepages, 1, vm)
-			page := d.MemoryBacking.MemoryHugePages.Hugepages[0]
-			assert.Equal(t, "2048 KiB", fmt.Sprintf("%d %s", page.Size, page.Unit), vm)
-			pid := qemuPID(t, domain)
-			cmdline := strings.ReplaceAll(readFile(t, "/proc/"+pid+"/cmdline"), "\x00", " ")
-			assert.Contains(t, cmdline, backing.backend, "%s %s", backing.name, vm)
-			mapping := hugepageMapping(t, pid, vmMiB<<10)
-			if backing.name == "memfd" {
-				assert.Contains(t, mapping, "/memfd:", vm)
-			} else {
-				assert.Contains(t, mapping, "/libvirt/qemu/", "%s: guest RAM is a file on libvirt's hugetlbfs", vm)
+			for _, vm := range []string{"controller-01", "compute-01"} {
+				domain := e.cluster + "-" + vm
+				d := liveDomain(t, domain)
+				require.NotNil(t, d.MemoryBacking, vm)
+				require.NotNil(t, d.MemoryBacking.MemoryHugePages, "%s: the live XML has <hugepages>", vm)
+				require.Len(t, d.MemoryBacking.MemoryHugePages.Hugepages, 1, vm)
+				page := d.MemoryBacking.MemoryHugePages.Hugepages[0]
+				assert.Equal(t, "2048 KiB", fmt.Sprintf("%d %s", page.Size, page.Unit), vm)
+				pid := qemuPID(t, domain)
+				cmdline := strings.ReplaceAll(readFile(t, "/proc/"+pid+"/cmdline"), "\x00", " ")
+				assert.Contains(t, cmdline, backing.backend, vm)
+				mapping := hugepageMapping(t, pid, vmMiB<<10)
+				if backing.name == "memfd" {
+					assert.Contains(t, mapping, "/memfd:", vm)
+				} else {
+					assert.Contains(t, mapping, "/libvirt/qemu/", "%s: guest RAM is a file on libvirt's hugetlbfs", vm)
+				}
+				t.Logf("%s backing, %s: QEMU pid %s guest RAM in 2048 kB pages: %s", backing.name, vm, pid, mapping)
 			}
-			t.Logf("%s backing, %s: QEMU pid %s guest RAM in 2048 kB pages: %s", backing.name, vm, pid, mapping)
-		}
 
-		code, out = e.hpcvm("destroy", "--yes")
-		require.Equal(t, cli.ExitOK, code, out)
-		assert.Equal(t, freeBefore, readCount(t, filepath.Join(hugepages2M, "free_hugepages")), "%s backing: destroy gave the pages back", backing.name)
+			code, out = e.hpcvm("destroy", "--yes")
+			require.Equal(t, cli.ExitOK, code, out)
+			assert.Equal(t, freeBefore, readCount(t, filepath.Join(hugepages2M, "free_hugepages")), "destroy gave the pages back")
+		})
 	}
 }
 
