@@ -66,7 +66,8 @@ var (
 )
 
 // testImage builds the bootable test guest once per machine: a kernel and a
-// busybox initramfs that takes its DHCP lease and powers off on ACPI.
+// busybox initramfs that takes its DHCP lease, runs the QEMU guest agent
+// and powers off on ACPI.
 func testImage(t testing.TB) string {
 	t.Helper()
 	imageOnce.Do(func() {
@@ -83,13 +84,17 @@ func testImage(t testing.TB) string {
 			h.Write(b)
 		}
 		imagePath = fmt.Sprintf("/var/tmp/hpcvm-test-guest-%x.qcow2", h.Sum(nil)[:6])
-		if _, err := os.Stat(imagePath); err == nil {
+		// Marked as used: another checkout's tests remove only images
+		// that no test used for a day, never one a running test uploads.
+		now := time.Now()
+		if err := os.Chtimes(imagePath, now, now); err == nil {
 			return
 		}
-		// Images of older guests go.
 		old, _ := filepath.Glob("/var/tmp/hpcvm-test-guest*.qcow2")
 		for _, o := range old {
-			_ = os.Remove(o)
+			if st, err := os.Stat(o); err == nil && now.Sub(st.ModTime()) > 24*time.Hour {
+				_ = os.Remove(o)
+			}
 		}
 		out, err := exec.Command("bash", "../scripts/make-test-image.sh", imagePath).CombinedOutput()
 		if err != nil {

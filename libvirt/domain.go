@@ -192,13 +192,25 @@ func (c *Client) StartDomain(name string) (startedNow bool, err error) {
 					return nil // started by someone else meanwhile
 				}
 			}
-			return &Error{Op: "start domain", Object: name, Cause: err,
-				Detail: libvirtMessage(err) + "; see /var/log/libvirt/qemu/" + name + ".log on the host"}
+			return &Error{Op: "start domain", Object: name, Cause: err, Detail: startFailure(name, libvirtMessage(err))}
 		}
 		startedNow = true
 		return nil
 	})
 	return startedNow, err
+}
+
+// startFailure says why a domain did not start and where to look. A
+// libvirtd that found no hugetlbfs mount when it started refuses every
+// hugepage-backed domain, although the host has the free pages the
+// preflight counted: that one is said with what to do.
+func startFailure(name, msg string) string {
+	if strings.Contains(msg, "hugetlbfs filesystem is not mounted") {
+		return msg + ": libvirtd on the host looks for hugetlbfs mounts only when it starts; mount one " +
+			"(mount -t hugetlbfs hugetlbfs /dev/hugepages) and restart libvirtd, or set " +
+			"cluster.hardware.acceleration.performance.memory_backing to memfd (hugepages without hugetlbfs)"
+	}
+	return msg + "; see /var/log/libvirt/qemu/" + name + ".log on the host"
 }
 
 // ShutdownDomain presses the ACPI power button and returns at once; the

@@ -208,3 +208,13 @@ func TestMetadataElementInNamespace(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, elem)
 }
+
+// A start refused for want of hugetlbfs says what to do; other failures
+// point at QEMU's log.
+func TestStartFailureSaysWhatToDo(t *testing.T) {
+	msg := startFailure("lab-compute-01", "internal error: hugetlbfs filesystem is not mounted or disabled by administrator config")
+	require.Contains(t, msg, "mount -t hugetlbfs hugetlbfs /dev/hugepages) and restart libvirtd")
+	require.Contains(t, msg, "memory_backing to memfd")
+	require.Equal(t, "internal error: process exited while connecting to monitor; see /var/log/libvirt/qemu/lab-compute-01.log on the host",
+		startFailure("lab-compute-01", "internal error: process exited while connecting to monitor"))
+}

@@ -25,6 +25,9 @@ packages=(
   chromium
   # the bootable test guest image (scripts/make-test-image.sh)
   linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio gzip
+  # the guest agent inside the test guest: hpcvm status reads addresses
+  # through it (copied into the image; it does not run on the host)
+  qemu-guest-agent
 )
 
 missing=()

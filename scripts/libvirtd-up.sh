@@ -75,8 +75,16 @@ summary() {
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates a network namespace and starts system daemons)"
 
+# has_hugetlbfs PID: a hugetlbfs is mounted where the process sees it.
+has_hugetlbfs() { awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' "/proc/$1/mounts" 2>/dev/null; }
+
 if virsh_answers; then
   pid="$(find_libvirtd_pid)"
+  if [ -n "$pid" ] && ! has_hugetlbfs "$pid"; then
+    echo "libvirtd-up: WARNING: libvirtd pid $pid sees no hugetlbfs mount: hugepage-backed guests fail at start" >&2
+    echo "libvirtd-up: WARNING: (\"hugetlbfs filesystem is not mounted\"). Restart it with this script when no test runs:" >&2
+    echo "libvirtd-up: WARNING: make libvirtd-down && make libvirtd" >&2
+  fi
   if [ -z "$pid" ]; then
     log "reusing a libvirtd that answers on $URI (its PID could not be found)"
   elif [ -n "$(netns_inode)" ] && [ "$(proc_netns_inode "$pid")" = "$(netns_inode)" ]; then
@@ -118,6 +126,15 @@ mkdir -p /var/log/libvirt/qemu /var/lib/libvirt /var/cache/libvirt
 
 if [ -e /dev/kvm ]; then
   chgrp kvm /dev/kvm && chmod 660 /dev/kvm
+fi
+
+# Hugepage-backed guests: libvirt looks for hugetlbfs mounts once, when it
+# starts, and refuses hugepages without one. systemd mounts /dev/hugepages
+# on an ordinary host; where nothing did, this does the same.
+if ! has_hugetlbfs self; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs hugetlbfs /dev/hugepages
+  log "mounted hugetlbfs at /dev/hugepages (libvirt backs hugepage guests with it)"
 fi
 
 if ! ip netns list | awk '{print $1}' | grep -qx "$NETNS"; then

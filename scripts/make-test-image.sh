@@ -20,6 +20,10 @@ The guest prints on its serial console (ttyS0):
   hpcvm-test-guest: virtiofs <tag> mounted at <dir>
                                      a share of hpcvm's fw_cfg mount table; a file
                                      hpcvm-probe in it is copied to hpcvm-probe.read
+  hpcvm-test-guest: guest agent on <port>
+                                     Debian's qemu-ga answers on the virtio-serial
+                                     port org.qemu.guest_agent.0 (hpcvm status reads
+                                     the guest's addresses through it)
 
 Missing Debian packages are installed with apt-get (needs root). Environment:
   KERNEL_VERSION   kernel to use (default: newest /boot/vmlinuz-*-cloud-amd64)
@@ -46,7 +50,7 @@ case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 
 # --- packages ---------------------------------------------------------------
 packages=(linux-image-cloud-amd64 busybox-static syslinux syslinux-common
-          mtools dosfstools fdisk qemu-utils cpio gzip coreutils)
+          mtools dosfstools fdisk qemu-utils cpio gzip coreutils qemu-guest-agent)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -73,6 +77,8 @@ busybox=/bin/busybox
 [ -x "$busybox" ] || die "$busybox (busybox-static) not found"
 mbr=/usr/lib/syslinux/mbr/mbr.bin
 [ -f "$mbr" ] || die "$mbr (syslinux-common) not found"
+qemu_ga=/usr/sbin/qemu-ga
+[ -x "$qemu_ga" ] || die "$qemu_ga (qemu-guest-agent) not found"
 log "kernel $kver"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/make-test-image.XXXXXX")
@@ -82,9 +88,10 @@ root=$work/root
 
 # Modules the guest needs: virtio-net over virtio-pci for DHCP, the ACPI
 # button and evdev for the power button, virtiofs and qemu_fw_cfg for the
-# directories hpcvm shares (the mount table comes through fw_cfg). Built-in ones are skipped; deps are
-# resolved from modules.dep and loaded first.
-wanted=(virtio_pci virtio_net button evdev virtiofs qemu_fw_cfg)
+# directories hpcvm shares (the mount table comes through fw_cfg),
+# virtio_console for the guest agent's virtio-serial port. Built-in ones
+# are skipped; deps are resolved from modules.dep and loaded first.
+wanted=(virtio_pci virtio_net button evdev virtiofs qemu_fw_cfg virtio_console)
 declare -A seen=()
 order=()
 modpath() { # module name -> path relative to $moddir (empty if built in / absent)
@@ -140,6 +147,15 @@ install -m 0755 "$assets/udhcpc.script" "$root/etc/udhcpc.script"
 install -m 0755 "$assets/hpcvm-connect" "$root/bin/hpcvm-connect"
 install -m 0755 "$assets/power-button" "$root/etc/acpi/PWRF/00000080"
 install -m 0644 "$assets/acpid.conf" "$root/etc/acpid.conf"
+# The QEMU guest agent and the shared libraries it loads (ldd), each at the
+# path the dynamic loader looks for it, symlinks resolved.
+install -D -m 0755 "$qemu_ga" "$root/usr/sbin/qemu-ga"
+libs=$(ldd "$qemu_ga" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+[ -n "$libs" ] || die "ldd found no libraries for $qemu_ga"
+for l in $libs; do
+  install -D -m 0755 "$(readlink -f "$l")" "$root$l"
+done
+log "guest agent: $qemu_ga with $(echo $libs | wc -w) libraries"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
   cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9n >"$work/initrd.gz"
 log "initramfs $(du -h "$work/initrd.gz" | cut -f1)"
