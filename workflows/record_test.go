@@ -466,15 +466,15 @@ func historyScenarios() []historyScenario {
 			assert.NotEmpty(t, r.Documents)
 		},
 	}, {
-		// validate runs start's preflight: with host changes allowed it
-		// looks at the registry record and the resolver entry too.
+		// validate runs start's preflight: with host DNS integration
+		// allowed it looks at the resolver entry too.
 		name: "plan-host-changes", workflow: PlanClusterName, closed: completed,
-		scheduled:    []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "DiscoveryRecordExists", "ResolverEntryExists", "InspectBaseImage", "PoolSpace"},
+		scheduled:    []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "ResolverEntryExists", "InspectBaseImage", "PoolSpace"},
 		notScheduled: []string{"EnsureNetwork", "WriteResolverEntry", "WriteDiscoveryRecord"},
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "shared_dns"
-			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true, "enable_service_discovery": true}}
+			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true}}
 			return req
 		},
 		script: func(*testing.T) *fakeScript { return newFakeScript() },
