@@ -20,7 +20,10 @@ func TestConvertedAIHowFileStarts(t *testing.T) {
 	e := newEnv(t)
 	image := testImage(t)
 	t.Setenv("HPCVM_TEST_IMAGES", filepath.Dir(image))
-	// The converted file keeps hpcvm's default pool directory.
+	// The converted file keeps hpcvm's default pool directory; hpcvm-worker
+	// makes a missing pool root when it starts, as this in-process one
+	// does not (a host without libvirt-daemon-system has none).
+	require.NoError(t, os.MkdirAll(cluster.DefaultPoolPath, 0o755))
 	e.startWorkerWith(func(o *hostworker.Options) { o.PoolRoots = append(o.PoolRoots, cluster.DefaultPoolPath) })
 	octet := 100 + int(e.cluster[len(e.cluster)-1])%100
 	src := fmt.Sprintf(`version: "1.0"
