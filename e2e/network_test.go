@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +73,8 @@ func probeResults(t *testing.T, share string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		f := strings.Fields(line)
-		require.Len(t, f, 3, line)
-		out[f[0]+" "+f[1]] = f[2]
+		require.GreaterOrEqual(t, len(f), 3, line)
+		out[strings.Join(f[:len(f)-1], " ")] = f[len(f)-1]
 	}
 	return out
 }
@@ -167,8 +168,12 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 		computes = append(computes, ip)
 	}
 	routedCompute, _ := routed.plannedIP("compute-01")
+	// A root user in alpha's guest sends with a source that is not its
+	// cluster's: to the other routed cluster, and off the host.
+	const spoofed = "198.18.99.7"
 	shares := []string{
-		alpha.writeProbingSpec("", "ping-wait "+computes[1], "ping "+nattedCompute, "ping "+routedCompute, "ping-wait "+world),
+		alpha.writeProbingSpec("", "ping-wait "+computes[1], "ping "+nattedCompute, "ping "+routedCompute, "ping-wait "+world,
+			"ping-as "+spoofed+" "+computes[1], "ping-as "+spoofed+" "+world),
 		beta.writeProbingSpec("", "ping-wait "+computes[0]),
 	}
 	for _, e := range []*env{alpha, beta} {
@@ -198,7 +203,10 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 	assert.Equal(t, "ok", reached["ping-wait "+computes[1]], "the other routed cluster's guest")
 	assert.Equal(t, "unreachable", reached["ping "+nattedCompute], "a nat cluster's guest")
 	assert.Equal(t, "unreachable", reached["ping "+routedCompute], "a routed cluster that was not allowed to join")
-	assert.Equal(t, "ok", reached["ping-wait "+world], "still out through NAT")
+	assert.Equal(t, "ok", reached["ping-wait "+world], "still out through NAT: the world has no route back but to the host's address")
+	assert.Equal(t, "unreachable", reached["ping-as "+spoofed+" "+computes[1]], "a spoofed source does not reach the other routed cluster")
+	assert.Equal(t, "unreachable", reached["ping-as "+spoofed+" "+world], "nor off the host")
+	assert.GreaterOrEqual(t, droppedAsSpoofed(t, alpha.cluster), 4, "alpha's anti-spoofing rule dropped the guest's spoofed pings (2 each)")
 	reached = probeResults(t, shares[1])
 	t.Logf("%s guest (routed, allowed): %v", beta.cluster, reached)
 	assert.Equal(t, "ok", reached["ping-wait "+computes[0]], "and back")
@@ -259,6 +267,22 @@ func TestGuestsReachWhatTheirForwardModePromises(t *testing.T) {
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
 	}
+}
+
+// droppedAsSpoofed is how many packets the cluster's anti-spoofing rule
+// dropped: the DROP rule of HPCVM_ROUTED tagged with the cluster.
+func droppedAsSpoofed(t *testing.T, clusterName string) int {
+	t.Helper()
+	for _, line := range strings.Split(iptables(t, "-t", "filter", "-L", "HPCVM_ROUTED", "-v", "-x", "-n"), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "DROP" && strings.Contains(line, "hpcvm-routed:"+clusterName+" ") {
+			n, err := strconv.Atoi(f[0])
+			require.NoError(t, err, line)
+			return n
+		}
+	}
+	t.Fatalf("no anti-spoofing rule of cluster %s in HPCVM_ROUTED", clusterName)
+	return 0
 }
 
 // iptables runs iptables where the test libvirtd's bridges are.
