@@ -181,7 +181,15 @@ func (p *preflight) inspect(activate bool) error {
 	}
 	// Plans recorded before the preflight was one did not check routing;
 	// the check issues no command, so it needs no version.
-	if err := p.shortCheck(CheckRouting, refuseRoutingChange(p.fresh, p.hostChanges, p.inv), routingDetail(p.hostChanges, p.inv),
+	routingErr := refuseRoutingChange(p.fresh, p.hostChanges, p.inv)
+	if r := p.inv.Routing; !p.failFast && r != nil && r.Problem != "" && !p.hostChanges.Routing {
+		// "Cannot tell" is not "not routed" (fail closed). A start never
+		// gets here: its inspection (Activate) fails on such a Problem,
+		// and a start recorded before must replay as it ran.
+		routingErr = fmt.Errorf("cannot tell whether cluster %s is one of host %s's routed clusters: %s; run it again once the host's firewall rules can be read",
+			p.fresh.Cluster, p.fresh.Host, r.Problem)
+	}
+	if err := p.shortCheck(CheckRouting, routingErr, routingDetail(p.hostChanges, p.inv),
 		"the cluster is routed; cluster.yaml no longer asks for it"); err != nil {
 		return err
 	}

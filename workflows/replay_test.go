@@ -156,3 +156,37 @@ func TestRecordedRunWithHardwareTheRulesNowRefuseReplays(t *testing.T) {
 	Register(replayer)
 	require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist))
 }
+
+// A start recorded while the host's routing rules could not be read (an
+// inspection with a routing Problem, before InspectCluster refused such
+// a one) went on to create the cluster: it still replays so, whatever
+// the preflight now says of such an inspection for validate.
+func TestRecordedStartWithAnUnreadableRoutingReplays(t *testing.T) {
+	for _, file := range []string{"start-success.v6.json", "start-success.v7.json"} {
+		hist := readHistory(t, filepath.Join(historiesDir, file))
+		changed := false
+		for _, ev := range hist.Events {
+			done := ev.GetActivityTaskCompletedEventAttributes()
+			if done == nil {
+				continue
+			}
+			sched := hist.Events[done.GetScheduledEventId()-1].GetActivityTaskScheduledEventAttributes()
+			if sched.GetActivityType().GetName() != "InspectCluster" {
+				continue
+			}
+			payload := done.GetResult().GetPayloads()[0]
+			var inv map[string]any
+			require.NoError(t, json.Unmarshal(payload.GetData(), &inv))
+			inv["routing"] = map[string]any{"member": false, "problem": "iptables did not answer within 5s (is the xtables lock held?)"}
+			data, err := json.Marshal(inv)
+			require.NoError(t, err)
+			payload.Data = data
+			changed = true
+		}
+		require.True(t, changed, "%s has no InspectCluster result", file)
+		replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{})
+		require.NoError(t, err)
+		Register(replayer)
+		require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist), file)
+	}
+}

@@ -545,11 +545,6 @@ func refuseDNSChange(p cluster.Plan, inv activities.Inventory) error {
 // longer asks for the routing: a start makes what is missing and does not
 // undo host changes; destroy does.
 func refuseRoutingChange(p cluster.Plan, hc cluster.HostChangesPlan, inv activities.Inventory) error {
-	if inv.Routing != nil && inv.Routing.Problem != "" && !hc.Routing {
-		// "Cannot tell" is not "not routed" (fail closed).
-		return temporal.NewApplicationError(fmt.Sprintf("cannot tell whether cluster %s is one of host %s's routed clusters: %s; run it again once the host's firewall rules can be read",
-			p.Cluster, p.Host, inv.Routing.Problem), activities.ErrTypeBusy)
-	}
 	if inv.Routing == nil || !inv.Routing.Member || hc.Routing {
 		return nil
 	}
