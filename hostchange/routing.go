@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,8 +595,91 @@ func (h *Host) restoreIPForward(ctx context.Context, j *journal, left []Member, 
 		return j.keep(Record{Change: ipForwardWhat, Before: now, After: now,
 			Note: fmt.Sprintf("%s, and no routed cluster is left, but another network of this host forwards and needs it; %s", turnedOn, never)})
 	}
+	users, err := h.forwardingUsers(ctx)
+	if err != nil {
+		// Cannot tell whether anyone else needs it: keep it (fail safe).
+		users = []string{"it cannot tell whether others need it (" + err.Error() + ")"}
+	}
+	if len(users) > 0 {
+		return j.keep(Record{Change: ipForwardWhat, Before: now, After: now,
+			Note: fmt.Sprintf("%s, and no routed cluster is left, but %s; %s", turnedOn, strings.Join(users, "; "), never)})
+	}
 	return j.run(ctx, Record{Change: ipForwardWhat, Before: now, After: target, Note: "back to what it was before run " + own.RunID},
 		"sysctl", "-w", ipForwardKey+"="+target)
+}
+
+// sysctlDirs are where the host's boot configuration may set forwarding
+// (sysctl.d(5)), besides /etc/sysctl.conf.
+var sysctlDirs = []string{"/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"}
+
+// sysctlFiles lists the files of the host's boot configuration; a test
+// points it elsewhere.
+var sysctlFiles = func() []string {
+	files := []string{"/etc/sysctl.conf"}
+	for _, d := range sysctlDirs {
+		m, _ := filepath.Glob(filepath.Join(d, "*.conf"))
+		files = append(files, m...)
+	}
+	return files
+}
+
+// forwardingUsers says who else on the host needs IP forwarding, beyond
+// libvirt's networks and hpcvm's routed clusters: the host's boot
+// configuration asking for it (the admin's, a VPN's, Kubernetes'), or
+// FORWARD rules that neither libvirt nor hpcvm made (Docker, Kubernetes,
+// a VPN, the admin's own). Turning forwarding off under them would cut
+// them off. The boot configuration is the worker's own namespace's, so it
+// counts only when the changes are made there.
+func (h *Host) forwardingUsers(ctx context.Context) ([]string, error) {
+	var users []string
+	if h.Netns == "" {
+		for _, f := range sysctlFiles() {
+			if setsForwarding(f) {
+				users = append(users, "the host's boot configuration sets it ("+f+")")
+				break
+			}
+		}
+	}
+	if !h.hasTool("iptables") {
+		return users, nil
+	}
+	lines, _, err := h.listChain(ctx, "filter", "FORWARD")
+	if err != nil {
+		return users, err
+	}
+	var targets []string
+	for _, l := range lines {
+		t := valueOf(fields(l), "-j")
+		if t == "" || strings.HasPrefix(t, "LIBVIRT_") || strings.HasPrefix(t, "HPCVM_") || slices.Contains(targets, t) {
+			continue
+		}
+		targets = append(targets, t)
+	}
+	if len(targets) > 0 {
+		users = append(users, "FORWARD holds rules neither libvirt nor hpcvm made (-j "+strings.Join(targets, ", -j ")+": Docker, Kubernetes, a VPN or the admin's)")
+	}
+	return users, nil
+}
+
+// setsForwarding says whether a sysctl file sets net.ipv4.ip_forward to 1
+// ("net.ipv4.ip_forward = 1", "net/ipv4/ip_forward=1", "-" prefixed too).
+func setsForwarding(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimPrefix(strings.TrimSpace(line), "-")
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		key = strings.ReplaceAll(strings.TrimSpace(key), "/", ".")
+		if key == ipForwardKey && strings.TrimSpace(value) == "1" {
+			return true
+		}
+	}
+	return false
 }
 
 // refuseOtherFirewalls refuses hosts where iptables rules first in FORWARD

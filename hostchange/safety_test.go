@@ -640,3 +640,41 @@ func TestChangesAreRecordedWriteAhead(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.NoFileExists(t, path)
 }
+
+// Forwarding that something else on the host relies on (rules in FORWARD
+// that neither libvirt nor hpcvm made: Docker's, Kubernetes', a VPN's) is
+// kept when the cluster that turned it on leaves.
+func TestForwardingIsKeptForRulesNeitherLibvirtNorHpcvmMade(t *testing.T) {
+	h := testHost(t)
+	bootIn(t, h)
+	ctx := context.Background()
+	a := Member{Cluster: "alpha", Bridge: "br-alpha", Subnet: "10.63.5.0/24"}
+	h.bridges(t, a)
+	_, err := h.Join(ctx, Meta{Cluster: "alpha"}, a, JoinOptions{EnableIPForwarding: true})
+	require.NoError(t, err)
+	h.must(t, "iptables", "-w", "-N", "DOCKER-USER")
+	h.must(t, "iptables", "-w", "-A", "FORWARD", "-j", "DOCKER-USER")
+	recs, err := h.Leave(ctx, Meta{Cluster: "alpha"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, "1", h.must(t, "sysctl", "-n", ipForwardKey), "Docker's containers still need it")
+	kept := recs[len(recs)-1]
+	assert.Equal(t, OutcomeKept, kept.Outcome)
+	assert.Contains(t, kept.Note, "FORWARD holds rules neither libvirt nor hpcvm made (-j DOCKER-USER")
+}
+
+func TestSetsForwardingReadsSysctlFiles(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"on.conf":      "# routing\nnet.ipv4.ip_forward = 1\n",
+		"slashes.conf": "-net/ipv4/ip_forward=1\n",
+		"off.conf":     "net.ipv4.ip_forward=0\n#net.ipv4.ip_forward=1\n",
+		"other.conf":   "net.ipv4.ip_forward_use_pmtu = 1\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	assert.True(t, setsForwarding(filepath.Join(dir, "on.conf")))
+	assert.True(t, setsForwarding(filepath.Join(dir, "slashes.conf")))
+	assert.False(t, setsForwarding(filepath.Join(dir, "off.conf")))
+	assert.False(t, setsForwarding(filepath.Join(dir, "other.conf")))
+	assert.False(t, setsForwarding(filepath.Join(dir, "missing.conf")))
+}
