@@ -650,7 +650,9 @@ func (h *Host) forwardingUsers(ctx context.Context) ([]string, error) {
 	var targets []string
 	for _, l := range lines {
 		t := valueOf(fields(l), "-j")
-		if t == "" || strings.HasPrefix(t, "LIBVIRT_") || strings.HasPrefix(t, "HPCVM_") || slices.Contains(targets, t) {
+		// A rule that drops, rejects or only logs needs nothing forwarded.
+		if t == "" || strings.HasPrefix(t, "LIBVIRT_") || strings.HasPrefix(t, "HPCVM_") || slices.Contains(targets, t) ||
+			slices.Contains([]string{"DROP", "REJECT", "LOG", "RETURN"}, t) {
 			continue
 		}
 		targets = append(targets, t)

@@ -289,7 +289,8 @@ func TestRoutingOnAHostOthersTouched(t *testing.T) {
 
 	// A firewall reload put another jump first: the next join moves ours
 	// back above it.
-	h.must(t, "iptables", "-w", "-I", "FORWARD", "1", "-j", "ACCEPT")
+	h.must(t, "iptables", "-w", "-N", "LIBVIRT_FWX")
+	h.must(t, "iptables", "-w", "-I", "FORWARD", "1", "-j", "LIBVIRT_FWX")
 	recs, err := h.Join(ctx, meta, a, JoinOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "-A FORWARD -j "+chainFrom, firstRule(t, h, "filter", "FORWARD"))
