@@ -25,7 +25,18 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "iptables"), []byte("#!/bin/sh\necho 'Another app is currently holding the xtables lock. Stopped waiting after 5s.' >&2\nexit 4\n"), 0o755))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
-	_, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	// A cluster that never routed here cannot be a member: it goes on.
+	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	require.NoError(t, err, "a cluster hpcvm never made routing rules for is not held up by iptables")
+	var never Inventory
+	require.NoError(t, val.Get(&never))
+	require.NotNil(t, never.Routing)
+	assert.True(t, never.Routing.Busy)
+
+	// One whose rules hpcvm made is held up, retryably.
+	require.NoError(t, f.acts.HostChanges.Audit.Append(hostchange.Record{Cluster: f.prefix, Action: hostchange.ActionApply, Outcome: hostchange.OutcomeDone,
+		Command: "iptables -w -t filter -A HPCVM_ROUTED -m comment --comment hpcvm-routed:" + f.prefix + " -j HPCVM_ROUTED_TO"}))
+	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cannot tell whether cluster "+f.prefix+" is one of host testhost's routed clusters")
 	assert.Contains(t, err.Error(), "xtables lock")
@@ -34,12 +45,22 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	assert.Equal(t, ErrTypeBusy, typ)
 	assert.False(t, nonRetryable, "a lock held for a while is retried")
 
-	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix})
+	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix})
 	require.NoError(t, err)
 	var inv Inventory
 	require.NoError(t, val.Get(&inv))
 	require.NotNil(t, inv.Routing)
 	assert.Contains(t, inv.Routing.Problem, "xtables lock")
+
+	// iptables that fails for good (no rights, no tables) is not a lock
+	// to wait for: refused at once, saying what to fix.
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "iptables"), []byte("#!/bin/sh\necho 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)' >&2\nexit 4\n"), 0o755))
+	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "make iptables work for the worker")
+	typ, nonRetryable = appErrorType(t, err)
+	assert.Equal(t, ErrTypeInvalidState, typ)
+	assert.True(t, nonRetryable)
 }
 
 // The question a start asks before a person confirms the join: with the

@@ -138,9 +138,17 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 	if err == nil && req.Activate && inv.Routing != nil && inv.Routing.Problem != "" {
 		// Start and destroy act on what this says: a start refuses to
 		// run a routed cluster whose file no longer routes it, and must
-		// not take "cannot tell" for "not routed" (fail closed).
-		return inv, temporal.NewApplicationError(fmt.Sprintf("cannot tell whether cluster %s is one of host %s's routed clusters (%s), so it counts as one whose routing cannot be checked: nothing was changed; "+
-			"if another program holds the xtables lock (iptables-legacy: /run/xtables.lock), run this again once it is free", req.Cluster, a.HostChanges.Name, inv.Routing.Problem), ErrTypeBusy)
+		// not take "cannot tell" for "not routed" (fail closed). A
+		// cluster that never routed here (the audit log has no rule of
+		// it) cannot be a member: its start and destroy go on.
+		if routed, aerr := a.HostChanges.EverRouted(req.Cluster); aerr != nil || routed {
+			what := fmt.Sprintf("cannot tell whether cluster %s is one of host %s's routed clusters (%s), and hpcvm made routing rules for it on this host (audit log), so nothing was changed: ",
+				req.Cluster, a.HostChanges.Name, inv.Routing.Problem)
+			if inv.Routing.Busy {
+				return inv, temporal.NewApplicationError(what+"if another program holds the xtables lock (iptables-legacy: /run/xtables.lock), this step is retried; run it again once the lock is free", ErrTypeBusy)
+			}
+			return inv, temporal.NewNonRetryableApplicationError(what+"make iptables work for the worker (it needs root, or CAP_NET_ADMIN, and the kernel's iptables tables) and run it again", ErrTypeInvalidState, nil)
+		}
 	}
 	return inv, err
 }
@@ -164,9 +172,10 @@ func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
 	members, err := a.HostChanges.Members(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &RoutingState{Problem: fmt.Sprintf("iptables did not answer within %s (is the xtables lock held?): %v", routingReadTimeout, err)}
+			return &RoutingState{Problem: fmt.Sprintf("iptables did not answer within %s (is the xtables lock held?): %v", routingReadTimeout, err), Busy: true}
 		}
-		return &RoutingState{Problem: err.Error()}
+		// iptables that gave up waiting for the lock (-w N) is busy too.
+		return &RoutingState{Problem: err.Error(), Busy: strings.Contains(err.Error(), "xtables lock")}
 	}
 	st := &RoutingState{}
 	for _, m := range members {

@@ -122,6 +122,9 @@ type RoutingState struct {
 	With   []string `json:"with,omitempty"` // the other routed clusters
 	// Problem: the rules could not be read (membership unknown).
 	Problem string `json:"problem,omitempty"`
+	// Busy: they could not be read in time (the xtables lock is held),
+	// rather than not at all.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // LiveAddress is an address a guest holds, by its interface's MAC.

@@ -498,6 +498,24 @@ func (h *Host) Leave(ctx context.Context, meta Meta, othersForward bool) ([]Reco
 	return j.recs, h.restoreIPForward(ctx, &j, nil, othersForward)
 }
 
+// EverRouted says whether hpcvm made (or may have made: an outcome never
+// recorded) a routing rule of the cluster on this host, by its audit log:
+// a cluster that never did cannot be a routed member. A log that cannot
+// be read answers true (fail closed).
+func (h *Host) EverRouted(cluster string) (bool, error) {
+	if h.Audit == nil {
+		return true, errors.New("no audit log")
+	}
+	recs, _, err := h.Audit.ReadSettled(func(r Record) bool {
+		return r.Cluster == cluster && r.Action == ActionApply && (r.Outcome == OutcomeDone || r.Unsure()) &&
+			strings.HasPrefix(r.Command, "iptables ") && strings.Contains(r.Command, tagPrefix+cluster)
+	})
+	if err != nil {
+		return true, err
+	}
+	return len(recs) > 0, nil
+}
+
 // sameNamespaceAsJoin refuses to leave from another network namespace
 // than the one the cluster's rules were made in: a worker started without
 // --netns would find none and report them gone.
