@@ -3,7 +3,6 @@ package workflows
 import (
 	"context"
 	"errors"
-	"go.temporal.io/api/enums/v1"
 	"slices"
 	"strings"
 	"sync"
@@ -453,14 +452,7 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 // Other workflows compose cluster creation as a child workflow, under the
 // cluster's workflow ID and on its host's queue.
 func buildLab(ctx workflow.Context, req Request) (StartResult, error) {
-	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        WorkflowID(req.Spec.Cluster.Name),
-		TaskQueue:         TaskQueue(req.Spec.Cluster.Host),
-		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-	})
-	var res StartResult
-	err := workflow.ExecuteChildWorkflow(ctx, StartClusterName, req).Get(ctx, &res)
-	return res, err
+	return buildLabOn(ctx, req, TaskQueue(req.Spec.Cluster.Host))
 }
 
 func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
