@@ -27,10 +27,41 @@ func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, erro
 		if err := a.provenDomain("start domain", ref); err != nil {
 			return err
 		}
+		if err := a.checkShares(ref); err != nil {
+			return err
+		}
 		started, err = a.Libvirt.StartDomain(ref.Name)
 		return err
 	})
 	return started, err
+}
+
+// checkShares checks, just before a domain starts, the host directories
+// it shares as CheckHostPaths checked them before anything was created:
+// under a --share-root, with no symbolic link on the way. Minutes can pass
+// in between (a base upload), and a guest sharing a directory of another
+// cluster's share can swap it for a link: virtiofsd (root) would follow
+// it. A running domain is not started again, so it is not checked.
+func (a *Activities) checkShares(ref DomainRef) error {
+	st, err := a.Libvirt.DomainState(ref.Name)
+	if err != nil {
+		return err
+	}
+	switch st {
+	case libvirt.StateRunning, libvirt.StatePaused, libvirt.StateBlocked, libvirt.StateShuttingDown, libvirt.StatePMSuspended:
+		return nil // active: StartDomain leaves it as it is
+	}
+	dirs, err := a.Libvirt.DomainShares(ref.Name)
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		field := fmt.Sprintf("domain %s's virtio-fs share", ref.Name)
+		if _, err := checkDir(field, dir, a.ShareRoots, "--share-root"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ShutdownDomain presses the ACPI power button of a running domain of the

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/qcow2"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sys/unix"
 )
 
 // InspectCluster reports what exists of the cluster in libvirt, found by
@@ -78,8 +80,12 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 				}
 				inv.Volumes, inv.VolumesListed = map[string]VolumeState{}, true
 				for _, v := range vols {
-					inv.Volumes[v.Name] = VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
+					vs := VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
 						Capacity: v.Capacity, Allocation: v.Allocation, BackingPath: v.BackingPath}
+					if slices.Contains(cluster.BaseVolumeNames(name), v.Name) {
+						vs.Format, vs.Problem = baseVolumeHeader(inv.Pool.Path, v, vs.Format)
+					}
+					inv.Volumes[v.Name] = vs
 				}
 			}
 		}
@@ -151,6 +157,49 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		}
 	}
 	return inv, err
+}
+
+// baseVolumeHeader reads the header of the cluster's base volume v in the
+// pool directory poolDir, read-only, and says its format as hpcvm decides
+// it for a base image (see InspectBaseImage: the volume holds the image's
+// bytes) and why no VM may start on it ("" if one may): the same check the
+// upload step of a start makes (volumeSelfContained), so validate sees
+// what start would refuse. A volume whose header cannot be read keeps
+// libvirt's format (probed) and says why.
+func baseVolumeHeader(poolDir string, v libvirt.VolumeInfo, probed string) (format, problem string) {
+	cannot := func(err error) (string, string) {
+		return probed, fmt.Sprintf("base volume %s cannot be read (%v), so it cannot be checked: run `hpcvm destroy` and start again", v.Path, err)
+	}
+	if filepath.Dir(filepath.Clean(v.Path)) != filepath.Clean(poolDir) {
+		return cannot(fmt.Errorf("libvirt places it outside the pool directory %s", poolDir))
+	}
+	// Opened inside the pool's directory: no link, at the end or on the
+	// way, is followed; O_NONBLOCK so a FIFO planted there cannot hang us.
+	root, err := os.OpenRoot(poolDir)
+	if err != nil {
+		return cannot(err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(filepath.Base(v.Path), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return cannot(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return cannot(err)
+	}
+	if !st.Mode().IsRegular() {
+		return cannot(fmt.Errorf("it is not a regular file (%s)", st.Mode().Type()))
+	}
+	img, err := qcow2.Read(f, st.Size())
+	if err == nil {
+		err = img.SelfContained(v.Path)
+	}
+	if err != nil {
+		return probed, fmt.Sprintf("base volume %s is not an image QEMU can use on its own, so no VM is started on it: %v; then run `hpcvm destroy` and start again", v.Path, err)
+	}
+	return img.Format, ""
 }
 
 // routingReadTimeout bounds reading the host's routing rules.

@@ -225,6 +225,24 @@ func TestBaseImagesThatReachOtherFilesAreRefused(t *testing.T) {
 	assert.Equal(t, uint64(1<<20), info.VirtualSize)
 }
 
+// An encrypted qcow2 base image is refused by validate and start alike
+// (InspectBaseImage), before anything exists, with how to convert it;
+// without this, start failed only at the domain start and rolled back.
+func TestEncryptedBaseImageIsRefused(t *testing.T) {
+	f := newFixture(t)
+	luks := filepath.Join(f.dir, "luks.qcow2")
+	out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=abc",
+		"-o", "encrypt.format=luks,encrypt.key-secret=sec0", luks, "64M").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	_, err = f.env().ExecuteActivity(f.acts.InspectBaseImage, luks)
+	require.Error(t, err)
+	typ, final := appErrorType(t, err)
+	assert.Equal(t, ErrTypeBadInput, typ)
+	assert.True(t, final)
+	assert.Contains(t, err.Error(), "encrypted with LUKS")
+	assert.Contains(t, err.Error(), "qemu-img convert --object secret")
+}
+
 // The default roots do not overlap; a share root that overlaps another
 // root is named, and so are image and pool roots that overlap.
 func TestRootsOverlap(t *testing.T) {

@@ -174,6 +174,11 @@ type PoolState struct {
 }
 
 // VolumeState is one volume as libvirt has it.
+//
+// The base volume's Format is read from its own header as hpcvm reads a
+// base image (qcow2 magic or raw), not taken from libvirt's probe, which
+// may call a raw image whose bytes look like ISO, LUKS or QED by another
+// format that no VM disk of hpcvm's can use.
 type VolumeState struct {
 	Name        string `json:"name"`
 	Path        string `json:"path"`
@@ -181,6 +186,11 @@ type VolumeState struct {
 	Capacity    uint64 `json:"capacity"`
 	Allocation  uint64 `json:"allocation"`
 	BackingPath string `json:"backing_path,omitempty"`
+	// Problem, set for the cluster's base volume only, says why no VM may
+	// start on it (a backing or data file its header names, encryption, a
+	// header that cannot be read): what the start's upload step would
+	// refuse, so that validate can say it too.
+	Problem string `json:"problem,omitempty"`
 }
 
 // DomainState is one domain that is either named like one of the plan's VMs

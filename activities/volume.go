@@ -360,7 +360,8 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 }
 
 // volumeSelfContained refuses a base volume whose header names a backing
-// or data file: the VMs' disks would reach through it.
+// or data file (the VMs' disks would reach through it) or that is
+// encrypted (no VM could read it).
 func volumeSelfContained(req UploadRequest, volPath string) error {
 	f, err := os.OpenFile(volPath, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
@@ -377,7 +378,7 @@ func volumeSelfContained(req UploadRequest, volPath string) error {
 	}
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"base volume %s/%s (from %s) is not a self-contained image, so no VM is started on it: %v; then run `hpcvm destroy` and start again",
+			"base volume %s/%s (from %s) is not an image QEMU can use on its own, so no VM is started on it: %v; then run `hpcvm destroy` and start again",
 			req.Pool, req.Volume, req.Source, err), ErrTypeBadInput, nil)
 	}
 	return nil

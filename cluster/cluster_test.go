@@ -352,13 +352,25 @@ func TestServiceDiscoveryWhenAllowed(t *testing.T) {
 	p, err := NewPlan(s)
 	require.NoError(t, err)
 	assert.Contains(t, strings.Join(HostChangeSummary(p, h), "\n"), "write the names and addresses of its 1 VM(s) to /etc/consul.d/hpcvm-lab.json")
-	s, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: /var/lib/consul/conf/, consul_path: /usr/bin/consul}")))
+	s, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: /var/lib/consul/conf, consul_path: /usr/bin/consul}")))
 	require.NoError(t, err)
 	assert.Equal(t, "/var/lib/consul/conf", HostChangesOf(s).DiscoveryDir)
 	assert.Contains(t, strings.Join(Warnings(s), "\n"), "network.service_discovery.consul_path change nothing")
 	_, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: consul.d}")))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "config_dir: \"consul.d\" is not an absolute directory")
+	// Clean, as every path hpcvm uses on the host: the worker checks it
+	// as written, the kernel follows a link before '..'.
+	for dir, want := range map[string]string{
+		"/var/lib/consul/conf/":           `write it as "/var/lib/consul/conf"`,
+		"/etc/consul.d/link/../../shadow": "is not a clean path",
+		"/":                               "is the root directory",
+	} {
+		_, err = Parse([]byte(fmt.Sprintf(base, ", service_discovery: {config_dir: \""+dir+"\"}")))
+		require.Error(t, err, dir)
+		assert.Contains(t, err.Error(), "config_dir: \""+dir+"\"")
+		assert.Contains(t, err.Error(), want, dir)
+	}
 	s, err = Parse([]byte(fmt.Sprintf(base, "")))
 	require.NoError(t, err)
 	assert.Error(t, ValidateBeforeHostChanges(s), "runs recorded before refuse it")
@@ -432,13 +444,20 @@ func TestHostDNSIntegrationIsPlannedWhenAllowed(t *testing.T) {
 	require.NoError(t, err)
 	raw.HostConfiguration = map[string]any{"network": map[string]any{"dnsmasq_config_path": "dnsmasq.d"}}
 	assert.NoError(t, ValidateBeforeResolver(raw))
+	raw.HostConfiguration = map[string]any{"network": map[string]any{"dnsmasq_config_path": "/etc/dnsmasq.d/"}}
+	assert.NoError(t, ValidateBeforeResolver(raw), "the clean-path rule is the resolver rules' too")
 	raw.HostConfiguration = map[string]any{"network": map[string]any{"dnsmasq_address": "127.0.0.1"}}
 	assert.ErrorContains(t, ValidateBeforeResolver(raw), "dnsmasq_address: \"127.0.0.1\" is not a host_configuration setting")
 	assert.NoError(t, Validate(raw))
 
 	for in, want := range map[string]string{
 		", dnsmasq_config_path: dnsmasq.d": "dnsmasq_config_path: \"dnsmasq.d\" is not an absolute directory",
-		", dnsmasq_address: localhost":     "dnsmasq_address: \"localhost\" is not an IPv4 address",
+		// The worker checks the path as written against its root and the
+		// kernel follows a link before '..': only a clean path is taken.
+		", dnsmasq_config_path: /etc/dnsmasq.d/hpcvm/../../shadow": "is not a clean path",
+		", dnsmasq_config_path: \"/etc/dnsmasq.d/\"":               "write it as \"/etc/dnsmasq.d\"",
+		", dnsmasq_config_path: /":                                 "is the root directory",
+		", dnsmasq_address: localhost":                             "dnsmasq_address: \"localhost\" is not an IPv4 address",
 	} {
 		_, err := Parse([]byte(fmt.Sprintf(base, "shared_dns", "", in)))
 		require.Error(t, err, in)

@@ -186,14 +186,30 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 			"would make hpcvm write the host's boot configuration (/etc/sysctl.d, saved firewall rules), which it does not do: its changes last until reboot or destroy",
 			"leave it false; to keep forwarding across reboots: echo 'net.ipv4.ip_forward=1' | sudo tee /etc/sysctl.d/90-hpcvm.conf")
 	}
-	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok && !filepath.IsAbs(v) {
-		add("host_configuration.network.service_discovery.config_dir", v, "is not an absolute directory", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir)
+	// Directories hpcvm writes into as root: clean, as the other host
+	// paths (checkHostPath), so that the worker's root check and the
+	// kernel see the same path. (A stricter check of a value already
+	// checked: it adds no command to a recorded run.)
+	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok {
+		const path = "host_configuration.network.service_discovery.config_dir"
+		want := "give the registry agent's configuration directory, e.g. " + DefaultDiscoveryDir
+		if !filepath.IsAbs(v) {
+			add(path, v, "is not an absolute directory", want)
+		} else {
+			checkHostPath(path, v, want, add)
+		}
 	}
 	// Runs recorded before hpcvm made the resolver's entry took these
 	// keys unread.
 	if rules >= hostRulesResolver {
-		if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok && !filepath.IsAbs(v) {
-			add("host_configuration.network.dnsmasq_config_path", v, "is not an absolute directory", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir)
+		if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok {
+			const path = "host_configuration.network.dnsmasq_config_path"
+			want := "give the host dnsmasq's drop-in directory (its conf-dir), e.g. " + DefaultResolverDir
+			if !filepath.IsAbs(v) {
+				add(path, v, "is not an absolute directory", want)
+			} else {
+				checkHostPath(path, v, want, add)
+			}
 		}
 		if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
 			if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {

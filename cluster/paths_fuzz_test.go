@@ -7,32 +7,37 @@ import (
 	"testing"
 )
 
-// pathSeeds are the seed corpus of FuzzParsePaths: a share, a pool path and
-// a base image, each as cluster.yaml would carry it.
-var pathSeeds = [][3]string{
-	{"/srv/data", "/var/lib/hpcvm/pools", "/var/lib/hpcvm/images/base.qcow2"},
-	{"/srv/projects/alice/certs/../../..", "/var/lib/hpcvm/pools/", "/var/lib/hpcvm/images/../../../../etc/shadow"},
-	{"/srv/projects/alice/certs/../ssl/private", "/var/lib//hpcvm", "/var/lib/hpcvm/./images/base.qcow2"},
-	{"/", "/", "/"},
-	{"", "", ""},
-	{".", "..", "./base.qcow2"},
-	{"srv/data", "pools", "base.qcow2"},
-	{"//srv", "///", "//base.qcow2"},
-	{"/srv/data/.", "/var/lib/hpcvm/pools/..", "/var/lib/hpcvm/images/base.qcow2/"},
-	{"/srv/da\x00ta", "/var/lib/\nhpcvm", "/var/lib/hpcvm/<images>/base.qcow2"},
-	{"/srv/\u202edata", "/var/lib/hpcvm/pools/\u00e9", "/var/lib/hpcvm/images/base qcow2"},
-	{"/srv/...", "/var/lib/hpcvm/..pools", "/var/lib/hpcvm/images/.base.qcow2"},
-	{"\\srv\\data", "C:\\pools", "/var/lib/hpcvm/images/base.qcow2\\.."},
+// pathSeeds are the seed corpus of FuzzParsePaths: a share, a pool path, a
+// base image and a host directory hpcvm writes into (the registry agent's
+// and dnsmasq's), each as cluster.yaml would carry it.
+var pathSeeds = [][4]string{
+	{"/srv/data", "/var/lib/hpcvm/pools", "/var/lib/hpcvm/images/base.qcow2", "/etc/consul.d"},
+	{"/srv/data", "/var/lib/hpcvm/pools", "/var/lib/hpcvm/images/base.qcow2", "/etc/dnsmasq.d/hpcvm/../../shadow"},
+	{"/srv/data", "/var/lib/hpcvm/pools", "/var/lib/hpcvm/images/base.qcow2", "/etc/consul.d/"},
+	{"/srv/projects/alice/certs/../../..", "/var/lib/hpcvm/pools/", "/var/lib/hpcvm/images/../../../../etc/shadow", "/etc/dnsmasq.d/hpcvm/../../.."},
+	{"/srv/projects/alice/certs/../ssl/private", "/var/lib//hpcvm", "/var/lib/hpcvm/./images/base.qcow2", "/etc/dnsmasq.d/"},
+	{"/", "/", "/", "/"},
+	{"", "", "", ""},
+	{".", "..", "./base.qcow2", "consul.d"},
+	{"srv/data", "pools", "base.qcow2", "../etc"},
+	{"//srv", "///", "//base.qcow2", "//etc/consul.d"},
+	{"/srv/data/.", "/var/lib/hpcvm/pools/..", "/var/lib/hpcvm/images/base.qcow2/", "/etc/./consul.d"},
+	{"/srv/da\x00ta", "/var/lib/\nhpcvm", "/var/lib/hpcvm/<images>/base.qcow2", "/etc/consul\x00.d"},
+	{"/srv/\u202edata", "/var/lib/hpcvm/pools/\u00e9", "/var/lib/hpcvm/images/base qcow2", "/etc/\u202econsul.d"},
+	{"/srv/...", "/var/lib/hpcvm/..pools", "/var/lib/hpcvm/images/.base.qcow2", "/etc/..."},
+	{"\\srv\\data", "C:\\pools", "/var/lib/hpcvm/images/base.qcow2\\..", "C:\\dnsmasq.d"},
 }
 
-// pathsYAML is a cluster file with the three paths written as YAML
-// double-quoted scalars (JSON's escapes are YAML's).
-func pathsYAML(share, pool, image string) string {
+// pathsYAML is a cluster file with the paths written as YAML double-quoted
+// scalars (JSON's escapes are YAML's); hostDir is both the registry
+// agent's and dnsmasq's directory.
+func pathsYAML(share, pool, image, hostDir string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	return fmt.Sprintf("cluster: {name: lab, host: hv1, storage: {pool_path: %s, base_image: %s}}\n"+
 		"controller: {virtio_fs_mounts: [{tag: c, host_path: %s, mount_point: /c}]}\n"+
-		"compute_nodes: [{name: a, virtio_fs_mounts: [{tag: d, host_path: %s, mount_point: /d}]}]\n",
-		q(pool), q(image), q(share), q(share))
+		"compute_nodes: [{name: a, virtio_fs_mounts: [{tag: d, host_path: %s, mount_point: /d}]}]\n"+
+		"host_configuration: {network: {dnsmasq_config_path: %s, service_discovery: {config_dir: %s}}}\n",
+		q(pool), q(image), q(share), q(share), q(hostDir), q(hostDir))
 }
 
 // FuzzParsePaths checks the paths of cluster.yaml that reach the host: a
@@ -41,10 +46,10 @@ func pathsYAML(share, pool, image string) string {
 // Run it longer with: go test -run XXX -fuzz FuzzParsePaths -fuzztime 60s ./cluster/
 func FuzzParsePaths(f *testing.F) {
 	for _, s := range pathSeeds {
-		f.Add(s[0], s[1], s[2])
+		f.Add(s[0], s[1], s[2], s[3])
 	}
-	f.Fuzz(func(t *testing.T, share, pool, image string) {
-		spec, err := Parse([]byte(pathsYAML(share, pool, image)))
+	f.Fuzz(func(t *testing.T, share, pool, image, hostDir string) {
+		spec, err := Parse([]byte(pathsYAML(share, pool, image, hostDir)))
 		if err != nil {
 			checkRefusal(t, err)
 			return
@@ -52,6 +57,13 @@ func FuzzParsePaths(f *testing.F) {
 		paths := map[string]string{
 			"cluster.storage.pool_path":  spec.Cluster.Storage.PoolPath,
 			"cluster.storage.base_image": spec.Cluster.Storage.BaseImage,
+		}
+		for _, rel := range []string{"network.dnsmasq_config_path", "network.service_discovery.config_dir"} {
+			v, ok := hostSetting(spec.HostConfiguration, rel).(string)
+			if !ok {
+				t.Fatalf("Parse accepted host_configuration.%s %#v, which is not text", rel, hostSetting(spec.HostConfiguration, rel))
+			}
+			paths["host_configuration."+rel] = v
 		}
 		for i, m := range spec.Controller.VirtioFSMounts {
 			paths[fmt.Sprintf("controller.virtio_fs_mounts[%d].host_path", i)] = m.HostPath

@@ -200,6 +200,42 @@ func (c *Client) StartDomain(name string) (startedNow bool, err error) {
 	return startedNow, err
 }
 
+// DomainShares returns the host directories the domain's definition
+// shares into it (the sources of its <filesystem type='mount'> devices,
+// virtio-fs), as the definition names them: virtiofsd opens them as root
+// when the domain starts.
+func (c *Client) DomainShares(name string) ([]string, error) {
+	var dirs []string
+	err := c.withDomain("read shares of domain", name, func(dom *lv.Domain) error {
+		x, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
+		if err != nil {
+			return err
+		}
+		dirs, err = ShareDirs(x)
+		return err
+	})
+	return dirs, err
+}
+
+// ShareDirs returns the host directories a domain XML shares: the source
+// of each <filesystem> whose type is mount (libvirt's default type).
+func ShareDirs(domainXML string) ([]string, error) {
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(domainXML); err != nil {
+		return nil, invalidXML("read shares of domain", d.Name, err, "a <domain>")
+	}
+	var dirs []string
+	if d.Devices == nil {
+		return nil, nil
+	}
+	for _, fs := range d.Devices.Filesystems {
+		if fs.Source != nil && fs.Source.Mount != nil {
+			dirs = append(dirs, fs.Source.Mount.Dir)
+		}
+	}
+	return dirs, nil
+}
+
 // startFailure says why a domain did not start and where to look. A
 // libvirtd that found no hugetlbfs mount when it started refuses every
 // hugepage-backed domain, although the host has the free pages the

@@ -44,7 +44,18 @@ type Image struct {
 	// DataFileName is its name if the header carries one.
 	DataFile     bool
 	DataFileName string
+	// CryptMethod is the header's crypt_method: 0 for none, 1 for the old
+	// AES-CBC encryption, 2 for LUKS. An encrypted image needs a secret
+	// that hpcvm never hands to libvirt, so QEMU could not open it.
+	CryptMethod uint32
 }
+
+// Encryption methods a qcow2 header names (crypt_method).
+const (
+	cryptNone = 0
+	cryptAES  = 1
+	cryptLUKS = 2
+)
 
 // Read reads the header of the image r (size bytes long). An image without
 // the qcow2 magic is raw. A qcow2 header that is truncated, of a version
@@ -75,6 +86,7 @@ func Read(r io.ReaderAt, size int64) (Image, error) {
 	img := Image{Format: "qcow2", Version: be.Uint32(hdr[4:8]), VirtualSize: be.Uint64(hdr[24:32])}
 	backingOffset, backingSize := be.Uint64(hdr[8:16]), be.Uint32(hdr[16:20])
 	clusterBits := be.Uint32(hdr[20:24])
+	img.CryptMethod = be.Uint32(hdr[32:36])
 	if clusterBits < 9 || clusterBits > 21 {
 		return img, fmt.Errorf("qcow2 header has cluster_bits %d (QEMU accepts 9 to 21); the image is damaged", clusterBits)
 	}
@@ -151,11 +163,17 @@ func Read(r io.ReaderAt, size int64) (Image, error) {
 }
 
 // SelfContained refuses an image whose guest data is not all in the file
-// itself, saying how to make one that is. path names the image in the
-// message.
+// itself, or cannot be read without a secret (an encrypted qcow2), saying
+// how to make one that can be used. path names the image in the message.
 func (img Image) SelfContained(path string) error {
 	flatten := fmt.Sprintf("flatten it into one first (qemu-img convert -O qcow2 %s <new image>) and use that", path)
 	switch {
+	case img.CryptMethod != cryptNone:
+		// Checked first: converting also drops any backing file.
+		return fmt.Errorf("it is a qcow2 image encrypted with %s, and hpcvm passes no secret to QEMU, so no VM could read it; "+
+			"convert it into a plain qcow2 first (qemu-img convert --object secret,id=sec0,file=<key file> "+
+			"--image-opts driver=qcow2,file.filename=%s,encrypt.key-secret=sec0 -O qcow2 <new image>) and use that",
+			cryptName(img.CryptMethod), path)
 	case img.BackingFile != "":
 		return fmt.Errorf("it is a qcow2 image layered on the backing file %q, which QEMU would open as root; hpcvm uses only self-contained images: %s", img.BackingFile, flatten)
 	case img.DataFile && img.DataFileName != "":
@@ -164,4 +182,15 @@ func (img Image) SelfContained(path string) error {
 		return fmt.Errorf("it is a qcow2 image whose data lives in an external data file; hpcvm uses only self-contained images: %s", flatten)
 	}
 	return nil
+}
+
+// cryptName names a crypt_method for messages.
+func cryptName(m uint32) string {
+	switch m {
+	case cryptAES:
+		return "the old AES-CBC method"
+	case cryptLUKS:
+		return "LUKS"
+	}
+	return fmt.Sprintf("crypt_method %d", m)
 }

@@ -123,3 +123,46 @@ func TestReadRefusesDamagedHeaders(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "raw", img.Format)
 }
+
+// An encrypted qcow2 needs a secret hpcvm never gives QEMU: it is refused
+// with the conversion that makes it usable, and that conversion works.
+func TestReadRefusesEncryptedImages(t *testing.T) {
+	dir := t.TempDir()
+	at := func(name string) string { return filepath.Join(dir, name) }
+	key := at("key")
+	require.NoError(t, os.WriteFile(key, []byte("abc"), 0o600))
+	secret := "secret,id=sec0,file=" + key
+	qemuImg(t, "create", "-f", "qcow2", "--object", secret, "-o", "encrypt.format=luks,encrypt.key-secret=sec0", at("luks.qcow2"), "64M")
+	qemuImg(t, "create", "-f", "qcow2", "--object", secret, "-o", "compat=0.10,encrypt.format=aes,encrypt.key-secret=sec0", at("aes-v2.qcow2"), "64M")
+	qemuImg(t, "create", "-f", "qcow2", "--object", secret, "-o", "encrypt.format=aes,encrypt.key-secret=sec0", at("aes-v3.qcow2"), "64M")
+	for name, want := range map[string]struct {
+		method  uint32
+		version uint32
+		says    string
+	}{
+		"luks.qcow2":   {cryptLUKS, 3, "encrypted with LUKS"},
+		"aes-v2.qcow2": {cryptAES, 2, "encrypted with the old AES-CBC method"},
+		"aes-v3.qcow2": {cryptAES, 3, "encrypted with the old AES-CBC method"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			img, err := read(t, at(name))
+			require.NoError(t, err)
+			assert.Equal(t, want.version, img.Version)
+			assert.Equal(t, want.method, img.CryptMethod)
+			err = img.SelfContained(at(name))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), want.says)
+			assert.Contains(t, err.Error(), "file.filename="+at(name))
+			assert.Contains(t, err.Error(), "-O qcow2 <new image>")
+
+			// The conversion the message names gives a usable image.
+			plain := at("plain-" + name)
+			qemuImg(t, "convert", "--object", secret, "--image-opts",
+				"driver=qcow2,file.filename="+at(name)+",encrypt.key-secret=sec0", "-O", "qcow2", plain)
+			img, err = read(t, plain)
+			require.NoError(t, err)
+			assert.Zero(t, img.CryptMethod)
+			assert.NoError(t, img.SelfContained(plain))
+		})
+	}
+}
