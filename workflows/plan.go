@@ -109,7 +109,7 @@ func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 	ctx = actx
 
 	r.Objects = plannedObjects(plan, inv, baseExisted)
-	if negotiated && img.Format != "" {
+	if negotiated && img.Format != "" && !pf.failed(CheckBaseImage) {
 		docs, err := planDocuments(plan, img)
 		if !check("xml", err, fmt.Sprintf("%d documents rendered", len(docs))) {
 			return r, nil

@@ -296,7 +296,15 @@ func (p *preflight) host() error {
 
 	if p.baseExisted {
 		p.img = activities.ImageInfo{Path: p.plan.BaseImage.Source, Format: p.base.Format, VirtualSize: p.base.Capacity}
-		p.checks = append(p.checks, Check{Name: CheckBaseImage, OK: true, Detail: fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", p.base.Name, p.base.Format, size(p.base.Capacity))})
+		// A base an older hpcvm uploaded is judged as an image would be
+		// (InspectCluster read its header): validate and start alike.
+		var problem error
+		if p.base.Problem != "" {
+			problem = temporal.NewNonRetryableApplicationError(p.base.Problem, activities.ErrTypeBadInput, nil)
+		}
+		if err := p.check(CheckBaseImage, problem, fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", p.base.Name, p.base.Format, size(p.base.Capacity))); err != nil {
+			return err
+		}
 	} else {
 		err := workflow.ExecuteActivity(actx, a.InspectBaseImage, p.plan.BaseImage.Source).Get(ctx, &p.img)
 		if err != nil && !isBadInput(err) {

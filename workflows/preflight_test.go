@@ -2,9 +2,11 @@ package workflows
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -91,12 +93,21 @@ func TestValidateAndStartRunTheSameChecks(t *testing.T) {
 // refuses with the same words before it creates anything.
 func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 	lookalike := activities.Inventory{Domains: []activities.DomainState{{Name: "lab-compute-01", State: "shut off"}}}
+	plan, err := cluster.NewPlan(testRequest(t).Spec)
+	require.NoError(t, err)
+	// A base volume an older hpcvm uploaded, whose header names a
+	// backing file (InspectCluster read it).
+	badBase := existingInventory(plan)
+	base := badBase.Volumes["lab-base.qcow2"]
+	base.Problem = "volume lab-base.qcow2 names the backing file /etc/shadow: flatten it"
+	badBase.Volumes["lab-base.qcow2"] = base
 	for _, tc := range []struct {
 		check    string
 		r        func() *recorder
 		resolver bool
 	}{
 		{CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
+		{CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
 		{CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
 		{CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
 		{CheckResolver, func() *recorder { return &recorder{failAt: "ResolverEntryExists", badInput: true} }, true},
@@ -116,7 +127,7 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 				}
 			}
 			require.NotNil(t, failed)
-			assert.Equal(t, tc.check, failed.Name)
+			assert.Equal(t, strings.TrimSuffix(tc.check, " (in the pool)"), failed.Name)
 
 			r := tc.r()
 			_, err := startOf(t, req, r, tc.resolver)
