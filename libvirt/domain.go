@@ -81,7 +81,7 @@ type DomainSummary struct {
 }
 
 // EnsureDomain defines the domain described by xml unless one of that name
-// exists. An existing domain must match in memory, vCPUs, disk sources,
+// exists. An existing domain must match in type, memory, vCPUs, disk sources,
 // interface MACs and networks, and the metadata element the desired XML
 // carries; otherwise ErrMismatch. It does not start the domain.
 func (c *Client) EnsureDomain(xml string) (created bool, err error) {
@@ -519,6 +519,11 @@ func (c *Client) withDomain(op, name string, fn func(dom *lv.Domain) error) erro
 }
 
 func diffDomain(have, want *libvirtxml.Domain) *Error {
+	// kvm or qemu (TCG): cluster.yaml's enable_kvm, or what the host
+	// offers. A domain keeps the type it was defined with.
+	if want.Type != "" && have.Type != want.Type {
+		return mismatch("", "", "domain type", have.Type, want.Type)
+	}
 	if want.Memory != nil {
 		if h, w := domainMemoryKiB(have), domainMemoryKiB(want); h != w {
 			return mismatch("", "", "memory", fmt.Sprintf("%d KiB", h), fmt.Sprintf("%d KiB", w))

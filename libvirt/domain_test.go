@@ -102,6 +102,17 @@ func TestDomainLifecycle(t *testing.T) {
 	require.ErrorIs(t, err, ErrMismatch)
 	require.Contains(t, err.Error(), `memory is "65536 KiB", want "131072 KiB"`)
 
+	// enable_kvm changed in cluster.yaml: the domain keeps its type, and
+	// the difference is named, not ignored.
+	otherType := *d
+	otherType.def.Type = map[string]string{"kvm": "qemu", "qemu": "kvm"}[d.def.Type]
+	_, err = c.EnsureDomain(otherType.xml(t))
+	require.ErrorIs(t, err, ErrMismatch)
+	require.Contains(t, err.Error(), `domain type is "`+d.def.Type+`", want "`+otherType.def.Type+`"`)
+	diff, err := c.DomainDifference(otherType.xml(t))
+	require.NoError(t, err)
+	require.Contains(t, diff, "domain type")
+
 	sameMemInKiB := *d
 	sameMemInKiB.def.Memory = &libvirtxml.DomainMemory{Value: 65536}
 	_, err = c.EnsureDomain(sameMemInKiB.xml(t))
