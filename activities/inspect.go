@@ -138,6 +138,13 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		if req.LiveAddresses {
 			inv.LiveAddresses = a.liveAddresses(inv)
 		}
+		if req.AddressesInUse {
+			inUse, err := a.addressesInUse(ctx)
+			if err != nil {
+				return err
+			}
+			inv.AddressesInUse = inUse
+		}
 		return nil
 	})
 	inv.Routing = <-routing
@@ -308,4 +315,47 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// addressesInUse lists the subnets of every libvirt network of the host
+// and every route of the hypervisor's namespace (a LAN, a VPN, Docker's
+// bridge), so that a new network's range is checked against them before
+// libvirt refuses it half-way through a start.
+func (a *Activities) addressesInUse(ctx context.Context) ([]AddressInUse, error) {
+	nets, err := a.Libvirt.AllNetworkAddresses()
+	if err != nil {
+		return nil, err
+	}
+	var out []AddressInUse
+	bridges := map[string]bool{}
+	for _, n := range nets {
+		bridges[n.Bridge] = n.Bridge != ""
+		for _, addr := range strings.Split(n.Address, ",") {
+			if addr == "" || strings.Contains(addr, ":") {
+				continue // IPv6: cluster networks are IPv4
+			}
+			out = append(out, AddressInUse{Subnet: addr, Owner: fmt.Sprintf("libvirt network %s (bridge %s)", n.Name, orNone(n.Bridge)), Bridge: n.Bridge})
+		}
+	}
+	if a.HostChanges == nil {
+		return out, nil
+	}
+	routes, err := a.HostChanges.Routes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the host's routes: %w", err)
+	}
+	for _, r := range routes {
+		if bridges[r.Device] || r.Device == "lo" {
+			continue // a libvirt network's own route: named above
+		}
+		out = append(out, AddressInUse{Subnet: r.Subnet, Owner: "a route of the host (dev " + orNone(r.Device) + ")", Bridge: r.Device})
+	}
+	return out, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -114,6 +114,10 @@ type Inventory struct {
 	// Routing is the cluster's membership of the host's routed clusters
 	// (dns_mode routed), from its tagged firewall rules; nil if it has none.
 	Routing *RoutingState `json:"routing,omitempty"`
+	// AddressesInUse are the IPv4 subnets the host's other networks and
+	// routes hold (InspectRequest.AddressesInUse): what a new cluster
+	// network's range must not overlap.
+	AddressesInUse []AddressInUse `json:"addresses_in_use,omitempty"`
 }
 
 // RoutingState is a routed cluster's place on the host.
@@ -235,6 +239,8 @@ type InspectRequest struct {
 	// destroy, which may have no file to plan from, names them as left
 	// alone ("<cluster>-").
 	LookalikePrefix string `json:"lookalike_prefix,omitempty"`
+	// AddressesInUse asks for Inventory.AddressesInUse (start, validate).
+	AddressesInUse bool `json:"addresses_in_use,omitempty"`
 	// Activate starts the cluster's pool if it is ours and inactive, so its
 	// volumes can be listed; start and destroy act on them, status does not.
 	Activate bool `json:"activate,omitempty"`
@@ -252,3 +258,10 @@ func (inv Inventory) Volume(name string) (VolumeState, bool) {
 // exist and carry its mark.
 func (inv Inventory) NetworkOwned() bool { return inv.Network != nil && inv.Network.Owned }
 func (inv Inventory) PoolOwned() bool    { return inv.Pool != nil && inv.Pool.Owned }
+
+// AddressInUse is a subnet in use on the host and who holds it.
+type AddressInUse struct {
+	Subnet string `json:"subnet"` // address/prefix
+	Owner  string `json:"owner"`  // "libvirt network X (bridge Y)", "route via dev Z"
+	Bridge string `json:"bridge,omitempty"`
+}

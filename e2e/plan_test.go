@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -98,4 +101,33 @@ func TestValidateNamesWhatTheHostCannotDo(t *testing.T) {
 	require.Equal(t, cli.ExitBadInput, code, out)
 	assert.Contains(t, out, "✗ file: controller.memory_mb")
 	assert.Contains(t, out, "the host was not asked")
+}
+
+// A cluster whose network range another network of the host already holds
+// is refused by validate, naming that network, and start refuses it before
+// anything exists (it used to fail at the network step and roll back).
+func TestValidateRefusesARangeInUse(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	e.mustLeaveNothing()
+	ip, err := e.plannedIP("controller-01")
+	require.NoError(t, err)
+	subnet := ip[:strings.LastIndex(ip, ".")]
+	other := e.cluster + "-handmade"
+	netXML := fmt.Sprintf(`<network><name>%s</name><bridge name='br-hm-%s'/><ip address='%s.129' prefix='25'/></network>`, other, e.cluster[len(e.cluster)-6:], subnet)
+	file := filepath.Join(t.TempDir(), "net.xml")
+	writeFile(t, file, netXML)
+	virsh(t, "net-define", file)
+	t.Cleanup(func() { _, _ = exec.Command("virsh", "-c", libvirtURI(), "net-undefine", other).CombinedOutput() })
+
+	code, out := e.hpcvm("validate")
+	assert.NotEqual(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "✗ network range")
+	assert.Contains(t, out, subnet+".128/25 of libvirt network "+other)
+
+	code, out = e.hpcvm("start")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, out, "overlaps "+subnet+".128/25 of libvirt network "+other)
+	assert.Equal(t, []string{"net-list: " + other}, e.leftovers(), "refused before anything was created: only the hand-made network is there")
 }

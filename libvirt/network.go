@@ -496,3 +496,49 @@ func (c *Client) ForwardingNetworks() ([]string, error) {
 	})
 	return names, err
 }
+
+// NetworkAddresses are every network's addresses (active or not), as
+// address/prefix, by network name, with its bridge: what a new network's
+// range must not overlap.
+type NetworkAddresses struct {
+	Name    string
+	Bridge  string
+	Address string // "10.0.0.1/24,..." as ipSummary renders it
+}
+
+// AllNetworkAddresses lists NetworkAddresses of every network of the host.
+func (c *Client) AllNetworkAddresses() ([]NetworkAddresses, error) {
+	var out []NetworkAddresses
+	err := c.do("list networks", "", true, func(conn *lv.Connect) error {
+		nets, err := conn.ListAllNetworks(0)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for i := range nets {
+				_ = nets[i].Free()
+			}
+		}()
+		out = out[:0]
+		for i := range nets {
+			xml, err := nets[i].GetXMLDesc(lv.NETWORK_XML_INACTIVE)
+			if err != nil {
+				if isNotFound(err) {
+					continue // gone meanwhile
+				}
+				return err
+			}
+			var x libvirtxml.Network
+			if err := x.Unmarshal(xml); err != nil {
+				return err
+			}
+			n := NetworkAddresses{Name: x.Name, Address: ipSummary(x.IPs)}
+			if x.Bridge != nil {
+				n.Bridge = x.Bridge.Name
+			}
+			out = append(out, n)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/hpcvm/hpcvm/activities"
@@ -20,6 +21,7 @@ const (
 	CheckNames       = "names"
 	CheckRouting     = "routing"
 	CheckForward     = "network forward"
+	CheckRange       = "network range"
 	CheckAddresses   = "addresses"
 	CheckDNS         = "network DNS"
 	CheckHost        = "host"
@@ -39,7 +41,7 @@ const (
 // PreflightChecks are the checks of the preflight, in the order they run.
 // A check that does not apply to a cluster (pci without devices, the
 // resolver entry without host DNS integration) is not run.
-var PreflightChecks = []string{CheckFile, CheckNames, CheckRouting, CheckForward, CheckAddresses, CheckDNS,
+var PreflightChecks = []string{CheckFile, CheckNames, CheckRouting, CheckForward, CheckRange, CheckAddresses, CheckDNS,
 	CheckHost, CheckHardware, CheckPCI, CheckPaths, CheckDiscovery, CheckResolver, CheckBaseImage, CheckDiskSizes, CheckPoolSpace}
 
 // PlanOnlyChecks are what plan adds after the preflight: start renders the
@@ -171,7 +173,7 @@ func (p *preflight) file() error {
 // on it: names, routing, forwarding, addresses, DNS.
 func (p *preflight) inspect(activate bool) error {
 	if err := workflow.ExecuteActivity(p.actx, a.InspectCluster, activities.InspectRequest{
-		Cluster: p.fresh.Cluster, PlannedDomains: domainNames(p.fresh), Activate: activate,
+		Cluster: p.fresh.Cluster, PlannedDomains: domainNames(p.fresh), Activate: activate, AddressesInUse: true,
 	}).Get(p.ctx, &p.inv); err != nil {
 		return err
 	}
@@ -196,6 +198,16 @@ func (p *preflight) inspect(activate bool) error {
 	if err := p.shortCheck(CheckForward, refuseForwardChange(p.fresh, p.inv), "the network's forwarding is the one cluster.yaml asks for",
 		"network.forward differs from the existing network's"); err != nil {
 		return err
+	}
+	// A new network's range must be free on the host: libvirt would
+	// refuse it only at the network step ("in use by interface"), after
+	// the run had claimed devices. Inspections recorded before listed no
+	// addresses, so the check passes on them as it did.
+	if p.inv.Network == nil && len(p.inv.AddressesInUse) > 0 {
+		if err := p.shortCheck(CheckRange, rangeClash(p.fresh, p.inv.AddressesInUse), fmt.Sprintf("%s overlaps no network or route of the host", p.fresh.Network.Range),
+			"the network's range is in use on the host"); err != nil {
+			return err
+		}
 	}
 	// Addresses the network already gives stay with their VMs.
 	var leases []cluster.HostLease
@@ -413,4 +425,29 @@ func existedDetail(existed bool, what string) string {
 func isNotOwned(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeNotOwned
+}
+
+// rangeClash refuses a cluster network whose range overlaps a subnet in
+// use on the host, naming who holds it.
+func rangeClash(p cluster.Plan, inUse []activities.AddressInUse) error {
+	want, err := netip.ParsePrefix(p.Network.Range)
+	if err != nil {
+		return nil // the file's check refuses a bad range
+	}
+	var clashes []string
+	for _, u := range inUse {
+		have, err := netip.ParsePrefix(u.Subnet)
+		if err != nil || (u.Bridge != "" && u.Bridge == p.Network.Bridge) {
+			continue
+		}
+		if want.Overlaps(have) {
+			clashes = append(clashes, fmt.Sprintf("%s of %s", have.Masked(), u.Owner))
+		}
+	}
+	if len(clashes) == 0 {
+		return nil
+	}
+	return badRequest(fmt.Errorf("network.network_range %s of cluster %s overlaps %s on host %s: libvirt would refuse the network, and guests could not reach what is there; "+
+		"give network.network_range a free range (and gateway_ip in it), or remove what holds it; nothing was changed",
+		want, p.Cluster, strings.Join(clashes, "; "), p.Host))
 }

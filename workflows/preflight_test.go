@@ -107,6 +107,9 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 		resolver bool
 	}{
 		{CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
+		{CheckRange, func() *recorder {
+			return &recorder{inv: activities.Inventory{AddressesInUse: []activities.AddressInUse{{Subnet: "192.168.100.128/25", Owner: "libvirt network default (bridge virbr0)", Bridge: "virbr0"}}}}
+		}, false},
 		{CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
 		{CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
 		{CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
