@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash bench-scale run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash bench-scale up run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,10 +54,13 @@ example-image: deps ## build the example's base image (a tiny bootable guest) if
 	@mkdir -p /var/lib/hpcvm/images
 	@test -f /var/lib/hpcvm/images/example-base.qcow2 || bash scripts/make-test-image.sh /var/lib/hpcvm/images/example-base.qcow2
 
-run: build libvirtd example-image ## bring up Temporal + worker locally and start the example cluster
+up: build libvirtd ## bring up Temporal + the host worker locally, and start no cluster (then: bin/hpcvm start -c YOUR.yaml)
+	bash scripts/run-local.sh up
+
+run: build libvirtd example-image ## bring up Temporal + worker locally and start the example cluster (EXAMPLE=file.yaml for another)
 	bash scripts/run-local.sh start $(EXAMPLE)
 
-down: ## stop the local worker and Temporal dev server started by `make run`
+down: ## stop the local worker and Temporal dev server started by `make up` or `make run`
 	bash scripts/run-local.sh stop
 
 clean: ## remove build output

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Brings up what hpcvm needs on one machine and runs a cluster:
-#   run-local.sh start CLUSTER.yaml   start the Temporal dev server and the
-#                                     host worker (if not running), then
-#                                     `hpcvm start` the cluster
+#   run-local.sh up                   start the Temporal dev server and the
+#                                     host worker (if not running)
+#   run-local.sh start CLUSTER.yaml   the same, then `hpcvm start` the cluster
 #   run-local.sh stop                 stop the worker and dev server it started
 # Processes are recorded in .hpcvm/*.pid and stopped only by those PIDs.
 set -euo pipefail
@@ -20,9 +20,7 @@ wait_for_log() { # file pattern seconds
   done
 }
 
-case "${1:-}" in
-start)
-  config=${2:?usage: run-local.sh start CLUSTER.yaml}
+up() {
   if ! alive devserver; then
     bin/hpcvm-devserver --db-file "$state/temporal.db" >"$state/devserver.log" 2>&1 &
     echo $! >"$state/devserver.pid"
@@ -39,6 +37,16 @@ start)
     wait_for_log "$state/worker.log" "Started Worker" 60
   fi
   echo "worker running (pid $(cat "$state/worker.pid")), log in $state/worker.log"
+}
+
+case "${1:-}" in
+up)
+  up
+  echo "ready: bin/hpcvm validate -c YOUR.yaml, then bin/hpcvm start -c YOUR.yaml (Web UI http://127.0.0.1:8233); make down stops both"
+  ;;
+start)
+  config=${2:?usage: run-local.sh start CLUSTER.yaml}
+  up
   bin/hpcvm start -c "$config"
   bin/hpcvm status -c "$config"
   ;;
@@ -55,7 +63,7 @@ stop)
   done
   ;;
 *)
-  echo "usage: run-local.sh start CLUSTER.yaml | stop" >&2
+  echo "usage: run-local.sh up | start CLUSTER.yaml | stop" >&2
   exit 2
   ;;
 esac

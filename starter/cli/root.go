@@ -173,7 +173,7 @@ func (a *app) dial(ctx context.Context) (client.Client, error) {
 	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fail(ExitUnreachable, "cannot reach Temporal at %s (namespace %s): %v\nstart Temporal locally with `make run` (or bin/hpcvm-devserver), or point --temporal-address / HPCVM_TEMPORAL_ADDRESS at your Temporal", opts.HostPort, opts.Namespace, err)
+		return nil, fail(ExitUnreachable, "cannot reach Temporal at %s (namespace %s): %v\nstart Temporal and a host worker locally with `make up` (or bin/hpcvm-devserver and bin/hpcvm-worker), or point --temporal-address / HPCVM_TEMPORAL_ADDRESS at your Temporal", opts.HostPort, opts.Namespace, err)
 	}
 	return c, nil
 }
