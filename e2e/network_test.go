@@ -356,6 +356,7 @@ func TestServiceDiscoveryRecordIsWrittenAndRemoved(t *testing.T) {
 	code, out = e.hpcvm("destroy", "--vm", "compute-02", "--yes")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "undid host change: service discovery record of cluster "+e.cluster)
+	assert.Contains(t, out, "note: compute-02 is still in the cluster file, so the next `hpcvm start` creates it again")
 	require.NoError(t, json.Unmarshal([]byte(readFile(t, record)), &doc))
 	var vms []string
 	for _, s := range doc.Services {

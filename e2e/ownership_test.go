@@ -305,6 +305,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "deleted domain "+e.cluster+"-compute-00")
 	assert.Contains(t, out, "deleted volume compute-00.qcow2")
+	assert.NotContains(t, out, "still in the cluster file", "the file no longer names compute-00")
 	assert.Empty(t, hostLine("compute-00"))
 	for vm, id := range ids {
 		assert.Equal(t, id, strings.TrimSpace(virsh(t, "domid", e.cluster+"-"+vm)), "%s untouched by destroy --vm", vm)

@@ -393,6 +393,11 @@ record) are undone too, and recorded in the host's audit log.
 			switch {
 			case len(vms) > 0:
 				fmt.Fprintf(a.out, "VM(s) removed from cluster %s: deleted %d object(s)\n", name, len(res.Deleted))
+				if still := stillPlanned(req, vms); len(still) == 1 {
+					fmt.Fprintf(a.out, "note: %s is still in the cluster file, so the next `hpcvm start` creates it again: remove it from the file (or lower its count) to keep it gone\n", still[0])
+				} else if len(still) > 1 {
+					fmt.Fprintf(a.out, "note: %s are still in the cluster file, so the next `hpcvm start` creates them again: remove them from the file (or lower their count) to keep them gone\n", strings.Join(still, ", "))
+				}
 			case len(res.LeftAlone) > 0:
 				fmt.Fprintf(a.out, "cluster %s destroyed: deleted %d object(s), nothing of it is left; the objects with its names listed above were not created by hpcvm and were left untouched\n", name, len(res.Deleted))
 			default:
@@ -456,4 +461,23 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 		a.traceRun(c, run)
 	}
 	return err
+}
+
+// stillPlanned are the VMs of a destroy --vm that the cluster file still
+// plans: a start would create them again.
+func stillPlanned(req workflows.Request, vms []string) []string {
+	if req.NameOnly {
+		return nil
+	}
+	plan, err := cluster.NewPlan(req.Spec)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, vm := range vms {
+		if _, ok := plan.VM(vm); ok {
+			out = append(out, vm)
+		}
+	}
+	return out
 }
