@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,4 +79,23 @@ func TestInspectClusterJudgesTheBaseVolume(t *testing.T) {
 	base, ok = inspect().Volume(f.prefix + "-base.qcow2")
 	require.True(t, ok, "libvirt lists a link in a directory pool")
 	assert.Contains(t, base.Problem, "cannot be read")
+}
+
+// The pool's free space is the file system's, as validate measures it
+// (PoolSpace), not libvirt's capacity-less-allocation.
+func TestInspectClusterGivesThePoolsFreeSpaceAsValidateMeasuresIt(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix})
+	require.NoError(t, err)
+	var inv Inventory
+	require.NoError(t, val.Get(&inv))
+	require.NotNil(t, inv.Pool)
+	space, err := f.acts.PoolSpace(context.Background(), inv.Pool.Path)
+	require.NoError(t, err)
+	diff := int64(inv.Pool.Available) - int64(space.Available)
+	if diff < 0 {
+		diff = -diff
+	}
+	assert.Less(t, diff, int64(64<<20), "status and validate agree within what the machine wrote meanwhile: %d vs %d", inv.Pool.Available, space.Available)
 }

@@ -334,7 +334,7 @@ func (a *app) printStatus(st Status) {
 		fmt.Fprintln(a.out, "\nVirtual Network: absent")
 	}
 	if pl := st.Pool; pl != nil {
-		fmt.Fprintf(a.out, "\nStorage Pool: %s\n  Path: %s\n  Capacity: %.1fGB\n  Allocated: %.1fGB\n  Available: %.1fGB\n",
+		fmt.Fprintf(a.out, "\nStorage Pool: %s\n  Path: %s\n  Capacity: %.1f GiB\n  Allocated: %.1f GiB\n  Available: %.1f GiB (free to write, as validate measures it)\n",
 			pl.Name, pl.Path, pl.CapacityGB, pl.AllocatedGB, pl.AvailableGB)
 	} else {
 		fmt.Fprintln(a.out, "\nStorage Pool: absent")
@@ -353,9 +353,9 @@ func (a *app) printStatus(st Status) {
 		}
 		allocated := "-"
 		if vm.HasVolume {
-			allocated = fmt.Sprintf("%.2fGB of %dGB", vm.VolumeAllocatedGB, vm.VolumeGB)
+			allocated = fmt.Sprintf("%.2f GiB of %d GiB", vm.VolumeAllocatedGB, vm.VolumeGB)
 			if vm.VolumeAllocatedGB < 1 {
-				allocated = fmt.Sprintf("%.1fMB of %dGB", vm.VolumeAllocatedGB*1024, vm.VolumeGB)
+				allocated = fmt.Sprintf("%.1f MiB of %d GiB", vm.VolumeAllocatedGB*1024, vm.VolumeGB)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dMB\t%s\t%s\n", vm.Name, vm.Type, state, vm.addressShown(), vm.CPUCores, vm.MemoryMB, vol, allocated)
