@@ -42,3 +42,19 @@ func TestPathsOutsideTheWorkersRootsAreRefused(t *testing.T) {
 	assert.Contains(t, out, "--pool-root")
 	assert.Empty(t, e.leftovers())
 }
+
+// A base image outside the worker's --image-root is refused once, by the
+// paths check, not a second time by the base-image check.
+func TestAnImageOutsideTheRootsIsReportedOnce(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	e.mustLeaveNothing()
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), testImage(t), "/srv/hpcvm-not-a-root/base.qcow2", 1))
+	code, out := e.hpcvm("validate")
+	assert.NotEqual(t, cli.ExitOK, code, out)
+	refusal := "cluster.storage.base_image /srv/hpcvm-not-a-root/base.qcow2 is outside what the worker"
+	assert.Equal(t, 1, strings.Count(out, refusal), out)
+	assert.Contains(t, out, "✗ base image: refused by the paths check above")
+	assert.Empty(t, e.leftovers())
+}

@@ -111,6 +111,16 @@ func (p *preflight) problems(name string, err error, list []string) error {
 	return nil
 }
 
+// failedWith says a check of that name failed with that detail.
+func (p *preflight) failedWith(name, detail string) bool {
+	for _, c := range p.checks {
+		if c.Name == name && !c.OK && c.Detail == detail {
+			return true
+		}
+	}
+	return false
+}
+
 // failed says a check of that name failed.
 func (p *preflight) failed(name string) bool {
 	for _, c := range p.checks {
@@ -321,6 +331,10 @@ func (p *preflight) host() error {
 		err := workflow.ExecuteActivity(actx, a.InspectBaseImage, p.plan.BaseImage.Source).Get(ctx, &p.img)
 		if err != nil && !isBadInput(err) {
 			return err
+		}
+		if err != nil && p.failedWith(CheckPaths, rootMessage(err)) {
+			// The same refusal the paths check reported: said once.
+			err = errors.New("refused by the paths check above")
 		}
 		if err := p.check(CheckBaseImage, err, fmt.Sprintf("%s: %s, %s virtual, %s on disk", p.img.Path, p.img.Format, size(p.img.VirtualSize), size(uint64(p.img.FileSize)))); err != nil {
 			return err
