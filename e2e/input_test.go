@@ -3,9 +3,11 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Explicit zeros and negative sizes are refused before anything is sent.
@@ -41,6 +43,13 @@ func TestPathsOutsideTheWorkersRootsAreRefused(t *testing.T) {
 	assert.Contains(t, out, "cluster.storage.pool_path /srv/hpcvm-not-a-root/"+e.cluster+" is outside what the worker")
 	assert.Contains(t, out, "--pool-root")
 	assert.Empty(t, e.leftovers())
+
+	// list does not call the cluster "unknown": it never existed.
+	require.Eventually(t, func() bool {
+		_, out = e.hpcvm("list", "-o", "json")
+		return strings.Contains(out, `"cluster": "`+e.cluster+`"`)
+	}, 15*time.Second, 200*time.Millisecond, "list shows the start: %s", out)
+	assert.Contains(t, out, "absent: the last start failed and the cluster did not exist before it")
 }
 
 // A base image outside the worker's --image-root is refused once, by the

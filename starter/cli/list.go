@@ -103,6 +103,10 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 		query += fmt.Sprintf(" AND TaskQueue = '%s'", workflows.TaskQueue(host))
 	}
 	seen := map[string]bool{}
+	// before: for each cluster, whether an older operation left it in
+	// libvirt (a completed start or stop, or destroy --vm), as far as the
+	// runs within retention say.
+	before := map[string]*heldBy{}
 	var out []ClusterEntry
 	var token []byte
 	for {
@@ -113,7 +117,12 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 		for _, info := range resp.GetExecutions() {
 			id := info.GetExecution().GetWorkflowId()
 			if seen[id] {
-				continue // an older operation of a cluster already listed
+				// An older operation of a cluster already listed: the
+				// newest completed one says whether it existed before.
+				if before[id] == nil && info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+					before[id] = &heldBy{op: info.GetType().GetName(), workflowID: id, runID: info.GetExecution().GetRunId()}
+				}
+				continue
 			}
 			seen[id] = true
 			e := ClusterEntry{
@@ -140,6 +149,27 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
 			break
+		}
+	}
+	for i := range out {
+		e := &out[i]
+		if e.Operation != "start" || e.Result == "running" || e.Result == "completed" {
+			continue
+		}
+		existed := false
+		if prev := before[workflows.WorkflowID(e.Cluster)]; prev != nil {
+			existed = prev.op != workflows.DestroyClusterName
+			if !existed {
+				// destroy --vm removed nodes, not the cluster.
+				req, err := startedWith(ctx, c, *prev)
+				existed = err != nil || len(req.VMs) > 0
+			}
+		}
+		if !existed {
+			// A start that failed is rolled back: with nothing of the
+			// cluster there before it, nothing is left unless the
+			// rollback itself failed (status says).
+			e.State = "absent: the last start " + e.Result + " and the cluster did not exist before it (unless its rollback failed: see hpcvm status)"
 		}
 	}
 	return out, nil
