@@ -87,6 +87,10 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	assert.Contains(t, out, "client: hpcvm ")
 	assert.Contains(t, out, fmt.Sprintf("worker (host %s): hpcvm ", e.host))
 	assert.Contains(t, out, fmt.Sprintf(", pid %d)", second.Process.Pid))
+	// Without a file or --host: every host a cluster of the namespace is on.
+	code, out = e.hpcvmBare("version")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, fmt.Sprintf("worker (host %s): hpcvm ", e.host))
 	if os.Getenv("HPCVM_DUMP_HISTORY") != "" {
 		it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, 0)
 		for it.HasNext() {

@@ -18,10 +18,18 @@ func Version() string {
 	return describe(bi)
 }
 
+// Stamp is the build's version as the Makefile sets it (`git describe`,
+// -ldflags -X): what a build says when the toolchain was told not to
+// stamp version control data (-buildvcs=false, a copy without .git).
+var Stamp string
+
 func describe(bi *debug.BuildInfo) string {
 	version := bi.Main.Version
 	if version == "" || version == "(devel)" {
 		version = "dev"
+		if Stamp != "" {
+			version = Stamp
+		}
 	}
 	var details []string
 	settings := map[string]string{}

@@ -15,3 +15,11 @@ func TestDescribe(t *testing.T) {
 	assert.Equal(t, "hpcvm v1.2.0 (go1.25.4)", describe(&debug.BuildInfo{GoVersion: "go1.25.4", Main: debug.Module{Version: "v1.2.0"}}))
 	assert.Contains(t, Version(), "hpcvm ")
 }
+
+// A build without version control data (-buildvcs=false) still names
+// itself when the Makefile stamped it.
+func TestDescribeUsesTheMakefilesStamp(t *testing.T) {
+	defer func(s string) { Stamp = s }(Stamp)
+	Stamp = "4495e60-dirty"
+	assert.Equal(t, "hpcvm 4495e60-dirty (go1.26.8)", describe(&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}))
+}

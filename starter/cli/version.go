@@ -11,6 +11,7 @@ import (
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 )
 
 func (a *app) versionCommand() *cobra.Command {
@@ -21,7 +22,8 @@ func (a *app) versionCommand() *cobra.Command {
 checkout). With a host (cluster.host of -c FILE, or --host) it also asks
 Temporal which hpcvm-worker processes poll that host's task queue and
 prints each one's version, so a CLI and a worker of different builds are
-seen before they meet. Without Temporal, it prints the CLI's version alone.`,
+seen before they meet. Without a host it asks about every host a cluster
+of the namespace is on. Without Temporal, it prints the CLI's version alone.`,
 		Example: `  hpcvm version
   hpcvm version --host hv1
   hpcvm version -c cluster.yaml`,
@@ -36,36 +38,46 @@ seen before they meet. Without Temporal, it prints the CLI's version alone.`,
 				}
 				host = spec.Cluster.Host
 			}
-			if host == "" {
-				return nil
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
 			defer cancel()
+			if host != "" {
+				c, err := a.dial(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return a.printWorkers(ctx, c, host)
+			}
+			// No host named: every host a cluster of the namespace is on.
 			c, err := a.dial(ctx)
+			if err != nil {
+				fmt.Fprintf(a.out, "workers: not asked: %s\n", strings.SplitN(err.Error(), "\n", 2)[0])
+				return nil
+			}
+			defer c.Close()
+			entries, err := listClusters(ctx, c, "")
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue(host), enums.TASK_QUEUE_TYPE_WORKFLOW)
-			if err != nil {
-				return unreachable(err)
-			}
-			seen := map[string]bool{}
-			var workers []string
-			for _, p := range resp.GetPollers() {
-				if time.Since(p.GetLastAccessTime().AsTime()) > workerSeenWithin || seen[p.GetIdentity()] {
-					continue
+			hosts := map[string]bool{}
+			for _, e := range entries {
+				if e.Host != "" {
+					hosts[e.Host] = true
 				}
-				seen[p.GetIdentity()] = true
-				workers = append(workers, workerVersionLine(p.GetIdentity()))
 			}
-			sort.Strings(workers)
-			if len(workers) == 0 {
-				fmt.Fprintf(a.out, "worker: none serves host %s (none polled task queue %s in the last %s); start one with hpcvm-worker --host %s\n", host, workflows.TaskQueue(host), workerSeenWithin, host)
+			if len(hosts) == 0 {
+				fmt.Fprintln(a.out, "workers: no cluster of this namespace names a host yet; hpcvm version --host H asks one host's workers")
 				return nil
 			}
-			for _, w := range workers {
-				fmt.Fprintf(a.out, "worker (host %s): %s\n", host, w)
+			names := make([]string, 0, len(hosts))
+			for h := range hosts {
+				names = append(names, h)
+			}
+			sort.Strings(names)
+			for _, h := range names {
+				if err := a.printWorkers(ctx, c, h); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -88,4 +100,31 @@ func workerVersionLine(identity string) string {
 		pid = ", pid " + strings.SplitN(f[3], "@", 2)[0]
 	}
 	return fmt.Sprintf("%s (%s%s)", identity[open+2:close], where, pid)
+}
+
+// printWorkers prints the version of every hpcvm-worker that polled the
+// host's task queue lately, or that none did.
+func (a *app) printWorkers(ctx context.Context, c client.Client, host string) error {
+	resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue(host), enums.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return unreachable(err)
+	}
+	seen := map[string]bool{}
+	var workers []string
+	for _, p := range resp.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) > workerSeenWithin || seen[p.GetIdentity()] {
+			continue
+		}
+		seen[p.GetIdentity()] = true
+		workers = append(workers, workerVersionLine(p.GetIdentity()))
+	}
+	sort.Strings(workers)
+	if len(workers) == 0 {
+		fmt.Fprintf(a.out, "worker: none serves host %s (none polled task queue %s in the last %s); start one with hpcvm-worker --host %s\n", host, workflows.TaskQueue(host), workerSeenWithin, host)
+		return nil
+	}
+	for _, w := range workers {
+		fmt.Fprintf(a.out, "worker (host %s): %s\n", host, w)
+	}
+	return nil
 }
