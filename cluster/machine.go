@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,6 +120,10 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 		return fmt.Errorf("host %s offers Q35 machine types up to %s; hpcvm needs pc-q35-%d.%d or newer (QEMU %d.%d+): upgrade QEMU on the host", host.Hostname, machine, minQ35[0], minQ35[1], minQ35[0], minQ35[1])
 	}
 	var errs []string
+	if m.DomainType == "kvm" && slices.Contains(host.HostCPU.Features, "hypervisor") {
+		m.Notes = append(m.Notes, "host "+host.Hostname+" is itself a virtual machine (its CPU has the hypervisor flag), so KVM here is nested: "+
+			"a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under TCG")
+	}
 	errs = append(errs, negotiateCPU(&m, acc, host)...)
 	errs = append(errs, p.negotiateMemory(&m, s, host, running)...)
 	if len(errs) > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func TestNegotiateCPUOnThisHost(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, MachinePlan{DomainType: "kvm", MachineType: "pc-q35-7.2", Emulator: "/usr/bin/qemu-system-x86_64",
 		CPUMode: "custom", CPUModel: "qemu64", CPUCheck: "none", CPUFeatures: []string{"+x2apic", "-svm"},
-		Notes: []string{"cpu_features without cpu_model apply to QEMU's default model qemu64"}}, p.Machine)
+		Notes: []string{nestedKVMNote, "cpu_features without cpu_model apply to QEMU's default model qemu64"}}, p.Machine)
 
 	p, err = negotiate(t, "pvm-2cpu", hwYAML(`cpu_model: pentium3, cpu_features: ["+x2apic"]`, ""))
 	require.NoError(t, err)
@@ -221,4 +222,27 @@ func negotiate0(t *testing.T, host HostCapabilities, yaml string) (Plan, error) 
 	p, err := NewPlan(s)
 	require.NoError(t, err)
 	return p, p.Negotiate(s, host)
+}
+
+const nestedKVMNote = "host hv1 is itself a virtual machine (its CPU has the hypervisor flag), so KVM here is nested: a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under TCG"
+
+// validate says when KVM is nested (the host CPU has the hypervisor flag),
+// and what that means for guests; not for TCG, nor on bare metal.
+func TestNegotiateNotesNestedKVM(t *testing.T) {
+	p, err := negotiate(t, "pvm-2cpu", hwYAML(``, ""))
+	require.NoError(t, err)
+	assert.Contains(t, p.Machine.Notes, nestedKVMNote)
+
+	p, err = negotiate(t, "pvm-2cpu", hwYAML(`enable_kvm: false`, ""))
+	require.NoError(t, err)
+	assert.NotContains(t, p.Machine.Notes, nestedKVMNote, "TCG: nothing nested")
+
+	bare := loadHost(t, "pvm-2cpu")
+	bare.HostCPU.Features = slices.DeleteFunc(slices.Clone(bare.HostCPU.Features), func(f string) bool { return f == "hypervisor" })
+	s, err := Parse([]byte(hwYAML(``, "")))
+	require.NoError(t, err)
+	plan, err := NewPlan(s)
+	require.NoError(t, err)
+	require.NoError(t, plan.NegotiateRunning(s, bare, nil))
+	assert.NotContains(t, plan.Machine.Notes, nestedKVMNote, "bare metal")
 }
