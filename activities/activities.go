@@ -42,6 +42,10 @@ type Activities struct {
 	// ResolverRoots are the directories the host resolver's entries may
 	// be written to (host DNS integration).
 	ResolverRoots []string
+	// StartSettle is how long a started domain must keep running before
+	// its start counts (StartDomain): QEMU pauses a guest that nested KVM
+	// cannot emulate within moments of its start. Zero checks once.
+	StartSettle time.Duration
 	// Temporal is the worker's client: the device ledger is a workflow the
 	// claim and release steps update.
 	Temporal client.Client
@@ -98,6 +102,8 @@ func classify(err error) error {
 		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeBusy, err)
 	case libvirt.IsRetryable(err):
 		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
+	case errors.As(err, new(*libvirt.NotRunningError)):
+		return temporal.NewNonRetryableApplicationError(err.Error()+"; the start is rolled back: if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false", ErrTypeInvalidState, err)
 	case errors.Is(err, libvirt.ErrMismatch):
 		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, ErrTypeMismatch, err)
 	case errors.Is(err, libvirt.ErrNotOwned):

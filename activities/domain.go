@@ -30,8 +30,12 @@ func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, erro
 		if err := a.checkShares(ref); err != nil {
 			return err
 		}
-		started, err = a.Libvirt.StartDomain(ref.Name)
-		return err
+		if started, err = a.Libvirt.StartDomain(ref.Name); err != nil {
+			return err
+		}
+		// Started is not running: a guest QEMU paused at once, or one
+		// found paused or crashed, fails the step with why.
+		return a.Libvirt.WatchRunning(ctx, ref.Name, a.StartSettle)
 	})
 	return started, err
 }

@@ -122,7 +122,7 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 	var errs []string
 	if m.DomainType == "kvm" && slices.Contains(host.HostCPU.Features, "hypervisor") {
 		m.Notes = append(m.Notes, "host "+host.Hostname+" is itself a virtual machine (its CPU has the hypervisor flag), so KVM here is nested: "+
-			"a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under TCG")
+			"a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under software emulation")
 	}
 	errs = append(errs, negotiateCPU(&m, acc, host)...)
 	errs = append(errs, p.negotiateMemory(&m, s, host, running)...)

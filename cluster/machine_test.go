@@ -224,7 +224,7 @@ func negotiate0(t *testing.T, host HostCapabilities, yaml string) (Plan, error) 
 	return p, p.Negotiate(s, host)
 }
 
-const nestedKVMNote = "host hv1 is itself a virtual machine (its CPU has the hypervisor flag), so KVM here is nested: a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under TCG"
+const nestedKVMNote = "host hv1 is itself a virtual machine (its CPU has the hypervisor flag), so KVM here is nested: a guest may stop in early boot with QEMU's \"KVM internal error … emulation failure\" (its domain pauses); if guests do, set cluster.hardware.acceleration.enable_kvm: false to run them under software emulation"
 
 // validate says when KVM is nested (the host CPU has the hypervisor flag),
 // and what that means for guests; not for TCG, nor on bare metal.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -897,4 +899,103 @@ func (c *Client) DomainAgentAddresses(name string) (map[string][]string, error) 
 		return nil
 	})
 	return out, err
+}
+
+// NotRunningError says a domain that was started (or found started) is
+// not running: QEMU paused it (a KVM internal error, an I/O error), or it
+// crashed or went off, with libvirt's reason and what QEMU last logged.
+type NotRunningError struct {
+	Domain string
+	State  DomainState
+	Reason string
+	Log    string // the last lines of the domain's QEMU log, "" if unreadable
+}
+
+func (e *NotRunningError) Error() string {
+	msg := fmt.Sprintf("domain %s is %s (reason: %s) right after its start, not running", e.Domain, e.State, e.Reason)
+	if e.Log != "" {
+		msg += "; its QEMU log ends: " + e.Log
+	} else {
+		msg += "; see /var/log/libvirt/qemu/" + e.Domain + ".log on the host"
+	}
+	return msg
+}
+
+// QEMULogDir is where libvirt's QEMU driver writes each domain's log.
+var QEMULogDir = "/var/log/libvirt/qemu"
+
+// WatchRunning checks that the domain runs, and keeps running for settle:
+// a guest that QEMU pauses at once (nested KVM's "emulation failure"), or
+// that crashes or powers off while booting, is reported with its state,
+// libvirt's reason and the end of its QEMU log rather than counted as
+// running. A domain pausing as it starts up is waited for.
+func (c *Client) WatchRunning(ctx context.Context, name string, settle time.Duration) error {
+	end := time.Now().Add(settle)
+	for {
+		var state lv.DomainState
+		var reason int
+		err := c.withDomain("read state of domain", name, func(dom *lv.Domain) error {
+			var err error
+			state, reason, err = dom.GetState()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		startingUp := state == lv.DOMAIN_PAUSED && lv.DomainPausedReason(reason) == lv.DOMAIN_PAUSED_STARTING_UP
+		if state != lv.DOMAIN_RUNNING && state != lv.DOMAIN_BLOCKED && !startingUp {
+			return &NotRunningError{Domain: name, State: stateOf(state), Reason: stateReason(state, reason), Log: logTail(filepath.Join(QEMULogDir, name+".log"), 4)}
+		}
+		if !time.Now().Before(end) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stateReason names libvirt's reason for a state, as virsh domstate
+// --reason does.
+func stateReason(state lv.DomainState, reason int) string {
+	switch state {
+	case lv.DOMAIN_PAUSED:
+		return map[lv.DomainPausedReason]string{
+			lv.DOMAIN_PAUSED_UNKNOWN: "unknown (QEMU stopped it: an internal error such as nested KVM's emulation failure)", lv.DOMAIN_PAUSED_USER: "paused by a user",
+			lv.DOMAIN_PAUSED_MIGRATION: "migration", lv.DOMAIN_PAUSED_SAVE: "save", lv.DOMAIN_PAUSED_DUMP: "dump",
+			lv.DOMAIN_PAUSED_IOERROR: "I/O error", lv.DOMAIN_PAUSED_WATCHDOG: "watchdog", lv.DOMAIN_PAUSED_FROM_SNAPSHOT: "from snapshot",
+			lv.DOMAIN_PAUSED_SHUTTING_DOWN: "shutting down", lv.DOMAIN_PAUSED_SNAPSHOT: "snapshot", lv.DOMAIN_PAUSED_CRASHED: "guest crashed",
+			lv.DOMAIN_PAUSED_STARTING_UP: "starting up", lv.DOMAIN_PAUSED_POSTCOPY: "post-copy", lv.DOMAIN_PAUSED_POSTCOPY_FAILED: "post-copy failed",
+		}[lv.DomainPausedReason(reason)]
+	case lv.DOMAIN_SHUTOFF:
+		return map[lv.DomainShutoffReason]string{
+			lv.DOMAIN_SHUTOFF_UNKNOWN: "unknown", lv.DOMAIN_SHUTOFF_SHUTDOWN: "the guest shut down", lv.DOMAIN_SHUTOFF_DESTROYED: "forced off",
+			lv.DOMAIN_SHUTOFF_CRASHED: "QEMU crashed", lv.DOMAIN_SHUTOFF_MIGRATED: "migrated", lv.DOMAIN_SHUTOFF_SAVED: "saved",
+			lv.DOMAIN_SHUTOFF_FAILED: "failed to start", lv.DOMAIN_SHUTOFF_FROM_SNAPSHOT: "from snapshot",
+		}[lv.DomainShutoffReason(reason)]
+	case lv.DOMAIN_CRASHED:
+		return "the guest crashed"
+	}
+	return fmt.Sprintf("code %d", reason)
+}
+
+// logTail is the last n non-empty lines of a log, joined by " | "; "" if
+// it cannot be read (the worker may not see libvirtd's file system).
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -149,6 +151,20 @@ func TestDomainLifecycle(t *testing.T) {
 	st, err = c.DomainState(name)
 	require.NoError(t, err)
 	require.Equal(t, StateRunning, st)
+	require.NoError(t, c.WatchRunning(context.Background(), name, 300*time.Millisecond), "it keeps running")
+
+	// A domain paused behind hpcvm's back (QEMU stopping a guest nested
+	// KVM cannot run looks the same to libvirt) is not running: said with
+	// its state, libvirt's reason and the end of its QEMU log.
+	require.NoError(t, c.withDomain("suspend domain", name, func(dom *lv.Domain) error { return dom.Suspend() }))
+	err = c.WatchRunning(context.Background(), name, 300*time.Millisecond)
+	var notRunning *NotRunningError
+	require.ErrorAs(t, err, &notRunning)
+	assert.Equal(t, StatePaused, notRunning.State)
+	assert.Equal(t, "paused by a user", notRunning.Reason)
+	assert.NotEmpty(t, notRunning.Log, "the test libvirtd's QEMU log is readable here")
+	assert.Contains(t, err.Error(), "domain "+name+" is paused (reason: paused by a user) right after its start, not running; its QEMU log ends: ")
+	require.NoError(t, c.withDomain("resume domain", name, func(dom *lv.Domain) error { return dom.Resume() }))
 
 	list, err := c.ListDomains(testMetaNS)
 	require.NoError(t, err)

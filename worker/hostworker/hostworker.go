@@ -105,6 +105,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		// A heartbeat a second against the workflows' 3 s heartbeat
 		// timeout: two may be late or lost before a live step is retried.
 		HeartbeatEvery: time.Second,
+		// A guest nested KVM cannot run is paused by QEMU within
+		// moments of its start: a second of running tells it apart.
+		StartSettle:    time.Second,
 		KeepAlive:      c,
 		ImageRoots:     o.ImageRoots,
 		PoolRoots:      o.PoolRoots,
