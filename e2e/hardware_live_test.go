@@ -148,6 +148,18 @@ func TestKVMWhereAvailableAndPinnedVCPUs(t *testing.T) {
 		t.Logf("%s: domain type %s (%s), vCPU 0 pinned to host CPU %s; QEMU pid %s thread %q has Cpus_allowed_list %s",
 			vm, d.Type, wantAccel, pin.CPUSet, pid, thread[0], thread[1])
 	}
+
+	// A guest QEMU stops (as nested KVM's emulation failure does; here
+	// suspended by hand) is not "running": status says the cluster is
+	// degraded and names it, and a start does not count it as started.
+	virsh(t, "suspend", e.cluster+"-compute-01")
+	code, out = e.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "Status: degraded (compute-01 paused")
+	code, out = e.hpcvm("start")
+	assert.NotEqual(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "domain "+e.cluster+"-compute-01 is paused (reason: paused by a user) right after its start, not running")
+	virsh(t, "resume", e.cluster+"-compute-01")
 }
 
 // hugepages2M is the sysfs directory of the host's 2 MiB hugepages.

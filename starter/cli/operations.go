@@ -230,8 +230,14 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 			}
 			continue
 		}
-		var missing []string
+		var missing, stopped []string
 		for _, vm := range p.VMs {
+			if dom, ok := d.Inventory.Domain(vm.Domain); ok && dom.State != "running" && dom.State != "blocked" && dom.State != "" {
+				// A paused, crashed or off guest takes no address:
+				// waiting for it would only use up the timeout.
+				stopped = append(stopped, vm.Name+" is "+dom.State)
+				continue
+			}
 			ips := liveIPs(d.Inventory.LiveAddresses, vm.MAC)
 			if slices.Contains(started, vm.Domain) {
 				ips = freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since)
@@ -248,6 +254,9 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 				}
 				fmt.Fprintf(a.out, "  %-16s %s%s\n", vm.Name, strings.Join(ips, ", "), note)
 			}
+		}
+		if len(stopped) > 0 {
+			return fail(ExitFailed, "the cluster started, but %s, so it will take no address: see `hpcvm status` and the domain's QEMU log (/var/log/libvirt/qemu/<domain>.log on the host); if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false", strings.Join(stopped, ", "))
 		}
 		if len(missing) == 0 {
 			fmt.Fprintf(a.out, "every VM holds an address\n")

@@ -271,11 +271,21 @@ func buildStatus(d workflows.Description) Status {
 	if !volumeKnown && inv.PoolOwned() {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
 	}
+	// A paused or crashed guest counts as present, not as running: QEMU
+	// stopped it (nested KVM's emulation failure, an I/O error).
+	var unwell []string
+	for _, vm := range st.VMs {
+		if vm.State == "paused" || vm.State == "crashed" {
+			unwell = append(unwell, vm.Name+" "+vm.State)
+		}
+	}
 	switch {
 	case present == 0 && st.Network == nil && st.Pool == nil:
 		st.State = "absent"
 	case total == 0:
 		st.State = "partial"
+	case len(unwell) > 0:
+		st.State = "degraded (" + strings.Join(unwell, ", ") + ": see its QEMU log, /var/log/libvirt/qemu/<domain>.log on the host)"
 	case running == total:
 		st.State = "running"
 	case running > 0:
