@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/qcow2"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/sdk/temporal"
@@ -202,17 +201,7 @@ func baseVolumeHeader(poolDir string, v libvirt.VolumeInfo, probed string) (form
 		return cannot(err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return cannot(err)
-	}
-	if !st.Mode().IsRegular() {
-		return cannot(fmt.Errorf("it is not a regular file (%s)", st.Mode().Type()))
-	}
-	img, err := qcow2.Read(f, st.Size())
-	if err == nil {
-		err = img.SelfContained(v.Path)
-	}
+	img, err := selfContained(f, v.Path)
 	if err != nil {
 		return probed, fmt.Sprintf("base volume %s is not an image QEMU can use on its own, so no VM is started on it: %v; then run `hpcvm destroy` and start again", v.Path, err)
 	}

@@ -368,15 +368,7 @@ func volumeSelfContained(req UploadRequest, volPath string) error {
 		return classify(err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return classify(err)
-	}
-	img, err := qcow2.Read(f, st.Size())
-	if err == nil {
-		err = img.SelfContained(req.Source)
-	}
-	if err != nil {
+	if _, err := selfContained(f, req.Source); err != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s (from %s) is not an image QEMU can use on its own, so no VM is started on it: %v; then run `hpcvm destroy` and start again",
 			req.Pool, req.Volume, req.Source, err), ErrTypeBadInput, nil)
@@ -420,3 +412,22 @@ func readBaseRecord(path string) (baseRecord, bool) {
 
 // imageDigestKind names the digest in a record (see imageDigest).
 const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
+
+// selfContained reads the header of an open image file (a regular file)
+// and judges it as a base image: one that names a backing or data file,
+// is encrypted, or cannot be judged is refused; name is what messages
+// call it.
+func selfContained(f *os.File, name string) (qcow2.Image, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return qcow2.Image{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return qcow2.Image{}, fmt.Errorf("it is not a regular file (%s)", st.Mode().Type())
+	}
+	img, err := qcow2.Read(f, st.Size())
+	if err == nil {
+		err = img.SelfContained(name)
+	}
+	return img, err
+}

@@ -190,27 +190,11 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 	// paths (checkHostPath), so that the worker's root check and the
 	// kernel see the same path. (A stricter check of a value already
 	// checked: it adds no command to a recorded run.)
-	if v, ok := hostSetting(hc, "network.service_discovery.config_dir").(string); ok {
-		const path = "host_configuration.network.service_discovery.config_dir"
-		want := "give the registry agent's configuration directory, e.g. " + DefaultDiscoveryDir
-		if !filepath.IsAbs(v) {
-			add(path, v, "is not an absolute directory", want)
-		} else {
-			checkHostPath(path, v, want, add)
-		}
-	}
+	checkDirSetting(hc, "network.service_discovery.config_dir", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir, add)
 	// Runs recorded before hpcvm made the resolver's entry took these
 	// keys unread.
 	if rules >= hostRulesResolver {
-		if v, ok := hostSetting(hc, "network.dnsmasq_config_path").(string); ok {
-			const path = "host_configuration.network.dnsmasq_config_path"
-			want := "give the host dnsmasq's drop-in directory (its conf-dir), e.g. " + DefaultResolverDir
-			if !filepath.IsAbs(v) {
-				add(path, v, "is not an absolute directory", want)
-			} else {
-				checkHostPath(path, v, want, add)
-			}
-		}
+		checkDirSetting(hc, "network.dnsmasq_config_path", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir, add)
 		if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
 			if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
 				add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
@@ -240,6 +224,21 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 			"gives the guests no route off their bridge, so dns_mode routed could not reach the other clusters",
 			`use "nat" (the default) with dns_mode routed`)
 	}
+}
+
+// checkDirSetting checks a host_configuration directory hpcvm writes into
+// as root: absolute and clean, as the other host paths (checkHostPath).
+func checkDirSetting(hc map[string]any, rel, want string, add func(path string, value any, problem, want string)) {
+	v, ok := hostSetting(hc, rel).(string)
+	if !ok {
+		return
+	}
+	path := "host_configuration." + rel
+	if !filepath.IsAbs(v) {
+		add(path, v, "is not an absolute directory", want)
+		return
+	}
+	checkHostPath(path, v, want, add)
 }
 
 // hostSetting is host_configuration's value at a dotted path, nil if unset.

@@ -456,13 +456,12 @@ func (c *Client) NetworkDHCPLeases(name string) ([]DHCPLease, error) {
 	return out, err
 }
 
-// ForwardingNetworks names the active networks that forward their guests'
-// traffic off their bridge (nat, route, open): those that need the host's
-// IP forwarding on.
-func (c *Client) ForwardingNetworks() ([]string, error) {
-	var names []string
+// networkDefs are the definitions of every network listFlags lists (0:
+// all, active or not), without one that went away meanwhile.
+func (c *Client) networkDefs(listFlags lv.ConnectListAllNetworksFlags, xmlFlags lv.NetworkXMLFlags) ([]libvirtxml.Network, error) {
+	var defs []libvirtxml.Network
 	err := c.do("list networks", "", true, func(conn *lv.Connect) error {
-		nets, err := conn.ListAllNetworks(lv.CONNECT_LIST_NETWORKS_ACTIVE)
+		nets, err := conn.ListAllNetworks(listFlags)
 		if err != nil {
 			return err
 		}
@@ -471,10 +470,9 @@ func (c *Client) ForwardingNetworks() ([]string, error) {
 				_ = nets[i].Free()
 			}
 		}()
-		names = names[:0]
+		defs = defs[:0] // a retried call starts over
 		for i := range nets {
-			xml, err := nets[i].GetXMLDesc(0)
-			name, _ := nets[i].GetName()
+			xml, err := nets[i].GetXMLDesc(xmlFlags)
 			if err != nil {
 				if isNotFound(err) {
 					continue // gone meanwhile
@@ -485,15 +483,27 @@ func (c *Client) ForwardingNetworks() ([]string, error) {
 			if err := x.Unmarshal(xml); err != nil {
 				return err
 			}
-			if x.Forward != nil {
-				switch x.Forward.Mode {
-				case "", "nat", "route", "open":
-					names = append(names, name)
-				}
-			}
+			defs = append(defs, x)
 		}
 		return nil
 	})
+	return defs, err
+}
+
+// ForwardingNetworks names the active networks that forward their guests'
+// traffic off their bridge (nat, route, open): those that need the host's
+// IP forwarding on.
+func (c *Client) ForwardingNetworks() ([]string, error) {
+	defs, err := c.networkDefs(lv.CONNECT_LIST_NETWORKS_ACTIVE, 0)
+	var names []string
+	for _, x := range defs {
+		if x.Forward != nil {
+			switch x.Forward.Mode {
+			case "", "nat", "route", "open":
+				names = append(names, x.Name)
+			}
+		}
+	}
 	return names, err
 }
 
@@ -508,37 +518,14 @@ type NetworkAddresses struct {
 
 // AllNetworkAddresses lists NetworkAddresses of every network of the host.
 func (c *Client) AllNetworkAddresses() ([]NetworkAddresses, error) {
+	defs, err := c.networkDefs(0, lv.NETWORK_XML_INACTIVE)
 	var out []NetworkAddresses
-	err := c.do("list networks", "", true, func(conn *lv.Connect) error {
-		nets, err := conn.ListAllNetworks(0)
-		if err != nil {
-			return err
+	for _, x := range defs {
+		n := NetworkAddresses{Name: x.Name, Address: ipSummary(x.IPs)}
+		if x.Bridge != nil {
+			n.Bridge = x.Bridge.Name
 		}
-		defer func() {
-			for i := range nets {
-				_ = nets[i].Free()
-			}
-		}()
-		out = out[:0]
-		for i := range nets {
-			xml, err := nets[i].GetXMLDesc(lv.NETWORK_XML_INACTIVE)
-			if err != nil {
-				if isNotFound(err) {
-					continue // gone meanwhile
-				}
-				return err
-			}
-			var x libvirtxml.Network
-			if err := x.Unmarshal(xml); err != nil {
-				return err
-			}
-			n := NetworkAddresses{Name: x.Name, Address: ipSummary(x.IPs)}
-			if x.Bridge != nil {
-				n.Bridge = x.Bridge.Name
-			}
-			out = append(out, n)
-		}
-		return nil
-	})
+		out = append(out, n)
+	}
 	return out, err
 }
