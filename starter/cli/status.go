@@ -22,7 +22,7 @@ import (
 type Status struct {
 	Cluster   string        `json:"cluster"`
 	Host      string        `json:"host"`
-	State     string        `json:"state"`               // running, partly running, stopped, partial, absent
+	State     string        `json:"state"`               // running, partly running, degraded (…), stopped, partial, absent
 	Operation *OperationRef `json:"operation,omitempty"` // running now
 	// LastOperation is the newest operation that ended, and how.
 	LastOperation *OperationRef `json:"last_operation,omitempty"`
@@ -271,21 +271,13 @@ func buildStatus(d workflows.Description) Status {
 	if !volumeKnown && inv.PoolOwned() {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
 	}
-	// A paused or crashed guest counts as present, not as running: QEMU
-	// stopped it (nested KVM's emulation failure, an I/O error).
-	var unwell []string
-	for _, vm := range st.VMs {
-		if vm.State == "paused" || vm.State == "crashed" {
-			unwell = append(unwell, vm.Name+" "+vm.State)
-		}
-	}
-	switch {
+	switch unwell := unwellVMs(st.VMs); {
 	case present == 0 && st.Network == nil && st.Pool == nil:
 		st.State = "absent"
 	case total == 0:
 		st.State = "partial"
 	case len(unwell) > 0:
-		st.State = "degraded (" + strings.Join(unwell, ", ") + ": see its QEMU log, /var/log/libvirt/qemu/<domain>.log on the host)"
+		st.State = "degraded (" + strings.Join(unwell, ", ") + ": see the QEMU log of each, /var/log/libvirt/qemu/<domain>.log on the host)"
 	case running == total:
 		st.State = "running"
 	case running > 0:
@@ -296,6 +288,27 @@ func buildStatus(d workflows.Description) Status {
 		st.State = "partial"
 	}
 	return st
+}
+
+// unwellVMs names, with its state, each VM that should run and does not:
+// a paused or crashed guest (QEMU stopped it: nested KVM's emulation
+// failure, an I/O error), and a VM of the file that is off while others
+// of the cluster run (a guest that crashed with libvirt's default on_crash
+// is off; so is one forced off behind hpcvm's back). A cluster that is off
+// as a whole is stopped, not unwell; a VM the file no longer names is left
+// off by start, so it is not counted.
+func unwellVMs(vms []VMStatus) []string {
+	up := false
+	for _, vm := range vms {
+		up = up || vm.State == "running" || vm.State == "blocked"
+	}
+	var unwell []string
+	for _, vm := range vms {
+		if vm.State == "paused" || vm.State == "crashed" || up && vm.State == "shut off" && !vm.NotInFile {
+			unwell = append(unwell, vm.Name+" "+vm.State)
+		}
+	}
+	return unwell
 }
 
 // liveIPs are the addresses held by the interface with mac, each once.
