@@ -85,7 +85,15 @@ host without a running worker shows "no answer").`,
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Cluster, e.Host, e.State, e.Operation, e.Result, e.Since.Local().Format(time.RFC3339))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if !live {
+				// Temporal knows what the operations did, not what
+				// happened to the guests since: say so where it matters.
+				fmt.Fprintln(a.out, "STATE is what each cluster's last operation left it in; `hpcvm list --live` reads libvirt now (a guest paused, crashed or off since shows the cluster as degraded)")
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringP("output", "o", "table", "table or json")
