@@ -184,12 +184,17 @@ func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 // code and output.
 func (e *env) hpcvm(args ...string) (int, string) {
 	var out, errOut bytes.Buffer
-	full := append([]string{args[0], "-c", e.config, "--trace-dir", e.traceDir(),
-		"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}, args[1:]...)
 	start := time.Now()
-	code := cli.Main(full, strings.NewReader(""), &out, &errOut)
+	code := cli.Main(e.cliArgs(args...), strings.NewReader(""), &out, &errOut)
 	e.t.Logf("hpcvm %s → exit %d in %s\n%s%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), out.String(), errOut.String())
 	return code, out.String() + errOut.String()
+}
+
+// cliArgs are the CLI's arguments for a command (args[0]) of the env's
+// cluster, with the test server's address.
+func (e *env) cliArgs(args ...string) []string {
+	return append([]string{args[0], "-c", e.config, "--trace-dir", e.traceDir(),
+		"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}, args[1:]...)
 }
 
 // traceDir is where the CLI run by e.hpcvm writes XML traces.
