@@ -256,7 +256,11 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 			}
 		}
 		if len(stopped) > 0 {
-			return fail(ExitFailed, "the cluster started, but %s, so it will take no address: see `hpcvm status` and the domain's QEMU log (/var/log/libvirt/qemu/<domain>.log on the host); if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false", strings.Join(stopped, ", "))
+			hint := ""
+			if p.Machine.DomainType == "kvm" { // TCG guests have no nested KVM to blame
+				hint = "; if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false"
+			}
+			return fail(ExitFailed, "the cluster started, but %s, so it will take no address: see `hpcvm status` and the domain's QEMU log (/var/log/libvirt/qemu/<domain>.log on the host)%s", strings.Join(stopped, ", "), hint)
 		}
 		if len(missing) == 0 {
 			fmt.Fprintf(a.out, "every VM holds an address\n")
