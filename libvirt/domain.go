@@ -55,8 +55,11 @@ func stateOf(s lv.DomainState) DomainState {
 
 // DomainSummary is one domain as ListDomains sees it.
 type DomainSummary struct {
-	Name      string
-	State     DomainState
+	Name  string
+	State DomainState
+	// Type is the domain type it is defined with: kvm, or qemu (TCG
+	// emulation); "" if its definition could not be read.
+	Type      string
 	Metadata  string // the metadata element in the requested namespace, as the definition holds it (with its prefix), "" if none
 	MemoryKiB uint64
 	VCPUs     uint
@@ -403,6 +406,7 @@ func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 	// odd domain on the host cannot block every cluster's operations.
 	var def libvirtxml.Domain
 	if def.Unmarshal(s.XML) == nil {
+		s.Type = def.Type
 		s.MemoryKiB = domainMemoryKiB(&def)
 		if def.VCPU != nil {
 			s.VCPUs = def.VCPU.Value
