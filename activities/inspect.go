@@ -108,7 +108,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			return err
 		}
 		for _, d := range domains {
-			ds := DomainState{Name: d.Name, State: string(d.State), MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
+			ds := DomainState{Name: d.Name, State: string(d.State), Type: d.Type, MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
 				Disks: d.Disks, Networks: d.Networks, AgentConnected: d.AgentConnected}
 			if d.Metadata != "" {
 				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == name {

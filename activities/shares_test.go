@@ -46,6 +46,16 @@ func TestStartDomainRefusesAShareSwappedForALink(t *testing.T) {
 	t.Cleanup(func() { _ = f.lv.DeleteDomain(vm.Domain) })
 	ref := DomainRef{Name: vm.Domain, Cluster: name}
 
+	// The inventory carries the type the domain really has (enable_kvm:
+	// false made it a TCG domain), for status to show.
+	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: name})
+	require.NoError(t, err)
+	var inv Inventory
+	require.NoError(t, val.Get(&inv))
+	dom, found := inv.Domain(vm.Domain)
+	require.True(t, found)
+	assert.Equal(t, "qemu", dom.Type)
+
 	// The directory checked before anything was created, then swapped.
 	require.NoError(t, f.acts.CheckHostPaths(t.Context(), PathsRequest{SharedDirs: []SharedDir{{Field: "controller.virtio_fs_mounts[0].host_path", Path: share}}}))
 	require.NoError(t, os.Remove(share))

@@ -200,10 +200,12 @@ type VolumeState struct {
 // DomainState is one domain that is either named like one of the plan's VMs
 // or carries hpcvm metadata naming this cluster.
 type DomainState struct {
-	Name      string   `json:"name"`
-	VM        string   `json:"vm,omitempty"`   // from the metadata
-	Role      string   `json:"role,omitempty"` // from the metadata
-	State     string   `json:"state"`
+	Name  string `json:"name"`
+	VM    string `json:"vm,omitempty"`   // from the metadata
+	Role  string `json:"role,omitempty"` // from the metadata
+	State string `json:"state"`
+	// Type is the domain type it really has: kvm, or qemu (TCG emulation).
+	Type      string   `json:"type,omitempty"`
 	Owned     bool     `json:"owned"` // hpcvm metadata names this cluster
 	MemoryMiB uint64   `json:"memory_mib"`
 	VCPUs     uint     `json:"vcpus"`

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/trace"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/api/serviceerror"
 
@@ -85,6 +86,18 @@ func TestTopologyNUMAAndFeaturesReachTheDomains(t *testing.T) {
 	code, out = e.hpcvm("start")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "created 0 object(s), started 0 VM(s)")
+	// Its trace keeps the domain documents start compared, each marked as
+	// never given to libvirt.
+	assert.Contains(t, out, "not applied: their objects existed as planned and were kept")
+	defines := 0
+	for _, r := range e.readTrace(out).XMLOperations {
+		if r.XMLType == "domain" {
+			defines++
+			assert.Equal(t, trace.StatusNotApplied, r.Status, *r.XMLFile)
+			assert.True(t, strings.HasSuffix(*r.XMLFile, "_NOT_APPLIED.xml"), *r.XMLFile)
+		}
+	}
+	assert.Equal(t, 2, defines)
 
 	// Other hardware for existing VMs is refused, not ignored.
 	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "numa_topology: {nodes: 2}", "numa_topology: null", 1))

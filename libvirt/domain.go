@@ -55,8 +55,11 @@ func stateOf(s lv.DomainState) DomainState {
 
 // DomainSummary is one domain as ListDomains sees it.
 type DomainSummary struct {
-	Name      string
-	State     DomainState
+	Name  string
+	State DomainState
+	// Type is the domain type it is defined with: kvm, or qemu (TCG
+	// emulation); "" if its definition could not be read.
+	Type      string
 	Metadata  string // the metadata element in the requested namespace, as the definition holds it (with its prefix), "" if none
 	MemoryKiB uint64
 	VCPUs     uint
@@ -83,9 +86,10 @@ type DomainSummary struct {
 }
 
 // EnsureDomain defines the domain described by xml unless one of that name
-// exists. An existing domain must match in type, memory, vCPUs, disk sources,
-// interface MACs and networks, and the metadata element the desired XML
-// carries; otherwise ErrMismatch. It does not start the domain.
+// exists. An existing domain must match in everything diffDomain compares
+// (every field hpcvm renders but its names, machine type and emulator) and
+// in the metadata element the desired XML carries; otherwise ErrMismatch.
+// It does not start the domain.
 func (c *Client) EnsureDomain(xml string) (created bool, err error) {
 	var want libvirtxml.Domain
 	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
@@ -402,6 +406,7 @@ func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 	// odd domain on the host cannot block every cluster's operations.
 	var def libvirtxml.Domain
 	if def.Unmarshal(s.XML) == nil {
+		s.Type = def.Type
 		s.MemoryKiB = domainMemoryKiB(&def)
 		if def.VCPU != nil {
 			s.VCPUs = def.VCPU.Value
@@ -518,251 +523,6 @@ func (c *Client) withDomain(op, name string, fn func(dom *lv.Domain) error) erro
 		defer dom.Free()
 		return fn(dom)
 	})
-}
-
-func diffDomain(have, want *libvirtxml.Domain) *Error {
-	// kvm or qemu (TCG): cluster.yaml's enable_kvm, or what the host
-	// offers. A domain keeps the type it was defined with.
-	if want.Type != "" && have.Type != want.Type {
-		return mismatch("", "", "domain type", have.Type, want.Type)
-	}
-	if want.Memory != nil {
-		if h, w := domainMemoryKiB(have), domainMemoryKiB(want); h != w {
-			return mismatch("", "", "memory", fmt.Sprintf("%d KiB", h), fmt.Sprintf("%d KiB", w))
-		}
-	}
-	if want.VCPU != nil {
-		var h uint
-		if have.VCPU != nil {
-			h = have.VCPU.Value
-		}
-		if h != want.VCPU.Value {
-			return mismatch("", "", "vcpus", h, want.VCPU.Value)
-		}
-	}
-	if h, w := diskSources(have), diskSources(want); h != w {
-		return mismatch("", "", "disk sources", h, w)
-	}
-	hi, wi := interfaces(have), interfaces(want)
-	if len(hi) != len(wi) {
-		return mismatch("", "", "interface count", len(hi), len(wi))
-	}
-	for i := range wi {
-		if wi[i].mac != "" && hi[i].mac != wi[i].mac {
-			return mismatch("", "", fmt.Sprintf("interface %d MAC", i+1), hi[i].mac, wi[i].mac)
-		}
-		if wi[i].network != "" && hi[i].network != wi[i].network {
-			return mismatch("", "", fmt.Sprintf("interface %d network", i+1), hi[i].network, wi[i].network)
-		}
-	}
-	for _, f := range hardwareFields {
-		if h, w := f.of(have), f.of(want); h != w {
-			return mismatch("", "", f.name, orNone(h), orNone(w))
-		}
-	}
-	if h, w := cpuMode(have), cpuMode(want); w != "" && h != w {
-		return mismatch("", "", "CPU", orNone(h), w)
-	}
-	if missing := missingFeatures(have, want); missing != "" {
-		return mismatch("", "", "CPU features", "without "+missing, "with them")
-	}
-	return nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
-}
-
-// hardwareFields are the parts of a definition that hpcvm sets from the
-// hardware settings and compares in a normalised form: what libvirt adds
-// on its own (a default model, expanded features) does not count.
-var hardwareFields = []struct {
-	name string
-	of   func(*libvirtxml.Domain) string
-}{
-	{"CPU topology", func(d *libvirtxml.Domain) string {
-		if d.CPU == nil || d.CPU.Topology == nil {
-			return ""
-		}
-		t := d.CPU.Topology
-		return fmt.Sprintf("%d sockets × %d cores × %d threads", t.Sockets, t.Cores, t.Threads)
-	}},
-	{"NUMA cells", func(d *libvirtxml.Domain) string {
-		if d.CPU == nil || d.CPU.Numa == nil {
-			return ""
-		}
-		var parts []string
-		for _, c := range d.CPU.Numa.Cell {
-			unit := c.Unit
-			if unit == "" {
-				unit = "KiB"
-			}
-			m, _ := unitMultiplier(unit)
-			cell := fmt.Sprintf("cpus %s %d KiB", c.CPUs, uint64(c.Memory)*m/1024)
-			if c.MemAccess != "" {
-				cell += " " + c.MemAccess
-			}
-			parts = append(parts, cell)
-		}
-		return strings.Join(parts, "; ")
-	}},
-	{"memory backing", func(d *libvirtxml.Domain) string {
-		b := d.MemoryBacking
-		if b == nil {
-			return ""
-		}
-		var parts []string
-		if b.MemoryHugePages != nil {
-			for _, p := range b.MemoryHugePages.Hugepages {
-				m, _ := unitMultiplier(orDefault(p.Unit, "KiB"))
-				parts = append(parts, fmt.Sprintf("hugepages of %d KiB", uint64(p.Size)*m/1024))
-			}
-		}
-		if b.MemorySource != nil {
-			parts = append(parts, "source "+b.MemorySource.Type)
-		}
-		if b.MemoryAccess != nil {
-			parts = append(parts, "access "+b.MemoryAccess.Mode)
-		}
-		return strings.Join(parts, ", ")
-	}},
-	{"vCPU pinning", func(d *libvirtxml.Domain) string {
-		if d.CPUTune == nil {
-			return ""
-		}
-		var parts []string
-		for _, p := range d.CPUTune.VCPUPin {
-			parts = append(parts, fmt.Sprintf("%d:%s", p.VCPU, p.CPUSet))
-		}
-		return strings.Join(parts, " ")
-	}},
-	{"PCI devices passed through", func(d *libvirtxml.Domain) string {
-		if d.Devices == nil {
-			return ""
-		}
-		var parts []string
-		for _, h := range d.Devices.Hostdevs {
-			if pci := h.SubsysPCI; pci != nil && pci.Source != nil && pci.Source.Address != nil {
-				a := pci.Source.Address
-				parts = append(parts, pciAddressString(a.Domain, a.Bus, a.Slot, a.Function))
-			}
-		}
-		sort.Strings(parts)
-		return strings.Join(parts, " ")
-	}},
-	{"shared directories", func(d *libvirtxml.Domain) string {
-		if d.Devices == nil {
-			return ""
-		}
-		var parts []string
-		for _, f := range d.Devices.Filesystems {
-			if f.Source != nil && f.Source.Mount != nil && f.Target != nil {
-				parts = append(parts, f.Target.Dir+"="+f.Source.Mount.Dir)
-			}
-		}
-		sort.Strings(parts)
-		return strings.Join(parts, " ")
-	}},
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// cpuMode is the CPU mode, with the model for custom; "" when the
-// definition leaves the CPU to the hypervisor.
-func cpuMode(d *libvirtxml.Domain) string {
-	if d.CPU == nil || d.CPU.Mode == "" {
-		return ""
-	}
-	if d.CPU.Mode == "custom" && d.CPU.Model != nil {
-		return "custom " + d.CPU.Model.Value
-	}
-	return d.CPU.Mode
-}
-
-// missingFeatures lists the features want sets that have lacks with the
-// same policy.
-func missingFeatures(have, want *libvirtxml.Domain) string {
-	if want.CPU == nil {
-		return ""
-	}
-	got := map[string]string{}
-	if have.CPU != nil {
-		for _, f := range have.CPU.Features {
-			got[f.Name] = f.Policy
-		}
-	}
-	var missing []string
-	for _, f := range want.CPU.Features {
-		if got[f.Name] != f.Policy {
-			missing = append(missing, f.Policy+" "+f.Name)
-		}
-	}
-	return strings.Join(missing, ", ")
-}
-
-func domainMemoryKiB(d *libvirtxml.Domain) uint64 {
-	if d.Memory == nil {
-		return 0
-	}
-	unit := d.Memory.Unit
-	if unit == "" {
-		unit = "KiB" // libvirt's default for <memory>
-	}
-	m, err := unitMultiplier(unit)
-	if err != nil {
-		return 0
-	}
-	return uint64(d.Memory.Value) * m / 1024
-}
-
-func diskSources(d *libvirtxml.Domain) string {
-	if d.Devices == nil {
-		return ""
-	}
-	var parts []string
-	for _, disk := range d.Devices.Disks {
-		src := ""
-		if s := disk.Source; s != nil {
-			switch {
-			case s.File != nil:
-				src = s.File.File
-			case s.Block != nil:
-				src = s.Block.Dev
-			case s.Volume != nil:
-				src = s.Volume.Pool + "/" + s.Volume.Volume
-			}
-		}
-		parts = append(parts, src)
-	}
-	return strings.Join(parts, ",")
-}
-
-type ifaceKey struct{ mac, network string }
-
-func interfaces(d *libvirtxml.Domain) []ifaceKey {
-	if d.Devices == nil {
-		return nil
-	}
-	var out []ifaceKey
-	for _, i := range d.Devices.Interfaces {
-		var k ifaceKey
-		if i.MAC != nil {
-			k.mac = strings.ToLower(i.MAC.Address)
-		}
-		if i.Source != nil && i.Source.Network != nil {
-			k.network = i.Source.Network.Network
-		}
-		out = append(out, k)
-	}
-	return out
 }
 
 // metadataElement returns the namespace and XML of the first element under

@@ -176,6 +176,7 @@ func TestDomainLifecycle(t *testing.T) {
 	}
 	require.NotNil(t, mine, "ListDomains includes %s", name)
 	require.Equal(t, StateRunning, mine.State)
+	require.Equal(t, d.def.Type, mine.Type, "the type it is defined with")
 	require.Equal(t, uint64(65536), mine.MemoryKiB)
 	require.Equal(t, uint(1), mine.VCPUs)
 	require.Contains(t, mine.Metadata, `cluster="c1"`)

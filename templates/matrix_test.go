@@ -20,6 +20,8 @@ var hardwareMatrix = []struct {
 	name, host, acceleration, vms string
 }{
 	{"default-cpu", "pvm-2cpu", ``, ``},
+	// TCG: a domain of type qemu, as enable_kvm: false renders it.
+	{"tcg", "pvm-2cpu", `enable_kvm: false`, ``},
 	{"features-without-model", "pvm-2cpu", `cpu_features: ["+x2apic", "-svm"]`, ``},
 	{"custom-model", "pvm-2cpu", `cpu_model: pentium3, cpu_features: ["+x2apic"]`, ``},
 	{"host-model", "pvm-2cpu", `cpu_model: host-model`, ``},

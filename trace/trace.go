@@ -1,8 +1,11 @@
 // Package trace makes the XML trace of a run from its Temporal history: the
 // folder the plan of the Python tool calls "versioned XML tracing",
 // run_<cluster>_<operation>_<timestamp>/ with one NNN_<type>_<operation>_
-// <target>_<SUCCESS|FAILED>.xml file per XML document handed to libvirt
-// (retries and compensations included) and trace_metadata.json. Since the
+// <target>_<status>.xml file per XML document of a libvirt step (retries
+// and compensations included) and trace_metadata.json. The status is
+// SUCCESS or FAILED, as the plan's tracer has it, or NOT_APPLIED: the step
+// found the object already as the document describes it and kept it, so
+// libvirt was never given the document. Since the
 // history holds every step's input, the trace can be made after the fact,
 // on any machine that reaches Temporal.
 package trace
@@ -44,6 +47,11 @@ type Record struct {
 	// it: an ensure step that found its object as planned hands libvirt
 	// nothing new (false), a start of a running domain starts nothing.
 	Changed *bool `json:"changed,omitempty"`
+	// Status is the status its file name ends in: SUCCESS, FAILED, or
+	// NOT_APPLIED when the call succeeded without changing libvirt (Note
+	// says how).
+	Status string `json:"status"`
+	Note   string `json:"note,omitempty"`
 
 	Attempt      int    `json:"attempt"`      // Temporal's attempt number of the step
 	Compensation bool   `json:"compensation"` // run to undo what the run created
@@ -80,11 +88,40 @@ type Summary struct {
 	Folder             string
 	XML, Succeeded     int
 	Failed, OtherCalls int
+	// NotApplied are the successful ones whose document libvirt was never
+	// given: the object existed as planned and was kept.
+	NotApplied int
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("XML trace folder: %s\n%d XML operations (%d successful, %d failed); %d other libvirt call(s) without a document",
-		s.Folder, s.XML, s.Succeeded, s.Failed, s.OtherCalls)
+	counts := fmt.Sprintf("%d successful, %d failed", s.Succeeded, s.Failed)
+	if s.NotApplied > 0 {
+		counts += fmt.Sprintf("; %d not applied: their objects existed as planned and were kept", s.NotApplied)
+	}
+	return fmt.Sprintf("XML trace folder: %s\n%d XML operations (%s); %d other libvirt call(s) without a document",
+		s.Folder, s.XML, counts, s.OtherCalls)
+}
+
+// Statuses of a record, as its file name ends.
+const (
+	StatusSuccess    = "SUCCESS"
+	StatusFailed     = "FAILED"
+	StatusNotApplied = "NOT_APPLIED"
+)
+
+// status says what became of a call: a successful one that reports it
+// changed nothing was not applied (a document compared with the existing
+// object and not handed to libvirt, a start of a running domain).
+func status(r Record) (status, note string) {
+	switch {
+	case !r.Success:
+		return StatusFailed, ""
+	case r.Changed != nil && !*r.Changed && r.XMLLength > 0:
+		return StatusNotApplied, fmt.Sprintf("the %s existed and matched this document in what hpcvm compares, so it was kept and libvirt was not given the document", r.XMLType)
+	case r.Changed != nil && !*r.Changed:
+		return StatusNotApplied, fmt.Sprintf("the %s was already as asked: libvirt was not called to change it", r.XMLType)
+	}
+	return StatusSuccess, ""
 }
 
 // Build reads the history of run runID of workflow workflowID and turns it
@@ -152,6 +189,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 		}
 		r.Changed = changed
 		r.XMLLength = len(s.call.XML)
+		r.Status, r.Note = status(r)
 		all = append(all, r)
 		docs = append(docs, s.call.XML)
 	}
@@ -227,11 +265,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 			continue
 		}
 		r.Sequence = len(m.XMLOperations) + 1
-		status := "SUCCESS"
-		if !r.Success {
-			status = "FAILED"
-		}
-		name := fmt.Sprintf("%03d_%s_%s_%s_%s.xml", r.Sequence, r.XMLType, r.Operation, safeName(r.TargetName), status)
+		name := fmt.Sprintf("%03d_%s_%s_%s_%s.xml", r.Sequence, r.XMLType, r.Operation, safeName(r.TargetName), r.Status)
 		r.XMLFile = &name
 		named[name] = docs[i]
 		m.FileListing = append(m.FileListing, name)
@@ -343,6 +377,9 @@ func Write(dir string, m Metadata, files map[string]string) (Summary, error) {
 	for _, r := range m.XMLOperations {
 		if r.Success {
 			s.Succeeded++
+			if r.Status == StatusNotApplied {
+				s.NotApplied++
+			}
 		} else {
 			s.Failed++
 		}

@@ -15,6 +15,7 @@ import (
 	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 )
 
 // recorded reads a history the workflows' replay tests keep: a real run of
@@ -174,4 +175,79 @@ func TestSafeNames(t *testing.T) {
 	assert.Equal(t, "_", safeName(".."))
 	assert.Equal(t, "a_rm_-rf_b", safeName("a; rm -rf /b"))
 	assert.Equal(t, ".._etc_passwd", safeName("../etc/passwd"), "no path separator is left")
+}
+
+// A start that finds an object as planned keeps it: libvirt is never
+// given its document, and the trace says so in the file's name, in the
+// record and in the summary, rather than calling it a SUCCESS that was
+// applied. A start of a domain already running is not applied either.
+func TestTraceMarksDocumentsThatWereNotApplied(t *testing.T) {
+	events := recorded(t, "start-failure-rollback.v7.json")
+	dc := converter.GetDefaultDataConverter()
+	kept, err := dc.ToPayloads(map[string]bool{"created": false})
+	require.NoError(t, err)
+	notStarted, err := dc.ToPayloads(false)
+	require.NoError(t, err)
+	activityOf := map[int64]string{}
+	var keptDomain, keptStart bool
+	for _, ev := range events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			activityOf[ev.GetEventId()] = a.GetActivityType().GetName()
+		}
+		a := ev.GetActivityTaskCompletedEventAttributes()
+		if a == nil {
+			continue
+		}
+		switch activityOf[a.GetScheduledEventId()] {
+		case "EnsureDomain":
+			if !keptDomain {
+				a.Result, keptDomain = kept, true
+			}
+		case "StartDomain":
+			if !keptStart {
+				a.Result, keptStart = notStarted, true
+			}
+		}
+	}
+	require.True(t, keptDomain && keptStart, "the history has a defined and a started domain")
+
+	m, files, err := FromHistory("hpcvm-cluster-lab", events)
+	require.NoError(t, err)
+	var notApplied []Record
+	for _, r := range m.XMLOperations {
+		switch {
+		case !r.Success:
+			assert.Equal(t, StatusFailed, r.Status)
+		case r.Changed != nil && !*r.Changed:
+			notApplied = append(notApplied, r)
+		default:
+			assert.Equal(t, StatusSuccess, r.Status, *r.XMLFile)
+			assert.True(t, strings.HasSuffix(*r.XMLFile, "_SUCCESS.xml"), *r.XMLFile)
+		}
+	}
+	require.Len(t, notApplied, 1)
+	r := notApplied[0]
+	assert.Equal(t, "domain", r.XMLType)
+	assert.Equal(t, StatusNotApplied, r.Status)
+	assert.Equal(t, fmt.Sprintf("%03d_domain_define_%s_NOT_APPLIED.xml", r.Sequence, r.TargetName), *r.XMLFile)
+	assert.Contains(t, files[*r.XMLFile], "<domain", "the document is kept, for comparing it with the domain that was kept")
+	assert.Contains(t, r.Note, "libvirt was not given the document")
+	var starts []string
+	for _, o := range m.OtherCalls {
+		if o.Operation == "start" && o.Success {
+			starts = append(starts, o.Status)
+		}
+	}
+	assert.Contains(t, starts, StatusNotApplied, "a start of a running domain")
+
+	sum, err := Write(t.TempDir(), m, files)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.NotApplied)
+	assert.Contains(t, sum.String(), fmt.Sprintf("(%d successful, %d failed; 1 not applied: their objects existed as planned and were kept)", sum.Succeeded, sum.Failed))
+	onDisk, err := filepath.Glob(filepath.Join(sum.Folder, "*_NOT_APPLIED.xml"))
+	require.NoError(t, err)
+	assert.Len(t, onDisk, 1)
+	raw, err := os.ReadFile(filepath.Join(sum.Folder, "trace_metadata.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), `"status": "NOT_APPLIED"`)
 }

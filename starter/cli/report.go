@@ -36,11 +36,14 @@ type TraceReport struct {
 	XMLOperations int    `json:"xml_operations"`
 	Successful    int    `json:"successful"`
 	Failed        int    `json:"failed"`
-	OtherCalls    int    `json:"other_libvirt_calls"`
+	// NotApplied of the successful ones found their object as planned and
+	// kept it: libvirt was not given the document.
+	NotApplied int `json:"not_applied"`
+	OtherCalls int `json:"other_libvirt_calls"`
 }
 
 func traceReport(s trace.Summary) *TraceReport {
-	return &TraceReport{Folder: s.Folder, XMLOperations: s.XML, Successful: s.Succeeded, Failed: s.Failed, OtherCalls: s.OtherCalls}
+	return &TraceReport{Folder: s.Folder, XMLOperations: s.XML, Successful: s.Succeeded, Failed: s.Failed, NotApplied: s.NotApplied, OtherCalls: s.OtherCalls}
 }
 
 // addOutputFlag gives an operation its -o text|json.

@@ -20,10 +20,13 @@ import (
 
 // Status is `hpcvm status -o json`: stable field names for scripts.
 type Status struct {
-	Cluster   string        `json:"cluster"`
-	Host      string        `json:"host"`
-	State     string        `json:"state"`               // running, partly running, degraded (…), stopped, partial, absent
-	Operation *OperationRef `json:"operation,omitempty"` // running now
+	Cluster string `json:"cluster"`
+	Host    string `json:"host"`
+	State   string `json:"state"` // running, partly running, degraded (…), stopped, partial, absent
+	// Virtualization is what the cluster's domains run under, as libvirt
+	// has them defined: KVM, TCG emulation, or each VM's when they differ.
+	Virtualization string        `json:"virtualization,omitempty"`
+	Operation      *OperationRef `json:"operation,omitempty"` // running now
 	// LastOperation is the newest operation that ended, and how.
 	LastOperation *OperationRef `json:"last_operation,omitempty"`
 	Network       *NetworkInfo  `json:"network,omitempty"`
@@ -73,9 +76,12 @@ type VMStatus struct {
 	Name   string `json:"name"`
 	Type   string `json:"vm_type"`
 	Domain string `json:"domain"`
-	State  string `json:"state"`      // libvirt's state, or "absent"
-	IP     string `json:"ip_address"` // planned: its static lease
-	MAC    string `json:"mac,omitempty"`
+	State  string `json:"state"` // libvirt's state, or "absent"
+	// DomainType is the type its domain is defined with: kvm, or qemu
+	// (TCG emulation); "" when it has none (or the worker is older).
+	DomainType string `json:"domain_type,omitempty"`
+	IP         string `json:"ip_address"` // planned: its static lease
+	MAC        string `json:"mac,omitempty"`
 	// LiveIPs are the addresses the guest holds now: from the network's
 	// DHCP server and its guest agent, if one answers.
 	LiveIPs   []string `json:"live_ip_addresses,omitempty"`
@@ -232,7 +238,7 @@ func buildStatus(d workflows.Description) Status {
 				st.LeftAlone = append(st.LeftAlone, "domain "+dom.Name+" has our name but no hpcvm metadata")
 			} else {
 				// What libvirt has, which is what runs.
-				vs.State, vs.CPUCores, vs.MemoryMB = dom.State, int(dom.VCPUs), int(dom.MemoryMiB)
+				vs.State, vs.CPUCores, vs.MemoryMB, vs.DomainType = dom.State, int(dom.VCPUs), int(dom.MemoryMiB), dom.Type
 				if dom.Running() {
 					vs.LiveIPs = liveIPs(inv.LiveAddresses, vm.MAC)
 				}
@@ -257,7 +263,7 @@ func buildStatus(d workflows.Description) Status {
 		if _, planned := p.VM(dom.VM); !dom.Owned || planned {
 			continue
 		}
-		vs := VMStatus{Name: dom.VM, Type: dom.Role, Domain: dom.Name, State: dom.State, IP: leases[dom.VM],
+		vs := VMStatus{Name: dom.VM, Type: dom.Role, Domain: dom.Name, State: dom.State, DomainType: dom.Type, IP: leases[dom.VM],
 			CPUCores: int(dom.VCPUs), MemoryMB: int(dom.MemoryMiB), Volume: dom.VM + ".qcow2", NotInFile: len(p.VMs) > 0}
 		vol, hasVolume := inv.Volumes[vs.Volume]
 		vs.HasVolume, vs.VolumeAllocatedGB = hasVolume, float64(vol.Allocation)/gb
@@ -271,6 +277,7 @@ func buildStatus(d workflows.Description) Status {
 	if !volumeKnown && inv.PoolOwned() {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("pool %s is inactive: its volumes are not listed (start or destroy starts it)", inv.Pool.Name))
 	}
+	st.Virtualization = virtualization(st.VMs)
 	switch unwell := unwellVMs(st.VMs); {
 	case present == 0 && st.Network == nil && st.Pool == nil:
 		st.State = "absent"
@@ -336,6 +343,9 @@ func (vm VMStatus) addressShown() string {
 
 func (a *app) printStatus(st Status) {
 	fmt.Fprintf(a.out, "Cluster: %s (host %s)\nStatus: %s\n", st.Cluster, st.Host, st.State)
+	if st.Virtualization != "" {
+		fmt.Fprintf(a.out, "Virtualization: %s\n", st.Virtualization)
+	}
 	if st.Operation != nil {
 		fmt.Fprintf(a.out, "Operation in progress: %s since %s (run %s)\n", st.Operation.Type, st.Operation.Started.Local().Format(time.RFC3339), st.Operation.RunID)
 	}
@@ -390,6 +400,31 @@ func (a *app) printStatus(st Status) {
 	for _, w := range st.Warnings {
 		fmt.Fprintln(a.out, "warning:", w)
 	}
+}
+
+// virtualization says what the VMs' domains run under, from their real
+// definitions: one word when they agree (the plan's enable_kvm cannot
+// change an existing domain's type, so a start leaves the old one), each
+// VM's when they do not; "" when no VM has a domain.
+func virtualization(vms []VMStatus) string {
+	var each []string
+	kinds := map[string]bool{}
+	for _, vm := range vms {
+		if vm.DomainType == "" {
+			continue
+		}
+		kinds[domainKind(vm.DomainType)] = true
+		each = append(each, vm.Name+" "+domainKind(vm.DomainType))
+	}
+	switch len(kinds) {
+	case 0:
+		return ""
+	case 1:
+		for k := range kinds {
+			return k
+		}
+	}
+	return "mixed: " + strings.Join(each, ", ")
 }
 
 func activeWord(b bool) string {

@@ -23,12 +23,15 @@ into --trace-dir (default ./traces):
   traces/run_<cluster>_<operation>_<YYYYMMDD_HHMMSS_mmm>/
     001_network_create_<name>_SUCCESS.xml
     ...
-    NNN_<type>_<operation>_<target>_<SUCCESS|FAILED>.xml
+    NNN_<type>_<operation>_<target>_<SUCCESS|FAILED|NOT_APPLIED>.xml
     trace_metadata.json
 
-One file per XML document handed to libvirt (network, pool, volume, domain,
+One file per XML document of a libvirt step (network, pool, volume, domain,
 DHCP lease), in the order the steps ended, retried attempts and the
-compensations of a rollback included; trace_metadata.json lists every
+compensations of a rollback included. NOT_APPLIED marks a document libvirt
+was never given: the step found the object already existing as the
+document describes it and kept it (a start of a cluster that exists
+applies none). trace_metadata.json lists every
 libvirt call of the run, also those that hand libvirt only a name (start,
 undefine, delete), with its time, result, error, attempt and whether it
 undid part of the run.
