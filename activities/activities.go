@@ -103,7 +103,11 @@ func classify(err error) error {
 	case libvirt.IsRetryable(err):
 		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
 	case errors.As(err, new(*libvirt.NotRunningError)):
-		return temporal.NewNonRetryableApplicationError(err.Error()+"; the start is rolled back: if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false", ErrTypeInvalidState, err)
+		msg := err.Error() + "; the start is rolled back"
+		if nr := (*libvirt.NotRunningError)(nil); errors.As(err, &nr) && nr.KVM {
+			msg += ": if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false"
+		}
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalidState, err)
 	case errors.Is(err, libvirt.ErrMismatch):
 		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, ErrTypeMismatch, err)
 	case errors.Is(err, libvirt.ErrNotOwned):

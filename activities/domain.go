@@ -14,7 +14,10 @@ import (
 func (a *Activities) EnsureDomain(ctx context.Context, xml string) (EnsureResult, error) {
 	var res EnsureResult
 	err := a.heartbeating(ctx, func() (err error) {
-		res.Created, err = a.Libvirt.EnsureDomain(xml)
+		if res.Created, err = a.Libvirt.EnsureDomain(xml); err != nil || res.Created {
+			return err
+		}
+		res.Kept, err = a.Libvirt.DomainDrift(xml)
 		return err
 	})
 	return res, err
@@ -35,7 +38,11 @@ func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, erro
 		}
 		// Started is not running: a guest QEMU paused at once, or one
 		// found paused or crashed, fails the step with why.
-		return a.Libvirt.WatchRunning(ctx, ref.Name, a.StartSettle)
+		err = a.Libvirt.WatchRunning(ctx, ref.Name, a.StartSettle)
+		if nr := (*libvirt.NotRunningError)(nil); errors.As(err, &nr) {
+			nr.FoundSo = !started
+		}
+		return err
 	})
 	return started, err
 }
@@ -69,14 +76,53 @@ func (a *Activities) checkShares(ref DomainRef) error {
 }
 
 // ShutdownDomain presses the ACPI power button of a running domain of the
-// cluster.
-func (a *Activities) ShutdownDomain(ctx context.Context, ref DomainRef) error {
-	return a.heartbeating(ctx, func() error {
-		if err := a.provenDomain("shut down domain", ref); err != nil {
+// cluster; given AwaitBoot, it first waits (that long at most) for a guest
+// that booted moments ago to answer, heartbeating what it waits for.
+func (a *Activities) ShutdownDomain(ctx context.Context, req ShutdownRequest) (ShutdownResult, error) {
+	var res ShutdownResult
+	beats := &pulse{}
+	err := a.beatingWith(ctx, beats, func() error {
+		if err := a.provenDomain("shut down domain", req.DomainRef); err != nil {
 			return err
 		}
-		return a.Libvirt.ShutdownDomain(ref.Name)
+		if req.AwaitBoot > 0 {
+			var err error
+			if res, err = a.awaitGuest(ctx, req, beats); err != nil {
+				return err
+			}
+		}
+		return a.Libvirt.ShutdownDomain(req.Name)
 	})
+	return res, err
+}
+
+// guestPoll is how often a booting guest is looked at.
+const guestPoll = 500 * time.Millisecond
+
+// awaitGuest waits until the guest of a domain answers (GuestAnswers), for
+// req.AwaitBoot at most. Not answering is no error: the button is pressed
+// then anyway, as it would have been without the wait.
+func (a *Activities) awaitGuest(ctx context.Context, req ShutdownRequest, beats *pulse) (ShutdownResult, error) {
+	began := time.Now()
+	for {
+		answer, err := a.Libvirt.GuestAnswers(req.Name, req.BootedAt)
+		if err != nil {
+			return ShutdownResult{}, err
+		}
+		waited := time.Since(began).Round(100 * time.Millisecond)
+		if answer != "" {
+			return ShutdownResult{Waited: waited, Answer: answer}, nil
+		}
+		if waited >= req.AwaitBoot {
+			return ShutdownResult{Waited: waited}, nil
+		}
+		beats.set(fmt.Sprintf("waiting for the guest to answer before pressing the power button (%s of up to %s)", waited, req.AwaitBoot))
+		select {
+		case <-ctx.Done():
+			return ShutdownResult{}, ctx.Err()
+		case <-time.After(guestPoll):
+		}
+	}
 }
 
 // ForceOffDomain pulls the plug of a domain of the cluster; it reports
@@ -156,7 +202,10 @@ func (a *Activities) provenDomain(op string, ref DomainRef) error {
 
 // DomainDifferences says, per domain XML, how the existing domain of that
 // name differs from it in what start compares ("" when it matches or does
-// not exist). It changes nothing: plan shows what start would refuse.
+// not exist). A domain that differs only in what no cluster.yaml key sets
+// (libvirt.Client.DomainDrift) is one start keeps: its entry is
+// KeptPrefix and what differs. It changes nothing: plan shows what start
+// would refuse, and what it would keep as it is.
 func (a *Activities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {
 	out := make([]string, len(xmls))
 	err := a.heartbeating(ctx, func() error {
@@ -165,9 +214,22 @@ func (a *Activities) DomainDifferences(ctx context.Context, xmls []string) ([]st
 			if err != nil {
 				return err
 			}
+			if d == "" {
+				drift, err := a.Libvirt.DomainDrift(x)
+				if err != nil {
+					return err
+				}
+				if drift != "" {
+					d = KeptPrefix + drift
+				}
+			}
 			out[i] = d
 		}
 		return nil
 	})
 	return out, err
 }
+
+// KeptPrefix starts a DomainDifferences entry of a domain start keeps
+// although it differs from this hpcvm's template (EnsureResult.Kept).
+const KeptPrefix = "kept: "

@@ -109,7 +109,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		}
 		for _, d := range domains {
 			ds := DomainState{Name: d.Name, State: string(d.State), Type: d.Type, MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
-				Disks: d.Disks, Networks: d.Networks, AgentConnected: d.AgentConnected}
+				Disks: d.Disks, Networks: d.Networks, AgentConnected: d.AgentConnected, StartedAt: d.StartedAt}
 			if d.Metadata != "" {
 				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == name {
 					ds.Owned, ds.VM, ds.Role = true, owner.VM, owner.Role

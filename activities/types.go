@@ -79,9 +79,38 @@ type DomainRef struct {
 	Cluster string `json:"cluster"`
 }
 
+// ShutdownRequest asks for the ACPI power button of a domain of the
+// cluster to be pressed.
+type ShutdownRequest struct {
+	DomainRef
+	// AwaitBoot, when set, is how long at most to wait first for a guest
+	// that booted moments ago to answer (its guest agent connects, or it
+	// takes a fresh DHCP lease): a guest still booting has no one
+	// listening to the power button, and would ignore the press. Once it
+	// has passed, the button is pressed whatever the guest shows.
+	AwaitBoot time.Duration `json:"await_boot,omitempty"`
+	// BootedAt is when the domain's QEMU started (DomainState.StartedAt):
+	// a DHCP lease taken before it is from an earlier boot.
+	BootedAt time.Time `json:"booted_at,omitempty"`
+}
+
+// ShutdownResult says how the power button was pressed.
+type ShutdownResult struct {
+	// Waited is how long the guest was waited for before the press.
+	Waited time.Duration `json:"waited,omitempty"`
+	// Answer is how the guest showed it was up ("its guest agent is
+	// connected"), or "" when the press did not wait or the guest did not
+	// answer within AwaitBoot.
+	Answer string `json:"answer,omitempty"`
+}
+
 // EnsureResult says whether the object was created by this call.
 type EnsureResult struct {
 	Created bool `json:"created"`
+	// Kept, for an existing domain, names what of it differs from this
+	// hpcvm's template though no cluster.yaml key sets it (changed by hand,
+	// or defined by another version of hpcvm): it is kept as it is.
+	Kept string `json:"kept,omitempty"`
 }
 
 // Inventory is what exists in libvirt of one cluster: the network and pool
@@ -213,6 +242,10 @@ type DomainState struct {
 	Networks  []string `json:"networks,omitempty"` // networks it is attached to
 	// AgentConnected: a QEMU guest agent answers in the running guest.
 	AgentConnected bool `json:"agent_connected,omitempty"`
+	// StartedAt is when a running domain's QEMU started (zero when off or
+	// not known): stop gives a guest that booted moments ago time to come
+	// up before it presses the power button.
+	StartedAt time.Time `json:"started_at,omitempty"`
 }
 
 // Running reports whether the domain has a QEMU process.

@@ -37,6 +37,7 @@ func TestAGuestPausedAtItsStartFailsTheStartWithItsState(t *testing.T) {
 	}
 	assert.Contains(t, out, "domain "+domain+" is paused (reason: paused by a user) right after its start, not running")
 	assert.Contains(t, out, "its QEMU log ends: ", "the worker reads the domain's QEMU log")
+	assert.NotContains(t, out, "KVM is nested", "a TCG guest's stop is not nested KVM's doing")
 	assert.Contains(t, out, "rolled back")
 	assert.Contains(t, out, "network "+e.cluster+"-network", "the rollback names what it removed")
 	assert.Empty(t, e.leftovers())

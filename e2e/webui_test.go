@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,4 +168,30 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	list := fmt.Sprintf("%s/namespaces/default/workflows?query=%s", uiBase, strings.ReplaceAll(fmt.Sprintf("HpcvmCluster=\"%s\"", e.cluster), "\"", "%22"))
 	dom := chromium(t, list, "--dump-dom", "--window-size=1600,2000")
 	assert.Contains(t, dom, workflows.WorkflowID(e.cluster), "the run is listed by cluster")
+
+	// The README's link to the operations: status answers through the
+	// host's questions run, which the link leaves out; the start is there.
+	code, out = hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	_, err = c.DescribeWorkflowExecution(context.Background(), workflows.HostQuestionsID(e.host), "")
+	require.NoError(t, err, "status was answered by the host's questions run")
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`http://127\.0\.0\.1:8233(/namespaces/default/workflows\?query=WorkflowType[^)'\s]*\))`).FindSubmatch(readme)
+	require.NotNil(t, m, "README.md links to the operations in the Web UI")
+	operations := uiBase + string(m[1])
+	var opsDom string
+	for try := 0; try < 3 && !strings.Contains(opsDom, workflows.WorkflowID(e.cluster)); try++ {
+		opsDom = chromium(t, operations, "--dump-dom", "--window-size=1600,2000")
+	}
+	assert.Contains(t, opsDom, workflows.WorkflowID(e.cluster), "the README's operations link lists the start")
+	assert.NotContains(t, opsDom, workflows.HostQuestionsID(e.host), "the README's operations link leaves out the questions run")
+	assert.NotContains(t, opsDom, workflows.HostQuestionsName)
+	// The README's screenshot command (its flags are chromium's here).
+	runsShot, err := filepath.Abs(filepath.Join(artifacts, "webui-operations.png"))
+	require.NoError(t, err)
+	_ = chromium(t, operations, "--screenshot="+runsShot, "--window-size=1600,1400", "--hide-scrollbars")
+	st, err = os.Stat(runsShot)
+	require.NoError(t, err)
+	assert.Greater(t, st.Size(), int64(10_000), "a screenshot with something on it")
 }

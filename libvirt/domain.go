@@ -79,6 +79,9 @@ type DomainSummary struct {
 	// AgentConnected says a QEMU guest agent answers on the domain's
 	// channel (libvirt marks the channel connected in the live XML).
 	AgentConnected bool
+	// StartedAt is when a running domain's QEMU started (zero when off, or
+	// not known): how long its guest has had to boot.
+	StartedAt time.Time
 	// Unreadable says its definition could not be parsed, so what it uses
 	// is unknown.
 	Unreadable bool
@@ -140,6 +143,15 @@ func (c *Client) EnsureDomain(xml string) (created bool, err error) {
 // differsFrom compares dom's persistent definition with want in what
 // EnsureDomain checks; nil when they match.
 func differsFrom(dom *lv.Domain, want *libvirtxml.Domain) (*Error, error) {
+	have, err := persistentDefinition(dom)
+	if err != nil {
+		return nil, err
+	}
+	return diffDomain(have, want), nil
+}
+
+// persistentDefinition is the domain's definition as it will next boot.
+func persistentDefinition(dom *lv.Domain) (*libvirtxml.Domain, error) {
 	haveXML, err := dom.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
 	if err != nil {
 		return nil, err
@@ -148,7 +160,7 @@ func differsFrom(dom *lv.Domain, want *libvirtxml.Domain) (*Error, error) {
 	if err := have.Unmarshal(haveXML); err != nil {
 		return nil, err
 	}
-	return diffDomain(&have, want), nil
+	return &have, nil
 }
 
 // DomainDifference says how the domain of that name differs from xml in
@@ -170,6 +182,30 @@ func (c *Client) DomainDifference(xml string) (string, error) {
 		return "", nil
 	}
 	return diff, err
+}
+
+// DomainDrift names the parts of the domain of that name that differ from
+// what this hpcvm's template renders for xml though no cluster.yaml key
+// sets them (templateDrift), joined by "; "; "" when none do or there is
+// no such domain.
+func (c *Client) DomainDrift(xml string) (string, error) {
+	var want libvirtxml.Domain
+	if err := want.Unmarshal(xml); err != nil || want.Name == "" {
+		return "", invalidXML("compare domain", want.Name, err, "a <domain> with a <name>")
+	}
+	var drift []string
+	err := c.withDomain("compare domain", want.Name, func(dom *lv.Domain) error {
+		have, err := persistentDefinition(dom)
+		if err != nil {
+			return err
+		}
+		drift = templateDrift(have, &want)
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return strings.Join(drift, "; "), err
 }
 
 // DomainState returns ErrNotFound if no domain has that name.
@@ -400,6 +436,9 @@ func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 	}
 	if s.XML, err = dom.GetXMLDesc(0); err != nil {
 		return s, err
+	}
+	if s.State == StateRunning || s.State == StateBlocked || s.State == StatePaused {
+		s.StartedAt = domainStartedAt(s.Name)
 	}
 	// Sizes are for display: a domain whose XML libvirtxml cannot read (some
 	// other tool's, with elements it does not know) is still listed, so one
@@ -669,10 +708,20 @@ type NotRunningError struct {
 	State  DomainState
 	Reason string
 	Log    string // the last lines of the domain's QEMU log, "" if unreadable
+	// KVM says the domain runs under KVM (not TCG), so that a nested
+	// KVM's emulation failure may be the cause.
+	KVM bool
+	// FoundSo says the start found the domain already started (it did not
+	// start it itself) and not running.
+	FoundSo bool
 }
 
 func (e *NotRunningError) Error() string {
-	msg := fmt.Sprintf("domain %s is %s (reason: %s) right after its start, not running", e.Domain, e.State, e.Reason)
+	when := "right after its start"
+	if e.FoundSo {
+		when = "(it was started before this run)"
+	}
+	msg := fmt.Sprintf("domain %s is %s (reason: %s) %s, not running", e.Domain, e.State, e.Reason, when)
 	if e.Log != "" {
 		msg += "; its QEMU log ends: " + e.Log
 	} else {
@@ -704,7 +753,15 @@ func (c *Client) WatchRunning(ctx context.Context, name string, settle time.Dura
 		}
 		startingUp := state == lv.DOMAIN_PAUSED && lv.DomainPausedReason(reason) == lv.DOMAIN_PAUSED_STARTING_UP
 		if state != lv.DOMAIN_RUNNING && state != lv.DOMAIN_BLOCKED && !startingUp {
-			return &NotRunningError{Domain: name, State: stateOf(state), Reason: stateReason(state, reason), Log: logTail(filepath.Join(QEMULogDir, name+".log"), 4)}
+			nr := &NotRunningError{Domain: name, State: stateOf(state), Reason: stateReason(state, reason), Log: logTail(filepath.Join(QEMULogDir, name+".log"), 4)}
+			_ = c.withDomain("read definition of domain", name, func(dom *lv.Domain) error {
+				have, err := persistentDefinition(dom)
+				if err == nil {
+					nr.KVM = have.Type == "kvm"
+				}
+				return err
+			})
+			return nr
 		}
 		if !time.Now().Before(end) {
 			return nil

@@ -10,29 +10,57 @@ import (
 
 // diffDomain says how an existing domain's persistent definition (have,
 // as libvirt reads it back) differs from the one hpcvm would define now
-// (want), naming the first difference; nil when they match. hpcvm never
-// redefines an existing domain, so whatever is not compared here is
-// silently kept: every field templates.Domain renders is either in
+// (want) in what cluster.yaml sets, naming the first difference; nil when
+// they match. hpcvm never redefines an existing domain, so a difference
+// there would be a change of the file silently dropped: start refuses it.
+// What the template sets the same for every domain (the fixed fields) is
+// templateDrift's. Every field templates.Domain renders is either in
 // domainFields or named, with the reason, in the ignored list of
 // TestDomainFieldsComparedOrIgnored.
 func diffDomain(have, want *libvirtxml.Domain) *Error {
 	for _, f := range domainFields {
-		name, h, w := f.name, "", ""
-		if f.pair != nil {
-			name, h, w = f.pair(have, want)
-		} else {
-			h, w = f.of(have), f.of(want)
-		}
-		if h == w || f.whenRendered && w == "" {
+		if f.fixed {
 			continue
 		}
-		e := mismatch("", "", name, orNone(h), orNone(w))
-		if f.fixed {
-			e.Detail += "; no cluster.yaml key sets it: the domain was changed by hand or defined by another version of hpcvm"
+		if name, h, w := f.compare(have, want); name != "" {
+			return mismatch("", "", name, orNone(h), orNone(w))
 		}
-		return e
 	}
 	return nil
+}
+
+// templateDrift names the fixed fields in which an existing domain differs
+// from what this hpcvm's template renders: it was changed by hand (virsh
+// edit) or defined by another version of hpcvm. No cluster.yaml key sets
+// them, so no change of the file is lost; refusing the domain would make
+// an hpcvm upgrade, or an operator's deliberate edit, cost the VM its
+// disk. Start keeps such a domain as it is and says so.
+func templateDrift(have, want *libvirtxml.Domain) []string {
+	var out []string
+	for _, f := range domainFields {
+		if !f.fixed {
+			continue
+		}
+		if name, h, w := f.compare(have, want); name != "" {
+			out = append(out, fmt.Sprintf("%s (the domain has %s; this hpcvm renders %s)", name, orNone(h), orNone(w)))
+		}
+	}
+	return out
+}
+
+// compare returns the name of what differs and both sides, or "" when
+// they match.
+func (f domainField) compare(have, want *libvirtxml.Domain) (name, h, w string) {
+	name = f.name
+	if f.pair != nil {
+		name, h, w = f.pair(have, want)
+	} else {
+		h, w = f.of(have), f.of(want)
+	}
+	if h == w || f.whenRendered && w == "" {
+		return "", "", ""
+	}
+	return name, h, w
 }
 
 func orNone(s string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -279,6 +280,16 @@ func TestDomainFieldsComparedOrIgnored(t *testing.T) {
 			require.NoError(t, have.Unmarshal(x))
 			require.True(t, mutate(reflect.ValueOf(&have).Elem(), path), "%s: %s not found to change", doc, path)
 			d := diffDomain(&have, &want)
+			drift := templateDrift(&have, &want)
+			if fixedField(name) {
+				// No cluster.yaml key sets it: kept, and said so.
+				assert.Nil(t, d, "%s: a changed %s (fixed by the template) is refused", doc, path)
+				if assert.Len(t, drift, 1, "%s: a changed %s goes unnoticed", doc, path) {
+					assert.True(t, strings.HasPrefix(drift[0], name+" (the domain has "), "%s: a changed %s is reported as %q, want %q first", doc, path, drift[0], name)
+				}
+				continue
+			}
+			assert.Empty(t, drift, "%s: %s", doc, path)
 			if assert.NotNil(t, d, "%s: a changed %s goes unnoticed", doc, path) {
 				assert.True(t, strings.HasPrefix(d.Detail, name+" is "), "%s: a changed %s is reported as %q, want %q first", doc, path, d.Detail, name)
 			}
@@ -291,6 +302,17 @@ func TestDomainFieldsComparedOrIgnored(t *testing.T) {
 	for path := range ignoredFields {
 		assert.True(t, seen[path], "ignoredFields lists %s, which no rendered domain sets", path)
 	}
+}
+
+// fixedField says the named domainField is one the template fixes (its
+// name, or the name its pair reports, starts like the field's).
+func fixedField(name string) bool {
+	for _, f := range domainFields {
+		if f.fixed && (name == f.name || strings.HasPrefix(name, f.name)) {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -338,5 +360,40 @@ func TestDomainFieldsReadBackByLibvirtMatch(t *testing.T) {
 		diff, err := c.DomainDifference(x)
 		require.NoError(t, err)
 		require.Empty(t, diff, doc)
+		drift, err := c.DomainDrift(x)
+		require.NoError(t, err)
+		require.Empty(t, drift, "%s: libvirt's reading of the template's fixed parts differs from what hpcvm renders", doc)
 	}
+	// A hand edit of a fixed part is kept, and named.
+	var def libvirtxml.Domain
+	for _, x := range renderedDomains(t) {
+		require.NoError(t, def.Unmarshal(x))
+		break
+	}
+	def.Name, def.UUID = prefix+"edited", randomUUID(t)
+	def.OS.Type.Machine, def.Devices.Emulator = "q35", facts.Emulator
+	x, err := def.Marshal()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.DeleteDomain(def.Name) })
+	_, err = c.EnsureDomain(x)
+	require.NoError(t, err)
+	edited := def
+	edited.OnCrash = "preserve"
+	ex, err := edited.Marshal()
+	require.NoError(t, err)
+	// As virsh edit would: libvirt replaces the definition.
+	require.NoError(t, c.do("redefine domain", def.Name, false, func(conn *lv.Connect) error {
+		dom, err := conn.DomainDefineXML(ex)
+		if err != nil {
+			return err
+		}
+		return dom.Free()
+	}))
+	created, err := c.EnsureDomain(x)
+	require.NoError(t, err, "a hand edit of what no cluster.yaml key sets is no reason to refuse the domain")
+	require.False(t, created)
+	drift, err := c.DomainDrift(x)
+	require.NoError(t, err)
+	assert.Contains(t, drift, "lifecycle actions (the domain has ")
+	assert.Contains(t, drift, "preserve")
 }

@@ -140,6 +140,10 @@ func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 					continue
 				}
 				o := &r.Objects[domainObj[i]]
+				if drift, kept := strings.CutPrefix(d, activities.KeptPrefix); kept {
+					o.Detail = "kept as it is, though it differs from what this hpcvm defines in what no cluster.yaml key sets: " + drift
+					continue
+				}
 				o.Action = "refused"
 				o.Detail = "defined otherwise: " + d
 				changed = append(changed, fmt.Sprintf("%s: %s", o.Name, d))

@@ -60,7 +60,11 @@ type historyScenario struct {
 	events []enumspb.EventType
 
 	// Recording.
-	request func(t *testing.T) Request
+	// questions, if set, makes the run a host's questions workflow
+	// started with this state instead of an operation on a cluster: drive
+	// asks the questions, and the run ends by continuing as new.
+	questions *HostQuestionsState
+	request   func(t *testing.T) Request
 	script  func(t *testing.T) *fakeScript
 	// drive, if set, acts on the run while it is under way (cancel).
 	drive func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, s *fakeScript)
@@ -302,6 +306,42 @@ func historyScenarios() []historyScenario {
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "has no VM compue-09")
+		},
+	}, {
+		// A host's questions workflow answers one question of each kind
+		// as updates of one run, then continues as new.
+		name: "host-questions", workflow: HostQuestionsName, closed: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+		scheduled: []string{"InspectCluster", "ProbeHost", "PoolSpace", "DomainDifferences", "ReadAuditLog", "PendingHostChanges"},
+		events: []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED},
+		questions: &HostQuestionsState{Host: "hv1", PerRun: 4},
+		request:   testRequest,
+		script: func(t *testing.T) *fakeScript {
+			s := newFakeScript()
+			s.inv = running(t)
+			return s
+		},
+		drive: func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, _ *fakeScript) {
+			ask := func(question string, arg, result any) {
+				h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+					WorkflowID: run.GetID(), RunID: run.GetRunID(), UpdateName: question,
+					Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+				})
+				require.NoError(t, err)
+				require.NoError(t, h.Get(ctx, result), question)
+			}
+			var d Description
+			ask(QuestionDescribe, testRequest(t), &d)
+			assert.Len(t, d.Inventory.Domains, 3)
+			var r PlanReport
+			ask(QuestionPlan, testRequest(t), &r)
+			assert.NotEmpty(t, r.Checks)
+			var log activities.AuditLog
+			ask(QuestionAudit, activities.AuditRequest{Cluster: "lab"}, &log)
+			var pending activities.PendingChanges
+			ask(QuestionPendingHostChanges, activities.PendingRequest{}, &pending)
+		},
+		check: func(t *testing.T, run client.WorkflowRun, err error) {
+			require.NoError(t, err)
 		},
 	}, {
 		name: "describe", workflow: DescribeClusterName, closed: completed,
@@ -766,8 +806,8 @@ func (f *fakeActivities) StartDomain(ctx context.Context, ref activities.DomainR
 	return true, nil
 }
 
-func (f *fakeActivities) ShutdownDomain(ctx context.Context, ref activities.DomainRef) error {
-	return f.script().step(ctx, "ShutdownDomain "+ref.Name)
+func (f *fakeActivities) ShutdownDomain(ctx context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+	return activities.ShutdownResult{}, f.script().step(ctx, "ShutdownDomain "+req.Name)
 }
 
 func (f *fakeActivities) ForceOffDomain(ctx context.Context, ref activities.DomainRef) (bool, error) {

@@ -58,15 +58,27 @@ func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc hist
 	req := sc.request(t)
 	script := sc.script(t)
 	fake.use(script)
+	id, input := WorkflowID(req.Spec.Cluster.Name)+"-"+sc.name, any(req)
+	if sc.questions != nil {
+		id, input = HostQuestionsID(sc.questions.Host)+"-"+sc.name, *sc.questions
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(req.Spec.Cluster.Name) + "-" + sc.name,
+		ID:        id,
 		TaskQueue: TaskQueue(req.Spec.Cluster.Host),
-	}, sc.workflow, req)
+	}, sc.workflow, input)
 	require.NoError(t, err)
 	if sc.drive != nil {
 		sc.drive(ctx, t, c, run, script)
 	}
-	runErr := run.Get(ctx, nil)
+	var runErr error
+	if sc.questions != nil {
+		// run.Get would follow the run it continued as; this run is the
+		// one recorded, and the next is not needed.
+		awaitClosed(ctx, t, c, run)
+		defer func() { _ = c.TerminateWorkflow(context.Background(), run.GetID(), "", "recorded") }()
+	} else {
+		runErr = run.Get(ctx, nil)
+	}
 	sc.check(t, run, runErr)
 
 	hist := &historypb.History{}
@@ -88,4 +100,20 @@ func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc hist
 	path := historyFile(sc.name, set)
 	require.NoError(t, os.WriteFile(path, append(data, '\n'), 0o644))
 	t.Logf("recorded %s: %d events", path, len(hist.Events))
+}
+
+// awaitClosed waits until the run (not one it continued as) has closed.
+func awaitClosed(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun) {
+	for {
+		desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		require.NoError(t, err)
+		if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("run %s did not close: %v", run.GetRunID(), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -19,5 +19,6 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
 	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: HostAuditName})
 	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: PendingHostChangesName})
+	w.RegisterWorkflowWithOptions(HostQuestions, workflow.RegisterOptions{Name: HostQuestionsName})
 	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
 }

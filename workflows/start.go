@@ -431,14 +431,20 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteDomain, ref).Get(c, nil)
 		})
 	}
+	var ensured activities.EnsureResult
 	if err := run(tr, domStep, func() (bool, error) {
-		err := workflow.ExecuteActivity(actx, a.EnsureDomain, domXML).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, a.EnsureDomain, domXML).Get(ctx, &ensured)
 		if err == nil && !existed {
 			res.Created = append(res.Created, domStep)
 		}
 		return !existed, err
 	}); err != nil {
 		return err
+	}
+	if ensured.Kept != "" {
+		note := fmt.Sprintf("domain %s was kept as it is, though it differs from what this hpcvm defines in what no cluster.yaml key sets: %s; it was changed by hand or defined by another version of hpcvm (`hpcvm destroy --vm %s`, then start, re-creates it from the template, with a new disk)", vm.Domain, ensured.Kept, vm.Name)
+		tr.set(domStep, StepUnchanged, note)
+		res.Notes = append(res.Notes, note)
 	}
 
 	startName := startStep(vm.Domain)

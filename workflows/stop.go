@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
@@ -41,12 +42,15 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 
 	var res StopResult
 	var running []string
+	began := workflow.Now(ctx)
+	shutdown := map[string]activities.ShutdownRequest{}
 	for _, d := range inv.Domains {
 		switch {
 		case !d.Owned:
 			// Named like ours but not created by hpcvm: not ours to stop.
 		case d.Running():
 			running = append(running, d.Name)
+			shutdown[d.Name] = shutdownRequest(req.Spec.Cluster.Name, d, began, o.ShutdownTimeout)
 		default:
 			res.WasStopped = append(res.WasStopped, d.Name)
 		}
@@ -62,23 +66,49 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	for _, name := range running {
 		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), forceOffStep(name))
 	}
+	pressed := map[string]activities.ShutdownResult{}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
-		return run(tr, shutdownStep(name), func() (bool, error) {
-			return true, workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, nil)
+		sreq := shutdown[name]
+		err := run(tr, shutdownStep(name), func() (bool, error) {
+			if sreq.AwaitBoot > 0 {
+				tr.set(shutdownStep(name), StepRunning, fmt.Sprintf("booted %s ago: waiting up to %s for the guest to answer before pressing the power button",
+					began.Sub(sreq.BootedAt).Round(time.Second), sreq.AwaitBoot))
+			}
+			var r activities.ShutdownResult
+			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, sreq).Get(gctx, &r)
+			pressed[name] = r
+			return true, err
 		})
+		if err == nil && sreq.AwaitBoot > 0 {
+			tr.set(shutdownStep(name), StepDone, bootWaitWords(pressed[name]))
+		}
+		return err
 	}); err != nil {
 		return res, err
+	}
+	for _, name := range running {
+		if sreq := shutdown[name]; sreq.AwaitBoot > 0 {
+			r := pressed[name]
+			res.AwaitedBoot = append(res.AwaitedBoot, BootWait{VM: vmOfDomain(req.Spec.Cluster.Name, name),
+				Booted: began.Sub(sreq.BootedAt).Round(time.Second), Waited: r.Waited, Answer: r.Answer})
+		}
+	}
+	// The guests get what is left of the timeout after the wait for
+	// booting ones: one timeout for the whole stop.
+	timeout := o.ShutdownTimeout - workflow.Now(ctx).Sub(began)
+	if timeout < time.Second {
+		timeout = time.Second
 	}
 
 	// Race the guests against the durable timer.
 	waitCtx, cancelWait := workflow.WithCancel(ctx)
 	// The wait only reads: when the timer wins, force off at once instead
 	// of waiting for the cancel to reach it at its next heartbeat.
-	waitCtx = activityContext(waitCtx, o, o.ShutdownTimeout+o.StepTimeout, false)
+	waitCtx = activityContext(waitCtx, o, timeout+o.StepTimeout, false)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	tr.set(waitPowerOffStep, StepRunning, fmt.Sprintf("up to %s, then force off", o.ShutdownTimeout))
+	tr.set(waitPowerOffStep, StepRunning, fmt.Sprintf("up to %s, then force off", timeout.Round(time.Second)))
 	wait := workflow.ExecuteActivity(waitCtx, a.WaitDomainsOff, running)
-	timer := workflow.NewTimer(timerCtx, o.ShutdownTimeout)
+	timer := workflow.NewTimer(timerCtx, timeout)
 	timedOut := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(wait, func(f workflow.Future) { cancelTimer() })
@@ -114,6 +144,42 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// bootGrace is how long after its QEMU started a guest is taken to be still
+// booting, and so deaf to the ACPI power button, unless it shows it is up
+// (its guest agent connects, or it takes a DHCP lease).
+const bootGrace = time.Minute
+
+// shutdownRequest is the press of one running domain's power button: at
+// once, or, for a guest that booted less than bootGrace ago, once it
+// answers, waiting at most the rest of its grace and never more than half
+// the timeout, so that it keeps time to shut down.
+func shutdownRequest(clusterName string, d activities.DomainState, now time.Time, timeout time.Duration) activities.ShutdownRequest {
+	req := activities.ShutdownRequest{DomainRef: activities.DomainRef{Name: d.Name, Cluster: clusterName}}
+	if d.StartedAt.IsZero() {
+		return req
+	}
+	age := now.Sub(d.StartedAt)
+	if age < 0 {
+		age = 0 // the host's clock is ahead of Temporal's
+	}
+	if age >= bootGrace {
+		return req
+	}
+	req.AwaitBoot, req.BootedAt = bootGrace-age, d.StartedAt
+	if req.AwaitBoot > timeout/2 {
+		req.AwaitBoot = timeout / 2
+	}
+	return req
+}
+
+// bootWaitWords says how a booting guest's press went.
+func bootWaitWords(r activities.ShutdownResult) string {
+	if r.Answer == "" {
+		return fmt.Sprintf("pressed the power button after %s without an answer from the guest", r.Waited)
+	}
+	return fmt.Sprintf("pressed the power button after %s: %s", r.Waited, r.Answer)
 }
 
 // parallel runs fn for every name concurrently and returns the first error,

@@ -156,6 +156,19 @@ type StopResult struct {
 	WasStopped []string `json:"was_stopped"` // already off
 	// TimerEnded says the shutdown timeout, not the guests, ended the wait.
 	TimerEnded bool `json:"timer_ended"`
+	// AwaitedBoot are the guests that had booted moments before: stop
+	// waited for them to answer before pressing their power button.
+	AwaitedBoot []BootWait `json:"awaited_boot,omitempty"`
+}
+
+// BootWait is a guest stop waited for before pressing its power button.
+type BootWait struct {
+	VM     string        `json:"vm"`
+	Booted time.Duration `json:"booted_ago"` // how long before the stop its QEMU started
+	Waited time.Duration `json:"waited"`
+	// Answer is how the guest showed it was up; "" if it did not in time
+	// (the button was pressed anyway).
+	Answer string `json:"answer,omitempty"`
 }
 
 // DestroyResult is what DestroyCluster did.

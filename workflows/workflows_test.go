@@ -54,6 +54,9 @@ type recorder struct {
 	failUndo string
 	// inPlace lists the host changes already made (PendingHostChanges).
 	inPlace activities.PendingChanges
+	// kept is what EnsureDomain says of an existing domain that differs
+	// from the template in what no cluster.yaml key sets, by domain.
+	kept map[string]string
 	// badInput makes the failure at failAt a refusal of the input (a
 	// check that fails), not a libvirt error.
 	badInput bool
@@ -137,7 +140,11 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		return ensure(name)(nil, "")
 	})
 	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (activities.EnsureResult, error) {
-		return ensure("EnsureDomain "+domainName(xml))(nil, "")
+		res, err := ensure("EnsureDomain "+domainName(xml))(nil, "")
+		if _, existed := r.inv.Domain(domainName(xml)); existed {
+			res.Created, res.Kept = false, r.kept[domainName(xml)]
+		}
+		return res, err
 	})
 	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) (bool, error) {
 		name := ref.Name
@@ -283,6 +290,26 @@ func TestStartClusterSucceedsAndReportsWhatItCreated(t *testing.T) {
 	assert.Equal(t, "pc-q35-7.2", res.Plan.Machine.MachineType)
 }
 
+// An existing domain that differs from the template only in what no
+// cluster.yaml key sets (a hand edit, an older hpcvm) is kept and named.
+func TestStartKeepsAHandEditedDomainAndSaysSo(t *testing.T) {
+	req := testRequest(t)
+	plan, err := cluster.NewPlan(req.Spec)
+	require.NoError(t, err)
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r := &recorder{inv: existingInventory(plan), kept: map[string]string{"lab-compute-01": "lifecycle actions (the domain has preserve; this hpcvm renders destroy)"}}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, req)
+	require.NoError(t, env.GetWorkflowError())
+	var res StartResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Len(t, res.Notes, 1, "%q", res.Notes)
+	assert.Contains(t, res.Notes[0], "domain lab-compute-01 was kept as it is")
+	assert.Contains(t, res.Notes[0], "lifecycle actions (the domain has preserve")
+	assert.Contains(t, res.Notes[0], "hpcvm destroy --vm compute-01")
+}
+
 // A second start of a running cluster changes nothing and, should it fail,
 // would undo nothing: everything existed before the run.
 func TestStartClusterOnExistingClusterRegistersNoCompensation(t *testing.T) {
@@ -331,12 +358,12 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
 	var shutdown []string
-	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) error {
-		name := ref.Name
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+		assert.Zero(t, req.AwaitBoot, "a guest not known to have booted just now is not waited for")
 		mu.Lock()
 		defer mu.Unlock()
-		shutdown = append(shutdown, name)
-		return nil
+		shutdown = append(shutdown, req.Name)
+		return activities.ShutdownResult{}, nil
 	})
 	// The guests never power off: the wait only ends when cancelled.
 	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
@@ -350,6 +377,53 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	assert.Equal(t, []string{"lab-controller-01"}, res.ForcedOff)
 	assert.Equal(t, []string{"lab-compute-01"}, res.ShutDown)
 	assert.Equal(t, []string{"lab-compute-02"}, res.WasStopped)
+}
+
+// A guest that booted seconds ago is waited for (it would ignore the power
+// button), within the one timeout: the wait is taken from the guests' time
+// to power off, not added to it.
+func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
+	req := testRequest(t)
+	req.Options.ShutdownTimeout = 40 * time.Second
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	began := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	env.SetStartTime(began)
+	inv := activities.Inventory{Domains: []activities.DomainState{
+		{Name: "lab-controller-01", State: "running", Owned: true, StartedAt: began.Add(-6 * time.Second)},
+		{Name: "lab-compute-01", State: "running", Owned: true, StartedAt: began.Add(-50 * time.Second)},
+		{Name: "lab-compute-02", State: "running", Owned: true, StartedAt: began.Add(-time.Hour)},
+	}}
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
+	var mu sync.Mutex
+	asked := map[string]activities.ShutdownRequest{}
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).After(4*time.Second).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[req.Name] = req
+		if req.AwaitBoot == 0 {
+			return activities.ShutdownResult{}, nil
+		}
+		return activities.ShutdownResult{Waited: 4 * time.Second, Answer: "its guest agent is connected"}, nil
+	})
+	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(true, nil)
+	env.ExecuteWorkflow(StopCluster, req)
+	require.NoError(t, env.GetWorkflowError())
+	var res StopResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+
+	assert.Equal(t, 20*time.Second, asked["lab-controller-01"].AwaitBoot, "54 s of grace left, but at most half the timeout")
+	assert.Equal(t, began.Add(-6*time.Second), asked["lab-controller-01"].BootedAt)
+	assert.Equal(t, 10*time.Second, asked["lab-compute-01"].AwaitBoot, "the rest of its minute of grace")
+	assert.Zero(t, asked["lab-compute-02"].AwaitBoot, "up for an hour: pressed at once")
+	assert.Equal(t, []BootWait{
+		{VM: "controller-01", Booted: 6 * time.Second, Waited: 4 * time.Second, Answer: "its guest agent is connected"},
+		{VM: "compute-01", Booted: 50 * time.Second, Waited: 4 * time.Second, Answer: "its guest agent is connected"},
+	}, res.AwaitedBoot)
+	assert.True(t, res.TimerEnded)
+	assert.Equal(t, 40*time.Second, env.Now().Sub(began).Truncate(time.Second), "the stop took its timeout, the wait included")
 }
 
 // existingInventory is a running cluster of the plan, all of it hpcvm's.

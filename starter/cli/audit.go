@@ -76,7 +76,7 @@ host, --last N another number (0: all).`,
 			}
 			defer c.Close()
 			var log activities.AuditLog
-			if err := askHost(ctx, c, host, "hpcvm-audit-"+host, workflows.HostAuditName, activities.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log"); err != nil {
+			if err := askHost(ctx, c, host, workflows.QuestionAudit, activities.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log", quickAnswer); err != nil {
 				return err
 			}
 			if format == "json" {

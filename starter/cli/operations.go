@@ -171,7 +171,7 @@ func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (activi
 		return pending, err
 	}
 	defer c.Close()
-	err = askHost(ctx, c, spec.Cluster.Host, "hpcvm-pending-"+spec.Cluster.Name, workflows.PendingHostChangesName, req, &pending, "look at its host changes")
+	err = askHost(ctx, c, spec.Cluster.Host, workflows.QuestionPendingHostChanges, req, &pending, "look at its host changes", quickAnswer)
 	return pending, err
 }
 
@@ -313,6 +313,16 @@ file no longer names; --name NAME --host HOST works without the file.`,
 			a.reportResult(&res)
 			if err != nil {
 				return err
+			}
+			for _, w := range res.AwaitedBoot {
+				if w.Answer != "" && w.Waited < time.Second {
+					continue // it answered at once: nothing was waited for
+				}
+				if w.Answer != "" {
+					fmt.Fprintf(a.out, "%s had booted %s before the stop: waited %s for it to answer (%s) before pressing its power button\n", w.VM, w.Booted, w.Waited, w.Answer)
+				} else {
+					fmt.Fprintf(a.out, "%s had booted %s before the stop and did not answer within %s (no guest agent connected, no fresh DHCP lease): its power button was pressed anyway\n", w.VM, w.Booted, w.Waited)
+				}
 			}
 			fmt.Fprintf(a.out, "cluster stopped: %d shut down cleanly, %d forced off after %s, %d already off\n",
 				len(res.ShutDown), len(res.ForcedOff), timeout, len(res.WasStopped))

@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 )
 
 func (a *app) validateCommand() *cobra.Command {
@@ -132,36 +129,16 @@ func (a *app) loadSpecForChecks() (cluster.Spec, bool, error) {
 	return spec, false, fail(ExitBadInput, "%s has %d problem(s); the host was not asked and nothing was created", a.v.GetString("config"), len(verr))
 }
 
-// runPlan runs the read-only PlanCluster workflow on the host's worker.
+// runPlan asks the host's worker to check the cluster and plan it.
 func (a *app) runPlan(ctx context.Context, spec cluster.Spec) (workflows.PlanReport, error) {
 	c, err := a.dial(ctx)
 	if err != nil {
 		return workflows.PlanReport{}, err
 	}
 	defer c.Close()
-	const answerWithin = 60 * time.Second
-	queue := workflows.TaskQueue(spec.Cluster.Host)
-	if err := requireWorker(ctx, c, spec.Cluster.Host); err != nil {
-		return workflows.PlanReport{}, err
-	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       fmt.Sprintf("hpcvm-plan-%s-%d", spec.Cluster.Name, time.Now().UnixNano()),
-		TaskQueue:                queue,
-		WorkflowExecutionTimeout: answerWithin,
-		StaticSummary:            fmt.Sprintf("plan %s on %s", spec.Cluster.Name, spec.Cluster.Host),
-	}, workflows.PlanClusterName, workflows.Request{Spec: spec})
-	if err != nil {
-		return workflows.PlanReport{}, unreachable(err)
-	}
 	var r workflows.PlanReport
-	if err := run.Get(ctx, &r); err != nil {
-		var timeout *temporal.TimeoutError
-		if errors.As(err, &timeout) {
-			return r, fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", spec.Cluster.Host, answerWithin, spec.Cluster.Host, queue)
-		}
-		return r, fail(ExitUnreachable, "the worker of host %s could not check the cluster: %s", spec.Cluster.Host, rootMessage(err))
-	}
-	return r, nil
+	err = askHost(ctx, c, spec.Cluster.Host, workflows.QuestionPlan, workflows.Request{Spec: spec}, &r, "check the cluster", planAnswer)
+	return r, err
 }
 
 func failedChecks(r workflows.PlanReport) int {

@@ -14,6 +14,7 @@ import (
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 )
@@ -169,36 +170,68 @@ func describe(ctx context.Context, c client.Client, req workflows.Request) (Stat
 	return st, nil
 }
 
-// describeRaw runs DescribeCluster on the host's worker.
+// describeRaw asks the host's worker what exists of the cluster.
 func describeRaw(ctx context.Context, c client.Client, req workflows.Request) (workflows.Description, error) {
 	var d workflows.Description
-	err := askHost(ctx, c, req.Spec.Cluster.Host, "hpcvm-describe-"+req.Spec.Cluster.Name, workflows.DescribeClusterName, req, &d, "read the cluster")
+	err := askHost(ctx, c, req.Spec.Cluster.Host, workflows.QuestionDescribe, req, &d, "read the cluster", quickAnswer)
 	return d, err
 }
 
-// askHost runs a short read-only workflow on a host's queue and waits for
-// its answer. Interactive: a host without a running worker is reported
-// after a short wait instead of queueing the question indefinitely. what
-// completes "the worker of host H could not ...".
-func askHost(ctx context.Context, c client.Client, host, idPrefix, workflow string, arg, result any, what string) error {
-	const answerWithin = 10 * time.Second
-	queue := workflows.TaskQueue(host)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       fmt.Sprintf("%s-%d", idPrefix, time.Now().UnixNano()),
-		TaskQueue:                queue,
-		WorkflowExecutionTimeout: answerWithin,
-	}, workflow, arg)
-	if err != nil {
-		return unreachable(err)
+// How long a question may go unanswered: reading a cluster is quick; a plan
+// also inspects the base image and the host's devices.
+const (
+	quickAnswer = 10 * time.Second
+	planAnswer  = 60 * time.Second
+)
+
+// askHost asks one read-only question of the host's questions workflow
+// (workflows.HostQuestions), starting that workflow if the host has none,
+// and waits for the answer. A question is an update of the one long-lived
+// run, so asking leaves no workflow run behind in the namespace.
+// Interactive: a host without a running worker is reported at once, and
+// one that does not answer within `within` after a short wait, instead of
+// queueing the question indefinitely. what completes "the worker of host H
+// could not ...".
+func askHost(ctx context.Context, c client.Client, host, question string, arg, result any, what string, within time.Duration) error {
+	if err := requireWorker(ctx, c, host); err != nil {
+		return err
 	}
-	if err := run.Get(ctx, result); err != nil {
-		var timeout *temporal.TimeoutError
-		if errors.As(err, &timeout) {
-			return fail(ExitUnreachable, "no answer from host %s within %s: is `hpcvm-worker --host %s` running and connected to this Temporal (it polls task queue %s)?", host, answerWithin, host, queue)
-		}
+	queue := workflows.TaskQueue(host)
+	id := workflows.HostQuestionsID(host)
+	askCtx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                queue,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            "read-only questions about host " + host,
+	}, workflows.HostQuestionsName, workflows.HostQuestionsState{Host: host})
+	h, err := c.UpdateWithStartWorkflow(askCtx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateName:   question,
+			Args:         []any{arg},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err == nil {
+		err = h.Get(askCtx, result)
+	}
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	var timeout *temporal.TimeoutError
+	switch {
+	case ctx.Err() != nil:
+		return fail(ExitInterrupted, "stopped waiting for host %s to %s", host, what)
+	case askCtx.Err() != nil || errors.As(err, &timeout):
+		return fail(ExitUnreachable, "no answer from host %s within %s: its worker polls task queue %s but did not answer; a busy or overloaded host answers late (ask again), and a worker that logs errors for workflow %s after an upgrade is fixed by `temporal workflow terminate --workflow-id %s` (it holds no state; the next question starts it anew)", host, within, queue, id, id)
+	case errors.As(err, &appErr):
 		return fail(ExitUnreachable, "the worker of host %s could not %s: %s", host, what, rootMessage(err))
 	}
-	return nil
+	return unreachable(err)
 }
 
 func buildStatus(d workflows.Description) Status {

@@ -1,0 +1,85 @@
+package libvirt
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	lv "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+)
+
+// QEMURunDir is where libvirt's QEMU driver keeps the pid file of each
+// running domain; the file is written when the domain's QEMU starts.
+var QEMURunDir = "/run/libvirt/qemu"
+
+// domainStartedAt is when the running domain's QEMU process started (its
+// pid file's time), or zero when that cannot be seen (the worker does not
+// share libvirtd's file system).
+func domainStartedAt(name string) time.Time {
+	fi, err := os.Stat(filepath.Join(QEMURunDir, name+".pid"))
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// DHCPLeaseTime is how long the DHCP server of an hpcvm network leases an
+// address: libvirt's default, as hpcvm's networks set none. A lease was
+// taken (or renewed) DHCPLeaseTime before it runs out.
+const DHCPLeaseTime = time.Hour
+
+// leaseClockSlack allows for the guest's DHCP exchange being stamped a
+// little before the pid file's time on a host whose clock stepped.
+const leaseClockSlack = 2 * time.Second
+
+// GuestAnswers says whether the guest of a running domain is far enough
+// into its boot to act on the ACPI power button, and how that shows: its
+// QEMU guest agent is connected, or its network gave one of its
+// interfaces a DHCP lease after bootedAt (a lease from before lingers in
+// the table until it runs out, and proves nothing). "" means not yet.
+// A guest with neither an agent nor DHCP never answers here: the caller
+// gives it a grace period instead.
+func (c *Client) GuestAnswers(name string, bootedAt time.Time) (string, error) {
+	var def libvirtxml.Domain
+	err := c.withDomain("read live definition of domain", name, func(dom *lv.Domain) error {
+		x, err := dom.GetXMLDesc(0)
+		if err != nil {
+			return err
+		}
+		return def.Unmarshal(x)
+	})
+	if err != nil {
+		return "", err
+	}
+	if def.Devices == nil {
+		return "", nil
+	}
+	for _, ch := range def.Devices.Channels {
+		if t := ch.Target; t != nil && t.VirtIO != nil && t.VirtIO.Name == guestAgentChannel && t.VirtIO.State == "connected" {
+			return "its guest agent is connected", nil
+		}
+	}
+	leasesOf := map[string][]DHCPLease{}
+	for _, i := range interfaces(&def) {
+		if i.network == "" || i.mac == "" {
+			continue
+		}
+		leases, seen := leasesOf[i.network]
+		if !seen {
+			if leases, err = c.NetworkDHCPLeases(i.network); err != nil {
+				return "", err
+			}
+			leasesOf[i.network] = leases
+		}
+		for _, l := range leases {
+			taken := l.Expiry.Add(-DHCPLeaseTime)
+			if l.MAC == i.mac && !bootedAt.IsZero() && !taken.Before(bootedAt.Add(-leaseClockSlack)) {
+				return fmt.Sprintf("it took its DHCP lease %s", strings.TrimSpace(l.IP)), nil
+			}
+		}
+	}
+	return "", nil
+}
