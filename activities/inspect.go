@@ -329,11 +329,18 @@ func (a *Activities) addressesInUse(ctx context.Context) ([]AddressInUse, error)
 	bridges := map[string]bool{}
 	for _, n := range nets {
 		bridges[n.Bridge] = n.Bridge != ""
+		owner := fmt.Sprintf("libvirt network %s (bridge %s)", n.Name, orNone(n.Bridge))
+		listed := false
 		for _, addr := range strings.Split(n.Address, ",") {
 			if addr == "" || strings.Contains(addr, ":") {
 				continue // IPv6: cluster networks are IPv4
 			}
-			out = append(out, AddressInUse{Subnet: addr, Owner: fmt.Sprintf("libvirt network %s (bridge %s)", n.Name, orNone(n.Bridge)), Bridge: n.Bridge})
+			out = append(out, AddressInUse{Subnet: addr, Owner: owner, Bridge: n.Bridge, Network: n.Name})
+			listed = true
+		}
+		if !listed && n.Bridge != "" {
+			// No IPv4 address, but its bridge name is taken.
+			out = append(out, AddressInUse{Owner: owner, Bridge: n.Bridge, Network: n.Name})
 		}
 	}
 	if a.HostChanges == nil {

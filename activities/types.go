@@ -296,7 +296,9 @@ func (inv Inventory) PoolOwned() bool    { return inv.Pool != nil && inv.Pool.Ow
 
 // AddressInUse is a subnet in use on the host and who holds it.
 type AddressInUse struct {
-	Subnet string `json:"subnet"` // address/prefix
+	Subnet string `json:"subnet"` // address/prefix; "" for a network with no IPv4 address (its bridge is still taken)
 	Owner  string `json:"owner"`  // "libvirt network X (bridge Y)", "route via dev Z"
 	Bridge string `json:"bridge,omitempty"`
+	// Network is the libvirt network holding it ("" for a route).
+	Network string `json:"network,omitempty"`
 }

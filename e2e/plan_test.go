@@ -130,4 +130,19 @@ func TestValidateRefusesARangeInUse(t *testing.T) {
 	assert.Equal(t, cli.ExitBadInput, code, out)
 	assert.Contains(t, out, "overlaps "+subnet+".128/25 of libvirt network "+other)
 	assert.Equal(t, []string{"net-list: " + other}, e.leftovers(), "refused before anything was created: only the hand-made network is there")
+
+	// A network without an address that holds the cluster's bridge name.
+	virsh(t, "net-undefine", other)
+	code, out = e.hpcvm("plan", "-o", "json")
+	require.Equal(t, cli.ExitOK, code, out)
+	var rep workflows.PlanReport
+	require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep))
+	bridge := rep.Plan.Network.Bridge
+	require.NotEmpty(t, bridge)
+	writeFile(t, file, fmt.Sprintf(`<network><name>%s</name><bridge name='%s'/></network>`, other, bridge))
+	virsh(t, "net-define", file)
+	code, out = e.hpcvm("validate")
+	assert.NotEqual(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "✗ network range")
+	assert.Contains(t, out, "the cluster network's bridge "+bridge+" is taken on host "+e.host+" by libvirt network "+other)
 }

@@ -448,20 +448,49 @@ func rangeClash(p cluster.Plan, inUse []activities.AddressInUse) error {
 	if err != nil {
 		return nil // the file's check refuses a bad range
 	}
-	var clashes []string
+	var clashes, bridge []string
 	for _, u := range inUse {
+		switch {
+		case u.Network != "" && u.Network == p.Network.Name:
+			continue // the cluster's own network (the inspection proves it is hpcvm's)
+		case u.Network == "" && u.Bridge != "" && u.Bridge == p.Network.Bridge && strings.HasPrefix(u.Owner, "libvirt network"):
+			continue // an inspection that named no network (an older worker): the bridge was the cluster's own
+		case u.Bridge != "" && u.Bridge == p.Network.Bridge:
+			bridge = append(bridge, u.Owner)
+			continue
+		}
 		have, err := netip.ParsePrefix(u.Subnet)
-		if err != nil || (u.Bridge != "" && u.Bridge == p.Network.Bridge) {
+		if err != nil {
 			continue
 		}
 		if want.Overlaps(have) {
 			clashes = append(clashes, fmt.Sprintf("%s of %s", have.Masked(), u.Owner))
 		}
 	}
-	if len(clashes) == 0 {
+	var problems []string
+	if len(clashes) > 0 {
+		problems = append(problems, fmt.Sprintf("network.network_range %s of cluster %s overlaps %s on host %s: libvirt would refuse the network, and guests could not reach what is there; "+
+			"give network.network_range a free range (and gateway_ip in it), or remove what holds it", want, p.Cluster, strings.Join(clashes, "; "), p.Host))
+	}
+	if len(bridge) > 0 {
+		problems = append(problems, fmt.Sprintf("the cluster network's bridge %s is taken on host %s by %s: libvirt would refuse the network; "+
+			"give network.bridge_name another name, or remove what holds it", p.Network.Bridge, p.Host, strings.Join(uniq(bridge), "; ")))
+	}
+	if len(problems) == 0 {
 		return nil
 	}
-	return badRequest(fmt.Errorf("network.network_range %s of cluster %s overlaps %s on host %s: libvirt would refuse the network, and guests could not reach what is there; "+
-		"give network.network_range a free range (and gateway_ip in it), or remove what holds it; nothing was changed",
-		want, p.Cluster, strings.Join(clashes, "; "), p.Host))
+	return badRequest(fmt.Errorf("%s; nothing was changed", strings.Join(problems, "; and ")))
+}
+
+// uniq is s without repeats, in order.
+func uniq(s []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }
