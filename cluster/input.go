@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // This file reads cluster.yaml into a Spec without repairing anything. The
@@ -28,14 +28,12 @@ import (
 // Keys are matched case-insensitively and kept lowercase, as viper did when
 // it read the file, so files that loaded before mean the same now.
 
-// decodeYAML parses the file with viper's own YAML codec, which keeps what
-// viper's merged view loses: keys whose value is null, empty sections, and
-// keys that contain a dot.
+// decodeYAML parses the file with the YAML library viper's own codec uses
+// (and as that codec does), which keeps what viper's merged view loses:
+// keys whose value is null, empty sections, and keys that contain a dot.
+// Not through viper: the cluster model stays free of it, so that the
+// contract a composing workflow imports does not drag it in.
 func decodeYAML(data []byte) (doc map[string]any, err error) {
-	codec, err := viper.NewCodecRegistry().Decoder("yaml")
-	if err != nil {
-		return nil, &InputError{Msg: fmt.Sprintf("cannot read YAML: %v", err)}
-	}
 	defer func() {
 		// A parser bug must not take the CLI or a worker down with it; the
 		// operator gets a refusal and the input to report.
@@ -44,7 +42,7 @@ func decodeYAML(data []byte) (doc map[string]any, err error) {
 		}
 	}()
 	doc = map[string]any{}
-	if err := codec.Decode(data, doc); err != nil {
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		if msg := err.Error(); strings.Contains(msg, "cannot unmarshal") {
 			// Valid YAML whose top level is a list or a scalar. The Go type
 			// it could not be stored in means nothing to the operator.
@@ -52,6 +50,9 @@ func decodeYAML(data []byte) (doc map[string]any, err error) {
 			return nil, &InputError{Msg: fmt.Sprintf("not a cluster file: %s; cluster.yaml is a mapping of sections such as cluster:, network:, controller: and compute_nodes:", msg)}
 		}
 		return nil, &InputError{Msg: fmt.Sprintf("not valid YAML: %v; fix the syntax at the line named", err)}
+	}
+	if doc == nil { // an empty or null document
+		doc = map[string]any{}
 	}
 	return doc, nil
 }
