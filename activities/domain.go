@@ -96,27 +96,34 @@ func (a *Activities) ShutdownDomain(ctx context.Context, req ShutdownRequest) (S
 	return res, err
 }
 
-// guestPoll is how often a booting guest is looked at.
-const guestPoll = 500 * time.Millisecond
+// guestPoll is how often a booting guest is looked at: a read of its
+// definition and of its network's leases.
+const guestPoll = time.Second
 
-// awaitGuest waits until the guest of a domain answers (GuestAnswers), for
-// req.AwaitBoot at most. Not answering is no error: the button is pressed
-// then anyway, as it would have been without the wait.
+// awaitGuest waits until the guest of a domain answers (GuestAnswers), at
+// most until req.AwaitUntil (or req.AwaitBoot from the first look). Not
+// answering is no error: the button is pressed then anyway, as it would
+// have been without the wait; nor is a guest that cannot be looked at (it
+// is pressed at the end of the wait) or that went off by itself.
 func (a *Activities) awaitGuest(ctx context.Context, req ShutdownRequest, beats *pulse) (ShutdownResult, error) {
 	began := time.Now()
+	until := req.AwaitUntil
+	if until.IsZero() {
+		until = began.Add(req.AwaitBoot)
+	}
 	for {
-		answer, err := a.Libvirt.GuestAnswers(req.Name, req.BootedAt)
-		if err != nil {
-			return ShutdownResult{}, err
-		}
 		waited := time.Since(began).Round(100 * time.Millisecond)
-		if answer != "" {
+		if st, err := a.Libvirt.DomainState(req.Name); err == nil && st != libvirt.StateRunning && st != libvirt.StateBlocked {
+			return ShutdownResult{Waited: waited, Answer: "it is " + string(st)}, nil
+		}
+		answer, err := a.Libvirt.GuestAnswers(req.Name, req.BootedAt)
+		if err == nil && answer != "" {
 			return ShutdownResult{Waited: waited, Answer: answer}, nil
 		}
-		if waited >= req.AwaitBoot {
+		if !time.Now().Before(until) {
 			return ShutdownResult{Waited: waited}, nil
 		}
-		beats.set(fmt.Sprintf("waiting for the guest to answer before pressing the power button (%s of up to %s)", waited, req.AwaitBoot))
+		beats.set(fmt.Sprintf("waiting for the guest to answer before pressing the power button (%s so far, until %s)", waited, until.Format(time.TimeOnly)))
 		select {
 		case <-ctx.Done():
 			return ShutdownResult{}, ctx.Err()

@@ -89,6 +89,10 @@ type ShutdownRequest struct {
 	// listening to the power button, and would ignore the press. Once it
 	// has passed, the button is pressed whatever the guest shows.
 	AwaitBoot time.Duration `json:"await_boot,omitempty"`
+	// AwaitUntil, when set, ends that wait at this time whatever attempt
+	// of the step is waiting: a retried step does not begin the wait anew
+	// (AwaitBoot alone bounds it for a run recorded before AwaitUntil).
+	AwaitUntil time.Time `json:"await_until,omitempty"`
 	// BootedAt is when the domain's QEMU started (DomainState.StartedAt):
 	// a DHCP lease taken before it is from an earlier boot.
 	BootedAt time.Time `json:"booted_at,omitempty"`

@@ -6,10 +6,13 @@ import (
 	"testing"
 
 	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/worker/hostworker"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // The read-only questions (status, plan, validate, audit, list --live) are
@@ -78,4 +81,34 @@ func (e *env) allRuns() []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// A questions run whose workflow task keeps failing (here: a run of a type
+// the worker does not know, as an older worker would see HostQuestions)
+// holds nothing: status ends it and asks a new run. A worker that starts
+// ends the host's questions run, so that its own code answers.
+func TestAStuckQuestionsRunIsReplaced(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("")
+	e.startWorker()
+	c := e.ts.GetDefaultClient()
+	id := workflows.HostQuestionsID(e.host)
+	stuck, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue(e.host)}, "NoSuchWorkflow")
+	require.NoError(t, err)
+
+	code, out := e.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
+	assert.Contains(t, out, "absent")
+	desc, err := c.DescribeWorkflowExecution(context.Background(), id, stuck.GetRunID())
+	require.NoError(t, err)
+	assert.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_TERMINATED, desc.GetWorkflowExecutionInfo().GetStatus())
+
+	retired, err := hostworker.RetireQuestions(context.Background(), c, e.host)
+	require.NoError(t, err)
+	assert.True(t, retired, "the run status started is ended")
+	retired, err = hostworker.RetireQuestions(context.Background(), c, e.host)
+	require.NoError(t, err)
+	assert.False(t, retired, "no run is left to end")
+	code, out = e.hpcvm("status")
+	require.Equal(t, cli.ExitOK, code, out)
 }

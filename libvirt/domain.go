@@ -394,7 +394,7 @@ func (c *Client) ListDomains(namespaceURI string) ([]DomainSummary, error) {
 			go func() {
 				defer wg.Done()
 				for i := range next {
-					found[i], errs[i] = summarize(stats[i], namespaceURI)
+					found[i], errs[i] = c.summarize(stats[i], namespaceURI)
 				}
 			}()
 		}
@@ -418,7 +418,7 @@ func (c *Client) ListDomains(namespaceURI string) ([]DomainSummary, error) {
 	return out, err
 }
 
-func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
+func (c *Client) summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 	var s DomainSummary
 	var err error
 	dom := st.Domain
@@ -438,7 +438,7 @@ func summarize(st lv.DomainStats, ns string) (DomainSummary, error) {
 		return s, err
 	}
 	if s.State == StateRunning || s.State == StateBlocked || s.State == StatePaused {
-		s.StartedAt = domainStartedAt(s.Name)
+		s.StartedAt = c.domainStartedAt(s.Name)
 	}
 	// Sizes are for display: a domain whose XML libvirtxml cannot read (some
 	// other tool's, with elements it does not know) is still listed, so one

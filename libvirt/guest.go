@@ -16,9 +16,12 @@ import (
 var QEMURunDir = "/run/libvirt/qemu"
 
 // domainStartedAt is when the running domain's QEMU process started (its
-// pid file's time), or zero when that cannot be seen (the worker does not
-// share libvirtd's file system).
-func domainStartedAt(name string) time.Time {
+// pid file's time), or zero when that cannot be seen: libvirtd is not the
+// local system one (a remote or session URI: its files are not these).
+func (c *Client) domainStartedAt(name string) time.Time {
+	if c.uri != "qemu:///system" && c.uri != "" {
+		return time.Time{}
+	}
 	fi, err := os.Stat(filepath.Join(QEMURunDir, name+".pid"))
 	if err != nil {
 		return time.Time{}
@@ -75,11 +78,20 @@ func (c *Client) GuestAnswers(name string, bootedAt time.Time) (string, error) {
 			leasesOf[i.network] = leases
 		}
 		for _, l := range leases {
-			taken := l.Expiry.Add(-DHCPLeaseTime)
-			if l.MAC == i.mac && !bootedAt.IsZero() && !taken.Before(bootedAt.Add(-leaseClockSlack)) {
+			if l.MAC == i.mac && leaseSince(l, bootedAt) {
 				return fmt.Sprintf("it took its DHCP lease %s", strings.TrimSpace(l.IP)), nil
 			}
 		}
 	}
 	return "", nil
+}
+
+// leaseSince says the lease was taken (or renewed) after bootedAt: a lease
+// runs out DHCPLeaseTime after the guest last asked for it. Without a boot
+// time no lease proves anything.
+func leaseSince(l DHCPLease, bootedAt time.Time) bool {
+	if bootedAt.IsZero() || l.Expiry.IsZero() {
+		return false
+	}
+	return !l.Expiry.Add(-DHCPLeaseTime).Before(bootedAt.Add(-leaseClockSlack))
 }

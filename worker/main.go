@@ -187,6 +187,13 @@ func run(ctx context.Context, v *viper.Viper) error {
 		logger.Info("looked for a dead predecessor's steps", zap.Int("taken_over", n), zap.Duration("took", time.Since(began)))
 	}
 	cancelTake()
+	retireCtx, cancelRetire := context.WithTimeout(ctx, 10*time.Second)
+	if retired, err := hostworker.RetireQuestions(retireCtx, c, host); err != nil {
+		logger.Warn("cannot end the host's questions run: it answers on with its own code until it continues as new", zap.String("workflow_id", workflows.HostQuestionsID(host)), zap.Error(err))
+	} else if retired {
+		logger.Info("ended the host's questions run: the next question starts one on this worker's code", zap.String("workflow_id", workflows.HostQuestionsID(host)))
+	}
+	cancelRetire()
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

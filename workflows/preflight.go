@@ -214,7 +214,10 @@ func (p *preflight) inspect(activate bool) error {
 	// the run had claimed devices. Inspections recorded before listed no
 	// addresses, so the check passes on them as it did.
 	if p.inv.Network == nil && len(p.inv.AddressesInUse) > 0 {
-		if err := p.shortCheck(CheckRange, rangeClash(p.fresh, p.inv.AddressesInUse), fmt.Sprintf("%s overlaps no network or route of the host", p.fresh.Network.Range),
+		// The bridge check came later: a run recorded before judges as
+		// it did.
+		bridge := workflow.GetVersion(p.ctx, "bridge-clash", workflow.DefaultVersion, 1) == 1
+		if err := p.shortCheck(CheckRange, rangeClash(p.fresh, p.inv.AddressesInUse, bridge), fmt.Sprintf("%s overlaps no network or route of the host", p.fresh.Network.Range),
 			"the network's range is in use on the host"); err != nil {
 			return err
 		}
@@ -442,21 +445,20 @@ func isNotOwned(err error) bool {
 }
 
 // rangeClash refuses a cluster network whose range overlaps a subnet in
-// use on the host, naming who holds it.
-func rangeClash(p cluster.Plan, inUse []activities.AddressInUse) error {
+// use on the host, naming its owner, and (withBridge) one whose bridge a
+// libvirt network or a host interface with a route holds. It runs only
+// while the cluster has no network of its own.
+func rangeClash(p cluster.Plan, inUse []activities.AddressInUse, withBridge bool) error {
 	want, err := netip.ParsePrefix(p.Network.Range)
 	if err != nil {
 		return nil // the file's check refuses a bad range
 	}
 	var clashes, bridge []string
 	for _, u := range inUse {
-		switch {
-		case u.Network != "" && u.Network == p.Network.Name:
-			continue // the cluster's own network (the inspection proves it is hpcvm's)
-		case u.Network == "" && u.Bridge != "" && u.Bridge == p.Network.Bridge && strings.HasPrefix(u.Owner, "libvirt network"):
-			continue // an inspection that named no network (an older worker): the bridge was the cluster's own
-		case u.Bridge != "" && u.Bridge == p.Network.Bridge:
-			bridge = append(bridge, u.Owner)
+		if u.Bridge != "" && u.Bridge == p.Network.Bridge {
+			if withBridge {
+				bridge = append(bridge, u.Owner)
+			}
 			continue
 		}
 		have, err := netip.ParsePrefix(u.Subnet)

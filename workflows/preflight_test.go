@@ -158,24 +158,20 @@ func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 }
 
 // The new network's bridge is checked too: libvirt refuses a network whose
-// bridge another network or a host interface holds. The cluster's own
-// network is no clash.
+// bridge another network or a host interface holds. Runs recorded before
+// the check judge as they did.
 func TestRangeClashNamesWhoHoldsTheBridge(t *testing.T) {
 	plan, err := cluster.NewPlan(testRequest(t).Spec)
 	require.NoError(t, err)
-	own := activities.AddressInUse{Subnet: plan.Network.Range, Owner: "libvirt network " + plan.Network.Name, Bridge: plan.Network.Bridge, Network: plan.Network.Name}
-	older := activities.AddressInUse{Subnet: plan.Network.Range, Owner: "libvirt network " + plan.Network.Name + " (bridge " + plan.Network.Bridge + ")", Bridge: plan.Network.Bridge}
-	require.NoError(t, rangeClash(plan, []activities.AddressInUse{own}), "the cluster's own network")
-	require.NoError(t, rangeClash(plan, []activities.AddressInUse{older}), "the cluster's own network, as an older worker names it")
-
 	foreign := activities.AddressInUse{Owner: "libvirt network isolated (bridge " + plan.Network.Bridge + ")", Bridge: plan.Network.Bridge, Network: "isolated"}
-	err = rangeClash(plan, []activities.AddressInUse{foreign})
+	err = rangeClash(plan, []activities.AddressInUse{foreign}, true)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "the cluster network's bridge "+plan.Network.Bridge+" is taken on host hv1 by libvirt network isolated")
 	assert.Contains(t, err.Error(), "network.bridge_name")
+	require.NoError(t, rangeClash(plan, []activities.AddressInUse{foreign}, false), "a run recorded before the bridge check")
 
 	route := activities.AddressInUse{Subnet: "10.99.0.0/16", Owner: "a route of the host (dev " + plan.Network.Bridge + ")", Bridge: plan.Network.Bridge}
-	err = rangeClash(plan, []activities.AddressInUse{route})
+	err = rangeClash(plan, []activities.AddressInUse{route}, true)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "is taken on host hv1 by a route of the host (dev "+plan.Network.Bridge+")")
 	assert.NotContains(t, err.Error(), "overlaps", "10.99.0.0/16 is outside the cluster's range")

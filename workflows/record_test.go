@@ -65,7 +65,7 @@ type historyScenario struct {
 	// asks the questions, and the run ends by continuing as new.
 	questions *HostQuestionsState
 	request   func(t *testing.T) Request
-	script  func(t *testing.T) *fakeScript
+	script    func(t *testing.T) *fakeScript
 	// drive, if set, acts on the run while it is under way (cancel).
 	drive func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, s *fakeScript)
 	// check asserts the run's outcome: the recording is of what it says.
@@ -312,7 +312,7 @@ func historyScenarios() []historyScenario {
 		// as updates of one run, then continues as new.
 		name: "host-questions", workflow: HostQuestionsName, closed: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 		scheduled: []string{"InspectCluster", "ProbeHost", "PoolSpace", "DomainDifferences", "ReadAuditLog", "PendingHostChanges"},
-		events: []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED},
+		events:    []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED},
 		questions: &HostQuestionsState{Host: "hv1", PerRun: 4},
 		request:   testRequest,
 		script: func(t *testing.T) *fakeScript {

@@ -171,6 +171,7 @@ func shutdownRequest(clusterName string, d activities.DomainState, now time.Time
 	if req.AwaitBoot > timeout/2 {
 		req.AwaitBoot = timeout / 2
 	}
+	req.AwaitUntil = now.Add(req.AwaitBoot)
 	return req
 }
 

@@ -398,7 +398,7 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
 	asked := map[string]activities.ShutdownRequest{}
-	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).After(4*time.Second).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).After(4 * time.Second).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked[req.Name] = req
@@ -416,6 +416,7 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 
 	assert.Equal(t, 20*time.Second, asked["lab-controller-01"].AwaitBoot, "54 s of grace left, but at most half the timeout")
 	assert.Equal(t, began.Add(-6*time.Second), asked["lab-controller-01"].BootedAt)
+	assert.Equal(t, began.Add(20*time.Second), asked["lab-controller-01"].AwaitUntil, "a retried step waits only what is left")
 	assert.Equal(t, 10*time.Second, asked["lab-compute-01"].AwaitBoot, "the rest of its minute of grace")
 	assert.Zero(t, asked["lab-compute-02"].AwaitBoot, "up for an hour: pressed at once")
 	assert.Equal(t, []BootWait{

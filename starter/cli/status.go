@@ -190,23 +190,57 @@ const (
 // run, so asking leaves no workflow run behind in the namespace.
 // Interactive: a host without a running worker is reported at once, and
 // one that does not answer within `within` after a short wait, instead of
-// queueing the question indefinitely. what completes "the worker of host H
-// could not ...".
+// queueing the question indefinitely. A questions run whose workflow task
+// keeps failing (a worker error, a run begun under other code) holds no
+// state: it is ended and the question asked once more of a new run. what
+// completes "the worker of host H could not ...".
 func askHost(ctx context.Context, c client.Client, host, question string, arg, result any, what string, within time.Duration) error {
 	if err := requireWorker(ctx, c, host); err != nil {
 		return err
 	}
-	queue := workflows.TaskQueue(host)
 	id := workflows.HostQuestionsID(host)
+	for retried := false; ; retried = true {
+		err := askOnce(ctx, c, host, question, arg, result, within)
+		if err == nil {
+			return nil
+		}
+		var appErr *temporal.ApplicationError
+		var timeout *temporal.TimeoutError
+		switch {
+		case ctx.Err() != nil:
+			return fail(ExitInterrupted, "stopped waiting for host %s to %s", host, what)
+		case errors.Is(err, context.DeadlineExceeded):
+			failing := questionsTaskFailing(ctx, c, id)
+			if failing > 1 && !retried {
+				_ = c.TerminateWorkflow(ctx, id, "", fmt.Sprintf("its workflow task failed %d times: a new run answers", failing))
+				continue
+			}
+			if failing > 1 {
+				return fail(ExitUnreachable, "the worker of host %s fails every task of workflow %s (attempt %d), a new run too: is that hpcvm-worker older than this hpcvm (it must know workflow %s)? upgrade it, or see its log", host, id, failing, workflows.HostQuestionsName)
+			}
+			return fail(ExitUnreachable, "no answer from host %s within %s: its worker polls task queue %s but did not answer in time; a busy host answers late: ask again", host, within, workflows.TaskQueue(host))
+		case errors.As(err, &appErr), errors.As(err, &timeout):
+			return fail(ExitUnreachable, "the worker of host %s could not %s: %s", host, what, rootMessage(err))
+		}
+		return unreachable(err)
+	}
+}
+
+// askOnce asks the question once, within a deadline; the deadline's
+// expiry is returned as context.DeadlineExceeded.
+func askOnce(ctx context.Context, c client.Client, host, question string, arg, result any, within time.Duration) error {
 	askCtx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                queue,
+		ID:                       workflows.HostQuestionsID(host),
+		TaskQueue:                workflows.TaskQueue(host),
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            "read-only questions about host " + host,
-	}, workflows.HostQuestionsName, workflows.HostQuestionsState{Host: host})
+		// The limit is given, not left to the workflow's default: a
+		// later default then changes new runs only, never the replay of
+		// an open one.
+	}, workflows.HostQuestionsName, workflows.HostQuestionsState{Host: host, PerRun: workflows.DefaultQuestionsPerRun})
 	h, err := c.UpdateWithStartWorkflow(askCtx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -218,20 +252,20 @@ func askHost(ctx context.Context, c client.Client, host, question string, arg, r
 	if err == nil {
 		err = h.Get(askCtx, result)
 	}
-	if err == nil {
-		return nil
+	if err != nil && askCtx.Err() != nil && ctx.Err() == nil {
+		return context.DeadlineExceeded
 	}
-	var appErr *temporal.ApplicationError
-	var timeout *temporal.TimeoutError
-	switch {
-	case ctx.Err() != nil:
-		return fail(ExitInterrupted, "stopped waiting for host %s to %s", host, what)
-	case askCtx.Err() != nil || errors.As(err, &timeout):
-		return fail(ExitUnreachable, "no answer from host %s within %s: its worker polls task queue %s but did not answer; a busy or overloaded host answers late (ask again), and a worker that logs errors for workflow %s after an upgrade is fixed by `temporal workflow terminate --workflow-id %s` (it holds no state; the next question starts it anew)", host, within, queue, id, id)
-	case errors.As(err, &appErr):
-		return fail(ExitUnreachable, "the worker of host %s could not %s: %s", host, what, rootMessage(err))
+	return err
+}
+
+// questionsTaskFailing is the attempt of the questions run's pending
+// workflow task: above 1, its worker fails it over and over.
+func questionsTaskFailing(ctx context.Context, c client.Client, id string) int32 {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return 0
 	}
-	return unreachable(err)
+	return desc.GetPendingWorkflowTask().GetAttempt()
 }
 
 func buildStatus(d workflows.Description) Status {
