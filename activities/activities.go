@@ -7,9 +7,10 @@ package activities
 import (
 	"context"
 	"errors"
-	"go.temporal.io/sdk/client"
 	"sync"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/libvirt"
@@ -71,21 +72,6 @@ func (a *Activities) sysfs() string {
 	}
 	return a.SysfsRoot
 }
-
-// Error types that tell the operator (and Temporal's retry policy) what kind
-// of failure this is. Everything but a lost libvirt connection is final:
-// retrying a mismatch or a bad XML document cannot make it succeed.
-const (
-	ErrTypeMismatch     = "Mismatch"
-	ErrTypeNotOwned     = "NotOwned"
-	ErrTypeNotEmpty     = "NotEmpty"
-	ErrTypeInvalidXML   = "InvalidXML"
-	ErrTypeInvalidState = "InvalidState"
-	ErrTypeBadInput     = "BadInput"
-	ErrTypeLibvirt      = "Libvirt"
-	ErrTypeConnection   = "Connection"
-	ErrTypeBusy         = "Busy"
-)
 
 // classify turns a libvirt error into a Temporal application error whose
 // retryability follows the error's kind.

@@ -14,7 +14,7 @@ import (
 // request). It changes nothing (it does not even start an inactive pool),
 // so it runs beside any operation without taking the cluster's lock.
 func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
-	o := req.Options.withDefaults()
+	o := req.Options.WithDefaults()
 	name := req.Spec.Cluster.Name
 	var fresh cluster.Plan
 	if req.NameOnly {

@@ -25,7 +25,7 @@ import (
 // of the cluster is left (a failure, files in its pool it did not create, a
 // base a kept disk stands on), it fails with DestroyIncomplete listing it.
 func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
-	o := req.Options.withDefaults()
+	o := req.Options.WithDefaults()
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return DestroyResult{}, err
@@ -309,10 +309,6 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 	return res, nil
 }
-
-// ErrTypeDestroyIncomplete is the error type of a destroy that left
-// something of the cluster; its details are the DestroyResult.
-const ErrTypeDestroyIncomplete = "DestroyIncomplete"
 
 // clusterVMs lists the VMs the cluster owns: its domains and its leases.
 func clusterVMs(inv activities.Inventory) []string {

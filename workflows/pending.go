@@ -6,10 +6,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// PendingHostChangesName answers which of a cluster's host changes are
-// not in place on its host (what `hpcvm start` asks to confirm).
-const PendingHostChangesName = "PendingHostChanges"
-
 // PendingHostChangesFor is the question for a cluster file: the host
 // changes its start would make, as the start asks for them.
 func PendingHostChangesFor(spec cluster.Spec, requestedBy string) (activities.PendingRequest, error) {

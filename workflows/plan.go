@@ -13,61 +13,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// PlanClusterName is the read-only workflow behind `hpcvm validate` and
-// `hpcvm plan`.
-const PlanClusterName = "PlanCluster"
-
-// Check is one thing start would check, and how it came out.
-type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-}
-
-// PlannedObject is a libvirt object of the plan and what start would do
-// with it.
-type PlannedObject struct {
-	Kind   string `json:"kind"` // network, pool, volume, domain
-	Name   string `json:"name"`
-	Action string `json:"action"` // create, keep, start, refused
-	Detail string `json:"detail,omitempty"`
-}
-
-// Document is an XML document start would hand to libvirt.
-type Document struct {
-	Kind string `json:"kind"`
-	Name string `json:"name"`
-	XML  string `json:"xml"`
-}
-
-// PlanReport is what PlanCluster found: every check, the negotiated plan,
-// the objects with their actions and, when every check passed, the XML.
-type PlanReport struct {
-	Checks    []Check                  `json:"checks"`
-	Plan      cluster.Plan             `json:"plan"`
-	Host      cluster.HostCapabilities `json:"host"`
-	Objects   []PlannedObject          `json:"objects"`
-	Documents []Document               `json:"documents,omitempty"`
-	NotInFile []string                 `json:"not_in_file,omitempty"`
-}
-
-// OK says every check passed: start would go ahead.
-func (r PlanReport) OK() bool {
-	for _, c := range r.Checks {
-		if !c.OK {
-			return false
-		}
-	}
-	return true
-}
-
 // PlanCluster runs every check start runs before it creates anything, and
 // says what start would create or change, without changing anything: the
 // inspection does not even start an inactive pool. It takes no lock, so it
 // runs beside any operation. A check that fails is reported, not raised;
 // the workflow fails only when the host cannot be asked at all.
 func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
-	o := req.Options.withDefaults()
+	o := req.Options.WithDefaults()
 	check := func(name string, err error, detail string) bool {
 		c := Check{Name: name, OK: err == nil, Detail: detail}
 		if err != nil {

@@ -50,7 +50,7 @@ func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 // says what failed and what was rolled back. On a cluster that already has
 // VMs, a node that fails is rolled back alone and the others stay up.
 func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
-	o := req.Options.withDefaults()
+	o := req.Options.WithDefaults()
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return StartResult{}, err

@@ -20,7 +20,7 @@ import (
 // It stops every VM the cluster owns in libvirt (by hpcvm's metadata), so it
 // needs only the cluster's name and host, whatever cluster.yaml says today.
 func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
-	o := req.Options.withDefaults()
+	o := req.Options.WithDefaults()
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return StopResult{}, err

@@ -1,4 +1,4 @@
-package activities
+package api
 
 import (
 	"time"
@@ -296,7 +296,8 @@ func (inv Inventory) Volume(name string) (VolumeState, bool) {
 // NetworkOwned and PoolOwned say whether the cluster's network and pool
 // exist and carry its mark.
 func (inv Inventory) NetworkOwned() bool { return inv.Network != nil && inv.Network.Owned }
-func (inv Inventory) PoolOwned() bool    { return inv.Pool != nil && inv.Pool.Owned }
+
+func (inv Inventory) PoolOwned() bool { return inv.Pool != nil && inv.Pool.Owned }
 
 // AddressInUse is a subnet in use on the host and who holds it.
 type AddressInUse struct {

@@ -1,36 +1,9 @@
-// Package workflows holds the durable sagas of hpcvm: StartCluster,
-// StopCluster, DestroyCluster, and the read-only DescribeCluster. They decide
-// order, parallelism, compensations, timeouts and retries; they do no I/O.
-// Every libvirt step is an activity run by the worker of the cluster's host.
-package workflows
+package api
 
 import (
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
-)
-
-// TaskQueue is the queue of one hypervisor host's worker. Workflows and
-// activities of a cluster both run there, so a restarted worker on the same
-// host drains its own backlog.
-func TaskQueue(host string) string { return "hpcvm.host." + host }
-
-// WorkflowID is shared by every operation on a cluster: Temporal then lets
-// only one run at a time, across all processes and machines.
-func WorkflowID(clusterName string) string { return "hpcvm-cluster-" + clusterName }
-
-// Names under which the workflows are registered and started.
-const (
-	StartClusterName    = "StartCluster"
-	StopClusterName     = "StopCluster"
-	DestroyClusterName  = "DestroyCluster"
-	DescribeClusterName = "DescribeCluster"
-	// HostAuditName reads a host's audit log (`hpcvm audit`).
-	HostAuditName = "HostAudit"
-
-	// ProgressQuery returns the run's []Step.
-	ProgressQuery = "progress"
 )
 
 // Options tune a run; zero values mean the defaults below.
@@ -69,7 +42,7 @@ const (
 	DefaultUploadTimeout = 2 * time.Hour
 )
 
-func (o Options) withDefaults() Options {
+func (o Options) WithDefaults() Options {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -192,8 +165,8 @@ type DestroyResult struct {
 // Description is DescribeCluster's answer: the plan (empty for a NameOnly
 // request) and what exists of the cluster.
 type Description struct {
-	Plan      cluster.Plan         `json:"plan"`
-	Inventory activities.Inventory `json:"inventory"`
+	Plan      cluster.Plan `json:"plan"`
+	Inventory Inventory    `json:"inventory"`
 }
 
 // Failure is attached (as details) to the error of a failed StartCluster:
@@ -203,4 +176,48 @@ type Failure struct {
 	Cause      string   `json:"cause"`
 	RolledBack []string `json:"rolled_back"`
 	NotUndone  []string `json:"not_undone,omitempty"`
+}
+
+// Check is one thing start would check, and how it came out.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// PlannedObject is a libvirt object of the plan and what start would do
+// with it.
+type PlannedObject struct {
+	Kind   string `json:"kind"` // network, pool, volume, domain
+	Name   string `json:"name"`
+	Action string `json:"action"` // create, keep, start, refused
+	Detail string `json:"detail,omitempty"`
+}
+
+// Document is an XML document start would hand to libvirt.
+type Document struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	XML  string `json:"xml"`
+}
+
+// PlanReport is what PlanCluster found: every check, the negotiated plan,
+// the objects with their actions and, when every check passed, the XML.
+type PlanReport struct {
+	Checks    []Check                  `json:"checks"`
+	Plan      cluster.Plan             `json:"plan"`
+	Host      cluster.HostCapabilities `json:"host"`
+	Objects   []PlannedObject          `json:"objects"`
+	Documents []Document               `json:"documents,omitempty"`
+	NotInFile []string                 `json:"not_in_file,omitempty"`
+}
+
+// OK says every check passed: start would go ahead.
+func (r PlanReport) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
 }
