@@ -1,18 +1,15 @@
 package activities
 
-import (
-	"time"
-
-	"github.com/hpcvm/hpcvm/api"
-)
+import "github.com/hpcvm/hpcvm/api"
 
 // The contract (package api) under the names this package has always
-// used: the activities' requests and results, which a workflow needs
-// without the libvirt binding this package brings.
+// used: the activities' names, requests and results, which a workflow
+// needs without the libvirt binding this package brings.
 type (
 	AddressInUse     = api.AddressInUse
 	AuditLog         = api.AuditLog
 	AuditRequest     = api.AuditRequest
+	Call             = api.Call
 	ClaimHolder      = api.ClaimHolder
 	ClaimRequest     = api.ClaimRequest
 	ClaimResult      = api.ClaimResult
@@ -30,6 +27,8 @@ type (
 	LiveAddress      = api.LiveAddress
 	NetworkRef       = api.NetworkRef
 	NetworkState     = api.NetworkState
+	PCIRequest       = api.PCIRequest
+	PathsRequest     = api.PathsRequest
 	PendingChanges   = api.PendingChanges
 	PendingRequest   = api.PendingRequest
 	PoolRef          = api.PoolRef
@@ -39,8 +38,12 @@ type (
 	ResolverRequest  = api.ResolverRequest
 	RoutingRequest   = api.RoutingRequest
 	RoutingState     = api.RoutingState
+	SharedDir        = api.SharedDir
 	ShutdownRequest  = api.ShutdownRequest
 	ShutdownResult   = api.ShutdownResult
+	SourceStat       = api.SourceStat
+	SpaceInfo        = api.SpaceInfo
+	UploadProgress   = api.UploadProgress
 	UploadRequest    = api.UploadRequest
 	UploadResult     = api.UploadResult
 	VolumeRef        = api.VolumeRef
@@ -49,18 +52,55 @@ type (
 )
 
 const (
-	ErrTypeBadInput     = api.ErrTypeBadInput
-	ErrTypeBusy         = api.ErrTypeBusy
-	ErrTypeConnection   = api.ErrTypeConnection
-	ErrTypeInvalidState = api.ErrTypeInvalidState
-	ErrTypeInvalidXML   = api.ErrTypeInvalidXML
-	ErrTypeLibvirt      = api.ErrTypeLibvirt
-	ErrTypeMismatch     = api.ErrTypeMismatch
-	ErrTypeNotEmpty     = api.ErrTypeNotEmpty
-	ErrTypeNotOwned     = api.ErrTypeNotOwned
+	ActCheckHostPaths        = api.ActCheckHostPaths
+	ActClaimDevices          = api.ActClaimDevices
+	ActDeleteDHCPHost        = api.ActDeleteDHCPHost
+	ActDeleteDomain          = api.ActDeleteDomain
+	ActDeleteNetwork         = api.ActDeleteNetwork
+	ActDeletePool            = api.ActDeletePool
+	ActDeleteVolume          = api.ActDeleteVolume
+	ActDiscoveryRecordExists = api.ActDiscoveryRecordExists
+	ActDomainDifferences     = api.ActDomainDifferences
+	ActEnsureDHCPHost        = api.ActEnsureDHCPHost
+	ActEnsureDomain          = api.ActEnsureDomain
+	ActEnsureNetwork         = api.ActEnsureNetwork
+	ActEnsurePool            = api.ActEnsurePool
+	ActEnsureVolume          = api.ActEnsureVolume
+	ActForceOffDomain        = api.ActForceOffDomain
+	ActInspectBaseImage      = api.ActInspectBaseImage
+	ActInspectCluster        = api.ActInspectCluster
+	ActJoinRouting           = api.ActJoinRouting
+	ActLeaveRouting          = api.ActLeaveRouting
+	ActPendingHostChanges    = api.ActPendingHostChanges
+	ActPoolSpace             = api.ActPoolSpace
+	ActProbeHost             = api.ActProbeHost
+	ActPruneDiscoveryRecord  = api.ActPruneDiscoveryRecord
+	ActReadAuditLog          = api.ActReadAuditLog
+	ActReleaseDevices        = api.ActReleaseDevices
+	ActRemoveDiscoveryRecord = api.ActRemoveDiscoveryRecord
+	ActRemoveResolverEntry   = api.ActRemoveResolverEntry
+	ActResolverEntryExists   = api.ActResolverEntryExists
+	ActRoutedClusters        = api.ActRoutedClusters
+	ActShutdownDomain        = api.ActShutdownDomain
+	ActStartDomain           = api.ActStartDomain
+	ActUploadBaseImage       = api.ActUploadBaseImage
+	ActValidatePCI           = api.ActValidatePCI
+	ActWaitDomainsOff        = api.ActWaitDomainsOff
+	ActWriteDiscoveryRecord  = api.ActWriteDiscoveryRecord
+	ActWriteResolverEntry    = api.ActWriteResolverEntry
+	ErrTypeBadInput          = api.ErrTypeBadInput
+	ErrTypeBusy              = api.ErrTypeBusy
+	ErrTypeConnection        = api.ErrTypeConnection
+	ErrTypeDeviceClaimed     = api.ErrTypeDeviceClaimed
+	ErrTypeInvalidState      = api.ErrTypeInvalidState
+	ErrTypeInvalidXML        = api.ErrTypeInvalidXML
+	ErrTypeLibvirt           = api.ErrTypeLibvirt
+	ErrTypeMismatch          = api.ErrTypeMismatch
+	ErrTypeNotEmpty          = api.ErrTypeNotEmpty
+	ErrTypeNotOwned          = api.ErrTypeNotOwned
+	KeptPrefix               = api.KeptPrefix
+	LedgerQueryClaims        = api.LedgerQueryClaims
+	LedgerUpdateClaim        = api.LedgerUpdateClaim
+	LedgerUpdateFree         = api.LedgerUpdateFree
+	LedgerWorkflowName       = api.LedgerWorkflowName
 )
-
-// NewDeviceClaim is api.NewDeviceClaim.
-func NewDeviceClaim(address, cluster, vm, runID string, since time.Time) DeviceClaim {
-	return api.NewDeviceClaim(address, cluster, vm, runID, since)
-}

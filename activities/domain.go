@@ -236,7 +236,3 @@ func (a *Activities) DomainDifferences(ctx context.Context, xmls []string) ([]st
 	})
 	return out, err
 }
-
-// KeptPrefix starts a DomainDifferences entry of a domain start keeps
-// although it differs from this hpcvm's template (EnsureResult.Kept).
-const KeptPrefix = "kept: "

@@ -172,14 +172,6 @@ func inspectImage(f *os.File, path string) (qcow2.Image, os.FileInfo, error) {
 	return img, st, nil
 }
 
-// SpaceInfo is the free space of the file system a directory is (or would
-// be) on.
-type SpaceInfo struct {
-	Measured  string `json:"measured"` // the existing directory measured
-	Available uint64 `json:"available"`
-	Total     uint64 `json:"total"`
-}
-
 // PoolSpace measures the file system the pool directory is on, or would
 // be created on (its nearest existing parent).
 func (a *Activities) PoolSpace(ctx context.Context, dir string) (SpaceInfo, error) {

@@ -12,18 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/api/serviceerror"
 )
-
-// PCIRequest names the host PCI functions a cluster passes through.
-type PCIRequest struct {
-	Host      string   `json:"host,omitempty"` // whose device ledger to read
-	Cluster   string   `json:"cluster"`
-	Addresses []string `json:"addresses"`
-}
 
 // ValidatePCI describes the requested PCI functions and the other functions
 // of their IOMMU groups, and which domains of other clusters hold them. It
@@ -102,7 +96,7 @@ func (a *Activities) readClaims(ctx context.Context, req PCIRequest, facts *clus
 	if a.Temporal == nil || req.Host == "" {
 		return nil
 	}
-	v, err := a.Temporal.QueryWorkflow(ctx, LedgerWorkflowID(req.Host), "", LedgerQueryClaims)
+	v, err := a.Temporal.QueryWorkflow(ctx, api.LedgerWorkflowID(req.Host), "", LedgerQueryClaims)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil // no ledger: nothing claimed

@@ -31,30 +31,6 @@ var (
 	DefaultResolverRoots = []string{"/etc/dnsmasq.d"}
 )
 
-// PathsRequest names the host paths a start would use.
-type PathsRequest struct {
-	BaseImage string `json:"base_image,omitempty"` // "" when the base volume exists already
-	PoolDir   string `json:"pool_dir"`
-	// SharedDirs are the host directories VMs share (virtio_fs_mounts),
-	// by where cluster.yaml names them.
-	SharedDirs []SharedDir `json:"shared_dirs,omitempty"`
-	// DiscoveryDir is where the cluster's service discovery record goes.
-	DiscoveryDir string `json:"discovery_dir,omitempty"`
-	// ResolverDir is where the host resolver's entry of the cluster goes.
-	ResolverDir string `json:"resolver_dir,omitempty"`
-}
-
-// SharedDir is one host directory a VM shares, and where it is written.
-type SharedDir struct {
-	Field string `json:"field"` // "compute_nodes[0].virtio_fs_mounts[1].host_path"
-	Path  string `json:"path"`
-}
-
-// Empty says there is nothing to check.
-func (r PathsRequest) Empty() bool {
-	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0 && r.DiscoveryDir == "" && r.ResolverDir == ""
-}
-
 // CheckHostPaths refuses, before anything is created, a path outside the
 // worker's roots for its kind, a path that is not clean or that has a
 // symbolic link on the way (see checkUnder), a pool directory that exists

@@ -51,31 +51,6 @@ func (a *Activities) DeleteVolume(ctx context.Context, ref VolumeRef) error {
 // resuming exactly there could leave a hole. Rewriting bytes is harmless.
 const resumeRewind = 64 << 20
 
-// UploadProgress is the upload's heartbeat detail: where a retry resumes,
-// and which source it was. (Heartbeats of hpcvm before 0.6 also carry a
-// digest state; it is ignored.)
-// UploadProgress is what the base image upload heartbeats: where a retry
-// resumes, and how far the stream has gone (the CLI draws its bar from it).
-type UploadProgress struct {
-	Offset int64 `json:"offset"`
-	// Sent is how many bytes of the image the stream has handed libvirtd.
-	Sent   int64      `json:"sent,omitempty"`
-	Source SourceStat `json:"source"`
-	// StartOver asks the next attempt to recreate the volume and upload
-	// from the first byte (a resumed upload did not verify).
-	StartOver bool `json:"start_over,omitempty"`
-}
-
-// SourceStat identifies one version of the source file: a rewrite in place
-// that keeps the size and the modification time still changes the inode
-// change time.
-type SourceStat struct {
-	Size  int64  `json:"size"`
-	MTime int64  `json:"mtime_ns"`
-	CTime int64  `json:"ctime_ns"`
-	Inode uint64 `json:"inode"`
-}
-
 func statSource(path string) (SourceStat, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {

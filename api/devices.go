@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -116,3 +117,37 @@ type ReleaseResult struct {
 type LedgerState struct {
 	Claims map[string]DeviceClaim `json:"claims"`
 }
+
+// LedgerWorkflowID is the ID of a host's device ledger.
+func LedgerWorkflowID(host string) string { return "hpcvm-devices-" + host }
+
+// ClaimConflicts says which requested devices another cluster holds, or
+// "" when none does. The ledger uses it in its validator and its handler.
+func ClaimConflicts(claims map[string]DeviceClaim, req ClaimRequest) string {
+	var held []string
+	for _, d := range req.Devices {
+		if c, ok := claims[d.Address]; ok && c.Cluster != req.Cluster {
+			held = append(held, fmt.Sprintf("%s is claimed by cluster %s (VM %s) since %s", d.Address, c.Cluster, c.HolderNames(), c.Since.UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(held) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("exclusive_mode: %s on host %s; destroy that cluster (which frees its devices), or set exclusive_mode: false in both to share them one running cluster at a time",
+		strings.Join(held, "; "), req.Host)
+}
+
+// The device ledger: one long-running workflow per host (DeviceLedger in
+// package workflows) holds which cluster claims which host PCI function.
+// Its updates run one at a time in the workflow, so two clusters that
+// claim one device at the same moment cannot both get it; its state is
+// durable, so a claim outlives every process.
+const (
+	LedgerWorkflowName = "DeviceLedger"
+	LedgerUpdateClaim  = "claim"
+	LedgerUpdateFree   = "release"
+	LedgerQueryClaims  = "claims"
+	// ErrTypeDeviceClaimed: another cluster holds a device.
+	ErrTypeDeviceClaimed = "DeviceClaimed"
+)
+

@@ -307,3 +307,71 @@ type AddressInUse struct {
 	// Network is the libvirt network holding it ("" for a route).
 	Network string `json:"network,omitempty"`
 }
+
+// SpaceInfo is the free space of the file system a directory is (or would
+// be) on.
+type SpaceInfo struct {
+	Measured  string `json:"measured"` // the existing directory measured
+	Available uint64 `json:"available"`
+	Total     uint64 `json:"total"`
+}
+
+// PCIRequest names the host PCI functions a cluster passes through.
+type PCIRequest struct {
+	Host      string   `json:"host,omitempty"` // whose device ledger to read
+	Cluster   string   `json:"cluster"`
+	Addresses []string `json:"addresses"`
+}
+
+// PathsRequest names the host paths a start would use.
+type PathsRequest struct {
+	BaseImage string `json:"base_image,omitempty"` // "" when the base volume exists already
+	PoolDir   string `json:"pool_dir"`
+	// SharedDirs are the host directories VMs share (virtio_fs_mounts),
+	// by where cluster.yaml names them.
+	SharedDirs []SharedDir `json:"shared_dirs,omitempty"`
+	// DiscoveryDir is where the cluster's service discovery record goes.
+	DiscoveryDir string `json:"discovery_dir,omitempty"`
+	// ResolverDir is where the host resolver's entry of the cluster goes.
+	ResolverDir string `json:"resolver_dir,omitempty"`
+}
+
+// SharedDir is one host directory a VM shares, and where it is written.
+type SharedDir struct {
+	Field string `json:"field"` // "compute_nodes[0].virtio_fs_mounts[1].host_path"
+	Path  string `json:"path"`
+}
+
+// Empty says there is nothing to check.
+func (r PathsRequest) Empty() bool {
+	return r.BaseImage == "" && r.PoolDir == "" && len(r.SharedDirs) == 0 && r.DiscoveryDir == "" && r.ResolverDir == ""
+}
+
+// UploadProgress is the upload's heartbeat detail: where a retry resumes,
+// and which source it was. (Heartbeats of hpcvm before 0.6 also carry a
+// digest state; it is ignored.)
+// UploadProgress is what the base image upload heartbeats: where a retry
+// resumes, and how far the stream has gone (the CLI draws its bar from it).
+type UploadProgress struct {
+	Offset int64 `json:"offset"`
+	// Sent is how many bytes of the image the stream has handed libvirtd.
+	Sent   int64      `json:"sent,omitempty"`
+	Source SourceStat `json:"source"`
+	// StartOver asks the next attempt to recreate the volume and upload
+	// from the first byte (a resumed upload did not verify).
+	StartOver bool `json:"start_over,omitempty"`
+}
+
+// SourceStat identifies one version of the source file: a rewrite in place
+// that keeps the size and the modification time still changes the inode
+// change time.
+type SourceStat struct {
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime_ns"`
+	CTime int64  `json:"ctime_ns"`
+	Inode uint64 `json:"inode"`
+}
+
+// KeptPrefix starts a DomainDifferences entry of a domain start keeps
+// although it differs from this hpcvm's template (EnsureResult.Kept).
+const KeptPrefix = "kept: "

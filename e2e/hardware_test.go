@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/trace"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/api/serviceerror"
@@ -200,7 +201,7 @@ func TestGPUOnThisHostIsRefusedWithWhatItLacks(t *testing.T) {
 // ledgerClaims reads the host's device ledger; none when it never ran.
 func (e *env) ledgerClaims() []activities.DeviceClaim {
 	e.t.Helper()
-	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), activities.LedgerWorkflowID(e.host), "", activities.LedgerQueryClaims)
+	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), api.LedgerWorkflowID(e.host), "", activities.LedgerQueryClaims)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil

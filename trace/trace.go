@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/workflows"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
@@ -141,7 +141,7 @@ func Build(ctx context.Context, c client.Client, workflowID, runID string) (Meta
 
 // scheduled is what the trace keeps of a step's scheduled event.
 type scheduled struct {
-	call    activities.Call
+	call    api.Call
 	summary string
 	id      string
 	at      time.Time
@@ -199,7 +199,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 			decode := func(into any) error {
 				return dc.FromPayloads(a.GetInput(), into)
 			}
-			s := &scheduled{call: activities.DescribeCall(a.GetActivityType().GetName(), decode), id: a.GetActivityId(), at: when, attempt: 1}
+			s := &scheduled{call: api.DescribeCall(a.GetActivityType().GetName(), decode), id: a.GetActivityId(), at: when, attempt: 1}
 			if p := ev.GetUserMetadata().GetSummary(); p != nil {
 				_ = dc.FromPayload(p, &s.summary)
 			}
@@ -281,13 +281,13 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 func changedBy(activity string, result *commonpb.Payloads, dc converter.DataConverter) *bool {
 	var changed bool
 	switch activity {
-	case activities.ActEnsureNetwork, activities.ActEnsurePool, activities.ActEnsureVolume, activities.ActEnsureDomain, activities.ActEnsureDHCPHost:
-		var r activities.EnsureResult
+	case api.ActEnsureNetwork, api.ActEnsurePool, api.ActEnsureVolume, api.ActEnsureDomain, api.ActEnsureDHCPHost:
+		var r api.EnsureResult
 		if dc.FromPayloads(result, &r) != nil {
 			return nil
 		}
 		changed = r.Created
-	case activities.ActStartDomain, activities.ActForceOffDomain:
+	case api.ActStartDomain, api.ActForceOffDomain:
 		if dc.FromPayloads(result, &changed) != nil {
 			return nil
 		}
@@ -299,7 +299,7 @@ func changedBy(activity string, result *commonpb.Payloads, dc converter.DataConv
 
 // undoesStart tells the compensations of a start recorded before steps had
 // summaries: a start removes or forces off only what it undoes.
-func undoesStart(c activities.Call) bool {
+func undoesStart(c api.Call) bool {
 	switch c.Operation {
 	case "delete", "undefine", "destroy", "delete-host":
 		return true
@@ -391,7 +391,7 @@ func Write(dir string, m Metadata, files map[string]string) (Summary, error) {
 // name, and for a volume the name of the VM (or base) it is the disk of,
 // without its pool and format, as the plan's tracer names it
 // (003_volume_create_controller-01_SUCCESS.xml).
-func traceTarget(c activities.Call) string {
+func traceTarget(c api.Call) string {
 	if c.Kind != "volume" {
 		return c.Target
 	}

@@ -3,7 +3,7 @@ package workflows
 import (
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -12,9 +12,9 @@ import (
 // changes hpcvm made there outside libvirt. The log lives on the host, so
 // that it outlasts Temporal's retention of the runs that made them; a
 // client reaches it through the host's worker. It changes nothing.
-func HostAudit(ctx workflow.Context, req activities.AuditRequest) (activities.AuditLog, error) {
-	var log activities.AuditLog
-	err := workflow.ExecuteActivity(hostQuestion(ctx), a.ReadAuditLog, req).Get(ctx, &log)
+func HostAudit(ctx workflow.Context, req api.AuditRequest) (api.AuditLog, error) {
+	var log api.AuditLog
+	err := workflow.ExecuteActivity(hostQuestion(ctx), api.ActReadAuditLog, req).Get(ctx, &log)
 	return log, err
 }
 

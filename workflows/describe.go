@@ -3,7 +3,7 @@ package workflows
 import (
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -42,7 +42,7 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	var d Description
-	err := workflow.ExecuteActivity(ctx, a.InspectCluster, activities.InspectRequest{
+	err := workflow.ExecuteActivity(ctx, api.ActInspectCluster, api.InspectRequest{
 		Cluster: name, PlannedDomains: domainNames(fresh), LiveAddresses: true,
 	}).Get(ctx, &d.Inventory)
 	if err != nil || req.NameOnly {

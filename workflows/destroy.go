@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -38,10 +38,10 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
 		return DestroyResult{}, err
 	}
-	var inv activities.Inventory
+	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,
-			activities.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-"}).Get(ctx, &inv)
+		return false, workflow.ExecuteActivity(stepContext(ctx, o), api.ActInspectCluster,
+			api.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-"}).Get(ctx, &inv)
 	}); err != nil {
 		return DestroyResult{}, err
 	}
@@ -54,7 +54,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		// is touched.
 		msg := fmt.Sprintf("cluster %s has no VM %s (no domain, disk or lease of that name); its VMs are: %s; nothing was deleted",
 			name, strings.Join(d.Missing, ", "), orDefault(strings.Join(clusterVMs(inv), ", "), "none"))
-		return DestroyResult{Missing: d.Missing}, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+		return DestroyResult{Missing: d.Missing}, temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, nil)
 	}
 
 	res := DestroyResult{LeftAlone: d.LeftAlone, Kept: d.Kept}
@@ -66,7 +66,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		case err == nil:
 			res.Deleted = append(res.Deleted, object)
 			return nil
-		case errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeNotOwned || appErr.Type() == activities.ErrTypeNotEmpty):
+		case errors.As(err, &appErr) && (appErr.Type() == api.ErrTypeNotOwned || appErr.Type() == api.ErrTypeNotEmpty):
 			// Changed since the inspection: proven not ours after all.
 			res.Kept = append(res.Kept, fmt.Sprintf("%s (%s)", object, appErr.Message()))
 			return err
@@ -83,8 +83,8 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	deleteVolume := func(gctx workflow.Context, vol string) error {
 		step := deleteVolumeStep(vol)
 		return run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteVolume,
-				activities.VolumeRef{Pool: poolName, PoolUUID: poolUUID, Name: vol}).Get(gctx, nil)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), api.ActDeleteVolume,
+				api.VolumeRef{Pool: poolName, PoolUUID: poolUUID, Name: vol}).Get(gctx, nil)
 			if err == nil {
 				deleted[vol] = true
 			}
@@ -121,7 +121,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	// failure is the destroy's, not the end of it.
 	undoHost := func(ctx workflow.Context, step string, act, arg any) {
 		_ = run(tr, step, func() (bool, error) {
-			var r activities.HostChangeResult
+			var r api.HostChangeResult
 			if err := workflow.ExecuteActivity(stepContext(ctx, o), act, arg).Get(ctx, &r); err != nil {
 				failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
 				return false, err
@@ -145,12 +145,12 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		leaving.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer leaving.Done()
-			undoHost(gctx, leaveRoutingStep, a.LeaveRouting, activities.RoutingRequest{Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy})
+			undoHost(gctx, leaveRoutingStep, api.ActLeaveRouting, api.RoutingRequest{Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy})
 			if removeRecord {
-				undoHost(gctx, removeDiscoveryStep, a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: name, RequestedBy: req.RequestedBy})
+				undoHost(gctx, removeDiscoveryStep, api.ActRemoveDiscoveryRecord, api.DiscoveryRequest{Cluster: name, RequestedBy: req.RequestedBy})
 			}
 			if removeResolver {
-				undoHost(gctx, removeResolverStep, a.RemoveResolverEntry, activities.ResolverRequest{Cluster: name, RequestedBy: req.RequestedBy})
+				undoHost(gctx, removeResolverStep, api.ActRemoveResolverEntry, api.ResolverRequest{Cluster: name, RequestedBy: req.RequestedBy})
 			}
 		})
 	}
@@ -166,7 +166,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	domainsErr := parallel(ctx, domains, func(gctx workflow.Context, dom string) error {
 		step := deleteDomainStep(dom)
 		err := run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDomain, activities.DomainRef{Name: dom, Cluster: name}).Get(gctx, nil)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), api.ActDeleteDomain, api.DomainRef{Name: dom, Cluster: name}).Get(gctx, nil)
 			return true, outcome(step, "domain "+dom, err)
 		})
 		if err != nil {
@@ -181,7 +181,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	_ = parallel(ctx, d.LooseVolumes, deleteVolume)
 
 	if len(d.Leases) > 0 {
-		netRef := activities.NetworkRef{Name: cluster.NetworkName(name), UUID: cluster.NetworkUUID(name)}
+		netRef := api.NetworkRef{Name: cluster.NetworkName(name), UUID: cluster.NetworkUUID(name)}
 		_ = parallel(ctx, leaseNames(d.Leases), func(gctx workflow.Context, vm string) error {
 			l := leaseOf(d.Leases, vm)
 			if stillThere[vm] {
@@ -190,7 +190,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			}
 			step := removeLeaseStep(vm)
 			return run(tr, step, func() (bool, error) {
-				err := workflow.ExecuteActivity(stepContext(gctx, o), a.DeleteDHCPHost, activities.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
+				err := workflow.ExecuteActivity(stepContext(gctx, o), api.ActDeleteDHCPHost, api.DHCPHostRequest{Network: netRef, Lease: l}).Get(gctx, nil)
 				return true, outcome(step, fmt.Sprintf("DHCP lease %s %s", vm, l.IP), err)
 			})
 		})
@@ -219,7 +219,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	default:
 		step := deletePoolStep(poolName)
 		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeletePool, activities.PoolRef{Name: poolName, UUID: poolUUID}).Get(ctx, nil)
+			err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActDeletePool, api.PoolRef{Name: poolName, UUID: poolUUID}).Get(ctx, nil)
 			return true, outcome(step, "pool "+poolName, err)
 		})
 	}
@@ -231,7 +231,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		netName := inv.Network.Name
 		step := deleteNetworkStep(netName)
 		_ = run(tr, step, func() (bool, error) {
-			err := workflow.ExecuteActivity(stepContext(ctx, o), a.DeleteNetwork, activities.NetworkRef{Name: netName, UUID: cluster.NetworkUUID(name)}).Get(ctx, nil)
+			err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActDeleteNetwork, api.NetworkRef{Name: netName, UUID: cluster.NetworkUUID(name)}).Get(ctx, nil)
 			return true, outcome(step, "network "+netName, err)
 		})
 	}
@@ -260,8 +260,8 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				step = tr.forVM(vm, step+" of "+vm)
 			}
 			_ = run(tr, step, func() (bool, error) {
-				var r activities.ReleaseResult
-				err := workflow.ExecuteActivity(stepContext(ctx, o), a.ReleaseDevices, activities.ReleaseRequest{
+				var r api.ReleaseResult
+				err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActReleaseDevices, api.ReleaseRequest{
 					Host: req.Spec.Cluster.Host, Queue: queue, Cluster: name, VM: vm}).Get(ctx, &r)
 				if err != nil {
 					failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
@@ -284,7 +284,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			}
 		}
 		if len(gone) > 0 {
-			undoHost(ctx, pruneDiscoveryStep, a.PruneDiscoveryRecord, activities.DiscoveryRequest{Cluster: name, VMs: gone, RequestedBy: req.RequestedBy})
+			undoHost(ctx, pruneDiscoveryStep, api.ActPruneDiscoveryRecord, api.DiscoveryRequest{Cluster: name, VMs: gone, RequestedBy: req.RequestedBy})
 		}
 	}
 
@@ -311,7 +311,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 }
 
 // clusterVMs lists the VMs the cluster owns: its domains and its leases.
-func clusterVMs(inv activities.Inventory) []string {
+func clusterVMs(inv api.Inventory) []string {
 	seen := map[string]bool{}
 	for _, d := range inv.Domains {
 		if d.Owned && d.VM != "" {
@@ -346,5 +346,5 @@ func leaseOf(ls []cluster.HostLease, vm string) cluster.HostLease {
 // badRequest is a request the workflow refuses itself: a client that skips
 // the CLI gets the same errors as the CLI gives.
 func badRequest(err error) error {
-	return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+	return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeBadInput, err)
 }

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 )
 
@@ -51,7 +51,7 @@ type domainTeardown struct {
 // UUID), and then only if it is a base volume (named like one), the disk of
 // a domain of the cluster, or a copy-on-write layer on a base; a volume a
 // domain outside the cluster uses stays whatever it is.
-func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) destroyDecision {
+func decideDestroy(name string, inv api.Inventory, onlyVMs []string) destroyDecision {
 	var d destroyDecision
 	only := map[string]bool{}
 	for _, vm := range onlyVMs {
@@ -206,7 +206,7 @@ func decideDestroy(name string, inv activities.Inventory, onlyVMs []string) dest
 // however deep the chain: a disk layered on another VM's disk keeps that
 // disk and the base under it. A volume stays if destroy does not delete it:
 // kept, foreign, or not scheduled.
-func keepBackingChains(d *destroyDecision, inv activities.Inventory, foreign map[string]bool) {
+func keepBackingChains(d *destroyDecision, inv api.Inventory, foreign map[string]bool) {
 	doomed := map[string]bool{}
 	for _, td := range d.Domains {
 		for _, v := range td.Volumes {
@@ -268,7 +268,7 @@ func keepBackingChains(d *destroyDecision, inv activities.Inventory, foreign map
 // on it, directly or through other volumes: a base goes only when that list
 // is empty (a domain that could not be deleted keeps its disk, and the disk
 // keeps its base).
-func basesInUse(inv activities.Inventory, bases []string, deleted map[string]bool) map[string][]string {
+func basesInUse(inv api.Inventory, bases []string, deleted map[string]bool) map[string][]string {
 	byPath := map[string]string{}
 	for name, v := range inv.Volumes {
 		byPath[filepath.Clean(v.Path)] = name

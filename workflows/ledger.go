@@ -3,7 +3,7 @@ package workflows
 import (
 	"sort"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -17,13 +17,13 @@ var ledgerUpdatesPerRun = 500
 // host (exclusive_mode). Claims and releases are updates: the workflow
 // runs them one at a time against its state, so of two clusters claiming
 // one device at once exactly one gets it, and the state is durable.
-func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
+func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 	if st.Claims == nil {
-		st.Claims = map[string]activities.DeviceClaim{}
+		st.Claims = map[string]api.DeviceClaim{}
 	}
 	updates := 0
-	if err := workflow.SetQueryHandler(ctx, activities.LedgerQueryClaims, func() ([]activities.DeviceClaim, error) {
-		out := make([]activities.DeviceClaim, 0, len(st.Claims))
+	if err := workflow.SetQueryHandler(ctx, api.LedgerQueryClaims, func() ([]api.DeviceClaim, error) {
+		out := make([]api.DeviceClaim, 0, len(st.Claims))
 		for _, c := range st.Claims {
 			out = append(out, c)
 		}
@@ -32,21 +32,21 @@ func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
 	}); err != nil {
 		return err
 	}
-	conflict := func(req activities.ClaimRequest) error {
-		if msg := activities.ClaimConflicts(st.Claims, req); msg != "" {
-			return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeDeviceClaimed, nil)
+	conflict := func(req api.ClaimRequest) error {
+		if msg := api.ClaimConflicts(st.Claims, req); msg != "" {
+			return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeDeviceClaimed, nil)
 		}
 		return nil
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, activities.LedgerUpdateClaim,
-		func(ctx workflow.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, api.LedgerUpdateClaim,
+		func(ctx workflow.Context, req api.ClaimRequest) (api.ClaimResult, error) {
 			updates++
 			// Checked again here: the validator saw the state before any
 			// update queued ahead of this one ran.
 			if err := conflict(req); err != nil {
-				return activities.ClaimResult{}, err
+				return api.ClaimResult{}, err
 			}
-			var res activities.ClaimResult
+			var res api.ClaimResult
 			for _, d := range req.Devices {
 				if c, held := st.Claims[d.Address]; held {
 					// This cluster's already; the VM is one more holder
@@ -54,19 +54,19 @@ func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
 					st.Claims[d.Address] = c.WithHolder(d.VM, req.RunID)
 					continue
 				}
-				st.Claims[d.Address] = activities.NewDeviceClaim(d.Address, req.Cluster, d.VM, req.RunID, workflow.Now(ctx))
+				st.Claims[d.Address] = api.NewDeviceClaim(d.Address, req.Cluster, d.VM, req.RunID, workflow.Now(ctx))
 				res.Added = append(res.Added, d.Address)
 			}
 			return res, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req activities.ClaimRequest) error { return conflict(req) }},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req api.ClaimRequest) error { return conflict(req) }},
 	); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandler(ctx, activities.LedgerUpdateFree,
-		func(ctx workflow.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
+	if err := workflow.SetUpdateHandler(ctx, api.LedgerUpdateFree,
+		func(ctx workflow.Context, req api.ReleaseRequest) (api.ReleaseResult, error) {
 			updates++
-			var res activities.ReleaseResult
+			var res api.ReleaseResult
 			for addr, c := range st.Claims {
 				if c.Cluster != req.Cluster {
 					continue
@@ -95,5 +95,5 @@ func DeviceLedger(ctx workflow.Context, st activities.LedgerState) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	return workflow.NewContinueAsNewError(ctx, activities.LedgerWorkflowName, st)
+	return workflow.NewContinueAsNewError(ctx, api.LedgerWorkflowName, st)
 }

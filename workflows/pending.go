@@ -1,17 +1,17 @@
 package workflows
 
 import (
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/workflow"
 )
 
 // PendingHostChangesFor is the question for a cluster file: the host
 // changes its start would make, as the start asks for them.
-func PendingHostChangesFor(spec cluster.Spec, requestedBy string) (activities.PendingRequest, error) {
+func PendingHostChangesFor(spec cluster.Spec, requestedBy string) (api.PendingRequest, error) {
 	p, err := cluster.NewPlan(spec)
 	if err != nil {
-		return activities.PendingRequest{}, err
+		return api.PendingRequest{}, err
 	}
 	hc := cluster.HostChangesOf(spec)
 	hc.ApplyTo(&p)
@@ -19,8 +19,8 @@ func PendingHostChangesFor(spec cluster.Spec, requestedBy string) (activities.Pe
 }
 
 // pendingRequest names every host change the run would make.
-func pendingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.PendingRequest {
-	var p activities.PendingRequest
+func pendingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) api.PendingRequest {
+	var p api.PendingRequest
 	if hc.Routing {
 		r := routingRequest(req, plan, hc)
 		p.Routing = &r
@@ -37,7 +37,7 @@ func pendingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) 
 }
 
 // OnlyPending is hc narrowed to the changes that are not in place.
-func OnlyPending(hc cluster.HostChangesPlan, p activities.PendingChanges) cluster.HostChangesPlan {
+func OnlyPending(hc cluster.HostChangesPlan, p api.PendingChanges) cluster.HostChangesPlan {
 	hc.Routing = hc.Routing && p.Routing
 	hc.Discovery = hc.Discovery && p.Discovery
 	hc.Resolver = hc.Resolver && p.Resolver
@@ -46,8 +46,8 @@ func OnlyPending(hc cluster.HostChangesPlan, p activities.PendingChanges) cluste
 
 // PendingHostChanges looks at the host whose queue it runs on and answers
 // which of the host changes req names are missing. It changes nothing.
-func PendingHostChanges(ctx workflow.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
-	var p activities.PendingChanges
-	err := workflow.ExecuteActivity(hostQuestion(ctx), a.PendingHostChanges, req).Get(ctx, &p)
+func PendingHostChanges(ctx workflow.Context, req api.PendingRequest) (api.PendingChanges, error) {
+	var p api.PendingChanges
+	err := workflow.ExecuteActivity(hostQuestion(ctx), api.ActPendingHostChanges, req).Get(ctx, &p)
 	return p, err
 }

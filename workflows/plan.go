@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/sdk/temporal"
@@ -83,7 +83,7 @@ func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 		}
 		if len(domainXML) > 0 {
 			var diffs []string
-			if err := workflow.ExecuteActivity(ctx, a.DomainDifferences, domainXML).Get(ctx, &diffs); err != nil {
+			if err := workflow.ExecuteActivity(ctx, api.ActDomainDifferences, domainXML).Get(ctx, &diffs); err != nil {
 				return r, err
 			}
 			var changed []string
@@ -92,7 +92,7 @@ func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 					continue
 				}
 				o := &r.Objects[domainObj[i]]
-				if drift, kept := strings.CutPrefix(d, activities.KeptPrefix); kept {
+				if drift, kept := strings.CutPrefix(d, api.KeptPrefix); kept {
 					o.Detail = "kept as it is, though it differs from what this hpcvm defines in what no cluster.yaml key sets: " + drift
 					continue
 				}
@@ -112,7 +112,7 @@ func PlanCluster(ctx workflow.Context, req Request) (r PlanReport, err error) {
 
 func isBadInput(err error) bool {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBadInput
+	return errors.As(err, &appErr) && appErr.Type() == api.ErrTypeBadInput
 }
 
 func gib(b uint64) float64 { return float64(b) / float64(templates.GiB) }
@@ -165,7 +165,7 @@ func CPUSummary(m cluster.MachinePlan) string {
 	return s
 }
 
-func plannedObjects(p cluster.Plan, inv activities.Inventory, baseExisted bool) []PlannedObject {
+func plannedObjects(p cluster.Plan, inv api.Inventory, baseExisted bool) []PlannedObject {
 	var out []PlannedObject
 	state := func(exists, owned bool) string {
 		switch {
@@ -235,7 +235,7 @@ func vmSummary(vm cluster.VMPlan) string {
 	return s
 }
 
-func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error) {
+func planDocuments(p cluster.Plan, img api.ImageInfo) ([]Document, error) {
 	var docs []Document
 	add := func(kind, name string, render func() (string, error)) error {
 		x, err := render()
@@ -269,8 +269,8 @@ func planDocuments(p cluster.Plan, img activities.ImageInfo) ([]Document, error)
 // hostPaths are the host paths start would use that the worker must
 // allow: the base image unless its volume exists, the pool's directory
 // unless the pool is the cluster's already, and every shared directory.
-func hostPaths(s cluster.Spec, p cluster.Plan, inv activities.Inventory, baseExisted bool) activities.PathsRequest {
-	paths := activities.PathsRequest{SharedDirs: sharedDirs(s)}
+func hostPaths(s cluster.Spec, p cluster.Plan, inv api.Inventory, baseExisted bool) api.PathsRequest {
+	paths := api.PathsRequest{SharedDirs: sharedDirs(s)}
 	if !baseExisted {
 		paths.BaseImage = p.BaseImage.Source
 	}
@@ -282,7 +282,7 @@ func hostPaths(s cluster.Spec, p cluster.Plan, inv activities.Inventory, baseExi
 
 // smallDisks says, per VM whose disk cannot hold the base image, what to
 // give it instead.
-func smallDisks(p cluster.Plan, img activities.ImageInfo) []string {
+func smallDisks(p cluster.Plan, img api.ImageInfo) []string {
 	var out []string
 	for _, vm := range p.VMs {
 		if uint64(vm.DiskGiB)*templates.GiB < img.VirtualSize {
@@ -293,11 +293,11 @@ func smallDisks(p cluster.Plan, img activities.ImageInfo) []string {
 }
 
 // sharedDirs lists the host directories the spec's VMs share.
-func sharedDirs(s cluster.Spec) []activities.SharedDir {
-	var out []activities.SharedDir
+func sharedDirs(s cluster.Spec) []api.SharedDir {
+	var out []api.SharedDir
 	add := func(path string, mounts []cluster.VirtioFSMountSpec) {
 		for i, m := range mounts {
-			out = append(out, activities.SharedDir{Field: fmt.Sprintf("%s.virtio_fs_mounts[%d].host_path", path, i), Path: m.HostPath})
+			out = append(out, api.SharedDir{Field: fmt.Sprintf("%s.virtio_fs_mounts[%d].host_path", path, i), Path: m.HostPath})
 		}
 	}
 	add("controller", s.Controller.VirtioFSMounts)

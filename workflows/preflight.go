@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -72,13 +72,13 @@ type preflight struct {
 	fresh       cluster.Plan // from the file alone
 	recorded    bool         // a start recorded before the hardware rules
 	// Set by inspect.
-	inv  activities.Inventory
+	inv  api.Inventory
 	plan cluster.Plan // with the leases the network gives already
 	// Set by host.
 	caps                              cluster.HostCapabilities
 	negotiated                        bool
-	img                               activities.ImageInfo
-	base                              activities.VolumeState
+	img                               api.ImageInfo
+	base                              api.VolumeState
 	baseExisted                       bool
 	discoveryExisted, resolverExisted bool
 
@@ -182,7 +182,7 @@ func (p *preflight) file() error {
 // inspect reads what exists of the cluster and checks that start may act
 // on it: names, routing, forwarding, addresses, DNS.
 func (p *preflight) inspect(activate bool) error {
-	if err := workflow.ExecuteActivity(p.actx, a.InspectCluster, activities.InspectRequest{
+	if err := workflow.ExecuteActivity(p.actx, api.ActInspectCluster, api.InspectRequest{
 		Cluster: p.fresh.Cluster, PlannedDomains: domainNames(p.fresh), Activate: activate, AddressesInUse: true,
 	}).Get(p.ctx, &p.inv); err != nil {
 		return err
@@ -259,7 +259,7 @@ func (p *preflight) shortCheck(name string, err error, detail, short string) err
 	return nil
 }
 
-func routingDetail(hc cluster.HostChangesPlan, inv activities.Inventory) string {
+func routingDetail(hc cluster.HostChangesPlan, inv api.Inventory) string {
 	switch {
 	case hc.Routing:
 		return "cluster.yaml asks for routing between clusters"
@@ -275,7 +275,7 @@ func routingDetail(hc cluster.HostChangesPlan, inv activities.Inventory) string 
 // every mode.
 func (p *preflight) host() error {
 	ctx, actx := p.ctx, p.actx
-	if err := workflow.ExecuteActivity(actx, a.ProbeHost).Get(ctx, &p.caps); err != nil {
+	if err := workflow.ExecuteActivity(actx, api.ActProbeHost).Get(ctx, &p.caps); err != nil {
 		return err
 	}
 	p.checks = append(p.checks, Check{Name: CheckHost, OK: true, Detail: hostSummary(p.caps)})
@@ -307,7 +307,7 @@ func (p *preflight) host() error {
 		paths.ResolverDir = p.hostChanges.ResolverDir
 	}
 	if !paths.Empty() {
-		err := workflow.ExecuteActivity(actx, a.CheckHostPaths, paths).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, api.ActCheckHostPaths, paths).Get(ctx, nil)
 		if err != nil && !isBadInput(err) {
 			return err
 		}
@@ -320,18 +320,18 @@ func (p *preflight) host() error {
 	}
 
 	if p.baseExisted {
-		p.img = activities.ImageInfo{Path: p.plan.BaseImage.Source, Format: p.base.Format, VirtualSize: p.base.Capacity}
+		p.img = api.ImageInfo{Path: p.plan.BaseImage.Source, Format: p.base.Format, VirtualSize: p.base.Capacity}
 		// A base an older hpcvm uploaded is judged as an image would be
 		// (InspectCluster read its header): validate and start alike.
 		var problem error
 		if p.base.Problem != "" {
-			problem = temporal.NewNonRetryableApplicationError(p.base.Problem, activities.ErrTypeBadInput, nil)
+			problem = temporal.NewNonRetryableApplicationError(p.base.Problem, api.ErrTypeBadInput, nil)
 		}
 		if err := p.check(CheckBaseImage, problem, fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", p.base.Name, p.base.Format, size(p.base.Capacity))); err != nil {
 			return err
 		}
 	} else {
-		err := workflow.ExecuteActivity(actx, a.InspectBaseImage, p.plan.BaseImage.Source).Get(ctx, &p.img)
+		err := workflow.ExecuteActivity(actx, api.ActInspectBaseImage, p.plan.BaseImage.Source).Get(ctx, &p.img)
 		if err != nil && !isBadInput(err) {
 			return err
 		}
@@ -347,7 +347,7 @@ func (p *preflight) host() error {
 		return nil // the base image could not be read: nothing to size
 	}
 	if small := smallDisks(p.plan, p.img); len(small) > 0 {
-		err := temporal.NewNonRetryableApplicationError(small[0], activities.ErrTypeBadInput, nil)
+		err := temporal.NewNonRetryableApplicationError(small[0], api.ErrTypeBadInput, nil)
 		if !p.failFast {
 			err = errors.New(strings.Join(small, "; "))
 		}
@@ -361,8 +361,8 @@ func (p *preflight) host() error {
 	if p.failFast && workflow.GetVersion(ctx, "pool-space", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
-	var space activities.SpaceInfo
-	if err := workflow.ExecuteActivity(actx, a.PoolSpace, p.plan.Pool.Path).Get(ctx, &space); err != nil {
+	var space api.SpaceInfo
+	if err := workflow.ExecuteActivity(actx, api.ActPoolSpace, p.plan.Pool.Path).Get(ctx, &space); err != nil {
 		return err
 	}
 	note, err := judgeSpace(p.plan, p.inv, p.img, p.baseExisted, space)
@@ -389,7 +389,7 @@ func (p *preflight) pci() error {
 		return nil
 	}
 	var facts cluster.PCIFacts
-	if err := workflow.ExecuteActivity(p.actx, a.ValidatePCI, activities.PCIRequest{Host: p.plan.Host, Cluster: p.plan.Cluster, Addresses: addrs}).Get(p.ctx, &facts); err != nil {
+	if err := workflow.ExecuteActivity(p.actx, api.ActValidatePCI, api.PCIRequest{Host: p.plan.Host, Cluster: p.plan.Cluster, Addresses: addrs}).Get(p.ctx, &facts); err != nil {
 		return err
 	}
 	if problems := p.plan.AssignPCI(p.req.Spec, p.plan.Host, facts); len(problems) > 0 {
@@ -412,7 +412,7 @@ func (p *preflight) hostChangeFiles() error {
 		return nil
 	}
 	if hc.Discovery {
-		err := workflow.ExecuteActivity(p.actx, a.DiscoveryRecordExists, discoveryRequest(p.req, p.plan, hc)).Get(p.ctx, &p.discoveryExisted)
+		err := workflow.ExecuteActivity(p.actx, api.ActDiscoveryRecordExists, discoveryRequest(p.req, p.plan, hc)).Get(p.ctx, &p.discoveryExisted)
 		if err != nil && !isBadInput(err) && !isNotOwned(err) {
 			return err
 		}
@@ -421,7 +421,7 @@ func (p *preflight) hostChangeFiles() error {
 		}
 	}
 	if hc.Resolver {
-		err := workflow.ExecuteActivity(p.actx, a.ResolverEntryExists, resolverRequest(p.req, p.plan, hc)).Get(p.ctx, &p.resolverExisted)
+		err := workflow.ExecuteActivity(p.actx, api.ActResolverEntryExists, resolverRequest(p.req, p.plan, hc)).Get(p.ctx, &p.resolverExisted)
 		if err != nil && !isBadInput(err) && !isNotOwned(err) {
 			return err
 		}
@@ -441,14 +441,14 @@ func existedDetail(existed bool, what string) string {
 
 func isNotOwned(err error) bool {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeNotOwned
+	return errors.As(err, &appErr) && appErr.Type() == api.ErrTypeNotOwned
 }
 
 // rangeClash refuses a cluster network whose range overlaps a subnet in
 // use on the host, naming its owner, and (withBridge) one whose bridge a
 // libvirt network or a host interface with a route holds. It runs only
 // while the cluster has no network of its own.
-func rangeClash(p cluster.Plan, inUse []activities.AddressInUse, withBridge bool) error {
+func rangeClash(p cluster.Plan, inUse []api.AddressInUse, withBridge bool) error {
 	want, err := netip.ParsePrefix(p.Network.Range)
 	if err != nil {
 		return nil // the file's check refuses a bad range

@@ -3,7 +3,7 @@ package workflows
 import (
 	"fmt"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -33,11 +33,11 @@ func HostQuestions(ctx workflow.Context, st HostQuestionsState) error {
 			answered++
 			return PlanCluster(ctx, req)
 		},
-		QuestionAudit: func(ctx workflow.Context, req activities.AuditRequest) (activities.AuditLog, error) {
+		QuestionAudit: func(ctx workflow.Context, req api.AuditRequest) (api.AuditLog, error) {
 			answered++
 			return HostAudit(ctx, req)
 		},
-		QuestionPendingHostChanges: func(ctx workflow.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
+		QuestionPendingHostChanges: func(ctx workflow.Context, req api.PendingRequest) (api.PendingChanges, error) {
 			answered++
 			return PendingHostChanges(ctx, req)
 		},

@@ -1,7 +1,7 @@
 package workflows
 
 import (
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -20,5 +20,5 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: HostAuditName})
 	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: PendingHostChangesName})
 	w.RegisterWorkflowWithOptions(HostQuestions, workflow.RegisterOptions{Name: HostQuestionsName})
-	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
+	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: api.LedgerWorkflowName})
 }

@@ -3,19 +3,15 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"github.com/hpcvm/hpcvm/api"
 	"strings"
 
-	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/templates"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
-
-// a is used only to name activities (a.EnsureNetwork); the worker registers
-// the real instance.
-var a *activities.Activities
 
 // stepError carries the name of the step that failed.
 type stepError struct {
@@ -77,8 +73,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		// asked for every change.
 		asked := hostChanges
 		if workflow.GetVersion(ctx, "confirm-pending-host-changes", workflow.DefaultVersion, 1) == 1 {
-			var pending activities.PendingChanges
-			if err := workflow.ExecuteActivity(hostQuestion(ctx), a.PendingHostChanges, pendingRequest(req, fresh, hostChanges)).Get(ctx, &pending); err == nil {
+			var pending api.PendingChanges
+			if err := workflow.ExecuteActivity(hostQuestion(ctx), api.ActPendingHostChanges, pendingRequest(req, fresh, hostChanges)).Get(ctx, &pending); err == nil {
 				asked = OnlyPending(hostChanges, pending)
 			}
 		}
@@ -122,7 +118,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			sg.push(name, undo)
 		}
 		return run(tr, name, func() (bool, error) {
-			var r activities.EnsureResult
+			var r api.EnsureResult
 			if err := workflow.ExecuteActivity(actx, act, arg).Get(ctx, &r); err != nil {
 				return false, err
 			}
@@ -159,10 +155,10 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render network", err})
 	}
-	netRef := activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}
+	netRef := api.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}
 	if err := ensure(networkStep(plan.Network.Name), netExisted, func(c workflow.Context) error {
-		return workflow.ExecuteActivity(stepContext(c, o), a.DeleteNetwork, netRef).Get(c, nil)
-	}, a.EnsureNetwork, netXML); err != nil {
+		return workflow.ExecuteActivity(stepContext(c, o), api.ActDeleteNetwork, netRef).Get(c, nil)
+	}, api.ActEnsureNetwork, netXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
 	}
 	if hostChanges.Routing {
@@ -182,10 +178,10 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	if err != nil {
 		return res, failStart(ctx, tr, sg, &stepError{"render pool", err})
 	}
-	poolRef := activities.PoolRef{Name: plan.Pool.Name, UUID: plan.Pool.UUID}
+	poolRef := api.PoolRef{Name: plan.Pool.Name, UUID: plan.Pool.UUID}
 	if err := ensure(poolStep(plan.Pool.Name), inv.PoolOwned(), func(c workflow.Context) error {
-		return workflow.ExecuteActivity(stepContext(c, o), a.DeletePool, poolRef).Get(c, nil)
-	}, a.EnsurePool, poolXML); err != nil {
+		return workflow.ExecuteActivity(stepContext(c, o), api.ActDeletePool, poolRef).Get(c, nil)
+	}, api.ActEnsurePool, poolXML); err != nil {
 		return res, failStart(ctx, tr, sg, err)
 	}
 
@@ -194,15 +190,15 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		return res, failStart(ctx, tr, sg, &stepError{"render base image", err})
 	}
 	baseStep := baseImageStep(plan.BaseImage.Volume)
-	baseRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: plan.BaseImage.Volume}
+	baseRef := api.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: plan.BaseImage.Volume}
 	if !baseExisted {
 		sg.push(baseStep, func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteVolume, baseRef).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActDeleteVolume, baseRef).Get(c, nil)
 		})
 	}
 	if err := run(tr, baseStep, func() (bool, error) {
-		var up activities.UploadResult
-		err := workflow.ExecuteActivity(uploadContext(ctx, o), a.UploadBaseImage, activities.UploadRequest{
+		var up api.UploadResult
+		err := workflow.ExecuteActivity(uploadContext(ctx, o), api.ActUploadBaseImage, api.UploadRequest{
 			Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Volume: plan.BaseImage.Volume, XML: baseXML, Source: img.Path,
 			Existed: baseExisted,
 		}).Get(ctx, &up)
@@ -264,8 +260,8 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 }
 
 // discoveryRequest is the cluster's service discovery record.
-func discoveryRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.DiscoveryRequest {
-	dreq := activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
+func discoveryRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) api.DiscoveryRequest {
+	dreq := api.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
 	for _, vm := range plan.VMs {
 		dreq.Nodes = append(dreq.Nodes, hostchange.Node{VM: vm.Name, Role: vm.Role, Domain: vm.Domain, Address: vm.IP, MAC: vm.MAC})
 	}
@@ -281,11 +277,11 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 	return run(tr, step, func() (bool, error) {
 		if !existed && !hc.KeepOnFailure {
 			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveDiscoveryRecord, activities.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequestedBy: req.RequestedBy}).Get(c, nil)
+				return workflow.ExecuteActivity(stepContext(c, o), api.ActRemoveDiscoveryRecord, api.DiscoveryRequest{Cluster: plan.Cluster, Dir: hc.DiscoveryDir, RequestedBy: req.RequestedBy}).Get(c, nil)
 			})
 		}
-		var r activities.HostChangeResult
-		if err := workflow.ExecuteActivity(actx, a.WriteDiscoveryRecord, dreq).Get(ctx, &r); err != nil {
+		var r api.HostChangeResult
+		if err := workflow.ExecuteActivity(actx, api.ActWriteDiscoveryRecord, dreq).Get(ctx, &r); err != nil {
 			return false, err
 		}
 		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
@@ -294,8 +290,8 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 }
 
 // resolverRequest is the host resolver's entry of the cluster.
-func resolverRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.ResolverRequest {
-	return activities.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, Domain: plan.Network.DomainName,
+func resolverRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) api.ResolverRequest {
+	return api.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, Domain: plan.Network.DomainName,
 		Gateway: plan.Network.Gateway, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy}
 }
 
@@ -307,11 +303,11 @@ func writeResolverEntry(ctx workflow.Context, o Options, tr *tracker, sg *saga, 
 	return run(tr, step, func() (bool, error) {
 		if !existed && !hc.KeepOnFailure {
 			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), a.RemoveResolverEntry, activities.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, RequestedBy: req.RequestedBy}).Get(c, nil)
+				return workflow.ExecuteActivity(stepContext(c, o), api.ActRemoveResolverEntry, api.ResolverRequest{Cluster: plan.Cluster, Dir: hc.ResolverDir, RequestedBy: req.RequestedBy}).Get(c, nil)
 			})
 		}
-		var r activities.HostChangeResult
-		if err := workflow.ExecuteActivity(stepContext(ctx, o), a.WriteResolverEntry, rreq).Get(ctx, &r); err != nil {
+		var r api.HostChangeResult
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActWriteResolverEntry, rreq).Get(ctx, &r); err != nil {
 			return false, err
 		}
 		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
@@ -320,7 +316,7 @@ func writeResolverEntry(ctx workflow.Context, o Options, tr *tracker, sg *saga, 
 }
 
 // doneChanges are the changes a host change step made.
-func doneChanges(r activities.HostChangeResult) []string {
+func doneChanges(r api.HostChangeResult) []string {
 	var out []string
 	for _, rec := range r.Records {
 		if rec.Outcome == hostchange.OutcomeDone {
@@ -331,8 +327,8 @@ func doneChanges(r activities.HostChangeResult) []string {
 }
 
 // routingRequest is the cluster's membership of the host's routing.
-func routingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) activities.RoutingRequest {
-	return activities.RoutingRequest{
+func routingRequest(req Request, plan cluster.Plan, hc cluster.HostChangesPlan) api.RoutingRequest {
+	return api.RoutingRequest{
 		Cluster: plan.Cluster, Network: plan.Network.Name, Bridge: plan.Network.Bridge, Subnet: plan.Network.Range,
 		EnableIPForwarding: hc.EnableIPForwarding, RequireRoot: hc.RequireRoot, RequestedBy: req.RequestedBy,
 	}
@@ -347,7 +343,7 @@ func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Req
 	routing := routingRequest(req, plan, hc)
 	return run(tr, step, func() (bool, error) {
 		var members []hostchange.Member
-		if err := workflow.ExecuteActivity(actx, a.RoutedClusters).Get(ctx, &members); err != nil {
+		if err := workflow.ExecuteActivity(actx, api.ActRoutedClusters).Get(ctx, &members); err != nil {
 			return false, err
 		}
 		member := false
@@ -356,11 +352,11 @@ func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Req
 		}
 		if !member && !hc.KeepOnFailure {
 			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), a.LeaveRouting, routing).Get(c, nil)
+				return workflow.ExecuteActivity(stepContext(c, o), api.ActLeaveRouting, routing).Get(c, nil)
 			})
 		}
-		var r activities.HostChangeResult
-		if err := workflow.ExecuteActivity(actx, a.JoinRouting, routing).Get(ctx, &r); err != nil {
+		var r api.HostChangeResult
+		if err := workflow.ExecuteActivity(actx, api.ActJoinRouting, routing).Get(ctx, &r); err != nil {
 			return false, err
 		}
 		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
@@ -368,15 +364,15 @@ func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, req Req
 	})
 }
 
-func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv activities.Inventory, netExisted bool, baseFormat string, sg *saga, res *StartResult) error {
+func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm cluster.VMPlan, inv api.Inventory, netExisted bool, baseFormat string, sg *saga, res *StartResult) error {
 	actx := stepContext(ctx, o)
 	// A node rolled back alone (a scale-out) gives back the devices this
 	// run claimed for it; the whole cluster's rollback frees the rest.
 	if exclusiveDevices(vm) && workflow.GetVersion(ctx, "device-claims", workflow.DefaultVersion, 1) == 1 {
 		info := workflow.GetInfo(ctx)
-		release := activities.ReleaseRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
+		release := api.ReleaseRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
 		sg.push(tr.forVM(vm.Name, "device claims of "+vm.Name), func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.ReleaseDevices, release).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
 	}
 	volXML, err := templates.VMVolume(plan, vm, baseFormat)
@@ -392,29 +388,29 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	// without a restart: how a node joins a running cluster.
 	if lease, add := leaseToAdd(inv, netExisted, vm); add {
 		leaseName := leaseStep(vm.Name)
-		req := activities.DHCPHostRequest{Network: activities.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
+		req := api.DHCPHostRequest{Network: api.NetworkRef{Name: plan.Network.Name, UUID: plan.Network.UUID}, Lease: lease}
 		if !hasMAC(inv.Network.Leases, vm.MAC) {
 			sg.push(leaseName, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), a.DeleteDHCPHost, req).Get(c, nil)
+				return workflow.ExecuteActivity(stepContext(c, o), api.ActDeleteDHCPHost, req).Get(c, nil)
 			})
 		}
 		if err := run(tr, leaseName, func() (bool, error) {
-			return true, workflow.ExecuteActivity(actx, a.EnsureDHCPHost, req).Get(ctx, nil)
+			return true, workflow.ExecuteActivity(actx, api.ActEnsureDHCPHost, req).Get(ctx, nil)
 		}); err != nil {
 			return err
 		}
 	}
 
 	volStep := volumeStep(vm.Volume)
-	volRef := activities.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: vm.Volume}
+	volRef := api.VolumeRef{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Name: vm.Volume}
 	_, volExisted := inv.Volume(vm.Volume)
 	if !volExisted {
 		sg.push(volStep, func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteVolume, volRef).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActDeleteVolume, volRef).Get(c, nil)
 		})
 	}
 	if err := run(tr, volStep, func() (bool, error) {
-		err := workflow.ExecuteActivity(actx, a.EnsureVolume, activities.VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, api.ActEnsureVolume, api.VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML}).Get(ctx, nil)
 		if err == nil && !volExisted {
 			res.Created = append(res.Created, volStep)
 		}
@@ -426,14 +422,14 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	domStep := domainStep(vm.Domain)
 	dom, existed := inv.Domain(vm.Domain)
 	if !existed {
-		ref := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
+		ref := api.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
 		sg.push(domStep, func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.DeleteDomain, ref).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActDeleteDomain, ref).Get(c, nil)
 		})
 	}
-	var ensured activities.EnsureResult
+	var ensured api.EnsureResult
 	if err := run(tr, domStep, func() (bool, error) {
-		err := workflow.ExecuteActivity(actx, a.EnsureDomain, domXML).Get(ctx, &ensured)
+		err := workflow.ExecuteActivity(actx, api.ActEnsureDomain, domXML).Get(ctx, &ensured)
 		if err == nil && !existed {
 			res.Created = append(res.Created, domStep)
 		}
@@ -448,15 +444,15 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	}
 
 	startName := startStep(vm.Domain)
-	domRef := activities.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
+	domRef := api.DomainRef{Name: vm.Domain, Cluster: plan.Cluster}
 	wasRunning := existed && dom.Running()
 	if !wasRunning {
 		sg.push(startName, func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.ForceOffDomain, domRef).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActForceOffDomain, domRef).Get(c, nil)
 		})
 	}
 	return run(tr, startName, func() (bool, error) {
-		err := workflow.ExecuteActivity(launchContext(ctx, o), a.StartDomain, domRef).Get(ctx, nil)
+		err := workflow.ExecuteActivity(launchContext(ctx, o), api.ActStartDomain, domRef).Get(ctx, nil)
 		// Counted from the snapshot: a retry that finds the domain
 		// started by the first try still started it in this run.
 		if err == nil && !wasRunning {
@@ -468,7 +464,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 
 // leaseToAdd is the DHCP lease of vm, and whether the run adds it to a
 // network that existed before it (a new network has every lease in its XML).
-func leaseToAdd(inv activities.Inventory, netExisted bool, vm cluster.VMPlan) (cluster.HostLease, bool) {
+func leaseToAdd(inv api.Inventory, netExisted bool, vm cluster.VMPlan) (cluster.HostLease, bool) {
 	lease := cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP}
 	return lease, netExisted && !hasLease(inv.Network.Leases, lease)
 }
@@ -476,7 +472,7 @@ func leaseToAdd(inv activities.Inventory, netExisted bool, vm cluster.VMPlan) (c
 // refuseLookalikes stops a start before it creates anything when an object
 // has one of the cluster's names but not hpcvm's mark: hpcvm would
 // otherwise adopt, change or later delete someone else's object.
-func refuseLookalikes(p cluster.Plan, inv activities.Inventory) error {
+func refuseLookalikes(p cluster.Plan, inv api.Inventory) error {
 	var problems []string
 	if n := inv.Network; n != nil && !n.Owned {
 		problems = append(problems, fmt.Sprintf("network %s exists but was not created by hpcvm (its UUID %s is not the one hpcvm gives cluster %s's network)", n.Name, n.UUID, p.Cluster))
@@ -493,11 +489,11 @@ func refuseLookalikes(p cluster.Plan, inv activities.Inventory) error {
 		return nil
 	}
 	msg := strings.Join(problems, "; ") + ". hpcvm never changes or deletes what it did not create, and nothing was created: rename or remove those objects yourself (virsh), or give the cluster another name"
-	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeNotOwned, nil)
+	return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeNotOwned, nil)
 }
 
 // plannedForward is the forward mode the cluster's network has after the run.
-func plannedForward(n cluster.NetworkPlan, inv activities.Inventory) string {
+func plannedForward(n cluster.NetworkPlan, inv api.Inventory) string {
 	if inv.NetworkOwned() && inv.Network.Forward != "" && n.Forward == "" {
 		return inv.Network.Forward + " (kept)"
 	}
@@ -509,21 +505,21 @@ func plannedForward(n cluster.NetworkPlan, inv activities.Inventory) string {
 // changes a network's forwarding only by tearing it down, which cuts every
 // guest off. Without network.forward the network keeps what it has (a
 // cluster made before the key existed keeps its isolated network).
-func refuseForwardChange(p cluster.Plan, inv activities.Inventory) error {
+func refuseForwardChange(p cluster.Plan, inv api.Inventory) error {
 	n := inv.Network
 	if !inv.NetworkOwned() || n.Forward == "" || p.Network.Forward == "" || n.Forward == p.Network.Forward {
 		return nil
 	}
 	msg := fmt.Sprintf("network.forward is %q, but the cluster's network %s was created with forward %q; hpcvm does not change the forwarding of an existing network (it would cut every guest off): remove network.forward or set it to %q to keep the network as it is, or destroy the cluster and start it again to get %q; nothing was changed",
 		p.Network.Forward, n.Name, n.Forward, n.Forward, p.Network.Forward)
-	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+	return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, nil)
 }
 
 // refuseDNSChange stops a start whose DNS forwarders (network.dns_servers,
 // and the host resolver of host DNS integration) differ from those of the
 // cluster's existing network: libvirt changes them only by restarting the
 // network, which cuts every guest off.
-func refuseDNSChange(p cluster.Plan, inv activities.Inventory) error {
+func refuseDNSChange(p cluster.Plan, inv api.Inventory) error {
 	if !inv.NetworkOwned() {
 		return nil
 	}
@@ -550,7 +546,7 @@ func refuseDNSChange(p cluster.Plan, inv activities.Inventory) error {
 // refuseRoutingChange refuses to start a routed cluster whose file no
 // longer asks for the routing: a start makes what is missing and does not
 // undo host changes; destroy does.
-func refuseRoutingChange(p cluster.Plan, hc cluster.HostChangesPlan, inv activities.Inventory) error {
+func refuseRoutingChange(p cluster.Plan, hc cluster.HostChangesPlan, inv api.Inventory) error {
 	if inv.Routing == nil || !inv.Routing.Member || hc.Routing {
 		return nil
 	}
@@ -562,11 +558,11 @@ func refuseRoutingChange(p cluster.Plan, hc cluster.HostChangesPlan, inv activit
 		"(it takes network.dns_mode routed and host_configuration.network.enable_cross_cluster_routing: true); hpcvm does not take a running cluster out of the routing: "+
 		"put both back to keep it, or `hpcvm destroy` the cluster (which undoes the routing) and start it again; nothing was changed",
 		p.Cluster, p.Host, p.Cluster, with)
-	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBadInput, nil)
+	return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, nil)
 }
 
 // notInFile lists the VMs the cluster owns that the plan no longer names.
-func notInFile(p cluster.Plan, inv activities.Inventory) []string {
+func notInFile(p cluster.Plan, inv api.Inventory) []string {
 	var out []string
 	for _, d := range inv.Domains {
 		if _, planned := p.VM(d.VM); d.Owned && !planned {
@@ -576,7 +572,7 @@ func notInFile(p cluster.Plan, inv activities.Inventory) []string {
 	return out
 }
 
-func ownsDomains(inv activities.Inventory) bool {
+func ownsDomains(inv api.Inventory) bool {
 	for _, d := range inv.Domains {
 		if d.Owned {
 			return true
@@ -656,8 +652,8 @@ func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
 	var appErr *temporal.ApplicationError
 	// A device another cluster claims is a conflict in the file, found
 	// before anything was created, like bad input.
-	if errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeBadInput || appErr.Type() == activities.ErrTypeDeviceClaimed) {
-		errType = activities.ErrTypeBadInput
+	if errors.As(err, &appErr) && (appErr.Type() == api.ErrTypeBadInput || appErr.Type() == api.ErrTypeDeviceClaimed) {
+		errType = api.ErrTypeBadInput
 	}
 	return temporal.NewNonRetryableApplicationError(msg.String(), errType, err, f)
 }
@@ -703,7 +699,7 @@ func rootMessage(err error) string {
 
 // runningVMs names the cluster's VMs whose domains hold their memory
 // already (running, paused, suspended): their hugepages are taken.
-func runningVMs(inv activities.Inventory) []string {
+func runningVMs(inv api.Inventory) []string {
 	var out []string
 	for _, d := range inv.Domains {
 		holds := d.State != "shut off" && d.State != "crashed" && d.State != ""
@@ -726,14 +722,14 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s clus
 	info := workflow.GetInfo(ctx)
 	// Claims are the run chain's: a reset run (a new run ID) still gives
 	// back what its first run claimed.
-	req := activities.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.FirstRunID}
+	req := api.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.FirstRunID}
 	for _, d := range devices {
-		req.Devices = append(req.Devices, activities.DeviceClaim{Address: d.PCIAddress, VM: d.VM})
+		req.Devices = append(req.Devices, api.DeviceClaim{Address: d.PCIAddress, VM: d.VM})
 	}
-	release := activities.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
+	release := api.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
 	err := run(tr, "device claims", func() (bool, error) {
-		var r activities.ClaimResult
-		if err := workflow.ExecuteActivity(stepContext(ctx, o), a.ClaimDevices, req).Get(ctx, &r); err != nil {
+		var r api.ClaimResult
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActClaimDevices, req).Get(ctx, &r); err != nil {
 			return false, err
 		}
 		return len(r.Added) > 0, nil
@@ -742,9 +738,9 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s clus
 	// outcome (success, or a result lost to a timeout) may hold claims of
 	// this run, which the compensation frees by the run's ID.
 	var appErr *temporal.ApplicationError
-	if !(errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeDeviceClaimed) {
+	if !(errors.As(err, &appErr) && appErr.Type() == api.ErrTypeDeviceClaimed) {
 		sg.push("device claims", func(c workflow.Context) error {
-			return workflow.ExecuteActivity(stepContext(c, o), a.ReleaseDevices, release).Get(c, nil)
+			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
 	}
 	return err
@@ -754,7 +750,7 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, s clus
 // of its file system: the base image is written in full when uploaded, so
 // it must fit; the VMs' copy-on-write disks start empty and grow, so that
 // they could outgrow the space is a note, not a refusal.
-func judgeSpace(p cluster.Plan, inv activities.Inventory, img activities.ImageInfo, baseExisted bool, space activities.SpaceInfo) (string, error) {
+func judgeSpace(p cluster.Plan, inv api.Inventory, img api.ImageInfo, baseExisted bool, space api.SpaceInfo) (string, error) {
 	var base uint64
 	if !baseExisted {
 		base = uint64(max(img.Allocated, 0))

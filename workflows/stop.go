@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 
 	"go.temporal.io/sdk/workflow"
@@ -32,10 +32,10 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
 		return StopResult{}, err
 	}
-	var inv activities.Inventory
+	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
-		return false, workflow.ExecuteActivity(stepContext(ctx, o), a.InspectCluster,
-			activities.InspectRequest{Cluster: req.Spec.Cluster.Name}).Get(ctx, &inv)
+		return false, workflow.ExecuteActivity(stepContext(ctx, o), api.ActInspectCluster,
+			api.InspectRequest{Cluster: req.Spec.Cluster.Name}).Get(ctx, &inv)
 	}); err != nil {
 		return StopResult{}, err
 	}
@@ -43,7 +43,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	var res StopResult
 	var running []string
 	began := workflow.Now(ctx)
-	shutdown := map[string]activities.ShutdownRequest{}
+	shutdown := map[string]api.ShutdownRequest{}
 	for _, d := range inv.Domains {
 		switch {
 		case !d.Owned:
@@ -66,7 +66,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	for _, name := range running {
 		tr.expect(vmOfDomain(req.Spec.Cluster.Name, name), forceOffStep(name))
 	}
-	pressed := map[string]activities.ShutdownResult{}
+	pressed := map[string]api.ShutdownResult{}
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
 		sreq := shutdown[name]
 		err := run(tr, shutdownStep(name), func() (bool, error) {
@@ -74,8 +74,8 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 				tr.set(shutdownStep(name), StepRunning, fmt.Sprintf("booted %s ago: waiting up to %s for the guest to answer before pressing the power button",
 					began.Sub(sreq.BootedAt).Round(time.Second), sreq.AwaitBoot))
 			}
-			var r activities.ShutdownResult
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ShutdownDomain, sreq).Get(gctx, &r)
+			var r api.ShutdownResult
+			err := workflow.ExecuteActivity(stepContext(gctx, o), api.ActShutdownDomain, sreq).Get(gctx, &r)
 			pressed[name] = r
 			return true, err
 		})
@@ -107,7 +107,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	waitCtx = activityContext(waitCtx, o, timeout+o.StepTimeout, false)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	tr.set(waitPowerOffStep, StepRunning, fmt.Sprintf("up to %s, then force off", timeout.Round(time.Second)))
-	wait := workflow.ExecuteActivity(waitCtx, a.WaitDomainsOff, running)
+	wait := workflow.ExecuteActivity(waitCtx, api.ActWaitDomainsOff, running)
 	timer := workflow.NewTimer(timerCtx, timeout)
 	timedOut := false
 	sel := workflow.NewSelector(ctx)
@@ -129,7 +129,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if err := parallel(ctx, running, func(gctx workflow.Context, name string) error {
 		return run(tr, forceOffStep(name), func() (bool, error) {
 			var wasRunning bool
-			err := workflow.ExecuteActivity(stepContext(gctx, o), a.ForceOffDomain, activities.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, &wasRunning)
+			err := workflow.ExecuteActivity(stepContext(gctx, o), api.ActForceOffDomain, api.DomainRef{Name: name, Cluster: req.Spec.Cluster.Name}).Get(gctx, &wasRunning)
 			forced[name] = wasRunning
 			return wasRunning, err
 		})
@@ -155,8 +155,8 @@ const bootGrace = time.Minute
 // once, or, for a guest that booted less than bootGrace ago, once it
 // answers, waiting at most the rest of its grace and never more than half
 // the timeout, so that it keeps time to shut down.
-func shutdownRequest(clusterName string, d activities.DomainState, now time.Time, timeout time.Duration) activities.ShutdownRequest {
-	req := activities.ShutdownRequest{DomainRef: activities.DomainRef{Name: d.Name, Cluster: clusterName}}
+func shutdownRequest(clusterName string, d api.DomainState, now time.Time, timeout time.Duration) api.ShutdownRequest {
+	req := api.ShutdownRequest{DomainRef: api.DomainRef{Name: d.Name, Cluster: clusterName}}
 	if d.StartedAt.IsZero() {
 		return req
 	}
@@ -176,7 +176,7 @@ func shutdownRequest(clusterName string, d activities.DomainState, now time.Time
 }
 
 // bootWaitWords says how a booting guest's press went.
-func bootWaitWords(r activities.ShutdownResult) string {
+func bootWaitWords(r api.ShutdownResult) string {
 	if r.Answer == "" {
 		return fmt.Sprintf("pressed the power button after %s without an answer from the guest", r.Waited)
 	}

@@ -3,7 +3,7 @@ package workflows
 import (
 	"encoding/json"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 )
@@ -61,7 +61,7 @@ func stepSummary(ctx workflow.Context, activityType string, args []interface{}) 
 		}
 		return json.Unmarshal(raw, into)
 	}
-	s := activities.DescribeCall(activityType, decode).Summary()
+	s := api.DescribeCall(activityType, decode).Summary()
 	if undoing(ctx) {
 		s = "undo: " + s
 	}

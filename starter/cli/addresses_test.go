@@ -4,13 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 )
 
 func TestFreshAddressesLeaveOutLeasesFromBeforeTheStart(t *testing.T) {
 	since := time.Date(2026, 12, 4, 18, 0, 0, 0, time.UTC)
-	all := []activities.LiveAddress{
+	all := []api.LiveAddress{
 		{MAC: "52:54:00:00:00:01", IP: "10.0.0.10", Source: "dhcp", Expiry: since.Add(dhcpLeaseTime - time.Minute)},   // taken a minute before
 		{MAC: "52:54:00:00:00:02", IP: "10.0.0.11", Source: "dhcp", Expiry: since.Add(dhcpLeaseTime - 5*time.Second)}, // the host's clock 5 s behind
 		{MAC: "52:54:00:00:00:03", IP: "10.0.0.12", Source: "agent"},

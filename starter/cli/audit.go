@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 )
@@ -75,8 +75,8 @@ host, --last N another number (0: all).`,
 				return err
 			}
 			defer c.Close()
-			var log activities.AuditLog
-			if err := askHost(ctx, c, host, workflows.QuestionAudit, activities.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log", quickAnswer); err != nil {
+			var log api.AuditLog
+			if err := askHost(ctx, c, host, workflows.QuestionAudit, api.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log", quickAnswer); err != nil {
 				return err
 			}
 			if format == "json" {
@@ -94,7 +94,7 @@ host, --last N another number (0: all).`,
 	return cmd
 }
 
-func (a *app) printAudit(log activities.AuditLog, cluster string) {
+func (a *app) printAudit(log api.AuditLog, cluster string) {
 	whose := "every cluster"
 	if cluster != "" {
 		whose = "cluster " + cluster

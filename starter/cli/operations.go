@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
@@ -160,8 +160,8 @@ func (a *app) confirmHostChanges(ctx context.Context, spec cluster.Spec, yes boo
 
 // pendingHostChanges asks the cluster's host which of its host changes
 // are not in place.
-func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (activities.PendingChanges, error) {
-	var pending activities.PendingChanges
+func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (api.PendingChanges, error) {
+	var pending api.PendingChanges
 	req, err := workflows.PendingHostChangesFor(spec, requester())
 	if err != nil {
 		return pending, err
@@ -186,8 +186,8 @@ const clockSlack = 10 * time.Second
 // freshAddresses are the addresses held by mac that were taken (or renewed)
 // after since: a DHCP lease from before a stop lingers in the lease table
 // until it runs out, and is not proof that the guest is up again.
-func freshAddresses(all []activities.LiveAddress, mac string, since time.Time) []string {
-	var fresh []activities.LiveAddress
+func freshAddresses(all []api.LiveAddress, mac string, since time.Time) []string {
+	var fresh []api.LiveAddress
 	for _, l := range all {
 		if l.Source != "dhcp" || l.Expiry.IsZero() || !l.Expiry.Before(since.Add(dhcpLeaseTime-clockSlack)) {
 			fresh = append(fresh, l)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -107,7 +107,7 @@ func (v *liveView) printAbove(line string) {
 }
 
 // update redraws the live block from the run's steps and its pending upload.
-func (v *liveView) update(steps []workflows.Step, upload *activities.UploadProgress) {
+func (v *liveView) update(steps []workflows.Step, upload *api.UploadProgress) {
 	rows := vmRows(steps, maxVMRows)
 	v.mu.Lock()
 	v.summary = runningLine(steps)
@@ -143,7 +143,7 @@ func (v *liveView) update(steps []workflows.Step, upload *activities.UploadProgr
 // showUpload draws the upload's bar while one runs. Its rate is a moving
 // average of what was sent between the heartbeats this client saw, so a
 // bar joined mid-upload does not count the bytes sent before it.
-func (v *liveView) showUpload(upload *activities.UploadProgress) {
+func (v *liveView) showUpload(upload *api.UploadProgress) {
 	if upload == nil || upload.Source.Size <= 0 {
 		if v.upload != nil {
 			v.upload.SetTotal(-1, true)
@@ -327,16 +327,16 @@ func vmRows(steps []workflows.Step, limit int) []string {
 
 // pendingUpload is the heartbeat of the run's base image upload, if one
 // is running.
-func pendingUpload(ctx context.Context, c client.Client, run client.WorkflowRun) *activities.UploadProgress {
+func pendingUpload(ctx context.Context, c client.Client, run client.WorkflowRun) *api.UploadProgress {
 	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
 	if err != nil {
 		return nil
 	}
 	for _, p := range desc.GetPendingActivities() {
-		if p.GetActivityType().GetName() != activities.ActUploadBaseImage || p.GetHeartbeatDetails() == nil {
+		if p.GetActivityType().GetName() != api.ActUploadBaseImage || p.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var up activities.UploadProgress
+		var up api.UploadProgress
 		if converter.GetDefaultDataConverter().FromPayloads(p.GetHeartbeatDetails(), &up) == nil {
 			return &up
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 )
@@ -60,7 +60,7 @@ func TestLiveViewDrawsTheUploadWhatRunsAndEachVM(t *testing.T) {
 		if i > 0 {
 			time.Sleep(100 * time.Millisecond)
 		}
-		v.update(steps, &activities.UploadProgress{Offset: sent - 64<<20, Sent: sent, Source: activities.SourceStat{Size: size}})
+		v.update(steps, &api.UploadProgress{Offset: sent - 64<<20, Sent: sent, Source: api.SourceStat{Size: size}})
 	}
 	text := drawn(out)
 	assert.Contains(t, text, "base image")

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
@@ -386,7 +386,7 @@ func unwellVMs(vms []VMStatus) []string {
 }
 
 // liveIPs are the addresses held by the interface with mac, each once.
-func liveIPs(all []activities.LiveAddress, mac string) []string {
+func liveIPs(all []api.LiveAddress, mac string) []string {
 	var out []string
 	for _, l := range all {
 		if strings.EqualFold(l.MAC, mac) && !slices.Contains(out, l.IP) {

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
@@ -37,11 +37,11 @@ func TestClusterStateNamesEveryVMThatShouldRunAndDoesNot(t *testing.T) {
 			for i, vm := range []string{"controller-01", "compute-01", "compute-02"} {
 				d.Plan.VMs = append(d.Plan.VMs, cluster.VMPlan{Name: vm, Domain: "lab-" + vm, Volume: vm + ".qcow2"})
 				if tc.states[i] != "" {
-					d.Inventory.Domains = append(d.Inventory.Domains, activities.DomainState{Name: "lab-" + vm, VM: vm, State: tc.states[i], Owned: true})
+					d.Inventory.Domains = append(d.Inventory.Domains, api.DomainState{Name: "lab-" + vm, VM: vm, State: tc.states[i], Owned: true})
 				}
 			}
 			if tc.extra != "" {
-				d.Inventory.Domains = append(d.Inventory.Domains, activities.DomainState{Name: "lab-compute-03", VM: "compute-03", State: tc.extra, Owned: true})
+				d.Inventory.Domains = append(d.Inventory.Domains, api.DomainState{Name: "lab-compute-03", VM: "compute-03", State: tc.extra, Owned: true})
 			}
 			assert.Equal(t, tc.want, buildStatus(d).State)
 		})
@@ -57,10 +57,10 @@ func TestStatusShowsTheDomainsRealType(t *testing.T) {
 		{Name: "compute-01", Role: "compute", Domain: "lab-compute-01"},
 	}}
 	plan.Machine.DomainType = "qemu" // what the file asks now
-	dom := func(vm, typ string) activities.DomainState {
-		return activities.DomainState{Name: "lab-" + vm, VM: vm, Role: "compute", State: "running", Type: typ, Owned: true}
+	dom := func(vm, typ string) api.DomainState {
+		return api.DomainState{Name: "lab-" + vm, VM: vm, Role: "compute", State: "running", Type: typ, Owned: true}
 	}
-	d := workflows.Description{Plan: plan, Inventory: activities.Inventory{Domains: []activities.DomainState{
+	d := workflows.Description{Plan: plan, Inventory: api.Inventory{Domains: []api.DomainState{
 		dom("controller-01", "kvm"), dom("compute-01", "kvm"),
 	}}}
 	st := buildStatus(d)

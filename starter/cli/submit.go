@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
 	"go.temporal.io/api/enums/v1"
@@ -605,7 +605,7 @@ func outcome(err error) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		code := ExitFailed
-		if appErr.Type() == activities.ErrTypeBadInput {
+		if appErr.Type() == api.ErrTypeBadInput {
 			code = ExitBadInput
 		}
 		ee := &exitError{code: code, msg: appErr.Message()}

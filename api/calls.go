@@ -1,4 +1,4 @@
-package activities
+package api
 
 import (
 	"encoding/xml"
@@ -40,42 +40,42 @@ func (c Call) Summary() string {
 
 // Activity type names, as the worker registers them (the method names).
 const (
-	ActEnsureNetwork     = "EnsureNetwork"
-	ActDeleteNetwork     = "DeleteNetwork"
-	ActEnsureDHCPHost    = "EnsureDHCPHost"
-	ActDeleteDHCPHost    = "DeleteDHCPHost"
-	ActEnsurePool        = "EnsurePool"
-	ActDeletePool        = "DeletePool"
-	ActUploadBaseImage   = "UploadBaseImage"
-	ActEnsureVolume      = "EnsureVolume"
-	ActDeleteVolume      = "DeleteVolume"
-	ActEnsureDomain      = "EnsureDomain"
-	ActStartDomain       = "StartDomain"
-	ActShutdownDomain    = "ShutdownDomain"
-	ActForceOffDomain    = "ForceOffDomain"
-	ActDeleteDomain      = "DeleteDomain"
-	ActWaitDomainsOff    = "WaitDomainsOff"
-	ActInspectCluster    = "InspectCluster"
-	ActProbeHost         = "ProbeHost"
-	ActValidatePCI       = "ValidatePCI"
-	ActCheckHostPaths    = "CheckHostPaths"
-	ActInspectBaseImage  = "InspectBaseImage"
-	ActPoolSpace         = "PoolSpace"
-	ActDomainDifferences = "DomainDifferences"
-	ActClaimDevices      = "ClaimDevices"
-	ActReleaseDevices    = "ReleaseDevices"
-	ActJoinRouting       = "JoinRouting"
-	ActLeaveRouting      = "LeaveRouting"
-	ActRoutedClusters    = "RoutedClusters"
-	ActReadAuditLog      = "ReadAuditLog"
-	ActWriteDiscovery    = "WriteDiscoveryRecord"
-	ActRemoveDiscovery   = "RemoveDiscoveryRecord"
-	ActDiscoveryExists   = "DiscoveryRecordExists"
-	ActPruneDiscovery    = "PruneDiscoveryRecord"
-	ActPendingChanges    = "PendingHostChanges"
-	ActWriteResolver     = "WriteResolverEntry"
-	ActRemoveResolver    = "RemoveResolverEntry"
-	ActResolverExists    = "ResolverEntryExists"
+	ActEnsureNetwork         = "EnsureNetwork"
+	ActDeleteNetwork         = "DeleteNetwork"
+	ActEnsureDHCPHost        = "EnsureDHCPHost"
+	ActDeleteDHCPHost        = "DeleteDHCPHost"
+	ActEnsurePool            = "EnsurePool"
+	ActDeletePool            = "DeletePool"
+	ActUploadBaseImage       = "UploadBaseImage"
+	ActEnsureVolume          = "EnsureVolume"
+	ActDeleteVolume          = "DeleteVolume"
+	ActEnsureDomain          = "EnsureDomain"
+	ActStartDomain           = "StartDomain"
+	ActShutdownDomain        = "ShutdownDomain"
+	ActForceOffDomain        = "ForceOffDomain"
+	ActDeleteDomain          = "DeleteDomain"
+	ActWaitDomainsOff        = "WaitDomainsOff"
+	ActInspectCluster        = "InspectCluster"
+	ActProbeHost             = "ProbeHost"
+	ActValidatePCI           = "ValidatePCI"
+	ActCheckHostPaths        = "CheckHostPaths"
+	ActInspectBaseImage      = "InspectBaseImage"
+	ActPoolSpace             = "PoolSpace"
+	ActDomainDifferences     = "DomainDifferences"
+	ActClaimDevices          = "ClaimDevices"
+	ActReleaseDevices        = "ReleaseDevices"
+	ActJoinRouting           = "JoinRouting"
+	ActLeaveRouting          = "LeaveRouting"
+	ActRoutedClusters        = "RoutedClusters"
+	ActReadAuditLog          = "ReadAuditLog"
+	ActWriteDiscoveryRecord  = "WriteDiscoveryRecord"
+	ActRemoveDiscoveryRecord = "RemoveDiscoveryRecord"
+	ActDiscoveryRecordExists = "DiscoveryRecordExists"
+	ActPruneDiscoveryRecord  = "PruneDiscoveryRecord"
+	ActPendingHostChanges    = "PendingHostChanges"
+	ActWriteResolverEntry    = "WriteResolverEntry"
+	ActRemoveResolverEntry   = "RemoveResolverEntry"
+	ActResolverEntryExists   = "ResolverEntryExists"
 )
 
 // DescribeCall describes a call of activity from its input, which decode
@@ -207,16 +207,16 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		c.Kind, c.Operation = "routed clusters", "list"
 	case ActReadAuditLog:
 		c.Kind, c.Operation = "audit log", "read"
-	case ActPendingChanges:
+	case ActPendingHostChanges:
 		c.Kind, c.Operation = "host changes", "check"
-	case ActWriteDiscovery, ActRemoveDiscovery, ActDiscoveryExists, ActPruneDiscovery:
+	case ActWriteDiscoveryRecord, ActRemoveDiscoveryRecord, ActDiscoveryRecordExists, ActPruneDiscoveryRecord:
 		var req DiscoveryRequest
 		if decode(&req) != nil {
 			return c
 		}
 		c.Kind, c.Target = "service discovery record", req.Cluster
-		c.Operation = map[string]string{ActWriteDiscovery: "write", ActRemoveDiscovery: "remove", ActDiscoveryExists: "check", ActPruneDiscovery: "prune"}[activity]
-	case ActWriteResolver, ActRemoveResolver, ActResolverExists:
+		c.Operation = map[string]string{ActWriteDiscoveryRecord: "write", ActRemoveDiscoveryRecord: "remove", ActDiscoveryRecordExists: "check", ActPruneDiscoveryRecord: "prune"}[activity]
+	case ActWriteResolverEntry, ActRemoveResolverEntry, ActResolverEntryExists:
 		var req ResolverRequest
 		if decode(&req) != nil {
 			return c
@@ -225,7 +225,7 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		if req.Domain != "" {
 			c.Target = req.Domain
 		}
-		c.Operation = map[string]string{ActWriteResolver: "write", ActRemoveResolver: "remove", ActResolverExists: "check"}[activity]
+		c.Operation = map[string]string{ActWriteResolverEntry: "write", ActRemoveResolverEntry: "remove", ActResolverEntryExists: "check"}[activity]
 	}
 	return c
 }
