@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -129,14 +130,22 @@ func run(ctx context.Context, v *viper.Viper) error {
 	defer c.Close()
 
 	// Runs can be found by cluster, operation and host once the namespace
-	// knows hpcvm's search attributes; without them everything else works.
+	// knows hpcvm's search attributes. A worker with operator rights (the
+	// dev server) adds missing ones; one without them (a team's Temporal)
+	// needs an administrator to have added them, and refuses to start
+	// until then: the CLI's runs would carry attributes the namespace
+	// does not know. Other failures only cost the filtering.
 	saCtx, cancelSA := context.WithTimeout(ctx, 10*time.Second)
-	if added, err := hostworker.EnsureSearchAttributes(saCtx, c, opts.Namespace); err != nil {
+	added, err := hostworker.EnsureSearchAttributes(saCtx, c, opts.Namespace)
+	cancelSA()
+	var missing *hostworker.MissingSearchAttributesError
+	if errors.As(err, &missing) {
+		return err
+	} else if err != nil {
 		logger.Warn("runs cannot be filtered by cluster in the Web UI", zap.Error(err))
 	} else if len(added) > 0 {
 		logger.Info("added search attributes to the namespace", zap.Strings("attributes", added), zap.String("namespace", opts.Namespace))
 	}
-	cancelSA()
 
 	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
 	discoveryRoots, resolverRoots := v.GetStringSlice("discovery-root"), v.GetStringSlice("resolver-root")
