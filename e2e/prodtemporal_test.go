@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcvm/hpcvm/devserver/prodserver"
+	"github.com/hpcvm/hpcvm/internal/serverconfig"
+	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/worker/hostworker"
+	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+)
+
+// prodTemporal is a production-shaped server seen from a test: the
+// default client is the operator's (CLI) certificate.
+type prodTemporal struct {
+	srv *prodserver.Server
+	cli client.Client
+}
+
+func (p prodTemporal) GetDefaultClient() client.Client { return p.cli }
+func (p prodTemporal) GetDefaultNamespace() string     { return p.srv.Namespace() }
+func (p prodTemporal) GetFrontendHostPort() string     { return p.srv.FrontendAddr() }
+
+// prodWorld is one production-shaped Temporal with its certificates.
+type prodWorld struct {
+	temporal               prodTemporal
+	srv                    *prodserver.Server
+	pki                    *prodserver.PKI
+	admin, worker, cliCert prodserver.ClientCert
+	workerClient           client.Client
+}
+
+// Common names and what the server lets them do (prodserver.Access).
+const (
+	adminCN    = "hpcvm-admin"    // the Temporal administrator: everything
+	workerCN   = "hpcvm-worker"   // every host worker: namespace writer
+	operatorCN = "hpcvm-operator" // the CLI: namespace writer
+)
+
+// newProdWorld starts a Temporal server with PostgreSQL persistence (the
+// project's instance, `make postgres`; HPCVM_TEST_POSTGRES_ENV names
+// another description file), mutual TLS, roles by certificate and a
+// namespace of its own. No search attribute is registered yet: that is
+// the admin's step.
+func newProdWorld(t *testing.T) *prodWorld {
+	envFile := os.Getenv("HPCVM_TEST_POSTGRES_ENV")
+	if envFile == "" {
+		envFile = prodserver.DefaultPostgresEnvFile
+	}
+	pg, err := prodserver.PostgresFromEnvFile(envFile)
+	require.NoError(t, err)
+	certDir := t.TempDir()
+	pki, err := prodserver.NewPKI(certDir)
+	require.NoError(t, err)
+	w := &prodWorld{pki: pki}
+	for cn, c := range map[string]*prodserver.ClientCert{adminCN: &w.admin, workerCN: &w.worker, operatorCN: &w.cliCert} {
+		*c, err = pki.IssueClient(cn)
+		require.NoError(t, err)
+	}
+	ctx := context.Background()
+	w.srv, err = prodserver.Start(ctx, prodserver.Options{
+		Postgres: pg, PKI: pki, Namespace: "hpcvm-ci-" + randomSuffix(),
+		Access:    prodserver.Access{Admins: []string{adminCN}, Writers: []string{workerCN, operatorCN}},
+		AdminCert: w.admin, Dynamic: serverconfig.Dynamic(), LogLevel: "error",
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.srv.Stop(), "stopping the server and dropping its databases") })
+	cliClient, err := w.srv.Dial(ctx, w.cliCert, nil)
+	require.NoError(t, err)
+	t.Cleanup(cliClient.Close)
+	w.workerClient, err = w.srv.Dial(ctx, w.worker, nil)
+	require.NoError(t, err)
+	t.Cleanup(w.workerClient.Close)
+	w.temporal = prodTemporal{srv: w.srv, cli: cliClient}
+	return w
+}
+
+// connFlags are the hpcvm / hpcvm-worker flags that present cert.
+func (w *prodWorld) connFlags(cert prodserver.ClientCert) []string {
+	return []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile, "--tls-ca", w.pki.CAFile, "--tls-server-name", w.pki.ServerName}
+}
+
+// env is a test's world on this server: the CLI with the operator's
+// certificate, workers with the worker's.
+func (w *prodWorld) env(t *testing.T) *env {
+	e := newEnvOn(t, w.temporal, dialLibvirt(t))
+	e.workerClient = w.workerClient
+	e.cliConn, e.workerConn = w.connFlags(w.cliCert), w.connFlags(w.worker)
+	return e
+}
+
+// TestProductionTemporal runs the core of the end-to-end tests against a
+// Temporal server as a team runs it: PostgreSQL, mTLS, a namespace other
+// than default, search attributes registered once by an administrator,
+// workers and CLI without operator rights.
+func TestProductionTemporal(t *testing.T) {
+	w := newProdWorld(t)
+	bin := buildWorker(t)
+
+	t.Run("a worker without operator rights names the missing search attributes and the admin's command", func(t *testing.T) {
+		_, err := hostworker.EnsureSearchAttributes(context.Background(), w.workerClient, w.srv.Namespace())
+		var missing *hostworker.MissingSearchAttributesError
+		require.True(t, errors.As(err, &missing), "%v", err)
+		assert.Equal(t, []string{"HpcvmCluster", "HpcvmHost", "HpcvmOperation"}, missing.Missing)
+
+		// The worker process refuses to start, and says why.
+		e := w.env(t)
+		proc := e.startWorkerProcess(bin)
+		exited := make(chan error, 1)
+		go func() { exited <- proc.Wait() }()
+		select {
+		case err := <-exited:
+			require.Error(t, err, "the worker exits with an error")
+		case <-time.After(time.Minute):
+			t.Fatal("the worker did not exit within a minute although the namespace lacks the search attributes")
+		}
+		log, err := os.ReadFile(filepath.Join(e.poolRoot, "worker.log"))
+		require.NoError(t, err)
+		assert.Contains(t, string(log), "lacks hpcvm's search attributes HpcvmCluster, HpcvmHost, HpcvmOperation")
+		assert.Contains(t, string(log), "temporal operator search-attribute create --namespace "+w.srv.Namespace()+" --name HpcvmCluster --type Keyword")
+	})
+
+	// The admin step, once: what an administrator does for the team.
+	adminClient, err := w.srv.Dial(context.Background(), w.admin, nil)
+	require.NoError(t, err)
+	added, err := hostworker.EnsureSearchAttributes(context.Background(), adminClient, w.srv.Namespace())
+	adminClient.Close()
+	require.NoError(t, err)
+	require.Len(t, added, 3)
+
+	t.Run("start, status, stop and destroy", func(t *testing.T) {
+		e := w.env(t)
+		e.writeConfig("")
+		e.startWorker()
+		e.mustLeaveNothing()
+
+		code, out := e.hpcvm("start")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Contains(t, out, "created 9 object(s), started 3 VM(s)")
+		// The run carries hpcvm's search attributes in the namespace's
+		// (PostgreSQL) visibility store.
+		e.waitForRuns(`HpcvmCluster = "`+e.cluster+`" AND HpcvmOperation = "start"`, 1)
+
+		code, out = e.hpcvm("status")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Contains(t, out, "Status: running")
+
+		e.waitForLeases(3, 2*time.Minute) // booted: they answer ACPI
+		code, out = e.hpcvm("stop", "--timeout", "60s")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Contains(t, out, "3 shut down cleanly, 0 forced off")
+		for _, vm := range []string{"controller-01", "compute-01", "compute-02"} {
+			st, err := e.lv.DomainState(e.cluster + "-" + vm)
+			require.NoError(t, err)
+			assert.Equal(t, "shut off", string(st), vm)
+		}
+
+		code, out = e.hpcvm("destroy", "--yes")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Empty(t, e.leftovers())
+	})
+
+	t.Run("a worker killed mid-start: the run completes on the next", func(t *testing.T) {
+		e := w.env(t)
+		e.writeConfig("")
+		e.mustLeaveNothing()
+		first := e.startWorkerProcess(bin)
+		run := e.submitStart(workflows.Options{})
+		killedAt := waitForStep(t, w.temporal.cli, run, "pool ")
+		require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+		_, _ = first.Process.Wait()
+		started := 0
+		for _, s := range killedAt {
+			if strings.HasPrefix(s.Name, "start ") && s.Status == workflows.StepDone {
+				started++
+			}
+		}
+		require.Less(t, started, 3, "the kill came before the run had started every VM")
+
+		restarted := time.Now()
+		e.startWorkerProcess(bin)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		var res workflows.StartResult
+		require.NoError(t, run.Get(ctx, &res), "the run completes on the new worker")
+		t.Logf("run finished %s after the new worker started", time.Since(restarted).Round(10*time.Millisecond))
+
+		code, out := e.hpcvm("destroy", "--yes")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Empty(t, e.leftovers())
+	})
+}
