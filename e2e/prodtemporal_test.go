@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,6 +156,24 @@ func TestProductionTemporal(t *testing.T) {
 		code, out = e.hpcvm("status")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Contains(t, out, "Status: running")
+
+		// The same, configured only as the SDKs are: a temporal.toml
+		// profile (address, namespace, mTLS), no connection flag.
+		toml := filepath.Join(t.TempDir(), "temporal.toml")
+		require.NoError(t, os.WriteFile(toml, []byte(fmt.Sprintf(`[profile.ci]
+address = %q
+namespace = %q
+[profile.ci.tls]
+client_cert_path = %q
+client_key_path = %q
+server_ca_cert_path = %q
+server_name = %q
+`, w.srv.FrontendAddr(), w.srv.Namespace(), w.cliCert.CertFile, w.cliCert.KeyFile, w.pki.CAFile, w.pki.ServerName)), 0o600))
+		t.Setenv("TEMPORAL_CONFIG_FILE", toml)
+		var stdout, stderr bytes.Buffer
+		code = cli.Main([]string{"status", "-c", e.config, "--temporal-profile", "ci"}, strings.NewReader(""), &stdout, &stderr)
+		require.Equal(t, cli.ExitOK, code, "%s%s", stdout.String(), stderr.String())
+		assert.Contains(t, stdout.String(), "Status: running")
 
 		e.waitForLeases(3, 2*time.Minute) // booted: they answer ACPI
 		code, out = e.hpcvm("stop", "--timeout", "60s")
