@@ -19,6 +19,8 @@ import (
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -188,6 +190,8 @@ server_name = %q
 		code, out = e.hpcvm("destroy", "--yes")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
+		e.waitForRuns(`HpcvmCluster = "`+e.cluster+`" AND HpcvmOperation = "destroy"`, 1)
+		e.logRunFigures(workflows.StartClusterName, workflows.StopClusterName, workflows.DestroyClusterName)
 	})
 
 	t.Run("a worker killed mid-start: the run completes on the next", func(t *testing.T) {
@@ -214,9 +218,85 @@ server_name = %q
 		var res workflows.StartResult
 		require.NoError(t, run.Get(ctx, &res), "the run completes on the new worker")
 		t.Logf("run finished %s after the new worker started", time.Since(restarted).Round(10*time.Millisecond))
+		t.Logf("task figures of the interrupted start: %s", runTaskFigures(t, w.temporal.cli, run.GetID(), run.GetRunID()))
 
 		code, out := e.hpcvm("destroy", "--yes")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
 	})
+}
+
+// taskFigures are the workflow tasks of one run as its history shows
+// them: how long each waited for a worker, by queue (the worker's sticky
+// queue, or the host's queue: a run's first task, a task after a worker
+// change, and any whose sticky wait passed the sticky timeout; this server
+// writes no event for those), how long a worker held one (a replay of the
+// whole history shows here), and the tasks that timed out in a worker's
+// hands. Figures for tuning the workflow task timeout
+// (workflows.WorkflowTaskTimeout) and the sticky timeout
+// (hostworker.DefaultStickyTimeout), not assertions.
+type taskFigures struct {
+	tasks                        int
+	maxStickyWait, maxNormalWait time.Duration
+	stickyWaits, normalWaits     int
+	maxHeld                      time.Duration
+	timeouts                     int
+}
+
+func (f taskFigures) String() string {
+	return fmt.Sprintf("%d workflow tasks; wait for a worker: sticky max %s (%d tasks), host queue max %s (%d tasks); held by the worker: max %s; timed out: %d",
+		f.tasks, f.maxStickyWait, f.stickyWaits, f.maxNormalWait, f.normalWaits, f.maxHeld, f.timeouts)
+}
+
+func runTaskFigures(t *testing.T, c client.Client, workflowID, runID string) taskFigures {
+	t.Helper()
+	var f taskFigures
+	scheduled := map[int64]time.Time{}
+	sticky := map[int64]bool{}
+	started := map[int64]time.Time{}
+	it := c.GetWorkflowHistory(context.Background(), workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		at := ev.GetEventTime().AsTime()
+		switch {
+		case ev.GetWorkflowTaskScheduledEventAttributes() != nil:
+			a := ev.GetWorkflowTaskScheduledEventAttributes()
+			scheduled[ev.GetEventId()] = at
+			sticky[ev.GetEventId()] = a.GetTaskQueue().GetKind() == enums.TASK_QUEUE_KIND_STICKY
+			f.tasks++
+		case ev.GetWorkflowTaskStartedEventAttributes() != nil:
+			id := ev.GetWorkflowTaskStartedEventAttributes().GetScheduledEventId()
+			started[ev.GetEventId()] = at
+			wait := at.Sub(scheduled[id])
+			if sticky[id] {
+				f.stickyWaits++
+				f.maxStickyWait = max(f.maxStickyWait, wait)
+			} else {
+				f.normalWaits++
+				f.maxNormalWait = max(f.maxNormalWait, wait)
+			}
+		case ev.GetWorkflowTaskCompletedEventAttributes() != nil:
+			held := at.Sub(started[ev.GetWorkflowTaskCompletedEventAttributes().GetStartedEventId()])
+			f.maxHeld = max(f.maxHeld, held)
+		case ev.GetWorkflowTaskTimedOutEventAttributes() != nil:
+			f.timeouts++
+		}
+	}
+	return f
+}
+
+// logRunFigures logs the task figures of the cluster's runs of the
+// given workflow types, newest of each.
+func (e *env) logRunFigures(ops ...string) {
+	c := e.ts.GetDefaultClient()
+	for _, op := range ops {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf(`WorkflowId = %q AND WorkflowType = %q`, workflows.WorkflowID(e.cluster), op)})
+		require.NoError(e.t, err)
+		for _, ex := range resp.GetExecutions() {
+			f := runTaskFigures(e.t.(*testing.T), c, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())
+			e.t.Logf("task figures of %s run %s: %s", op, ex.GetExecution().GetRunId(), f)
+		}
+	}
 }

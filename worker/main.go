@@ -83,6 +83,7 @@ recorded offset).`,
 	f.String("libvirt-uri", "qemu:///system", "libvirt connection URI of this host")
 	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
+	f.Duration("sticky-timeout", hostworker.DefaultStickyTimeout, "how long a run's next workflow task waits for this worker before any worker of the host may take it (replaying the history); raise it for a Temporal server across a network (e.g. 2s)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under, made if missing (repeat for several)")
@@ -179,7 +180,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 			return fmt.Errorf("--netns %q: no such network namespace (ip netns list shows them): %w", netns, err)
 		}
 	}
-	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
 		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
