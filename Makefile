@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down postgres postgres-down build test test-unit bench bench-upload bench-crash bench-scale up run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down postgres postgres-down build test test-unit bench bench-upload bench-crash bench-scale bench-remote up run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destr
 
 bench-scale: deps libvirtd ## start+destroy 1+7, 1+31 and 1+99 VMs (64 MiB) with hpcvm and an 8-way virsh script; prints times, ratios, history sizes, longest workflow task
 	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./e2e/
+
+bench-remote: deps libvirtd postgres ## start+destroy 1+2 VMs against the PostgreSQL + mTLS Temporal seen across emulated round trips (0-250 ms); prints times and workflow-task waits per run
+	$(GO) test -run '^$$' -bench RemoteTemporal -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

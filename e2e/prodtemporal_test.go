@@ -29,11 +29,19 @@ import (
 type prodTemporal struct {
 	srv *prodserver.Server
 	cli client.Client
+	// addr is where clients dial ("": the frontend itself; else a proxy
+	// in front of it).
+	addr string
 }
 
 func (p prodTemporal) GetDefaultClient() client.Client { return p.cli }
 func (p prodTemporal) GetDefaultNamespace() string     { return p.srv.Namespace() }
-func (p prodTemporal) GetFrontendHostPort() string     { return p.srv.FrontendAddr() }
+func (p prodTemporal) GetFrontendHostPort() string {
+	if p.addr != "" {
+		return p.addr
+	}
+	return p.srv.FrontendAddr()
+}
 
 // prodWorld is one production-shaped Temporal with its certificates.
 type prodWorld struct {
@@ -56,7 +64,7 @@ const (
 // another description file), mutual TLS, roles by certificate and a
 // namespace of its own. No search attribute is registered yet: that is
 // the admin's step.
-func newProdWorld(t *testing.T) *prodWorld {
+func newProdWorld(t testing.TB) *prodWorld {
 	envFile := os.Getenv("HPCVM_TEST_POSTGRES_ENV")
 	if envFile == "" {
 		envFile = prodserver.DefaultPostgresEnvFile
@@ -96,7 +104,7 @@ func (w *prodWorld) connFlags(cert prodserver.ClientCert) []string {
 
 // env is a test's world on this server: the CLI with the operator's
 // certificate, workers with the worker's.
-func (w *prodWorld) env(t *testing.T) *env {
+func (w *prodWorld) env(t testing.TB) *env {
 	e := newEnvOn(t, w.temporal, dialLibvirt(t))
 	e.workerClient = w.workerClient
 	e.cliConn, e.workerConn = w.connFlags(w.cliCert), w.connFlags(w.worker)
@@ -248,7 +256,7 @@ func (f taskFigures) String() string {
 		f.tasks, f.maxStickyWait, f.stickyWaits, f.maxNormalWait, f.normalWaits, f.maxHeld, f.timeouts)
 }
 
-func runTaskFigures(t *testing.T, c client.Client, workflowID, runID string) taskFigures {
+func runTaskFigures(t testing.TB, c client.Client, workflowID, runID string) taskFigures {
 	t.Helper()
 	var f taskFigures
 	scheduled := map[int64]time.Time{}
@@ -287,16 +295,20 @@ func runTaskFigures(t *testing.T, c client.Client, workflowID, runID string) tas
 }
 
 // logRunFigures logs the task figures of the cluster's runs of the
-// given workflow types, newest of each.
-func (e *env) logRunFigures(ops ...string) {
+// given workflow types, and returns them as lines.
+func (e *env) logRunFigures(ops ...string) []string {
+	var lines []string
 	c := e.ts.GetDefaultClient()
 	for _, op := range ops {
 		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
 			Query: fmt.Sprintf(`WorkflowId = %q AND WorkflowType = %q`, workflows.WorkflowID(e.cluster), op)})
 		require.NoError(e.t, err)
 		for _, ex := range resp.GetExecutions() {
-			f := runTaskFigures(e.t.(*testing.T), c, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())
-			e.t.Logf("task figures of %s run %s: %s", op, ex.GetExecution().GetRunId(), f)
+			f := runTaskFigures(e.t, c, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())
+			line := fmt.Sprintf("task figures of %s run %s: %s", op, ex.GetExecution().GetRunId(), f)
+			e.t.Log(line)
+			lines = append(lines, line)
 		}
 	}
+	return lines
 }

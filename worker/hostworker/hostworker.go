@@ -55,12 +55,14 @@ type Options struct {
 // DefaultStickyTimeout: a workflow task left on a dead worker's sticky
 // queue moves to the host's queue after this, instead of the SDK's 5 s.
 // A worker restarted on its machine does not wait for it (TakeOver resets
-// the runs' sticky queues). Measured on a PostgreSQL + mTLS server on
-// loopback (TestProductionTemporal), a live worker's sticky tasks waited
-// at most 17-36 ms, with one 609 ms outlier in about 130 tasks on a busy
-// two-core machine; on the in-process server at most 6-27 ms. A server
-// across a network adds its round trip to every wait: there, raise it
-// (--sticky-timeout); a timed-out sticky task only costs a replay.
+// the runs' sticky queues). Measured on a PostgreSQL + mTLS server
+// (TestProductionTemporal, BenchmarkRemoteTemporal), a live worker's
+// sticky tasks waited about one network round trip: at most 16-58 ms on
+// loopback (one 609 ms outlier in about 130 tasks on a busy two-core
+// machine), 23-35 ms at 20 ms RTT, 60-99 ms at 100 ms, 239 ms at 250 ms.
+// So 500 ms holds to about 250 ms RTT with a factor 2 to spare; farther
+// away, raise it (--sticky-timeout, about 4x the RTT). A sticky task that
+// times out only costs a replay of the history on the host's queue.
 const DefaultStickyTimeout = 500 * time.Millisecond
 
 // New registers the workflows and activities on the host's task queue.
