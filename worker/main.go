@@ -83,7 +83,7 @@ recorded offset).`,
 	f.String("libvirt-uri", "qemu:///system", "libvirt connection URI of this host")
 	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
-	f.Duration("sticky-timeout", hostworker.DefaultStickyTimeout, "how long a run's next workflow task waits for this worker before any worker of the host may take it (replaying the history); raise it for a Temporal server across a network (e.g. 2s)")
+	f.Duration("sticky-timeout", hostworker.DefaultStickyTimeout, "how long a run's next workflow task waits for this worker before any worker of the host may take it (replaying the history); the default holds for a Temporal server up to about 250 ms round trip away; farther, about 4x the round trip")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under, made if missing (repeat for several)")
