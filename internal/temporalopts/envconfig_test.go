@@ -2,6 +2,7 @@ package temporalopts
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,7 @@ func TestSettingsFollowTheSDKsEnvironmentConfiguration(t *testing.T) {
 		assert.Equal(t, "temporal.team.example:7233", opts.HostPort)
 		assert.Equal(t, "hpcvm-team", opts.Namespace)
 		require.NotNil(t, opts.ConnectionOptions.TLS)
-		assert.Len(t, opts.ConnectionOptions.TLS.Certificates, 1)
+		assert.Equal(t, "client", clientCN(t, opts.ConnectionOptions.TLS))
 		assert.NotNil(t, opts.ConnectionOptions.TLS.RootCAs)
 		assert.Equal(t, "temporal.team.example", opts.ConnectionOptions.TLS.ServerName)
 		assert.Equal(t, uint16(tls.VersionTLS12), opts.ConnectionOptions.TLS.MinVersion)
@@ -90,7 +91,7 @@ func TestSettingsFollowTheSDKsEnvironmentConfiguration(t *testing.T) {
 		assert.Equal(t, "flag.example:7233", opts.HostPort)
 		assert.Equal(t, "from-flag", opts.Namespace)
 		require.NotNil(t, opts.ConnectionOptions.TLS)
-		assert.Len(t, opts.ConnectionOptions.TLS.Certificates, 1, "the profile's client certificate stays: only the CA was overridden")
+		assert.Equal(t, "client", clientCN(t, opts.ConnectionOptions.TLS), "the profile's client certificate stays: only the CA was overridden")
 		assert.Equal(t, "flag.example", opts.ConnectionOptions.TLS.ServerName)
 	})
 
@@ -147,4 +148,45 @@ func TestFromViperTakesOnlyGivenFlags(t *testing.T) {
 	BindEnv(v)
 	assert.Equal(t, "from-hpcvm-env", FromViper(v).Namespace, "HPCVM_* variables count as flags")
 	assert.False(t, strings.Contains(FromViper(v).Address, "7233"), "the address was not given")
+}
+
+// clientCN is the common name of the client certificate cfg presents.
+func clientCN(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	var pair *tls.Certificate
+	if cfg.GetClientCertificate != nil {
+		var err error
+		pair, err = cfg.GetClientCertificate(&tls.CertificateRequestInfo{})
+		require.NoError(t, err)
+	} else {
+		require.Len(t, cfg.Certificates, 1)
+		pair = &cfg.Certificates[0]
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	return leaf.Subject.CommonName
+}
+
+// A host worker runs for months: a certificate renewed in place is shown
+// at the next connection, without a restart; a renewal half written
+// leaves the last good one in use.
+func TestClientCertificateRenewedInPlace(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := throwawayPair(t, dir, "before")
+	ca, _ := throwawayPair(t, dir, "ca")
+	opts, err := Connection{Env: fakeEnv{}, ConfigFile: filepath.Join(dir, "absent.toml"), TLSCert: cert, TLSKey: key, TLSCA: ca}.ClientOptions(nil)
+	require.NoError(t, err)
+	cfg := opts.ConnectionOptions.TLS
+	assert.Equal(t, "before", clientCN(t, cfg))
+
+	newCert, newKey := throwawayPair(t, dir, "after")
+	for from, to := range map[string]string{newCert: cert, newKey: key} {
+		b, err := os.ReadFile(from)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(to, b, 0o600))
+	}
+	assert.Equal(t, "after", clientCN(t, cfg))
+
+	require.NoError(t, os.WriteFile(key, []byte("half written"), 0o600))
+	assert.Equal(t, "after", clientCN(t, cfg), "an unreadable renewal keeps the last good pair")
 }

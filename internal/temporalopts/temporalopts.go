@@ -75,8 +75,20 @@ func (c Connection) ClientOptions(logger *zap.Logger) (client.Options, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
 	}
-	if opts.ConnectionOptions.TLS != nil && opts.ConnectionOptions.TLS.MinVersion == 0 {
-		opts.ConnectionOptions.TLS.MinVersion = tls.VersionTLS12
+	if cfg := opts.ConnectionOptions.TLS; cfg != nil {
+		if cfg.MinVersion == 0 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		// Certificate files are read again when they change (renewal in
+		// place); certificate data given inline stays as it is.
+		if prof.TLS != nil && prof.TLS.ClientCertPath != "" {
+			pair, err := newReloadingPair(prof.TLS.ClientCertPath, prof.TLS.ClientKeyPath)
+			if err != nil {
+				return client.Options{}, err
+			}
+			cfg.Certificates = nil
+			cfg.GetClientCertificate = pair.get
+		}
 	}
 	return opts, nil
 }
