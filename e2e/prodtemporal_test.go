@@ -166,6 +166,10 @@ func TestProductionTemporal(t *testing.T) {
 		code, out = e.hpcvm("status")
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Contains(t, out, "Status: running")
+		// list reads the namespace's visibility (PostgreSQL) by search attribute.
+		code, out = e.hpcvmBare("list")
+		require.Equal(t, cli.ExitOK, code, out)
+		assert.Contains(t, out, e.cluster)
 
 		// The same, configured only as the SDKs are: a temporal.toml
 		// profile (address, namespace, mTLS), no connection flag.
