@@ -87,6 +87,7 @@ ensure_role() {
 mkdir -p "$STATE_DIR"
 chmod 755 "$STATE_DIR"
 # Two checkouts' `make test` at once: one starts it, the other reuses it.
+# (PostgreSQL is started with fd 9 closed, or it would hold the lock.)
 exec 9>"$STATE_DIR/.lock"
 flock 9
 
@@ -133,7 +134,7 @@ log "starting PostgreSQL ($BIN) on $LISTEN:$PORT, socket $SOCK"
 # shared machine.
 as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start -o \
   "-c listen_addresses=$LISTEN -c port=$PORT -c unix_socket_directories=$SOCK -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-  >/dev/null || die "PostgreSQL did not start, see $LOG"
+  >/dev/null 9>&- || die "PostgreSQL did not start, see $LOG"
 PID="$(head -n1 "$DATA/postmaster.pid")"
 alive "$PID" || die "PostgreSQL started but pid $PID from $DATA/postmaster.pid is not running; see $LOG"
 answers "$PORT" || die "PostgreSQL pid $PID does not answer on $LISTEN:$PORT; see $LOG"
