@@ -84,7 +84,7 @@ const (
 // upgrade path starts from.
 func (p Postgres) createDatabase(database, schemaName, wantVersion string, logger log.Logger) error {
 	if err := sqltool.DoCreateDatabase(p.sqlConfig(database), p.AdminDatabase, logger); err != nil {
-		return fmt.Errorf("creating database %s on %s: %w", database, p.Addr, err)
+		return fmt.Errorf("creating database %s on %s as %s: %w (is the project's PostgreSQL running? `make postgres` starts it)", database, p.Addr, p.User, err)
 	}
 	conn, err := sqltool.NewConnection(p.sqlConfig(database), logger)
 	if err != nil {
