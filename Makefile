@@ -9,7 +9,7 @@ EXAMPLE   ?= examples/cluster.yaml
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help deps libvirtd libvirtd-down build test test-unit bench bench-upload bench-crash bench-scale up run down example-image clean
+.PHONY: help deps libvirtd libvirtd-down postgres postgres-down build test test-unit bench bench-upload bench-crash bench-scale bench-remote up run down example-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ libvirtd: deps ## start libvirtd + virtlogd in the hpcvm-test network namespace 
 libvirtd-down: ## stop the libvirtd this project started
 	bash scripts/libvirtd-down.sh
 
+postgres: deps ## start the project's PostgreSQL on 127.0.0.1 (own data dir, free port) for the production-Temporal tests, or reuse a running one
+	bash scripts/postgres-up.sh
+
+postgres-down: ## stop the PostgreSQL this project started
+	bash scripts/postgres-down.sh
+
 # What `hpcvm version` says when the toolchain stamps no VCS data
 # (-buildvcs=false, a copy without .git): the checkout's git describe.
 STAMP     := $(shell git describe --always --dirty 2>/dev/null)
@@ -33,7 +39,7 @@ build: deps ## build bin/hpcvm, bin/hpcvm-worker, bin/hpcvm-devserver
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-worker ./worker
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-devserver ./devserver
 
-test: deps libvirtd ## run every test: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal)
+test: deps libvirtd postgres ## run every test: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal: in-process, and with PostgreSQL + mTLS)
 	$(GO) vet ./...
 	$(GO) vet -tags libvirtdrestart ./e2e/
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -54,6 +60,9 @@ bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destr
 
 bench-scale: deps libvirtd ## start+destroy 1+7, 1+31 and 1+99 VMs (64 MiB) with hpcvm and an 8-way virsh script; prints times, ratios, history sizes, longest workflow task
 	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./e2e/
+
+bench-remote: deps libvirtd postgres ## start+destroy 1+2 VMs against the PostgreSQL + mTLS Temporal seen across emulated round trips (0-250 ms); prints times and workflow-task waits per run
+	$(GO) test -run '^$$' -bench RemoteTemporal -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

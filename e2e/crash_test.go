@@ -31,9 +31,10 @@ func buildWorker(t testing.TB) string {
 
 // startWorkerProcess runs hpcvm-worker as its own process, as on a host.
 func (e *env) startWorkerProcess(bin string) *exec.Cmd {
-	cmd := exec.Command(bin, "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace(),
+	args := append([]string{"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace(),
 		"--host", e.host, "--libvirt-uri", libvirtURI(), "--log-level", "info",
-		"--image-root", "/var/tmp", "--pool-root", "/var/tmp")
+		"--image-root", "/var/tmp", "--pool-root", "/var/tmp"}, e.workerConn...)
+	cmd := exec.Command(bin, args...)
 	log, err := os.Create(filepath.Join(e.poolRoot, "worker.log"))
 	require.NoError(e.t, err)
 	cmd.Stdout, cmd.Stderr = log, log

@@ -32,6 +32,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporal"
@@ -105,16 +106,32 @@ func testImage(t testing.TB) string {
 	return imagePath
 }
 
+// testTemporal is the Temporal server a test talks to: the in-process
+// temporaltest server, or a production-shaped one (prodtemporal_test.go).
+type testTemporal interface {
+	// GetDefaultClient is the client the test (and so the CLI's side)
+	// uses in the test's namespace.
+	GetDefaultClient() client.Client
+	GetDefaultNamespace() string
+	GetFrontendHostPort() string
+}
+
 // env is one test's world: a Temporal server, a worker for a unique host
 // name, and a unique cluster whose leftovers are checked at the end.
 type env struct {
-	t        testing.TB
-	ts       *temporaltest.TestServer
-	lv       *libvirt.Client
-	host     string
-	cluster  string
-	poolRoot string
-	config   string
+	t  testing.TB
+	ts testTemporal
+	// workerClient is the in-process worker's client when it differs from
+	// ts's (a certificate with other rights); nil: ts.GetDefaultClient().
+	workerClient client.Client
+	// cliConn and workerConn are the connection flags (TLS) the CLI and a
+	// worker process add to --temporal-address and --namespace.
+	cliConn, workerConn []string
+	lv                  *libvirt.Client
+	host                string
+	cluster             string
+	poolRoot            string
+	config              string
 }
 
 func newEnv(t testing.TB) *env {
@@ -131,6 +148,11 @@ func newEnv(t testing.TB) *env {
 	}
 	_, err := hostworker.EnsureSearchAttributes(context.Background(), ts.GetDefaultClient(), ts.GetDefaultNamespace())
 	require.NoError(t, err)
+	return newEnvOn(t, ts, lv)
+}
+
+// newEnvOn is a test's world on a Temporal server that is already there.
+func newEnvOn(t testing.TB, ts testTemporal, lv *libvirt.Client) *env {
 	suffix := randomSuffix()
 	e := &env{t: t, ts: ts, lv: lv, host: "e2e-" + suffix, cluster: "e2e-" + suffix}
 	root, err := os.MkdirTemp("/var/tmp", "hpcvm-e2e-")
@@ -174,7 +196,11 @@ func (e *env) startWorkerWith(change func(*hostworker.Options)) worker.Worker {
 		// into this machine's namespace; the audit log is the test's.
 		Netns: testNetns, AuditLog: e.auditLog()}
 	change(&o)
-	w := hostworker.New(e.ts.GetDefaultClient(), e.lv, o)
+	c := e.workerClient
+	if c == nil {
+		c = e.ts.GetDefaultClient()
+	}
+	w := hostworker.New(c, e.lv, o)
 	require.NoError(e.t, w.Start())
 	e.t.Cleanup(w.Stop)
 	return w
@@ -194,7 +220,7 @@ func (e *env) hpcvm(args ...string) (int, string) {
 // cluster, with the test server's address.
 func (e *env) cliArgs(args ...string) []string {
 	return append([]string{args[0], "-c", e.config, "--trace-dir", e.traceDir(),
-		"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}, args[1:]...)
+		"--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace()}, append(e.cliConn, args[1:]...)...)
 }
 
 // traceDir is where the CLI run by e.hpcvm writes XML traces.

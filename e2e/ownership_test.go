@@ -93,6 +93,7 @@ compute_nodes:
 func (e *env) hpcvmBare(args ...string) (int, string) {
 	var out, errOut bytes.Buffer
 	full := append(append([]string{}, args...), "--temporal-address", e.ts.GetFrontendHostPort(), "--namespace", e.ts.GetDefaultNamespace())
+	full = append(full, e.cliConn...)
 	code := cli.Main(full, strings.NewReader(""), &out, &errOut)
 	e.t.Logf("hpcvm %s → exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
 	return code, out.String() + errOut.String()

@@ -25,6 +25,10 @@ packages=(
   chromium
   # the bootable test guest image (scripts/make-test-image.sh)
   linux-image-cloud-amd64 busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio gzip
+  # PostgreSQL server: tests run hpcvm against a Temporal server with
+  # PostgreSQL persistence (scripts/postgres-up.sh starts a project-owned
+  # instance; Debian's own cluster is left alone)
+  postgresql
   # the guest agent inside the test guest: hpcvm status reads addresses
   # through it (copied into the image; it does not run on the host)
   qemu-guest-agent

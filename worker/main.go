@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -82,6 +83,7 @@ recorded offset).`,
 	f.String("libvirt-uri", "qemu:///system", "libvirt connection URI of this host")
 	f.String("host", strings.ToLower(host), "this host's name, as clusters give it in cluster.host")
 	f.Duration("stop-timeout", 30*time.Second, "on shutdown, how long running steps may take to finish")
+	f.Duration("sticky-timeout", hostworker.DefaultStickyTimeout, "how long a run's next workflow task waits for this worker before any worker of the host may take it (replaying the history); the default holds for a Temporal server up to about 250 ms round trip away; farther, about 4x the round trip")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.StringSlice("image-root", activities.DefaultImageRoots, "directory base images may be read from (repeat for several); anything else is refused before a cluster is created")
 	f.StringSlice("pool-root", activities.DefaultPoolRoots, "directory cluster pools may be created under, made if missing (repeat for several)")
@@ -129,14 +131,22 @@ func run(ctx context.Context, v *viper.Viper) error {
 	defer c.Close()
 
 	// Runs can be found by cluster, operation and host once the namespace
-	// knows hpcvm's search attributes; without them everything else works.
+	// knows hpcvm's search attributes. A worker with operator rights (the
+	// dev server) adds missing ones; one without them (a team's Temporal)
+	// needs an administrator to have added them, and refuses to start
+	// until then: the CLI's runs would carry attributes the namespace
+	// does not know. Other failures only cost the filtering.
 	saCtx, cancelSA := context.WithTimeout(ctx, 10*time.Second)
-	if added, err := hostworker.EnsureSearchAttributes(saCtx, c, opts.Namespace); err != nil {
+	added, err := hostworker.EnsureSearchAttributes(saCtx, c, opts.Namespace)
+	cancelSA()
+	var missing *hostworker.MissingSearchAttributesError
+	if errors.As(err, &missing) {
+		return err
+	} else if err != nil {
 		logger.Warn("runs cannot be filtered by cluster in the Web UI", zap.Error(err))
 	} else if len(added) > 0 {
 		logger.Info("added search attributes to the namespace", zap.Strings("attributes", added), zap.String("namespace", opts.Namespace))
 	}
-	cancelSA()
 
 	imageRoots, poolRoots, shareRoots := v.GetStringSlice("image-root"), v.GetStringSlice("pool-root"), v.GetStringSlice("share-root")
 	discoveryRoots, resolverRoots := v.GetStringSlice("discovery-root"), v.GetStringSlice("resolver-root")
@@ -170,7 +180,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 			return fmt.Errorf("--netns %q: no such network namespace (ip netns list shows them): %w", netns, err)
 		}
 	}
-	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
+	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
 		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),

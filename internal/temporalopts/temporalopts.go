@@ -15,10 +15,17 @@ import (
 	"github.com/spf13/viper"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
 	"go.uber.org/zap"
 )
 
-// Connection is how to reach Temporal.
+// Connection is how to reach Temporal. Settings come from three places,
+// the first that gives one wins: hpcvm's flags (and their HPCVM_*
+// environment variables); the SDK's environment configuration, i.e. the
+// TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*
+// variables over a profile of temporal.toml (TEMPORAL_PROFILE,
+// TEMPORAL_CONFIG_FILE), as the temporal CLI and every SDK read them; then
+// hpcvm's defaults (the local dev server). Empty fields are unset.
 type Connection struct {
 	Address       string
 	Namespace     string
@@ -27,6 +34,14 @@ type Connection struct {
 	TLSCA         string // CA bundle that signed the server's certificate
 	TLSServerName string
 	TLS           bool // TLS without a client certificate
+
+	// Profile names the temporal.toml profile ("" : TEMPORAL_PROFILE, else
+	// "default"); ConfigFile the file ("": TEMPORAL_CONFIG_FILE, else the
+	// SDK's default path). A missing default file is no error.
+	Profile    string
+	ConfigFile string
+	// Env looks environment variables up; nil means the process's.
+	Env envconfig.EnvLookup
 }
 
 // Defaults.
@@ -38,23 +53,72 @@ const (
 // ClientOptions builds the SDK's client options. The TLS flags are checked
 // as a whole first; their errors name the flag and the file to fix.
 func (c Connection) ClientOptions(logger *zap.Logger) (client.Options, error) {
-	opts := client.Options{
-		HostPort:  c.Address,
-		Namespace: c.Namespace,
-		Logger:    NewLogger(logger),
+	if _, err := c.TLSConfig(); err != nil {
+		return client.Options{}, err
 	}
+	prof, err := envconfig.LoadClientConfigProfile(envconfig.LoadClientConfigProfileOptions{
+		ConfigFilePath: c.ConfigFile, ConfigFileProfile: c.Profile, EnvLookup: c.Env,
+	})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("Temporal client configuration (temporal.toml profile, TEMPORAL_* environment variables): %w; "+
+			"name an existing profile with --temporal-profile or TEMPORAL_PROFILE, or the file with --temporal-config-file or TEMPORAL_CONFIG_FILE", err)
+	}
+	c.override(&prof)
+	opts, err := prof.ToClientOptions(envconfig.ToClientOptionsRequest{})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("Temporal client configuration (temporal.toml profile, TEMPORAL_* environment variables): %w", err)
+	}
+	opts.Logger = NewLogger(logger)
 	if opts.HostPort == "" {
 		opts.HostPort = DefaultAddress
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
 	}
-	cfg, err := c.TLSConfig()
-	if err != nil {
-		return opts, err
+	if cfg := opts.ConnectionOptions.TLS; cfg != nil {
+		if cfg.MinVersion == 0 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		// Certificate files are read again when they change (renewal in
+		// place); certificate data given inline stays as it is.
+		if prof.TLS != nil && prof.TLS.ClientCertPath != "" {
+			pair, err := newReloadingPair(prof.TLS.ClientCertPath, prof.TLS.ClientKeyPath)
+			if err != nil {
+				return client.Options{}, err
+			}
+			cfg.Certificates = nil
+			cfg.GetClientCertificate = pair.get
+		}
 	}
-	opts.ConnectionOptions.TLS = cfg
 	return opts, nil
+}
+
+// override puts hpcvm's settings over the profile's, field by field: a
+// --tls-ca flag replaces the profile's CA and keeps its client certificate.
+func (c Connection) override(p *envconfig.ClientConfigProfile) {
+	if c.Address != "" {
+		p.Address = c.Address
+	}
+	if c.Namespace != "" {
+		p.Namespace = c.Namespace
+	}
+	if !c.wantsTLS() {
+		return
+	}
+	if p.TLS == nil {
+		p.TLS = &envconfig.ClientConfigTLS{}
+	}
+	p.TLS.Disabled = false
+	if c.TLSCert != "" {
+		p.TLS.ClientCertPath, p.TLS.ClientCertData = c.TLSCert, nil
+		p.TLS.ClientKeyPath, p.TLS.ClientKeyData = c.TLSKey, nil
+	}
+	if c.TLSCA != "" {
+		p.TLS.ServerCACertPath, p.TLS.ServerCACertData = c.TLSCA, nil
+	}
+	if c.TLSServerName != "" {
+		p.TLS.ServerName = c.TLSServerName
+	}
 }
 
 // wantsTLS: any TLS setting means the operator expects TLS. Connecting in
@@ -139,22 +203,35 @@ func (z *zapLogger) Error(msg string, kv ...interface{}) { z.s.Errorw(msg, kv...
 
 // AddFlags defines the connection flags on fs, for hpcvm and hpcvm-worker
 // alike; bind them with viper so HPCVM_* environment variables work too.
+// A flag that is not given leaves the setting to the SDK's environment
+// configuration (TEMPORAL_* variables, temporal.toml), then to the default.
 func AddFlags(fs *pflag.FlagSet) {
-	fs.String("temporal-address", DefaultAddress, "Temporal frontend host:port")
-	fs.String("namespace", DefaultNamespace, "Temporal namespace")
-	fs.Bool("tls", false, "connect to Temporal with TLS (implied by any other --tls-* flag)")
-	fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS")
-	fs.String("tls-key", "", "client private key (PEM) for mutual TLS")
-	fs.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate")
-	fs.String("tls-server-name", "", "server name to verify in the Temporal server's certificate")
+	fs.String("temporal-address", DefaultAddress, "Temporal frontend host:port (not given: TEMPORAL_ADDRESS or the temporal.toml profile, else this default)")
+	fs.String("namespace", DefaultNamespace, "Temporal namespace (not given: TEMPORAL_NAMESPACE or the temporal.toml profile, else this default)")
+	fs.Bool("tls", false, "connect to Temporal with TLS (implied by any other --tls-* flag, by TEMPORAL_API_KEY and by a profile's tls settings)")
+	fs.String("tls-cert", "", "client certificate (PEM) for mutual TLS (else TEMPORAL_TLS_CLIENT_CERT_PATH or the profile's)")
+	fs.String("tls-key", "", "client private key (PEM) for mutual TLS (else TEMPORAL_TLS_CLIENT_KEY_PATH or the profile's)")
+	fs.String("tls-ca", "", "CA bundle (PEM) that signed the Temporal server's certificate (else TEMPORAL_TLS_SERVER_CA_CERT_PATH or the profile's)")
+	fs.String("tls-server-name", "", "server name to verify in the Temporal server's certificate (else TEMPORAL_TLS_SERVER_NAME or the profile's)")
+	fs.String("temporal-profile", "", "profile of the Temporal client configuration file (temporal.toml) to use; default: TEMPORAL_PROFILE, else \"default\"")
+	fs.String("temporal-config-file", "", "Temporal client configuration file (TOML, as the temporal CLI and SDKs read it); default: TEMPORAL_CONFIG_FILE, else the user's temporalio/temporal.toml if present")
 }
 
-// FromViper reads the settings AddFlags defined, from flags or environment.
+// FromViper reads the settings AddFlags defined that were given, as flags
+// or HPCVM_* environment variables; the others stay empty, for the SDK's
+// environment configuration and the defaults to fill.
 func FromViper(v *viper.Viper) Connection {
+	given := func(key string) string {
+		if v.IsSet(key) {
+			return v.GetString(key)
+		}
+		return ""
+	}
 	return Connection{
-		Address: v.GetString("temporal-address"), Namespace: v.GetString("namespace"),
-		TLS: v.GetBool("tls"), TLSCert: v.GetString("tls-cert"), TLSKey: v.GetString("tls-key"),
-		TLSCA: v.GetString("tls-ca"), TLSServerName: v.GetString("tls-server-name"),
+		Address: given("temporal-address"), Namespace: given("namespace"),
+		TLS: v.GetBool("tls"), TLSCert: given("tls-cert"), TLSKey: given("tls-key"),
+		TLSCA: given("tls-ca"), TLSServerName: given("tls-server-name"),
+		Profile: given("temporal-profile"), ConfigFile: given("temporal-config-file"),
 	}
 }
 

@@ -46,12 +46,32 @@ type Options struct {
 	// AuditLog is the file that records every host change
 	// (hostchange.DefaultAuditPath if empty).
 	AuditLog string
+	// StickyTimeout is how long a run's next workflow task waits on this
+	// worker's sticky queue before any worker of the host's queue may take
+	// it (with a replay of the history); DefaultStickyTimeout if zero.
+	StickyTimeout time.Duration
 }
+
+// DefaultStickyTimeout: a workflow task left on a dead worker's sticky
+// queue moves to the host's queue after this, instead of the SDK's 5 s.
+// A worker restarted on its machine does not wait for it (TakeOver resets
+// the runs' sticky queues). Measured on a PostgreSQL + mTLS server
+// (TestProductionTemporal, BenchmarkRemoteTemporal), a live worker's
+// sticky tasks waited about one network round trip: at most 16-58 ms on
+// loopback (one 609 ms outlier in about 130 tasks on a busy two-core
+// machine), 23-35 ms at 20 ms RTT, 60-99 ms at 100 ms, 239 ms at 250 ms.
+// So 500 ms holds to about 250 ms RTT with a factor 2 to spare; farther
+// away, raise it (--sticky-timeout, about 4x the RTT). A sticky task that
+// times out only costs a replay of the history on the host's queue.
+const DefaultStickyTimeout = 500 * time.Millisecond
 
 // New registers the workflows and activities on the host's task queue.
 func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 30 * time.Second
+	}
+	if o.StickyTimeout <= 0 {
+		o.StickyTimeout = DefaultStickyTimeout
 	}
 	if o.MaxConcurrentActivities <= 0 {
 		o.MaxConcurrentActivities = 32
@@ -73,11 +93,8 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		// a frontend that pauses longer than that cancels the activity.
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
-		// A workflow task left on a dead worker's sticky queue moves to
-		// the host's queue after this, instead of the SDK's 5 s. A live
-		// worker takes its sticky tasks within milliseconds; one that
-		// does not only costs a replay from the history.
-		StickyScheduleToStartTimeout: 500 * time.Millisecond,
+		// See DefaultStickyTimeout.
+		StickyScheduleToStartTimeout: o.StickyTimeout,
 		// Every step named after its object in the Web UI.
 		Interceptors: workflows.Interceptors(),
 	})
