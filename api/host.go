@@ -375,3 +375,20 @@ type SourceStat struct {
 // KeptPrefix starts a DomainDifferences entry of a domain start keeps
 // although it differs from this hpcvm's template (EnsureResult.Kept).
 const KeptPrefix = "kept: "
+
+// DHCPLeaseTime is how long the DHCP server of an hpcvm network leases an
+// address: libvirt's default, as hpcvm's networks set none. A lease was
+// taken (or renewed) DHCPLeaseTime before it runs out.
+const DHCPLeaseTime = time.Hour
+
+// LeaseTakenSince says a DHCP lease that runs out at expiry was taken (or
+// renewed) at since or later, give or take slack (clocks that differ): a
+// lease from a guest's earlier boot lingers in the table until it runs
+// out, and proves nothing about the guest now. Without an expiry or a
+// since, it proves nothing either.
+func LeaseTakenSince(expiry, since time.Time, slack time.Duration) bool {
+	if expiry.IsZero() || since.IsZero() {
+		return false
+	}
+	return !expiry.Add(-DHCPLeaseTime).Before(since.Add(-slack))
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 )
@@ -28,11 +29,6 @@ func (c *Client) domainStartedAt(name string) time.Time {
 	}
 	return fi.ModTime()
 }
-
-// DHCPLeaseTime is how long the DHCP server of an hpcvm network leases an
-// address: libvirt's default, as hpcvm's networks set none. A lease was
-// taken (or renewed) DHCPLeaseTime before it runs out.
-const DHCPLeaseTime = time.Hour
 
 // leaseClockSlack allows for the guest's DHCP exchange being stamped a
 // little before the pid file's time on a host whose clock stepped.
@@ -86,12 +82,7 @@ func (c *Client) GuestAnswers(name string, bootedAt time.Time) (string, error) {
 	return "", nil
 }
 
-// leaseSince says the lease was taken (or renewed) after bootedAt: a lease
-// runs out DHCPLeaseTime after the guest last asked for it. Without a boot
-// time no lease proves anything.
+// leaseSince says the lease was taken (or renewed) after bootedAt.
 func leaseSince(l DHCPLease, bootedAt time.Time) bool {
-	if bootedAt.IsZero() || l.Expiry.IsZero() {
-		return false
-	}
-	return !l.Expiry.Add(-DHCPLeaseTime).Before(bootedAt.Add(-leaseClockSlack))
+	return api.LeaseTakenSince(l.Expiry, bootedAt, leaseClockSlack)
 }

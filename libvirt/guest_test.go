@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -12,7 +13,7 @@ import (
 func TestLeaseSinceTellsAFreshLeaseFromALingeringOne(t *testing.T) {
 	booted := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	at := func(taken time.Time) DHCPLease {
-		return DHCPLease{MAC: "52:54:00:00:00:01", Expiry: taken.Add(DHCPLeaseTime)}
+		return DHCPLease{MAC: "52:54:00:00:00:01", Expiry: taken.Add(api.DHCPLeaseTime)}
 	}
 	for _, tc := range []struct {
 		name   string

@@ -175,21 +175,32 @@ func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (api.Pe
 	return pending, err
 }
 
-// dhcpLeaseTime is how long the DHCP server of an hpcvm network leases an
-// address: libvirt's default, as hpcvm's networks set none.
-const dhcpLeaseTime = time.Hour
-
 // clockSlack is how far the host's clock (lease expiries) may be behind
-// this machine's before a fresh lease looks stale.
+// this machine's before a fresh lease looks stale, when a lease is judged
+// against the time the start was asked for.
 const clockSlack = 10 * time.Second
 
+// bootSlack is the same when a lease is judged against the domain's own
+// start (both times the host's): a lease taken moments before a start,
+// by the guest's previous boot, must not pass for a fresh one.
+const bootSlack = 2 * time.Second
+
 // freshAddresses are the addresses held by mac that were taken (or renewed)
-// after since: a DHCP lease from before a stop lingers in the lease table
-// until it runs out, and is not proof that the guest is up again.
-func freshAddresses(all []api.LiveAddress, mac string, since time.Time) []string {
+// since the guest's boot: a DHCP lease from before a stop lingers in the
+// lease table until it runs out, and is not proof that the guest is up
+// again. The boot is the domain's QEMU start where the host tells it
+// (bootedAt), else the time the start was asked for (since).
+func freshAddresses(all []api.LiveAddress, mac string, since, bootedAt time.Time) []string {
 	var fresh []api.LiveAddress
 	for _, l := range all {
-		if l.Source != "dhcp" || l.Expiry.IsZero() || !l.Expiry.Before(since.Add(dhcpLeaseTime-clockSlack)) {
+		switch {
+		case l.Source != "dhcp":
+			fresh = append(fresh, l) // the guest agent answers now
+		case !bootedAt.IsZero():
+			if api.LeaseTakenSince(l.Expiry, bootedAt, bootSlack) {
+				fresh = append(fresh, l)
+			}
+		case l.Expiry.IsZero() || api.LeaseTakenSince(l.Expiry, since, clockSlack):
 			fresh = append(fresh, l)
 		}
 	}
@@ -240,7 +251,8 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 			}
 			ips := liveIPs(d.Inventory.LiveAddresses, vm.MAC)
 			if slices.Contains(started, vm.Domain) {
-				ips = freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since)
+				dom, _ := d.Inventory.Domain(vm.Domain)
+				ips = freshAddresses(d.Inventory.LiveAddresses, vm.MAC, since, dom.StartedAt)
 			}
 			if len(ips) == 0 {
 				missing = append(missing, vm.Name)
