@@ -252,7 +252,11 @@ func askOnce(ctx context.Context, c client.Client, host, question string, arg, r
 	if err == nil {
 		err = h.Get(askCtx, result)
 	}
-	if err != nil && askCtx.Err() != nil && ctx.Err() == nil {
+	// The server may end the wait a moment before the context's own timer
+	// fires ("Timeout or cancellation waiting for update"): an error at the
+	// deadline is the deadline.
+	deadline, _ := askCtx.Deadline()
+	if err != nil && ctx.Err() == nil && (askCtx.Err() != nil || time.Until(deadline) < time.Second) {
 		return context.DeadlineExceeded
 	}
 	return err
