@@ -152,7 +152,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			if err != nil {
 				return err
 			}
-			inv.AddressesInUse = inUse
+			inv.AddressesInUse, inv.AddressesListed = inUse, true
 		}
 		return nil
 	})

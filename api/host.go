@@ -151,6 +151,9 @@ type Inventory struct {
 	// routes hold (InspectRequest.AddressesInUse): what a new cluster
 	// network's range must not overlap.
 	AddressesInUse []AddressInUse `json:"addresses_in_use,omitempty"`
+	// AddressesListed says the inspection listed them (they may be none):
+	// an inspection recorded before did not, and its check passed unsaid.
+	AddressesListed bool `json:"addresses_listed,omitempty"`
 }
 
 // RoutingState is a routed cluster's place on the host.

@@ -213,7 +213,7 @@ func (p *preflight) inspect(activate bool) error {
 	// refuse it only at the network step ("in use by interface"), after
 	// the run had claimed devices. Inspections recorded before listed no
 	// addresses, so the check passes on them as it did.
-	if p.inv.Network == nil && len(p.inv.AddressesInUse) > 0 {
+	if p.inv.Network == nil && (len(p.inv.AddressesInUse) > 0 || p.inv.AddressesListed) {
 		// The bridge check came later: a run recorded before judges as
 		// it did.
 		bridge := workflow.GetVersion(p.ctx, "bridge-clash", workflow.DefaultVersion, 1) == 1

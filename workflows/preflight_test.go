@@ -176,3 +176,23 @@ func TestRangeClashNamesWhoHoldsTheBridge(t *testing.T) {
 	assert.Contains(t, err.Error(), "is taken on host hv1 by a route of the host (dev "+plan.Network.Bridge+")")
 	assert.NotContains(t, err.Error(), "overlaps", "10.99.0.0/16 is outside the cluster's range")
 }
+
+// A host with no other network and no route still had its range checked:
+// validate says so, rather than leaving the check out as it does for an
+// inspection recorded before addresses were listed.
+func TestRangeCheckIsShownOnAHostWithNothingInUse(t *testing.T) {
+	rangeCheck := func(inv activities.Inventory) *Check {
+		rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
+		for i := range rep.Checks {
+			if rep.Checks[i].Name == CheckRange {
+				return &rep.Checks[i]
+			}
+		}
+		return nil
+	}
+	c := rangeCheck(activities.Inventory{AddressesListed: true})
+	require.NotNil(t, c, "the range check is reported")
+	assert.True(t, c.OK)
+	assert.Contains(t, c.Detail, "overlaps no network or route of the host")
+	assert.Nil(t, rangeCheck(activities.Inventory{}), "an inspection that listed nothing says nothing")
+}
