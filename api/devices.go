@@ -150,4 +150,3 @@ const (
 	// ErrTypeDeviceClaimed: another cluster holds a device.
 	ErrTypeDeviceClaimed = "DeviceClaimed"
 )
-

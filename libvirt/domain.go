@@ -478,11 +478,7 @@ func (c *Client) summarize(st lv.DomainStats, ns string) (DomainSummary, error) 
 					s.PCIHostdevs = append(s.PCIHostdevs, pciAddressString(pci.Source.Address.Domain, pci.Source.Address.Bus, pci.Source.Address.Slot, pci.Source.Address.Function))
 				}
 			}
-			for _, ch := range def.Devices.Channels {
-				if t := ch.Target; t != nil && t.VirtIO != nil && t.VirtIO.Name == guestAgentChannel && t.VirtIO.State == "connected" {
-					s.AgentConnected = true
-				}
-			}
+			s.AgentConnected = agentConnected(&def)
 			for _, i := range def.Devices.Interfaces {
 				if i.Source != nil && i.Source.Network != nil {
 					s.Networks = append(s.Networks, i.Source.Network.Network)

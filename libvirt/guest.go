@@ -56,10 +56,8 @@ func (c *Client) GuestAnswers(name string, bootedAt time.Time) (string, error) {
 	if def.Devices == nil {
 		return "", nil
 	}
-	for _, ch := range def.Devices.Channels {
-		if t := ch.Target; t != nil && t.VirtIO != nil && t.VirtIO.Name == guestAgentChannel && t.VirtIO.State == "connected" {
-			return "its guest agent is connected", nil
-		}
+	if agentConnected(&def) {
+		return "its guest agent is connected", nil
 	}
 	leasesOf := map[string][]DHCPLease{}
 	for _, i := range interfaces(&def) {
@@ -85,4 +83,18 @@ func (c *Client) GuestAnswers(name string, bootedAt time.Time) (string, error) {
 // leaseSince says the lease was taken (or renewed) after bootedAt.
 func leaseSince(l DHCPLease, bootedAt time.Time) bool {
 	return api.LeaseTakenSince(l.Expiry, bootedAt, leaseClockSlack)
+}
+
+// agentConnected says libvirt marks the QEMU guest agent's channel of a
+// live definition connected: an agent answers in the guest.
+func agentConnected(def *libvirtxml.Domain) bool {
+	if def.Devices == nil {
+		return false
+	}
+	for _, ch := range def.Devices.Channels {
+		if t := ch.Target; t != nil && t.VirtIO != nil && t.VirtIO.Name == guestAgentChannel && t.VirtIO.State == "connected" {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/hpcvm/hpcvm/api"
@@ -476,23 +477,10 @@ func rangeClash(p cluster.Plan, inUse []api.AddressInUse, withBridge bool) error
 	}
 	if len(bridge) > 0 {
 		problems = append(problems, fmt.Sprintf("the cluster network's bridge %s is taken on host %s by %s: libvirt would refuse the network; "+
-			"give network.bridge_name another name, or remove what holds it", p.Network.Bridge, p.Host, strings.Join(uniq(bridge), "; ")))
+			"give network.bridge_name another name, or remove what holds it", p.Network.Bridge, p.Host, strings.Join(slices.Compact(slices.Sorted(slices.Values(bridge))), "; ")))
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	return badRequest(fmt.Errorf("%s; nothing was changed", strings.Join(problems, "; and ")))
-}
-
-// uniq is s without repeats, in order.
-func uniq(s []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, v := range s {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
 }
