@@ -55,6 +55,8 @@ const (
 	ActForceOffDomain        = "ForceOffDomain"
 	ActDeleteDomain          = "DeleteDomain"
 	ActWaitDomainsOff        = "WaitDomainsOff"
+	ActPreflight             = "Preflight"
+	ActDescribe              = "Describe"
 	ActInspectCluster        = "InspectCluster"
 	ActProbeHost             = "ProbeHost"
 	ActValidatePCI           = "ValidatePCI"
@@ -155,6 +157,18 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		c.Kind, c.Operation, c.Target = "cluster", "inspect", req.Cluster
 	case ActProbeHost:
 		c.Kind, c.Operation = "host", "probe"
+	case ActDescribe:
+		var req Request
+		if decode(&req) != nil {
+			return c
+		}
+		c.Kind, c.Operation, c.Target = "cluster", "describe", req.Spec.Cluster.Name
+	case ActPreflight:
+		var req PreflightRequest
+		if decode(&req) != nil {
+			return c
+		}
+		c.Kind, c.Operation, c.Target = "cluster", "preflight", req.Request.Spec.Cluster.Name
 	case ActValidatePCI:
 		var req PCIRequest
 		if decode(&req) != nil {

@@ -46,10 +46,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		return DestroyResult{}, err
 	}
 	d := decideDestroy(name, inv, req.VMs)
-	// Runs begun before this check deleted the names that existed and
-	// failed on the rest; the marker keeps their histories replaying.
-	refuseMissing := len(d.Missing) > 0 && workflow.GetVersion(ctx, "destroy-vm-missing-deletes-nothing", workflow.DefaultVersion, 1) == 1
-	if refuseMissing {
+	if len(d.Missing) > 0 {
 		// A typo among several names must not delete the others: nothing
 		// is touched.
 		msg := fmt.Sprintf("cluster %s has no VM %s (no domain, disk or lease of that name); its VMs are: %s; nothing was deleted",
@@ -134,24 +131,16 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	// The cluster's host changes (routing rules, the service discovery
 	// record, the host resolver's entry) go with it, beside the domains:
 	// found by the cluster's tag on the host or in its audit log, whatever
-	// the file says. Runs begun before hpcvm made host changes had none to
-	// undo.
+	// the file says.
 	var leaving workflow.WaitGroup
-	removeRecord, removeResolver := false, false
-	if len(req.VMs) == 0 && workflow.GetVersion(ctx, "leave-host-routing", workflow.DefaultVersion, 1) == 1 {
-		removeRecord = workflow.GetVersion(ctx, "remove-discovery-record", workflow.DefaultVersion, 1) == 1
-		removeResolver = workflow.GetVersion(ctx, "remove-resolver-entry", workflow.DefaultVersion, 1) == 1
+	if len(req.VMs) == 0 {
 		leaving = workflow.NewWaitGroup(ctx)
 		leaving.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer leaving.Done()
 			undoHost(gctx, leaveRoutingStep, api.ActLeaveRouting, api.RoutingRequest{Cluster: name, Network: cluster.NetworkName(name), RequestedBy: req.RequestedBy})
-			if removeRecord {
-				undoHost(gctx, removeDiscoveryStep, api.ActRemoveDiscoveryRecord, api.DiscoveryRequest{Cluster: name, RequestedBy: req.RequestedBy})
-			}
-			if removeResolver {
-				undoHost(gctx, removeResolverStep, api.ActRemoveResolverEntry, api.ResolverRequest{Cluster: name, RequestedBy: req.RequestedBy})
-			}
+			undoHost(gctx, removeDiscoveryStep, api.ActRemoveDiscoveryRecord, api.DiscoveryRequest{Cluster: name, RequestedBy: req.RequestedBy})
+			undoHost(gctx, removeResolverStep, api.ActRemoveResolverEntry, api.ResolverRequest{Cluster: name, RequestedBy: req.RequestedBy})
 		})
 	}
 
@@ -236,9 +225,8 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		})
 	}
 
-	// The cluster's device claims go with its domains. Runs recorded
-	// before the ledger existed released nothing.
-	if workflow.GetVersion(ctx, "release-device-claims", workflow.DefaultVersion, 1) == 1 {
+	// The cluster's device claims go with its domains.
+	{
 		vms := req.VMs
 		if len(vms) == 0 {
 			vms = []string{""} // all of the cluster's
@@ -274,9 +262,8 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 
 	// Destroyed VMs leave the cluster's service discovery record (a
-	// whole cluster's record goes with the other host changes). Runs
-	// begun before did not.
-	if len(req.VMs) > 0 && workflow.GetVersion(ctx, "prune-discovery-record", workflow.DefaultVersion, 1) == 1 {
+	// whole cluster's record goes with the other host changes).
+	if len(req.VMs) > 0 {
 		var gone []string
 		for _, vm := range req.VMs {
 			if !stillThere[vm] {
@@ -290,11 +277,6 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 
 	if leaving != nil {
 		leaving.Wait(ctx)
-	}
-	res.Missing = d.Missing
-	for _, vm := range d.Missing {
-		// Only runs begun before refuseMissing existed get here.
-		failures = append(failures, fmt.Sprintf("--vm %s: cluster %s has no such VM (no domain, disk or lease of that name)", vm, name))
 	}
 	if len(failures) > 0 || len(res.Kept) > 0 {
 		var parts []string

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/hpcvm/hpcvm/activities"
-	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -83,27 +82,6 @@ func TestDeviceLedgerCarriesItsClaimsIntoTheNextRun(t *testing.T) {
 	var cont *workflow.ContinueAsNewError
 	require.True(t, errors.As(env.GetWorkflowError(), &cont), "%v", env.GetWorkflowError())
 	assert.Equal(t, activities.LedgerWorkflowName, cont.WorkflowType.Name)
-}
-
-func TestJudgeSpaceRefusesABaseThatDoesNotFitAndNotesThinDisks(t *testing.T) {
-	plan, err := cluster.NewPlan(testRequest(t).Spec)
-	require.NoError(t, err)
-	img := activities.ImageInfo{Path: "/srv/base.qcow2", Format: "qcow2", VirtualSize: 2 << 30, FileSize: 3 << 30, Allocated: 1 << 30}
-	space := activities.SpaceInfo{Measured: "/srv", Available: 512 << 20}
-
-	_, err = judgeSpace(plan, activities.Inventory{}, img, false, space)
-	require.Error(t, err)
-	assert.Equal(t, "the pool's file system (at /srv) has 512.0 MiB free, and the base image /srv/base.qcow2 needs 1.0 GiB: free space there, or choose another cluster.storage.pool_path", err.Error(), "what the image allocates counts, not its apparent size")
-
-	note, err := judgeSpace(plan, activities.Inventory{}, img, true, space)
-	require.NoError(t, err, "a base already in the pool needs no space")
-	assert.Contains(t, note, "thin volumes: the 3 new VM disk(s) may grow to")
-	assert.Contains(t, note, "has 512.0 MiB free once the base image is in")
-
-	space.Available = 1 << 50
-	note, err = judgeSpace(plan, activities.Inventory{}, img, false, space)
-	require.NoError(t, err)
-	assert.Empty(t, note)
 }
 
 // A device moved from one VM of a cluster to another in cluster.yaml is

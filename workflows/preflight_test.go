@@ -7,6 +7,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/activities"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/preflight"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -15,9 +16,7 @@ import (
 func checkNames(cs []Check) []string {
 	var out []string
 	for _, c := range cs {
-		if !slices.Contains(PlanOnlyChecks, c.Name) {
-			out = append(out, c.Name)
-		}
+		out = append(out, c.Name)
 	}
 	return out
 }
@@ -73,17 +72,17 @@ func TestValidateAndStartRunTheSameChecks(t *testing.T) {
 			planned, started := checkNames(rep.Checks), checkNames(res.Checks)
 			assert.Equal(t, planned, started, "validate reports the checks start runs")
 			var order []string
-			for _, c := range PreflightChecks {
+			for _, c := range preflight.Checks {
 				if slices.Contains(planned, c) {
 					order = append(order, c)
 				}
 			}
-			assert.Equal(t, order, planned, "in the order of PreflightChecks, each once")
-			for _, must := range []string{CheckFile, CheckNames, CheckRouting, CheckForward, CheckAddresses, CheckDNS, CheckHost, CheckHardware, CheckPaths, CheckBaseImage, CheckDiskSizes, CheckPoolSpace} {
+			assert.Equal(t, order, planned, "in the order of preflight.Checks, each once")
+			for _, must := range []string{preflight.CheckFile, preflight.CheckNames, preflight.CheckRouting, preflight.CheckForward, preflight.CheckAddresses, preflight.CheckDNS, preflight.CheckHost, preflight.CheckHardware, preflight.CheckPaths, preflight.CheckBaseImage, preflight.CheckDiskSizes, preflight.CheckPoolSpace} {
 				assert.Contains(t, planned, must)
 			}
 			if tc.resolver {
-				assert.Contains(t, planned, CheckResolver, "validate looks at the resolver entry, as start does")
+				assert.Contains(t, planned, preflight.CheckResolver, "validate looks at the resolver entry, as start does")
 			}
 		})
 	}
@@ -106,14 +105,14 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 		r        func() *recorder
 		resolver bool
 	}{
-		{CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
-		{CheckRange, func() *recorder {
+		{preflight.CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
+		{preflight.CheckRange, func() *recorder {
 			return &recorder{inv: activities.Inventory{AddressesInUse: []activities.AddressInUse{{Subnet: "192.168.100.128/25", Owner: "libvirt network default (bridge virbr0)", Bridge: "virbr0"}}}}
 		}, false},
-		{CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
-		{CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
-		{CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
-		{CheckResolver, func() *recorder { return &recorder{failAt: "ResolverEntryExists", badInput: true} }, true},
+		{preflight.CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
+		{preflight.CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
+		{preflight.CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
+		{preflight.CheckResolver, func() *recorder { return &recorder{failAt: "ResolverEntryExists", badInput: true} }, true},
 	} {
 		t.Run(tc.check, func(t *testing.T) {
 			req := testRequest(t)
@@ -150,31 +149,11 @@ func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
 	require.False(t, rep.OK())
 	for _, c := range rep.Checks {
-		if c.Name == CheckRouting {
+		if c.Name == preflight.CheckRouting {
 			assert.False(t, c.OK)
 			assert.Contains(t, c.Detail, "cannot tell whether cluster lab is one of host hv1's routed clusters")
 		}
 	}
-}
-
-// The new network's bridge is checked too: libvirt refuses a network whose
-// bridge another network or a host interface holds. Runs recorded before
-// the check judge as they did.
-func TestRangeClashNamesWhoHoldsTheBridge(t *testing.T) {
-	plan, err := cluster.NewPlan(testRequest(t).Spec)
-	require.NoError(t, err)
-	foreign := activities.AddressInUse{Owner: "libvirt network isolated (bridge " + plan.Network.Bridge + ")", Bridge: plan.Network.Bridge, Network: "isolated"}
-	err = rangeClash(plan, []activities.AddressInUse{foreign}, true)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "the cluster network's bridge "+plan.Network.Bridge+" is taken on host hv1 by libvirt network isolated")
-	assert.Contains(t, err.Error(), "network.bridge_name")
-	require.NoError(t, rangeClash(plan, []activities.AddressInUse{foreign}, false), "a run recorded before the bridge check")
-
-	route := activities.AddressInUse{Subnet: "10.99.0.0/16", Owner: "a route of the host (dev " + plan.Network.Bridge + ")", Bridge: plan.Network.Bridge}
-	err = rangeClash(plan, []activities.AddressInUse{route}, true)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "is taken on host hv1 by a route of the host (dev "+plan.Network.Bridge+")")
-	assert.NotContains(t, err.Error(), "overlaps", "10.99.0.0/16 is outside the cluster's range")
 }
 
 // A host with no other network and no route still had its range checked:
@@ -184,7 +163,7 @@ func TestRangeCheckIsShownOnAHostWithNothingInUse(t *testing.T) {
 	rangeCheck := func(inv activities.Inventory) *Check {
 		rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
 		for i := range rep.Checks {
-			if rep.Checks[i].Name == CheckRange {
+			if rep.Checks[i].Name == preflight.CheckRange {
 				return &rep.Checks[i]
 			}
 		}

@@ -24,8 +24,10 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/hostchange"
+	"github.com/hpcvm/hpcvm/preflight"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -38,7 +40,11 @@ const (
 	// recordHistoriesEnv names the recording set (record_tool_test.go).
 	recordHistoriesEnv = "HPCVM_RECORD_HISTORIES"
 	historiesDir       = "testdata/histories"
-	recorderIdentity   = "hpcvm-history-recorder"
+	// baselineSet is the set recorded when the version ladders were
+	// retired (the plan became data): every history before it was
+	// dropped with them. See README.md, "Upgrading a worker".
+	baselineSet      = "base"
+	recorderIdentity = "hpcvm-history-recorder"
 )
 
 var recordingSetName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -107,7 +113,7 @@ func historyScenarios() []historyScenario {
 
 	return []historyScenario{{
 		name: "start-success", workflow: StartClusterName, closed: completed,
-		scheduled: []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "InspectBaseImage", "EnsureNetwork",
+		scheduled: []string{"Preflight", "EnsureNetwork",
 			"EnsurePool", "UploadBaseImage", "EnsureVolume", "EnsureDomain", "StartDomain"},
 		notScheduled: rollback,
 		request:      testRequest,
@@ -288,11 +294,10 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		// `hpcvm destroy --vm compute-02,compue-09`: a name the cluster
-		// does not have; nothing is deleted (guarded by a version marker).
+		// does not have; nothing is deleted.
 		name: "destroy-vm-missing", workflow: DestroyClusterName, closed: failed, failureType: activities.ErrTypeBadInput,
 		scheduled:    []string{"InspectCluster"},
 		notScheduled: []string{"DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "DeletePool", "DeleteNetwork"},
-		events:       []enumspb.EventType{enumspb.EVENT_TYPE_MARKER_RECORDED},
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
 			req.VMs = []string{"compute-02", "compue-09"}
@@ -311,7 +316,7 @@ func historyScenarios() []historyScenario {
 		// A host's questions workflow answers one question of each kind
 		// as updates of one run, then continues as new.
 		name: "host-questions", workflow: HostQuestionsName, closed: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
-		scheduled: []string{"InspectCluster", "ProbeHost", "PoolSpace", "DomainDifferences", "ReadAuditLog", "PendingHostChanges"},
+		scheduled: []string{"Describe", "Preflight", "ReadAuditLog", "PendingHostChanges"},
 		events:    []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED},
 		questions: &HostQuestionsState{Host: "hv1", PerRun: 4},
 		request:   testRequest,
@@ -345,7 +350,7 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		name: "describe", workflow: DescribeClusterName, closed: completed,
-		scheduled: []string{"InspectCluster"},
+		scheduled: []string{"Describe"},
 		request:   testRequest,
 		script: func(t *testing.T) *fakeScript {
 			s := newFakeScript()
@@ -362,7 +367,7 @@ func historyScenarios() []historyScenario {
 		// A GPU node: its function is validated and claimed before
 		// anything is created; a failed start gives the claim back last.
 		name: "start-gpu-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
-		scheduled: append([]string{"ValidatePCI", "ClaimDevices", "StartDomain", "ReleaseDevices"}, rollback...),
+		scheduled: append([]string{"Preflight", "ClaimDevices", "StartDomain", "ReleaseDevices"}, rollback...),
 		request:   gpuRequest,
 		script: func(*testing.T) *fakeScript {
 			s := newFakeScript()
@@ -377,7 +382,7 @@ func historyScenarios() []historyScenario {
 		// A GPU node joins a running cluster and fails: it is rolled back
 		// alone, and the device this run claimed for it is given back.
 		name: "start-gpu-node-scale-out-fails", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
-		scheduled:    []string{"ValidatePCI", "ClaimDevices", "EnsureDHCPHost", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "ReleaseDevices"},
+		scheduled:    []string{"Preflight", "ClaimDevices", "EnsureDHCPHost", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "ReleaseDevices"},
 		notScheduled: []string{"DeletePool", "DeleteNetwork"},
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
@@ -403,7 +408,6 @@ func historyScenarios() []historyScenario {
 		// start leaves the routing again, before the network goes.
 		name: "start-routed-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled: append([]string{"EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain", "LeaveRouting"}, rollback...),
-		events:    []enumspb.EventType{enumspb.EVENT_TYPE_MARKER_RECORDED},
 		request:   routedRequest,
 		script: func(*testing.T) *fakeScript {
 			s := newFakeScript()
@@ -418,7 +422,7 @@ func historyScenarios() []historyScenario {
 		// dns_mode service_discovery allowed: the record is written once
 		// the VMs run.
 		name: "start-discovery", workflow: StartClusterName, closed: completed,
-		scheduled: []string{"CheckHostPaths", "DiscoveryRecordExists", "StartDomain", "WriteDiscoveryRecord"},
+		scheduled: []string{"Preflight", "StartDomain", "WriteDiscoveryRecord"},
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "service_discovery"
@@ -434,7 +438,7 @@ func historyScenarios() []historyScenario {
 		// resolver learns the domain after the network; a failed start
 		// takes the entry back before the network goes.
 		name: "start-shared-dns-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
-		scheduled: append([]string{"CheckHostPaths", "ResolverEntryExists", "EnsureNetwork", "WriteResolverEntry", "StartDomain", "RemoveResolverEntry"}, rollback...),
+		scheduled: append([]string{"Preflight", "EnsureNetwork", "WriteResolverEntry", "StartDomain", "RemoveResolverEntry"}, rollback...),
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "shared_dns"
@@ -455,7 +459,7 @@ func historyScenarios() []historyScenario {
 		// A routed cluster started again without a yes: its routing is in
 		// place, so there is nothing to confirm and the run goes on.
 		name: "start-routed-in-place", workflow: StartClusterName, closed: completed,
-		scheduled: []string{"PendingHostChanges", "EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain"},
+		scheduled: []string{"Preflight", "EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain"},
 		request: func(t *testing.T) Request {
 			req := routedRequest(t)
 			req.ConfirmedHostChanges = false
@@ -494,7 +498,7 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		name: "plan", workflow: PlanClusterName, closed: completed,
-		scheduled:    []string{"InspectCluster", "ProbeHost", "ValidatePCI", "CheckHostPaths", "InspectBaseImage", "PoolSpace"},
+		scheduled:    []string{"Preflight"},
 		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},
 		request:      gpuRequest,
 		script:       func(*testing.T) *fakeScript { return newFakeScript() },
@@ -509,7 +513,7 @@ func historyScenarios() []historyScenario {
 		// validate runs start's preflight: with host DNS integration
 		// allowed it looks at the resolver entry too.
 		name: "plan-host-changes", workflow: PlanClusterName, closed: completed,
-		scheduled:    []string{"InspectCluster", "ProbeHost", "CheckHostPaths", "ResolverEntryExists", "InspectBaseImage", "PoolSpace"},
+		scheduled:    []string{"Preflight"},
 		notScheduled: []string{"EnsureNetwork", "WriteResolverEntry", "WriteDiscoveryRecord"},
 		request: func(t *testing.T) Request {
 			req := testRequest(t)
@@ -621,6 +625,16 @@ func heartbeatUntilCancelled(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// Preflight runs the real preflight against the fake host, as a worker
+// runs it against its own.
+func (f *fakeActivities) Preflight(ctx context.Context, req api.PreflightRequest) (api.ClusterPlan, error) {
+	return preflight.Run(ctx, f, req)
+}
+
+func (f *fakeActivities) Describe(ctx context.Context, req api.Request) (api.Description, error) {
+	return preflight.Describe(ctx, f, req)
 }
 
 func (f *fakeActivities) ProbeHost(ctx context.Context) (cluster.HostCapabilities, error) {

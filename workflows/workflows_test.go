@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/hostchange"
+	"github.com/hpcvm/hpcvm/preflight"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
@@ -60,6 +62,61 @@ type recorder struct {
 	// badInput makes the failure at failAt a refusal of the input (a
 	// check that fails), not a libvirt error.
 	badInput bool
+	// resolverExisted is what ResolverEntryExists answers.
+	resolverExisted bool
+}
+
+// fakeHost answers the preflight's reads of the host from the recorder,
+// noting each as a call.
+type fakeHost struct{ r *recorder }
+
+func (h fakeHost) ProbeHost(context.Context) (cluster.HostCapabilities, error) {
+	h.r.note(&h.r.calls, "ProbeHost")
+	return hostCaps, h.r.fail("ProbeHost")
+}
+
+func (h fakeHost) InspectBaseImage(_ context.Context, p string) (api.ImageInfo, error) {
+	h.r.note(&h.r.calls, "InspectBaseImage")
+	return api.ImageInfo{Path: p, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, h.r.fail("InspectBaseImage")
+}
+
+func (h fakeHost) CheckHostPaths(context.Context, api.PathsRequest) error {
+	h.r.note(&h.r.calls, "CheckHostPaths")
+	return h.r.fail("CheckHostPaths")
+}
+
+func (h fakeHost) PendingHostChanges(_ context.Context, req api.PendingRequest) (api.PendingChanges, error) {
+	h.r.note(&h.r.calls, "PendingHostChanges")
+	return api.PendingChanges{Routing: req.Routing != nil && !h.r.inPlace.Routing, Discovery: req.Discovery != nil && !h.r.inPlace.Discovery,
+		Resolver: req.Resolver != nil && !h.r.inPlace.Resolver}, h.r.fail("PendingHostChanges")
+}
+
+func (h fakeHost) InspectCluster(context.Context, api.InspectRequest) (api.Inventory, error) {
+	h.r.note(&h.r.calls, "InspectCluster")
+	return h.r.inv, h.r.fail("InspectCluster")
+}
+
+func (h fakeHost) PoolSpace(context.Context, string) (api.SpaceInfo, error) {
+	h.r.note(&h.r.calls, "PoolSpace")
+	return api.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, h.r.fail("PoolSpace")
+}
+
+func (h fakeHost) ValidatePCI(context.Context, api.PCIRequest) (cluster.PCIFacts, error) {
+	return cluster.PCIFacts{}, errors.New("the workflow tests have no PCI functions")
+}
+
+func (h fakeHost) DiscoveryRecordExists(context.Context, api.DiscoveryRequest) (bool, error) {
+	h.r.note(&h.r.calls, "DiscoveryRecordExists")
+	return false, h.r.fail("DiscoveryRecordExists")
+}
+
+func (h fakeHost) ResolverEntryExists(_ context.Context, req api.ResolverRequest) (bool, error) {
+	h.r.note(&h.r.calls, "ResolverEntryExists "+req.Dir)
+	return h.r.resolverExisted, h.r.fail("ResolverEntryExists")
+}
+
+func (h fakeHost) DomainDifferences(_ context.Context, xmls []string) ([]string, error) {
+	return make([]string, len(xmls)), nil
 }
 
 func (r *recorder) note(list *[]string, s string) {
@@ -80,26 +137,19 @@ func (r *recorder) fail(call string) error {
 
 func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Activities{})
-	env.OnActivity(a.ProbeHost, mock.Anything).Return(func(context.Context) (cluster.HostCapabilities, error) {
-		r.note(&r.calls, "ProbeHost")
-		return hostCaps, r.fail("ProbeHost")
+	// The preflight runs as on a host, against the recorder's answers.
+	env.OnActivity(a.Preflight, mock.Anything, mock.Anything).Return(func(ctx context.Context, req api.PreflightRequest) (api.ClusterPlan, error) {
+		return preflight.Run(ctx, fakeHost{r}, req)
 	})
-	env.OnActivity(a.InspectBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, p string) (activities.ImageInfo, error) {
-		r.note(&r.calls, "InspectBaseImage")
-		return activities.ImageInfo{Path: p, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, r.fail("InspectBaseImage")
+	// Stop and destroy inspect the cluster themselves.
+	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(func(ctx context.Context, req api.InspectRequest) (api.Inventory, error) {
+		return fakeHost{r}.InspectCluster(ctx, req)
 	})
-	env.OnActivity(a.CheckHostPaths, mock.Anything, mock.Anything).Return(func(context.Context, activities.PathsRequest) error {
-		r.note(&r.calls, "CheckHostPaths")
-		return r.fail("CheckHostPaths")
+	env.OnActivity(a.PendingHostChanges, mock.Anything, mock.Anything).Return(func(ctx context.Context, req api.PendingRequest) (api.PendingChanges, error) {
+		return fakeHost{r}.PendingHostChanges(ctx, req)
 	})
-	env.OnActivity(a.PendingHostChanges, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
-		r.note(&r.calls, "PendingHostChanges")
-		return activities.PendingChanges{Routing: req.Routing != nil && !r.inPlace.Routing, Discovery: req.Discovery != nil && !r.inPlace.Discovery,
-			Resolver: req.Resolver != nil && !r.inPlace.Resolver}, r.fail("PendingHostChanges")
-	})
-	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(func(context.Context, activities.InspectRequest) (activities.Inventory, error) {
-		r.note(&r.calls, "InspectCluster")
-		return r.inv, r.fail("InspectCluster")
+	env.OnActivity(a.Describe, mock.Anything, mock.Anything).Return(func(ctx context.Context, req api.Request) (api.Description, error) {
+		return preflight.Describe(ctx, fakeHost{r}, req)
 	})
 	ensure := func(name string) func(context.Context, string) (activities.EnsureResult, error) {
 		return func(context.Context, string) (activities.EnsureResult, error) {
@@ -110,10 +160,6 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 			return activities.EnsureResult{Created: true}, nil
 		}
 	}
-	env.OnActivity(a.PoolSpace, mock.Anything, mock.Anything).Return(func(context.Context, string) (activities.SpaceInfo, error) {
-		r.note(&r.calls, "PoolSpace")
-		return activities.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, r.fail("PoolSpace")
-	})
 	env.OnActivity(a.ReleaseDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
 		r.note(&r.calls, "ReleaseDevices "+req.Cluster+"/"+req.VM)
 		return activities.ReleaseResult{}, r.fail("ReleaseDevices")
@@ -652,10 +698,7 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 // ResolverEntryExists answers; writes and removals are noted as calls and
 // undos.
 func (r *recorder) installResolver(env *testsuite.TestWorkflowEnvironment, existed bool) {
-	env.OnActivity(a.ResolverEntryExists, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (bool, error) {
-		r.note(&r.calls, "ResolverEntryExists "+req.Dir)
-		return existed, r.fail("ResolverEntryExists")
-	})
+	r.resolverExisted = existed
 	env.OnActivity(a.WriteResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
 		r.note(&r.calls, "WriteResolverEntry "+req.Domain+" "+req.Gateway)
 		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "host resolver entry", Outcome: hostchange.OutcomeDone}}}, r.fail("WriteResolverEntry")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/preflight"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 )
@@ -133,7 +134,7 @@ func (a *app) confirmHostChanges(ctx context.Context, spec cluster.Spec, yes boo
 	if hc.Confirm && !yes {
 		if pending, err := a.pendingHostChanges(ctx, spec); err != nil {
 			fmt.Fprintf(a.errOut, "note: cannot tell which host changes are in place on host %s already (%v); asking about all of them\n", p.Host, err)
-		} else if hc = workflows.OnlyPending(hc, pending); !hc.Any() {
+		} else if hc = preflight.OnlyPending(hc, pending); !hc.Any() {
 			// The workflow looks again before it goes on.
 			fmt.Fprintf(a.errOut, "host changes of cluster %s are in place on host %s already: nothing to confirm\n", p.Cluster, p.Host)
 			return false, nil
@@ -162,7 +163,7 @@ func (a *app) confirmHostChanges(ctx context.Context, spec cluster.Spec, yes boo
 // are not in place.
 func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (api.PendingChanges, error) {
 	var pending api.PendingChanges
-	req, err := workflows.PendingHostChangesFor(spec, requester())
+	req, err := preflight.PendingHostChangesFor(spec, requester())
 	if err != nil {
 		return pending, err
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/preflight"
 	"github.com/hpcvm/hpcvm/workflows"
 	"github.com/spf13/cobra"
 )
@@ -173,7 +174,7 @@ func (a *app) printPlan(spec cluster.Spec, r workflows.PlanReport, withXML bool)
 	}
 	machine := "not agreed with the host (see ✗ above)"
 	if p.Machine.MachineType != "" {
-		machine = fmt.Sprintf("machine %s, %s, CPU %s", p.Machine.MachineType, domainKind(p.Machine.DomainType), workflows.CPUSummary(p.Machine))
+		machine = fmt.Sprintf("machine %s, %s, CPU %s", p.Machine.MachineType, domainKind(p.Machine.DomainType), preflight.CPUSummary(p.Machine))
 		if p.Machine.HugepageKiB > 0 {
 			machine += fmt.Sprintf(", hugepages of %d KiB", p.Machine.HugepageKiB)
 		}
