@@ -20,30 +20,11 @@ import (
 // on a change hpcvm does not make is refused with what to do by hand, so no
 // setting is accepted and then silently not acted on.
 
-// hostRules are the generations of host_configuration's rules; runs replay
-// under the one they were recorded with.
-type hostRules int
-
-const (
-	// hostRulesFreeForm: host_configuration unread, and the dns_modes
-	// that need host changes refused.
-	hostRulesFreeForm hostRules = iota
-	// hostRulesAllOff: checked key by key, every switch on refused, those
-	// dns_modes falling back to isolated.
-	hostRulesAllOff
-	// hostRulesRouting: as hostRulesAllOff, and cross-cluster routing and
-	// the service discovery record made when allowed.
-	hostRulesRouting
-	// hostRulesResolver: as hostRulesRouting, and the host's resolver
-	// taught the cluster's names when allowed.
-	hostRulesResolver
-)
-
 // hostSwitch is a host_configuration key that would let hpcvm change the
 // host: accepted as false; as true, refused unless hpcvm makes that change.
 type hostSwitch struct {
-	what  string    // the change it allows
-	since hostRules // the rules under which hpcvm makes it (0: never)
+	what string // the change it allows
+	made bool   // hpcvm makes it when the switch is on
 }
 
 const (
@@ -62,9 +43,9 @@ const (
 )
 
 var hostSwitches = map[string]hostSwitch{
-	resolverSwitch:                       {what: "the host's resolver (dnsmasq) learning the cluster's names", since: hostRulesResolver},
-	routingSwitch:                        {what: "IP forwarding and firewall rules between the clusters' bridges", since: hostRulesRouting},
-	discoverySwitch:                      {what: "the cluster's names and addresses written for a service registry (Consul, etcd)", since: hostRulesRouting},
+	resolverSwitch:                       {what: "the host's resolver (dnsmasq) learning the cluster's names", made: true},
+	routingSwitch:                        {what: "IP forwarding and firewall rules between the clusters' bridges", made: true},
+	discoverySwitch:                      {what: "the cluster's names and addresses written for a service registry (Consul, etcd)", made: true},
 	"system.enable_hugepage_config":      {what: "hugepages reserved on the host"},
 	"system.enable_numa_config":          {what: "the host's NUMA tuning"},
 	"system.enable_kernel_module_config": {what: "kernel modules loaded on the host"},
@@ -75,29 +56,13 @@ var hostSwitches = map[string]hostSwitch{
 // hostSettingKinds are the other keys of the plan's host_configuration:
 // how a change that is on would be made. With every change off they
 // change nothing, and say so in Warnings.
-// resolverSettingKinds are the settings of host DNS integration that
-// hpcvm reads since it makes that change (hostRulesResolver); before,
-// they were unknown keys.
-var resolverSettingKinds = map[string]string{
-	"network.dnsmasq_address": "text",
-}
-
-// settingKind is the kind of a host_configuration setting under rules;
-// false for a key that is not one.
-func settingKind(rel string, rules hostRules) (string, bool) {
-	if k, ok := resolverSettingKinds[rel]; ok && rules >= hostRulesResolver {
-		return k, true
-	}
-	k, ok := hostSettingKinds[rel]
-	return k, ok
-}
-
 var hostSettingKinds = map[string]string{
 	"require_confirmation":                               "bool",
 	"enable_audit_logging":                               "bool",
 	"rollback_on_failure":                                "bool",
 	"skip_confirmation":                                  "bool",
 	"network.dnsmasq_config_path":                        "text",
+	"network.dnsmasq_address":                            "text",
 	"network.require_confirmation":                       "bool",
 	"network.cross_cluster_routing.enable_ip_forwarding": "bool",
 	"network.cross_cluster_routing.add_iptables_rules":   "bool",
@@ -142,8 +107,8 @@ func walkHostConfiguration(hc map[string]any, visit func(rel string, v any)) {
 
 // validateHostConfiguration checks host_configuration against the plan's
 // keys: unknown keys, wrong kinds and switched-on changes hpcvm does not
-// make under rules are refused.
-func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string), rules hostRules) {
+// make are refused.
+func validateHostConfiguration(hc map[string]any, add func(path string, value any, problem, want string)) {
 	seen := map[string]bool{}
 	walkHostConfiguration(hc, func(rel string, v any) {
 		path := "host_configuration." + rel
@@ -159,13 +124,13 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 			switch {
 			case !isBool:
 				add(path, v, "is not true or false", "give false (hpcvm's default), or leave the key out")
-			case on && (sw.since == 0 || rules < sw.since):
+			case on && !sw.made:
 				add(path, v, "would let hpcvm change the host ("+sw.what+"), which hpcvm does not do yet",
 					"leave it false and make the change by hand; the warning of the dns_mode that needs it lists the steps")
 			}
 			return
 		}
-		kind, ok := settingKind(rel, rules)
+		kind, ok := hostSettingKinds[rel]
 		if !ok {
 			add(path, v, "is not a host_configuration setting", "see host_configuration in the README for the keys")
 			return
@@ -179,7 +144,7 @@ func validateHostConfiguration(hc map[string]any, add func(path string, value an
 // validateHostChanges checks what a cluster that lets hpcvm change the host
 // asks of it: settings hpcvm cannot honour are refused rather than
 // ignored.
-func validateHostChanges(s Spec, add func(path string, value any, problem, want string), rules hostRules) {
+func validateHostChanges(s Spec, add func(path string, value any, problem, want string)) {
 	hc := s.HostConfiguration
 	if v, ok := hostSetting(hc, "network.cross_cluster_routing.permanent_changes").(bool); ok && v {
 		add("host_configuration.network.cross_cluster_routing.permanent_changes", v,
@@ -188,17 +153,12 @@ func validateHostChanges(s Spec, add func(path string, value any, problem, want 
 	}
 	// Directories hpcvm writes into as root: clean, as the other host
 	// paths (checkHostPath), so that the worker's root check and the
-	// kernel see the same path. (A stricter check of a value already
-	// checked: it adds no command to a recorded run.)
+	// kernel see the same path.
 	checkDirSetting(hc, "network.service_discovery.config_dir", "give the registry agent's configuration directory, e.g. "+DefaultDiscoveryDir, add)
-	// Runs recorded before hpcvm made the resolver's entry took these
-	// keys unread.
-	if rules >= hostRulesResolver {
-		checkDirSetting(hc, "network.dnsmasq_config_path", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir, add)
-		if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
-			if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
-				add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
-			}
+	checkDirSetting(hc, "network.dnsmasq_config_path", "give the host dnsmasq's drop-in directory (its conf-dir), e.g. "+DefaultResolverDir, add)
+	if v, ok := hostSetting(hc, "network.dnsmasq_address").(string); ok {
+		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+			add("host_configuration.network.dnsmasq_address", v, "is not an IPv4 address", "give the address the host's dnsmasq listens on, e.g. "+DefaultResolverAddress)
 		}
 	}
 	if !HostChangesOf(s).Any() {
@@ -418,7 +378,7 @@ func hostSettingsNote(s Spec) string {
 	h := HostChangesOf(s)
 	var given []string
 	walkHostConfiguration(s.HostConfiguration, func(rel string, _ any) {
-		if _, ok := settingKind(rel, hostRulesResolver); ok && !actedOn(h, rel) {
+		if _, ok := hostSettingKinds[rel]; ok && !actedOn(h, rel) {
 			given = append(given, rel)
 		}
 	})

@@ -142,52 +142,6 @@ const (
 	maxControllers    = 9
 )
 
-// Validate checks everything that can be checked without the host.
-func Validate(s Spec) error { return validate(s, validateHardware, hostRulesResolver) }
-
-// ValidateBeforeResolver is Validate as it was before hpcvm taught the
-// host's resolver the clusters' names: enable_host_dns_integration refused.
-// Runs recorded then replay under it.
-func ValidateBeforeResolver(s Spec) error { return validate(s, validateHardware, hostRulesRouting) }
-
-// ValidateBeforeHostChanges is Validate as it was before hpcvm made any
-// host change: host_configuration checked key by key, every switch that
-// would enable a change refused. Runs recorded then replay under it.
-func ValidateBeforeHostChanges(s Spec) error { return validate(s, validateHardware, hostRulesAllOff) }
-
-// ValidateBeforeHostRules is Validate as it was before host_configuration
-// was checked key by key and the dns_modes that need host changes fell
-// back to isolated: host_configuration was free-form, and those modes
-// were refused. Runs recorded then replay under it.
-func ValidateBeforeHostRules(s Spec) error { return validate(s, validateHardware, hostRulesFreeForm) }
-
-// ValidateAsRecorded is Validate as it was before the hardware settings
-// were typed and judged: workflows replaying runs recorded then must
-// accept and refuse what those runs did.
-func ValidateAsRecorded(s Spec) error { return validate(s, recordedHardwareRules, hostRulesFreeForm) }
-
-// recordedHardwareRules are the hardware checks of runs recorded before
-// the hardware settings were judged: a CPU model from a fixed list and the
-// topology's ranges.
-func recordedHardwareRules(s Spec, add func(path string, value any, problem, want string)) {
-	acc := s.Cluster.Hardware.Acceleration
-	switch acc.CPUModel {
-	case "", "host", "host-passthrough", "host-model", "qemu64":
-	default:
-		add("cluster.hardware.acceleration.cpu_model", acc.CPUModel, "is not a CPU model", "use one of host, host-passthrough, host-model, qemu64, or leave it out for the hypervisor's default")
-	}
-	if t := acc.CPUTopology; t != nil {
-		for _, kv := range []struct {
-			k string
-			v int
-		}{{"sockets", t.Sockets}, {"cores", t.Cores}, {"threads", t.Threads}} {
-			if kv.v < 1 || kv.v > maxCPUCores {
-				add("cluster.hardware.acceleration.cpu_topology."+kv.k, kv.v, "is out of range", fmt.Sprintf("use 1 to %d", maxCPUCores))
-			}
-		}
-	}
-}
-
 // checkHostPath refuses a path that reaches the host unless it is absolute
 // and clean (filepath.Clean leaves it as it is: no '.', '..', '//' or
 // trailing '/'). The worker judges a path against its roots as written and
@@ -208,7 +162,8 @@ func checkHostPath(path, v, whyNotRoot string, add func(path string, value any, 
 	}
 }
 
-func validate(s Spec, hardware func(Spec, func(path string, value any, problem, want string)), hostRules hostRules) error {
+// Validate checks everything that can be checked without the host.
+func Validate(s Spec) error {
 	var errs ValidationError
 	add := func(path string, value any, problem, want string) {
 		errs = append(errs, FieldError{Path: path, Value: value, Problem: problem, Want: want})
@@ -255,9 +210,9 @@ func validate(s Spec, hardware func(Spec, func(path string, value any, problem, 
 			add(fmt.Sprintf("cluster.hardware.acceleration.cpu_features[%d]", i), f, "is not a CPU feature", `write "+name" to require or "-name" to disable a feature`)
 		}
 	}
-	hardware(s, add)
+	validateHardware(s, add)
 
-	validateNetwork(s, add, hostRules)
+	validateNetwork(s, add)
 	validateInventory(s, add)
 
 	c := s.Controller
@@ -342,7 +297,7 @@ func validateInventory(s Spec, add func(path string, value any, problem, want st
 	}
 }
 
-func validateNetwork(s Spec, add func(path string, value any, problem, want string), rules hostRules) {
+func validateNetwork(s Spec, add func(path string, value any, problem, want string)) {
 	n := s.Network
 	switch {
 	case n.BridgeName == "":
@@ -354,20 +309,14 @@ func validateNetwork(s Spec, add func(path string, value any, problem, want stri
 	switch n.DNSMode {
 	case "isolated":
 	case "shared_dns", "routed", "service_discovery":
-		// Need host changes, which are off: the cluster runs isolated and
-		// Warnings prints the steps to make them by hand.
-		if rules == hostRulesFreeForm {
-			add("network.dns_mode", n.DNSMode, "needs host changes that hpcvm does not make yet", `use "isolated"`)
-		}
+		// Need host changes: made where host_configuration allows them,
+		// else the cluster runs isolated and Warnings prints the steps to
+		// make them by hand.
 	default:
 		add("network.dns_mode", n.DNSMode, "is not a DNS mode", `use "isolated" (the default), "shared_dns", "routed" or "service_discovery"`)
 	}
-	if rules != hostRulesFreeForm {
-		validateHostConfiguration(s.HostConfiguration, add, rules)
-	}
-	if rules >= hostRulesRouting {
-		validateHostChanges(s, add, rules)
-	}
+	validateHostConfiguration(s.HostConfiguration, add)
+	validateHostChanges(s, add)
 	switch n.Forward {
 	case "", ForwardNAT, ForwardNone:
 	case "route":
