@@ -175,17 +175,6 @@ type MachinePlan struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// AsRecorded drops what the plan took from the hardware settings (CPU
-// topology, NUMA cells, shared directories), which runs recorded before
-// those settings were acted on ignored: a replayed run goes on as it began.
-func (p *Plan) AsRecorded() {
-	for i := range p.VMs {
-		p.VMs[i].CPUTopology = nil
-		p.VMs[i].NUMACells = nil
-		p.VMs[i].Filesystems = nil
-	}
-}
-
 // Object names, all derived from the cluster name.
 func NetworkName(cluster string) string { return cluster + "-network" }
 func PoolName(cluster string) string    { return cluster + "-pool" }
