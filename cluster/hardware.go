@@ -31,8 +31,8 @@ func (p PerformanceSpec) HugepageMiB() int {
 	return hugepageSizesMiB[p.hugepageSize()]
 }
 
-// hugepageSize is hugepage_size with the default for a spec made before
-// the key was read (recorded runs, Specs built in Go): "" is "2M".
+// hugepageSize is hugepage_size with the default for a Spec built in Go
+// without it (Parse fills it in): "" is "2M".
 func (p PerformanceSpec) hugepageSize() string {
 	if p.HugepageSize == "" {
 		return DefaultHugepageSize

@@ -19,9 +19,11 @@ type HostCapabilities struct {
 	Emulator          string   `json:"emulator"`
 	MachineTypes      []string `json:"machine_types"`
 
-	// ProbeVersion is 0 in the records of runs from before hpcvm read the
-	// host's CPU, NUMA and memory (the fields below): Negotiate then
-	// decides as those runs did. Probes now say ProbeVersionHardware.
+	// ProbeVersion is ProbeVersionHardware in the worker's probe, which
+	// reads the host's CPU, NUMA and memory (the fields below). A
+	// description built by hand with only the fields above (tests, the
+	// benchmark) leaves it 0: Negotiate then takes the CPU settings as
+	// written (unprobedCPU) instead of judging them against the host.
 	ProbeVersion int     `json:"probe_version,omitempty"`
 	CPUs         int     `json:"cpus,omitempty"`
 	MemoryKiB    uint64  `json:"memory_kib,omitempty"`
@@ -110,9 +112,9 @@ func (p *Plan) NegotiateRunning(s Spec, host HostCapabilities, running []string)
 		m.DomainType = "qemu"
 	}
 	if host.ProbeVersion < ProbeVersionHardware {
-		// A record of a run from before the probe read the host's CPU,
-		// NUMA and memory: decide as that run did.
-		legacyCPU(&m, acc)
+		// Nothing known of the host's CPU, NUMA or memory to judge
+		// against.
+		unprobedCPU(&m, acc)
 		p.Machine = m
 		return nil
 	}
@@ -146,9 +148,10 @@ func (e *HostMismatchError) Error() string {
 	return fmt.Sprintf("host %s cannot run this cluster as written (%d problems):\n  %s", e.Host, len(e.Problems), strings.Join(e.Problems, "\n  "))
 }
 
-// legacyCPU is the CPU decision of runs recorded before the host probe
-// described CPUs.
-func legacyCPU(m *MachinePlan, acc AccelerationSpec) {
+// unprobedCPU is the CPU decision for a host description without the
+// hardware probe: cpu_model and cpu_features as written, host modes only
+// under KVM.
+func unprobedCPU(m *MachinePlan, acc AccelerationSpec) {
 	switch acc.CPUModel {
 	case "host", "host-passthrough", "host-model":
 		mode := acc.CPUModel

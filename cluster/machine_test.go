@@ -154,12 +154,12 @@ func TestNegotiateSizesAgainstTheHost(t *testing.T) {
 	assert.Contains(t, err.Error(), "memory_backing is memfd, but QEMU on this host offers only file, anonymous")
 }
 
-func TestNegotiateKeepsTheDecisionOfRecordedRuns(t *testing.T) {
-	// A probe recorded before hpcvm read CPUs has no GuestCPU: the CPU is
-	// decided as then, so replaying that run makes the same decisions.
+func TestNegotiateTakesTheCPUAsWrittenWithoutTheHardwareProbe(t *testing.T) {
+	// A host description built by hand, without the probe's CPU, NUMA and
+	// memory: the CPU settings are taken as written.
 	host := loadHost(t, "pvm-2cpu")
 	host.ProbeVersion = 0
-	host.MachineTypes = []string{"pc-q35-6.2"} // refused today, taken then
+	host.GuestCPU = nil
 	s, err := Parse([]byte(hwYAML(`cpu_model: host-passthrough, cpu_features: ["+avx"]`, "")))
 	require.NoError(t, err)
 	p, err := NewPlan(s)
