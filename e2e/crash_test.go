@@ -20,11 +20,16 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
-// buildWorker compiles hpcvm-worker once for the crash test.
-func buildWorker(t testing.TB) string {
+// buildWorker compiles hpcvm-worker once for the crash test, with the
+// build tags given (the upgrade drill's releases).
+func buildWorker(t testing.TB, tags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "hpcvm-worker")
-	out, err := exec.Command("go", "build", "-o", bin, "../worker").CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out, err := exec.Command("go", append(args, "../worker")...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return bin
 }

@@ -10,9 +10,14 @@ type Registrar interface {
 	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
 }
 
+// startCluster is what the worker registers as StartCluster: the upgrade
+// drill's build (tag upgradedrill) registers a changed one, as a new
+// release of hpcvm would.
+var startCluster = StartCluster
+
 // Register registers every hpcvm workflow under its stable name.
 func Register(w Registrar) {
-	w.RegisterWorkflowWithOptions(StartCluster, workflow.RegisterOptions{Name: StartClusterName})
+	w.RegisterWorkflowWithOptions(startCluster, workflow.RegisterOptions{Name: StartClusterName})
 	w.RegisterWorkflowWithOptions(StopCluster, workflow.RegisterOptions{Name: StopClusterName})
 	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
 	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})

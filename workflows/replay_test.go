@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -154,4 +155,47 @@ func TestRecordedStartReplaysWhateverTheRulesNowSay(t *testing.T) {
 	require.NoError(t, err)
 	Register(replayer)
 	require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(t), hist))
+}
+
+// workflowChanges lists every version marker of the workflow code
+// (workflow.GetVersion's change ID) with the recorded set of the release
+// that introduced it. The retirement rule (README.md, "Upgrading a
+// worker"): a release removes the markers of the release before it, with
+// that release's set.
+var workflowChanges = map[string]string{}
+
+// At most two sets are kept (this release's and the one before), and every
+// marker in the workflow code is listed with a set that is kept.
+func TestVersionMarkersAreRetired(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(historiesDir, "*.json"))
+	require.NoError(t, err)
+	sets := map[string]bool{}
+	for _, f := range files {
+		parts := strings.Split(filepath.Base(f), ".")
+		require.Len(t, parts, 3, "%s is not <scenario>.<set>.json", f)
+		sets[parts[1]] = true
+	}
+	assert.True(t, sets[baselineSet], "the baseline set %s is kept until the release after next retires it", baselineSet)
+	assert.LessOrEqual(t, len(sets), 2, "sets kept: %v; retire the oldest with its markers", sets)
+
+	marker := regexp.MustCompile(`GetVersion\(\s*\w+,\s*"([^"]+)"`)
+	sources, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	for _, src := range sources {
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		// The upgrade drill's build is a release of its own.
+		if strings.HasSuffix(src, "_test.go") || strings.Contains(string(data), "//go:build upgradedrill") {
+			continue
+		}
+		for _, m := range marker.FindAllStringSubmatch(string(data), -1) {
+			set, listed := workflowChanges[m[1]]
+			if assert.True(t, listed, "%s: marker %q is not in workflowChanges", src, m[1]) {
+				assert.True(t, sets[set], "%s: marker %q belongs to set %s, which is no longer kept: retire it", src, m[1], set)
+			}
+		}
+	}
+	for id, set := range workflowChanges {
+		assert.True(t, sets[set], "workflowChanges lists %q of set %s, which is no longer kept", id, set)
+	}
 }

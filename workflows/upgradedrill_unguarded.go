@@ -1,0 +1,5 @@
+//go:build upgradedrill && upgradedrill_unguarded
+
+package workflows
+
+const unguardedDrill = true
