@@ -18,6 +18,11 @@ type Options struct {
 	StepTimeout time.Duration `json:"step_timeout,omitempty"`
 	// UploadTimeout bounds one attempt of the base image upload.
 	UploadTimeout time.Duration `json:"upload_timeout,omitempty"`
+	// HostTimeout is how long a step waits for its host's worker to take
+	// it before the run gives that host up: the step fails, what the run
+	// made elsewhere is undone, and what is left on the silent host is
+	// reported (ScheduleToStart of every activity).
+	HostTimeout time.Duration `json:"host_timeout,omitempty"`
 }
 
 // Defaults.
@@ -40,6 +45,10 @@ const (
 	WorkflowTaskTimeout  = 3 * time.Second
 	DefaultStepTimeout   = 5 * time.Minute
 	DefaultUploadTimeout = 2 * time.Hour
+	// DefaultHostTimeout: a host's worker takes a step within
+	// milliseconds when it runs; steps queue behind the worker's
+	// concurrency only on a host starting a hundred VMs, for seconds.
+	DefaultHostTimeout = 2 * time.Minute
 )
 
 func (o Options) WithDefaults() Options {
@@ -54,6 +63,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.UploadTimeout <= 0 {
 		o.UploadTimeout = DefaultUploadTimeout
+	}
+	if o.HostTimeout <= 0 {
+		o.HostTimeout = DefaultHostTimeout
 	}
 	return o
 }

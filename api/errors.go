@@ -13,6 +13,9 @@ const (
 	ErrTypeLibvirt      = "Libvirt"
 	ErrTypeConnection   = "Connection"
 	ErrTypeBusy         = "Busy"
+	// ErrTypeHostSilent: the host's worker did not take a step within
+	// the run's HostTimeout.
+	ErrTypeHostSilent = "HostSilent"
 )
 
 // ErrTypeDestroyIncomplete is the error type of a destroy that left

@@ -1,9 +1,16 @@
 package api
 
-// TaskQueue is the queue of one hypervisor host's worker. Workflows and
-// activities of a cluster both run there, so a restarted worker on the same
-// host drains its own backlog.
+// TaskQueue is the queue of one hypervisor host's worker: every activity
+// of a cluster on that host runs there (and the host's own workflows: its
+// questions and its device ledger).
 func TaskQueue(host string) string { return "hpcvm.host." + host }
+
+// ControlQueue is the queue of the clusters' workflows (start, stop,
+// destroy, plan, describe): every host's worker serves it, and so may a
+// worker on a machine without libvirt (hpcvm-worker --control-only). A
+// run whose host stops answering still ends there, within its
+// Options.HostTimeout, rolls back what it can and reports what is left.
+const ControlQueue = "hpcvm.control"
 
 // WorkflowID is shared by every operation on a cluster: Temporal then lets
 // only one run at a time, across all processes and machines.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/templates"
@@ -174,7 +175,7 @@ func (e *env) submit(op string, opts workflows.Options) client.WorkflowRun {
 	spec, err := cluster.Load(e.config)
 	require.NoError(e.t, err)
 	run, err := e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: workflows.TaskQueue(spec.Cluster.Host),
+		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: api.ControlQueue, Memo: map[string]any{"host": spec.Cluster.Host},
 		WorkflowTaskTimeout: workflows.WorkflowTaskTimeout, // as the CLI submits
 	}, op, workflows.Request{Spec: spec, Options: opts})
 	require.NoError(e.t, err)

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/hostchange"
+	"github.com/hpcvm/hpcvm/internal/buildinfo"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
@@ -43,8 +45,14 @@ func newCommand() *cobra.Command {
 		Short: "Run this hypervisor host's hpcvm worker",
 		Long: `hpcvm-worker executes hpcvm's workflows and this host's libvirt steps
 (network, pool, base-image upload, volumes, domains). Run one on every host
-that runs clusters; a cluster names its host in cluster.host and its runs go
-to the task queue "hpcvm.host.<host>", which this worker polls.
+that runs clusters. The clusters' workflows run on the control queue
+"hpcvm.control", which every host's worker serves; a cluster names its host
+in cluster.host, and each of its steps goes to the task queue
+"hpcvm.host.<host>", which only that host's worker polls, bounded by the
+run's host timeout (hpcvm start --host-timeout). With --control-only the
+worker serves the control queue alone and needs no libvirt: run one on a
+machine that is not a hypervisor, and the runs of a host that dies still
+end, roll back what they can and say what is left there.
 
 Whoever can start workflows on that queue acts as root on this host, so the
 worker reads base images only under --image-root (default
@@ -92,6 +100,7 @@ recorded offset).`,
 	f.StringSlice("resolver-root", activities.DefaultResolverRoots, "directory the host resolver's entries (dns_mode shared_dns or routed with enable_host_dns_integration) may be written to: the host dnsmasq's conf-dir (repeat for several)")
 	f.String("resolver-reload", "systemctl restart dnsmasq", "command that makes the host's dnsmasq read its drop-ins again, run in --netns after hpcvm writes or removes an entry (dnsmasq reads them only when it starts); empty: hpcvm makes no entry")
 	f.String("audit-log", hostchange.DefaultAuditPath, "file recording every change hpcvm makes to this host outside libvirt (read it with `hpcvm audit`)")
+	f.Bool("control-only", false, "serve only the control queue (the clusters' workflows), with no libvirt and no host: a machine that keeps runs going when a host dies")
 	f.String("netns", "", "network namespace libvirtd's bridges live in, if not the worker's own (a test libvirtd in its namespace): host changes are made there")
 	_ = v.BindPFlags(f)
 	return cmd
@@ -109,6 +118,9 @@ func run(ctx context.Context, v *viper.Viper) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	if v.GetBool("control-only") {
+		return runControl(ctx, v, logger)
+	}
 
 	lv, err := libvirt.Dial(v.GetString("libvirt-uri"))
 	if err != nil {
@@ -182,7 +194,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
 		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog})
-	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)),
+	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)), zap.String("control_queue", api.ControlQueue),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),
 		zap.String("audit_log", auditLog), zap.String("netns", netns))
@@ -211,6 +223,32 @@ func run(ctx context.Context, v *viper.Viper) error {
 	go func() {
 		s := <-sig
 		logger.Info("stopping: letting running steps finish", zap.String("signal", s.String()), zap.Duration("stop_timeout", v.GetDuration("stop-timeout")))
+		close(stop)
+	}()
+	return w.Run(stop)
+}
+
+// runControl serves the control queue alone: no libvirt, no host.
+func runControl(ctx context.Context, v *viper.Viper, logger *zap.Logger) error {
+	opts, err := temporalopts.FromViper(v).ClientOptions(logger)
+	if err != nil {
+		return err
+	}
+	hostname, _ := os.Hostname()
+	opts.Identity = fmt.Sprintf("hpcvm-worker control pid %d@%s [%s]", os.Getpid(), hostname, buildinfo.Version())
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("cannot reach Temporal at %s: %w (start it locally with bin/hpcvm-devserver, or point --temporal-address at yours)", opts.HostPort, err)
+	}
+	defer c.Close()
+	w := hostworker.NewControl(c, hostworker.ControlOptions{StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout")})
+	logger.Info("hpcvm control worker starting", zap.String("control_queue", api.ControlQueue), zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace))
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	stop := make(chan interface{})
+	go func() {
+		s := <-sig
+		logger.Info("stopping", zap.String("signal", s.String()))
 		close(stop)
 	}()
 	return w.Run(stop)

@@ -21,10 +21,10 @@ func HostAudit(ctx workflow.Context, req api.AuditRequest) (api.AuditLog, error)
 // hostQuestion is the activity context of a short workflow that asks a
 // host something for a client waiting on it.
 func hostQuestion(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	return workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		// Interactive, as status is: fail fast without a worker.
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
+	}))
 }

@@ -16,18 +16,19 @@ import (
 // it runs beside any operation without taking the cluster's lock.
 func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 	o := req.Options.WithDefaults()
-	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
+	if err != nil {
 		return Description{}, err
 	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	ctx = workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
 		// Status is interactive: fail fast when the host's worker is not
 		// there rather than wait for one.
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{api.ErrTypeBadInput}},
-	})
+	}))
 	var d Description
-	err := workflow.ExecuteActivity(ctx, api.ActDescribe, req).Get(ctx, &d)
+	err = workflow.ExecuteActivity(ctx, api.ActDescribe, req).Get(ctx, &d)
 	if err != nil && d.Plan.Cluster == "" {
 		d.Plan = cluster.Plan{Cluster: req.Spec.Cluster.Name, Host: req.Spec.Cluster.Host}
 	}

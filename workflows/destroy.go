@@ -26,6 +26,10 @@ import (
 // base a kept disk stands on), it fails with DestroyIncomplete listing it.
 func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	o := req.Options.WithDefaults()
+	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
+	if err != nil {
+		return DestroyResult{}, err
+	}
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return DestroyResult{}, err
@@ -34,9 +38,6 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	name := req.Spec.Cluster.Name
 	if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
 		return DestroyResult{}, badRequest(err)
-	}
-	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
-		return DestroyResult{}, err
 	}
 	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
@@ -241,7 +242,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 				}
 			}
 		}
-		queue := workflow.GetInfo(ctx).TaskQueueName
+		queue := TaskQueue(req.Spec.Cluster.Host)
 		for _, vm := range vms {
 			step := "release device claims"
 			if vm != "" {

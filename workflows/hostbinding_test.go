@@ -1,12 +1,18 @@
 package workflows
 
 import (
+	"context"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 )
@@ -49,8 +55,8 @@ func TestAChildOnAnotherHostsQueueIsRefusedBeforeAnything(t *testing.T) {
 	assert.Empty(t, r.calls, "no activity ran on the wrong host")
 }
 
-// Every cluster workflow refuses a request for another host, and each
-// runs on its own host's queue.
+// Every cluster workflow refuses a request for another host's queue; on
+// its own host's queue (older clients) it runs.
 func TestEveryClusterWorkflowRefusesAnotherHostsRequest(t *testing.T) {
 	for name, wf := range map[string]any{
 		"start": StartCluster, "stop": StopCluster, "destroy": DestroyCluster, "describe": DescribeCluster, "plan": PlanCluster,
@@ -63,7 +69,7 @@ func TestEveryClusterWorkflowRefusesAnotherHostsRequest(t *testing.T) {
 			env.ExecuteWorkflow(wf, testRequest(t))
 			err := env.GetWorkflowError()
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), `start it on task queue "hpcvm.host.hv1"`)
+			assert.Contains(t, err.Error(), `start it on task queue "hpcvm.control"`)
 			assert.Empty(t, r.calls, "no activity ran on the wrong host")
 
 			s2 := testsuite.WorkflowTestSuite{}
@@ -75,6 +81,38 @@ func TestEveryClusterWorkflowRefusesAnotherHostsRequest(t *testing.T) {
 				assert.NotContains(t, werr.Error(), "task queue")
 			}
 			assert.NotEmpty(t, r.calls, "on its own host the run goes on")
+		})
+	}
+}
+
+// On the control queue, as the CLI submits them, every cluster workflow
+// sends each of its steps to the queue of the cluster's host, bounded by
+// the host timeout (the e2e TestAHostLostMidStart shows the bound).
+func TestClusterWorkflowsOnTheControlQueueRouteStepsToTheHost(t *testing.T) {
+	for name, wf := range map[string]any{
+		"start": StartCluster, "stop": StopCluster, "destroy": DestroyCluster, "describe": DescribeCluster, "plan": PlanCluster,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: api.ControlQueue})
+			r := &recorder{}
+			r.install(env)
+			var mu sync.Mutex
+			queues := map[string]bool{}
+			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+				mu.Lock()
+				defer mu.Unlock()
+				queues[info.TaskQueue] = true
+			})
+			req := testRequest(t)
+			req.Options.HostTimeout = 7 * time.Second
+			env.ExecuteWorkflow(wf, req)
+			if werr := env.GetWorkflowError(); werr != nil {
+				assert.NotContains(t, werr.Error(), "task queue")
+			}
+			assert.NotEmpty(t, r.calls, "the run goes on")
+			assert.Equal(t, map[string]bool{TaskQueue("hv1"): true}, queues, "every step on the host's queue")
 		})
 	}
 }

@@ -21,12 +21,12 @@ var stepRetry = &temporal.RetryPolicy{
 // heartbeat timeout makes a dead worker visible in seconds, and the retry
 // policy retries only what activities mark retryable.
 func activityContext(ctx workflow.Context, o Options, startToClose time.Duration, waitForCancel bool) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	return workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: startToClose,
 		HeartbeatTimeout:    o.HeartbeatTimeout,
 		RetryPolicy:         stepRetry,
 		WaitForCancellation: waitForCancel,
-	})
+	}))
 }
 
 // stepContext is the activity context of a short libvirt step.

@@ -16,17 +16,18 @@ import (
 // fails only when the host cannot be asked at all.
 func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
 	o := req.Options.WithDefaults()
-	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
+	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
+	if err != nil {
 		return PlanReport{}, err
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	actx := workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
 		// Interactive: fail fast when the host's worker is not there.
 		ScheduleToCloseTimeout: 30 * time.Second,
 		HeartbeatTimeout:       o.HeartbeatTimeout,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
+	}))
 	var cp api.ClusterPlan
-	err := workflow.ExecuteActivity(actx, api.ActPreflight, api.PreflightRequest{Request: req, Mode: api.PreflightPlan}).Get(ctx, &cp)
+	err = workflow.ExecuteActivity(actx, api.ActPreflight, api.PreflightRequest{Request: req, Mode: api.PreflightPlan}).Get(ctx, &cp)
 	return cp.Report(), err
 }

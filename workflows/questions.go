@@ -12,8 +12,9 @@ import (
 // is terminated (or a namespace that never had one) only means the next
 // question starts a new run.
 func HostQuestions(ctx workflow.Context, st HostQuestionsState) error {
-	if err := refuseOtherHost(ctx, st.Host); err != nil {
-		return err
+	// The host's questions run on its own queue, and so do their steps.
+	if queue := workflow.GetInfo(ctx).TaskQueueName; queue != TaskQueue(st.Host) {
+		return badRequest(fmt.Errorf("the questions of host %q were started on task queue %q: nothing was done; start them on task queue %q (the hpcvm CLI does)", st.Host, queue, TaskQueue(st.Host)))
 	}
 	perRun := st.PerRun
 	if perRun <= 0 {

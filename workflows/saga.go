@@ -49,6 +49,14 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 	dctx = undoContext(dctx)
 	for i := len(s.steps) - 1; i >= 0; i-- {
 		c := s.steps[i]
+		if tr.silent {
+			r, _ := routeOf(tr.ctx)
+			for _, name := range stepNames(c) {
+				tr.set(name, StepCompensationFailed, "not tried: host "+r.host+" did not answer")
+				failed = append(failed, fmt.Sprintf("%s: not tried, host %s did not answer", name, r.host))
+			}
+			continue
+		}
 		if len(failed) > 0 {
 			failed = append(failed, skippedNames(c)...)
 			continue
@@ -71,8 +79,12 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 			}
 			continue
 		}
-		if err := c.undo(dctx); err != nil {
-			tr.set(c.name, StepCompensationFailed, err.Error())
+		err := c.undo(dctx)
+		if e, silent := hostSilence(tr.ctx, err); silent {
+			err, tr.silent = e, true
+		}
+		if err != nil {
+			tr.set(c.name, StepCompensationFailed, rootMessage(err))
 			failed = append(failed, fmt.Sprintf("%s: %v", c.name, err))
 			continue
 		}
@@ -82,16 +94,26 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 	return undone, failed
 }
 
-// skippedNames lists a compensation (or a group's) as skipped.
-func skippedNames(c compensation) []string {
+// stepNames lists the steps of a compensation (a group's, in the order
+// they would be undone).
+func stepNames(c compensation) []string {
 	if c.group == nil {
-		return []string{c.name + ": skipped, an undo it depends on failed"}
+		return []string{c.name}
 	}
 	var out []string
 	for _, sub := range c.group {
 		for i := len(sub.steps) - 1; i >= 0; i-- {
-			out = append(out, skippedNames(sub.steps[i])...)
+			out = append(out, stepNames(sub.steps[i])...)
 		}
+	}
+	return out
+}
+
+// skippedNames lists a compensation (or a group's) as skipped.
+func skippedNames(c compensation) []string {
+	var out []string
+	for _, name := range stepNames(c) {
+		out = append(out, name+": skipped, an undo it depends on failed")
 	}
 	return out
 }
@@ -99,10 +121,13 @@ func skippedNames(c compensation) []string {
 // tracker keeps the run's progress for the progress query, and as the
 // run's current details, which the Temporal Web UI shows on the run.
 type tracker struct {
-	ctx   workflow.Context
-	steps []Step
-	index map[string]int
-	vmOf  map[string]string // step name → the VM it works for
+	ctx workflow.Context
+	// silent is set once a step found its host silent (no worker took it
+	// within the host timeout): the undos still to run are not tried.
+	silent bool
+	steps  []Step
+	index  map[string]int
+	vmOf   map[string]string // step name → the VM it works for
 }
 
 func newTracker(ctx workflow.Context) (*tracker, error) {

@@ -27,6 +27,11 @@ func (e *stepError) Unwrap() error { return e.err }
 func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 	tr.set(name, StepRunning, "")
 	changed, err := fn()
+	if e, silent := hostSilence(tr.ctx, err); silent {
+		// Nothing more is asked of that host: its undos would wait as
+		// long, and are reported as left on it.
+		err, tr.silent = e, true
+	}
 	switch {
 	case err != nil:
 		tr.set(name, StepFailed, rootMessage(err))
@@ -50,15 +55,16 @@ func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 // itself: it executes the plan the preflight recorded.
 func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	o := req.Options.WithDefaults()
+	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
+	if err != nil {
+		return StartResult{}, err
+	}
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return StartResult{}, err
 	}
 	defer tr.dropPending()
 	actx := stepContext(ctx, o)
-	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
-		return StartResult{}, err
-	}
 	// The workflow has its request checked on the host: a client that
 	// skips the CLI gets the same errors, and nothing is created for a
 	// bad request. The checks are validate's (one preflight); a start
@@ -305,7 +311,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	// run claimed for it; the whole cluster's rollback frees the rest.
 	if vm.ExclusiveDevices {
 		info := workflow.GetInfo(ctx)
-		release := api.ReleaseRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
+		release := api.ReleaseRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
 		sg.push(tr.forVM(vm.Name, "device claims of "+vm.Name), func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
@@ -398,7 +404,7 @@ func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err 
 	msg := fmt.Sprintf("step %q failed: %s; node(s) %s rolled back alone (%s); the cluster's other nodes, old and new, are up",
 		f.FailedStep, f.Cause, strings.Join(names, ", "), orDefault(strings.Join(undone, ", "), "nothing of theirs had been created"))
 	if len(notUndone) > 0 {
-		msg += fmt.Sprintf("; COULD NOT UNDO: %s (run `hpcvm destroy --vm NAME` once the cause is fixed)", strings.Join(notUndone, "; "))
+		msg += fmt.Sprintf("; COULD NOT UNDO: %s (%s)", strings.Join(notUndone, "; "), cleanUpHint(tr, "hpcvm destroy --vm NAME"))
 	}
 	return temporal.NewNonRetryableApplicationError(msg, "StartFailed", err, f)
 }
@@ -415,13 +421,14 @@ func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
 	}
 	var msg strings.Builder
 	fmt.Fprintf(&msg, "step %q failed: %s", f.FailedStep, f.Cause)
-	if len(undone) > 0 {
+	switch {
+	case len(undone) > 0:
 		fmt.Fprintf(&msg, "; rolled back: %s", strings.Join(undone, ", "))
-	} else {
+	case len(notUndone) == 0:
 		msg.WriteString("; nothing had been created, nothing to roll back")
 	}
 	if len(notUndone) > 0 {
-		fmt.Fprintf(&msg, "; COULD NOT UNDO: %s (run `hpcvm destroy` to clean up)", strings.Join(notUndone, "; "))
+		fmt.Fprintf(&msg, "; COULD NOT UNDO: %s (%s)", strings.Join(notUndone, "; "), cleanUpHint(tr, "hpcvm destroy"))
 	}
 	if temporal.IsCanceledError(err) || ctx.Err() != nil {
 		return temporal.NewCanceledError(f)
@@ -485,7 +492,7 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan c
 	info := workflow.GetInfo(ctx)
 	// Claims are the run chain's: a reset run (a new run ID) still gives
 	// back what its first run claimed.
-	req := api.ClaimRequest{Host: plan.Host, Queue: info.TaskQueueName, Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices}
+	req := api.ClaimRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices}
 	release := api.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
 	err := run(tr, "device claims", func() (bool, error) {
 		var r api.ClaimResult
@@ -504,4 +511,15 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan c
 		})
 	}
 	return err
+}
+
+// cleanUpHint says how to remove what a rollback could not: with command
+// once the cause is fixed, or once a silent host's worker is back (what
+// is listed is left on that host).
+func cleanUpHint(tr *tracker, command string) string {
+	if tr.silent {
+		r, _ := routeOf(tr.ctx)
+		return fmt.Sprintf("left on host %s, which did not answer: run `%s` once its worker is back", r.host, command)
+	}
+	return fmt.Sprintf("run `%s` once the cause is fixed", command)
 }

@@ -21,6 +21,10 @@ import (
 // needs only the cluster's name and host, whatever cluster.yaml says today.
 func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	o := req.Options.WithDefaults()
+	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
+	if err != nil {
+		return StopResult{}, err
+	}
 	tr, err := newTracker(ctx)
 	if err != nil {
 		return StopResult{}, err
@@ -28,9 +32,6 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	defer tr.dropPending()
 	if err := cluster.ValidateTarget(req.Spec.Cluster.Name, req.Spec.Cluster.Host); err != nil {
 		return StopResult{}, badRequest(err)
-	}
-	if err := refuseOtherHost(ctx, req.Spec.Cluster.Host); err != nil {
-		return StopResult{}, err
 	}
 	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {

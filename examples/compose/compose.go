@@ -39,7 +39,8 @@ func BuildLab(ctx workflow.Context, req LabRequest) (LabReady, error) {
 	spec := req.Cluster.Spec
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            api.WorkflowID(spec.Cluster.Name),
-		TaskQueue:             api.TaskQueue(spec.Cluster.Host),
+		TaskQueue:             api.ControlQueue,
+		Memo:                  map[string]any{"host": spec.Cluster.Host},
 		WorkflowTaskTimeout:   api.WorkflowTaskTimeout,
 		ParentClosePolicy:     enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WaitForCancellation:   true,

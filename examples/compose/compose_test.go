@@ -50,7 +50,7 @@ func TestBuildLabComposesStartCluster(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&ready))
 	assert.Equal(t, "lab", asked.Spec.Cluster.Name)
 	assert.Equal(t, api.WorkflowID("lab"), info.WorkflowExecution.ID)
-	assert.Equal(t, api.TaskQueue("hv1"), info.TaskQueueName)
+	assert.Equal(t, api.ControlQueue, info.TaskQueueName, "on the control queue; its steps go to hv1")
 	assert.Equal(t, "hv1", ready.Host)
 	assert.Len(t, ready.IPs, 2)
 	assert.True(t, strings.HasPrefix(ready.IPs["compute-01"], "192.168.151."), ready.IPs["compute-01"])

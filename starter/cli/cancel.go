@@ -74,7 +74,7 @@ the cluster.`,
 			}
 			info := desc.GetWorkflowExecutionInfo()
 			held := heldBy{op: info.GetType().GetName(), workflowID: id, runID: info.GetExecution().GetRunId(), since: info.GetStartTime().AsTime()}
-			host := hostOfQueue(desc.GetExecutionConfig().GetTaskQueue().GetName())
+			host := hostOfRun(info)
 			if force {
 				return a.terminate(ctx, c, held, name, host)
 			}

@@ -106,10 +106,9 @@ host without a running worker shows "no answer").`,
 // newest run of each ID is the cluster's last operation. It needs no
 // custom search attribute, so it works on any namespace.
 func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterEntry, error) {
+	// The host is the run's (its memo; runs of older clients: their
+	// queue), filtered here: it needs no search attribute either.
 	query := fmt.Sprintf("WorkflowId STARTS_WITH '%s'", workflows.WorkflowID(""))
-	if host != "" {
-		query += fmt.Sprintf(" AND TaskQueue = '%s'", workflows.TaskQueue(host))
-	}
 	seen := map[string]bool{}
 	// before: for each cluster, whether an older operation left it in
 	// libvirt (a completed start or stop, or destroy --vm), as far as the
@@ -124,6 +123,9 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 		}
 		for _, info := range resp.GetExecutions() {
 			id := info.GetExecution().GetWorkflowId()
+			if host != "" && hostOfRun(info) != host {
+				continue
+			}
 			if seen[id] {
 				// An older operation of a cluster already listed: the
 				// newest completed one says whether it existed before.
@@ -135,7 +137,7 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 			seen[id] = true
 			e := ClusterEntry{
 				Cluster:   strings.TrimPrefix(id, workflows.WorkflowID("")),
-				Host:      hostOfQueue(info.GetTaskQueue()),
+				Host:      hostOfRun(info),
 				Operation: workflows.OperationWord(info.GetType().GetName()),
 				Result:    resultWord(info.GetStatus()),
 				Since:     info.GetStartTime().AsTime(),

@@ -479,6 +479,13 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 	if req.RequestedBy == "" {
 		req.RequestedBy = requester()
 	}
+	// Given, it is part of the request; not given, the run takes the
+	// default, and a run of another client compares equal.
+	if f := a.flags.Lookup("host-timeout"); f != nil && f.Changed {
+		if req.Options.HostTimeout = a.v.GetDuration("host-timeout"); req.Options.HostTimeout <= 0 {
+			return fail(ExitBadInput, "--host-timeout must be positive")
+		}
+	}
 	run, attached, err := submit(ctx, c, op, req)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
 	"github.com/hpcvm/hpcvm/workflows"
@@ -87,6 +88,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	pf.StringP("config", "c", "cluster.yaml", "the cluster file")
 	pf.String("host", "", "override cluster.host: the hypervisor host whose worker runs the cluster")
 	pf.String("name", "", "act on the cluster of this name without reading a cluster file (stop, destroy, status, cancel, trace, inventory); with --host, default this machine's hostname")
+	pf.Duration("host-timeout", api.DefaultHostTimeout, "start, stop, destroy: how long each step waits for the host's worker to take it before the run gives the host up (it then fails, tries nothing more there, and says what is left on the host); the runs themselves are on the control queue, which any host's worker (or hpcvm-worker --control-only) serves")
 	pf.String("trace-dir", "traces", "where start, stop, destroy and trace write the XML trace folder of a run (HPCVM_TRACE_DIR); empty: start, stop and destroy write none")
 	temporalopts.AddFlags(pf)
 	_ = a.v.BindPFlags(pf)

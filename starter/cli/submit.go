@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	workflowpb "go.temporal.io/api/workflow/v1"
+
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/workflows"
@@ -74,7 +76,8 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                                       id,
-		TaskQueue:                                workflows.TaskQueue(spec.Cluster.Host),
+		TaskQueue:                                api.ControlQueue,
+		Memo:                                     map[string]any{runHostMemo: spec.Cluster.Host},
 		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
@@ -499,9 +502,10 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 	if err != nil {
 		return
 	}
-	q := desc.GetExecutionConfig().GetTaskQueue().GetName()
+	host := hostOfRun(desc.GetWorkflowExecutionInfo())
+	q := workflows.TaskQueue(host)
 	if serves, err := workerServes(ctx, c, q); err == nil && !serves {
-		msg := fmt.Sprintf("warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s)", q, workerSeenWithin, hostOfQueue(q))
+		msg := fmt.Sprintf("warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s), at most its host timeout per step", q, workerSeenWithin, host)
 		if live != nil {
 			live.printAbove(msg) // the live block would draw over a line of its own
 			return
@@ -512,6 +516,22 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 
 // hostOfQueue is the host whose worker polls queue (see workflows.TaskQueue).
 func hostOfQueue(queue string) string { return strings.TrimPrefix(queue, workflows.TaskQueue("")) }
+
+// runHostMemo is the memo field that names a run's host: runs are on the
+// control queue, which names none.
+const runHostMemo = "host"
+
+// hostOfRun is the host a run acts on: its memo, else (runs an older
+// hpcvm started on the host's queue) its queue.
+func hostOfRun(info *workflowpb.WorkflowExecutionInfo) string {
+	if p := info.GetMemo().GetFields()[runHostMemo]; p != nil {
+		var host string
+		if converter.GetDefaultDataConverter().FromPayload(p, &host) == nil && host != "" {
+			return host
+		}
+	}
+	return hostOfQueue(info.GetTaskQueue())
+}
 
 // follow waits for the run, printing its progress as it changes, and turns
 // its outcome into an exit code. Interrupting the wait leaves the run going.

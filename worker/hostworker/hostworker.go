@@ -1,11 +1,14 @@
 // Package hostworker builds the Temporal worker of one hypervisor host: the
-// hpcvm workflows and this host's libvirt activities, on the host's queue.
+// host's libvirt activities (and its own workflows) on the host's queue,
+// and the clusters' workflows on the control queue, which every host's
+// worker serves.
 package hostworker
 
 import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/hostchange"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/workflows"
@@ -65,7 +68,10 @@ type Options struct {
 // times out only costs a replay of the history on the host's queue.
 const DefaultStickyTimeout = 500 * time.Millisecond
 
-// New registers the workflows and activities on the host's task queue.
+// New registers the activities (and the workflows, for the host's own
+// runs and those older clients started there) on the host's task queue,
+// and the workflows on the control queue: the returned worker starts and
+// stops both.
 func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 30 * time.Second
@@ -77,7 +83,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		o.MaxConcurrentActivities = 32
 	}
 	maxEager := o.MaxConcurrentActivities
-	w := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
+	hw := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
 		// Where the server allows eager activities (hpcvm-devserver does),
@@ -98,7 +104,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		// Every step named after its object in the Web UI.
 		Interceptors: workflows.Interceptors(),
 	})
-	workflows.Register(w)
+	workflows.Register(hw)
 	if o.ImageRoots == nil {
 		o.ImageRoots = activities.DefaultImageRoots
 	}
@@ -117,7 +123,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	if o.ShareRoots == nil {
 		o.ShareRoots = activities.DefaultShareRoots
 	}
-	w.RegisterActivity(&activities.Activities{
+	hw.RegisterActivity(&activities.Activities{
 		Libvirt: lv,
 		// A heartbeat a second against the workflows' 3 s heartbeat
 		// timeout: two may be late or lost before a live step is retried.
@@ -136,5 +142,64 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		HostChanges: &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog},
 			ResolverReload: o.ResolverReload},
 	})
+	return &hostAndControl{Worker: hw, control: NewControl(c, ControlOptions{StopTimeout: o.StopTimeout, StickyTimeout: o.StickyTimeout})}
+}
+
+// ControlOptions are the options of a control queue worker.
+type ControlOptions struct {
+	StopTimeout   time.Duration
+	StickyTimeout time.Duration // DefaultStickyTimeout if zero
+}
+
+// NewControl registers the workflows on the control queue, without any
+// activity: a worker every host runs beside its own (New), and one a
+// machine without libvirt may run (hpcvm-worker --control-only), so that
+// the runs of a host that died still end, roll back and report.
+func NewControl(c client.Client, o ControlOptions) worker.Worker {
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if o.StickyTimeout <= 0 {
+		o.StickyTimeout = DefaultStickyTimeout
+	}
+	w := worker.New(c, api.ControlQueue, worker.Options{
+		WorkerStopTimeout:            o.StopTimeout,
+		StickyScheduleToStartTimeout: o.StickyTimeout,
+		Interceptors:                 workflows.Interceptors(),
+	})
+	workflows.Register(w)
 	return w
+}
+
+// hostAndControl is a host's worker: its queue's worker, whose
+// registrations it takes, and the control queue's, started and stopped
+// with it.
+type hostAndControl struct {
+	worker.Worker
+	control worker.Worker
+}
+
+func (w *hostAndControl) Start() error {
+	if err := w.control.Start(); err != nil {
+		return err
+	}
+	if err := w.Worker.Start(); err != nil {
+		w.control.Stop()
+		return err
+	}
+	return nil
+}
+
+func (w *hostAndControl) Stop() {
+	w.Worker.Stop()
+	w.control.Stop()
+}
+
+func (w *hostAndControl) Run(interruptCh <-chan interface{}) error {
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-interruptCh
+	w.Stop()
+	return nil
 }

@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/buildinfo"
 	"github.com/hpcvm/hpcvm/workflows"
 	commonpb "go.temporal.io/api/common/v1"
@@ -139,11 +141,12 @@ func machineID() string {
 	return ""
 }
 
-// TakeOver hands on what a dead predecessor left on host's queue: every
-// running workflow on it forgets its sticky queue (its next task comes to
-// a live worker at once), and every step a dead worker of this machine had
-// started is failed as ErrTypeWorkerDied, which the workflows retry at
-// once. It returns how many steps it handed on.
+// TakeOver hands on what a dead predecessor left: every running workflow
+// on host's queue forgets its sticky queue (its next task comes to a live
+// worker at once), and every step a dead worker of this machine had
+// started, for a run on host's queue or on the control queue, is failed
+// as ErrTypeWorkerDied, which the workflows retry at once. It returns how
+// many steps it handed on.
 //
 // Run it before the worker polls: the server fails whichever attempt of a
 // step is running when asked (by workflow and activity id), so the step must
@@ -151,7 +154,22 @@ func machineID() string {
 // just before it is failed, so a retry another worker has begun meanwhile
 // is left alone.
 func TakeOver(ctx context.Context, c client.Client, namespace, host string, log *zap.Logger) (int, error) {
-	queue := workflows.TaskQueue(host)
+	handed := 0
+	for _, queue := range []string{workflows.TaskQueue(host), api.ControlQueue} {
+		n, err := takeOverQueue(ctx, c, namespace, queue, queue != api.ControlQueue, log)
+		handed += n
+		if err != nil {
+			return handed, err
+		}
+	}
+	return handed, nil
+}
+
+// takeOverQueue hands on the dead worker's steps of the runs on queue;
+// resetSticky: every run forgets its sticky queue (on the control queue,
+// only a run whose step was handed on: the others' sticky worker may well
+// be alive on another host).
+func takeOverQueue(ctx context.Context, c client.Client, namespace, queue string, resetSticky bool, log *zap.Logger) (int, error) {
 	var token []byte
 	handed := 0
 	for {
@@ -170,11 +188,18 @@ func TakeOver(ctx context.Context, c client.Client, namespace, host string, log 
 				log.Warn("cannot describe a run to take over its steps", zap.String("workflow_id", wf.GetWorkflowId()), zap.Error(err))
 				continue
 			}
-			if _, err := c.WorkflowService().ResetStickyTaskQueue(ctx, &workflowservice.ResetStickyTaskQueueRequest{
-				Namespace: namespace,
-				Execution: &commonpb.WorkflowExecution{WorkflowId: wf.GetWorkflowId(), RunId: wf.GetRunId()},
-			}); err != nil {
-				log.Warn("cannot reset the sticky queue of a run", zap.String("workflow_id", wf.GetWorkflowId()), zap.Error(err))
+			// The task a handed-on step makes must not wait on a dead
+			// worker's sticky queue: reset first.
+			reset := sync.OnceFunc(func() {
+				if _, err := c.WorkflowService().ResetStickyTaskQueue(ctx, &workflowservice.ResetStickyTaskQueueRequest{
+					Namespace: namespace,
+					Execution: &commonpb.WorkflowExecution{WorkflowId: wf.GetWorkflowId(), RunId: wf.GetRunId()},
+				}); err != nil {
+					log.Warn("cannot reset the sticky queue of a run", zap.String("workflow_id", wf.GetWorkflowId()), zap.Error(err))
+				}
+			})
+			if resetSticky {
+				reset()
 			}
 			for _, a := range d.GetPendingActivities() {
 				if !runningOnADeadWorker(a) {
@@ -183,6 +208,7 @@ func TakeOver(ctx context.Context, c client.Client, namespace, host string, log 
 				if again, err := c.DescribeWorkflowExecution(ctx, wf.GetWorkflowId(), wf.GetRunId()); err != nil || !stillTheSame(again.GetPendingActivities(), a) {
 					continue
 				}
+				reset()
 				cause := temporal.NewApplicationError(fmt.Sprintf("the worker running this step (%s) died; retried by its successor", a.GetLastWorkerIdentity()), ErrTypeWorkerDied)
 				err := c.CompleteActivityByID(ctx, namespace, wf.GetWorkflowId(), wf.GetRunId(), a.GetActivityId(), nil, cause)
 				if err != nil {
