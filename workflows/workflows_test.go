@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -62,6 +64,9 @@ type recorder struct {
 	// badInput makes the failure at failAt a refusal of the input (a
 	// check that fails), not a libvirt error.
 	badInput bool
+	// silent makes the failure at failAt a step no worker of the host
+	// took in time (ScheduleToStart timeout).
+	silent bool
 	// resolverExisted is what ResolverEntryExists answers.
 	resolverExisted bool
 }
@@ -127,6 +132,9 @@ func (r *recorder) note(list *[]string, s string) {
 
 func (r *recorder) fail(call string) error {
 	if call == r.failAt {
+		if r.silent {
+			return temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
 		if r.badInput {
 			return temporal.NewNonRetryableApplicationError("injected refusal at "+call, activities.ErrTypeBadInput, nil)
 		}
@@ -773,4 +781,31 @@ func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	existing.Network.DNSForwarders = []cluster.DNSForwarder{{Domain: "local", Addr: "127.0.53.1"}, {Addr: "127.0.53.1"}}
 	_, err, _ = run(testRequest(t), existing, false, "")
 	require.ErrorContains(t, err, "the DNS forwarders none (the host's resolv.conf), but it has local/127.0.53.1, 127.0.53.1")
+}
+
+// A step no worker of the host took within the host timeout: the run
+// tries nothing more on that host (no undo would be taken either), and
+// says what is left there and how to clean it up.
+func TestAStepTheHostDoesNotTakeEndsTheRunWithoutUndos(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: api.ControlQueue})
+	r := &recorder{failAt: "EnsureVolume compute-02.qcow2", silent: true}
+	r.install(env)
+	req := testRequest(t)
+	req.Options.HostTimeout = 45 * time.Second
+	env.ExecuteWorkflow(StartCluster, req)
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Empty(t, r.undo, "no undo is sent to a silent host")
+	assert.Contains(t, err.Error(), "host hv1 did not answer: no worker took the step from task queue hpcvm.host.hv1 within 45s (host_timeout)")
+	assert.Contains(t, err.Error(), "network lab-network: not tried, host hv1 did not answer")
+	assert.Contains(t, err.Error(), "left on host hv1, which did not answer: run `hpcvm destroy` once its worker is back")
+	assert.NotContains(t, err.Error(), "nothing had been created")
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	var f Failure
+	require.NoError(t, appErr.Details(&f))
+	assert.Empty(t, f.RolledBack)
+	assert.Contains(t, f.NotUndone, "pool lab-pool: not tried, host hv1 did not answer")
 }
