@@ -79,7 +79,7 @@ type Metadata struct {
 	WorkflowID        string `json:"workflow_id"`
 	RunID             string `json:"run_id"`
 	Workflow          string `json:"workflow"`
-	Host              string `json:"host"`   // from the run's task queue
+	Host              string `json:"host"`   // the request's cluster.host (runs of an older hpcvm: their task queue's)
 	Result            string `json:"result"` // completed, failed, canceled, terminated, timed out, running
 }
 
@@ -149,6 +149,16 @@ type scheduled struct {
 	last    string // the failure before the last attempt
 }
 
+// runHost is the host a run acted on: its request's cluster.host (runs
+// are on the control queue), else the host whose queue it ran on.
+func runHost(start *history.WorkflowExecutionStartedEventAttributes) string {
+	var req api.Request
+	if converter.GetDefaultDataConverter().FromPayloads(start.GetInput(), &req) == nil && req.Spec.Cluster.Host != "" {
+		return req.Spec.Cluster.Host
+	}
+	return strings.TrimPrefix(start.GetTaskQueue().GetName(), workflows.TaskQueue(""))
+}
+
 // FromHistory makes the trace of one run from its events: its metadata and
 // the XML files by name.
 func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, map[string]string, error) {
@@ -166,7 +176,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 	m := Metadata{
 		ClusterName: cluster, Operation: op, StartTime: began.Format(time.RFC3339Nano),
 		WorkflowID: workflowID, Workflow: wfType, RunID: startAttrs.GetOriginalExecutionRunId(),
-		Host:          strings.TrimPrefix(startAttrs.GetTaskQueue().GetName(), workflows.TaskQueue("")),
+		Host:          runHost(startAttrs),
 		Result:        "running",
 		XMLOperations: []Record{}, FileListing: []string{}, OtherCalls: []Record{},
 	}
