@@ -8,6 +8,12 @@ EXAMPLE   ?= examples/cluster.yaml
 # Go test timeout: the whole suite takes a few minutes; the first build of the
 # in-process Temporal server takes about 3 minutes more on 2 cores.
 TEST_TIMEOUT ?= 25m
+# The modules of this checkout. The Temporal server and its Web UI are needed
+# only by the dev server and the tests that run one, so they live in modules of
+# their own (devserver/, e2e/; each replaces the main module with ../) and the
+# main module, which other teams import, does not carry them. `go test ./...`
+# does not descend into a nested module: the targets below visit each.
+MODULES   := . devserver e2e
 
 .PHONY: help deps libvirtd libvirtd-down postgres postgres-down build test test-unit bench bench-upload bench-crash bench-scale bench-remote up run down example-image clean
 
@@ -37,32 +43,32 @@ LDFLAGS   := -X github.com/hpcvm/hpcvm/internal/buildinfo.Stamp=$(STAMP)
 build: deps ## build bin/hpcvm, bin/hpcvm-worker, bin/hpcvm-devserver
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm ./starter
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-worker ./worker
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-devserver ./devserver
+	cd devserver && $(GO) build -ldflags '$(LDFLAGS)' -o ../$(BIN)/hpcvm-devserver .
 
-test: deps libvirtd postgres ## run every test: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal: in-process, and with PostgreSQL + mTLS)
-	$(GO) vet ./...
-	$(GO) vet -tags libvirtdrestart ./e2e/
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: deps libvirtd postgres ## run every test of every module: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal: in-process, and with PostgreSQL + mTLS)
+	set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	cd e2e && $(GO) vet -tags libvirtdrestart ./
+	set -e; for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...); done
 	@# alone, after the rest: it restarts the test libvirtd under a running cluster
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags libvirtdrestart -run TestLibvirtdRestartedMidRun ./e2e/
+	cd e2e && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags libvirtdrestart -run TestLibvirtdRestartedMidRun ./
 
 test-unit: ## the tests that need neither libvirtd nor Temporal
 	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/
 
 bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; prints min/median/max, ratios per round, CPU used
-	$(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./e2e/
+	cd e2e && $(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./
 
 bench-upload: deps libvirtd ## upload dense raw, sparse raw and sparse qcow2 images the ways hpcvm does (stream, undigested stream, whole step) and with virsh vol-upload (--sparse), alternating; prints times, rates, ratios, allocations
 	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 1x -timeout $(TEST_TIMEOUT) ./activities/
 
 bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destroy (restarted at once); prints the time each kill costs the run
-	$(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
+	cd e2e && $(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./
 
 bench-scale: deps libvirtd ## start+destroy 1+7, 1+31 and 1+99 VMs (64 MiB) with hpcvm and an 8-way virsh script; prints times, ratios, history sizes, longest workflow task
-	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./e2e/
+	cd e2e && $(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 60m ./
 
 bench-remote: deps libvirtd postgres ## start+destroy 1+2 VMs against the PostgreSQL + mTLS Temporal seen across emulated round trips (0-250 ms); prints times and workflow-task waits per run
-	$(GO) test -run '^$$' -bench RemoteTemporal -benchtime 1x -timeout $(TEST_TIMEOUT) ./e2e/
+	cd e2e && $(GO) test -run '^$$' -bench RemoteTemporal -benchtime 1x -timeout $(TEST_TIMEOUT) ./
 
 example-image: deps ## build the example's base image (a tiny bootable guest) if missing
 	@mkdir -p /var/lib/hpcvm/images

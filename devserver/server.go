@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/serverconfig"
+	"github.com/hpcvm/hpcvm/devserver/serverconfig"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/common/authorization"

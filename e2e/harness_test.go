@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/serverconfig"
+	"github.com/hpcvm/hpcvm/devserver/serverconfig"
 	"github.com/hpcvm/hpcvm/libvirt"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/trace"

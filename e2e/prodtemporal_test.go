@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/devserver/prodserver"
-	"github.com/hpcvm/hpcvm/internal/serverconfig"
+	"github.com/hpcvm/hpcvm/devserver/serverconfig"
 	"github.com/hpcvm/hpcvm/starter/cli"
 	"github.com/hpcvm/hpcvm/worker/hostworker"
 	"github.com/hpcvm/hpcvm/workflows"

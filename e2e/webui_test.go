@@ -84,7 +84,11 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	bins := map[string]string{}
 	for _, b := range []string{"devserver", "worker"} {
 		bins[b] = filepath.Join(dir, "hpcvm-"+b)
-		out, err := exec.Command("go", "build", "-o", bins[b], "../"+b).CombinedOutput()
+		// Each built in its own module (devserver/ has its own go.mod),
+		// as `make build` builds them.
+		cmd := exec.Command("go", "build", "-o", bins[b], ".")
+		cmd.Dir = filepath.Join("..", b)
+		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
 	// One block: the dev server's 4 ports, then the Web UI's.

@@ -2,8 +2,12 @@
 
 // The history recorder is a tool, not a test: it is built only with the
 // "record" tag, so a plain `go test` (and CI) neither runs nor skips it.
+// It records on a Temporal server that runs beside it (the dev server), so
+// the main module does not depend on the Temporal server's code:
 //
-//	HPCVM_RECORD_HISTORIES=v2 go test -tags record -count=1 -run 'TestRecordHistories$' ./workflows/
+//	bin/hpcvm-devserver --port 7533 --ui-port 0 --db-file "$(mktemp -d)/record.db" &
+//	HPCVM_RECORD_TEMPORAL=127.0.0.1:7533 HPCVM_RECORD_HISTORIES=v2 \
+//	  go test -tags record -count=1 -run 'TestRecordHistories$' ./workflows/
 
 package workflows
 
@@ -21,8 +25,45 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/server/temporaltest"
 )
+
+const (
+	// recordTemporalEnv names the frontend (host:port) the recorder runs
+	// the workflows on; recordNamespaceEnv its namespace (default "default").
+	recordTemporalEnv  = "HPCVM_RECORD_TEMPORAL"
+	recordNamespaceEnv = "HPCVM_RECORD_NAMESPACE"
+)
+
+// recordingClient connects to the Temporal server named by
+// HPCVM_RECORD_TEMPORAL and makes sure no other worker serves the queue the
+// scenarios run on: its real activities would act on this machine's libvirt,
+// and the histories would not be the fake activities' scripts.
+func recordingClient(t *testing.T, queue string, logger sdklog.Logger) client.Client {
+	addr := os.Getenv(recordTemporalEnv)
+	require.NotEmpty(t, addr, "%s names the Temporal frontend to record on (host:port). Start a dev server of your own: "+
+		"`make build && bin/hpcvm-devserver --port 7533 --ui-port 0 --db-file \"$(mktemp -d)/record.db\"`, then %s=127.0.0.1:7533 "+
+		"(`make up` runs one on 127.0.0.1:7233 too)", recordTemporalEnv, recordTemporalEnv)
+	namespace := os.Getenv(recordNamespaceEnv)
+	if namespace == "" {
+		namespace = "default"
+	}
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Identity: recorderIdentity, Logger: logger})
+	require.NoError(t, err, "connecting to the Temporal frontend %s=%s (is the dev server running?)", recordTemporalEnv, addr)
+	t.Cleanup(c.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+		desc, err := c.DescribeTaskQueue(ctx, queue, kind)
+		require.NoError(t, err, "describing task queue %s in namespace %s on %s", queue, namespace, addr)
+		for _, p := range desc.GetPollers() {
+			require.Equal(t, recorderIdentity, p.GetIdentity(),
+				"worker %q serves %s (%s) on %s, namespace %s: record on a Temporal server of your own, where only the recorder's fake activities run",
+				p.GetIdentity(), queue, kind, addr, namespace)
+		}
+	}
+	return c
+}
 
 func TestRecordHistories(t *testing.T) {
 	set := os.Getenv(recordHistoriesEnv)
@@ -36,14 +77,13 @@ func TestRecordHistories(t *testing.T) {
 	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
 
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	c := ts.NewClientWithOptions(client.Options{Identity: recorderIdentity, Logger: quiet})
+	c := recordingClient(t, TaskQueue("hv1"), quiet)
 	fake := &fakeActivities{}
 	w := worker.New(c, TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
 	Register(w)
 	registerFakeActivities(t, w, fake)
 	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop) // before the server stops
+	t.Cleanup(w.Stop) // before the client closes
 
 	for _, sc := range scenarios {
 		if !t.Run(sc.name, func(t *testing.T) { recordScenario(t, c, fake, sc, set) }) {
@@ -65,6 +105,9 @@ func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc hist
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: TaskQueue(req.Spec.Cluster.Host),
+		// The server may keep an open run of an earlier, interrupted
+		// recording under this ID: fail rather than record that run.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 	}, sc.workflow, input)
 	require.NoError(t, err)
 	if sc.drive != nil {
