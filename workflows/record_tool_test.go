@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -78,12 +79,19 @@ func TestRecordHistories(t *testing.T) {
 
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	c := recordingClient(t, TaskQueue("hv1"), quiet)
+	_ = recordingClient(t, api.ControlQueue, quiet) // no one else serves it either
 	fake := &fakeActivities{}
+	// As a host's worker: the clusters' workflows on the control queue,
+	// the host's activities (and its own workflows) on its queue.
 	w := worker.New(c, TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
 	Register(w)
 	registerFakeActivities(t, w, fake)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop) // before the client closes
+	control := worker.New(c, api.ControlQueue, worker.Options{Identity: recorderIdentity})
+	Register(control)
+	require.NoError(t, control.Start())
+	t.Cleanup(control.Stop)
 
 	for _, sc := range scenarios {
 		if !t.Run(sc.name, func(t *testing.T) { recordScenario(t, c, fake, sc, set) }) {
@@ -98,13 +106,13 @@ func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc hist
 	req := sc.request(t)
 	script := sc.script(t)
 	fake.use(script)
-	id, input := WorkflowID(req.Spec.Cluster.Name)+"-"+sc.name, any(req)
+	id, input, queue := WorkflowID(req.Spec.Cluster.Name)+"-"+sc.name, any(req), api.ControlQueue
 	if sc.questions != nil {
-		id, input = HostQuestionsID(sc.questions.Host)+"-"+sc.name, *sc.questions
+		id, input, queue = HostQuestionsID(sc.questions.Host)+"-"+sc.name, *sc.questions, TaskQueue(sc.questions.Host)
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: TaskQueue(req.Spec.Cluster.Host),
+		TaskQueue: queue,
 		// The server may keep an open run of an earlier, interrupted
 		// recording under this ID: fail rather than record that run.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
