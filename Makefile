@@ -41,8 +41,8 @@ STAMP     := $(shell git describe --always --dirty 2>/dev/null)
 LDFLAGS   := -X github.com/hpcvm/hpcvm/internal/buildinfo.Stamp=$(STAMP)
 
 build: deps ## build bin/hpcvm, bin/hpcvm-worker, bin/hpcvm-devserver
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm ./starter
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-worker ./worker
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm ./cmd/hpcvm
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hpcvm-worker ./cmd/hpcvm-worker
 	cd devserver && $(GO) build -ldflags '$(LDFLAGS)' -o ../$(BIN)/hpcvm-devserver .
 
 test: deps libvirtd postgres ## run every test of every module: unit, workflow, libvirt and end-to-end (real libvirtd, real Temporal: in-process, and with PostgreSQL + mTLS)
@@ -53,13 +53,13 @@ test: deps libvirtd postgres ## run every test of every module: unit, workflow, 
 	cd e2e && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags libvirtdrestart -run TestLibvirtdRestartedMidRun ./
 
 test-unit: ## the tests that need neither libvirtd nor Temporal
-	$(GO) test -count=1 ./cluster/ ./templates/ ./workflows/
+	$(GO) test -count=1 ./api/ ./cluster/ ./internal/templates/ ./internal/preflight/ ./internal/workflows/
 
 bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; prints min/median/max, ratios per round, CPU used
 	cd e2e && $(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./
 
 bench-upload: deps libvirtd ## upload dense raw, sparse raw and sparse qcow2 images the ways hpcvm does (stream, undigested stream, whole step) and with virsh vol-upload (--sparse), alternating; prints times, rates, ratios, allocations
-	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 1x -timeout $(TEST_TIMEOUT) ./activities/
+	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 1x -timeout $(TEST_TIMEOUT) ./internal/activities/
 
 bench-crash: deps libvirtd ## kill -9 the worker at each step of start and destroy (restarted at once); prints the time each kill costs the run
 	cd e2e && $(GO) test -run '^$$' -bench CrashRecovery -benchtime 1x -timeout $(TEST_TIMEOUT) ./

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/hpcvm/hpcvm/templates"
+	"github.com/hpcvm/hpcvm/internal/templates"
 )
 
 // Call is one activity call as an operator reads it: what it does to which

@@ -1,6 +1,6 @@
 package api
 
-import "github.com/hpcvm/hpcvm/hostchange"
+import "github.com/hpcvm/hpcvm/internal/hostchange"
 
 // RoutingRequest names a cluster's network for the routing between the
 // host's routed clusters, and how host_configuration lets it be made.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"

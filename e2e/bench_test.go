@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/libvirt"
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/templates"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/libvirt"
+	"github.com/hpcvm/hpcvm/internal/templates"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/require"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"

@@ -13,9 +13,9 @@ import (
 
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/templates"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/templates"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -30,7 +30,7 @@ func buildWorker(t testing.TB, tags ...string) string {
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	out, err := exec.Command("go", append(args, "../worker")...).CombinedOutput()
+	out, err := exec.Command("go", append(args, "../cmd/hpcvm-worker")...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return bin
 }

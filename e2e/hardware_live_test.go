@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"libvirt.org/go/libvirtxml"

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/worker/hostworker"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/hostworker"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

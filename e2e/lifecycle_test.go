@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/templates"
-	"github.com/hpcvm/hpcvm/trace"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/templates"
+	"github.com/hpcvm/hpcvm/internal/trace"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"libvirt.org/go/libvirtxml"

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
+	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )

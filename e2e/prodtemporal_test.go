@@ -14,9 +14,9 @@ import (
 
 	"github.com/hpcvm/hpcvm/devserver/prodserver"
 	"github.com/hpcvm/hpcvm/devserver/serverconfig"
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/worker/hostworker"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/hostworker"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"

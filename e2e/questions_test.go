@@ -5,9 +5,9 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/worker/hostworker"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/cli"
+	"github.com/hpcvm/hpcvm/internal/hostworker"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/freeports"
-	"github.com/hpcvm/hpcvm/starter/cli"
-	"github.com/hpcvm/hpcvm/workflows"
+	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -82,12 +82,12 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	e.writeConfig("")
 	dir := t.TempDir()
 	bins := map[string]string{}
-	for _, b := range []string{"devserver", "worker"} {
+	for b, src := range map[string]string{"devserver": "devserver", "worker": filepath.Join("cmd", "hpcvm-worker")} {
 		bins[b] = filepath.Join(dir, "hpcvm-"+b)
 		// Each built in its own module (devserver/ has its own go.mod),
 		// as `make build` builds them.
 		cmd := exec.Command("go", "build", "-o", bins[b], ".")
-		cmd.Dir = filepath.Join("..", b)
+		cmd.Dir = filepath.Join("..", src)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}

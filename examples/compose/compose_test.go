@@ -70,14 +70,14 @@ func TestComposingWorkflowBuildsWithoutCgo(t *testing.T) {
 	require.NoError(t, err)
 	// Nor do the workflows (they name activities, not import them) and
 	// the CLI: only the worker needs libvirt's headers.
-	for _, pkg := range []string{"../../workflows", "../../starter"} {
+	for _, pkg := range []string{"../../internal/workflows", "../../cmd/hpcvm"} {
 		cmd := exec.Command("go", "build", "-o", os.DevNull, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "CGO_ENABLED=0 go build %s: %s", pkg, out)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		for _, banned := range []string{"libvirt.org/go/libvirt", "github.com/spf13/viper", "github.com/hpcvm/hpcvm/activities", "github.com/hpcvm/hpcvm/workflows", "github.com/hpcvm/hpcvm/libvirt"} {
+		for _, banned := range []string{"libvirt.org/go/libvirt", "github.com/spf13/viper", "github.com/hpcvm/hpcvm/internal/activities", "github.com/hpcvm/hpcvm/internal/workflows", "github.com/hpcvm/hpcvm/internal/libvirt"} {
 			assert.NotEqual(t, banned, dep, "the composing workflow links %s", dep)
 		}
 	}

@@ -1,0 +1,177 @@
+package workflows
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/activities"
+	"github.com/hpcvm/hpcvm/internal/preflight"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+)
+
+func checkNames(cs []Check) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func planOf(t *testing.T, req Request, r *recorder, resolver bool) PlanReport {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r.install(env)
+	if resolver {
+		r.installResolver(env, false)
+	}
+	env.ExecuteWorkflow(PlanCluster, req)
+	require.NoError(t, env.GetWorkflowError())
+	var rep PlanReport
+	require.NoError(t, env.GetWorkflowResult(&rep))
+	return rep
+}
+
+func startOf(t *testing.T, req Request, r *recorder, resolver bool) (StartResult, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r.install(env)
+	if resolver {
+		r.installResolver(env, false)
+	}
+	env.ExecuteWorkflow(StartCluster, req)
+	var res StartResult
+	if env.GetWorkflowError() == nil {
+		require.NoError(t, env.GetWorkflowResult(&res))
+	}
+	return res, env.GetWorkflowError()
+}
+
+// validate/plan and start run one preflight: the same checks, by the
+// same names, in the order of PreflightChecks. If start checked what
+// validate does not (or the reverse), this fails.
+func TestValidateAndStartRunTheSameChecks(t *testing.T) {
+	for name, tc := range map[string]struct {
+		req      Request
+		resolver bool
+	}{
+		"plain":      {testRequest(t), false},
+		"shared dns": {sharedDNSRequest(t), true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rep := planOf(t, tc.req, &recorder{}, tc.resolver)
+			require.True(t, rep.OK(), "%+v", rep.Checks)
+			res, err := startOf(t, tc.req, &recorder{}, tc.resolver)
+			require.NoError(t, err)
+
+			planned, started := checkNames(rep.Checks), checkNames(res.Checks)
+			assert.Equal(t, planned, started, "validate reports the checks start runs")
+			var order []string
+			for _, c := range preflight.Checks {
+				if slices.Contains(planned, c) {
+					order = append(order, c)
+				}
+			}
+			assert.Equal(t, order, planned, "in the order of preflight.Checks, each once")
+			for _, must := range []string{preflight.CheckFile, preflight.CheckNames, preflight.CheckRouting, preflight.CheckForward, preflight.CheckAddresses, preflight.CheckDNS, preflight.CheckHost, preflight.CheckHardware, preflight.CheckPaths, preflight.CheckBaseImage, preflight.CheckDiskSizes, preflight.CheckPoolSpace} {
+				assert.Contains(t, planned, must)
+			}
+			if tc.resolver {
+				assert.Contains(t, planned, preflight.CheckResolver, "validate looks at the resolver entry, as start does")
+			}
+		})
+	}
+}
+
+// A check that fails fails both: validate reports it by name, start
+// refuses with the same words before it creates anything.
+func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
+	lookalike := activities.Inventory{Domains: []activities.DomainState{{Name: "lab-compute-01", State: "shut off"}}}
+	plan, err := cluster.NewPlan(testRequest(t).Spec)
+	require.NoError(t, err)
+	// A base volume an older hpcvm uploaded, whose header names a
+	// backing file (InspectCluster read it).
+	badBase := existingInventory(plan)
+	base := badBase.Volumes["lab-base.qcow2"]
+	base.Problem = "volume lab-base.qcow2 names the backing file /etc/shadow: flatten it"
+	badBase.Volumes["lab-base.qcow2"] = base
+	for _, tc := range []struct {
+		check    string
+		r        func() *recorder
+		resolver bool
+	}{
+		{preflight.CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
+		{preflight.CheckRange, func() *recorder {
+			return &recorder{inv: activities.Inventory{AddressesInUse: []activities.AddressInUse{{Subnet: "192.168.100.128/25", Owner: "libvirt network default (bridge virbr0)", Bridge: "virbr0"}}}}
+		}, false},
+		{preflight.CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
+		{preflight.CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
+		{preflight.CheckBaseImage, func() *recorder { return &recorder{failAt: "InspectBaseImage", badInput: true} }, false},
+		{preflight.CheckResolver, func() *recorder { return &recorder{failAt: "ResolverEntryExists", badInput: true} }, true},
+	} {
+		t.Run(tc.check, func(t *testing.T) {
+			req := testRequest(t)
+			if tc.resolver {
+				req = sharedDNSRequest(t)
+			}
+			rep := planOf(t, req, tc.r(), tc.resolver)
+			require.False(t, rep.OK())
+			var failed *Check
+			for i := range rep.Checks {
+				if !rep.Checks[i].OK {
+					failed = &rep.Checks[i]
+					break
+				}
+			}
+			require.NotNil(t, failed)
+			assert.Equal(t, strings.TrimSuffix(tc.check, " (in the pool)"), failed.Name)
+
+			r := tc.r()
+			_, err := startOf(t, req, r, tc.resolver)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), failed.Detail, "start refuses with what validate reported")
+			for _, c := range r.calls {
+				assert.NotContains(t, []string{"EnsureNetwork", "EnsurePool", "UploadBaseImage"}, c, "nothing was created")
+			}
+		})
+	}
+}
+
+// A plan that cannot read the host's routing rules (the xtables lock is
+// held) does not take that for "not routed": the routing check fails.
+func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
+	inv := activities.Inventory{Routing: &activities.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
+	rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
+	require.False(t, rep.OK())
+	for _, c := range rep.Checks {
+		if c.Name == preflight.CheckRouting {
+			assert.False(t, c.OK)
+			assert.Contains(t, c.Detail, "cannot tell whether cluster lab is one of host hv1's routed clusters")
+		}
+	}
+}
+
+// A host with no other network and no route still had its range checked:
+// validate says so, rather than leaving the check out as it does for an
+// inspection recorded before addresses were listed.
+func TestRangeCheckIsShownOnAHostWithNothingInUse(t *testing.T) {
+	rangeCheck := func(inv activities.Inventory) *Check {
+		rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
+		for i := range rep.Checks {
+			if rep.Checks[i].Name == preflight.CheckRange {
+				return &rep.Checks[i]
+			}
+		}
+		return nil
+	}
+	c := rangeCheck(activities.Inventory{AddressesListed: true})
+	require.NotNil(t, c, "the range check is reported")
+	assert.True(t, c.OK)
+	assert.Contains(t, c.Detail, "overlaps no network or route of the host")
+	assert.Nil(t, rangeCheck(activities.Inventory{}), "an inspection that listed nothing says nothing")
+}
