@@ -33,7 +33,7 @@ import (
 // min/median/max of each time, the throughputs and ratios (above 1: hpcvm
 // is faster), and the allocation each left.
 //
-//	go test -run '^$' -bench UploadVsVirsh -benchtime 1x ./activities/
+//	go test -run '^$' -bench UploadVsVirsh -benchtime 1x ./internal/activities/
 func BenchmarkUploadVsVirsh(b *testing.B) {
 	f := newFixture(b)
 	f.makePool()
