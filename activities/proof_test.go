@@ -174,3 +174,35 @@ func TestResumedUploadChecksWhatTheEarlierAttemptWrote(t *testing.T) {
 	assert.Equal(t, int64(0), res.ResumedFrom)
 	assertVolumeHolds(t, f, "base.img", image)
 }
+
+// A record made with the earlier SHA-256 digest is still a record: the
+// volume it is on is trusted as it is, without the source.
+func TestBaseRecordOfTheSHA256DigestIsRecognised(t *testing.T) {
+	f := newFixture(t)
+	f.makePool()
+	xml := rawVolume(t, "base.img", 1<<20)
+	_, err := f.lv.EnsureVolume(f.pool, xml)
+	require.NoError(t, err)
+	vol, err := f.lv.LookupVolume(f.pool, "base.img")
+	require.NoError(t, err)
+	src := filepath.Join(f.dir, "gone.img")
+	rec := baseRecord{Digest: "00ff", Kind: sha256DigestKind, Size: 1 << 20, Source: src, Verified: "2026-11-01T00:00:00Z"}
+	require.NoError(t, rec.write(vol.Path))
+	got, ok := readBaseRecord(vol.Path)
+	require.True(t, ok)
+	assert.Equal(t, rec, got)
+
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src, Existed: true})
+	require.NoError(t, err)
+	var res UploadResult
+	require.NoError(t, val.Get(&res))
+	assert.True(t, res.AlreadyDone)
+	require.Len(t, res.Notes, 1)
+	assert.Contains(t, res.Notes[0], "is not there any more")
+	assert.Contains(t, res.Notes[0], "digest 00ff")
+
+	rec.Kind = "md5 of something else"
+	require.NoError(t, rec.write(vol.Path))
+	_, ok = readBaseRecord(vol.Path)
+	assert.False(t, ok, "a digest of a kind hpcvm never made is no record")
+}

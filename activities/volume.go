@@ -450,14 +450,21 @@ func readBaseRecord(path string) (baseRecord, bool) {
 		return baseRecord{}, false
 	}
 	var r baseRecord
-	if json.Unmarshal(buf[:n], &r) != nil || r.Digest == "" || r.Kind != imageDigestKind {
+	if json.Unmarshal(buf[:n], &r) != nil || r.Digest == "" || (r.Kind != imageDigestKind && r.Kind != sha256DigestKind) {
 		return baseRecord{}, false
 	}
 	return r, true
 }
 
 // imageDigestKind names the digest in a record (see imageDigest).
-const imageDigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
+const imageDigestKind = "blake3 of the 64 KiB blocks that are not zeros and of their layout"
+
+// sha256DigestKind names the digest of records made before the BLAKE3
+// one: SHA-256 over the 64 KiB blocks, a zero block as one tag byte, any
+// other as a tag byte and its contents, then the length. Such a record was
+// made by the same proof, so it is trusted as it is; its digest is only
+// shown, never computed again.
+const sha256DigestKind = "sha256 of 64 KiB blocks, zero blocks as one byte"
 
 // selfContained reads the header of an open image file (a regular file)
 // and judges it as a base image: one that names a backing or data file,
