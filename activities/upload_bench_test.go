@@ -26,10 +26,11 @@ import (
 //   - sparse qcow2: the same image converted to qcow2 (its file holds the
 //     data and qcow2's tables).
 //
-// hpcvm's figures: "stream" is libvirt.UploadVolume, the upload itself, and
-// "activity" is the whole UploadBaseImage step: make the volume, stream,
-// read the volume back beside the source and compare, digest, record the
-// proof. Sparse images go to virsh with --sparse. It prints
+// hpcvm's figures: "stream" is libvirt.UploadVolume, the upload itself in
+// one stream, and "activity" is the whole UploadBaseImage step: make the
+// volume, stream it in segments while digesting what is read and reading
+// back every finished segment beside the source, compare the last one,
+// record the proof. Sparse images go to virsh with --sparse. It prints
 // min/median/max of each time, the throughputs and ratios (above 1: hpcvm
 // is faster), and the allocation each left.
 //
