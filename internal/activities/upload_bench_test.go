@@ -21,15 +21,16 @@ import (
 // hpcvm does and with `virsh vol-upload`, taking turns (who goes first
 // alternates between rounds), each into a volume made just before:
 //
-//   - dense: 1 GiB of random bytes, raw;
-//   - sparse raw: 4 GiB, 256 MiB of random data in 16 extents;
+//   - dense: 2 GiB of random bytes, raw;
+//   - sparse raw: 20 GiB, 1 GiB of random data in 16 extents;
 //   - sparse qcow2: the same image converted to qcow2 (its file holds the
 //     data and qcow2's tables).
 //
-// hpcvm's figures: "stream" is libvirt.UploadVolume, the upload itself, and
-// "activity" is the whole UploadBaseImage step: make the volume, stream,
-// read the volume back beside the source and compare, digest, record the
-// proof. Sparse images go to virsh with --sparse. It prints
+// hpcvm's figures: "stream" is libvirt.UploadVolume, the upload itself in
+// one stream, and "activity" is the whole UploadBaseImage step: make the
+// volume, stream it in segments while digesting what is read and reading
+// back every finished segment beside the source, compare the last one,
+// record the proof. Sparse images go to virsh with --sparse. It prints
 // min/median/max of each time, the throughputs and ratios (above 1: hpcvm
 // is faster), and the allocation each left.
 //
@@ -38,9 +39,9 @@ func BenchmarkUploadVsVirsh(b *testing.B) {
 	f := newFixture(b)
 	f.makePool()
 	dense := filepath.Join(f.dir, "dense.img")
-	writeRandom(b, dense, 1<<30, 1, 1<<30)
+	writeRandom(b, dense, 2<<30, 1, 2<<30)
 	sparse := filepath.Join(f.dir, "sparse.img")
-	writeRandom(b, sparse, 4<<30, 16, 16<<20)
+	writeRandom(b, sparse, 20<<30, 16, 64<<20)
 	sparseQcow2 := filepath.Join(f.dir, "sparse.qcow2")
 	out, err := exec.Command("qemu-img", "convert", "-O", "qcow2", sparse, sparseQcow2).CombinedOutput()
 	require.NoError(b, err, "%s", out)
@@ -50,9 +51,9 @@ func BenchmarkUploadVsVirsh(b *testing.B) {
 		name, path, format string
 		virshSparse        bool
 	}{
-		{"dense raw 1 GiB", dense, "raw", false},
-		{"sparse raw 4 GiB, 256 MiB data", sparse, "raw", true},
-		{"sparse qcow2 4 GiB, 256 MiB data", sparseQcow2, "qcow2", true},
+		{"dense raw 2 GiB", dense, "raw", false},
+		{"sparse raw 20 GiB, 1 GiB data", sparse, "raw", true},
+		{"sparse qcow2 20 GiB, 1 GiB data", sparseQcow2, "qcow2", true},
 	} {
 		st, err := os.Stat(img.path)
 		require.NoError(b, err)
