@@ -12,6 +12,11 @@ func TaskQueue(host string) string { return "hpcvm.host." + host }
 // Options.HostTimeout, rolls back what it can and reports what is left.
 const ControlQueue = "hpcvm.control"
 
+// RunHostMemo is the memo field a cluster run carries its host in (the
+// control queue names none): `hpcvm list` and `hpcvm cancel` read it. A
+// composing workflow sets it on its child: Memo: {RunHostMemo: host}.
+const RunHostMemo = "host"
+
 // WorkflowID is shared by every operation on a cluster: Temporal then lets
 // only one run at a time, across all processes and machines.
 func WorkflowID(clusterName string) string { return "hpcvm-cluster-" + clusterName }

@@ -100,6 +100,7 @@ recorded offset).`,
 	f.StringSlice("resolver-root", activities.DefaultResolverRoots, "directory the host resolver's entries (dns_mode shared_dns or routed with enable_host_dns_integration) may be written to: the host dnsmasq's conf-dir (repeat for several)")
 	f.String("resolver-reload", "systemctl restart dnsmasq", "command that makes the host's dnsmasq read its drop-ins again, run in --netns after hpcvm writes or removes an entry (dnsmasq reads them only when it starts); empty: hpcvm makes no entry")
 	f.String("audit-log", hostchange.DefaultAuditPath, "file recording every change hpcvm makes to this host outside libvirt (read it with `hpcvm audit`)")
+	f.Bool("no-control", false, "do not serve the control queue: a worker that serves it runs every cluster's workflows, which may send steps to any host, so a host that must not be able to act on the others leaves it to --control-only workers")
 	f.Bool("control-only", false, "serve only the control queue (the clusters' workflows), with no libvirt and no host: a machine that keeps runs going when a host dies")
 	f.String("netns", "", "network namespace libvirtd's bridges live in, if not the worker's own (a test libvirtd in its namespace): host changes are made there")
 	_ = v.BindPFlags(f)
@@ -193,7 +194,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 		}
 	}
 	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
-		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog})
+		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog, NoControl: v.GetBool("no-control")})
 	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)), zap.String("control_queue", api.ControlQueue),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),

@@ -40,7 +40,7 @@ func BuildLab(ctx workflow.Context, req LabRequest) (LabReady, error) {
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            api.WorkflowID(spec.Cluster.Name),
 		TaskQueue:             api.ControlQueue,
-		Memo:                  map[string]any{"host": spec.Cluster.Host},
+		Memo:                  map[string]any{api.RunHostMemo: spec.Cluster.Host},
 		WorkflowTaskTimeout:   api.WorkflowTaskTimeout,
 		ParentClosePolicy:     enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WaitForCancellation:   true,

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+
 	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/hpcvm/hpcvm/api"
@@ -488,6 +490,18 @@ func requireWorker(ctx context.Context, c client.Client, host string) error {
 		return fail(ExitUnreachable, "no hpcvm-worker serves host %s: none has polled its task queue %s in the last %s, so the run would only wait in the queue; nothing was submitted\nstart the worker on that host, connected to the same Temporal and namespace: hpcvm-worker --host %s (or correct cluster.host / --host)",
 			host, queue, workerSeenWithin, host)
 	}
+	// The run itself goes to the control queue: a host's worker of an
+	// hpcvm older than this CLI serves only its own.
+	serves, err = awaitWorker(ctx, c, api.ControlQueue)
+	switch {
+	case errors.As(err, &denied):
+		return nil
+	case err != nil:
+		return unreachable(err)
+	case !serves:
+		return fail(ExitUnreachable, "no hpcvm-worker serves the control queue %s, where this hpcvm submits its runs: host %s's worker is of an older hpcvm (`hpcvm version` names its build); nothing was submitted\nupgrade the workers, or run this CLI's version of hpcvm-worker --control-only beside them",
+			api.ControlQueue, host)
+	}
 	return nil
 }
 
@@ -514,19 +528,28 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 	}
 }
 
-// hostOfQueue is the host whose worker polls queue (see workflows.TaskQueue).
-func hostOfQueue(queue string) string { return strings.TrimPrefix(queue, workflows.TaskQueue("")) }
+// hostOfQueue is the host whose worker polls queue (see workflows.TaskQueue),
+// "" for a queue of no host (the control queue).
+func hostOfQueue(queue string) string {
+	host, ok := strings.CutPrefix(queue, workflows.TaskQueue(""))
+	if !ok {
+		return ""
+	}
+	return host
+}
 
 // runHostMemo is the memo field that names a run's host: runs are on the
 // control queue, which names none.
-const runHostMemo = "host"
+const runHostMemo = api.RunHostMemo
 
-// hostOfRun is the host a run acts on: its memo, else (runs an older
-// hpcvm started on the host's queue) its queue.
+// hostOfRun is the host a run acts on: its memo, else its HpcvmHost search
+// attribute, else (runs an older hpcvm started on the host's queue) its
+// queue's; "" when none says.
 func hostOfRun(info *workflowpb.WorkflowExecutionInfo) string {
-	if p := info.GetMemo().GetFields()[runHostMemo]; p != nil {
+	dc := converter.GetDefaultDataConverter()
+	for _, p := range []*commonpb.Payload{info.GetMemo().GetFields()[runHostMemo], info.GetSearchAttributes().GetIndexedFields()[workflows.HostAttribute.GetName()]} {
 		var host string
-		if converter.GetDefaultDataConverter().FromPayload(p, &host) == nil && host != "" {
+		if p != nil && dc.FromPayload(p, &host) == nil && host != "" {
 			return host
 		}
 	}

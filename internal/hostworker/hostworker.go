@@ -49,6 +49,11 @@ type Options struct {
 	// AuditLog is the file that records every host change
 	// (hostchange.DefaultAuditPath if empty).
 	AuditLog string
+	// NoControl: the worker serves its host's queue only, not the
+	// control queue, whose workflows may schedule steps on every host
+	// (hosts that must not act on each other; a --control-only worker
+	// serves it instead).
+	NoControl bool
 	// StickyTimeout is how long a run's next workflow task waits on this
 	// worker's sticky queue before any worker of the host's queue may take
 	// it (with a replay of the history); DefaultStickyTimeout if zero.
@@ -142,6 +147,9 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		HostChanges: &hostchange.Host{Name: o.Host, Netns: o.Netns, Audit: &hostchange.Audit{Path: o.AuditLog},
 			ResolverReload: o.ResolverReload},
 	})
+	if o.NoControl {
+		return hw
+	}
 	return &hostAndControl{Worker: hw, control: NewControl(c, ControlOptions{StopTimeout: o.StopTimeout, StickyTimeout: o.StickyTimeout})}
 }
 

@@ -29,8 +29,10 @@ func (r *run) inspect() error {
 		return err
 	}
 	routingErr := refuseRoutingChange(r.fresh, r.hostChanges, r.inv)
-	if rt := r.inv.Routing; routingErr == nil && rt != nil && rt.Problem != "" && !r.hostChanges.Routing {
-		// "Cannot tell" is not "not routed" (fail closed).
+	if rt := r.inv.Routing; !r.failFast && routingErr == nil && rt != nil && rt.Problem != "" && !r.hostChanges.Routing {
+		// "Cannot tell" is not "not routed" (fail closed) for validate.
+		// A start's inspection refuses itself when the cluster was ever
+		// routed (its audit log says so) and goes on otherwise.
 		routingErr = fmt.Errorf("cannot tell whether cluster %s is one of host %s's routed clusters: %s; run it again once the host's firewall rules can be read",
 			r.fresh.Cluster, r.fresh.Host, rt.Problem)
 	}
@@ -69,7 +71,7 @@ func (r *run) inspect() error {
 	// Without network.forward an existing network keeps its forwarding:
 	// its XML, which EnsureNetwork checks, says what it has.
 	if plan.Network.Forward == "" && r.inv.NetworkOwned() && r.inv.Network.Forward != "" {
-		plan.Network.Forward = r.inv.Network.Forward
+		plan.Network.Forward, r.forwardKept = r.inv.Network.Forward, true
 	}
 	r.plan = plan
 	return r.shortCheck(CheckDNS, refuseDNSChange(r.plan, r.inv), "the network's DNS forwarders are the ones cluster.yaml asks for",
@@ -324,10 +326,11 @@ func refuseLookalikes(p cluster.Plan, inv api.Inventory) error {
 	return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeNotOwned, nil)
 }
 
-// plannedForward is the forward mode the cluster's network has after the run.
-func plannedForward(n cluster.NetworkPlan, inv api.Inventory) string {
-	if inv.NetworkOwned() && inv.Network.Forward != "" && n.Forward == "" {
-		return inv.Network.Forward + " (kept)"
+// plannedForward is the forward mode the cluster's network has after the
+// run; kept: the file names none, and the network keeps its own.
+func plannedForward(n cluster.NetworkPlan, kept bool) string {
+	if kept {
+		return n.Forward + " (kept)"
 	}
 	return n.ForwardMode()
 }

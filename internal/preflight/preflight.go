@@ -103,6 +103,9 @@ type run struct {
 	base                              api.VolumeState
 	baseExisted                       bool
 	discoveryExisted, resolverExisted bool
+	// forwardKept: the file names no forward mode, and the existing
+	// network keeps its own.
+	forwardKept bool
 
 	out api.ClusterPlan
 }
@@ -146,7 +149,7 @@ func (r *run) all() error {
 		return err
 	}
 	r.out.Host, r.out.Plan = r.caps, r.plan
-	r.out.Objects = plannedObjects(r.plan, r.inv, r.baseExisted)
+	r.out.Objects = plannedObjects(r.plan, r.inv, r.baseExisted, r.forwardKept)
 	if !r.negotiated || r.img.Format == "" || r.failed(CheckBaseImage) {
 		return nil
 	}

@@ -60,7 +60,7 @@ func CPUSummary(m cluster.MachinePlan) string {
 	return s
 }
 
-func plannedObjects(p cluster.Plan, inv api.Inventory, baseExisted bool) []api.PlannedObject {
+func plannedObjects(p cluster.Plan, inv api.Inventory, baseExisted, forwardKept bool) []api.PlannedObject {
 	var out []api.PlannedObject
 	state := func(exists, owned bool) string {
 		switch {
@@ -72,7 +72,7 @@ func plannedObjects(p cluster.Plan, inv api.Inventory, baseExisted bool) []api.P
 		return "keep"
 	}
 	net := api.PlannedObject{Kind: "network", Name: p.Network.Name, Action: state(inv.Network != nil, inv.NetworkOwned()),
-		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s, forward %s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd, plannedForward(p.Network, inv))}
+		Detail: fmt.Sprintf("bridge %s, %s, gateway %s, DHCP %s-%s, forward %s", p.Network.Bridge, p.Network.Range, p.Network.Gateway, p.Network.DHCPStart, p.Network.DHCPEnd, plannedForward(p.Network, forwardKept))}
 	if fw := p.Network.DNSForwarders(); len(fw) > 0 {
 		shown := make([]string, len(fw))
 		for i, f := range fw {
