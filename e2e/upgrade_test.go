@@ -20,7 +20,7 @@ import (
 // A worker is upgraded under a running start: the start begun by one
 // release completes on the next, whose StartCluster changed with version
 // markers (README.md, "Upgrading a worker"; the change is the drill's,
-// workflows/upgradedrill.go). First the same change without its markers
+// internal/workflows/upgradedrill.go). First the same change without its markers
 // is tried on the run: it fails its workflow task as nondeterministic and
 // changes nothing, which shows the drill can fail; the guarded release
 // then finishes the run.

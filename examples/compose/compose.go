@@ -1,6 +1,7 @@
 // Package compose shows how a workflow of another team composes cluster
 // creation: it starts hpcvm's StartCluster as a child workflow on the
-// cluster host's queue, by name, with the contract's types only. It builds
+// control queue (its steps go to the cluster's host), by name, with the
+// contract's types only. It builds
 // with CGO_ENABLED=0: nothing of libvirt is needed to drive hpcvm.
 package compose
 

@@ -102,7 +102,8 @@ func sourceStat(st *unix.Stat_t) SourceStat {
 // UploadBaseImage streams the base image into its pool volume and proves
 // what it wrote: the volume is read back beside the source and must hold
 // the same bytes; the source did not change meanwhile. The proof, with the
-// image digest (SHA-256 of its 64 KiB blocks), is recorded on the volume
+// image digest (BLAKE3 of its 64 KiB blocks; records of the earlier
+// SHA-256 digest are still recognised), is recorded on the volume
 // file itself (an extended attribute, so it lives and dies with the
 // volume): a later start trusts a recorded base without the source, and
 // without reading the source again.
