@@ -143,8 +143,13 @@ func (r *run) hostChecks() error {
 		// A base an older hpcvm uploaded is judged as an image would be
 		// (InspectCluster read its header).
 		var problem error
-		if r.base.Problem != "" {
+		switch {
+		case r.base.Problem != "":
 			problem = temporal.NewNonRetryableApplicationError(r.base.Problem, api.ErrTypeBadInput, nil)
+		case r.base.Format == "":
+			// Nothing could be sized or rendered on it: refused here,
+			// not found missing by the start later.
+			problem = badRequest(fmt.Errorf("volume %s is in the pool, but libvirt names no format for it: remove it (`hpcvm destroy`, or virsh vol-delete if no VM stands on it) and start again", r.base.Name))
 		}
 		if err := r.check(CheckBaseImage, problem, fmt.Sprintf("volume %s is in the pool already (%s, %s virtual)", r.base.Name, r.base.Format, size(r.base.Capacity))); err != nil {
 			return err

@@ -227,39 +227,37 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	}
 
 	// The cluster's device claims go with its domains.
-	{
-		vms := req.VMs
-		if len(vms) == 0 {
-			vms = []string{""} // all of the cluster's
-		}
-		if len(stillThere) > 0 {
-			// Only the VMs whose domains are gone give their devices
-			// back: a domain still defined still names its devices.
-			vms = nil
-			for _, td := range d.Domains {
-				if !stillThere[td.VM] && td.VM != "" {
-					vms = append(vms, td.VM)
-				}
+	vms := req.VMs
+	if len(vms) == 0 {
+		vms = []string{""} // all of the cluster's
+	}
+	if len(stillThere) > 0 {
+		// Only the VMs whose domains are gone give their devices
+		// back: a domain still defined still names its devices.
+		vms = nil
+		for _, td := range d.Domains {
+			if !stillThere[td.VM] && td.VM != "" {
+				vms = append(vms, td.VM)
 			}
 		}
-		queue := TaskQueue(req.Spec.Cluster.Host)
-		for _, vm := range vms {
-			step := "release device claims"
-			if vm != "" {
-				step = tr.forVM(vm, step+" of "+vm)
-			}
-			_ = run(tr, step, func() (bool, error) {
-				var r api.ReleaseResult
-				err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActReleaseDevices, api.ReleaseRequest{
-					Host: req.Spec.Cluster.Host, Queue: queue, Cluster: name, VM: vm}).Get(ctx, &r)
-				if err != nil {
-					failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
-					return false, err
-				}
-				res.ReleasedDevices = append(res.ReleasedDevices, r.Released...)
-				return len(r.Released) > 0, nil
-			})
+	}
+	queue := TaskQueue(req.Spec.Cluster.Host)
+	for _, vm := range vms {
+		step := "release device claims"
+		if vm != "" {
+			step = tr.forVM(vm, step+" of "+vm)
 		}
+		_ = run(tr, step, func() (bool, error) {
+			var r api.ReleaseResult
+			err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActReleaseDevices, api.ReleaseRequest{
+				Host: req.Spec.Cluster.Host, Queue: queue, Cluster: name, VM: vm}).Get(ctx, &r)
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %s", step, rootMessage(err)))
+				return false, err
+			}
+			res.ReleasedDevices = append(res.ReleasedDevices, r.Released...)
+			return len(r.Released) > 0, nil
+		})
 	}
 
 	// Destroyed VMs leave the cluster's service discovery record (a

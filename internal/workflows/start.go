@@ -145,7 +145,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	// The host's resolver may ask the network for the cluster's names as
 	// soon as it runs; they resolve once the VMs have their leases.
 	if steps.Resolver != nil {
-		if err := writeResolverEntry(ctx, o, tr, sg, *steps.Resolver, hc.KeepOnFailure, &res); err != nil {
+		if err := writeHostFile(ctx, o, tr, sg, resolverFile(*steps.Resolver), hc.KeepOnFailure, &res); err != nil {
 			return res, failStart(ctx, tr, sg, err)
 		}
 	}
@@ -215,7 +215,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	}
 	// The registry learns the nodes once they run.
 	if steps.Discovery != nil {
-		if err := writeDiscoveryRecord(ctx, o, tr, sg, *steps.Discovery, hc.KeepOnFailure, &res); err != nil {
+		if err := writeHostFile(ctx, o, tr, sg, discoveryFile(*steps.Discovery), hc.KeepOnFailure, &res); err != nil {
 			return res, failStart(ctx, tr, sg, err)
 		}
 	}
@@ -225,19 +225,28 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 // stepPreflight is the step of the host's preflight in a start's progress.
 const stepPreflight = "preflight"
 
-// writeDiscoveryRecord writes the cluster's service discovery record; the
-// rollback removes it only if this run wrote the first one.
-func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga, d api.DiscoveryStep, keepOnFailure bool, res *StartResult) error {
-	step := discoveryStep(d.Request.Cluster)
-	return run(tr, step, func() (bool, error) {
-		if !d.Existed && !keepOnFailure {
-			undo := api.DiscoveryRequest{Cluster: d.Request.Cluster, Dir: d.Request.Dir, RequestedBy: d.Request.RequestedBy}
-			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), api.ActRemoveDiscoveryRecord, undo).Get(c, nil)
+// hostFile is a host change made by writing a file (the discovery
+// record, the resolver entry): the activity that writes it and the one
+// that takes it back, with their requests.
+type hostFile struct {
+	step              string
+	existed           bool // hpcvm's file was there before the run
+	write, remove     string
+	writeArg, undoArg any
+}
+
+// writeHostFile writes a host change's file; the rollback removes it only
+// if this run wrote the first one and the cluster does not keep its host
+// changes on failure.
+func writeHostFile(ctx workflow.Context, o Options, tr *tracker, sg *saga, f hostFile, keepOnFailure bool, res *StartResult) error {
+	return run(tr, f.step, func() (bool, error) {
+		if !f.existed && !keepOnFailure {
+			sg.push(f.step, func(c workflow.Context) error {
+				return workflow.ExecuteActivity(stepContext(c, o), f.remove, f.undoArg).Get(c, nil)
 			})
 		}
 		var r api.HostChangeResult
-		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActWriteDiscoveryRecord, d.Request).Get(ctx, &r); err != nil {
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), f.write, f.writeArg).Get(ctx, &r); err != nil {
 			return false, err
 		}
 		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
@@ -245,24 +254,18 @@ func writeDiscoveryRecord(ctx workflow.Context, o Options, tr *tracker, sg *saga
 	})
 }
 
-// writeResolverEntry teaches the host's resolver the cluster's domain; the
-// rollback takes it back only if this run wrote the first entry.
-func writeResolverEntry(ctx workflow.Context, o Options, tr *tracker, sg *saga, rs api.ResolverStep, keepOnFailure bool, res *StartResult) error {
-	step := resolverStep(rs.Request.Domain)
-	return run(tr, step, func() (bool, error) {
-		if !rs.Existed && !keepOnFailure {
-			undo := api.ResolverRequest{Cluster: rs.Request.Cluster, Dir: rs.Request.Dir, RequestedBy: rs.Request.RequestedBy}
-			sg.push(step, func(c workflow.Context) error {
-				return workflow.ExecuteActivity(stepContext(c, o), api.ActRemoveResolverEntry, undo).Get(c, nil)
-			})
-		}
-		var r api.HostChangeResult
-		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActWriteResolverEntry, rs.Request).Get(ctx, &r); err != nil {
-			return false, err
-		}
-		res.HostChanges = append(res.HostChanges, doneChanges(r)...)
-		return r.Changed(), nil
-	})
+// discoveryFile is the cluster's service discovery record.
+func discoveryFile(d api.DiscoveryStep) hostFile {
+	return hostFile{step: discoveryStep(d.Request.Cluster), existed: d.Existed,
+		write: api.ActWriteDiscoveryRecord, writeArg: d.Request,
+		remove: api.ActRemoveDiscoveryRecord, undoArg: api.DiscoveryRequest{Cluster: d.Request.Cluster, Dir: d.Request.Dir, RequestedBy: d.Request.RequestedBy}}
+}
+
+// resolverFile is the host resolver's entry of the cluster's domain.
+func resolverFile(rs api.ResolverStep) hostFile {
+	return hostFile{step: resolverStep(rs.Request.Domain), existed: rs.Existed,
+		write: api.ActWriteResolverEntry, writeArg: rs.Request,
+		remove: api.ActRemoveResolverEntry, undoArg: api.ResolverRequest{Cluster: rs.Request.Cluster, Dir: rs.Request.Dir, RequestedBy: rs.Request.RequestedBy}}
 }
 
 // doneChanges are the changes a host change step made.
