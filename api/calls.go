@@ -66,6 +66,8 @@ const (
 	ActDomainDifferences     = "DomainDifferences"
 	ActClaimDevices          = "ClaimDevices"
 	ActReleaseDevices        = "ReleaseDevices"
+	ActBindCluster           = "BindCluster"
+	ActUnbindCluster         = "UnbindCluster"
 	ActJoinRouting           = "JoinRouting"
 	ActLeaveRouting          = "LeaveRouting"
 	ActRoutedClusters        = "RoutedClusters"
@@ -198,13 +200,20 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 		if decode(&req) != nil {
 			return c
 		}
-		c.Kind, c.Operation, c.Target = "PCI devices", "claim", fmt.Sprintf("(%d) for %s", len(req.Devices), req.Cluster)
+		c.Kind, c.Operation, c.Target = "host ledger", "claim", fmt.Sprintf("%d device(s), %d VM(s) for %s", len(req.Devices), len(req.Resources), req.Cluster)
 	case ActReleaseDevices:
 		var req ReleaseRequest
 		if decode(&req) != nil {
 			return c
 		}
-		c.Kind, c.Operation, c.Target = "PCI devices", "release", strings.TrimSpace(req.Cluster+" "+req.VM)
+		c.Kind, c.Operation, c.Target = "host ledger", "release", strings.TrimSpace(req.Cluster+" "+req.VM)
+	case ActBindCluster, ActUnbindCluster:
+		var req BindRequest
+		if decode(&req) != nil {
+			return c
+		}
+		c.Kind, c.Target = "cluster registry", req.Cluster+" on "+req.Host
+		c.Operation = map[string]string{ActBindCluster: "bind", ActUnbindCluster: "unbind"}[activity]
 	case ActJoinRouting, ActLeaveRouting:
 		var req RoutingRequest
 		if decode(&req) != nil {

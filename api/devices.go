@@ -89,12 +89,25 @@ type ClaimRequest struct {
 	Cluster string        `json:"cluster"`
 	RunID   string        `json:"run_id"`
 	Devices []DeviceClaim `json:"devices"` // Address and VM
+	// Resources are the VMs' CPUs, hugepages and memory (Cluster, RunID
+	// and Since are the ledger's to fill in).
+	Resources []ResourceClaim `json:"resources,omitempty"`
+	// Capacity is the hugepages the host reserves, read when the claim
+	// is made: what the ledger judges the pages claimed against.
+	Capacity []HugepagePool `json:"capacity,omitempty"`
+	// Adopt are the claims the host's libvirt shows for domains of
+	// clusters (hpcvm's metadata) the ledger has no claim for: taken
+	// into the ledger as they are, before the request is judged.
+	Adopt []ResourceClaim `json:"adopt,omitempty"`
 }
 
 // ClaimResult lists the devices this request claimed anew (the others the
 // cluster held already).
 type ClaimResult struct {
 	Added []string `json:"added,omitempty"`
+	// ResourcesAdded are the VMs whose resource claims this request made
+	// or changed.
+	ResourcesAdded []string `json:"resources_added,omitempty"`
 }
 
 // ReleaseRequest frees a cluster's claims: all of them, those of one VM,
@@ -110,12 +123,18 @@ type ReleaseRequest struct {
 // ReleaseResult lists the devices freed.
 type ReleaseResult struct {
 	Released []string `json:"released,omitempty"`
+	// ResourcesReleased are the VMs whose CPUs, hugepages and memory
+	// were given back.
+	ResourcesReleased []string `json:"resources_released,omitempty"`
 }
 
 // LedgerState is the ledger workflow's input: the claims carried over a
 // continue-as-new.
 type LedgerState struct {
 	Claims map[string]DeviceClaim `json:"claims"`
+	// Resources are the VMs' CPU, hugepage and memory claims, by
+	// ResourceKey.
+	Resources map[string]ResourceClaim `json:"resources,omitempty"`
 }
 
 // LedgerWorkflowID is the ID of a host's device ledger.

@@ -122,6 +122,9 @@ type EnsureResult struct {
 // touched), the volumes of the pool if it is ours, and the domains that
 // carry hpcvm's metadata for the cluster or have a planned domain's name.
 type Inventory struct {
+	// BoundTo are the hosts the cluster registry binds the cluster to,
+	// when asked (InspectRequest.Binding).
+	BoundTo []string      `json:"bound_to,omitempty"`
 	Network *NetworkState `json:"network,omitempty"`
 	Pool    *PoolState    `json:"pool,omitempty"`
 	// Volumes of the owned pool by name; nil when the pool is absent, not
@@ -288,6 +291,8 @@ type InspectRequest struct {
 	Activate bool `json:"activate,omitempty"`
 	// LiveAddresses asks for the addresses the guests hold now (status).
 	LiveAddresses bool `json:"live_addresses,omitempty"`
+	// Binding asks for Inventory.BoundTo (destroy).
+	Binding bool `json:"binding,omitempty"`
 }
 
 // Volume returns the named volume of the owned pool.

@@ -59,7 +59,13 @@ type StartSteps struct {
 	HostChanges cluster.HostChangesPlan `json:"host_changes"`
 	// Devices are the exclusive PCI functions the run claims in the
 	// host's device ledger before anything is created.
-	Devices  []DeviceClaim   `json:"devices,omitempty"`
+	Devices []DeviceClaim `json:"devices,omitempty"`
+	// Resources are every VM's pinned CPUs, hugepages and memory, claimed
+	// in the host's ledger with the devices.
+	Resources []ResourceClaim `json:"resources,omitempty"`
+	// Bind: the run binds the cluster to its host in the cluster registry
+	// before anything else (false in plans recorded before the registry).
+	Bind     bool            `json:"bind,omitempty"`
 	Network  ObjectStep      `json:"network"`
 	Routing  *RoutingRequest `json:"routing,omitempty"`
 	Resolver *ResolverStep   `json:"resolver,omitempty"`
@@ -122,6 +128,9 @@ type VMSteps struct {
 	// ExclusiveDevices: the VM holds claimed PCI functions, which a
 	// node rolled back alone gives back.
 	ExclusiveDevices bool `json:"exclusive_devices,omitempty"`
+	// Claims: the VM holds CPUs, hugepages and memory in the host's
+	// ledger, which a node rolled back alone gives back.
+	Claims bool `json:"claims,omitempty"`
 }
 
 // Report is the plan as validate and plan show it.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
+	"github.com/hpcvm/hpcvm/internal/registry"
 	"github.com/hpcvm/hpcvm/internal/templates"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sys/unix"
@@ -27,6 +28,17 @@ import (
 // undo only what the run itself created.
 func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (Inventory, error) {
 	var inv Inventory
+	if req.Binding && a.Temporal != nil {
+		bindings, _, err := registry.Bindings(ctx, a.Temporal)
+		if err != nil {
+			return inv, err
+		}
+		for _, b := range bindings {
+			if b.Cluster == req.Cluster {
+				inv.BoundTo = b.Hosts
+			}
+		}
+	}
 	// The host's routing rules are read beside the libvirt calls.
 	routing := make(chan *RoutingState, 1)
 	go func() { routing <- a.routingOf(ctx, req.Cluster) }()

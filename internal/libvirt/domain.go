@@ -76,6 +76,11 @@ type DomainSummary struct {
 	// VCPUPins are the host CPUs its vCPUs are pinned to, by vCPU (from
 	// <cputune>); a vCPU pinned to several CPUs lists the first.
 	VCPUPins []int
+	// HugepageKiB is the size of the hugepages its memory is backed by (0:
+	// none); HugepageCells is, per host NUMA cell its guest cells are
+	// bound to (numatune memnode), the KiB of memory bound there.
+	HugepageKiB   uint64
+	HugepageCells map[int]uint64
 	// AgentConnected says a QEMU guest agent answers on the domain's
 	// channel (libvirt marks the channel connected in the live XML).
 	AgentConnected bool
@@ -473,6 +478,7 @@ func (c *Client) summarize(st lv.DomainStats, ns string) (DomainSummary, error) 
 					}
 				}
 			}
+			s.HugepageKiB, s.HugepageCells = hugepagesOf(&def)
 			for _, h := range def.Devices.Hostdevs {
 				if pci := h.SubsysPCI; pci != nil && pci.Source != nil && pci.Source.Address != nil {
 					s.PCIHostdevs = append(s.PCIHostdevs, pciAddressString(pci.Source.Address.Domain, pci.Source.Address.Bus, pci.Source.Address.Slot, pci.Source.Address.Function))
@@ -811,4 +817,39 @@ func logTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// hugepagesOf reads the hugepage size a definition's memory is backed by,
+// and how much of its memory each host cell holds where guest cells are
+// bound to one (strict memnodes with a single host node).
+func hugepagesOf(def *libvirtxml.Domain) (uint64, map[int]uint64) {
+	mb := def.MemoryBacking
+	if mb == nil || mb.MemoryHugePages == nil {
+		return 0, nil
+	}
+	size := uint64(2048)
+	if hs := mb.MemoryHugePages.Hugepages; len(hs) > 0 {
+		size = kibOf(uint64(hs[0].Size), hs[0].Unit)
+	}
+	if def.NUMATune == nil || def.CPU == nil || def.CPU.Numa == nil {
+		return size, nil
+	}
+	cellKiB := map[uint]uint64{}
+	for _, c := range def.CPU.Numa.Cell {
+		if c.ID != nil {
+			cellKiB[*c.ID] = kibOf(uint64(c.Memory), c.Unit)
+		}
+	}
+	cells := map[int]uint64{}
+	for _, m := range def.NUMATune.MemNodes {
+		nodes := parseCPUSet(m.Nodeset)
+		if len(nodes) != 1 {
+			return size, nil // spread over several: counted against the host
+		}
+		cells[nodes[0]] += cellKiB[m.CellID]
+	}
+	if len(cells) == 0 {
+		return size, nil
+	}
+	return size, cells
 }

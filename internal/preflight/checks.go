@@ -28,6 +28,9 @@ func (r *run) inspect() error {
 		"objects with the cluster's names were not created by hpcvm"); err != nil {
 		return err
 	}
+	if err := r.binding(); err != nil {
+		return err
+	}
 	routingErr := refuseRoutingChange(r.fresh, r.hostChanges, r.inv)
 	if rt := r.inv.Routing; !r.failFast && routingErr == nil && rt != nil && rt.Problem != "" && !r.hostChanges.Routing {
 		// "Cannot tell" is not "not routed" (fail closed) for validate.
@@ -98,6 +101,9 @@ func (r *run) hostChecks() error {
 	}
 	r.caps = caps
 	r.out.Checks = append(r.out.Checks, api.Check{Name: CheckHost, OK: true, Detail: HostSummary(r.caps)})
+	if err := r.readLedger(); err != nil {
+		return err
+	}
 	r.negotiated = true
 	if err := r.plan.NegotiateRunning(r.req.Spec, r.caps, runningVMs(r.inv)); err != nil {
 		r.negotiated = false
@@ -111,6 +117,10 @@ func (r *run) hostChecks() error {
 		}
 	} else {
 		r.out.Checks = append(r.out.Checks, api.Check{Name: CheckHardware, OK: true, Detail: machineSummary(r.plan.Machine)})
+		if err := r.ledgerCheck(); err != nil {
+			r.negotiated = false
+			return err
+		}
 	}
 	if err := r.pci(); err != nil {
 		return err

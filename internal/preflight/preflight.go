@@ -31,6 +31,12 @@ type Host interface {
 	PoolSpace(ctx context.Context, dir string) (api.SpaceInfo, error)
 	PendingHostChanges(ctx context.Context, req api.PendingRequest) (api.PendingChanges, error)
 	DomainDifferences(ctx context.Context, xmls []string) ([]string, error)
+	// ReadLedger is the host's ledger, with the hugepages it reserves
+	// (rebuilt from libvirt where the ledger does not exist).
+	ReadLedger(ctx context.Context, host string) (api.LedgerView, error)
+	// ClusterBindings is the cluster registry: the host each cluster
+	// lives on.
+	ClusterBindings(ctx context.Context) ([]api.Binding, error)
 }
 
 // The checks, by the names validate and plan report them under. One list
@@ -40,6 +46,7 @@ const (
 	CheckFile        = "file"
 	CheckHostChanges = "host changes"
 	CheckNames       = "names"
+	CheckBinding     = "cluster binding"
 	CheckRouting     = "routing"
 	CheckForward     = "network forward"
 	CheckRange       = "network range"
@@ -47,6 +54,7 @@ const (
 	CheckDNS         = "network DNS"
 	CheckHost        = "host"
 	CheckHardware    = "hardware"
+	CheckLedger      = "host ledger"
 	CheckPCI         = "pci"
 	CheckPaths       = "paths"
 	CheckDiscovery   = "discovery record"
@@ -62,8 +70,8 @@ const (
 // that does not apply to a cluster (pci without devices, the resolver
 // entry without host DNS integration) is not run. Only a start asks for
 // the host changes' confirmation, and reports it only when it refuses.
-var Checks = []string{CheckFile, CheckHostChanges, CheckNames, CheckRouting, CheckForward, CheckRange, CheckAddresses, CheckDNS,
-	CheckHost, CheckHardware, CheckPCI, CheckPaths, CheckDiscovery, CheckResolver, CheckBaseImage, CheckDiskSizes, CheckPoolSpace,
+var Checks = []string{CheckFile, CheckHostChanges, CheckNames, CheckBinding, CheckRouting, CheckForward, CheckRange, CheckAddresses, CheckDNS,
+	CheckHost, CheckHardware, CheckLedger, CheckPCI, CheckPaths, CheckDiscovery, CheckResolver, CheckBaseImage, CheckDiskSizes, CheckPoolSpace,
 	CheckXML, CheckOldDomains}
 
 // refused is a check that failed in a start: which, and what start's
@@ -98,6 +106,7 @@ type run struct {
 	plan cluster.Plan // with the leases the network gives already
 	// Set by hostChecks.
 	caps                              cluster.HostCapabilities
+	ledger                            api.LedgerView
 	negotiated                        bool
 	img                               api.ImageInfo
 	base                              api.VolumeState

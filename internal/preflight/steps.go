@@ -29,6 +29,7 @@ func (r *run) steps(docs []api.Document) *api.StartSteps {
 	for _, d := range cluster.ExclusiveDevices(r.req.Spec) {
 		s.Devices = append(s.Devices, api.DeviceClaim{Address: d.PCIAddress, VM: d.VM})
 	}
+	s.Resources, s.Bind = ResourceClaims(p), true
 	if hc.Routing {
 		rr := RoutingRequest(r.req, p, hc)
 		s.Routing = &rr
@@ -48,6 +49,7 @@ func (r *run) steps(docs []api.Document) *api.StartSteps {
 			VolumeName: vm.Volume, VolumeExisted: volExisted,
 			DomainXML: docs[4+2*i].XML, DomainExisted: domExisted, WasRunning: domExisted && dom.Running(),
 			ExclusiveDevices: exclusiveDevices(vm),
+			Claims:           s.ScaleOut,
 		}
 		// A network that existed before the run gets the VM's lease in
 		// place, without a restart: how a node joins a running cluster.

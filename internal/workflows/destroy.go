@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hpcvm/hpcvm/api"
@@ -42,7 +43,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), api.ActInspectCluster,
-			api.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-"}).Get(ctx, &inv)
+			api.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-", Binding: true}).Get(ctx, &inv)
 	}); err != nil {
 		return DestroyResult{}, err
 	}
@@ -276,6 +277,18 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 
 	if leaving != nil {
 		leaving.Wait(ctx)
+	}
+	// The name is free for any host once nothing of the cluster is left
+	// here. (An inspection recorded before the registry binds nothing.)
+	if len(req.VMs) == 0 && len(failures) == 0 && len(res.Kept) == 0 && slices.Contains(inv.BoundTo, req.Spec.Cluster.Host) {
+		_ = run(tr, stepUnbind, func() (bool, error) {
+			var r api.UnbindResult
+			err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActUnbindCluster, api.UnbindRequest{Cluster: name, Host: req.Spec.Cluster.Host}).Get(ctx, &r)
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %s", stepUnbind, rootMessage(err)))
+			}
+			return r.Removed, err
+		})
 	}
 	if len(failures) > 0 || len(res.Kept) > 0 {
 		var parts []string

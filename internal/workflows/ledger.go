@@ -13,22 +13,37 @@ import (
 // claims.
 var ledgerUpdatesPerRun = 500
 
-// DeviceLedger holds which cluster claims which host PCI function on one
-// host (exclusive_mode). Claims and releases are updates: the workflow
-// runs them one at a time against its state, so of two clusters claiming
-// one device at once exactly one gets it, and the state is durable.
+// DeviceLedger is the host ledger: what each cluster takes from one host,
+// for the cluster's life. Exclusive PCI functions (exclusive_mode), and
+// per VM its pinned CPUs, hugepages and memory (api.ResourceClaim).
+// Claims and releases are updates: the workflow runs them one at a time
+// against its state, so of two clusters claiming one device, CPU or the
+// last free pages at once exactly one gets them, and the state is
+// durable. (The name is from the time it held devices only: ledgers that
+// run keep running across an upgrade.)
 func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 	if st.Claims == nil {
 		st.Claims = map[string]api.DeviceClaim{}
 	}
+	if st.Resources == nil {
+		st.Resources = map[string]api.ResourceClaim{}
+	}
 	updates := 0
-	if err := workflow.SetQueryHandler(ctx, api.LedgerQueryClaims, func() ([]api.DeviceClaim, error) {
+	devices := func() []api.DeviceClaim {
 		out := make([]api.DeviceClaim, 0, len(st.Claims))
 		for _, c := range st.Claims {
 			out = append(out, c)
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
-		return out, nil
+		return out
+	}
+	if err := workflow.SetQueryHandler(ctx, api.LedgerQueryClaims, func() ([]api.DeviceClaim, error) {
+		return devices(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, api.LedgerQueryAll, func() (api.LedgerView, error) {
+		return api.LedgerView{Devices: devices(), Resources: api.SortedResources(st.Resources)}, nil
 	}); err != nil {
 		return err
 	}
@@ -36,17 +51,44 @@ func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 		if msg := api.ClaimConflicts(st.Claims, req); msg != "" {
 			return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeDeviceClaimed, nil)
 		}
+		if msg := api.ResourceConflicts(st.Resources, req); msg != "" {
+			return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeResourcesClaimed, nil)
+		}
 		return nil
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, api.LedgerUpdateClaim,
 		func(ctx workflow.Context, req api.ClaimRequest) (api.ClaimResult, error) {
 			updates++
+			now := workflow.Now(ctx)
+			// What libvirt shows of clusters the ledger has no claim
+			// for is held whatever the ledger says: taken in first.
+			for _, a := range req.Adopt {
+				k := api.ResourceKey(a.Cluster, a.VM)
+				if _, held := st.Resources[k]; !held {
+					a.Adopted, a.RunID, a.Since = true, "", now
+					st.Resources[k] = a
+				}
+			}
 			// Checked again here: the validator saw the state before any
 			// update queued ahead of this one ran.
 			if err := conflict(req); err != nil {
 				return api.ClaimResult{}, err
 			}
 			var res api.ClaimResult
+			for _, r := range req.Resources {
+				k := api.ResourceKey(req.Cluster, r.VM)
+				r.Cluster, r.RunID, r.Since, r.Adopted = req.Cluster, req.RunID, now, false
+				if old, held := st.Resources[k]; held {
+					if sameResources(old, r) {
+						continue
+					}
+					// A claim an earlier run made stays that run's:
+					// this run's rollback must not give it back.
+					r.RunID, r.Since = old.RunID, old.Since
+				}
+				st.Resources[k] = r
+				res.ResourcesAdded = append(res.ResourcesAdded, r.VM)
+			}
 			for _, d := range req.Devices {
 				if c, held := st.Claims[d.Address]; held {
 					// This cluster's already; the VM is one more holder
@@ -81,7 +123,15 @@ func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 					st.Claims[addr] = left
 				}
 			}
+			for k, c := range st.Resources {
+				if c.Cluster != req.Cluster || (req.VM != "" && c.VM != req.VM) || (req.RunID != "" && c.RunID != req.RunID) {
+					continue
+				}
+				delete(st.Resources, k)
+				res.ResourcesReleased = append(res.ResourcesReleased, c.VM)
+			}
 			sort.Strings(res.Released)
+			sort.Strings(res.ResourcesReleased)
 			return res, nil
 		},
 	); err != nil {
@@ -96,4 +146,23 @@ func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 		return err
 	}
 	return workflow.NewContinueAsNewError(ctx, api.LedgerWorkflowName, st)
+}
+
+// sameResources says two claims of one VM hold the same CPUs, pages and
+// memory.
+func sameResources(a, b api.ResourceClaim) bool {
+	if a.MemoryMiB != b.MemoryMiB || len(a.CPUs) != len(b.CPUs) || len(a.Hugepages) != len(b.Hugepages) {
+		return false
+	}
+	for i := range a.CPUs {
+		if a.CPUs[i] != b.CPUs[i] {
+			return false
+		}
+	}
+	for i := range a.Hugepages {
+		if a.Hugepages[i] != b.Hugepages[i] {
+			return false
+		}
+	}
+	return true
 }

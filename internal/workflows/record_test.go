@@ -730,6 +730,22 @@ func (f *fakeActivities) RemoveResolverEntry(ctx context.Context, req activities
 	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveResolverEntry "+req.Cluster)
 }
 
+func (f *fakeActivities) ReadLedger(ctx context.Context, host string) (api.LedgerView, error) {
+	return api.LedgerView{Host: host}, f.script().step(ctx, "ReadLedger")
+}
+
+func (f *fakeActivities) ClusterBindings(ctx context.Context) ([]api.Binding, error) {
+	return nil, f.script().step(ctx, "ClusterBindings")
+}
+
+func (f *fakeActivities) BindCluster(ctx context.Context, req api.BindRequest) (api.BindResult, error) {
+	return api.BindResult{Added: true}, f.script().step(ctx, "BindCluster "+req.Cluster)
+}
+
+func (f *fakeActivities) UnbindCluster(ctx context.Context, req api.UnbindRequest) (api.UnbindResult, error) {
+	return api.UnbindResult{Removed: true}, f.script().step(ctx, "UnbindCluster "+req.Cluster)
+}
+
 func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) ([]string, error) {
 	return make([]string, len(xmls)), f.script().step(ctx, "DomainDifferences")
 }

@@ -26,4 +26,5 @@ func Register(w Registrar) {
 	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: PendingHostChangesName})
 	w.RegisterWorkflowWithOptions(HostQuestions, workflow.RegisterOptions{Name: HostQuestionsName})
 	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: api.LedgerWorkflowName})
+	w.RegisterWorkflowWithOptions(ClusterRegistry, workflow.RegisterOptions{Name: api.RegistryWorkflowName})
 }

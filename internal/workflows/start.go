@@ -69,28 +69,56 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 	// skips the CLI gets the same errors, and nothing is created for a
 	// bad request. The checks are validate's (one preflight); a start
 	// stops at the first that fails.
-	var cp api.ClusterPlan
-	if err := run(tr, stepPreflight, func() (bool, error) {
-		return false, workflow.ExecuteActivity(actx, api.ActPreflight, api.PreflightRequest{Request: req, Mode: api.PreflightStart}).Get(ctx, &cp)
-	}); err != nil {
-		return StartResult{}, failStart(ctx, tr, &saga{}, err)
-	}
-	if f := cp.Refusal; f != nil {
-		err := temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil)
-		tr.set(stepPreflight, StepFailed, orDefault(f.Short, f.Message))
-		if f.OfRequest {
-			return StartResult{}, err
+	var (
+		cp    api.ClusterPlan
+		plan  cluster.Plan
+		steps api.StartSteps
+		res   StartResult
+	)
+	sg := &saga{}
+	bound := false
+	// A preflight chose CPUs no other cluster held when it looked; a start
+	// running at the same moment may have claimed them since. The claim
+	// step, one at a time in the host's ledger, is the judge: refused, the
+	// run plans once more with those claims in view.
+	for attempt := 1; ; attempt++ {
+		if err := run(tr, stepPreflight, func() (bool, error) {
+			cp = api.ClusterPlan{}
+			return false, workflow.ExecuteActivity(actx, api.ActPreflight, api.PreflightRequest{Request: req, Mode: api.PreflightStart}).Get(ctx, &cp)
+		}); err != nil {
+			return res, failStart(ctx, tr, sg, err)
 		}
-		return StartResult{}, failStart(ctx, tr, &saga{}, &stepError{step: stepPreflight, err: err})
+		if f := cp.Refusal; f != nil {
+			err := temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil)
+			tr.set(stepPreflight, StepFailed, orDefault(f.Short, f.Message))
+			if f.OfRequest {
+				return res, err
+			}
+			return res, failStart(ctx, tr, sg, &stepError{step: stepPreflight, err: err})
+		}
+		if cp.Steps == nil {
+			return res, temporal.NewNonRetryableApplicationError("the host's preflight returned no steps and no refusal: the worker on host "+req.Spec.Cluster.Host+" runs another hpcvm; upgrade it", api.ErrTypeBadInput, nil)
+		}
+		plan, steps = cp.Plan, *cp.Steps
+		res = StartResult{Plan: plan, Notes: steps.Notes, NotInFile: cp.NotInFile, Checks: cp.Checks}
+		if steps.Bind && !bound {
+			if err := bindCluster(ctx, o, tr, sg, plan); err != nil {
+				return res, failStart(ctx, tr, sg, err)
+			}
+			bound = true
+		}
+		err := claimDevices(ctx, o, tr, sg, plan, steps.Devices, steps.Resources)
+		var appErr *temporal.ApplicationError
+		if err != nil && attempt == 1 && errors.As(err, &appErr) && appErr.Type() == api.ErrTypeResourcesClaimed {
+			continue
+		}
+		if err != nil {
+			return res, failStart(ctx, tr, sg, err)
+		}
+		break
 	}
-	if cp.Steps == nil {
-		return StartResult{}, temporal.NewNonRetryableApplicationError("the host's preflight returned no steps and no refusal: the worker on host "+req.Spec.Cluster.Host+" runs another hpcvm; upgrade it", api.ErrTypeBadInput, nil)
-	}
-	plan, steps := cp.Plan, *cp.Steps
 	hc := steps.HostChanges
 
-	res := StartResult{Plan: plan, Notes: steps.Notes, NotInFile: cp.NotInFile, Checks: cp.Checks}
-	sg := &saga{}
 	// ensure runs a step whose object did not exist before the run, or
 	// checks one that did. What it created is counted from the plan, so a
 	// retried step that finds its object made by the first try counts.
@@ -110,9 +138,6 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		})
 	}
 
-	if err := claimDevices(ctx, o, tr, sg, plan, steps.Devices); err != nil {
-		return res, failStart(ctx, tr, sg, err)
-	}
 	tr.expect("", networkStep(steps.Network.Name))
 	if steps.Routing != nil {
 		tr.expect("", routingStep(steps.Routing.Bridge))
@@ -312,10 +337,10 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	actx := stepContext(ctx, o)
 	// A node rolled back alone (a scale-out) gives back the devices this
 	// run claimed for it; the whole cluster's rollback frees the rest.
-	if vm.ExclusiveDevices {
+	if vm.ExclusiveDevices || vm.Claims {
 		info := workflow.GetInfo(ctx)
 		release := api.ReleaseRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
-		sg.push(tr.forVM(vm.Name, "device claims of "+vm.Name), func(c workflow.Context) error {
+		sg.push(tr.forVM(vm.Name, "ledger claims of "+vm.Name), func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
 	}
@@ -438,9 +463,11 @@ func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
 	}
 	errType := "StartFailed"
 	var appErr *temporal.ApplicationError
-	// A device another cluster claims is a conflict in the file, found
-	// before anything was created, like bad input.
-	if errors.As(err, &appErr) && (appErr.Type() == api.ErrTypeBadInput || appErr.Type() == api.ErrTypeDeviceClaimed) {
+	// A device, CPU or page another cluster claims, or a cluster that
+	// lives on another host, is a conflict found before anything was
+	// created, like bad input.
+	if errors.As(err, &appErr) && (appErr.Type() == api.ErrTypeBadInput || appErr.Type() == api.ErrTypeDeviceClaimed ||
+		appErr.Type() == api.ErrTypeResourcesClaimed || appErr.Type() == api.ErrTypeClusterBound) {
 		errType = api.ErrTypeBadInput
 	}
 	return temporal.NewNonRetryableApplicationError(msg.String(), errType, err, f)
@@ -485,34 +512,64 @@ func rootMessage(err error) string {
 	}
 }
 
-// claimDevices claims the cluster's exclusive PCI functions in the host's
-// device ledger before anything is created; the compensation frees what
-// this run claimed (a claim the cluster held before stays).
-func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan cluster.Plan, devices []api.DeviceClaim) error {
-	if len(devices) == 0 {
+// claimDevices claims in the host's ledger, before anything is created,
+// the cluster's exclusive PCI functions and every VM's pinned CPUs,
+// hugepages and memory; the compensation frees what this run claimed (a
+// claim the cluster held before stays).
+func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan cluster.Plan, devices []api.DeviceClaim, resources []api.ResourceClaim) error {
+	if len(devices) == 0 && len(resources) == 0 {
 		return nil
 	}
 	info := workflow.GetInfo(ctx)
 	// Claims are the run chain's: a reset run (a new run ID) still gives
 	// back what its first run claimed.
-	req := api.ClaimRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices}
+	req := api.ClaimRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices, Resources: resources}
 	release := api.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
-	err := run(tr, "device claims", func() (bool, error) {
+	step := "device claims"
+	if len(resources) > 0 {
+		step = stepLedgerClaims
+	}
+	err := run(tr, step, func() (bool, error) {
 		var r api.ClaimResult
 		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActClaimDevices, req).Get(ctx, &r); err != nil {
 			return false, err
 		}
-		return len(r.Added) > 0, nil
+		return len(r.Added) > 0 || len(r.ResourcesAdded) > 0, nil
 	})
 	// A claim is all or nothing: refused, it took nothing. Any other
 	// outcome (success, or a result lost to a timeout) may hold claims of
 	// this run, which the compensation frees by the run's ID.
 	var appErr *temporal.ApplicationError
-	if !(errors.As(err, &appErr) && appErr.Type() == api.ErrTypeDeviceClaimed) {
-		sg.push("device claims", func(c workflow.Context) error {
+	if !(errors.As(err, &appErr) && (appErr.Type() == api.ErrTypeDeviceClaimed || appErr.Type() == api.ErrTypeResourcesClaimed)) {
+		sg.push(step, func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
 	}
+	return err
+}
+
+// bindCluster binds the cluster to its host in the cluster registry; the
+// compensation unbinds it if this run made the binding.
+func bindCluster(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan cluster.Plan) error {
+	info := workflow.GetInfo(ctx)
+	req := api.BindRequest{Cluster: plan.Cluster, Host: plan.Host, RunID: info.FirstRunID}
+	var r api.BindResult
+	err := run(tr, stepBind, func() (bool, error) {
+		if err := workflow.ExecuteActivity(stepContext(ctx, o), api.ActBindCluster, req).Get(ctx, &r); err != nil {
+			return false, err
+		}
+		return r.Added, nil
+	})
+	// Refused, it bound nothing; a result lost to a timeout may have
+	// bound it: the unbind names the run, so it never removes a binding
+	// an earlier start made.
+	var appErr *temporal.ApplicationError
+	if err == nil && !r.Added || errors.As(err, &appErr) && appErr.Type() == api.ErrTypeClusterBound {
+		return err
+	}
+	sg.push(stepBind, func(c workflow.Context) error {
+		return workflow.ExecuteActivity(stepContext(c, o), api.ActUnbindCluster, api.UnbindRequest{Cluster: req.Cluster, Host: req.Host, RunID: req.RunID}).Get(c, nil)
+	})
 	return err
 }
 

@@ -39,3 +39,14 @@ const removeResolverStep = "remove host resolver entry"
 
 // waitPowerOffStep is stop's wait for the guests to power off.
 const waitPowerOffStep = "wait for power-off"
+
+// stepBind is start's binding of the cluster to its host in the cluster
+// registry; stepUnbind is destroy's removal of it.
+const (
+	stepBind   = "cluster binding"
+	stepUnbind = "remove cluster binding"
+)
+
+// stepLedgerClaims is start's claim of CPUs, hugepages, memory and
+// devices in the host's ledger.
+const stepLedgerClaims = "host ledger claims"

@@ -69,6 +69,11 @@ type recorder struct {
 	silent bool
 	// resolverExisted is what ResolverEntryExists answers.
 	resolverExisted bool
+	// bindings is the cluster registry the preflight reads.
+	bindings []api.Binding
+	// claimRefusals: the first this many ClaimDevices calls are refused,
+	// as a ledger that another start's claim reached first refuses.
+	claimRefusals int
 }
 
 // fakeHost answers the preflight's reads of the host from the recorder,
@@ -124,6 +129,16 @@ func (h fakeHost) DomainDifferences(_ context.Context, xmls []string) ([]string,
 	return make([]string, len(xmls)), nil
 }
 
+// ReadLedger: no other cluster holds anything of the host.
+func (h fakeHost) ReadLedger(_ context.Context, host string) (api.LedgerView, error) {
+	return api.LedgerView{Host: host}, nil
+}
+
+// ClusterBindings: the recorder's registry.
+func (h fakeHost) ClusterBindings(context.Context) ([]api.Binding, error) {
+	return h.r.bindings, nil
+}
+
 func (r *recorder) note(list *[]string, s string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -174,7 +189,22 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	})
 	env.OnActivity(a.ClaimDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
 		r.note(&r.calls, "ClaimDevices")
+		r.mu.Lock()
+		refuse := r.claimRefusals > 0
+		r.claimRefusals--
+		r.mu.Unlock()
+		if refuse {
+			return activities.ClaimResult{}, temporal.NewNonRetryableApplicationError("CPU 1 is claimed by cluster other", api.ErrTypeResourcesClaimed, nil)
+		}
 		return activities.ClaimResult{}, r.fail("ClaimDevices")
+	})
+	env.OnActivity(a.BindCluster, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.BindRequest) (api.BindResult, error) {
+		r.note(&r.calls, "BindCluster")
+		return api.BindResult{Added: true}, r.fail("BindCluster")
+	})
+	env.OnActivity(a.UnbindCluster, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.UnbindRequest) (api.UnbindResult, error) {
+		r.note(&r.undo, "UnbindCluster "+req.Cluster)
+		return api.UnbindResult{Removed: true}, nil
 	})
 	env.OnActivity(a.EnsureNetwork, mock.Anything, mock.Anything).Return(ensure("EnsureNetwork"))
 	env.OnActivity(a.EnsureDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
@@ -261,7 +291,9 @@ func vmUndo(vm string, reached int) []string {
 	return out
 }
 
-var sharedUndo = []string{"DeleteVolume lab-base.qcow2", "DeletePool lab-pool", "DeleteNetwork lab-network"}
+// sharedUndo ends with the cluster binding's removal; the ledger claims'
+// release, between the network's and it, is a call (ReleaseDevices).
+var sharedUndo = []string{"DeleteVolume lab-base.qcow2", "DeletePool lab-pool", "DeleteNetwork lab-network", "UnbindCluster lab"}
 
 func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 	cases := []struct {
@@ -274,12 +306,14 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 		{failAt: "CheckHostPaths"},
 		{failAt: "InspectBaseImage"},
 		{failAt: "InspectCluster"},
-		{failAt: "EnsureNetwork", shared: 1},
-		{failAt: "EnsurePool", shared: 2},
-		{failAt: "UploadBaseImage", shared: 3},
-		{failAt: "EnsureVolume compute-02.qcow2", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 1}},
-		{failAt: "EnsureDomain lab-compute-02", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 2}},
-		{failAt: "StartDomain lab-compute-02", shared: 3, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 3}},
+		{failAt: "BindCluster", shared: 1},
+		{failAt: "ClaimDevices", shared: 1},
+		{failAt: "EnsureNetwork", shared: 2},
+		{failAt: "EnsurePool", shared: 3},
+		{failAt: "UploadBaseImage", shared: 4},
+		{failAt: "EnsureVolume compute-02.qcow2", shared: 4, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 1}},
+		{failAt: "EnsureDomain lab-compute-02", shared: 4, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 2}},
+		{failAt: "StartDomain lab-compute-02", shared: 4, perVM: map[string]int{"controller-01": 3, "compute-01": 3, "compute-02": 3}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.failAt, func(t *testing.T) {
@@ -323,7 +357,16 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 			require.True(t, errors.As(err, &appErr))
 			var f Failure
 			require.NoError(t, appErr.Details(&f))
-			assert.Len(t, f.RolledBack, len(r.undo))
+			releases := 0
+			for _, c := range r.calls {
+				if strings.HasPrefix(c, "ReleaseDevices ") {
+					releases++
+				}
+			}
+			if tc.shared > 1 {
+				assert.Equal(t, 1, releases, "the run's ledger claims were given back: %v", r.calls)
+			}
+			assert.Len(t, f.RolledBack, len(r.undo)+releases)
 		})
 	}
 }
@@ -393,7 +436,7 @@ func TestStartClusterCancelledRollsBack(t *testing.T) {
 	require.Error(t, err)
 	var canceled *temporal.CanceledError
 	assert.True(t, errors.As(err, &canceled), "a cancelled run ends cancelled, got %v", err)
-	assert.Equal(t, sharedUndo, r.undo[len(r.undo)-3:], "the run's shared objects were removed after cancel")
+	assert.Equal(t, sharedUndo, r.undo[len(r.undo)-len(sharedUndo):], "the run's shared objects were removed after cancel")
 	assert.Contains(t, r.undo, "DeleteVolume controller-01.qcow2")
 }
 
@@ -808,4 +851,42 @@ func TestAStepTheHostDoesNotTakeEndsTheRunWithoutUndos(t *testing.T) {
 	require.NoError(t, appErr.Details(&f))
 	assert.Empty(t, f.RolledBack)
 	assert.Contains(t, f.NotUndone, "pool lab-pool: not tried, host hv1 did not answer")
+}
+
+func TestStartPlansAgainWhenAnotherStartClaimedItsCPUsFirst(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := onHost(&s, "hv1")
+	r := &recorder{claimRefusals: 1}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, testRequest(t))
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	probes, claims, binds := 0, 0, 0
+	for _, c := range r.calls {
+		switch c {
+		case "ProbeHost":
+			probes++
+		case "ClaimDevices":
+			claims++
+		case "BindCluster":
+			binds++
+		}
+	}
+	assert.Equal(t, 2, probes, "the preflight ran again, with the other start's claims in view")
+	assert.Equal(t, 2, claims)
+	assert.Equal(t, 1, binds, "the cluster is bound once")
+	assert.Empty(t, r.undo, "a refused claim took nothing: nothing to give back")
+
+	// Refused twice: the run fails as a conflict, having created nothing.
+	env = onHost(&s, "hv1")
+	r = &recorder{claimRefusals: 2}
+	r.install(env)
+	env.ExecuteWorkflow(StartCluster, testRequest(t))
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	assert.Equal(t, api.ErrTypeBadInput, appErr.Type())
+	assert.Contains(t, err.Error(), "CPU 1 is claimed by cluster other")
+	assert.Equal(t, []string{"UnbindCluster lab"}, r.undo, "only the binding this run made is undone")
 }
