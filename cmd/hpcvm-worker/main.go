@@ -226,6 +226,21 @@ func run(ctx context.Context, v *viper.Viper) error {
 		logger.Info("stopping: letting running steps finish", zap.String("signal", s.String()), zap.Duration("stop_timeout", v.GetDuration("stop-timeout")))
 		close(stop)
 	}()
+	// Once polling (the registry's updates need a control worker), the
+	// clusters found on the host are bound to it in the cluster registry:
+	// how a lost registry is rebuilt.
+	go func() {
+		adoptCtx, cancelAdopt := context.WithTimeout(ctx, time.Minute)
+		defer cancelAdopt()
+		bound, err := hostworker.AdoptClusters(adoptCtx, c, lv, host)
+		if err != nil {
+			logger.Warn("cannot bind the host's clusters in the cluster registry: list may miss them until they are started again", zap.Error(err))
+			return
+		}
+		if len(bound) > 0 {
+			logger.Info("bound clusters found on the host in the cluster registry", zap.Strings("clusters", bound))
+		}
+	}()
 	return w.Run(stop)
 }
 

@@ -20,7 +20,7 @@ func (a *Activities) ClaimDevices(ctx context.Context, req ClaimRequest) (ClaimR
 	var res ClaimResult
 	// What the domains on the host hold: taken in by a ledger that lacks
 	// it, and the whole of a ledger started now.
-	adopt, devices, err := a.hostClaims()
+	adopt, devices, err := a.hostClaims(req.Host)
 	if err != nil {
 		return res, classify(err)
 	}

@@ -20,23 +20,26 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// hostClaims reads from libvirt what the clusters' domains on this host
-// hold (hpcvm's metadata names cluster and VM): per VM its pinned CPUs,
+// hostClaims reads from libvirt what the clusters' domains made for host
+// hold (hpcvm's metadata names cluster, VM and host): per VM its pinned CPUs,
 // hugepages and memory, and the PCI functions the domains of exactly one
 // cluster pass through. It is how the ledger is rebuilt when it was lost,
 // and how it learns of domains older than its resource claims. A device
 // two clusters' domains name is shared (exclusive_mode: false), so no
 // claim; one cluster's device is taken as claimed, which is what
 // exclusive_mode, the default, means.
-func (a *Activities) hostClaims() ([]api.ResourceClaim, []api.DeviceClaim, error) {
+func (a *Activities) hostClaims(host string) ([]api.ResourceClaim, []api.DeviceClaim, error) {
 	domains, err := a.Libvirt.ListDomains(templates.MetadataNamespace)
 	if err != nil {
 		return nil, nil, err
 	}
-	return claimsOfDomains(domains)
+	res, devs := claimsOfDomains(domains, host)
+	return res, devs, nil
 }
 
-func claimsOfDomains(domains []libvirt.DomainSummary) ([]api.ResourceClaim, []api.DeviceClaim, error) {
+// claimsOfDomains is hostClaims of a domain list. A domain whose
+// metadata names no host (made before hpcvm wrote it) counts as host's.
+func claimsOfDomains(domains []libvirt.DomainSummary, host string) ([]api.ResourceClaim, []api.DeviceClaim) {
 	var res []api.ResourceClaim
 	deviceHolders := map[string]map[string]string{} // address → cluster → VM
 	for _, d := range domains {
@@ -44,7 +47,7 @@ func claimsOfDomains(domains []libvirt.DomainSummary) ([]api.ResourceClaim, []ap
 			continue
 		}
 		owner, err := templates.ParseOwner(d.Metadata)
-		if err != nil || owner.VM == "" {
+		if err != nil || owner.VM == "" || owner.Host != "" && !strings.EqualFold(owner.Host, host) {
 			continue
 		}
 		r := api.ResourceClaim{Cluster: owner.Cluster, VM: owner.VM, CPUs: d.VCPUPins, MemoryMiB: int(d.MemoryKiB >> 10)}
@@ -80,7 +83,7 @@ func claimsOfDomains(domains []libvirt.DomainSummary) ([]api.ResourceClaim, []ap
 		}
 	}
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Address < devs[j].Address })
-	return res, devs, nil
+	return res, devs
 }
 
 // hugepageCapacity reads how many pages of each size every host NUMA cell
@@ -154,7 +157,7 @@ func (a *Activities) ReadLedger(ctx context.Context, host string) (api.LedgerVie
 	if err != nil || found {
 		return view, err
 	}
-	res, devs, err := a.hostClaims()
+	res, devs, err := a.hostClaims(host)
 	if err != nil {
 		return view, classify(err)
 	}

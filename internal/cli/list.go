@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/cluster"
+	"github.com/hpcvm/hpcvm/internal/registry"
 	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
@@ -28,16 +29,23 @@ type ClusterEntry struct {
 	Result    string    `json:"result"`         // running, completed, failed, canceled, terminated, timed out
 	Since     time.Time `json:"since"`          // when the operation ended (started, while it runs)
 	RunID     string    `json:"run_id"`
+	// BoundTo are the hosts the cluster registry binds the cluster to:
+	// it exists there until a destroy removes it. Empty for a cluster
+	// destroyed, or made before the registry.
+	BoundTo []string `json:"bound_to,omitempty"`
 }
 
 func (a *app) listCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List every cluster Temporal knows, with its newest operation and state",
-		Long: `list shows every cluster hpcvm has run an operation on in this Temporal
-namespace (within its retention period), newest first: its host, its last
-operation (start, stop, destroy), how that ended and when, and the state
-it left the cluster in. --host limits the list to one host's clusters.
+		Short: "List every cluster: where it lives, its newest operation and state",
+		Long: `list shows every cluster of this Temporal namespace: those the cluster
+registry binds to a host (from their first start until a destroy removes
+them, however long ago their last operation ran), and those with an
+operation within the namespace's retention period, newest first: its
+host, its last operation (start, stop, destroy), how that ended and when,
+and the state it left the cluster in. --host limits the list to one
+host's clusters.
 --live asks each host's worker for the state libvirt has now (slower; a
 host without a running worker shows "no answer").`,
 		Example: `  hpcvm list
@@ -77,7 +85,7 @@ host without a running worker shows "no answer").`,
 				return enc.Encode(entries)
 			}
 			if len(entries) == 0 {
-				fmt.Fprintln(a.out, "no clusters: no hpcvm operation has run in this namespace (within its retention period)")
+				fmt.Fprintln(a.out, "no clusters: none is bound to a host, and no hpcvm operation has run in this namespace (within its retention period)")
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
@@ -161,9 +169,12 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 			break
 		}
 	}
+	if err := withBindings(ctx, c, host, &out); err != nil {
+		return nil, err
+	}
 	for i := range out {
 		e := &out[i]
-		if e.Operation != "start" || e.Result == "running" || e.Result == "completed" {
+		if e.Operation != "start" || e.Result == "running" || e.Result == "completed" || len(e.BoundTo) > 0 {
 			continue
 		}
 		existed := false
@@ -229,4 +240,31 @@ func stateLeft(op string, s enums.WorkflowExecutionStatus) string {
 // targetSpec is the spec of a cluster known by name and host alone.
 func targetSpec(name, host string) cluster.Spec {
 	return cluster.Spec{Cluster: cluster.ClusterSpec{Name: name, Host: host}}
+}
+
+// withBindings adds the registry's bindings to the entries: a bound
+// cluster's hosts, and a line for each bound cluster whose runs the
+// namespace no longer retains. A namespace without a registry (no start
+// since it was introduced) lists from visibility alone.
+func withBindings(ctx context.Context, c client.Client, host string, out *[]ClusterEntry) error {
+	bindings, _, err := registry.Bindings(ctx, c)
+	if err != nil {
+		return unreachable(err)
+	}
+	index := map[string]int{}
+	for i, e := range *out {
+		index[e.Cluster] = i
+	}
+	for _, b := range bindings {
+		if i, ok := index[b.Cluster]; ok {
+			(*out)[i].BoundTo = b.Hosts
+			continue
+		}
+		if host != "" && !b.HasHost(host) {
+			continue
+		}
+		*out = append(*out, ClusterEntry{Cluster: b.Cluster, Host: strings.Join(b.Hosts, ","), BoundTo: b.Hosts, Since: b.Since,
+			State: "exists: bound to its host since then; its runs are past the namespace's retention (hpcvm status reads it)"})
+	}
+	return nil
 }

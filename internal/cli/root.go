@@ -94,7 +94,7 @@ worker cannot be reached; 4 another operation on the cluster is running (or the 
 	_ = a.v.BindPFlags(pf)
 	temporalopts.BindEnv(a.v)
 
-	root.AddCommand(a.withReport("start", a.startCommand()), a.withReport("stop", a.stopCommand()), a.withReport("destroy", a.destroyCommand()), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand(), a.auditCommand())
+	root.AddCommand(a.withReport("start", a.startCommand()), a.withReport("stop", a.stopCommand()), a.withReport("destroy", a.destroyCommand()), a.statusCommand(), a.cancelCommand(), a.validateCommand(), a.planCommand(), a.traceCommand(), a.inventoryCommand(), a.versionCommand(), a.listCommand(), a.convertCommand(), a.auditCommand(), a.ledgerCommand())
 	return root
 }
 
