@@ -242,4 +242,3 @@ func TestAClusterNameStaysBoundToItsHost(t *testing.T) {
 		assert.Empty(t, e.BoundTo, "destroy unbound %s", e.Cluster)
 	}
 }
-
