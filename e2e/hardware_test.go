@@ -283,7 +283,7 @@ func TestTwoClustersRacingForOneGPU(t *testing.T) {
 
 	// A claim the cluster holds is freed by its destroy.
 	var res activities.ClaimResult
-	acts := &activities.Activities{Temporal: e.ts.GetDefaultClient()}
+	acts := &activities.Activities{Temporal: e.ts.GetDefaultClient(), Libvirt: e.lv}
 	res, err := acts.ClaimDevices(context.Background(), activities.ClaimRequest{Host: e.host, Queue: workflows.TaskQueue(e.host), Cluster: e.cluster, RunID: "by-hand",
 		Devices: []activities.DeviceClaim{{Address: "0000:03:00.0", VM: "compute-01"}}})
 	require.NoError(t, err)

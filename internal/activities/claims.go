@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/api/enums/v1"
@@ -46,56 +47,68 @@ func (a *Activities) ClaimDevices(ctx context.Context, req ClaimRequest) (ClaimR
 // started for this).
 func (a *Activities) ReleaseDevices(ctx context.Context, req ReleaseRequest) (ReleaseResult, error) {
 	var res ReleaseResult
-	if a.Temporal == nil {
-		return res, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the host ledger", ErrTypeLibvirt, nil)
-	}
-	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   api.LedgerWorkflowID(req.Host),
-		UpdateName:   LedgerUpdateFree,
-		Args:         []any{req},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, &res)
-	}
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return ReleaseResult{}, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("ledger of host %s (workflow %s): %w", req.Host, api.LedgerWorkflowID(req.Host), err)
-	}
-	return res, nil
+	err := a.updateRecord(ctx, ledgerRecord(req.Host, req.Queue, LedgerState{}), LedgerUpdateFree, req, &res, false)
+	return res, err
 }
 
 func (a *Activities) ledgerUpdate(ctx context.Context, host, queue, update string, arg any, seed LedgerState, result any) error {
+	return a.updateRecord(ctx, ledgerRecord(host, queue, seed), update, arg, result, true)
+}
+
+func ledgerRecord(host, queue string, seed LedgerState) durableRecord {
+	return durableRecord{id: api.LedgerWorkflowID(host), queue: queue, workflow: LedgerWorkflowName, seed: seed,
+		summary:  "ledger of host " + host + ": the CPUs, hugepages, memory and devices each cluster holds",
+		what:     "ledger of host " + host,
+		refusals: []string{ErrTypeDeviceClaimed, api.ErrTypeResourcesClaimed}}
+}
+
+// durableRecord is a long-running workflow the activities update one
+// update at a time: a host's ledger, the cluster registry.
+type durableRecord struct {
+	id, queue, workflow string
+	seed                any    // its input, when an update starts it
+	summary, what       string // in the Web UI; in errors
+	// refusals are the error types of its refusals, passed on not
+	// retryably.
+	refusals []string
+}
+
+// updateRecord runs an update of r and waits for its result. With start,
+// a record that is not running is started (from r.seed); without, a
+// record that does not exist holds nothing, and the update is a no-op.
+func (a *Activities) updateRecord(ctx context.Context, r durableRecord, update string, arg, result any, start bool) error {
 	if a.Temporal == nil {
-		return temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the host ledger", ErrTypeLibvirt, nil)
+		return temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the "+r.what, ErrTypeLibvirt, nil)
 	}
-	start := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       api.LedgerWorkflowID(host),
-		TaskQueue:                queue,
-		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:            "ledger of host " + host + ": the CPUs, hugepages, memory and devices each cluster holds",
-	}, LedgerWorkflowName, seed)
-	h, err := a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName:   update,
-			Args:         []any{arg},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
+	opts := client.UpdateWorkflowOptions{WorkflowID: r.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted}
+	var h client.WorkflowUpdateHandle
+	var err error
+	if start {
+		op := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+			ID:                       r.id,
+			TaskQueue:                r.queue,
+			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			StaticSummary:            r.summary,
+		}, r.workflow, r.seed)
+		opts.WorkflowID = ""
+		h, err = a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
+	} else {
+		h, err = a.Temporal.UpdateWorkflow(ctx, opts)
+	}
 	if err == nil {
 		err = h.Get(ctx, result)
 	}
+	var notFound *serviceerror.NotFound
+	if !start && errors.As(err, &notFound) {
+		return nil
+	}
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && (appErr.Type() == ErrTypeDeviceClaimed || appErr.Type() == api.ErrTypeResourcesClaimed) {
+	if errors.As(err, &appErr) && slices.Contains(r.refusals, appErr.Type()) {
 		return temporal.NewNonRetryableApplicationError(appErr.Message(), appErr.Type(), nil)
 	}
 	if err != nil {
-		return fmt.Errorf("ledger of host %s (workflow %s): %w", host, api.LedgerWorkflowID(host), err)
+		return fmt.Errorf("%s (workflow %s): %w", r.what, r.id, err)
 	}
 	return nil
 }

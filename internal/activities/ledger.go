@@ -14,9 +14,6 @@ import (
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/registry"
 	"github.com/hpcvm/hpcvm/internal/templates"
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -183,59 +180,18 @@ func (a *Activities) ClusterBindings(ctx context.Context) ([]api.Binding, error)
 // host fails the step, not retryably, naming the host.
 func (a *Activities) BindCluster(ctx context.Context, req api.BindRequest) (api.BindResult, error) {
 	var res api.BindResult
-	if a.Temporal == nil {
-		return res, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the cluster registry", ErrTypeLibvirt, nil)
-	}
-	start := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       api.RegistryWorkflowID,
-		TaskQueue:                api.ControlQueue,
-		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:            "cluster registry: which host each cluster lives on",
-	}, api.RegistryWorkflowName, api.RegistryState{})
-	h, err := a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName:   api.RegistryUpdateBind,
-			Args:         []any{req},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
-	if err == nil {
-		err = h.Get(ctx, &res)
-	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == api.ErrTypeClusterBound {
-		return res, temporal.NewNonRetryableApplicationError(appErr.Message(), api.ErrTypeClusterBound, nil)
-	}
-	if err != nil {
-		return res, fmt.Errorf("cluster registry (workflow %s): %w", api.RegistryWorkflowID, err)
-	}
-	return res, nil
+	err := a.updateRecord(ctx, clusterRegistry, api.RegistryUpdateBind, req, &res, true)
+	return res, err
 }
 
 // UnbindCluster removes the cluster's binding to a host; a registry that
 // does not exist binds nothing.
 func (a *Activities) UnbindCluster(ctx context.Context, req api.UnbindRequest) (api.UnbindResult, error) {
 	var res api.UnbindResult
-	if a.Temporal == nil {
-		return res, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the cluster registry", ErrTypeLibvirt, nil)
-	}
-	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   api.RegistryWorkflowID,
-		UpdateName:   api.RegistryUpdateUnbind,
-		Args:         []any{req},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, &res)
-	}
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return api.UnbindResult{}, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("cluster registry (workflow %s): %w", api.RegistryWorkflowID, err)
-	}
-	return res, nil
+	err := a.updateRecord(ctx, clusterRegistry, api.RegistryUpdateUnbind, req, &res, false)
+	return res, err
 }
+
+var clusterRegistry = durableRecord{id: api.RegistryWorkflowID, queue: api.ControlQueue, workflow: api.RegistryWorkflowName,
+	seed: api.RegistryState{}, summary: "cluster registry: which host each cluster lives on", what: "cluster registry",
+	refusals: []string{api.ErrTypeClusterBound}}

@@ -137,15 +137,7 @@ func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 	); err != nil {
 		return err
 	}
-	if err := workflow.Await(ctx, func() bool {
-		return updates >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
-	}); err != nil {
-		return err
-	}
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return err
-	}
-	return workflow.NewContinueAsNewError(ctx, api.LedgerWorkflowName, st)
+	return continueWhenLong(ctx, &updates, api.LedgerWorkflowName, &st)
 }
 
 // sameResources says two claims of one VM hold the same CPUs, pages and
@@ -165,4 +157,19 @@ func sameResources(a, b api.ResourceClaim) bool {
 		}
 	}
 	return true
+}
+
+// continueWhenLong waits until a long-running record (a ledger, the
+// registry) has run ledgerUpdatesPerRun updates or the server suggests it,
+// lets the running ones finish, and continues as new with its state.
+func continueWhenLong(ctx workflow.Context, updates *int, name string, st any) error {
+	if err := workflow.Await(ctx, func() bool {
+		return *updates >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	}); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, name, st)
 }

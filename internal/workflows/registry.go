@@ -81,13 +81,5 @@ func ClusterRegistry(ctx workflow.Context, st api.RegistryState) error {
 	); err != nil {
 		return err
 	}
-	if err := workflow.Await(ctx, func() bool {
-		return updates >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
-	}); err != nil {
-		return err
-	}
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return err
-	}
-	return workflow.NewContinueAsNewError(ctx, api.RegistryWorkflowName, st)
+	return continueWhenLong(ctx, &updates, api.RegistryWorkflowName, &st)
 }

@@ -76,7 +76,6 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		res   StartResult
 	)
 	sg := &saga{}
-	bound := false
 	// A preflight chose CPUs no other cluster held when it looked; a start
 	// running at the same moment may have claimed them since. The claim
 	// step, one at a time in the host's ledger, is the judge: refused, the
@@ -101,12 +100,6 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		}
 		plan, steps = cp.Plan, *cp.Steps
 		res = StartResult{Plan: plan, Notes: steps.Notes, NotInFile: cp.NotInFile, Checks: cp.Checks}
-		if steps.Bind && !bound {
-			if err := bindCluster(ctx, o, tr, sg, plan); err != nil {
-				return res, failStart(ctx, tr, sg, err)
-			}
-			bound = true
-		}
 		err := claimDevices(ctx, o, tr, sg, plan, steps.Devices, steps.Resources)
 		var appErr *temporal.ApplicationError
 		if err != nil && attempt == 1 && errors.As(err, &appErr) && appErr.Type() == api.ErrTypeResourcesClaimed {
@@ -116,6 +109,13 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			return res, failStart(ctx, tr, sg, err)
 		}
 		break
+	}
+	// The claims held, the cluster's name is bound to its host (the
+	// preflight found it free, or bound here already).
+	if steps.Bind {
+		if err := bindCluster(ctx, o, tr, sg, plan); err != nil {
+			return res, failStart(ctx, tr, sg, err)
+		}
 	}
 	hc := steps.HostChanges
 
