@@ -40,33 +40,37 @@ func (c Call) Summary() string {
 
 // Activity type names, as the worker registers them (the method names).
 const (
-	ActEnsureNetwork         = "EnsureNetwork"
-	ActDeleteNetwork         = "DeleteNetwork"
-	ActEnsureDHCPHost        = "EnsureDHCPHost"
-	ActDeleteDHCPHost        = "DeleteDHCPHost"
-	ActEnsurePool            = "EnsurePool"
-	ActDeletePool            = "DeletePool"
-	ActUploadBaseImage       = "UploadBaseImage"
-	ActEnsureVolume          = "EnsureVolume"
-	ActDeleteVolume          = "DeleteVolume"
-	ActEnsureDomain          = "EnsureDomain"
-	ActStartDomain           = "StartDomain"
-	ActShutdownDomain        = "ShutdownDomain"
-	ActForceOffDomain        = "ForceOffDomain"
-	ActDeleteDomain          = "DeleteDomain"
-	ActWaitDomainsOff        = "WaitDomainsOff"
-	ActPreflight             = "Preflight"
-	ActDescribe              = "Describe"
-	ActInspectCluster        = "InspectCluster"
-	ActProbeHost             = "ProbeHost"
-	ActValidatePCI           = "ValidatePCI"
-	ActCheckHostPaths        = "CheckHostPaths"
-	ActInspectBaseImage      = "InspectBaseImage"
-	ActPoolSpace             = "PoolSpace"
-	ActDomainDifferences     = "DomainDifferences"
-	ActClaimDevices          = "ClaimDevices"
-	ActReleaseDevices        = "ReleaseDevices"
-	ActBindCluster           = "BindCluster"
+	ActEnsureNetwork     = "EnsureNetwork"
+	ActDeleteNetwork     = "DeleteNetwork"
+	ActEnsureDHCPHost    = "EnsureDHCPHost"
+	ActDeleteDHCPHost    = "DeleteDHCPHost"
+	ActEnsurePool        = "EnsurePool"
+	ActDeletePool        = "DeletePool"
+	ActUploadBaseImage   = "UploadBaseImage"
+	ActEnsureVolume      = "EnsureVolume"
+	ActDeleteVolume      = "DeleteVolume"
+	ActEnsureDomain      = "EnsureDomain"
+	ActStartDomain       = "StartDomain"
+	ActShutdownDomain    = "ShutdownDomain"
+	ActForceOffDomain    = "ForceOffDomain"
+	ActDeleteDomain      = "DeleteDomain"
+	ActWaitDomainsOff    = "WaitDomainsOff"
+	ActPreflight         = "Preflight"
+	ActDescribe          = "Describe"
+	ActInspectCluster    = "InspectCluster"
+	ActProbeHost         = "ProbeHost"
+	ActValidatePCI       = "ValidatePCI"
+	ActCheckHostPaths    = "CheckHostPaths"
+	ActInspectBaseImage  = "InspectBaseImage"
+	ActPoolSpace         = "PoolSpace"
+	ActDomainDifferences = "DomainDifferences"
+	ActClaimDevices      = "ClaimDevices"
+	ActReleaseDevices    = "ReleaseDevices"
+	ActBindCluster       = "BindCluster"
+	// ReadLedger and ClusterBindings are the preflight's reads of the
+	// host's ledger and the cluster registry, made in process.
+	ActReadLedger            = "ReadLedger"
+	ActClusterBindings       = "ClusterBindings"
 	ActUnbindCluster         = "UnbindCluster"
 	ActJoinRouting           = "JoinRouting"
 	ActLeaveRouting          = "LeaveRouting"
@@ -207,6 +211,14 @@ func DescribeCall(activity string, decode func(into any) error) Call {
 			return c
 		}
 		c.Kind, c.Operation, c.Target = "host ledger", "release", strings.TrimSpace(req.Cluster+" "+req.VM)
+	case ActReadLedger:
+		var host string
+		if decode(&host) != nil {
+			return c
+		}
+		c.Kind, c.Operation, c.Target = "host ledger", "read", host
+	case ActClusterBindings:
+		c.Kind, c.Operation = "cluster registry", "read"
 	case ActBindCluster, ActUnbindCluster:
 		var req BindRequest
 		if decode(&req) != nil {
