@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/workflows"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -20,17 +20,17 @@ import (
 // crashSteps are the steps BenchmarkCrashRecovery kills the worker in, by
 // activity type, and the operation they belong to.
 var crashSteps = []struct{ op, activity string }{
-	{workflows.StartClusterName, "EnsureNetwork"},
-	{workflows.StartClusterName, "EnsurePool"},
-	{workflows.StartClusterName, "UploadBaseImage"},
-	{workflows.StartClusterName, "EnsureVolume"},
-	{workflows.StartClusterName, "EnsureDomain"},
-	{workflows.StartClusterName, "StartDomain"},
-	{workflows.DestroyClusterName, "InspectCluster"},
-	{workflows.DestroyClusterName, "DeleteDomain"},
-	{workflows.DestroyClusterName, "DeleteVolume"},
-	{workflows.DestroyClusterName, "DeletePool"},
-	{workflows.DestroyClusterName, "DeleteNetwork"},
+	{api.StartClusterName, "EnsureNetwork"},
+	{api.StartClusterName, "EnsurePool"},
+	{api.StartClusterName, "UploadBaseImage"},
+	{api.StartClusterName, "EnsureVolume"},
+	{api.StartClusterName, "EnsureDomain"},
+	{api.StartClusterName, "StartDomain"},
+	{api.DestroyClusterName, "InspectCluster"},
+	{api.DestroyClusterName, "DeleteDomain"},
+	{api.DestroyClusterName, "DeleteVolume"},
+	{api.DestroyClusterName, "DeletePool"},
+	{api.DestroyClusterName, "DeleteNetwork"},
 }
 
 // BenchmarkCrashRecovery measures what a worker killed with `kill -9` and
@@ -59,7 +59,7 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	var killedAt, lastBegan, lastReturned time.Time
 	run := func(op, kill string) (time.Duration, string) {
 		began := time.Now()
-		r := e.submit(op, workflows.Options{})
+		r := e.submit(op, api.Options{})
 		last = r
 		caught := ""
 		if kill != "" {
@@ -87,11 +87,11 @@ func BenchmarkCrashRecovery(b *testing.B) {
 	const rounds = 3
 	for i := 0; i < b.N*rounds; i++ {
 		undisturbed := map[string]time.Duration{}
-		undisturbed[workflows.StartClusterName], _ = run(workflows.StartClusterName, "")
-		undisturbed[workflows.DestroyClusterName], _ = run(workflows.DestroyClusterName, "")
+		undisturbed[api.StartClusterName], _ = run(api.StartClusterName, "")
+		undisturbed[api.DestroyClusterName], _ = run(api.DestroyClusterName, "")
 		for _, s := range crashSteps {
-			if s.op == workflows.DestroyClusterName {
-				run(workflows.StartClusterName, "")
+			if s.op == api.DestroyClusterName {
+				run(api.StartClusterName, "")
 			}
 			took, caught := run(s.op, s.activity)
 			if !strings.HasPrefix(caught, "missed") {
@@ -104,8 +104,8 @@ func BenchmarkCrashRecovery(b *testing.B) {
 				caughtIn[s.activity] = map[string]int{}
 			}
 			caughtIn[s.activity][caught]++
-			if s.op == workflows.StartClusterName {
-				run(workflows.DestroyClusterName, "")
+			if s.op == api.StartClusterName {
+				run(api.DestroyClusterName, "")
 			}
 		}
 	}

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/devserver/prodserver"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 )
@@ -133,7 +133,7 @@ func BenchmarkRemoteTemporal(b *testing.B) {
 			e.waitForRuns(`HpcvmCluster = "`+e.cluster+`" AND HpcvmOperation = "destroy"`, 1)
 			// Printed: a benchmark's log is cut short.
 			fmt.Printf("RTT %s, sticky timeout %s: start %s, destroy %s\n", c.rtt, sticky, start.Round(10*time.Millisecond), destroy.Round(10*time.Millisecond))
-			for _, l := range e.logRunFigures(workflows.StartClusterName, workflows.DestroyClusterName) {
+			for _, l := range e.logRunFigures(api.StartClusterName, api.DestroyClusterName) {
 				fmt.Println("  " + l)
 			}
 		}

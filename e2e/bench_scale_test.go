@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/workflows"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -37,8 +37,8 @@ func BenchmarkScale(b *testing.B) {
 			var events []string
 			var maxTask time.Duration
 			var timeouts, retried int
-			for _, op := range []string{workflows.StartClusterName, workflows.DestroyClusterName} {
-				f := historyFigures(b, c, workflows.WorkflowID(hb.cluster), op)
+			for _, op := range []string{api.StartClusterName, api.DestroyClusterName} {
+				f := historyFigures(b, c, api.WorkflowID(hb.cluster), op)
 				events = append(events, fmt.Sprintf("%d/%.1f", f.events, float64(f.size)/(1<<20)))
 				maxTask = max(maxTask, f.longestTask)
 				timeouts += f.taskTimeouts

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/templates"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/require"
 )
 
@@ -56,8 +56,8 @@ func BenchmarkStartDestroyVsVirsh(b *testing.B) {
 					f.add(contenders[(i+k)%len(contenders)]())
 				}
 				var why []string // where the hpcvm runs' time went
-				for _, op := range []string{workflows.StartClusterName, workflows.DestroyClusterName} {
-					rf := historyFigures(b, c, workflows.WorkflowID(hb.cluster), op)
+				for _, op := range []string{api.StartClusterName, api.DestroyClusterName} {
+					rf := historyFigures(b, c, api.WorkflowID(hb.cluster), op)
 					why = append(why, fmt.Sprintf("%s: slowest step %s, longest wait for the worker %s, %d retried",
 						op, rf.slowest, rf.maxWait.Round(time.Millisecond), rf.retried))
 					for _, r := range rf.retries {

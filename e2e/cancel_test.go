@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/workflows"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -21,7 +21,7 @@ func TestCancelledStartRollsBack(t *testing.T) {
 	e.mustLeaveNothing()
 
 	c := e.ts.GetDefaultClient()
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 
 	waitForStep(t, c, run, "pool ")
 	require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
@@ -30,7 +30,7 @@ func TestCancelledStartRollsBack(t *testing.T) {
 	err := run.Get(ctx, nil)
 	var canceled *temporal.CanceledError
 	require.True(t, errors.As(err, &canceled), "the run ends cancelled, got %v", err)
-	var f workflows.Failure
+	var f api.Failure
 	require.NoError(t, canceled.Details(&f))
 	assert.Contains(t, f.RolledBack, "network "+e.cluster+"-network")
 	assert.Contains(t, f.RolledBack, "pool "+e.cluster+"-pool")

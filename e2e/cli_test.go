@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/cli"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
@@ -29,7 +29,7 @@ func TestCLIStartWithAnotherSpecIsRefusedTheSameAttaches(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig("")
 	// No worker yet: the first start waits in the queue, holding the cluster.
-	first := e.submitStart(workflows.Options{})
+	first := e.submitStart(api.Options{})
 
 	original := e.config
 	other := filepath.Join(e.poolRoot, "other.yaml")
@@ -39,13 +39,13 @@ func TestCLIStartWithAnotherSpecIsRefusedTheSameAttaches(t *testing.T) {
 	e.config = original
 	require.Equal(t, cli.ExitBusy, code, out)
 	assert.Contains(t, out, `spec.compute_nodes[1].name: running "compute-02", yours "compute-03"`)
-	assert.Contains(t, out, "StartCluster (workflow "+workflows.WorkflowID(e.cluster)+", run "+first.GetRunID()+") has been running since")
+	assert.Contains(t, out, "StartCluster (workflow "+api.WorkflowID(e.cluster)+", run "+first.GetRunID()+") has been running since")
 	assert.NotContains(t, out, "no hpcvm-worker", "the busy answer comes before the worker check")
 
 	// Another operation is refused as well, naming the running one.
 	code, out = e.hpcvm("stop")
 	require.Equal(t, cli.ExitBusy, code, out)
-	assert.Contains(t, out, "StartCluster (workflow "+workflows.WorkflowID(e.cluster))
+	assert.Contains(t, out, "StartCluster (workflow "+api.WorkflowID(e.cluster))
 
 	// The identical request attaches, also while no worker runs; it then
 	// reports the first run's result once a worker picks the run up.
@@ -69,8 +69,8 @@ func TestCLIStopWithAnotherTimeoutIsRefused(t *testing.T) {
 	// Submitted as the CLI would, to a host no worker serves yet, so it
 	// keeps running.
 	_, err = e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: workflows.WorkflowID(e.cluster), TaskQueue: workflows.TaskQueue(e.host),
-	}, workflows.StopClusterName, workflows.Request{Spec: spec, Options: workflows.Options{ShutdownTimeout: 30 * time.Second}})
+		ID: api.WorkflowID(e.cluster), TaskQueue: api.TaskQueue(e.host),
+	}, api.StopClusterName, api.Request{Spec: spec, Options: api.Options{ShutdownTimeout: 30 * time.Second}})
 	require.NoError(t, err)
 
 	code, out := e.hpcvm("stop", "--timeout", "1m")
@@ -95,12 +95,12 @@ func TestCLIStartToUnservedHostSubmitsNothing(t *testing.T) {
 	code, out := e.hpcvm("start")
 	require.Equal(t, cli.ExitUnreachable, code, out)
 	assert.Contains(t, out, "no hpcvm-worker serves host "+e.host)
-	assert.Contains(t, out, "task queue "+workflows.TaskQueue(e.host))
+	assert.Contains(t, out, "task queue "+api.TaskQueue(e.host))
 	assert.Contains(t, out, "hpcvm-worker --host "+e.host)
 	assert.Contains(t, out, "nothing was submitted")
 	assert.Less(t, time.Since(began), 15*time.Second, "the refusal is prompt")
 
-	_, err := e.ts.GetDefaultClient().DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.cluster), "")
+	_, err := e.ts.GetDefaultClient().DescribeWorkflowExecution(context.Background(), api.WorkflowID(e.cluster), "")
 	var notFound *serviceerror.NotFound
 	require.ErrorAs(t, err, &notFound, "no run was submitted")
 	assert.Empty(t, e.leftovers())
@@ -131,12 +131,12 @@ func TestCLIWorkerStartedAMomentAgoCounts(t *testing.T) {
 func TestCLICancelForceFreesTheCluster(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig("")
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 
 	code, out := e.hpcvm("cancel")
 	require.Equal(t, cli.ExitUnreachable, code, out)
 	assert.Contains(t, out, "cancel of StartCluster")
-	assert.Contains(t, out, "is requested, but no hpcvm-worker has polled task queue "+workflows.TaskQueue(e.host))
+	assert.Contains(t, out, "is requested, but no hpcvm-worker has polled task queue "+api.TaskQueue(e.host))
 	assert.Contains(t, out, "hpcvm cancel --force")
 
 	code, out = e.hpcvm("cancel", "--force")
@@ -168,11 +168,11 @@ func TestCLICancelWaitIsBounded(t *testing.T) {
 	e.writeConfig("")
 	// A worker on the host's queue that knows no hpcvm workflow: it polls,
 	// so the CLI sees a worker, but the run never makes progress.
-	deaf := worker.New(e.ts.GetDefaultClient(), workflows.TaskQueue(e.host), worker.Options{})
+	deaf := worker.New(e.ts.GetDefaultClient(), api.TaskQueue(e.host), worker.Options{})
 	deaf.RegisterWorkflowWithOptions(func(workflow.Context) error { return nil }, workflow.RegisterOptions{Name: "NotAnHpcvmWorkflow"})
 	require.NoError(t, deaf.Start())
 	t.Cleanup(deaf.Stop)
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 
 	began := time.Now()
 	code, out := e.hpcvm("cancel", "--wait", "3s")

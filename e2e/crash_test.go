@@ -15,7 +15,6 @@ import (
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/templates"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -62,7 +61,7 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 
 	c := e.ts.GetDefaultClient()
 	ctx := context.Background()
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 
 	// Kill the worker as soon as the run is in the middle: the pool exists
 	// but not every VM has been started yet.
@@ -72,7 +71,7 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	t.Logf("worker killed with -9 at: %+v", killedAt)
 	var started int
 	for _, s := range killedAt {
-		if strings.HasPrefix(s.Name, "start ") && s.Status == workflows.StepDone {
+		if strings.HasPrefix(s.Name, "start ") && s.Status == api.StepDone {
 			started++
 		}
 	}
@@ -82,7 +81,7 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 	second := e.startWorkerProcess(bin)
 	getCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	var res workflows.StartResult
+	var res api.StartResult
 	require.NoError(t, run.Get(getCtx, &res), "the run completes on the restarted worker")
 	// How long the run took from the new worker's start: the time a crash
 	// costs (a figure for the benchmarks, not a timed assertion).
@@ -143,17 +142,17 @@ func TestWorkerKilledMidStartResumes(t *testing.T) {
 
 // waitForStep polls the run's progress until a step whose name starts with
 // prefix is done, and returns the progress at that moment.
-func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix string) []workflows.Step {
+func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix string) []api.Step {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		v, err := c.QueryWorkflow(context.Background(), run.GetID(), run.GetRunID(), workflows.ProgressQuery)
+		v, err := c.QueryWorkflow(context.Background(), run.GetID(), run.GetRunID(), api.ProgressQuery)
 		if err != nil {
 			continue
 		}
-		var steps []workflows.Step
+		var steps []api.Step
 		require.NoError(t, v.Get(&steps))
 		for _, s := range steps {
-			if strings.HasPrefix(s.Name, prefix) && s.Status == workflows.StepDone {
+			if strings.HasPrefix(s.Name, prefix) && s.Status == api.StepDone {
 				return steps
 			}
 		}
@@ -164,20 +163,20 @@ func waitForStep(t *testing.T, c client.Client, run client.WorkflowRun, prefix s
 
 // submitStart submits StartCluster for the env's cluster as the CLI does,
 // without following it, so a test can act while it runs.
-func (e *env) submitStart(opts workflows.Options) client.WorkflowRun {
-	return e.submit(workflows.StartClusterName, opts)
+func (e *env) submitStart(opts api.Options) client.WorkflowRun {
+	return e.submit(api.StartClusterName, opts)
 }
 
 // submit submits the operation op (a workflow type) for the env's cluster
 // as the CLI does, without following it.
-func (e *env) submit(op string, opts workflows.Options) client.WorkflowRun {
+func (e *env) submit(op string, opts api.Options) client.WorkflowRun {
 	e.t.Helper()
 	spec, err := cluster.Load(e.config)
 	require.NoError(e.t, err)
 	run, err := e.ts.GetDefaultClient().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: workflows.WorkflowID(spec.Cluster.Name), TaskQueue: api.ControlQueue, Memo: map[string]any{"host": spec.Cluster.Host},
-		WorkflowTaskTimeout: workflows.WorkflowTaskTimeout, // as the CLI submits
-	}, op, workflows.Request{Spec: spec, Options: opts})
+		ID: api.WorkflowID(spec.Cluster.Name), TaskQueue: api.ControlQueue, Memo: map[string]any{"host": spec.Cluster.Host},
+		WorkflowTaskTimeout: api.WorkflowTaskTimeout,
+	}, op, api.Request{Spec: spec, Options: opts})
 	require.NoError(e.t, err)
 	return run
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/activities"
 	"github.com/hpcvm/hpcvm/internal/trace"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/hpcvm/hpcvm/internal/cli"
@@ -199,15 +198,15 @@ func TestGPUOnThisHostIsRefusedWithWhatItLacks(t *testing.T) {
 }
 
 // ledgerClaims reads the host's device ledger; none when it never ran.
-func (e *env) ledgerClaims() []activities.DeviceClaim {
+func (e *env) ledgerClaims() []api.DeviceClaim {
 	e.t.Helper()
-	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), api.LedgerWorkflowID(e.host), "", activities.LedgerQueryClaims)
+	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), api.LedgerWorkflowID(e.host), "", api.LedgerQueryClaims)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
 	}
 	require.NoError(e.t, err)
-	var claims []activities.DeviceClaim
+	var claims []api.DeviceClaim
 	require.NoError(e.t, v.Get(&claims))
 	return claims
 }
@@ -282,10 +281,10 @@ func TestTwoClustersRacingForOneGPU(t *testing.T) {
 	assert.Empty(t, e.leftovers())
 
 	// A claim the cluster holds is freed by its destroy.
-	var res activities.ClaimResult
+	var res api.ClaimResult
 	acts := &activities.Activities{Temporal: e.ts.GetDefaultClient(), Libvirt: e.lv}
-	res, err := acts.ClaimDevices(context.Background(), activities.ClaimRequest{Host: e.host, Queue: workflows.TaskQueue(e.host), Cluster: e.cluster, RunID: "by-hand",
-		Devices: []activities.DeviceClaim{{Address: "0000:03:00.0", VM: "compute-01"}}})
+	res, err := acts.ClaimDevices(context.Background(), api.ClaimRequest{Host: e.host, Queue: api.TaskQueue(e.host), Cluster: e.cluster, RunID: "by-hand",
+		Devices: []api.DeviceClaim{{Address: "0000:03:00.0", VM: "compute-01"}}})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"0000:03:00.0"}, res.Added)
 	require.Len(t, e.ledgerClaims(), 1)

@@ -22,13 +22,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/devserver/serverconfig"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/trace"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -353,10 +353,10 @@ func (e *env) traceSequence(m trace.Metadata, kind, op, target string) int {
 func (e *env) stepSummaries(op string) []string {
 	e.t.Helper()
 	c := e.ts.GetDefaultClient()
-	desc, err := c.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.cluster), "")
+	desc, err := c.DescribeWorkflowExecution(context.Background(), api.WorkflowID(e.cluster), "")
 	require.NoError(e.t, err)
 	require.Equal(e.t, op, desc.GetWorkflowExecutionInfo().GetType().GetName())
-	it := c.GetWorkflowHistory(context.Background(), workflows.WorkflowID(e.cluster), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := c.GetWorkflowHistory(context.Background(), api.WorkflowID(e.cluster), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var out []string
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -372,11 +372,11 @@ func (e *env) stepSummaries(op string) []string {
 
 // progress is the steps of the cluster's latest run, as its progress
 // query answers (a finished run answers too).
-func (e *env) progress() []workflows.Step {
+func (e *env) progress() []api.Step {
 	e.t.Helper()
-	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), workflows.WorkflowID(e.cluster), "", workflows.ProgressQuery)
+	v, err := e.ts.GetDefaultClient().QueryWorkflow(context.Background(), api.WorkflowID(e.cluster), "", api.ProgressQuery)
 	require.NoError(e.t, err)
-	var steps []workflows.Step
+	var steps []api.Step
 	require.NoError(e.t, v.Get(&steps))
 	return steps
 }

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -33,7 +33,7 @@ func TestAHostLostMidStartFailsWithinTheHostTimeout(t *testing.T) {
 
 	c := e.ts.GetDefaultClient()
 	const hostTimeout = 8 * time.Second
-	run := e.submitStart(workflows.Options{HostTimeout: hostTimeout})
+	run := e.submitStart(api.Options{HostTimeout: hostTimeout})
 	waitForStep(t, c, run, "pool ")
 	require.NoError(t, host.Process.Signal(syscall.SIGKILL))
 	_, _ = host.Process.Wait()
@@ -47,16 +47,16 @@ func TestAHostLostMidStartFailsWithinTheHostTimeout(t *testing.T) {
 	// heartbeat timeout, its retry the host timeout (a figure, not an
 	// assertion).
 	t.Logf("the run failed %s after the host's worker was killed (heartbeat timeout %s, host timeout %s)",
-		time.Since(killed).Round(100*time.Millisecond), workflows.DefaultHeartbeatTimeout, hostTimeout)
+		time.Since(killed).Round(100*time.Millisecond), api.DefaultHeartbeatTimeout, hostTimeout)
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr), "%v", err)
 	msg := appErr.Message()
-	assert.Contains(t, msg, "host "+e.host+" did not answer: no worker took the step from task queue "+workflows.TaskQueue(e.host)+" within 8s")
+	assert.Contains(t, msg, "host "+e.host+" did not answer: no worker took the step from task queue "+api.TaskQueue(e.host)+" within 8s")
 	assert.Contains(t, msg, "COULD NOT UNDO: ")
 	assert.Contains(t, msg, "not tried, host "+e.host+" did not answer")
 	assert.Contains(t, msg, "pool "+e.cluster+"-pool: not tried", "what is left on the host is named")
 	assert.Contains(t, msg, "left on host "+e.host+", which did not answer: run `hpcvm destroy` once its worker is back")
-	var f workflows.Failure
+	var f api.Failure
 	require.NoError(t, appErr.Details(&f))
 	assert.Empty(t, f.RolledBack, "nothing was tried on the silent host")
 	assert.NotEmpty(t, f.NotUndone)

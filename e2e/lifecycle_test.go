@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/templates"
 	"github.com/hpcvm/hpcvm/internal/trace"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,7 +58,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	// Each step carries a summary naming its object, for the Web UI.
-	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "define domain "+e.cluster+"-compute-02")
+	assert.Contains(t, e.stepSummaries(api.StartClusterName), "define domain "+e.cluster+"-compute-02")
 	// The run's progress says which VM each step worked for: what the
 	// live view's line per VM is made of.
 	stepVMs := map[string]string{}
@@ -118,7 +118,7 @@ func TestClusterLifecycle(t *testing.T) {
 	require.Len(t, st.VMs, 3)
 	assert.Equal(t, "running", st.VMs[0].State)
 	require.NotNil(t, st.LastOperation, "the last operation, its result and time")
-	assert.Equal(t, workflows.StartClusterName, st.LastOperation.Type)
+	assert.Equal(t, api.StartClusterName, st.LastOperation.Type)
 	assert.Equal(t, "completed", st.LastOperation.Result)
 	for _, vm := range st.VMs {
 		assert.Positive(t, vm.VolumeAllocatedGB, vm.Name)
@@ -168,7 +168,7 @@ func TestClusterLifecycle(t *testing.T) {
 	assert.Empty(t, e.leftovers())
 	var report struct {
 		cli.RunReport
-		Result workflows.DestroyResult `json:"result"`
+		Result api.DestroyResult `json:"result"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &report), "the output is one JSON document: %s", out)
 	assert.Equal(t, "destroy", report.Operation)
@@ -246,7 +246,7 @@ func TestFailedStartLeavesNothingBehind(t *testing.T) {
 	assert.Equal(t, []string{"define " + e.cluster + "-compute-02"}, failedStart)
 	assert.Contains(t, undone, "delete "+e.cluster+"-network")
 	assert.Contains(t, undone, "undefine "+e.cluster+"-controller-01")
-	assert.Contains(t, e.stepSummaries(workflows.StartClusterName), "undo: delete network "+e.cluster+"-network")
+	assert.Contains(t, e.stepSummaries(api.StartClusterName), "undo: delete network "+e.cluster+"-network")
 }
 
 func TestBadInputCreatesNothing(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,7 +40,7 @@ func TestValidateAndPlanCreateNothing(t *testing.T) {
 
 	code, out = e.hpcvm("plan", "-o", "json")
 	require.Equal(t, cli.ExitOK, code, out)
-	var r workflows.PlanReport
+	var r api.PlanReport
 	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
 	assert.True(t, r.OK())
 	assert.Len(t, r.Objects, 9)
@@ -135,7 +135,7 @@ func TestValidateRefusesARangeInUse(t *testing.T) {
 	virsh(t, "net-undefine", other)
 	code, out = e.hpcvm("plan", "-o", "json")
 	require.Equal(t, cli.ExitOK, code, out)
-	var rep workflows.PlanReport
+	var rep api.PlanReport
 	require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep))
 	bridge := rep.Plan.Network.Bridge
 	require.NotEmpty(t, bridge)

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/devserver/prodserver"
 	"github.com/hpcvm/hpcvm/devserver/serverconfig"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
@@ -203,7 +203,7 @@ server_name = %q
 		require.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
 		e.waitForRuns(`HpcvmCluster = "`+e.cluster+`" AND HpcvmOperation = "destroy"`, 1)
-		e.logRunFigures(workflows.StartClusterName, workflows.StopClusterName, workflows.DestroyClusterName)
+		e.logRunFigures(api.StartClusterName, api.StopClusterName, api.DestroyClusterName)
 	})
 
 	t.Run("a worker killed mid-start: the run completes on the next", func(t *testing.T) {
@@ -211,13 +211,13 @@ server_name = %q
 		e.writeConfig("")
 		e.mustLeaveNothing()
 		first := e.startWorkerProcess(bin)
-		run := e.submitStart(workflows.Options{})
+		run := e.submitStart(api.Options{})
 		killedAt := waitForStep(t, w.temporal.cli, run, "pool ")
 		require.NoError(t, first.Process.Signal(syscall.SIGKILL))
 		_, _ = first.Process.Wait()
 		started := 0
 		for _, s := range killedAt {
-			if strings.HasPrefix(s.Name, "start ") && s.Status == workflows.StepDone {
+			if strings.HasPrefix(s.Name, "start ") && s.Status == api.StepDone {
 				started++
 			}
 		}
@@ -227,7 +227,7 @@ server_name = %q
 		e.startWorkerProcess(bin)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		var res workflows.StartResult
+		var res api.StartResult
 		require.NoError(t, run.Get(ctx, &res), "the run completes on the new worker")
 		t.Logf("run finished %s after the new worker started", time.Since(restarted).Round(10*time.Millisecond))
 		t.Logf("task figures of the interrupted start: %s", runTaskFigures(t, w.temporal.cli, run.GetID(), run.GetRunID()))
@@ -305,7 +305,7 @@ func (e *env) logRunFigures(ops ...string) []string {
 	c := e.ts.GetDefaultClient()
 	for _, op := range ops {
 		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf(`WorkflowId = %q AND WorkflowType = %q`, workflows.WorkflowID(e.cluster), op)})
+			Query: fmt.Sprintf(`WorkflowId = %q AND WorkflowType = %q`, api.WorkflowID(e.cluster), op)})
 		require.NoError(e.t, err)
 		for _, ex := range resp.GetExecutions() {
 			f := runTaskFigures(e.t, c, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())

@@ -5,9 +5,9 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
@@ -30,7 +30,7 @@ func TestReadOnlyQuestionsLeaveNoRuns(t *testing.T) {
 	code, out = e.hpcvm("status")
 	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "running")
-	e.waitForRuns("WorkflowType = '"+workflows.HostQuestionsName+"'", 1)
+	e.waitForRuns("WorkflowType = '"+api.HostQuestionsName+"'", 1)
 	before := e.allRuns()
 
 	for i := 0; i < 5; i++ {
@@ -46,16 +46,16 @@ func TestReadOnlyQuestionsLeaveNoRuns(t *testing.T) {
 	// came before it: then the list is what it was plus that run.
 	code, out = e.hpcvm("stop")
 	require.Equal(t, cli.ExitOK, code, out)
-	stopRun := e.waitForRuns("WorkflowType = '"+workflows.StopClusterName+"'", 1)
+	stopRun := e.waitForRuns("WorkflowType = '"+api.StopClusterName+"'", 1)
 	require.Len(t, stopRun, 1)
-	want := append(before, workflows.StopClusterName+" "+stopRun[0])
+	want := append(before, api.StopClusterName+" "+stopRun[0])
 	sort.Strings(want)
 	assert.Equal(t, want, e.allRuns(), "a read-only question started a workflow run")
 
 	// They were answered by one run, which says so in the Web UI.
-	questions := e.waitForRuns("WorkflowType = '"+workflows.HostQuestionsName+"'", 1)
+	questions := e.waitForRuns("WorkflowType = '"+api.HostQuestionsName+"'", 1)
 	assert.Len(t, questions, 1)
-	desc, err := e.ts.GetDefaultClient().DescribeWorkflowExecution(context.Background(), workflows.HostQuestionsID(e.host), "")
+	desc, err := e.ts.GetDefaultClient().DescribeWorkflowExecution(context.Background(), api.HostQuestionsID(e.host), "")
 	require.NoError(t, err)
 	assert.Contains(t, desc.GetWorkflowExtendedInfo().String()+desc.GetExecutionConfig().GetUserMetadata().GetSummary().String(), "questions")
 
@@ -92,8 +92,8 @@ func TestAStuckQuestionsRunIsReplaced(t *testing.T) {
 	e.writeConfig("")
 	e.startWorker()
 	c := e.ts.GetDefaultClient()
-	id := workflows.HostQuestionsID(e.host)
-	stuck, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue(e.host)}, "NoSuchWorkflow")
+	id := api.HostQuestionsID(e.host)
+	stuck, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: api.TaskQueue(e.host)}, "NoSuchWorkflow")
 	require.NoError(t, err)
 
 	code, out := e.hpcvm("status")

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
@@ -41,7 +41,7 @@ func TestLibvirtdRestartedMidRun(t *testing.T) {
 	e.writeSpec(clusterFile{computes: []string{"compute-01", "compute-02", "compute-03", "compute-04", "compute-05"}})
 	e.startWorker() // in-process: its libvirt client is e.lv
 	c := e.ts.GetDefaultClient()
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 	waitForStep(t, c, run, "base image ")
 
 	began := time.Now()

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -33,7 +33,7 @@ func TestWorkerUpgradedUnderARunningStart(t *testing.T) {
 
 	c := e.ts.GetDefaultClient()
 	old := e.startWorkerProcess(previous)
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 	waitForStep(t, c, run, "pool ")
 	require.NoError(t, old.Process.Signal(syscall.SIGKILL))
 	_, _ = old.Process.Wait()
@@ -52,7 +52,7 @@ func TestWorkerUpgradedUnderARunningStart(t *testing.T) {
 	good := e.startWorkerProcess(upgraded)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var res workflows.StartResult
+	var res api.StartResult
 	require.NoError(t, run.Get(ctx, &res), "the run begun by the previous release completes on the upgraded worker")
 	assert.Contains(t, strings.Join(res.Notes, "\n"), "upgrade drill: the end of this run was executed by the upgraded worker")
 	var markers []string

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/activities"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/hostworker"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
@@ -37,7 +36,7 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 
 	c := e.ts.GetDefaultClient()
 	ctx := context.Background()
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 
 	// Kill once the upload has heartbeated a resume point past zero.
 	var resumeAt int64
@@ -70,7 +69,7 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 	// The upload that completed resumed where the dead one had got to.
 	it := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	uploads := map[int64]bool{}
-	var res *activities.UploadResult
+	var res *api.UploadResult
 	var retried *failurepb.Failure
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -82,7 +81,7 @@ func TestUploadKilledMidwayResumesWithoutStartingOver(t *testing.T) {
 			retried = a.GetLastFailure()
 		}
 		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && uploads[a.GetScheduledEventId()] {
-			res = &activities.UploadResult{}
+			res = &api.UploadResult{}
 			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetResult(), res))
 		}
 	}
@@ -153,7 +152,7 @@ func TestCancelDuringUploadRollsBack(t *testing.T) {
 	e.mustLeaveNothing()
 	c := e.ts.GetDefaultClient()
 	ctx := context.Background()
-	run := e.submitStart(workflows.Options{})
+	run := e.submitStart(api.Options{})
 	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		require.True(t, time.Now().Before(end), "the upload never started")
 		desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/cli"
 	"github.com/hpcvm/hpcvm/internal/freeports"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -125,7 +125,7 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 		assert.Equal(t, cli.ExitOK, code, out)
 		assert.Empty(t, e.leftovers())
 	})
-	desc, err := c.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.cluster), "")
+	desc, err := c.DescribeWorkflowExecution(context.Background(), api.WorkflowID(e.cluster), "")
 	require.NoError(t, err)
 	runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 
@@ -135,7 +135,7 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the Web UI answers")
 
-	history := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", uiBase, workflows.WorkflowID(e.cluster), runID)
+	history := fmt.Sprintf("%s/namespaces/default/workflows/%s/%s/history", uiBase, api.WorkflowID(e.cluster), runID)
 	// Every step on the page carries its summary. The Web UI renders a
 	// summary as markdown inside a sandboxed iframe, which a DOM dump does
 	// not show: its text is checked through Temporal's API (stepSummaries
@@ -171,13 +171,13 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	// The run list, filtered by the search attribute hpcvm sets.
 	list := fmt.Sprintf("%s/namespaces/default/workflows?query=%s", uiBase, strings.ReplaceAll(fmt.Sprintf("HpcvmCluster=\"%s\"", e.cluster), "\"", "%22"))
 	dom := chromium(t, list, "--dump-dom", "--window-size=1600,2000")
-	assert.Contains(t, dom, workflows.WorkflowID(e.cluster), "the run is listed by cluster")
+	assert.Contains(t, dom, api.WorkflowID(e.cluster), "the run is listed by cluster")
 
 	// The README's link to the operations: status answers through the
 	// host's questions run, which the link leaves out; the start is there.
 	code, out = hpcvm("status")
 	require.Equal(t, cli.ExitOK, code, out)
-	_, err = c.DescribeWorkflowExecution(context.Background(), workflows.HostQuestionsID(e.host), "")
+	_, err = c.DescribeWorkflowExecution(context.Background(), api.HostQuestionsID(e.host), "")
 	require.NoError(t, err, "status was answered by the host's questions run")
 	readme, err := os.ReadFile("../README.md")
 	require.NoError(t, err)
@@ -185,12 +185,12 @@ func TestWebUIShowsNamedSteps(t *testing.T) {
 	require.NotNil(t, m, "README.md links to the operations in the Web UI")
 	operations := uiBase + string(m[1])
 	var opsDom string
-	for try := 0; try < 3 && !strings.Contains(opsDom, workflows.WorkflowID(e.cluster)); try++ {
+	for try := 0; try < 3 && !strings.Contains(opsDom, api.WorkflowID(e.cluster)); try++ {
 		opsDom = chromium(t, operations, "--dump-dom", "--window-size=1600,2000")
 	}
-	assert.Contains(t, opsDom, workflows.WorkflowID(e.cluster), "the README's operations link lists the start")
-	assert.NotContains(t, opsDom, workflows.HostQuestionsID(e.host), "the README's operations link leaves out the questions run")
-	assert.NotContains(t, opsDom, workflows.HostQuestionsName)
+	assert.Contains(t, opsDom, api.WorkflowID(e.cluster), "the README's operations link lists the start")
+	assert.NotContains(t, opsDom, api.HostQuestionsID(e.host), "the README's operations link leaves out the questions run")
+	assert.NotContains(t, opsDom, api.HostQuestionsName)
 	// The README's screenshot command (its flags are chromium's here).
 	runsShot, err := filepath.Abs(filepath.Join(artifacts, "webui-operations.png"))
 	require.NoError(t, err)

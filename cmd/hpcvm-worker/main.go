@@ -22,7 +22,6 @@ import (
 	"github.com/hpcvm/hpcvm/internal/hostworker"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"go.temporal.io/sdk/client"
@@ -195,7 +194,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	w := hostworker.New(c, lv, hostworker.Options{Host: host, StopTimeout: v.GetDuration("stop-timeout"), StickyTimeout: v.GetDuration("sticky-timeout"), ImageRoots: imageRoots, PoolRoots: poolRoots, ShareRoots: shareRoots,
 		DiscoveryRoots: discoveryRoots, ResolverRoots: resolverRoots, ResolverReload: resolverReload, Netns: netns, AuditLog: auditLog, NoControl: v.GetBool("no-control")})
-	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", workflows.TaskQueue(host)), zap.String("control_queue", api.ControlQueue),
+	logger.Info("hpcvm worker starting", zap.String("host", host), zap.String("task_queue", api.TaskQueue(host)), zap.String("control_queue", api.ControlQueue),
 		zap.String("temporal", opts.HostPort), zap.String("namespace", opts.Namespace), zap.String("libvirt", lv.URI()),
 		zap.Strings("image_roots", imageRoots), zap.Strings("pool_roots", poolRoots), zap.Strings("share_roots", shareRoots),
 		zap.String("audit_log", auditLog), zap.String("netns", netns))
@@ -212,9 +211,9 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cancelTake()
 	retireCtx, cancelRetire := context.WithTimeout(ctx, 10*time.Second)
 	if retired, err := hostworker.RetireQuestions(retireCtx, c, host); err != nil {
-		logger.Warn("cannot end the host's questions run: it answers on with its own code until it continues as new", zap.String("workflow_id", workflows.HostQuestionsID(host)), zap.Error(err))
+		logger.Warn("cannot end the host's questions run: it answers on with its own code until it continues as new", zap.String("workflow_id", api.HostQuestionsID(host)), zap.Error(err))
 	} else if retired {
-		logger.Info("ended the host's questions run: the next question starts one on this worker's code", zap.String("workflow_id", workflows.HostQuestionsID(host)))
+		logger.Info("ended the host's questions run: the next question starts one on this worker's code", zap.String("workflow_id", api.HostQuestionsID(host)))
 	}
 	cancelRetire()
 

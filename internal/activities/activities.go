@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/hostchange"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"go.temporal.io/api/serviceerror"
@@ -85,29 +86,29 @@ func classify(err error) error {
 	}
 	switch {
 	case errors.Is(err, libvirt.ErrBusy):
-		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeBusy, err)
+		return temporal.NewApplicationErrorWithCause(err.Error(), api.ErrTypeBusy, err)
 	case libvirt.IsRetryable(err):
-		return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeConnection, err)
+		return temporal.NewApplicationErrorWithCause(err.Error(), api.ErrTypeConnection, err)
 	case errors.As(err, new(*libvirt.NotRunningError)):
 		msg := err.Error() + "; the start is rolled back"
 		if nr := (*libvirt.NotRunningError)(nil); errors.As(err, &nr) && nr.KVM {
 			msg += ": if the host's KVM is nested, try cluster.hardware.acceleration.enable_kvm: false"
 		}
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalidState, err)
+		return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeInvalidState, err)
 	case errors.Is(err, libvirt.ErrMismatch):
-		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, ErrTypeMismatch, err)
+		return temporal.NewNonRetryableApplicationError(err.Error()+mismatchHint, api.ErrTypeMismatch, err)
 	case errors.Is(err, libvirt.ErrNotOwned):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotOwned, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeNotOwned, err)
 	case errors.Is(err, libvirt.ErrNotEmpty):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotEmpty, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeNotEmpty, err)
 	case errors.Is(err, libvirt.ErrInvalidXML):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidXML, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeInvalidXML, err)
 	case errors.Is(err, libvirt.ErrInvalidState):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidState, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeInvalidState, err)
 	default:
 		// Anything else libvirt refused (a domain QEMU cannot start, a
 		// full disk) does not heal by itself within a run.
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeLibvirt, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeLibvirt, err)
 	}
 }
 
@@ -117,7 +118,7 @@ const mismatchHint = "; hpcvm does not modify objects that already exist: undo t
 	"or remove the existing object (`hpcvm destroy` if it is this cluster's) and start again"
 
 func badInput(msg string, cause error) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadInput, cause)
+	return temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, cause)
 }
 
 // heartbeating runs fn while heartbeating in the background, so that a

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/stretchr/testify/assert"
@@ -108,11 +109,11 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	require.NoError(t, f.lv.UploadVolume(t.Context(), f.pool, "base.img", partial, 0, nil))
 
 	env := f.env()
-	env.SetHeartbeatDetails(UploadProgress{Offset: resumeAt, Source: st})
-	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src}
+	env.SetHeartbeatDetails(api.UploadProgress{Offset: resumeAt, Source: st})
+	req := api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src}
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	assert.Equal(t, int64(resumeAt), res.ResumedFrom)
 	assert.Equal(t, int64(size-resumeAt), res.Bytes, "only the rest was sent")
@@ -155,7 +156,7 @@ func TestUploadBaseImageResumesFromHeartbeatOffset(t *testing.T) {
 	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeMismatch, typ)
+	assert.Equal(t, api.ErrTypeMismatch, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "hpcvm destroy")
 }
@@ -186,10 +187,10 @@ func TestResumedUploadStartsOverWhenTheSourceChanged(t *testing.T) {
 	require.NoError(t, os.WriteFile(src, image, 0o644))
 
 	env := f.env()
-	env.SetHeartbeatDetails(UploadProgress{Offset: 4 << 20, Source: oldStat})
-	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src})
+	env.SetHeartbeatDetails(api.UploadProgress{Offset: 4 << 20, Source: oldStat})
+	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: volXML, Source: src})
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	assert.Equal(t, int64(0), res.ResumedFrom)
 	assert.Equal(t, int64(len(image)), res.Bytes)
@@ -207,9 +208,9 @@ func TestUploadBaseImageUploadsANewRawVolume(t *testing.T) {
 	_, _ = rand.Read(image)
 	src := filepath.Join(f.dir, "raw.img")
 	require.NoError(t, os.WriteFile(src, image, 0o644))
-	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "raw.img", XML: rawVolume(t, "raw.img", len(image)), Source: src})
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "raw.img", XML: rawVolume(t, "raw.img", len(image)), Source: src})
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	assert.False(t, res.AlreadyDone)
 	assert.Equal(t, int64(len(image)), res.Bytes)
@@ -245,7 +246,7 @@ func TestMismatchIsNonRetryable(t *testing.T) {
 	_, err = f.env().ExecuteActivity(f.acts.EnsurePool, otherPath)
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeMismatch, typ)
+	assert.Equal(t, api.ErrTypeMismatch, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "elsewhere")
 	assert.Contains(t, err.Error(), "does not modify objects that already exist")
@@ -268,15 +269,15 @@ func TestDeleteDomainProvesOwnership(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.lv.DeleteDomain(name) })
 
-	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, DomainRef{Name: name, Cluster: "lab"})
+	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, api.DomainRef{Name: name, Cluster: "lab"})
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeNotOwned, typ)
+	assert.Equal(t, api.ErrTypeNotOwned, typ)
 	assert.True(t, final)
 	_, err = f.lv.DomainState(name)
 	assert.NoError(t, err, "the foreign domain is still there")
 
-	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, DomainRef{Name: f.prefix + "-absent", Cluster: "lab"})
+	_, err = f.env().ExecuteActivity(f.acts.DeleteDomain, api.DomainRef{Name: f.prefix + "-absent", Cluster: "lab"})
 	assert.NoError(t, err)
 }
 
@@ -287,16 +288,16 @@ func TestDeleteVolumeProvesThePoolIsOurs(t *testing.T) {
 	f.makePool()
 	_, err := f.lv.EnsureVolume(f.pool, rawVolume(t, "disk.img", 1<<20))
 	require.NoError(t, err)
-	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, PoolUUID: cluster.PoolUUID("someone-else"), Name: "disk.img"})
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, api.VolumeRef{Pool: f.pool, PoolUUID: cluster.PoolUUID("someone-else"), Name: "disk.img"})
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeNotOwned, typ)
+	assert.Equal(t, api.ErrTypeNotOwned, typ)
 	assert.True(t, final)
-	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, Name: "disk.img"})
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, api.VolumeRef{Pool: f.pool, Name: "disk.img"})
 	require.Error(t, err, "no mark to prove is no proof")
 	_, err = f.lv.LookupVolume(f.pool, "disk.img")
 	require.NoError(t, err, "the volume is still there")
-	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, VolumeRef{Pool: f.pool, PoolUUID: f.poolUUID, Name: "disk.img"})
+	_, err = f.env().ExecuteActivity(f.acts.DeleteVolume, api.VolumeRef{Pool: f.pool, PoolUUID: f.poolUUID, Name: "disk.img"})
 	require.NoError(t, err)
 	_, err = f.lv.LookupVolume(f.pool, "disk.img")
 	require.ErrorIs(t, err, libvirt.ErrNotFound)
@@ -307,7 +308,7 @@ func TestInspectBaseImageRefusesAMissingFile(t *testing.T) {
 	_, err := f.env().ExecuteActivity(f.acts.InspectBaseImage, filepath.Join(f.dir, "nope.qcow2"))
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeBadInput, typ)
+	assert.Equal(t, api.ErrTypeBadInput, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "does not exist on host")
 }
@@ -324,17 +325,17 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 	dangling := filepath.Join(f.dir, "dangling")
 	require.NoError(t, os.Symlink("/etc/not-there-hpcvm", dangling))
 	cases := []struct {
-		req PathsRequest
+		req api.PathsRequest
 		bad string
 	}{
-		{PathsRequest{BaseImage: inside, PoolDir: filepath.Join(f.dir, "pools", "lab")}, ""},
-		{PathsRequest{BaseImage: "/etc/shadow", PoolDir: filepath.Join(f.dir, "lab")}, "cluster.storage.base_image /etc/shadow is outside"},
-		{PathsRequest{PoolDir: "/etc/lab"}, "cluster.storage.pool_path /etc/lab is outside"},
-		{PathsRequest{PoolDir: filepath.Join(escape, "lab")}, escape + " is a symbolic link (to " + outside + ") and the path leads to " + filepath.Join(outside, "lab") + ", outside --pool-root"},
-		{PathsRequest{PoolDir: filepath.Join(dangling, "lab")}, "leads to /etc/not-there-hpcvm/lab, outside"},
-		{PathsRequest{BaseImage: f.dir + "/../x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is not a clean path"},
-		{PathsRequest{BaseImage: filepath.Dir(f.dir) + "/x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
-		{PathsRequest{PoolDir: inside}, "exists already"},
+		{api.PathsRequest{BaseImage: inside, PoolDir: filepath.Join(f.dir, "pools", "lab")}, ""},
+		{api.PathsRequest{BaseImage: "/etc/shadow", PoolDir: filepath.Join(f.dir, "lab")}, "cluster.storage.base_image /etc/shadow is outside"},
+		{api.PathsRequest{PoolDir: "/etc/lab"}, "cluster.storage.pool_path /etc/lab is outside"},
+		{api.PathsRequest{PoolDir: filepath.Join(escape, "lab")}, escape + " is a symbolic link (to " + outside + ") and the path leads to " + filepath.Join(outside, "lab") + ", outside --pool-root"},
+		{api.PathsRequest{PoolDir: filepath.Join(dangling, "lab")}, "leads to /etc/not-there-hpcvm/lab, outside"},
+		{api.PathsRequest{BaseImage: f.dir + "/../x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is not a clean path"},
+		{api.PathsRequest{BaseImage: filepath.Dir(f.dir) + "/x.qcow2", PoolDir: filepath.Join(f.dir, "lab")}, "is outside"},
+		{api.PathsRequest{PoolDir: inside}, "exists already"},
 	}
 	for _, tc := range cases {
 		_, err := f.env().ExecuteActivity(f.acts.CheckHostPaths, tc.req)
@@ -345,7 +346,7 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 		require.Error(t, err, "%+v", tc.req)
 		assert.Contains(t, err.Error(), tc.bad)
 		typ, final := appErrorType(t, err)
-		assert.Equal(t, ErrTypeBadInput, typ)
+		assert.Equal(t, api.ErrTypeBadInput, typ)
 		assert.True(t, final)
 	}
 	// No roots configured: nothing is allowed.
@@ -353,7 +354,7 @@ func TestHostPathsStayUnderTheRoots(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(bare)
-	_, err := env.ExecuteActivity(bare.CheckHostPaths, PathsRequest{PoolDir: filepath.Join(f.dir, "lab")})
+	_, err := env.ExecuteActivity(bare.CheckHostPaths, api.PathsRequest{PoolDir: filepath.Join(f.dir, "lab")})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no --pool-root configured")
 }
@@ -375,9 +376,9 @@ func TestSparseImageLandsSparse(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, file.Close())
-	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "sparse.img", XML: rawVolume(t, "sparse.img", virtual), Source: src})
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "sparse.img", XML: rawVolume(t, "sparse.img", virtual), Source: src})
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	vol, err := f.lv.LookupVolume(f.pool, "sparse.img")
 	require.NoError(t, err)
@@ -420,7 +421,7 @@ func TestSparseUploadOverAnEarlierAttemptsVolume(t *testing.T) {
 	junk := bytes.Repeat([]byte{0xff}, size)
 	require.NoError(t, os.WriteFile(vol.Path, junk, 0o644))
 
-	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
+	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
 	require.NoError(t, err)
 	want, err := os.ReadFile(src)
 	require.NoError(t, err)
@@ -443,8 +444,8 @@ func TestUploadRetryAfterAnEmptiedVolume(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Truncate(vol.Path, 4096)) // libvirt now sees 4096 bytes
 	env := f.env()
-	env.SetHeartbeatDetails(UploadProgress{})
-	_, err = env.ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
+	env.SetHeartbeatDetails(api.UploadProgress{})
+	_, err = env.ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src})
 	require.NoError(t, err)
 	assertVolumeHolds(t, f, "base.img", image)
 }

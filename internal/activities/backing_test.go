@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/templates"
 	"github.com/stretchr/testify/assert"
@@ -52,17 +53,17 @@ func TestDomainStartsOnItsExplicitBackingChain(t *testing.T) {
 	})
 	val, err = env.ExecuteActivity(f.acts.InspectBaseImage, image)
 	require.NoError(t, err)
-	var img ImageInfo
+	var img api.ImageInfo
 	require.NoError(t, val.Get(&img))
 	baseXML, err := templates.BaseImage(plan, img.Format, img.VirtualSize)
 	require.NoError(t, err)
-	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Volume: plan.BaseImage.Volume, XML: baseXML, Source: image})
+	_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, Volume: plan.BaseImage.Volume, XML: baseXML, Source: image})
 	require.NoError(t, err)
 
 	vm := plan.VMs[0]
 	volXML, err := templates.VMVolume(plan, vm, img.Format)
 	require.NoError(t, err)
-	_, err = env.ExecuteActivity(f.acts.EnsureVolume, VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML})
+	_, err = env.ExecuteActivity(f.acts.EnsureVolume, api.VolumeRequest{Pool: plan.Pool.Name, PoolUUID: plan.Pool.UUID, XML: volXML})
 	require.NoError(t, err)
 
 	domXML, err := templates.Domain(plan, vm, img.Format)

@@ -17,8 +17,8 @@ import (
 // ledger, starting the ledger if it is not running (rebuilt from what the
 // host's libvirt shows). A device, CPU or page another cluster holds
 // fails the step, not retryably, naming the holder.
-func (a *Activities) ClaimDevices(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
-	var res ClaimResult
+func (a *Activities) ClaimDevices(ctx context.Context, req api.ClaimRequest) (api.ClaimResult, error) {
+	var res api.ClaimResult
 	// What the domains on the host hold: taken in by a ledger that lacks
 	// it, and the whole of a ledger started now.
 	adopt, devices, err := a.hostClaims(req.Host)
@@ -34,32 +34,32 @@ func (a *Activities) ClaimDevices(ctx context.Context, req ClaimRequest) (ClaimR
 			break
 		}
 	}
-	seed := LedgerState{Claims: map[string]DeviceClaim{}}
+	seed := api.LedgerState{Claims: map[string]api.DeviceClaim{}}
 	for _, d := range devices {
 		seed.Claims[d.Address] = d
 	}
-	err = a.ledgerUpdate(ctx, req.Host, req.Queue, LedgerUpdateClaim, req, seed, &res)
+	err = a.ledgerUpdate(ctx, req.Host, req.Queue, api.LedgerUpdateClaim, req, seed, &res)
 	return res, err
 }
 
 // ReleaseDevices frees claims in the host's ledger. Freeing what is not
 // held is not an error; a host without a ledger holds nothing (it is not
 // started for this).
-func (a *Activities) ReleaseDevices(ctx context.Context, req ReleaseRequest) (ReleaseResult, error) {
-	var res ReleaseResult
-	err := a.updateRecord(ctx, ledgerRecord(req.Host, req.Queue, LedgerState{}), LedgerUpdateFree, req, &res, false)
+func (a *Activities) ReleaseDevices(ctx context.Context, req api.ReleaseRequest) (api.ReleaseResult, error) {
+	var res api.ReleaseResult
+	err := a.updateRecord(ctx, ledgerRecord(req.Host, req.Queue, api.LedgerState{}), api.LedgerUpdateFree, req, &res, false)
 	return res, err
 }
 
-func (a *Activities) ledgerUpdate(ctx context.Context, host, queue, update string, arg any, seed LedgerState, result any) error {
+func (a *Activities) ledgerUpdate(ctx context.Context, host, queue, update string, arg any, seed api.LedgerState, result any) error {
 	return a.updateRecord(ctx, ledgerRecord(host, queue, seed), update, arg, result, true)
 }
 
-func ledgerRecord(host, queue string, seed LedgerState) durableRecord {
-	return durableRecord{id: api.LedgerWorkflowID(host), queue: queue, workflow: LedgerWorkflowName, seed: seed,
+func ledgerRecord(host, queue string, seed api.LedgerState) durableRecord {
+	return durableRecord{id: api.LedgerWorkflowID(host), queue: queue, workflow: api.LedgerWorkflowName, seed: seed,
 		summary:  "ledger of host " + host + ": the CPUs, hugepages, memory and devices each cluster holds",
 		what:     "ledger of host " + host,
-		refusals: []string{ErrTypeDeviceClaimed, api.ErrTypeResourcesClaimed}}
+		refusals: []string{api.ErrTypeDeviceClaimed, api.ErrTypeResourcesClaimed}}
 }
 
 // durableRecord is a long-running workflow the activities update one
@@ -78,7 +78,7 @@ type durableRecord struct {
 // record that does not exist holds nothing, and the update is a no-op.
 func (a *Activities) updateRecord(ctx context.Context, r durableRecord, update string, arg, result any, start bool) error {
 	if a.Temporal == nil {
-		return temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the "+r.what, ErrTypeLibvirt, nil)
+		return temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the "+r.what, api.ErrTypeLibvirt, nil)
 	}
 	opts := client.UpdateWorkflowOptions{WorkflowID: r.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted}
 	var h client.WorkflowUpdateHandle

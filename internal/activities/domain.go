@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/templates"
 )
 
 // EnsureDomain defines a VM's domain (idempotent).
-func (a *Activities) EnsureDomain(ctx context.Context, xml string) (EnsureResult, error) {
-	var res EnsureResult
+func (a *Activities) EnsureDomain(ctx context.Context, xml string) (api.EnsureResult, error) {
+	var res api.EnsureResult
 	err := a.heartbeating(ctx, func() (err error) {
 		if res.Created, err = a.Libvirt.EnsureDomain(xml); err != nil || res.Created {
 			return err
@@ -24,7 +25,7 @@ func (a *Activities) EnsureDomain(ctx context.Context, xml string) (EnsureResult
 }
 
 // StartDomain starts a domain of the cluster; a running one is success.
-func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, error) {
+func (a *Activities) StartDomain(ctx context.Context, ref api.DomainRef) (bool, error) {
 	var started bool
 	err := a.heartbeating(ctx, func() (err error) {
 		if err := a.provenDomain("start domain", ref); err != nil {
@@ -53,7 +54,7 @@ func (a *Activities) StartDomain(ctx context.Context, ref DomainRef) (bool, erro
 // in between (a base upload), and a guest sharing a directory of another
 // cluster's share can swap it for a link: virtiofsd (root) would follow
 // it. A running domain is not started again, so it is not checked.
-func (a *Activities) checkShares(ref DomainRef) error {
+func (a *Activities) checkShares(ref api.DomainRef) error {
 	st, err := a.Libvirt.DomainState(ref.Name)
 	if err != nil {
 		return err
@@ -78,8 +79,8 @@ func (a *Activities) checkShares(ref DomainRef) error {
 // ShutdownDomain presses the ACPI power button of a running domain of the
 // cluster; given AwaitBoot, it first waits (that long at most) for a guest
 // that booted moments ago to answer, heartbeating what it waits for.
-func (a *Activities) ShutdownDomain(ctx context.Context, req ShutdownRequest) (ShutdownResult, error) {
-	var res ShutdownResult
+func (a *Activities) ShutdownDomain(ctx context.Context, req api.ShutdownRequest) (api.ShutdownResult, error) {
+	var res api.ShutdownResult
 	beats := &pulse{}
 	err := a.beatingWith(ctx, beats, func() error {
 		if err := a.provenDomain("shut down domain", req.DomainRef); err != nil {
@@ -105,7 +106,7 @@ const guestPoll = time.Second
 // answering is no error: the button is pressed then anyway, as it would
 // have been without the wait; nor is a guest that cannot be looked at (it
 // is pressed at the end of the wait) or that went off by itself.
-func (a *Activities) awaitGuest(ctx context.Context, req ShutdownRequest, beats *pulse) (ShutdownResult, error) {
+func (a *Activities) awaitGuest(ctx context.Context, req api.ShutdownRequest, beats *pulse) (api.ShutdownResult, error) {
 	began := time.Now()
 	until := req.AwaitUntil
 	if until.IsZero() {
@@ -114,19 +115,19 @@ func (a *Activities) awaitGuest(ctx context.Context, req ShutdownRequest, beats 
 	for {
 		waited := time.Since(began).Round(100 * time.Millisecond)
 		if st, err := a.Libvirt.DomainState(req.Name); err == nil && st != libvirt.StateRunning && st != libvirt.StateBlocked {
-			return ShutdownResult{Waited: waited, Answer: "it is " + string(st)}, nil
+			return api.ShutdownResult{Waited: waited, Answer: "it is " + string(st)}, nil
 		}
 		answer, err := a.Libvirt.GuestAnswers(req.Name, req.BootedAt)
 		if err == nil && answer != "" {
-			return ShutdownResult{Waited: waited, Answer: answer}, nil
+			return api.ShutdownResult{Waited: waited, Answer: answer}, nil
 		}
 		if !time.Now().Before(until) {
-			return ShutdownResult{Waited: waited}, nil
+			return api.ShutdownResult{Waited: waited}, nil
 		}
 		beats.set(fmt.Sprintf("waiting for the guest to answer before pressing the power button (%s so far, until %s)", waited, until.Format(time.TimeOnly)))
 		select {
 		case <-ctx.Done():
-			return ShutdownResult{}, ctx.Err()
+			return api.ShutdownResult{}, ctx.Err()
 		case <-time.After(guestPoll):
 		}
 	}
@@ -134,7 +135,7 @@ func (a *Activities) awaitGuest(ctx context.Context, req ShutdownRequest, beats 
 
 // ForceOffDomain pulls the plug of a domain of the cluster; it reports
 // whether it was still running. An absent domain is success.
-func (a *Activities) ForceOffDomain(ctx context.Context, ref DomainRef) (bool, error) {
+func (a *Activities) ForceOffDomain(ctx context.Context, ref api.DomainRef) (bool, error) {
 	var wasRunning bool
 	err := a.heartbeating(ctx, func() error {
 		if err := a.provenDomain("force off domain", ref); errors.Is(err, libvirt.ErrNotFound) {
@@ -170,7 +171,7 @@ func (a *Activities) WaitDomainsOff(ctx context.Context, names []string) error {
 
 // DeleteDomain stops and undefines a domain, after proving that hpcvm
 // defined it for this cluster; an absent domain is success.
-func (a *Activities) DeleteDomain(ctx context.Context, ref DomainRef) error {
+func (a *Activities) DeleteDomain(ctx context.Context, ref api.DomainRef) error {
 	return a.heartbeating(ctx, func() error {
 		if err := a.provenDomain("delete domain", ref); errors.Is(err, libvirt.ErrNotFound) {
 			return nil
@@ -183,7 +184,7 @@ func (a *Activities) DeleteDomain(ctx context.Context, ref DomainRef) error {
 
 // provenDomain returns nil if the domain carries hpcvm's metadata naming
 // ref.Cluster, ErrNotFound if there is no such domain, ErrNotOwned else.
-func (a *Activities) provenDomain(op string, ref DomainRef) error {
+func (a *Activities) provenDomain(op string, ref api.DomainRef) error {
 	meta, err := a.Libvirt.DomainMetadata(ref.Name, templates.MetadataNamespace)
 	if errors.Is(err, libvirt.ErrNotFound) {
 		if _, stErr := a.Libvirt.DomainState(ref.Name); errors.Is(stErr, libvirt.ErrNotFound) {
@@ -227,7 +228,7 @@ func (a *Activities) DomainDifferences(ctx context.Context, xmls []string) ([]st
 					return err
 				}
 				if drift != "" {
-					d = KeptPrefix + drift
+					d = api.KeptPrefix + drift
 				}
 			}
 			out[i] = d

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/qcow2"
@@ -133,17 +134,17 @@ func kvmModules(sysfs string) string {
 // the worker's image roots, and that it is self-contained (no backing file,
 // no external data file), and reads its format and size, before anything
 // is created. Validate and start both ask it.
-func (a *Activities) InspectBaseImage(ctx context.Context, path string) (ImageInfo, error) {
+func (a *Activities) InspectBaseImage(ctx context.Context, path string) (api.ImageInfo, error) {
 	f, err := openChecked(baseImageField, path, a.ImageRoots, "--image-root")
 	if err != nil {
-		return ImageInfo{}, err
+		return api.ImageInfo{}, err
 	}
 	defer f.Close()
 	img, st, err := inspectImage(f, path)
 	if err != nil {
-		return ImageInfo{}, err
+		return api.ImageInfo{}, err
 	}
-	info := ImageInfo{Path: path, Format: img.Format, VirtualSize: img.VirtualSize, FileSize: st.Size(), Allocated: st.Size()}
+	info := api.ImageInfo{Path: path, Format: img.Format, VirtualSize: img.VirtualSize, FileSize: st.Size(), Allocated: st.Size()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		info.Allocated = sys.Blocks * 512
 	}
@@ -174,16 +175,16 @@ func inspectImage(f *os.File, path string) (qcow2.Image, os.FileInfo, error) {
 
 // PoolSpace measures the file system the pool directory is on, or would
 // be created on (its nearest existing parent).
-func (a *Activities) PoolSpace(ctx context.Context, dir string) (SpaceInfo, error) {
+func (a *Activities) PoolSpace(ctx context.Context, dir string) (api.SpaceInfo, error) {
 	p := filepath.Clean(dir)
 	for {
 		var fs syscall.Statfs_t
 		err := syscall.Statfs(p, &fs)
 		if err == nil {
-			return SpaceInfo{Measured: p, Available: fs.Bavail * uint64(fs.Bsize), Total: fs.Blocks * uint64(fs.Bsize)}, nil
+			return api.SpaceInfo{Measured: p, Available: fs.Bavail * uint64(fs.Bsize), Total: fs.Blocks * uint64(fs.Bsize)}, nil
 		}
 		if !errors.Is(err, syscall.ENOENT) || p == "/" {
-			return SpaceInfo{}, fmt.Errorf("measure free space at %s: %w", p, err)
+			return api.SpaceInfo{}, fmt.Errorf("measure free space at %s: %w", p, err)
 		}
 		p = filepath.Dir(p)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/hostchange"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -13,8 +14,8 @@ import (
 
 // JoinRouting makes the cluster's network one of the host's routed
 // clusters (hostchange.Host.Join), recording every change.
-func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
-	var res HostChangeResult
+func (a *Activities) JoinRouting(ctx context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
+	var res api.HostChangeResult
 	err := a.heartbeating(ctx, func() error {
 		h, err := a.hostChanges(req.RequireRoot)
 		if err != nil {
@@ -32,8 +33,8 @@ func (a *Activities) JoinRouting(ctx context.Context, req RoutingRequest) (HostC
 // it on, in this boot, no routed cluster is left and no other network of
 // the host forwards; otherwise it is recorded as kept, for good
 // (hostchange.Host.Leave). A cluster that never routed leaves sysctl alone.
-func (a *Activities) LeaveRouting(ctx context.Context, req RoutingRequest) (HostChangeResult, error) {
-	var res HostChangeResult
+func (a *Activities) LeaveRouting(ctx context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
+	var res api.HostChangeResult
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {
 		return res, nil // a worker that makes no host changes has none to undo
 	}
@@ -72,11 +73,11 @@ func (a *Activities) RoutedClusters(ctx context.Context) ([]hostchange.Member, e
 }
 
 // ReadAuditLog returns the host's audit records that req selects.
-func (a *Activities) ReadAuditLog(ctx context.Context, req AuditRequest) (AuditLog, error) {
+func (a *Activities) ReadAuditLog(ctx context.Context, req api.AuditRequest) (api.AuditLog, error) {
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {
-		return AuditLog{}, badInput("this worker keeps no audit log (it makes no host changes)", nil)
+		return api.AuditLog{}, badInput("this worker keeps no audit log (it makes no host changes)", nil)
 	}
-	log := AuditLog{Host: a.HostChanges.Name, Path: a.HostChanges.Audit.Path}
+	log := api.AuditLog{Host: a.HostChanges.Name, Path: a.HostChanges.Audit.Path}
 	// One line a change: a pending record is shown only when its outcome
 	// was never recorded.
 	recs, skipped, err := a.HostChanges.Audit.ReadSettled(func(r hostchange.Record) bool {
@@ -109,18 +110,18 @@ func (a *Activities) hostChanges(requireRoot bool) (*hostchange.Host, error) {
 func hostChangeError(err error) error {
 	var refused *hostchange.RefusedError
 	if errors.As(err, &refused) {
-		return temporal.NewNonRetryableApplicationError(refused.Msg, ErrTypeBadInput, nil)
+		return temporal.NewNonRetryableApplicationError(refused.Msg, api.ErrTypeBadInput, nil)
 	}
 	var audit *hostchange.AuditError
 	if errors.As(err, &audit) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidState, nil)
+		return temporal.NewNonRetryableApplicationError(err.Error(), api.ErrTypeInvalidState, nil)
 	}
 	return err
 }
 
 // DiscoveryRecordExists says whether the cluster's record is in req.Dir
 // already (a file of its name that is not the cluster's is an error).
-func (a *Activities) DiscoveryRecordExists(ctx context.Context, req DiscoveryRequest) (bool, error) {
+func (a *Activities) DiscoveryRecordExists(ctx context.Context, req api.DiscoveryRequest) (bool, error) {
 	h, err := a.hostChanges(false)
 	if err != nil {
 		return false, err
@@ -134,14 +135,14 @@ func (a *Activities) DiscoveryRecordExists(ctx context.Context, req DiscoveryReq
 
 // WriteDiscoveryRecord writes the cluster's service discovery record, in
 // a directory the worker allows (--discovery-root), recording the change.
-func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
-	var res HostChangeResult
+func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
+	var res api.HostChangeResult
 	err := a.heartbeating(ctx, func() error {
 		h, err := a.hostChanges(req.RequireRoot)
 		if err != nil {
 			return err
 		}
-		if err := a.CheckHostPaths(ctx, PathsRequest{DiscoveryDir: req.Dir}); err != nil {
+		if err := a.CheckHostPaths(ctx, api.PathsRequest{DiscoveryDir: req.Dir}); err != nil {
 			return err
 		}
 		doc, err := hostchange.RegistryDocument(req.Cluster, req.Nodes)
@@ -159,7 +160,7 @@ func (a *Activities) WriteDiscoveryRecord(ctx context.Context, req DiscoveryRequ
 // (the audit log says where; a destroy also looks for the cluster's marked
 // record in each --discovery-root, in case its record was lost); nothing
 // to remove is success.
-func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
 	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
@@ -171,7 +172,7 @@ func (a *Activities) RemoveDiscoveryRecord(ctx context.Context, req DiscoveryReq
 
 // PruneDiscoveryRecord takes destroyed VMs out of the cluster's record
 // (the audit log says where it is); a cluster without one changes nothing.
-func (a *Activities) PruneDiscoveryRecord(ctx context.Context, req DiscoveryRequest) (HostChangeResult, error) {
+func (a *Activities) PruneDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
 	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		return h.PruneRecord(ctx, changeMeta(ctx, req.Cluster, req.RequestedBy), req.VMs)
 	})
@@ -179,8 +180,8 @@ func (a *Activities) PruneDiscoveryRecord(ctx context.Context, req DiscoveryRequ
 
 // undoHostChange runs an undo of host changes, recorded as undo says; a
 // worker that makes no host changes has none to undo.
-func (a *Activities) undoHostChange(ctx context.Context, undo func(*hostchange.Host) ([]hostchange.Record, error)) (HostChangeResult, error) {
-	var res HostChangeResult
+func (a *Activities) undoHostChange(ctx context.Context, undo func(*hostchange.Host) ([]hostchange.Record, error)) (api.HostChangeResult, error) {
+	var res api.HostChangeResult
 	if a.HostChanges == nil || a.HostChanges.Audit == nil {
 		return res, nil
 	}
@@ -204,7 +205,7 @@ func changeMeta(ctx context.Context, cluster, requestedBy string) hostchange.Met
 
 // ResolverEntryExists says whether the cluster's entry is in req.Dir
 // already (a file of its name that is not the cluster's is an error).
-func (a *Activities) ResolverEntryExists(ctx context.Context, req ResolverRequest) (bool, error) {
+func (a *Activities) ResolverEntryExists(ctx context.Context, req api.ResolverRequest) (bool, error) {
 	h, err := a.hostChanges(false)
 	if err != nil {
 		return false, err
@@ -224,14 +225,14 @@ func (a *Activities) ResolverEntryExists(ctx context.Context, req ResolverReques
 // WriteResolverEntry teaches the host's resolver the cluster's domain: its
 // drop-in, in a directory the worker allows (--resolver-root), then the
 // worker's reload command; each recorded.
-func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
-	var res HostChangeResult
+func (a *Activities) WriteResolverEntry(ctx context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
+	var res api.HostChangeResult
 	err := a.heartbeating(ctx, func() error {
 		h, err := a.hostChanges(req.RequireRoot)
 		if err != nil {
 			return err
 		}
-		if err := a.CheckHostPaths(ctx, PathsRequest{ResolverDir: req.Dir}); err != nil {
+		if err := a.CheckHostPaths(ctx, api.PathsRequest{ResolverDir: req.Dir}); err != nil {
 			return err
 		}
 		entry, err := hostchange.ResolverEntry(req.Cluster, req.Domain, req.Gateway)
@@ -248,7 +249,7 @@ func (a *Activities) WriteResolverEntry(ctx context.Context, req ResolverRequest
 // audit log says where; a destroy also looks for the cluster's marked
 // drop-in in each --resolver-root, in case its record was lost) and
 // reloads the resolver; nothing to remove (and no reload owed) is success.
-func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverRequest) (HostChangeResult, error) {
+func (a *Activities) RemoveResolverEntry(ctx context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
 	return a.undoHostChange(ctx, func(h *hostchange.Host) ([]hostchange.Record, error) {
 		only := ""
 		if req.Dir != "" {
@@ -263,8 +264,8 @@ func (a *Activities) RemoveResolverEntry(ctx context.Context, req ResolverReques
 // (forwarding off, a jump missing or not first, a rule of the cluster
 // missing), a registry file or resolver entry that is absent or differs.
 // Anything it cannot tell counts as pending.
-func (a *Activities) PendingHostChanges(ctx context.Context, req PendingRequest) (PendingChanges, error) {
-	var p PendingChanges
+func (a *Activities) PendingHostChanges(ctx context.Context, req api.PendingRequest) (api.PendingChanges, error) {
+	var p api.PendingChanges
 	h, err := a.hostChanges(false)
 	if err != nil {
 		return p, err

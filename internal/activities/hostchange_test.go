@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/hostchange"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,9 +27,9 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	// A cluster that never routed here cannot be a member: it goes on.
-	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix, Activate: true})
 	require.NoError(t, err, "a cluster hpcvm never made routing rules for is not held up by iptables")
-	var never Inventory
+	var never api.Inventory
 	require.NoError(t, val.Get(&never))
 	require.NotNil(t, never.Routing)
 	assert.True(t, never.Routing.Busy)
@@ -36,18 +37,18 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	// One whose rules hpcvm made is held up, retryably.
 	require.NoError(t, f.acts.HostChanges.Audit.Append(hostchange.Record{Cluster: f.prefix, Action: hostchange.ActionApply, Outcome: hostchange.OutcomeDone,
 		Command: "iptables -w -t filter -A HPCVM_ROUTED -m comment --comment hpcvm-routed:" + f.prefix + " -j HPCVM_ROUTED_TO"}))
-	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix, Activate: true})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cannot tell whether cluster "+f.prefix+" is one of host testhost's routed clusters")
 	assert.Contains(t, err.Error(), "xtables lock")
 	assert.Contains(t, err.Error(), "nothing was changed")
 	typ, nonRetryable := appErrorType(t, err)
-	assert.Equal(t, ErrTypeBusy, typ)
+	assert.Equal(t, api.ErrTypeBusy, typ)
 	assert.False(t, nonRetryable, "a lock held for a while is retried")
 
-	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix})
+	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix})
 	require.NoError(t, err)
-	var inv Inventory
+	var inv api.Inventory
 	require.NoError(t, val.Get(&inv))
 	require.NotNil(t, inv.Routing)
 	assert.Contains(t, inv.Routing.Problem, "xtables lock")
@@ -55,11 +56,11 @@ func TestInspectionFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 	// iptables that fails for good (no rights, no tables) is not a lock
 	// to wait for: refused at once, saying what to fix.
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "iptables"), []byte("#!/bin/sh\necho 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)' >&2\nexit 4\n"), 0o755))
-	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	_, err = f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix, Activate: true})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "make iptables work for the worker")
 	typ, nonRetryable = appErrorType(t, err)
-	assert.Equal(t, ErrTypeInvalidState, typ)
+	assert.Equal(t, api.ErrTypeInvalidState, typ)
 	assert.True(t, nonRetryable)
 }
 
@@ -73,7 +74,7 @@ func TestPendingRoutingWithTheXtablesLockHeldIsNotInPlace(t *testing.T) {
 	// sysctl answers 1, so the answer rests on what iptables says.
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "sysctl"), []byte("#!/bin/sh\necho 1\n"), 0o755))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	p, err := acts.PendingHostChanges(context.Background(), PendingRequest{Routing: &RoutingRequest{Cluster: "lab", Bridge: "br-lab", Subnet: "10.9.0.0/24"}})
+	p, err := acts.PendingHostChanges(context.Background(), api.PendingRequest{Routing: &api.RoutingRequest{Cluster: "lab", Bridge: "br-lab", Subnet: "10.9.0.0/24"}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "xtables lock")
 	assert.False(t, p.Any())

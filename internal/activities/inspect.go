@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/registry"
@@ -26,8 +27,8 @@ import (
 // the cluster owns after any edit of the file. The start workflow takes it
 // as its snapshot of what existed before the run, so that its compensations
 // undo only what the run itself created.
-func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (Inventory, error) {
-	var inv Inventory
+func (a *Activities) InspectCluster(ctx context.Context, req api.InspectRequest) (api.Inventory, error) {
+	var inv api.Inventory
 	if req.Binding && a.Temporal != nil {
 		bindings, _, err := registry.Bindings(ctx, a.Temporal)
 		if err != nil {
@@ -40,12 +41,12 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 		}
 	}
 	// The host's routing rules are read beside the libvirt calls.
-	routing := make(chan *RoutingState, 1)
+	routing := make(chan *api.RoutingState, 1)
 	go func() { routing <- a.routingOf(ctx, req.Cluster) }()
 	err := a.heartbeating(ctx, func() error {
 		name := req.Cluster
 		if n, err := a.Libvirt.LookupNetwork(cluster.NetworkName(name)); err == nil {
-			ns := &NetworkState{Name: n.Name, UUID: n.UUID, Bridge: n.Bridge, Active: n.Active,
+			ns := &api.NetworkState{Name: n.Name, UUID: n.UUID, Bridge: n.Bridge, Active: n.Active,
 				Address: n.Address, DHCPRange: n.DHCPRange, Forward: n.Forward,
 				Owned: strings.EqualFold(n.UUID, cluster.NetworkUUID(name))}
 			for _, f := range n.DNSForwarders {
@@ -61,7 +62,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 
 		poolUUID := cluster.PoolUUID(name)
 		if pool, err := a.Libvirt.LookupPool(cluster.PoolName(name)); err == nil {
-			inv.Pool = &PoolState{Name: pool.Name, UUID: pool.UUID, Path: pool.Path, Active: pool.Active,
+			inv.Pool = &api.PoolState{Name: pool.Name, UUID: pool.UUID, Path: pool.Path, Active: pool.Active,
 				Owned:    strings.EqualFold(pool.UUID, poolUUID),
 				Capacity: pool.Capacity, Allocation: pool.Allocation, Available: pool.Available}
 			// libvirt's "available" of a directory pool is its capacity
@@ -99,9 +100,9 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 				if err != nil {
 					return err
 				}
-				inv.Volumes, inv.VolumesListed = map[string]VolumeState{}, true
+				inv.Volumes, inv.VolumesListed = map[string]api.VolumeState{}, true
 				for _, v := range vols {
-					vs := VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
+					vs := api.VolumeState{Name: v.Name, Path: v.Path, Format: v.Format,
 						Capacity: v.Capacity, Allocation: v.Allocation, BackingPath: v.BackingPath}
 					if slices.Contains(cluster.BaseVolumeNames(name), v.Name) {
 						vs.Format, vs.Problem = baseVolumeHeader(inv.Pool.Path, v, vs.Format)
@@ -120,7 +121,7 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			return err
 		}
 		for _, d := range domains {
-			ds := DomainState{Name: d.Name, State: string(d.State), Type: d.Type, MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
+			ds := api.DomainState{Name: d.Name, State: string(d.State), Type: d.Type, MemoryMiB: d.MemoryKiB / 1024, VCPUs: d.VCPUs,
 				Disks: d.Disks, Networks: d.Networks, AgentConnected: d.AgentConnected, StartedAt: d.StartedAt}
 			if d.Metadata != "" {
 				if owner, err := templates.ParseOwner(d.Metadata); err == nil && owner.Cluster == name {
@@ -179,9 +180,9 @@ func (a *Activities) InspectCluster(ctx context.Context, req InspectRequest) (In
 			what := fmt.Sprintf("cannot tell whether cluster %s is one of host %s's routed clusters (%s), and hpcvm made routing rules for it on this host (audit log), so nothing was changed: ",
 				req.Cluster, a.HostChanges.Name, inv.Routing.Problem)
 			if inv.Routing.Busy {
-				return inv, temporal.NewApplicationError(what+"if another program holds the xtables lock (iptables-legacy: /run/xtables.lock), this step is retried; run it again once the lock is free", ErrTypeBusy)
+				return inv, temporal.NewApplicationError(what+"if another program holds the xtables lock (iptables-legacy: /run/xtables.lock), this step is retried; run it again once the lock is free", api.ErrTypeBusy)
 			}
-			return inv, temporal.NewNonRetryableApplicationError(what+"make iptables work for the worker (it needs root, or CAP_NET_ADMIN, and the kernel's iptables tables) and run it again", ErrTypeInvalidState, nil)
+			return inv, temporal.NewNonRetryableApplicationError(what+"make iptables work for the worker (it needs root, or CAP_NET_ADMIN, and the kernel's iptables tables) and run it again", api.ErrTypeInvalidState, nil)
 		}
 	}
 	return inv, err
@@ -227,7 +228,7 @@ const routingReadTimeout = 5 * time.Second
 // (its tagged rules), and with whom; nil when the worker makes no host
 // changes or the cluster is not routed. Rules that cannot be read are a
 // Problem, not a failed inspection: libvirt's objects are what it is for.
-func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
+func (a *Activities) routingOf(ctx context.Context, name string) *api.RoutingState {
 	if a.HostChanges == nil {
 		return nil
 	}
@@ -239,12 +240,12 @@ func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
 	members, err := a.HostChanges.Members(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &RoutingState{Problem: fmt.Sprintf("iptables did not answer within %s (is the xtables lock held?): %v", routingReadTimeout, err), Busy: true}
+			return &api.RoutingState{Problem: fmt.Sprintf("iptables did not answer within %s (is the xtables lock held?): %v", routingReadTimeout, err), Busy: true}
 		}
 		// iptables that gave up waiting for the lock (-w N) is busy too.
-		return &RoutingState{Problem: err.Error(), Busy: strings.Contains(err.Error(), "xtables lock")}
+		return &api.RoutingState{Problem: err.Error(), Busy: strings.Contains(err.Error(), "xtables lock")}
 	}
-	st := &RoutingState{}
+	st := &api.RoutingState{}
 	for _, m := range members {
 		if m.Cluster == name {
 			st.Member = true
@@ -260,19 +261,19 @@ func (a *Activities) routingOf(ctx context.Context, name string) *RoutingState {
 
 // liveAddresses reads what the cluster's guests hold now. What cannot be
 // read is left out: the status shows the planned addresses all the same.
-func (a *Activities) liveAddresses(inv Inventory) []LiveAddress {
-	var out []LiveAddress
+func (a *Activities) liveAddresses(inv api.Inventory) []api.LiveAddress {
+	var out []api.LiveAddress
 	if inv.NetworkOwned() {
 		if leases, err := a.Libvirt.NetworkDHCPLeases(inv.Network.Name); err == nil {
 			for _, l := range leases {
-				out = append(out, LiveAddress{MAC: l.MAC, IP: l.IP, Source: "dhcp", Hostname: l.Hostname, Expiry: l.Expiry})
+				out = append(out, api.LiveAddress{MAC: l.MAC, IP: l.IP, Source: "dhcp", Hostname: l.Hostname, Expiry: l.Expiry})
 			}
 		}
 	}
 	// The agents are asked all at once, and only for agentAnswerWithin: a
 	// connected agent whose guest is stuck makes libvirt wait, and the
 	// status must not wait for it (it shows the planned and DHCP addresses).
-	var asked []DomainState
+	var asked []api.DomainState
 	for _, d := range inv.Domains {
 		if d.Owned && d.AgentConnected && d.Running() {
 			if _, busy := a.agentAsking.LoadOrStore(d.Name, true); busy {
@@ -309,7 +310,7 @@ wait:
 		}
 		for _, mac := range sortedKeys(answers[i]) {
 			for _, ip := range answers[i][mac] {
-				out = append(out, LiveAddress{MAC: mac, IP: ip, Source: "agent", Hostname: d.VM})
+				out = append(out, api.LiveAddress{MAC: mac, IP: ip, Source: "agent", Hostname: d.VM})
 			}
 		}
 	}
@@ -332,12 +333,12 @@ func sortedKeys(m map[string][]string) []string {
 // and every route of the hypervisor's namespace (a LAN, a VPN, Docker's
 // bridge), so that a new network's range is checked against them before
 // libvirt refuses it half-way through a start.
-func (a *Activities) addressesInUse(ctx context.Context) ([]AddressInUse, error) {
+func (a *Activities) addressesInUse(ctx context.Context) ([]api.AddressInUse, error) {
 	nets, err := a.Libvirt.AllNetworkAddresses()
 	if err != nil {
 		return nil, err
 	}
-	var out []AddressInUse
+	var out []api.AddressInUse
 	bridges := map[string]bool{}
 	for _, n := range nets {
 		bridges[n.Bridge] = n.Bridge != ""
@@ -347,12 +348,12 @@ func (a *Activities) addressesInUse(ctx context.Context) ([]AddressInUse, error)
 			if addr == "" || strings.Contains(addr, ":") {
 				continue // IPv6: cluster networks are IPv4
 			}
-			out = append(out, AddressInUse{Subnet: addr, Owner: owner, Bridge: n.Bridge, Network: n.Name})
+			out = append(out, api.AddressInUse{Subnet: addr, Owner: owner, Bridge: n.Bridge, Network: n.Name})
 			listed = true
 		}
 		if !listed && n.Bridge != "" {
 			// No IPv4 address, but its bridge name is taken.
-			out = append(out, AddressInUse{Owner: owner, Bridge: n.Bridge, Network: n.Name})
+			out = append(out, api.AddressInUse{Owner: owner, Bridge: n.Bridge, Network: n.Name})
 		}
 	}
 	if a.HostChanges == nil {
@@ -366,7 +367,7 @@ func (a *Activities) addressesInUse(ctx context.Context) ([]AddressInUse, error)
 		if bridges[r.Device] || r.Device == "lo" {
 			continue // a libvirt network's own route: named above
 		}
-		out = append(out, AddressInUse{Subnet: r.Subnet, Owner: "a route of the host (dev " + orNone(r.Device) + ")", Bridge: r.Device})
+		out = append(out, api.AddressInUse{Subnet: r.Subnet, Owner: "a route of the host (dev " + orNone(r.Device) + ")", Bridge: r.Device})
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,10 +27,10 @@ func TestInspectClusterJudgesTheBaseVolume(t *testing.T) {
 		out, err := exec.Command("qemu-img", args...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
-	inspect := func() Inventory {
-		val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix, Activate: true})
+	inspect := func() api.Inventory {
+		val, err := f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix, Activate: true})
 		require.NoError(t, err)
-		var inv Inventory
+		var inv api.Inventory
 		require.NoError(t, val.Get(&inv))
 		require.True(t, inv.VolumesListed)
 		return inv
@@ -86,9 +87,9 @@ func TestInspectClusterJudgesTheBaseVolume(t *testing.T) {
 func TestInspectClusterGivesThePoolsFreeSpaceAsValidateMeasuresIt(t *testing.T) {
 	f := newFixture(t)
 	f.makePool()
-	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: f.prefix})
+	val, err := f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: f.prefix})
 	require.NoError(t, err)
-	var inv Inventory
+	var inv api.Inventory
 	require.NoError(t, val.Get(&inv))
 	require.NotNil(t, inv.Pool)
 	space, err := f.acts.PoolSpace(context.Background(), inv.Pool.Path)

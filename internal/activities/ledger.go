@@ -143,7 +143,7 @@ func readHugepagePools(dir string, cell int) ([]api.HugepagePool, error) {
 func (a *Activities) ReadLedger(ctx context.Context, host string) (api.LedgerView, error) {
 	view := api.LedgerView{Host: host}
 	if a.Temporal == nil {
-		return view, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the host ledger", ErrTypeLibvirt, nil)
+		return view, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the host ledger", api.ErrTypeLibvirt, nil)
 	}
 	capacity, err := hugepageCapacity(a.sysfs())
 	if err != nil {
@@ -169,7 +169,7 @@ func (a *Activities) ReadLedger(ctx context.Context, host string) (api.LedgerVie
 // exist yet).
 func (a *Activities) ClusterBindings(ctx context.Context) ([]api.Binding, error) {
 	if a.Temporal == nil {
-		return nil, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the cluster registry", ErrTypeLibvirt, nil)
+		return nil, temporal.NewNonRetryableApplicationError("this worker has no Temporal client for the cluster registry", api.ErrTypeLibvirt, nil)
 	}
 	b, _, err := registry.Bindings(ctx, a.Temporal)
 	return b, err

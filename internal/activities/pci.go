@@ -24,7 +24,7 @@ import (
 // reads libvirt's node devices; where libvirt cannot list them (no node
 // device driver), and whenever the worker is pointed at another sysfs tree
 // (tests), it reads sysfs.
-func (a *Activities) ValidatePCI(ctx context.Context, req PCIRequest) (cluster.PCIFacts, error) {
+func (a *Activities) ValidatePCI(ctx context.Context, req api.PCIRequest) (cluster.PCIFacts, error) {
 	var facts cluster.PCIFacts
 	err := a.heartbeating(ctx, func() error {
 		var devs []libvirt.PCIDevice
@@ -92,11 +92,11 @@ func (a *Activities) ValidatePCI(ctx context.Context, req PCIRequest) (cluster.P
 
 // readClaims marks the devices another cluster claims in the host's device
 // ledger: whatever this cluster's exclusive_mode, it cannot have them.
-func (a *Activities) readClaims(ctx context.Context, req PCIRequest, facts *cluster.PCIFacts) error {
+func (a *Activities) readClaims(ctx context.Context, req api.PCIRequest, facts *cluster.PCIFacts) error {
 	if a.Temporal == nil || req.Host == "" {
 		return nil
 	}
-	v, err := a.Temporal.QueryWorkflow(ctx, api.LedgerWorkflowID(req.Host), "", LedgerQueryClaims)
+	v, err := a.Temporal.QueryWorkflow(ctx, api.LedgerWorkflowID(req.Host), "", api.LedgerQueryClaims)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil // no ledger: nothing claimed
@@ -104,7 +104,7 @@ func (a *Activities) readClaims(ctx context.Context, req PCIRequest, facts *clus
 	if err != nil {
 		return fmt.Errorf("read the device ledger of host %s: %w", req.Host, err)
 	}
-	var claims []DeviceClaim
+	var claims []api.DeviceClaim
 	if err := v.Get(&claims); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/pcifixture"
 	"github.com/stretchr/testify/assert"
@@ -11,7 +12,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-func validatePCI(t *testing.T, f *fixture, req PCIRequest) cluster.PCIFacts {
+func validatePCI(t *testing.T, f *fixture, req api.PCIRequest) cluster.PCIFacts {
 	t.Helper()
 	v, err := f.env().ExecuteActivity(f.acts.ValidatePCI, req)
 	require.NoError(t, err)
@@ -27,7 +28,7 @@ func TestValidatePCIReadsASysfsTree(t *testing.T) {
 	f.acts.SysfsRoot = t.TempDir()
 	require.NoError(t, pcifixture.Write(f.acts.SysfsRoot, pcifixture.GPUHost, true))
 
-	facts := validatePCI(t, f, PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0", "0000:65:00.0"}})
+	facts := validatePCI(t, f, api.PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0", "0000:65:00.0"}})
 	assert.True(t, facts.IOMMU)
 	assert.Equal(t, "sysfs at "+f.acts.SysfsRoot, facts.Source)
 	seven := 7
@@ -42,7 +43,7 @@ func TestValidatePCIReadsASysfsTree(t *testing.T) {
 	// IOMMU off: the same functions, no groups.
 	f.acts.SysfsRoot = t.TempDir()
 	require.NoError(t, pcifixture.Write(f.acts.SysfsRoot, pcifixture.GPUHost, false))
-	facts = validatePCI(t, f, PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0"}})
+	facts = validatePCI(t, f, api.PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0"}})
 	assert.False(t, facts.IOMMU)
 	assert.Nil(t, facts.Devices["0000:01:00.0"].IOMMUGroup)
 }
@@ -66,7 +67,7 @@ func TestValidatePCISeesDomainsHoldingAFunction(t *testing.T) {
 	require.NoError(t, err, "libvirt defines a domain with a hostdev the host lacks; only starting it would fail")
 	t.Cleanup(func() { _ = f.lv.DeleteDomain(dom.Name) })
 
-	facts := validatePCI(t, f, PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0", "0000:01:00.1"}})
+	facts := validatePCI(t, f, api.PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:01:00.0", "0000:01:00.1"}})
 	assert.Equal(t, []string{dom.Name}, facts.Devices["0000:01:00.0"].HeldBy)
 	assert.Empty(t, facts.Devices["0000:01:00.1"].HeldBy)
 }
@@ -75,7 +76,7 @@ func TestValidatePCISeesDomainsHoldingAFunction(t *testing.T) {
 // found, one it lacks is not.
 func TestValidatePCIReadsNodeDevices(t *testing.T) {
 	f := newFixture(t)
-	facts := validatePCI(t, f, PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:00:00.0", "0000:65:00.0"}})
+	facts := validatePCI(t, f, api.PCIRequest{Cluster: f.prefix, Addresses: []string{"0000:00:00.0", "0000:65:00.0"}})
 	assert.Equal(t, "libvirt node devices", facts.Source)
 	assert.Contains(t, facts.Devices, "0000:00:00.0")
 	assert.NotContains(t, facts.Devices, "0000:65:00.0")

@@ -5,14 +5,15 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"libvirt.org/go/libvirtxml"
 )
 
 // EnsurePool defines, builds and starts the cluster pool (idempotent). An
 // existing pool of that name must carry the UUID in xml.
-func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, error) {
-	var res EnsureResult
+func (a *Activities) EnsurePool(ctx context.Context, xml string) (api.EnsureResult, error) {
+	var res api.EnsureResult
 	var def libvirtxml.StoragePool
 	if err := def.Unmarshal(xml); err != nil || def.Target == nil {
 		return res, badInput("the pool XML has no target directory", err)
@@ -41,6 +42,6 @@ func (a *Activities) EnsurePool(ctx context.Context, xml string) (EnsureResult, 
 
 // DeletePool deletes the cluster pool and its directory if the pool carries
 // the cluster's UUID and holds no volume any more.
-func (a *Activities) DeletePool(ctx context.Context, ref PoolRef) error {
+func (a *Activities) DeletePool(ctx context.Context, ref api.PoolRef) error {
 	return a.heartbeating(ctx, func() error { return a.Libvirt.DeletePool(ref.Name, ref.UUID) })
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -45,7 +46,7 @@ func TestUploadProofCatchesAVolumeThatIsNotTheImage(t *testing.T) {
 	image := writeImage(t, src)
 	size := int64(len(image))
 	xml := rawVolume(t, "base.img", len(image))
-	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src}
+	req := api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src}
 
 	// With a segment per piece read, libvirtd has written the volume below
 	// 4, 8, 10, 18, 22 and 26 MiB in turn; each spoil hits the segment
@@ -99,7 +100,7 @@ func TestUploadProofCatchesAVolumeThatIsNotTheImage(t *testing.T) {
 			require.True(t, spoiled, "the upload went past %d", tc.at)
 			require.Error(t, err)
 			typ, final := appErrorType(t, err)
-			assert.Equal(t, ErrTypeLibvirt, typ)
+			assert.Equal(t, api.ErrTypeLibvirt, typ)
 			assert.True(t, final)
 			assert.Contains(t, err.Error(), "does not hold what was uploaded")
 			vol, err := f.lv.LookupVolume(f.pool, "base.img")
@@ -154,8 +155,8 @@ func TestResumedUploadChecksWhatTheEarlierAttemptWrote(t *testing.T) {
 	require.NoError(t, file.Close())
 
 	env := f.env()
-	env.SetHeartbeatDetails(UploadProgress{Offset: 16 << 20, Source: st})
-	req := UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src}
+	env.SetHeartbeatDetails(api.UploadProgress{Offset: 16 << 20, Source: st})
+	req := api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src}
 	_, err = env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.Error(t, err)
 	_, final := appErrorType(t, err)
@@ -166,10 +167,10 @@ func TestResumedUploadChecksWhatTheEarlierAttemptWrote(t *testing.T) {
 
 	// The retry, told to start over, makes the volume anew.
 	env = f.env()
-	env.SetHeartbeatDetails(UploadProgress{Offset: 16 << 20, Source: st, StartOver: true})
+	env.SetHeartbeatDetails(api.UploadProgress{Offset: 16 << 20, Source: st, StartOver: true})
 	val, err := env.ExecuteActivity(f.acts.UploadBaseImage, req)
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	assert.Equal(t, int64(0), res.ResumedFrom)
 	assertVolumeHolds(t, f, "base.img", image)
@@ -192,9 +193,9 @@ func TestBaseRecordOfTheSHA256DigestIsRecognised(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, rec, got)
 
-	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src, Existed: true})
+	val, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "base.img", XML: xml, Source: src, Existed: true})
 	require.NoError(t, err)
-	var res UploadResult
+	var res api.UploadResult
 	require.NoError(t, val.Get(&res))
 	assert.True(t, res.AlreadyDone)
 	require.Len(t, res.Notes, 1)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/hpcvm/hpcvm/api"
 )
 
 // Default roots: where a host's worker reads base images from, creates
@@ -38,7 +40,7 @@ var (
 // one it creates), and a shared, discovery or resolver directory that does
 // not exist. Whoever can start workflows on this host's queue acts as root
 // here; the roots bound what such a request can read, share or create.
-func (a *Activities) CheckHostPaths(ctx context.Context, req PathsRequest) error {
+func (a *Activities) CheckHostPaths(ctx context.Context, req api.PathsRequest) error {
 	if req.BaseImage != "" {
 		if _, err := checkUnder("cluster.storage.base_image", req.BaseImage, a.ImageRoots, "--image-root"); err != nil {
 			return err

@@ -7,18 +7,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/hostchange"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // checkPaths runs CheckHostPaths and returns its error.
-func checkPaths(t *testing.T, f *fixture, req PathsRequest) error {
+func checkPaths(t *testing.T, f *fixture, req api.PathsRequest) error {
 	t.Helper()
 	_, err := f.env().ExecuteActivity(f.acts.CheckHostPaths, req)
 	if err != nil {
 		typ, final := appErrorType(t, err)
-		assert.Equal(t, ErrTypeBadInput, typ)
+		assert.Equal(t, api.ErrTypeBadInput, typ)
 		assert.True(t, final)
 	}
 	return err
@@ -40,20 +41,20 @@ func TestShareThroughAPlantedLinkIsRefused(t *testing.T) {
 		filepath.Join(alice, "certs") + "/../../..",
 		filepath.Join(alice, "certs") + "/../ssl",
 	} {
-		err := checkPaths(t, f, PathsRequest{SharedDirs: []SharedDir{{Field: field, Path: p}}})
+		err := checkPaths(t, f, api.PathsRequest{SharedDirs: []api.SharedDir{{Field: field, Path: p}}})
 		require.Error(t, err, p)
 		assert.Contains(t, err.Error(), field)
 		assert.Contains(t, err.Error(), "not a clean path")
 	}
 	// Clean, but through the link: refused, and it says where it leads.
-	err := checkPaths(t, f, PathsRequest{SharedDirs: []SharedDir{{Field: field, Path: filepath.Join(alice, "certs", "ssl")}}})
+	err := checkPaths(t, f, api.PathsRequest{SharedDirs: []api.SharedDir{{Field: field, Path: filepath.Join(alice, "certs", "ssl")}}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), filepath.Join(alice, "certs")+" is a symbolic link")
 	assert.Contains(t, err.Error(), "/etc/ssl")
 	assert.Contains(t, err.Error(), "outside")
 
 	// The directory alice shares itself is fine.
-	require.NoError(t, checkPaths(t, f, PathsRequest{SharedDirs: []SharedDir{{Field: field, Path: alice}}}))
+	require.NoError(t, checkPaths(t, f, api.PathsRequest{SharedDirs: []api.SharedDir{{Field: field, Path: alice}}}))
 }
 
 // A link that stays inside the root is refused too, naming the real path:
@@ -65,15 +66,15 @@ func TestALinkInsideARootIsRefusedWithThePathToWrite(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(real, "sub"), 0o755))
 	require.NoError(t, os.Symlink("data/v1", filepath.Join(f.dir, "current")))
 	f.acts.ShareRoots = []string{f.dir}
-	err := checkPaths(t, f, PathsRequest{SharedDirs: []SharedDir{{Field: "controller.virtio_fs_mounts[0].host_path", Path: filepath.Join(f.dir, "current", "sub")}}})
+	err := checkPaths(t, f, api.PathsRequest{SharedDirs: []api.SharedDir{{Field: "controller.virtio_fs_mounts[0].host_path", Path: filepath.Join(f.dir, "current", "sub")}}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "write "+filepath.Join(real, "sub")+" instead")
 
 	// A pool directory that does not exist yet is judged by its parents.
-	err = checkPaths(t, f, PathsRequest{PoolDir: filepath.Join(f.dir, "current", "pools", "lab")})
+	err = checkPaths(t, f, api.PathsRequest{PoolDir: filepath.Join(f.dir, "current", "pools", "lab")})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "write "+filepath.Join(real, "pools", "lab")+" instead")
-	require.NoError(t, checkPaths(t, f, PathsRequest{PoolDir: filepath.Join(real, "pools", "lab")}))
+	require.NoError(t, checkPaths(t, f, api.PathsRequest{PoolDir: filepath.Join(real, "pools", "lab")}))
 }
 
 // A root that is itself a link is resolved: a path under the link's name
@@ -85,10 +86,10 @@ func TestARootThatIsALinkIsResolved(t *testing.T) {
 	link := filepath.Join(f.dir, "link")
 	require.NoError(t, os.Symlink(real, link))
 	f.acts.PoolRoots = []string{link}
-	err := checkPaths(t, f, PathsRequest{PoolDir: filepath.Join(link, "lab")})
+	err := checkPaths(t, f, api.PathsRequest{PoolDir: filepath.Join(link, "lab")})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "write "+filepath.Join(real, "lab")+" instead")
-	require.NoError(t, checkPaths(t, f, PathsRequest{PoolDir: filepath.Join(real, "lab")}))
+	require.NoError(t, checkPaths(t, f, api.PathsRequest{PoolDir: filepath.Join(real, "lab")}))
 }
 
 // A path outside every root gets the same answer whether it exists, is a
@@ -103,7 +104,7 @@ func TestPathsOutsideTheRootsAreNotLookedAt(t *testing.T) {
 	missing := filepath.Join(outside, "missing")
 	var answers []string
 	for _, p := range []string{exists, dangling, missing} {
-		err := checkPaths(t, f, PathsRequest{BaseImage: p})
+		err := checkPaths(t, f, api.PathsRequest{BaseImage: p})
 		require.Error(t, err)
 		answers = append(answers, strings.ReplaceAll(err.Error(), p, "PATH"))
 		_, err = f.env().ExecuteActivity(f.acts.InspectBaseImage, p)
@@ -124,12 +125,12 @@ func TestPendingHostChangesChecksTheRootsFirst(t *testing.T) {
 	f.acts.DiscoveryRoots = []string{filepath.Join(f.dir, "discovery")}
 	f.acts.ResolverRoots = []string{filepath.Join(f.dir, "resolver")}
 	outside := t.TempDir()
-	_, err := f.env().ExecuteActivity(f.acts.PendingHostChanges, PendingRequest{
-		Discovery: &DiscoveryRequest{Cluster: "lab", Dir: outside}})
+	_, err := f.env().ExecuteActivity(f.acts.PendingHostChanges, api.PendingRequest{
+		Discovery: &api.DiscoveryRequest{Cluster: "lab", Dir: outside}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--discovery-root")
-	_, err = f.env().ExecuteActivity(f.acts.PendingHostChanges, PendingRequest{
-		Resolver: &ResolverRequest{Cluster: "lab", Dir: outside, Domain: "lab.local", Gateway: "10.0.0.1"}})
+	_, err = f.env().ExecuteActivity(f.acts.PendingHostChanges, api.PendingRequest{
+		Resolver: &api.ResolverRequest{Cluster: "lab", Dir: outside, Domain: "lab.local", Gateway: "10.0.0.1"}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--resolver-root")
 }
@@ -168,7 +169,7 @@ func TestUploadDoesNotFollowALinkSwappedInAfterTheCheck(t *testing.T) {
 			afterPathCheck = func(string) { swap.do() }
 			t.Cleanup(func() { afterPathCheck = nil })
 			vol := "swap.img"
-			_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: rawVolume(t, vol, 1<<20), Source: src})
+			_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: rawVolume(t, vol, 1<<20), Source: src})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "is not followed")
 			_, err = f.lv.LookupVolume(f.pool, vol)
@@ -180,7 +181,7 @@ func TestUploadDoesNotFollowALinkSwappedInAfterTheCheck(t *testing.T) {
 	require.NoError(t, os.RemoveAll(dir))
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(src, make([]byte, 1<<20), 0o644))
-	_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "plain.img", XML: rawVolume(t, "plain.img", 1<<20), Source: src})
+	_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: "plain.img", XML: rawVolume(t, "plain.img", 1<<20), Source: src})
 	require.NoError(t, err)
 }
 
@@ -205,13 +206,13 @@ func TestBaseImagesThatReachOtherFilesAreRefused(t *testing.T) {
 		_, err := f.env().ExecuteActivity(f.acts.InspectBaseImage, path)
 		require.Error(t, err, path)
 		typ, final := appErrorType(t, err)
-		assert.Equal(t, ErrTypeBadInput, typ)
+		assert.Equal(t, api.ErrTypeBadInput, typ)
 		assert.True(t, final)
 		assert.Contains(t, err.Error(), names)
 		assert.Contains(t, err.Error(), "qemu-img convert -O qcow2 "+path)
 
 		vol := filepath.Base(path)
-		_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: rawVolume(t, vol, 1<<20), Source: path})
+		_, err = f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: rawVolume(t, vol, 1<<20), Source: path})
 		require.Error(t, err, path)
 		assert.Contains(t, err.Error(), "qemu-img convert")
 		_, err = f.lv.LookupVolume(f.pool, vol)
@@ -219,7 +220,7 @@ func TestBaseImagesThatReachOtherFilesAreRefused(t *testing.T) {
 	}
 	val, err := f.env().ExecuteActivity(f.acts.InspectBaseImage, flat)
 	require.NoError(t, err)
-	var info ImageInfo
+	var info api.ImageInfo
 	require.NoError(t, val.Get(&info))
 	assert.Equal(t, "qcow2", info.Format)
 	assert.Equal(t, uint64(1<<20), info.VirtualSize)
@@ -237,7 +238,7 @@ func TestEncryptedBaseImageIsRefused(t *testing.T) {
 	_, err = f.env().ExecuteActivity(f.acts.InspectBaseImage, luks)
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeBadInput, typ)
+	assert.Equal(t, api.ErrTypeBadInput, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), "encrypted with LUKS")
 	assert.Contains(t, err.Error(), "qemu-img convert --object secret")

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/templates"
@@ -44,27 +45,27 @@ func TestStartDomainRefusesAShareSwappedForALink(t *testing.T) {
 	_, err = f.lv.EnsureDomain(domXML)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.lv.DeleteDomain(vm.Domain) })
-	ref := DomainRef{Name: vm.Domain, Cluster: name}
+	ref := api.DomainRef{Name: vm.Domain, Cluster: name}
 
 	// The inventory carries the type the domain really has (enable_kvm:
 	// false made it a TCG domain), for status to show.
-	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, InspectRequest{Cluster: name})
+	val, err = f.env().ExecuteActivity(f.acts.InspectCluster, api.InspectRequest{Cluster: name})
 	require.NoError(t, err)
-	var inv Inventory
+	var inv api.Inventory
 	require.NoError(t, val.Get(&inv))
 	dom, found := inv.Domain(vm.Domain)
 	require.True(t, found)
 	assert.Equal(t, "qemu", dom.Type)
 
 	// The directory checked before anything was created, then swapped.
-	require.NoError(t, f.acts.CheckHostPaths(t.Context(), PathsRequest{SharedDirs: []SharedDir{{Field: "controller.virtio_fs_mounts[0].host_path", Path: share}}}))
+	require.NoError(t, f.acts.CheckHostPaths(t.Context(), api.PathsRequest{SharedDirs: []api.SharedDir{{Field: "controller.virtio_fs_mounts[0].host_path", Path: share}}}))
 	require.NoError(t, os.Remove(share))
 	require.NoError(t, os.Symlink("/etc", share))
 
 	_, err = f.env().ExecuteActivity(f.acts.StartDomain, ref)
 	require.Error(t, err)
 	typ, final := appErrorType(t, err)
-	assert.Equal(t, ErrTypeBadInput, typ)
+	assert.Equal(t, api.ErrTypeBadInput, typ)
 	assert.True(t, final)
 	assert.Contains(t, err.Error(), share)
 	st, err := f.lv.DomainState(vm.Domain)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/stretchr/testify/require"
 	"libvirt.org/go/libvirtxml"
 )
@@ -86,7 +87,7 @@ func BenchmarkUploadVsVirsh(b *testing.B) {
 			}},
 			{"activity", func() {
 				require.NoError(b, f.lv.DeleteVolume(f.pool, vol)) // the activity makes it
-				_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: xml, Source: img.path})
+				_, err := f.env().ExecuteActivity(f.acts.UploadBaseImage, api.UploadRequest{Pool: f.pool, PoolUUID: f.poolUUID, Volume: vol, XML: xml, Source: img.path})
 				require.NoError(b, err)
 			}},
 			{"virsh", func() {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/libvirt"
 	"github.com/hpcvm/hpcvm/internal/qcow2"
 	"go.temporal.io/sdk/activity"
@@ -19,8 +20,8 @@ import (
 
 // EnsureVolume creates a VM's copy-on-write volume (idempotent) in the
 // cluster's pool, once the pool is proven ours.
-func (a *Activities) EnsureVolume(ctx context.Context, req VolumeRequest) (EnsureResult, error) {
-	var res EnsureResult
+func (a *Activities) EnsureVolume(ctx context.Context, req api.VolumeRequest) (api.EnsureResult, error) {
+	var res api.EnsureResult
 	err := a.heartbeating(ctx, func() (err error) {
 		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
 			return err
@@ -34,7 +35,7 @@ func (a *Activities) EnsureVolume(ctx context.Context, req VolumeRequest) (Ensur
 // DeleteVolume deletes a volume of the cluster's pool; an absent volume or
 // pool is success. A pool without the cluster's UUID is not ours, and
 // neither is anything in it: ErrNotOwned, nothing touched.
-func (a *Activities) DeleteVolume(ctx context.Context, ref VolumeRef) error {
+func (a *Activities) DeleteVolume(ctx context.Context, ref api.VolumeRef) error {
 	return a.heartbeating(ctx, func() error {
 		if err := a.Libvirt.OwnedPool(ref.Pool, ref.PoolUUID); errors.Is(err, libvirt.ErrNotFound) {
 			return nil
@@ -77,26 +78,26 @@ func sameFile(f *os.File, path string) (bool, error) {
 	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
-func statSource(path string) (SourceStat, error) {
+func statSource(path string) (api.SourceStat, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return SourceStat{}, err
+		return api.SourceStat{}, err
 	}
 	return sourceStat(&st), nil
 }
 
 // fstatSource is statSource of an open file: the file that is read, not
 // whatever the path names by now.
-func fstatSource(f *os.File) (SourceStat, error) {
+func fstatSource(f *os.File) (api.SourceStat, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return SourceStat{}, err
+		return api.SourceStat{}, err
 	}
 	return sourceStat(&st), nil
 }
 
-func sourceStat(st *unix.Stat_t) SourceStat {
-	return SourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}
+func sourceStat(st *unix.Stat_t) api.SourceStat {
+	return api.SourceStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino}
 }
 
 // UploadBaseImage streams the base image into its pool volume and proves
@@ -117,8 +118,8 @@ func sourceStat(st *unix.Stat_t) SourceStat {
 // Heartbeats carry the resume point: a retry after a crash or timeout
 // resumes there instead of starting over, unless the source changed
 // between attempts, in which case it starts over.
-func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (UploadResult, error) {
-	var res UploadResult
+func (a *Activities) UploadBaseImage(ctx context.Context, req api.UploadRequest) (api.UploadResult, error) {
+	var res api.UploadResult
 	if req.Existed {
 		return a.checkExistingBase(ctx, req)
 	}
@@ -142,7 +143,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// Every heartbeat of this attempt carries the resume point: a heartbeat
 	// without details would erase the one an earlier attempt left, and a
 	// retry after this one would start over for nothing.
-	var prev UploadProgress
+	var prev api.UploadProgress
 	hadPrev := activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil
 	beats := &pulse{}
 	if hadPrev {
@@ -195,7 +196,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			if err := withBeats(remake); err != nil {
 				// The XML was planned from the old source (size, format):
 				// the run must plan again.
-				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), ErrTypeMismatch, err)
+				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base image %s changed while it was being uploaded and its volume cannot be made anew (%v): start again", req.Source, err), api.ErrTypeMismatch, err)
 			}
 			created = true
 		case prev.Offset > 0 && prev.Offset <= size:
@@ -245,7 +246,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		return res, temporal.NewApplicationErrorWithCause(fmt.Sprintf("reading base image %s: %v", req.Source, err), ErrTypeLibvirt, err)
+		return res, temporal.NewApplicationErrorWithCause(fmt.Sprintf("reading base image %s: %v", req.Source, err), api.ErrTypeLibvirt, err)
 	}
 	defer proof.abandon() // a no-op once finished
 
@@ -253,7 +254,7 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	// The heartbeat names a resume point: what libvirtd has certainly
 	// written (a finished segment), or resumeRewind behind what was handed
 	// to it, or where this attempt began, whichever is furthest.
-	beats.set(UploadProgress{Offset: offset, Source: src})
+	beats.set(api.UploadProgress{Offset: offset, Source: src})
 	var sent, written int64
 	resumeAt := func() int64 { return max(offset, written, sent-resumeRewind) }
 	// Heartbeats go out from their own goroutine too, so the upload is seen
@@ -264,14 +265,14 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 			Read:    proof.read,
 			Progress: func(done int64) {
 				sent = done
-				beats.set(UploadProgress{Offset: resumeAt(), Sent: done, Source: src})
+				beats.set(api.UploadProgress{Offset: resumeAt(), Sent: done, Source: src})
 			},
 			Written: func(end int64) error {
 				if afterSegmentWritten != nil {
 					afterSegmentWritten(volPath, end)
 				}
 				written = end
-				beats.set(UploadProgress{Offset: resumeAt(), Sent: sent, Source: src})
+				beats.set(api.UploadProgress{Offset: resumeAt(), Sent: sent, Source: src})
 				return proof.written(end)
 			},
 		})
@@ -296,23 +297,23 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 	if after, err := fstatSource(srcFile); err != nil || after != src {
 		// The next attempt sees the change and starts over. (A source cut
 		// short while it was compared is such a change, not a failure.)
-		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), ErrTypeLibvirt)
+		return res, temporal.NewApplicationError(fmt.Sprintf("base image %s changed while it was uploaded; uploading again", req.Source), api.ErrTypeLibvirt)
 	}
 	if compareErr != nil {
 		if ctx.Err() != nil {
 			return res, compareErr
 		}
-		return res, temporal.NewApplicationErrorWithCause(fmt.Sprintf("checking base volume %s against %s: %v", volPath, req.Source, compareErr), ErrTypeLibvirt, compareErr)
+		return res, temporal.NewApplicationErrorWithCause(fmt.Sprintf("checking base volume %s against %s: %v", volPath, req.Source, compareErr), api.ErrTypeLibvirt, compareErr)
 	}
 	if !same {
 		if offset > 0 {
 			// A resumed upload can leave a hole if libvirtd lost more than
 			// the rewind covers: the next attempt starts from scratch.
-			beats.set(UploadProgress{Source: src, StartOver: true})
+			beats.set(api.UploadProgress{Source: src, StartOver: true})
 			a.beat(ctx, beats, nil)
-			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not hold the image %s after a resumed upload; uploading it again from the start", req.Pool, req.Volume, req.Source), ErrTypeLibvirt)
+			return res, temporal.NewApplicationError(fmt.Sprintf("base volume %s/%s does not hold the image %s after a resumed upload; uploading it again from the start", req.Pool, req.Volume, req.Source), api.ErrTypeLibvirt)
 		}
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded from %s: the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, req.Source), ErrTypeLibvirt, nil)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("base volume %s/%s does not hold what was uploaded from %s: the storage under the pool lost data; check it, then start again", req.Pool, req.Volume, req.Source), api.ErrTypeLibvirt, nil)
 	}
 	// What QEMU opens is the volume: its own header must be
 	// self-contained too.
@@ -331,8 +332,8 @@ func (a *Activities) UploadBaseImage(ctx context.Context, req UploadRequest) (Up
 // source is not needed, and a changed or missing source is a note, not a
 // failure. A volume without a record (an older hpcvm, or an upload that
 // never finished) is compared with the source, and recorded if equal.
-func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (UploadResult, error) {
-	res := UploadResult{AlreadyDone: true}
+func (a *Activities) checkExistingBase(ctx context.Context, req api.UploadRequest) (api.UploadResult, error) {
+	res := api.UploadResult{AlreadyDone: true}
 	var vol libvirt.VolumeInfo
 	if err := a.heartbeating(ctx, func() (err error) {
 		if err := a.Libvirt.OwnedPool(req.Pool, req.PoolUUID); err != nil {
@@ -352,7 +353,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 		if st, err := os.Stat(vol.Path); err == nil && st.Size() == rec.Size {
 			// The source only matters for a note; it is looked at only
 			// under the image roots.
-			var src SourceStat
+			var src api.SourceStat
 			p, err := checkUnder(baseImageField, req.Source, a.ImageRoots, "--image-root")
 			gone := err == nil && !p.Exists
 			if err == nil && !gone {
@@ -378,7 +379,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 		return res, err
 	}
 	srcFile, err := srcPath.open()
-	var srcSt SourceStat
+	var srcSt api.SourceStat
 	if err == nil {
 		defer srcFile.Close()
 		srcSt, err = fstatSource(srcFile)
@@ -386,7 +387,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s exists but holds no record of a verified upload, and the base image %s cannot be read (%v) to check it: put the image back and start again, or run `hpcvm destroy`",
-			req.Pool, req.Volume, req.Source, err), ErrTypeMismatch, nil)
+			req.Pool, req.Volume, req.Source, err), api.ErrTypeMismatch, nil)
 	}
 	var sum []byte
 	var same bool
@@ -399,7 +400,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 	if !same {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s exists but does not hold %s (an earlier upload did not finish, or the image changed); the VMs' disks may be layered on it, so hpcvm does not overwrite it: run `hpcvm destroy` and start the cluster again",
-			req.Pool, req.Volume, req.Source), ErrTypeMismatch, nil)
+			req.Pool, req.Volume, req.Source), api.ErrTypeMismatch, nil)
 	}
 	rec := baseRecord{Digest: hex.EncodeToString(sum), Kind: imageDigestKind, Size: srcSt.Size, Source: req.Source, SourceStat: srcSt, Verified: time.Now().UTC().Format(time.RFC3339)}
 	_ = rec.write(vol.Path)
@@ -409,7 +410,7 @@ func (a *Activities) checkExistingBase(ctx context.Context, req UploadRequest) (
 // volumeSelfContained refuses a base volume whose header names a backing
 // or data file (the VMs' disks would reach through it) or that is
 // encrypted (no VM could read it).
-func volumeSelfContained(req UploadRequest, volPath string) error {
+func volumeSelfContained(req api.UploadRequest, volPath string) error {
 	f, err := os.OpenFile(volPath, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return classify(err)
@@ -418,19 +419,19 @@ func volumeSelfContained(req UploadRequest, volPath string) error {
 	if _, err := selfContained(f, req.Source); err != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"base volume %s/%s (from %s) is not an image QEMU can use on its own, so no VM is started on it: %v; then run `hpcvm destroy` and start again",
-			req.Pool, req.Volume, req.Source, err), ErrTypeBadInput, nil)
+			req.Pool, req.Volume, req.Source, err), api.ErrTypeBadInput, nil)
 	}
 	return nil
 }
 
 // baseRecord is the proof of a verified upload, kept on the volume file.
 type baseRecord struct {
-	Digest     string     `json:"digest"`
-	Kind       string     `json:"kind"` // how Digest was computed
-	Size       int64      `json:"size"`
-	Source     string     `json:"source"`
-	SourceStat SourceStat `json:"source_stat"`
-	Verified   string     `json:"verified"`
+	Digest     string         `json:"digest"`
+	Kind       string         `json:"kind"` // how Digest was computed
+	Size       int64          `json:"size"`
+	Source     string         `json:"source"`
+	SourceStat api.SourceStat `json:"source_stat"`
+	Verified   string         `json:"verified"`
 }
 
 // baseRecordAttr is the extended attribute that holds the record.

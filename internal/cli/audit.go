@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/hpcvm/hpcvm/api"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 )
 
@@ -76,7 +75,7 @@ host, --last N another number (0: all).`,
 			}
 			defer c.Close()
 			var log api.AuditLog
-			if err := askHost(ctx, c, host, workflows.QuestionAudit, api.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log", quickAnswer); err != nil {
+			if err := askHost(ctx, c, host, api.QuestionAudit, api.AuditRequest{Cluster: name, Last: last}, &log, "read its audit log", quickAnswer); err != nil {
 				return err
 			}
 			if format == "json" {

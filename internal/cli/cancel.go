@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/hpcvm/hpcvm/internal/workflows"
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -61,7 +61,7 @@ the cluster.`,
 			}
 			defer c.Close()
 			name := req.Spec.Cluster.Name
-			id := workflows.WorkflowID(name)
+			id := api.WorkflowID(name)
 			desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 			var notFound *serviceerror.NotFound
 			switch {
@@ -94,14 +94,14 @@ func (a *app) requestCancel(ctx context.Context, c client.Client, h heldBy, host
 	}
 	// Without a worker nothing would ever answer the cancel: say so now
 	// instead of waiting out --wait.
-	serves, err := awaitWorker(ctx, c, workflows.TaskQueue(host))
+	serves, err := awaitWorker(ctx, c, api.TaskQueue(host))
 	var denied *serviceerror.PermissionDenied
 	switch {
 	case err != nil && !errors.As(err, &denied):
 		return unreachable(err)
 	case err == nil && !serves:
 		return fail(ExitUnreachable, "cancel of %s (workflow %s, run %s) is requested, but no hpcvm-worker has polled task queue %s in the last %s: the run rolls back only once `hpcvm-worker --host %s` runs again\nto end the run now, without the worker and without rollback: hpcvm cancel --force (then `hpcvm destroy` removes what it had created)",
-			h.op, h.workflowID, h.runID, workflows.TaskQueue(host), workerSeenWithin, host)
+			h.op, h.workflowID, h.runID, api.TaskQueue(host), workerSeenWithin, host)
 	}
 	fmt.Fprintf(a.out, "cancel requested for %s; waiting up to %s for it to roll back\n", h.op, wait)
 	waitCtx, stopWaiting := context.WithTimeout(ctx, wait)

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/registry"
 	"github.com/hpcvm/hpcvm/internal/workflows"
@@ -71,7 +72,7 @@ host without a running worker shows "no answer").`,
 			if live {
 				for i := range entries {
 					e := &entries[i]
-					st, err := describe(ctx, c, workflows.Request{Spec: targetSpec(e.Cluster, e.Host), NameOnly: true})
+					st, err := describe(ctx, c, api.Request{Spec: targetSpec(e.Cluster, e.Host), NameOnly: true})
 					if err != nil {
 						e.State = "no answer from the host's worker"
 						continue
@@ -116,7 +117,7 @@ host without a running worker shows "no answer").`,
 func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterEntry, error) {
 	// The host is the run's (its memo; runs of older clients: their
 	// queue), filtered here: it needs no search attribute either.
-	query := fmt.Sprintf("WorkflowId STARTS_WITH '%s'", workflows.WorkflowID(""))
+	query := fmt.Sprintf("WorkflowId STARTS_WITH '%s'", api.WorkflowID(""))
 	seen := map[string]bool{}
 	// before: for each cluster, whether an older operation left it in
 	// libvirt (a completed start or stop, or destroy --vm), as far as the
@@ -144,7 +145,7 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 			}
 			seen[id] = true
 			e := ClusterEntry{
-				Cluster:   strings.TrimPrefix(id, workflows.WorkflowID("")),
+				Cluster:   strings.TrimPrefix(id, api.WorkflowID("")),
 				Host:      hostOfRun(info),
 				Operation: workflows.OperationWord(info.GetType().GetName()),
 				Result:    resultWord(info.GetStatus()),
@@ -157,7 +158,7 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 			e.State = stateLeft(e.Operation, info.GetStatus())
 			if e.Operation == "destroy" && info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 				// destroy --vm removes nodes, not the cluster.
-				req, err := startedWith(ctx, c, heldBy{op: workflows.DestroyClusterName, workflowID: id, runID: e.RunID})
+				req, err := startedWith(ctx, c, heldBy{op: api.DestroyClusterName, workflowID: id, runID: e.RunID})
 				if err == nil && len(req.VMs) > 0 {
 					e.State = "exists: destroy removed only VM(s) " + strings.Join(req.VMs, ", ") + " (see hpcvm status)"
 				}
@@ -178,8 +179,8 @@ func listClusters(ctx context.Context, c client.Client, host string) ([]ClusterE
 			continue
 		}
 		existed := false
-		if prev := before[workflows.WorkflowID(e.Cluster)]; prev != nil {
-			existed = prev.op != workflows.DestroyClusterName
+		if prev := before[api.WorkflowID(e.Cluster)]; prev != nil {
+			existed = prev.op != api.DestroyClusterName
 			if !existed {
 				// destroy --vm removed nodes, not the cluster.
 				req, err := startedWith(ctx, c, *prev)

@@ -12,7 +12,6 @@ import (
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/preflight"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 )
 
@@ -64,13 +63,13 @@ host's audit log (hpcvm audit) and destroy undoes it.`,
 			for _, w := range cluster.Warnings(spec) {
 				fmt.Fprintln(a.errOut, "warning:", w)
 			}
-			req := workflows.Request{Spec: spec}
+			req := api.Request{Spec: spec}
 			yes, _ := cmd.Flags().GetBool("yes")
 			if req.ConfirmedHostChanges, err = a.confirmHostChanges(cmd.Context(), spec, yes); err != nil {
 				return err
 			}
-			var res workflows.StartResult
-			err = a.operate(cmd.Context(), workflows.StartClusterName, req, &res)
+			var res api.StartResult
+			err = a.operate(cmd.Context(), api.StartClusterName, req, &res)
 			a.reportResult(&res)
 			if err != nil {
 				return err
@@ -172,7 +171,7 @@ func (a *app) pendingHostChanges(ctx context.Context, spec cluster.Spec) (api.Pe
 		return pending, err
 	}
 	defer c.Close()
-	err = askHost(ctx, c, spec.Cluster.Host, workflows.QuestionPendingHostChanges, req, &pending, "look at its host changes", quickAnswer)
+	err = askHost(ctx, c, spec.Cluster.Host, api.QuestionPendingHostChanges, req, &pending, "look at its host changes", quickAnswer)
 	return pending, err
 }
 
@@ -218,7 +217,7 @@ func (a *app) waitForAddresses(ctx context.Context, p cluster.Plan, within time.
 		return err
 	}
 	defer c.Close()
-	req := workflows.Request{Spec: targetSpec(p.Cluster, p.Host), NameOnly: true}
+	req := api.Request{Spec: targetSpec(p.Cluster, p.Host), NameOnly: true}
 	deadline := time.Now().Add(within)
 	shown := map[string]bool{}
 	fmt.Fprintf(a.out, "waiting up to %s for the guests to take their addresses\n", within)
@@ -321,8 +320,8 @@ file no longer names; --name NAME --host HOST works without the file.`,
 				return err
 			}
 			req.Options.ShutdownTimeout = timeout
-			var res workflows.StopResult
-			err = a.operate(cmd.Context(), workflows.StopClusterName, req, &res)
+			var res api.StopResult
+			err = a.operate(cmd.Context(), api.StopClusterName, req, &res)
 			a.reportResult(&res)
 			if err != nil {
 				return err
@@ -350,7 +349,7 @@ file no longer names; --name NAME --host HOST works without the file.`,
 			return nil
 		},
 	}
-	cmd.Flags().Duration("timeout", workflows.DefaultShutdownTimeout, "how long guests get to power off before they are forced off")
+	cmd.Flags().Duration("timeout", api.DefaultShutdownTimeout, "how long guests get to power off before they are forced off")
 	return cmd
 }
 
@@ -415,8 +414,8 @@ record) are undone too, and recorded in the host's audit log.
 					return fail(ExitBadInput, "not confirmed; nothing was deleted (use --yes to skip the question)")
 				}
 			}
-			var res workflows.DestroyResult
-			err = a.operate(cmd.Context(), workflows.DestroyClusterName, req, &res)
+			var res api.DestroyResult
+			err = a.operate(cmd.Context(), api.DestroyClusterName, req, &res)
 			var ee *exitError
 			if errors.As(err, &ee) && ee.details != nil {
 				_ = ee.details(&res)
@@ -448,7 +447,7 @@ record) are undone too, and recorded in the host's audit log.
 	return cmd
 }
 
-func (a *app) printDestroy(res workflows.DestroyResult) {
+func (a *app) printDestroy(res api.DestroyResult) {
 	for _, d := range res.Deleted {
 		fmt.Fprintln(a.out, "  deleted", d)
 	}
@@ -467,7 +466,7 @@ func (a *app) printDestroy(res workflows.DestroyResult) {
 }
 
 // operate submits (or attaches to) the operation for req and follows it.
-func (a *app) operate(ctx context.Context, op string, req workflows.Request, result any) error {
+func (a *app) operate(ctx context.Context, op string, req api.Request, result any) error {
 	c, err := a.dialWithin(ctx)
 	if err != nil {
 		return err
@@ -508,7 +507,7 @@ func (a *app) operate(ctx context.Context, op string, req workflows.Request, res
 
 // stillPlanned are the VMs of a destroy --vm that the cluster file still
 // plans: a start would create them again.
-func stillPlanned(req workflows.Request, vms []string) []string {
+func stillPlanned(req api.Request, vms []string) []string {
 	if req.NameOnly {
 		return nil
 	}

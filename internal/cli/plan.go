@@ -8,9 +8,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/preflight"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 )
 
@@ -131,18 +131,18 @@ func (a *app) loadSpecForChecks() (cluster.Spec, bool, error) {
 }
 
 // runPlan asks the host's worker to check the cluster and plan it.
-func (a *app) runPlan(ctx context.Context, spec cluster.Spec) (workflows.PlanReport, error) {
+func (a *app) runPlan(ctx context.Context, spec cluster.Spec) (api.PlanReport, error) {
 	c, err := a.dial(ctx)
 	if err != nil {
-		return workflows.PlanReport{}, err
+		return api.PlanReport{}, err
 	}
 	defer c.Close()
-	var r workflows.PlanReport
-	err = askHost(ctx, c, spec.Cluster.Host, workflows.QuestionPlan, workflows.Request{Spec: spec}, &r, "check the cluster", planAnswer)
+	var r api.PlanReport
+	err = askHost(ctx, c, spec.Cluster.Host, api.QuestionPlan, api.Request{Spec: spec}, &r, "check the cluster", planAnswer)
 	return r, err
 }
 
-func failedChecks(r workflows.PlanReport) int {
+func failedChecks(r api.PlanReport) int {
 	n := 0
 	for _, c := range r.Checks {
 		if !c.OK {
@@ -152,7 +152,7 @@ func failedChecks(r workflows.PlanReport) int {
 	return n
 }
 
-func (a *app) printChecks(r workflows.PlanReport) {
+func (a *app) printChecks(r api.PlanReport) {
 	for _, c := range r.Checks {
 		mark := "✓"
 		if !c.OK {
@@ -162,7 +162,7 @@ func (a *app) printChecks(r workflows.PlanReport) {
 	}
 }
 
-func (a *app) printPlan(spec cluster.Spec, r workflows.PlanReport, withXML bool) {
+func (a *app) printPlan(spec cluster.Spec, r api.PlanReport, withXML bool) {
 	p := r.Plan
 	if !r.OK() {
 		for _, c := range r.Checks {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/api"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"go.temporal.io/sdk/client"
@@ -107,7 +106,7 @@ func (v *liveView) printAbove(line string) {
 }
 
 // update redraws the live block from the run's steps and its pending upload.
-func (v *liveView) update(steps []workflows.Step, upload *api.UploadProgress) {
+func (v *liveView) update(steps []api.Step, upload *api.UploadProgress) {
 	rows := vmRows(steps, maxVMRows)
 	v.mu.Lock()
 	v.summary = runningLine(steps)
@@ -201,13 +200,13 @@ func (v *liveView) finish() {
 
 // runningLine is "N of M steps done · running: a, b and 3 more". Steps
 // of a VM are counted, not named: the VM's own line names them.
-func runningLine(steps []workflows.Step) string {
+func runningLine(steps []api.Step) string {
 	var running []string
 	done, onVMs := 0, 0
 	for _, s := range steps {
 		switch {
-		case s.Status == workflows.StepPending:
-		case s.Status != workflows.StepRunning:
+		case s.Status == api.StepPending:
+		case s.Status != api.StepRunning:
 			done++
 		case s.VM != "":
 			onVMs++
@@ -238,7 +237,7 @@ func shortList(items []string, shown int) string {
 type vmActivity struct {
 	vm      string
 	running []string
-	last    workflows.Step // the last step that ended
+	last    api.Step // the last step that ended
 	failed  bool
 	pending int // steps planned, not begun
 }
@@ -246,7 +245,7 @@ type vmActivity struct {
 // vmRows says what each VM is doing, a line per VM in the order the run
 // first touched them; with more VMs than limit lines, the busy ones come
 // first and the last line counts the others.
-func vmRows(steps []workflows.Step, limit int) []string {
+func vmRows(steps []api.Step, limit int) []string {
 	var order []string
 	byVM := map[string]*vmActivity{}
 	for _, s := range steps {
@@ -260,11 +259,11 @@ func vmRows(steps []workflows.Step, limit int) []string {
 			order = append(order, s.VM)
 		}
 		switch s.Status {
-		case workflows.StepPending:
+		case api.StepPending:
 			a.pending++
-		case workflows.StepRunning:
+		case api.StepRunning:
 			a.running = append(a.running, s.Name)
-		case workflows.StepFailed, workflows.StepCompensationFailed:
+		case api.StepFailed, api.StepCompensationFailed:
 			a.failed = true
 			a.last = s
 		default:

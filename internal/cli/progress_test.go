@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/api"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -47,10 +46,10 @@ func drawn(out *lockedBuffer) string {
 func TestLiveViewDrawsTheUploadWhatRunsAndEachVM(t *testing.T) {
 	out := &lockedBuffer{}
 	v := newLiveView(out)
-	steps := []workflows.Step{
-		{Name: "network lab-network", Status: workflows.StepDone},
-		{Name: "pool lab-pool", Status: workflows.StepDone},
-		{Name: "base image lab-base.qcow2", Status: workflows.StepRunning},
+	steps := []api.Step{
+		{Name: "network lab-network", Status: api.StepDone},
+		{Name: "pool lab-pool", Status: api.StepDone},
+		{Name: "base image lab-base.qcow2", Status: api.StepRunning},
 	}
 	const size = 3 << 30
 	// Joined mid-upload: 2 GiB were sent before this client saw the run.
@@ -70,11 +69,11 @@ func TestLiveViewDrawsTheUploadWhatRunsAndEachVM(t *testing.T) {
 	assert.Contains(t, text, "2 of 3 steps done · running: base image lab-base.qcow2")
 
 	// The upload ends; VMs are being made.
-	steps[2].Status = workflows.StepDone
+	steps[2].Status = api.StepDone
 	steps = append(steps,
-		workflows.Step{Name: "volume lab-compute-01.qcow2", Status: workflows.StepDone, VM: "compute-01"},
-		workflows.Step{Name: "domain lab-compute-01", Status: workflows.StepRunning, VM: "compute-01"},
-		workflows.Step{Name: "volume lab-controller.qcow2", Status: workflows.StepFailed, Detail: "pool full", VM: "controller"},
+		api.Step{Name: "volume lab-compute-01.qcow2", Status: api.StepDone, VM: "compute-01"},
+		api.Step{Name: "domain lab-compute-01", Status: api.StepRunning, VM: "compute-01"},
+		api.Step{Name: "volume lab-controller.qcow2", Status: api.StepFailed, Detail: "pool full", VM: "controller"},
 	)
 	out.Reset()
 	v.update(steps, nil)
@@ -90,11 +89,11 @@ func TestLiveViewDrawsTheUploadWhatRunsAndEachVM(t *testing.T) {
 }
 
 func TestRunningLine(t *testing.T) {
-	var steps []workflows.Step
+	var steps []api.Step
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
-		steps = append(steps, workflows.Step{Name: n, Status: workflows.StepRunning})
+		steps = append(steps, api.Step{Name: n, Status: api.StepRunning})
 	}
-	steps = append(steps, workflows.Step{Name: "x", Status: workflows.StepFailed})
+	steps = append(steps, api.Step{Name: "x", Status: api.StepFailed})
 	assert.Equal(t, "1 of 6 steps done · running: a, b, c and 2 more", runningLine(steps))
 	assert.Equal(t, "0 of 0 steps done", runningLine(nil))
 	assert.False(t, isTerminal(&bytes.Buffer{}))
@@ -102,16 +101,16 @@ func TestRunningLine(t *testing.T) {
 }
 
 func TestVMRowsPutBusyVMsFirstAndCountTheRest(t *testing.T) {
-	var steps []workflows.Step
+	var steps []api.Step
 	for i := 1; i <= 30; i++ {
 		vm := fmt.Sprintf("compute-%02d", i)
-		status := workflows.StepDone
+		status := api.StepDone
 		if i%10 == 0 {
-			status = workflows.StepRunning
+			status = api.StepRunning
 		}
-		steps = append(steps, workflows.Step{Name: "start lab-" + vm, Status: status, VM: vm})
+		steps = append(steps, api.Step{Name: "start lab-" + vm, Status: status, VM: vm})
 	}
-	steps = append(steps, workflows.Step{Name: "network lab-network", Status: workflows.StepRunning})
+	steps = append(steps, api.Step{Name: "network lab-network", Status: api.StepRunning})
 	rows := vmRows(steps, 5)
 	assert.Len(t, rows, 5)
 	assert.Equal(t, "  compute-10  start lab-compute-10", rows[0])
@@ -123,11 +122,11 @@ func TestVMRowsPutBusyVMsFirstAndCountTheRest(t *testing.T) {
 	assert.Empty(t, vmRows(steps[30:], 5), "the cluster's shared steps make no VM row")
 
 	// Steps planned and not begun: the VM waits, or has steps to go.
-	planned := []workflows.Step{
-		{Name: "volume a.qcow2", Status: workflows.StepDone, VM: "a"},
-		{Name: "domain lab-a", Status: workflows.StepPending, VM: "a"},
-		{Name: "volume b.qcow2", Status: workflows.StepPending, VM: "b"},
-		{Name: "domain lab-b", Status: workflows.StepPending, VM: "b"},
+	planned := []api.Step{
+		{Name: "volume a.qcow2", Status: api.StepDone, VM: "a"},
+		{Name: "domain lab-a", Status: api.StepPending, VM: "a"},
+		{Name: "volume b.qcow2", Status: api.StepPending, VM: "b"},
+		{Name: "domain lab-b", Status: api.StepPending, VM: "b"},
 	}
 	assert.Equal(t, []string{"  a  done: volume a.qcow2, 1 step(s) to go", "  b  waiting (2 step(s) to go)"}, vmRows(planned, 5))
 	assert.Equal(t, "1 of 4 steps done", runningLine(planned))

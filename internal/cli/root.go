@@ -15,7 +15,6 @@ import (
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
 	"github.com/hpcvm/hpcvm/internal/temporalopts"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -137,27 +136,27 @@ func (a *app) readSpec() (cluster.Spec, error) {
 // loadTarget is the request of stop, destroy, status and cancel: with
 // --name, the cluster's name and host alone (no file is read: these act on
 // what the cluster owns in libvirt); otherwise the validated file.
-func (a *app) loadTarget() (workflows.Request, error) {
+func (a *app) loadTarget() (api.Request, error) {
 	name := a.v.GetString("name")
 	if name == "" {
 		spec, err := a.loadSpec()
-		return workflows.Request{Spec: spec}, err
+		return api.Request{Spec: spec}, err
 	}
 	if a.v.IsSet("config") && a.v.GetString("config") != "cluster.yaml" {
-		return workflows.Request{}, fail(ExitBadInput, "give either --name or -c, not both")
+		return api.Request{}, fail(ExitBadInput, "give either --name or -c, not both")
 	}
 	host := strings.ToLower(a.v.GetString("host"))
 	if host == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return workflows.Request{}, fail(ExitBadInput, "--host is required with --name (the hostname could not be read: %v)", err)
+			return api.Request{}, fail(ExitBadInput, "--host is required with --name (the hostname could not be read: %v)", err)
 		}
 		host = strings.ToLower(h)
 	}
 	if err := cluster.ValidateTarget(name, host); err != nil {
-		return workflows.Request{}, fail(ExitBadInput, "%v\nnothing was submitted", err)
+		return api.Request{}, fail(ExitBadInput, "%v\nnothing was submitted", err)
 	}
-	return workflows.Request{Spec: targetSpec(name, host), NameOnly: true}, nil
+	return api.Request{Spec: targetSpec(name, host), NameOnly: true}, nil
 }
 
 // dialWithin is dial bounded by the time an operator waits for a connection.

@@ -136,7 +136,7 @@ what the cluster owns. -o json prints the same for scripts.`,
 
 // readStatus is the status of the cluster the command names (-c or
 // --name), with the request it was read for.
-func (a *app) readStatus(ctx context.Context) (Status, workflows.Request, error) {
+func (a *app) readStatus(ctx context.Context) (Status, api.Request, error) {
 	req, err := a.loadTarget()
 	if err != nil {
 		return Status{}, req, err
@@ -150,13 +150,13 @@ func (a *app) readStatus(ctx context.Context) (Status, workflows.Request, error)
 	return st, req, err
 }
 
-func describe(ctx context.Context, c client.Client, req workflows.Request) (Status, error) {
+func describe(ctx context.Context, c client.Client, req api.Request) (Status, error) {
 	d, err := describeRaw(ctx, c, req)
 	if err != nil {
 		return Status{}, err
 	}
 	st := buildStatus(d)
-	if desc, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(req.Spec.Cluster.Name), ""); err == nil {
+	if desc, err := c.DescribeWorkflowExecution(ctx, api.WorkflowID(req.Spec.Cluster.Name), ""); err == nil {
 		info := desc.GetWorkflowExecutionInfo()
 		op := &OperationRef{Type: info.GetType().GetName(), RunID: info.GetExecution().GetRunId(), Started: info.GetStartTime().AsTime()}
 		if info.GetCloseTime() == nil {
@@ -171,9 +171,9 @@ func describe(ctx context.Context, c client.Client, req workflows.Request) (Stat
 }
 
 // describeRaw asks the host's worker what exists of the cluster.
-func describeRaw(ctx context.Context, c client.Client, req workflows.Request) (workflows.Description, error) {
-	var d workflows.Description
-	err := askHost(ctx, c, req.Spec.Cluster.Host, workflows.QuestionDescribe, req, &d, "read the cluster", quickAnswer)
+func describeRaw(ctx context.Context, c client.Client, req api.Request) (api.Description, error) {
+	var d api.Description
+	err := askHost(ctx, c, req.Spec.Cluster.Host, api.QuestionDescribe, req, &d, "read the cluster", quickAnswer)
 	return d, err
 }
 
@@ -198,7 +198,7 @@ func askHost(ctx context.Context, c client.Client, host, question string, arg, r
 	if err := requireWorker(ctx, c, host); err != nil {
 		return err
 	}
-	id := workflows.HostQuestionsID(host)
+	id := api.HostQuestionsID(host)
 	for retried := false; ; retried = true {
 		err := askOnce(ctx, c, host, question, arg, result, within)
 		if err == nil {
@@ -216,9 +216,9 @@ func askHost(ctx context.Context, c client.Client, host, question string, arg, r
 				continue
 			}
 			if failing > 1 {
-				return fail(ExitUnreachable, "the worker of host %s fails every task of workflow %s (attempt %d), a new run too: is that hpcvm-worker older than this hpcvm (it must know workflow %s)? upgrade it, or see its log", host, id, failing, workflows.HostQuestionsName)
+				return fail(ExitUnreachable, "the worker of host %s fails every task of workflow %s (attempt %d), a new run too: is that hpcvm-worker older than this hpcvm (it must know workflow %s)? upgrade it, or see its log", host, id, failing, api.HostQuestionsName)
 			}
-			return fail(ExitUnreachable, "no answer from host %s within %s: its worker polls task queue %s but did not answer in time; a busy host answers late: ask again", host, within, workflows.TaskQueue(host))
+			return fail(ExitUnreachable, "no answer from host %s within %s: its worker polls task queue %s but did not answer in time; a busy host answers late: ask again", host, within, api.TaskQueue(host))
 		case errors.As(err, &appErr), errors.As(err, &timeout):
 			return fail(ExitUnreachable, "the worker of host %s could not %s: %s", host, what, rootMessage(err))
 		}
@@ -232,15 +232,12 @@ func askOnce(ctx context.Context, c client.Client, host, question string, arg, r
 	askCtx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.HostQuestionsID(host),
-		TaskQueue:                workflows.TaskQueue(host),
+		ID:                       api.HostQuestionsID(host),
+		TaskQueue:                api.TaskQueue(host),
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            "read-only questions about host " + host,
-		// The limit is given, not left to the workflow's default: a
-		// later default then changes new runs only, never the replay of
-		// an open one.
-	}, workflows.HostQuestionsName, workflows.HostQuestionsState{Host: host, PerRun: workflows.DefaultQuestionsPerRun})
+	}, api.HostQuestionsName, api.HostQuestionsState{Host: host, PerRun: api.DefaultQuestionsPerRun})
 	h, err := c.UpdateWithStartWorkflow(askCtx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -272,7 +269,7 @@ func questionsTaskFailing(ctx context.Context, c client.Client, id string) int32
 	return desc.GetPendingWorkflowTask().GetAttempt()
 }
 
-func buildStatus(d workflows.Description) Status {
+func buildStatus(d api.Description) Status {
 	p, inv := d.Plan, d.Inventory
 	st := Status{Cluster: p.Cluster, Host: p.Host}
 	if n := inv.Network; n != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -32,7 +31,7 @@ func TestClusterStateNamesEveryVMThatShouldRunAndDoesNot(t *testing.T) {
 		{"a VM no longer in the file is left off", [3]string{"running", "running", "running"}, "shut off", "partly running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var d workflows.Description
+			var d api.Description
 			d.Plan = cluster.Plan{Cluster: "lab", Host: "hv1"}
 			for i, vm := range []string{"controller-01", "compute-01", "compute-02"} {
 				d.Plan.VMs = append(d.Plan.VMs, cluster.VMPlan{Name: vm, Domain: "lab-" + vm, Volume: vm + ".qcow2"})
@@ -60,7 +59,7 @@ func TestStatusShowsTheDomainsRealType(t *testing.T) {
 	dom := func(vm, typ string) api.DomainState {
 		return api.DomainState{Name: "lab-" + vm, VM: vm, Role: "compute", State: "running", Type: typ, Owned: true}
 	}
-	d := workflows.Description{Plan: plan, Inventory: api.Inventory{Domains: []api.DomainState{
+	d := api.Description{Plan: plan, Inventory: api.Inventory{Domains: []api.DomainState{
 		dom("controller-01", "kvm"), dom("compute-01", "kvm"),
 	}}}
 	st := buildStatus(d)

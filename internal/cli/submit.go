@@ -33,7 +33,7 @@ import (
 // refused (exit 4) with its name and, for the same operation, with what
 // differs. All operations share the cluster's workflow ID, so Temporal
 // enforces one at a time across processes and machines.
-func submit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
+func submit(ctx context.Context, c client.Client, op string, req api.Request) (client.WorkflowRun, bool, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		run, attached, err := trySubmit(ctx, c, op, req)
 		if !errors.Is(err, errRaced) {
@@ -57,9 +57,9 @@ func (h heldBy) String() string {
 	return fmt.Sprintf("%s (workflow %s, run %s) has been running since %s", h.op, h.workflowID, h.runID, h.since.Local().Format(time.RFC3339))
 }
 
-func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Request) (client.WorkflowRun, bool, error) {
+func trySubmit(ctx context.Context, c client.Client, op string, req api.Request) (client.WorkflowRun, bool, error) {
 	spec := req.Spec
-	id := workflows.WorkflowID(spec.Cluster.Name)
+	id := api.WorkflowID(spec.Cluster.Name)
 	// A run holding the cluster is answered first, even when the host's
 	// worker is down: attaching to it, or learning why yours is refused,
 	// needs no worker.
@@ -85,7 +85,7 @@ func trySubmit(ctx context.Context, c client.Client, op string, req workflows.Re
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("%s %s on %s", op, spec.Cluster.Name, spec.Cluster.Host),
 		StaticDetails:                            runDetails(op, req),
-		WorkflowTaskTimeout:                      workflows.WorkflowTaskTimeout,
+		WorkflowTaskTimeout:                      api.WorkflowTaskTimeout,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ClusterAttribute.ValueSet(spec.Cluster.Name),
 			workflows.OperationAttribute.ValueSet(workflows.OperationWord(op)),
@@ -121,7 +121,7 @@ func missingSearchAttributes(err error) bool {
 }
 
 // runDetails is the run's static details in the Web UI: what it acts on.
-func runDetails(op string, req workflows.Request) string {
+func runDetails(op string, req api.Request) string {
 	spec := req.Spec
 	if req.NameOnly {
 		return fmt.Sprintf("**%s** of cluster **%s** on host %s, by name (every object the cluster owns)", workflows.OperationWord(op), spec.Cluster.Name, spec.Cluster.Host)
@@ -156,7 +156,7 @@ func runningOperation(ctx context.Context, c client.Client, id string) (*heldBy,
 // attachOrRefuse follows the running run when it is the operator's own
 // request (the same operation with the same input), and refuses otherwise:
 // silently reporting another request's result as yours would be a lie.
-func attachOrRefuse(ctx context.Context, c client.Client, h heldBy, op string, req workflows.Request) (client.WorkflowRun, error) {
+func attachOrRefuse(ctx context.Context, c client.Client, h heldBy, op string, req api.Request) (client.WorkflowRun, error) {
 	name := req.Spec.Cluster.Name
 	if h.op != op {
 		return nil, fail(ExitBusy, "cluster %s is busy: %s; wait for it, or stop it with `hpcvm cancel`", name, h)
@@ -183,11 +183,11 @@ func attachOrRefuse(ctx context.Context, c client.Client, h heldBy, op string, r
 // actedOn is the part of a request its operation acts on. Stop and destroy
 // read only the cluster's name and host, their options and the VMs named:
 // a stop from the file and one from --name are the same stop.
-func actedOn(op string, r workflows.Request) workflows.Request {
-	if op != workflows.StopClusterName && op != workflows.DestroyClusterName {
+func actedOn(op string, r api.Request) api.Request {
+	if op != api.StopClusterName && op != api.DestroyClusterName {
 		return r
 	}
-	return workflows.Request{
+	return api.Request{
 		Spec:    cluster.Spec{Cluster: cluster.ClusterSpec{Name: r.Spec.Cluster.Name, Host: r.Spec.Cluster.Host}},
 		Options: r.Options,
 		VMs:     r.VMs,
@@ -197,8 +197,8 @@ func actedOn(op string, r workflows.Request) workflows.Request {
 // startedWith reads the request a run was started with: the input of the
 // first event of its history, decoded as the SDK encoded it. Failing RPCs
 // are exit errors; an input it cannot read is a plain error.
-func startedWith(ctx context.Context, c client.Client, h heldBy) (workflows.Request, error) {
-	var req workflows.Request
+func startedWith(ctx context.Context, c client.Client, h heldBy) (api.Request, error) {
+	var req api.Request
 	events := c.GetWorkflowHistory(ctx, h.workflowID, h.runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !events.HasNext() {
 		return req, fail(ExitUnreachable, "Temporal returned no history for run %s of %s", h.runID, h.workflowID)
@@ -226,7 +226,7 @@ const differencesShown = 10
 // keys of cluster.yaml. Both requests go through the same JSON round trip
 // the SDK gives a workflow's input, so "no differences" means exactly "the
 // same request after JSON normalisation", the rule for attaching.
-func requestDifferences(running, yours workflows.Request) ([]string, error) {
+func requestDifferences(running, yours api.Request) ([]string, error) {
 	// Who asked is not what is asked: the same request from another
 	// operator follows the running one.
 	running.RequestedBy, yours.RequestedBy = "", ""
@@ -253,13 +253,13 @@ func requestDifferences(running, yours workflows.Request) ([]string, error) {
 
 // normalisedRequest is the request as a workflow receives it (through the
 // SDK's default data converter), then as a JSON tree with exact numbers.
-func normalisedRequest(r workflows.Request) (any, error) {
+func normalisedRequest(r api.Request) (any, error) {
 	dc := converter.GetDefaultDataConverter()
 	payload, err := dc.ToPayload(r)
 	if err != nil {
 		return nil, err
 	}
-	var received workflows.Request
+	var received api.Request
 	if err := dc.FromPayload(payload, &received); err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func (d difference) String() string {
 			p.WriteString(s)
 		}
 	}
-	goType := goTypeAt(reflect.TypeOf(workflows.Request{}), d.path)
+	goType := goTypeAt(reflect.TypeOf(api.Request{}), d.path)
 	listEntry := false
 	if n := len(d.path); n > 0 {
 		_, listEntry = d.path[n-1].(int)
@@ -478,7 +478,7 @@ func awaitWorker(ctx context.Context, c client.Client, queue string) (bool, erro
 // A namespace that does not let this operator describe task queues cannot
 // tell; the run is submitted then, and follow warns if nothing answers.
 func requireWorker(ctx context.Context, c client.Client, host string) error {
-	queue := workflows.TaskQueue(host)
+	queue := api.TaskQueue(host)
 	serves, err := awaitWorker(ctx, c, queue)
 	var denied *serviceerror.PermissionDenied
 	switch {
@@ -517,7 +517,7 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 		return
 	}
 	host := hostOfRun(desc.GetWorkflowExecutionInfo())
-	q := workflows.TaskQueue(host)
+	q := api.TaskQueue(host)
 	if serves, err := workerServes(ctx, c, q); err == nil && !serves {
 		msg := fmt.Sprintf("warning: no hpcvm-worker has polled task queue %s in the last %s: the run waits until one runs (hpcvm-worker --host %s), at most its host timeout per step", q, workerSeenWithin, host)
 		if live != nil {
@@ -531,7 +531,7 @@ func (a *app) warnIfNoWorker(ctx context.Context, c client.Client, run client.Wo
 // hostOfQueue is the host whose worker polls queue (see workflows.TaskQueue),
 // "" for a queue of no host (the control queue).
 func hostOfQueue(queue string) string {
-	host, ok := strings.CutPrefix(queue, workflows.TaskQueue(""))
+	host, ok := strings.CutPrefix(queue, api.TaskQueue(""))
 	if !ok {
 		return ""
 	}
@@ -596,17 +596,17 @@ func (a *app) follow(ctx context.Context, c client.Client, run client.WorkflowRu
 func (a *app) showProgress(c client.Client, run client.WorkflowRun, shown map[string]string, live *liveView) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery)
+	v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), api.ProgressQuery)
 	if err != nil {
 		return false // not picked up yet, or finished: the next tick or the result tells
 	}
-	var steps []workflows.Step
+	var steps []api.Step
 	if v.Get(&steps) != nil {
 		return true
 	}
 	for _, s := range steps {
 		key := s.Status + "|" + s.Detail
-		if shown[s.Name] == key || s.Status == workflows.StepPending || (live != nil && s.Status == workflows.StepRunning) {
+		if shown[s.Name] == key || s.Status == api.StepPending || (live != nil && s.Status == api.StepRunning) {
 			continue // not begun; or on a terminal, the live block shows what runs
 		}
 		shown[s.Name] = key
@@ -634,7 +634,7 @@ func outcome(err error) error {
 	var canceled *temporal.CanceledError
 	if errors.As(err, &canceled) {
 		msg := "the run was cancelled"
-		var f workflows.Failure
+		var f api.Failure
 		if canceled.HasDetails() && canceled.Details(&f) == nil {
 			if len(f.RolledBack) > 0 {
 				msg += "; rolled back: " + joinList(f.RolledBack)

@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/viper"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func labRequest(computeNames ...string) workflows.Request {
+func labRequest(computeNames ...string) api.Request {
 	spec := cluster.Spec{
 		Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1",
 			Storage: cluster.StorageSpec{PoolPath: "/var/lib/libvirt/images", PoolType: "dir", BaseImage: "/var/lib/hpcvm/base.qcow2"}},
@@ -25,7 +25,7 @@ func labRequest(computeNames ...string) workflows.Request {
 	for _, n := range computeNames {
 		spec.ComputeNodes = append(spec.ComputeNodes, cluster.NodeSpec{Name: n, MemoryMB: 8192, CPUCores: 4, DiskSizeGB: 100})
 	}
-	return workflows.Request{Spec: spec}
+	return api.Request{Spec: spec}
 }
 
 func TestIdenticalRequestsHaveNoDifferences(t *testing.T) {
@@ -130,20 +130,20 @@ func TestBadTLSFlagsExitBadInput(t *testing.T) {
 // Stop and destroy act on the cluster's name and host: the same stop given
 // from the file and from --name attaches; another timeout does not.
 func TestStopAndDestroyCompareWhatTheyActOn(t *testing.T) {
-	fromFile := workflows.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1",
+	fromFile := api.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1",
 		Storage: cluster.StorageSpec{PoolPath: "/var/lib/hpcvm/pools"}}, Controller: cluster.ControllerSpec{Count: 1}}}
-	byName := workflows.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
-	for _, op := range []string{workflows.StopClusterName, workflows.DestroyClusterName} {
+	byName := api.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
+	for _, op := range []string{api.StopClusterName, api.DestroyClusterName} {
 		diffs, err := requestDifferences(actedOn(op, fromFile), actedOn(op, byName))
 		require.NoError(t, err)
 		assert.Empty(t, diffs, op)
 	}
 	other := byName
 	other.Options.ShutdownTimeout = time.Second
-	diffs, err := requestDifferences(actedOn(workflows.StopClusterName, fromFile), actedOn(workflows.StopClusterName, other))
+	diffs, err := requestDifferences(actedOn(api.StopClusterName, fromFile), actedOn(api.StopClusterName, other))
 	require.NoError(t, err)
 	assert.NotEmpty(t, diffs)
-	diffs, err = requestDifferences(actedOn(workflows.StartClusterName, fromFile), actedOn(workflows.StartClusterName, byName))
+	diffs, err = requestDifferences(actedOn(api.StartClusterName, fromFile), actedOn(api.StartClusterName, byName))
 	require.NoError(t, err)
 	assert.NotEmpty(t, diffs, "a start compares the whole spec")
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/trace"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -58,7 +58,7 @@ destroy write the trace of their run when it ends.`,
 				return err
 			}
 			defer c.Close()
-			sum, err := writeTrace(cmd.Context(), c, dir, workflows.WorkflowID(req.Spec.Cluster.Name), runID)
+			sum, err := writeTrace(cmd.Context(), c, dir, api.WorkflowID(req.Spec.Cluster.Name), runID)
 			var notFound *serviceerror.NotFound
 			switch {
 			case errors.As(err, &notFound):

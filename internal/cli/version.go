@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/buildinfo"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -105,7 +105,7 @@ func workerVersionLine(identity string) string {
 // printWorkers prints the version of every hpcvm-worker that polled the
 // host's task queue lately, or that none did.
 func (a *app) printWorkers(ctx context.Context, c client.Client, host string) error {
-	resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue(host), enums.TASK_QUEUE_TYPE_WORKFLOW)
+	resp, err := c.DescribeTaskQueue(ctx, api.TaskQueue(host), enums.TASK_QUEUE_TYPE_WORKFLOW)
 	if err != nil {
 		return unreachable(err)
 	}
@@ -120,7 +120,7 @@ func (a *app) printWorkers(ctx context.Context, c client.Client, host string) er
 	}
 	sort.Strings(workers)
 	if len(workers) == 0 {
-		fmt.Fprintf(a.out, "worker: none serves host %s (none polled task queue %s in the last %s); start one with hpcvm-worker --host %s\n", host, workflows.TaskQueue(host), workerSeenWithin, host)
+		fmt.Fprintf(a.out, "worker: none serves host %s (none polled task queue %s in the last %s); start one with hpcvm-worker --host %s\n", host, api.TaskQueue(host), workerSeenWithin, host)
 		return nil
 	}
 	for _, w := range workers {

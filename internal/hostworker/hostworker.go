@@ -88,7 +88,7 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 		o.MaxConcurrentActivities = 32
 	}
 	maxEager := o.MaxConcurrentActivities
-	hw := worker.New(c, workflows.TaskQueue(o.Host), worker.Options{
+	hw := worker.New(c, api.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
 		// Where the server allows eager activities (hpcvm-devserver does),

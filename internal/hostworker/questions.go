@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/hpcvm/hpcvm/internal/workflows"
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
@@ -17,7 +17,7 @@ import (
 // next question starts a run on this worker's code. It reports whether a
 // run was ended.
 func RetireQuestions(ctx context.Context, c client.Client, host string) (bool, error) {
-	err := c.TerminateWorkflow(ctx, workflows.HostQuestionsID(host), "", "a worker of host "+host+" started: the next question starts a run on its code")
+	err := c.TerminateWorkflow(ctx, api.HostQuestionsID(host), "", "a worker of host "+host+" started: the next question starts a run on its code")
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/internal/buildinfo"
-	"github.com/hpcvm/hpcvm/internal/workflows"
 	commonpb "go.temporal.io/api/common/v1"
 	enums "go.temporal.io/api/enums/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
@@ -155,7 +154,7 @@ func machineID() string {
 // is left alone.
 func TakeOver(ctx context.Context, c client.Client, namespace, host string, log *zap.Logger) (int, error) {
 	handed := 0
-	for _, queue := range []string{workflows.TaskQueue(host), api.ControlQueue} {
+	for _, queue := range []string{api.TaskQueue(host), api.ControlQueue} {
 		n, err := takeOverQueue(ctx, c, namespace, queue, queue != api.ControlQueue, log)
 		handed += n
 		if err != nil {

@@ -156,7 +156,7 @@ func runHost(start *history.WorkflowExecutionStartedEventAttributes) string {
 	if converter.GetDefaultDataConverter().FromPayloads(start.GetInput(), &req) == nil && req.Spec.Cluster.Host != "" {
 		return req.Spec.Cluster.Host
 	}
-	return strings.TrimPrefix(start.GetTaskQueue().GetName(), workflows.TaskQueue(""))
+	return strings.TrimPrefix(start.GetTaskQueue().GetName(), api.TaskQueue(""))
 }
 
 // FromHistory makes the trace of one run from its events: its metadata and
@@ -172,7 +172,7 @@ func FromHistory(workflowID string, events []*history.HistoryEvent) (Metadata, m
 	wfType := startAttrs.GetWorkflowType().GetName()
 	op := strings.ToLower(workflows.OperationWord(wfType))
 	began := events[0].GetEventTime().AsTime().Local()
-	cluster := strings.TrimPrefix(workflowID, workflows.WorkflowID(""))
+	cluster := strings.TrimPrefix(workflowID, api.WorkflowID(""))
 	m := Metadata{
 		ClusterName: cluster, Operation: op, StartTime: began.Format(time.RFC3339Nano),
 		WorkflowID: workflowID, Workflow: wfType, RunID: startAttrs.GetOriginalExecutionRunId(),

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 )
@@ -28,11 +29,11 @@ func SearchAttributeTypes() map[string]enums.IndexedValueType {
 // OperationWord is the operator's word for a workflow: start, stop, destroy.
 func OperationWord(workflowType string) string {
 	switch workflowType {
-	case StartClusterName:
+	case api.StartClusterName:
 		return "start"
-	case StopClusterName:
+	case api.StopClusterName:
 		return "stop"
-	case DestroyClusterName:
+	case api.DestroyClusterName:
 		return "destroy"
 	}
 	return workflowType

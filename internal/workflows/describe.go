@@ -14,11 +14,11 @@ import (
 // request): one activity on the host (Describe) validates, inspects and
 // plans. It changes nothing (it does not even start an inactive pool), so
 // it runs beside any operation without taking the cluster's lock.
-func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
+func DescribeCluster(ctx workflow.Context, req api.Request) (api.Description, error) {
 	o := req.Options.WithDefaults()
 	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
 	if err != nil {
-		return Description{}, err
+		return api.Description{}, err
 	}
 	ctx = workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,
@@ -27,7 +27,7 @@ func DescribeCluster(ctx workflow.Context, req Request) (Description, error) {
 		ScheduleToCloseTimeout: 30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{api.ErrTypeBadInput}},
 	}))
-	var d Description
+	var d api.Description
 	err = workflow.ExecuteActivity(ctx, api.ActDescribe, req).Get(ctx, &d)
 	if err != nil && d.Plan.Cluster == "" {
 		d.Plan = cluster.Plan{Cluster: req.Spec.Cluster.Name, Host: req.Spec.Cluster.Host}

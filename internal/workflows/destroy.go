@@ -25,27 +25,27 @@ import (
 // names but without its marks are left alone and listed. Whenever anything
 // of the cluster is left (a failure, files in its pool it did not create, a
 // base a kept disk stands on), it fails with DestroyIncomplete listing it.
-func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
+func DestroyCluster(ctx workflow.Context, req api.Request) (api.DestroyResult, error) {
 	o := req.Options.WithDefaults()
 	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
 	if err != nil {
-		return DestroyResult{}, err
+		return api.DestroyResult{}, err
 	}
 	tr, err := newTracker(ctx)
 	if err != nil {
-		return DestroyResult{}, err
+		return api.DestroyResult{}, err
 	}
 	defer tr.dropPending()
 	name := req.Spec.Cluster.Name
 	if err := cluster.ValidateTarget(name, req.Spec.Cluster.Host); err != nil {
-		return DestroyResult{}, badRequest(err)
+		return api.DestroyResult{}, badRequest(err)
 	}
 	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), api.ActInspectCluster,
 			api.InspectRequest{Cluster: name, Activate: true, LookalikePrefix: name + "-", Binding: true}).Get(ctx, &inv)
 	}); err != nil {
-		return DestroyResult{}, err
+		return api.DestroyResult{}, err
 	}
 	d := decideDestroy(name, inv, req.VMs)
 	if len(d.Missing) > 0 {
@@ -53,10 +53,10 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 		// is touched.
 		msg := fmt.Sprintf("cluster %s has no VM %s (no domain, disk or lease of that name); its VMs are: %s; nothing was deleted",
 			name, strings.Join(d.Missing, ", "), orDefault(strings.Join(clusterVMs(inv), ", "), "none"))
-		return DestroyResult{Missing: d.Missing}, temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, nil)
+		return api.DestroyResult{Missing: d.Missing}, temporal.NewNonRetryableApplicationError(msg, api.ErrTypeBadInput, nil)
 	}
 
-	res := DestroyResult{LeftAlone: d.LeftAlone, Kept: d.Kept}
+	res := api.DestroyResult{LeftAlone: d.LeftAlone, Kept: d.Kept}
 	var failures []string
 	// outcome sorts an activity's result into deleted / kept / failed.
 	outcome := func(step, object string, err error) error {
@@ -242,7 +242,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			}
 		}
 	}
-	queue := TaskQueue(req.Spec.Cluster.Host)
+	queue := api.TaskQueue(req.Spec.Cluster.Host)
 	for _, vm := range vms {
 		step := "release device claims"
 		if vm != "" {
@@ -299,7 +299,7 @@ func DestroyCluster(ctx workflow.Context, req Request) (DestroyResult, error) {
 			parts = append(parts, "left: "+strings.Join(res.Kept, "; "))
 		}
 		msg := fmt.Sprintf("destroy of cluster %s is incomplete: %s; what was deleted stays deleted; fix the cause and run destroy again", name, strings.Join(parts, "; "))
-		return res, temporal.NewNonRetryableApplicationError(msg, ErrTypeDestroyIncomplete, nil, res)
+		return res, temporal.NewNonRetryableApplicationError(msg, api.ErrTypeDestroyIncomplete, nil, res)
 	}
 	return res, nil
 }

@@ -19,17 +19,17 @@ import (
 // runs of older clients started there, and a run on the wrong one (a
 // parent workflow's child options, a client that skips the CLI) would
 // record its device claims in that host's ledger.
-func bindHost(ctx workflow.Context, host string, o Options) (workflow.Context, error) {
+func bindHost(ctx workflow.Context, host string, o api.Options) (workflow.Context, error) {
 	queue := workflow.GetInfo(ctx).TaskQueueName
-	if queue != api.ControlQueue && queue != TaskQueue(host) {
+	if queue != api.ControlQueue && queue != api.TaskQueue(host) {
 		served := "is neither the control queue nor a host's queue"
-		if h, ok := strings.CutPrefix(queue, TaskQueue("")); ok {
+		if h, ok := strings.CutPrefix(queue, api.TaskQueue("")); ok {
 			served = "is served by the worker of host " + h
 		}
 		return ctx, badRequest(fmt.Errorf("cluster.host is %q, but this run was started on task queue %q, which %s: nothing was done; start it on task queue %q (the hpcvm CLI does), or fix cluster.host",
 			host, queue, served, api.ControlQueue))
 	}
-	return workflow.WithValue(ctx, hostKey{}, hostRoute{host: host, queue: TaskQueue(host), timeout: o.WithDefaults().HostTimeout}), nil
+	return workflow.WithValue(ctx, hostKey{}, hostRoute{host: host, queue: api.TaskQueue(host), timeout: o.WithDefaults().HostTimeout}), nil
 }
 
 // hostKey carries the run's hostRoute in its context.

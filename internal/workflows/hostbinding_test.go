@@ -21,20 +21,20 @@ import (
 // the CLI submits them.
 func onHost(s *testsuite.WorkflowTestSuite, host string) *testsuite.TestWorkflowEnvironment {
 	env := s.NewTestWorkflowEnvironment()
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: TaskQueue(host)})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: api.TaskQueue(host)})
 	return env
 }
 
 // buildLabOn composes cluster creation as a child on the given queue,
 // right or wrong.
-func buildLabOn(ctx workflow.Context, req Request, queue string) (StartResult, error) {
+func buildLabOn(ctx workflow.Context, req api.Request, queue string) (api.StartResult, error) {
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        WorkflowID(req.Spec.Cluster.Name),
+		WorkflowID:        api.WorkflowID(req.Spec.Cluster.Name),
 		TaskQueue:         queue,
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 	})
-	var res StartResult
-	err := workflow.ExecuteChildWorkflow(ctx, StartClusterName, req).Get(ctx, &res)
+	var res api.StartResult
+	err := workflow.ExecuteChildWorkflow(ctx, api.StartClusterName, req).Get(ctx, &res)
 	return res, err
 }
 
@@ -48,7 +48,7 @@ func TestAChildOnAnotherHostsQueueIsRefusedBeforeAnything(t *testing.T) {
 	env.RegisterWorkflow(buildLabOn)
 	r := &recorder{}
 	r.install(env)
-	env.ExecuteWorkflow(buildLabOn, testRequest(t), TaskQueue("hv2"))
+	env.ExecuteWorkflow(buildLabOn, testRequest(t), api.TaskQueue("hv2"))
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `cluster.host is "hv1", but this run was started on task queue "hpcvm.host.hv2", which is served by the worker of host hv2`)
@@ -112,7 +112,7 @@ func TestClusterWorkflowsOnTheControlQueueRouteStepsToTheHost(t *testing.T) {
 				assert.NotContains(t, werr.Error(), "task queue")
 			}
 			assert.NotEmpty(t, r.calls, "the run goes on")
-			assert.Equal(t, map[string]bool{TaskQueue("hv1"): true}, queues, "every step on the host's queue")
+			assert.Equal(t, map[string]bool{api.TaskQueue("hv1"): true}, queues, "every step on the host's queue")
 		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hpcvm/hpcvm/api"
-	"github.com/hpcvm/hpcvm/internal/activities"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -23,7 +22,7 @@ type updateOutcome struct {
 func ledgerEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
-	env.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: activities.LedgerWorkflowName})
+	env.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: api.LedgerWorkflowName})
 	return env
 }
 
@@ -38,35 +37,35 @@ func update(env *testsuite.TestWorkflowEnvironment, name, id string, arg any, ou
 
 func TestDeviceLedgerGrantsEachDeviceToOneCluster(t *testing.T) {
 	env := ledgerEnv(t)
-	claim := func(cluster, run string, addrs ...string) activities.ClaimRequest {
-		req := activities.ClaimRequest{Host: "hv1", Cluster: cluster, RunID: run}
+	claim := func(cluster, run string, addrs ...string) api.ClaimRequest {
+		req := api.ClaimRequest{Host: "hv1", Cluster: cluster, RunID: run}
 		for _, a := range addrs {
-			req.Devices = append(req.Devices, activities.DeviceClaim{Address: a, VM: "gpu-01"})
+			req.Devices = append(req.Devices, api.DeviceClaim{Address: a, VM: "gpu-01"})
 		}
 		return req
 	}
 	var first, rival, again, freeRun, freeAll updateOutcome
 	env.RegisterDelayedCallback(func() {
-		update(env, activities.LedgerUpdateClaim, "1", claim("a", "r1", "0000:01:00.0"), &first)
-		update(env, activities.LedgerUpdateClaim, "2", claim("b", "r9", "0000:01:00.0", "0000:03:00.0"), &rival)
-		update(env, activities.LedgerUpdateClaim, "3", claim("a", "r2", "0000:01:00.0", "0000:03:00.0"), &again)
-		update(env, activities.LedgerUpdateFree, "4", activities.ReleaseRequest{Cluster: "a", RunID: "r2"}, &freeRun)
-		update(env, activities.LedgerUpdateFree, "5", activities.ReleaseRequest{Cluster: "a"}, &freeAll)
+		update(env, api.LedgerUpdateClaim, "1", claim("a", "r1", "0000:01:00.0"), &first)
+		update(env, api.LedgerUpdateClaim, "2", claim("b", "r9", "0000:01:00.0", "0000:03:00.0"), &rival)
+		update(env, api.LedgerUpdateClaim, "3", claim("a", "r2", "0000:01:00.0", "0000:03:00.0"), &again)
+		update(env, api.LedgerUpdateFree, "4", api.ReleaseRequest{Cluster: "a", RunID: "r2"}, &freeRun)
+		update(env, api.LedgerUpdateFree, "5", api.ReleaseRequest{Cluster: "a"}, &freeAll)
 		env.CancelWorkflow()
 	}, 0)
-	env.ExecuteWorkflow(DeviceLedger, activities.LedgerState{})
+	env.ExecuteWorkflow(DeviceLedger, api.LedgerState{})
 
 	require.NoError(t, first.rejected)
 	require.NoError(t, first.err)
-	assert.Equal(t, activities.ClaimResult{Added: []string{"0000:01:00.0"}}, first.value)
+	assert.Equal(t, api.ClaimResult{Added: []string{"0000:01:00.0"}}, first.value)
 	require.Error(t, rival.rejected, "a device another cluster holds is refused, and nothing of the request is taken")
 	assert.Contains(t, rival.rejected.Error(), "0000:01:00.0 is claimed by cluster a (VM gpu-01) since")
-	assert.Equal(t, activities.ClaimResult{Added: []string{"0000:03:00.0"}}, again.value, "what the cluster holds already is not claimed again")
-	assert.Equal(t, activities.ReleaseResult{Released: []string{"0000:03:00.0"}}, freeRun.value, "a run's compensation frees what that run claimed")
-	assert.Equal(t, activities.ReleaseResult{Released: []string{"0000:01:00.0"}}, freeAll.value, "the first run's claim stayed until the cluster's were freed")
-	v, err := env.QueryWorkflow(activities.LedgerQueryClaims)
+	assert.Equal(t, api.ClaimResult{Added: []string{"0000:03:00.0"}}, again.value, "what the cluster holds already is not claimed again")
+	assert.Equal(t, api.ReleaseResult{Released: []string{"0000:03:00.0"}}, freeRun.value, "a run's compensation frees what that run claimed")
+	assert.Equal(t, api.ReleaseResult{Released: []string{"0000:01:00.0"}}, freeAll.value, "the first run's claim stayed until the cluster's were freed")
+	v, err := env.QueryWorkflow(api.LedgerQueryClaims)
 	require.NoError(t, err)
-	var left []activities.DeviceClaim
+	var left []api.DeviceClaim
 	require.NoError(t, v.Get(&left))
 	assert.Empty(t, left)
 }
@@ -77,14 +76,14 @@ func TestDeviceLedgerCarriesItsClaimsIntoTheNextRun(t *testing.T) {
 	env := ledgerEnv(t)
 	var first updateOutcome
 	env.RegisterDelayedCallback(func() {
-		update(env, activities.LedgerUpdateClaim, "1", activities.ClaimRequest{Cluster: "a", RunID: "r1",
-			Devices: []activities.DeviceClaim{{Address: "0000:01:00.0", VM: "gpu-01"}}}, &first)
+		update(env, api.LedgerUpdateClaim, "1", api.ClaimRequest{Cluster: "a", RunID: "r1",
+			Devices: []api.DeviceClaim{{Address: "0000:01:00.0", VM: "gpu-01"}}}, &first)
 	}, 0)
-	env.ExecuteWorkflow(DeviceLedger, activities.LedgerState{})
+	env.ExecuteWorkflow(DeviceLedger, api.LedgerState{})
 	require.NoError(t, first.err)
 	var cont *workflow.ContinueAsNewError
 	require.True(t, errors.As(env.GetWorkflowError(), &cont), "%v", env.GetWorkflowError())
-	assert.Equal(t, activities.LedgerWorkflowName, cont.WorkflowType.Name)
+	assert.Equal(t, api.LedgerWorkflowName, cont.WorkflowType.Name)
 }
 
 // A device moved from one VM of a cluster to another in cluster.yaml is
@@ -92,34 +91,34 @@ func TestDeviceLedgerCarriesItsClaimsIntoTheNextRun(t *testing.T) {
 // of the old VM must not free a GPU the new one uses.
 func TestDeviceLedgerKeepsAMovedDeviceUntilNoVMNamesIt(t *testing.T) {
 	env := ledgerEnv(t)
-	claim := func(vm, run string) activities.ClaimRequest {
-		return activities.ClaimRequest{Host: "hv1", Cluster: "a", RunID: run, Devices: []activities.DeviceClaim{{Address: "0000:01:00.0", VM: vm}}}
+	claim := func(vm, run string) api.ClaimRequest {
+		return api.ClaimRequest{Host: "hv1", Cluster: "a", RunID: run, Devices: []api.DeviceClaim{{Address: "0000:01:00.0", VM: vm}}}
 	}
 	var first, moved, freeOld, rival, failedRun, freeNew updateOutcome
 	env.RegisterDelayedCallback(func() {
-		update(env, activities.LedgerUpdateClaim, "1", claim("gpu-01", "r1"), &first)
-		update(env, activities.LedgerUpdateClaim, "2", claim("gpu-02", "r2"), &moved)
-		update(env, activities.LedgerUpdateFree, "3", activities.ReleaseRequest{Cluster: "a", VM: "gpu-01"}, &freeOld)
-		update(env, activities.LedgerUpdateClaim, "4", activities.ClaimRequest{Host: "hv1", Cluster: "b", RunID: "r9",
-			Devices: []activities.DeviceClaim{{Address: "0000:01:00.0", VM: "x"}}}, &rival)
-		update(env, activities.LedgerUpdateFree, "5", activities.ReleaseRequest{Cluster: "a", RunID: "r1"}, &failedRun)
-		update(env, activities.LedgerUpdateFree, "6", activities.ReleaseRequest{Cluster: "a", VM: "gpu-02"}, &freeNew)
+		update(env, api.LedgerUpdateClaim, "1", claim("gpu-01", "r1"), &first)
+		update(env, api.LedgerUpdateClaim, "2", claim("gpu-02", "r2"), &moved)
+		update(env, api.LedgerUpdateFree, "3", api.ReleaseRequest{Cluster: "a", VM: "gpu-01"}, &freeOld)
+		update(env, api.LedgerUpdateClaim, "4", api.ClaimRequest{Host: "hv1", Cluster: "b", RunID: "r9",
+			Devices: []api.DeviceClaim{{Address: "0000:01:00.0", VM: "x"}}}, &rival)
+		update(env, api.LedgerUpdateFree, "5", api.ReleaseRequest{Cluster: "a", RunID: "r1"}, &failedRun)
+		update(env, api.LedgerUpdateFree, "6", api.ReleaseRequest{Cluster: "a", VM: "gpu-02"}, &freeNew)
 		env.CancelWorkflow()
 	}, 0)
-	env.ExecuteWorkflow(DeviceLedger, activities.LedgerState{})
+	env.ExecuteWorkflow(DeviceLedger, api.LedgerState{})
 
 	require.NoError(t, moved.err)
-	assert.Equal(t, activities.ClaimResult{}, moved.value, "the cluster held it already: nothing is claimed anew")
-	assert.Equal(t, activities.ReleaseResult{}, freeOld.value, "the old VM's destroy frees nothing: the new VM names the device")
+	assert.Equal(t, api.ClaimResult{}, moved.value, "the cluster held it already: nothing is claimed anew")
+	assert.Equal(t, api.ReleaseResult{}, freeOld.value, "the old VM's destroy frees nothing: the new VM names the device")
 	require.Error(t, rival.rejected, "another cluster still cannot take it")
 	assert.Contains(t, rival.rejected.Error(), "claimed by cluster a (VM gpu-0")
-	assert.Equal(t, activities.ReleaseResult{}, failedRun.value, "r1's holder is gone already")
-	assert.Equal(t, activities.ReleaseResult{Released: []string{"0000:01:00.0"}}, freeNew.value, "free once no VM names it")
+	assert.Equal(t, api.ReleaseResult{}, failedRun.value, "r1's holder is gone already")
+	assert.Equal(t, api.ReleaseResult{Released: []string{"0000:01:00.0"}}, freeNew.value, "free once no VM names it")
 }
 
 // Claims recorded before a claim had holders keep their one holder.
 func TestDeviceClaimsRecordedBeforeHoldersKeepTheirVM(t *testing.T) {
-	old := activities.DeviceClaim{Address: "0000:01:00.0", Cluster: "a", VM: "gpu-01", RunID: "r1"}
+	old := api.DeviceClaim{Address: "0000:01:00.0", Cluster: "a", VM: "gpu-01", RunID: "r1"}
 	left, free := old.WithoutHolders("gpu-02", "")
 	assert.False(t, free)
 	assert.Equal(t, "gpu-01", left.VM)

@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -20,7 +21,7 @@ var stepRetry = &temporal.RetryPolicy{
 // activityContext builds the activity options every hpcvm step shares: the
 // heartbeat timeout makes a dead worker visible in seconds, and the retry
 // policy retries only what activities mark retryable.
-func activityContext(ctx workflow.Context, o Options, startToClose time.Duration, waitForCancel bool) workflow.Context {
+func activityContext(ctx workflow.Context, o api.Options, startToClose time.Duration, waitForCancel bool) workflow.Context {
 	return workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: startToClose,
 		HeartbeatTimeout:    o.HeartbeatTimeout,
@@ -32,13 +33,13 @@ func activityContext(ctx workflow.Context, o Options, startToClose time.Duration
 // stepContext is the activity context of a short libvirt step.
 // WaitForCancellation keeps a cancelled run from compensating before the
 // step it cancelled has really finished.
-func stepContext(ctx workflow.Context, o Options) workflow.Context {
+func stepContext(ctx workflow.Context, o api.Options) workflow.Context {
 	return activityContext(ctx, o, o.StepTimeout, true)
 }
 
 // uploadContext is the activity context of the base image upload, which may
 // take long and heartbeats its offset.
-func uploadContext(ctx workflow.Context, o Options) workflow.Context {
+func uploadContext(ctx workflow.Context, o api.Options) workflow.Context {
 	return activityContext(ctx, o, o.UploadTimeout, true)
 }
 
@@ -52,7 +53,7 @@ func uploadContext(ctx workflow.Context, o Options) workflow.Context {
 const launchHeartbeatTimeout = 15 * time.Second
 
 // launchContext is stepContext for StartDomain.
-func launchContext(ctx workflow.Context, o Options) workflow.Context {
+func launchContext(ctx workflow.Context, o api.Options) workflow.Context {
 	if o.HeartbeatTimeout < launchHeartbeatTimeout {
 		o.HeartbeatTimeout = launchHeartbeatTimeout
 	}

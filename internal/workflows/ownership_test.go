@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/activities"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -50,7 +50,7 @@ func TestScaleOutKeepsEveryAddress(t *testing.T) {
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, req)
 	require.NoError(t, env.GetWorkflowError())
-	var res StartResult
+	var res api.StartResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	old := map[string]string{}
 	for _, vm := range running.VMs {
@@ -73,9 +73,9 @@ func TestScaleOutKeepsEveryAddress(t *testing.T) {
 }
 
 func TestStartRefusesLookalikesBeforeCreatingAnything(t *testing.T) {
-	inv := activities.Inventory{
-		Network: &activities.NetworkState{Name: "lab-network", UUID: "0f4b7c1e-0000-4000-8000-000000000001", Bridge: "br-lab"},
-		Pool:    &activities.PoolState{Name: "lab-pool", UUID: "0f4b7c1e-0000-4000-8000-000000000002", Path: "/srv/pools/lab"},
+	inv := api.Inventory{
+		Network: &api.NetworkState{Name: "lab-network", UUID: "0f4b7c1e-0000-4000-8000-000000000001", Bridge: "br-lab"},
+		Pool:    &api.PoolState{Name: "lab-pool", UUID: "0f4b7c1e-0000-4000-8000-000000000002", Path: "/srv/pools/lab"},
 	}
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
@@ -107,7 +107,7 @@ func TestWorkflowsValidateTheirRequest(t *testing.T) {
 			assert.Empty(t, r.calls)
 		})
 	}
-	noName := Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "../x", Host: "hv1"}}}
+	noName := api.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "../x", Host: "hv1"}}}
 	for name, wf := range map[string]any{"stop": StopCluster, "destroy": DestroyCluster} {
 		t.Run(name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
@@ -126,10 +126,10 @@ func TestWorkflowsValidateTheirRequest(t *testing.T) {
 func TestDecideDestroy(t *testing.T) {
 	plan, err := cluster.NewPlan(testRequest(t).Spec)
 	require.NoError(t, err)
-	base := func() activities.Inventory { return existingInventory(plan) }
+	base := func() api.Inventory { return existingInventory(plan) }
 	cases := []struct {
 		name  string
-		inv   func() activities.Inventory
+		inv   func() api.Inventory
 		only  []string
 		check func(t *testing.T, d destroyDecision)
 	}{
@@ -141,10 +141,10 @@ func TestDecideDestroy(t *testing.T) {
 			assert.Empty(t, d.Kept)
 			assert.Empty(t, d.LeftAlone)
 		}},
-		{"hand-made network and pool with our names: nothing of them is touched", func() activities.Inventory {
-			return activities.Inventory{
-				Network: &activities.NetworkState{Name: "lab-network", UUID: "u1", Bridge: "br-lab"},
-				Pool:    &activities.PoolState{Name: "lab-pool", UUID: "u2", Path: "/srv/pools/lab"},
+		{"hand-made network and pool with our names: nothing of them is touched", func() api.Inventory {
+			return api.Inventory{
+				Network: &api.NetworkState{Name: "lab-network", UUID: "u1", Bridge: "br-lab"},
+				Pool:    &api.PoolState{Name: "lab-pool", UUID: "u2", Path: "/srv/pools/lab"},
 			}
 		}, nil, func(t *testing.T, d destroyDecision) {
 			assert.Empty(t, d.Domains)
@@ -155,16 +155,16 @@ func TestDecideDestroy(t *testing.T) {
 			assert.Len(t, d.LeftAlone, 2)
 			assert.Contains(t, d.LeftAlone[0], "not created by hpcvm")
 		}},
-		{"a file hpcvm did not make keeps the pool", func() activities.Inventory {
+		{"a file hpcvm did not make keeps the pool", func() api.Inventory {
 			inv := base()
-			inv.Volumes["notes.txt"] = activities.VolumeState{Name: "notes.txt", Path: "/srv/pools/lab/notes.txt"}
+			inv.Volumes["notes.txt"] = api.VolumeState{Name: "notes.txt", Path: "/srv/pools/lab/notes.txt"}
 			return inv
 		}, nil, func(t *testing.T, d destroyDecision) {
 			assert.True(t, d.Pool, "DeletePool is tried and keeps the pool, since the file stays")
 			require.Len(t, d.Kept, 1)
 			assert.Contains(t, d.Kept[0], "notes.txt")
 		}},
-		{"a disk another domain uses stays", func() activities.Inventory {
+		{"a disk another domain uses stays", func() api.Inventory {
 			inv := base()
 			inv.ForeignDisks = []string{"/srv/pools/lab/compute-01.qcow2"}
 			return inv
@@ -174,7 +174,7 @@ func TestDecideDestroy(t *testing.T) {
 			}
 			assert.Contains(t, strings.Join(d.Kept, "\n"), "compute-01.qcow2")
 		}},
-		{"an inactive pool that cannot start is kept, the rest goes", func() activities.Inventory {
+		{"an inactive pool that cannot start is kept, the rest goes", func() api.Inventory {
 			inv := base()
 			inv.Volumes, inv.VolumesListed = nil, false
 			inv.Pool.Active, inv.Pool.Problem = false, "cannot access /srv/pools/lab"
@@ -185,7 +185,7 @@ func TestDecideDestroy(t *testing.T) {
 			assert.True(t, d.Network)
 			assert.Contains(t, strings.Join(d.Kept, "\n"), "cannot access")
 		}},
-		{"a foreign domain on our network keeps it", func() activities.Inventory {
+		{"a foreign domain on our network keeps it", func() api.Inventory {
 			inv := base()
 			inv.NetworkUsers = []string{"someone-else"}
 			return inv
@@ -193,16 +193,16 @@ func TestDecideDestroy(t *testing.T) {
 			assert.False(t, d.Network)
 			assert.Contains(t, strings.Join(d.Kept, "\n"), "someone-else")
 		}},
-		{"an empty pool goes", func() activities.Inventory {
+		{"an empty pool goes", func() api.Inventory {
 			inv := base()
 			inv.Domains = nil
-			inv.Volumes = map[string]activities.VolumeState{}
+			inv.Volumes = map[string]api.VolumeState{}
 			return inv
 		}, nil, func(t *testing.T, d destroyDecision) {
 			assert.True(t, d.Pool)
 			assert.Empty(t, d.Kept)
 		}},
-		{"a pool whose directory is gone is undefined", func() activities.Inventory {
+		{"a pool whose directory is gone is undefined", func() api.Inventory {
 			inv := base()
 			inv.Volumes, inv.VolumesListed = nil, false
 			inv.Pool.Active, inv.Pool.Problem, inv.Pool.DirMissing = false, "no such directory", true
@@ -211,9 +211,9 @@ func TestDecideDestroy(t *testing.T) {
 			assert.True(t, d.Pool)
 			assert.Empty(t, d.Kept)
 		}},
-		{"a disk layered on another VM's disk keeps the whole chain", func() activities.Inventory {
+		{"a disk layered on another VM's disk keeps the whole chain", func() api.Inventory {
 			inv := base()
-			inv.Volumes["snap.qcow2"] = activities.VolumeState{Name: "snap.qcow2", Path: "/srv/pools/lab/snap.qcow2", BackingPath: "/srv/pools/lab/compute-01.qcow2"}
+			inv.Volumes["snap.qcow2"] = api.VolumeState{Name: "snap.qcow2", Path: "/srv/pools/lab/snap.qcow2", BackingPath: "/srv/pools/lab/compute-01.qcow2"}
 			inv.ForeignDisks = []string{"/srv/pools/lab/snap.qcow2"}
 			return inv
 		}, nil, func(t *testing.T, d destroyDecision) {
@@ -226,7 +226,7 @@ func TestDecideDestroy(t *testing.T) {
 				assert.NotContains(t, td.Volumes, "compute-01.qcow2")
 			}
 		}},
-		{"a foreign domain that cannot be read keeps pool and network", func() activities.Inventory {
+		{"a foreign domain that cannot be read keeps pool and network", func() api.Inventory {
 			inv := base()
 			inv.Unreadable = []string{"odd-vm"}
 			return inv

@@ -14,11 +14,11 @@ import (
 // even start an inactive pool. It takes no lock, so it runs beside any
 // operation. A check that fails is reported, not raised; the workflow
 // fails only when the host cannot be asked at all.
-func PlanCluster(ctx workflow.Context, req Request) (PlanReport, error) {
+func PlanCluster(ctx workflow.Context, req api.Request) (api.PlanReport, error) {
 	o := req.Options.WithDefaults()
 	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
 	if err != nil {
-		return PlanReport{}, err
+		return api.PlanReport{}, err
 	}
 	actx := workflow.WithActivityOptions(ctx, routed(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: o.StepTimeout,

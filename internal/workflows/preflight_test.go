@@ -5,15 +5,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpcvm/hpcvm/api"
 	"github.com/hpcvm/hpcvm/cluster"
-	"github.com/hpcvm/hpcvm/internal/activities"
 	"github.com/hpcvm/hpcvm/internal/preflight"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 )
 
-func checkNames(cs []Check) []string {
+func checkNames(cs []api.Check) []string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, c.Name)
@@ -21,7 +21,7 @@ func checkNames(cs []Check) []string {
 	return out
 }
 
-func planOf(t *testing.T, req Request, r *recorder, resolver bool) PlanReport {
+func planOf(t *testing.T, req api.Request, r *recorder, resolver bool) api.PlanReport {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
@@ -31,12 +31,12 @@ func planOf(t *testing.T, req Request, r *recorder, resolver bool) PlanReport {
 	}
 	env.ExecuteWorkflow(PlanCluster, req)
 	require.NoError(t, env.GetWorkflowError())
-	var rep PlanReport
+	var rep api.PlanReport
 	require.NoError(t, env.GetWorkflowResult(&rep))
 	return rep
 }
 
-func startOf(t *testing.T, req Request, r *recorder, resolver bool) (StartResult, error) {
+func startOf(t *testing.T, req api.Request, r *recorder, resolver bool) (api.StartResult, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
@@ -45,7 +45,7 @@ func startOf(t *testing.T, req Request, r *recorder, resolver bool) (StartResult
 		r.installResolver(env, false)
 	}
 	env.ExecuteWorkflow(StartCluster, req)
-	var res StartResult
+	var res api.StartResult
 	if env.GetWorkflowError() == nil {
 		require.NoError(t, env.GetWorkflowResult(&res))
 	}
@@ -57,7 +57,7 @@ func startOf(t *testing.T, req Request, r *recorder, resolver bool) (StartResult
 // validate does not (or the reverse), this fails.
 func TestValidateAndStartRunTheSameChecks(t *testing.T) {
 	for name, tc := range map[string]struct {
-		req      Request
+		req      api.Request
 		resolver bool
 	}{
 		"plain":      {testRequest(t), false},
@@ -91,7 +91,7 @@ func TestValidateAndStartRunTheSameChecks(t *testing.T) {
 // A check that fails fails both: validate reports it by name, start
 // refuses with the same words before it creates anything.
 func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
-	lookalike := activities.Inventory{Domains: []activities.DomainState{{Name: "lab-compute-01", State: "shut off"}}}
+	lookalike := api.Inventory{Domains: []api.DomainState{{Name: "lab-compute-01", State: "shut off"}}}
 	plan, err := cluster.NewPlan(testRequest(t).Spec)
 	require.NoError(t, err)
 	// A base volume an older hpcvm uploaded, whose header names a
@@ -107,7 +107,7 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 	}{
 		{preflight.CheckNames, func() *recorder { return &recorder{inv: lookalike} }, false},
 		{preflight.CheckRange, func() *recorder {
-			return &recorder{inv: activities.Inventory{AddressesInUse: []activities.AddressInUse{{Subnet: "192.168.100.128/25", Owner: "libvirt network default (bridge virbr0)", Bridge: "virbr0"}}}}
+			return &recorder{inv: api.Inventory{AddressesInUse: []api.AddressInUse{{Subnet: "192.168.100.128/25", Owner: "libvirt network default (bridge virbr0)", Bridge: "virbr0"}}}}
 		}, false},
 		{preflight.CheckBaseImage + " (in the pool)", func() *recorder { return &recorder{inv: badBase} }, false},
 		{preflight.CheckPaths, func() *recorder { return &recorder{failAt: "CheckHostPaths", badInput: true} }, false},
@@ -121,7 +121,7 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 			}
 			rep := planOf(t, req, tc.r(), tc.resolver)
 			require.False(t, rep.OK())
-			var failed *Check
+			var failed *api.Check
 			for i := range rep.Checks {
 				if !rep.Checks[i].OK {
 					failed = &rep.Checks[i]
@@ -145,7 +145,7 @@ func TestACheckThatFailsFailsValidateAndStartAlike(t *testing.T) {
 // A plan that cannot read the host's routing rules (the xtables lock is
 // held) does not take that for "not routed": the routing check fails.
 func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
-	inv := activities.Inventory{Routing: &activities.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
+	inv := api.Inventory{Routing: &api.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
 	rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
 	require.False(t, rep.OK())
 	for _, c := range rep.Checks {
@@ -160,7 +160,7 @@ func TestValidateFailsClosedWhenTheRoutingCannotBeRead(t *testing.T) {
 // validate says so, rather than leaving the check out as it does for an
 // inspection recorded before addresses were listed.
 func TestRangeCheckIsShownOnAHostWithNothingInUse(t *testing.T) {
-	rangeCheck := func(inv activities.Inventory) *Check {
+	rangeCheck := func(inv api.Inventory) *api.Check {
 		rep := planOf(t, testRequest(t), &recorder{inv: inv}, false)
 		for i := range rep.Checks {
 			if rep.Checks[i].Name == preflight.CheckRange {
@@ -169,18 +169,18 @@ func TestRangeCheckIsShownOnAHostWithNothingInUse(t *testing.T) {
 		}
 		return nil
 	}
-	c := rangeCheck(activities.Inventory{AddressesListed: true})
+	c := rangeCheck(api.Inventory{AddressesListed: true})
 	require.NotNil(t, c, "the range check is reported")
 	assert.True(t, c.OK)
 	assert.Contains(t, c.Detail, "overlaps no network or route of the host")
-	assert.Nil(t, rangeCheck(activities.Inventory{}), "an inspection that listed nothing says nothing")
+	assert.Nil(t, rangeCheck(api.Inventory{}), "an inspection that listed nothing says nothing")
 }
 
 // A start is not refused for firewall rules it cannot read: the host's
 // inspection refuses a start itself when the cluster was ever routed (its
 // audit log says so); validate fails closed.
 func TestStartGoesOnWhenTheRoutingCannotBeRead(t *testing.T) {
-	inv := activities.Inventory{Routing: &activities.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
+	inv := api.Inventory{Routing: &api.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
 	_, err := startOf(t, testRequest(t), &recorder{inv: inv}, false)
 	require.NoError(t, err)
 }

@@ -11,14 +11,14 @@ import (
 // until it continues as new. It holds no state that matters: a run that
 // is terminated (or a namespace that never had one) only means the next
 // question starts a new run.
-func HostQuestions(ctx workflow.Context, st HostQuestionsState) error {
+func HostQuestions(ctx workflow.Context, st api.HostQuestionsState) error {
 	// The host's questions run on its own queue, and so do their steps.
-	if queue := workflow.GetInfo(ctx).TaskQueueName; queue != TaskQueue(st.Host) {
-		return badRequest(fmt.Errorf("the questions of host %q were started on task queue %q: nothing was done; start them on task queue %q (the hpcvm CLI does)", st.Host, queue, TaskQueue(st.Host)))
+	if queue := workflow.GetInfo(ctx).TaskQueueName; queue != api.TaskQueue(st.Host) {
+		return badRequest(fmt.Errorf("the questions of host %q were started on task queue %q: nothing was done; start them on task queue %q (the hpcvm CLI does)", st.Host, queue, api.TaskQueue(st.Host)))
 	}
 	perRun := st.PerRun
 	if perRun <= 0 {
-		perRun = DefaultQuestionsPerRun
+		perRun = api.DefaultQuestionsPerRun
 	}
 	answered := 0
 	summary := func() {
@@ -26,24 +26,24 @@ func HostQuestions(ctx workflow.Context, st HostQuestionsState) error {
 	}
 	summary()
 	handlers := map[string]any{
-		QuestionDescribe: func(ctx workflow.Context, req Request) (Description, error) {
+		api.QuestionDescribe: func(ctx workflow.Context, req api.Request) (api.Description, error) {
 			answered++
 			return DescribeCluster(ctx, req)
 		},
-		QuestionPlan: func(ctx workflow.Context, req Request) (PlanReport, error) {
+		api.QuestionPlan: func(ctx workflow.Context, req api.Request) (api.PlanReport, error) {
 			answered++
 			return PlanCluster(ctx, req)
 		},
-		QuestionAudit: func(ctx workflow.Context, req api.AuditRequest) (api.AuditLog, error) {
+		api.QuestionAudit: func(ctx workflow.Context, req api.AuditRequest) (api.AuditLog, error) {
 			answered++
 			return HostAudit(ctx, req)
 		},
-		QuestionPendingHostChanges: func(ctx workflow.Context, req api.PendingRequest) (api.PendingChanges, error) {
+		api.QuestionPendingHostChanges: func(ctx workflow.Context, req api.PendingRequest) (api.PendingChanges, error) {
 			answered++
 			return PendingHostChanges(ctx, req)
 		},
 	}
-	for _, name := range []string{QuestionDescribe, QuestionPlan, QuestionAudit, QuestionPendingHostChanges} {
+	for _, name := range []string{api.QuestionDescribe, api.QuestionPlan, api.QuestionAudit, api.QuestionPendingHostChanges} {
 		if err := workflow.SetUpdateHandler(ctx, name, handlers[name]); err != nil {
 			return err
 		}
@@ -61,5 +61,5 @@ func HostQuestions(ctx workflow.Context, st HostQuestionsState) error {
 		return err
 	}
 	st.Answered += answered
-	return workflow.NewContinueAsNewError(ctx, HostQuestionsName, st)
+	return workflow.NewContinueAsNewError(ctx, api.HostQuestionsName, st)
 }

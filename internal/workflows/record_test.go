@@ -69,8 +69,8 @@ type historyScenario struct {
 	// questions, if set, makes the run a host's questions workflow
 	// started with this state instead of an operation on a cluster: drive
 	// asks the questions, and the run ends by continuing as new.
-	questions *HostQuestionsState
-	request   func(t *testing.T) Request
+	questions *api.HostQuestionsState
+	request   func(t *testing.T) api.Request
 	script    func(t *testing.T) *fakeScript
 	// drive, if set, acts on the run while it is under way (cancel).
 	drive func(ctx context.Context, t *testing.T, c client.Client, run client.WorkflowRun, s *fakeScript)
@@ -79,28 +79,28 @@ type historyScenario struct {
 }
 
 func historyScenarios() []historyScenario {
-	running := func(t *testing.T) activities.Inventory {
+	running := func(t *testing.T) api.Inventory {
 		plan, err := cluster.NewPlan(testRequest(t).Spec)
 		require.NoError(t, err)
 		return existingInventory(plan)
 	}
-	startResult := func(t *testing.T, run client.WorkflowRun, err error) StartResult {
+	startResult := func(t *testing.T, run client.WorkflowRun, err error) api.StartResult {
 		require.NoError(t, err)
-		var res StartResult
+		var res api.StartResult
 		require.NoError(t, run.Get(context.Background(), &res))
 		return res
 	}
-	startFailure := func(t *testing.T, err error, wantType string) Failure {
+	startFailure := func(t *testing.T, err error, wantType string) api.Failure {
 		var appErr *temporal.ApplicationError
 		require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
 		require.Equal(t, wantType, appErr.Type(), "%v", err)
-		var f Failure
+		var f api.Failure
 		require.NoError(t, appErr.Details(&f))
 		return f
 	}
-	stopResult := func(t *testing.T, run client.WorkflowRun, err error) StopResult {
+	stopResult := func(t *testing.T, run client.WorkflowRun, err error) api.StopResult {
 		require.NoError(t, err)
-		var res StopResult
+		var res api.StopResult
 		require.NoError(t, run.Get(context.Background(), &res))
 		return res
 	}
@@ -112,7 +112,7 @@ func historyScenarios() []historyScenario {
 	rollback := []string{"ForceOffDomain", "DeleteDomain", "DeleteVolume", "DeletePool", "DeleteNetwork"}
 
 	return []historyScenario{{
-		name: "start-success", workflow: StartClusterName, closed: completed,
+		name: "start-success", workflow: api.StartClusterName, closed: completed,
 		scheduled: []string{"Preflight", "EnsureNetwork",
 			"EnsurePool", "UploadBaseImage", "EnsureVolume", "EnsureDomain", "StartDomain"},
 		notScheduled: rollback,
@@ -125,7 +125,7 @@ func historyScenarios() []historyScenario {
 	}, {
 		// The last domain fails to start: every VM's start, domain and
 		// volume, then base, pool and network are undone.
-		name: "start-failure-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-failure-rollback", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled: append([]string{"StartDomain"}, rollback...),
 		request:   testRequest,
 		script: func(*testing.T) *fakeScript {
@@ -142,11 +142,11 @@ func historyScenarios() []historyScenario {
 	}, {
 		// Cancelled while the VMs' volumes are being created: the run
 		// waits for the cancelled steps, then rolls back.
-		name: "start-cancelled", workflow: StartClusterName, closed: canceled,
+		name: "start-cancelled", workflow: api.StartClusterName, closed: canceled,
 		scheduled: []string{"EnsureVolume", "DeleteVolume", "DeletePool", "DeleteNetwork"},
 		events: []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED,
 			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			// A cancelled step learns of it from its next heartbeat.
 			req.Options.HeartbeatTimeout = 2 * time.Second
@@ -168,10 +168,10 @@ func historyScenarios() []historyScenario {
 	}, {
 		// Two nodes join a running cluster; compute-04 fails to start and
 		// is rolled back alone (its start, domain, volume and lease).
-		name: "start-scale-out-node-fails", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-scale-out-node-fails", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled:    []string{"EnsureDHCPHost", "ForceOffDomain", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost"},
 		notScheduled: []string{"DeletePool", "DeleteNetwork"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Spec.ComputeNodes = append(req.Spec.ComputeNodes,
 				cluster.NodeSpec{Name: "compute-03", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1},
@@ -191,7 +191,7 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		// The guests power off after the ACPI button, before the timer.
-		name: "stop-guests-power-off", workflow: StopClusterName, closed: completed,
+		name: "stop-guests-power-off", workflow: api.StopClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "ShutdownDomain", "WaitDomainsOff", "ForceOffDomain"},
 		events:    []enumspb.EventType{enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_CANCELED},
 		request:   testRequest,
@@ -209,11 +209,11 @@ func historyScenarios() []historyScenario {
 	}, {
 		// The guests ignore the button: the durable timer wins, the wait
 		// is cancelled and the guests are forced off.
-		name: "stop-timer-forces-off", workflow: StopClusterName, closed: completed,
+		name: "stop-timer-forces-off", workflow: api.StopClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "ShutdownDomain", "WaitDomainsOff", "ForceOffDomain"},
 		events: []enumspb.EventType{enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_FIRED,
 			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Options.ShutdownTimeout = 3 * time.Second
 			req.Options.HeartbeatTimeout = 2 * time.Second
@@ -232,7 +232,7 @@ func historyScenarios() []historyScenario {
 			assert.Len(t, res.ForcedOff, 3)
 		},
 	}, {
-		name: "destroy-success", workflow: DestroyClusterName, closed: completed,
+		name: "destroy-success", workflow: api.DestroyClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "DeleteDomain", "DeleteVolume", "DeletePool", "DeleteNetwork"},
 		request:   testRequest,
 		script: func(t *testing.T) *fakeScript {
@@ -242,7 +242,7 @@ func historyScenarios() []historyScenario {
 		},
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
-			var res DestroyResult
+			var res api.DestroyResult
 			require.NoError(t, run.Get(context.Background(), &res))
 			assert.Empty(t, res.Kept)
 			assert.Contains(t, res.Deleted, "pool lab-pool")
@@ -251,7 +251,7 @@ func historyScenarios() []historyScenario {
 		// compute-02's domain cannot be deleted: it, its disk, the base
 		// under that disk, the pool and the network (the domain may still
 		// use it) are kept; destroy fails incomplete.
-		name: "destroy-incomplete", workflow: DestroyClusterName, closed: failed, failureType: ErrTypeDestroyIncomplete,
+		name: "destroy-incomplete", workflow: api.DestroyClusterName, closed: failed, failureType: api.ErrTypeDestroyIncomplete,
 		scheduled:    []string{"InspectCluster", "DeleteDomain", "DeleteVolume"},
 		notScheduled: []string{"DeletePool", "DeleteNetwork"},
 		request:      testRequest,
@@ -264,8 +264,8 @@ func historyScenarios() []historyScenario {
 		check: func(t *testing.T, _ client.WorkflowRun, err error) {
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
-			require.Equal(t, ErrTypeDestroyIncomplete, appErr.Type())
-			var res DestroyResult
+			require.Equal(t, api.ErrTypeDestroyIncomplete, appErr.Type())
+			var res api.DestroyResult
 			require.NoError(t, appErr.Details(&res))
 			assert.Contains(t, strings.Join(res.Kept, "\n"), "volume compute-02.qcow2")
 			assert.Contains(t, strings.Join(res.Kept, "\n"), "pool lab-pool")
@@ -273,10 +273,10 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		// `hpcvm destroy --vm compute-02`: one node, its disk and lease.
-		name: "destroy-vm", workflow: DestroyClusterName, closed: completed,
+		name: "destroy-vm", workflow: api.DestroyClusterName, closed: completed,
 		scheduled:    []string{"InspectCluster", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost"},
 		notScheduled: []string{"DeletePool", "DeleteNetwork"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.VMs = []string{"compute-02"}
 			return req
@@ -288,17 +288,17 @@ func historyScenarios() []historyScenario {
 		},
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
-			var res DestroyResult
+			var res api.DestroyResult
 			require.NoError(t, run.Get(context.Background(), &res))
 			assert.Contains(t, res.Deleted, "domain lab-compute-02")
 		},
 	}, {
 		// `hpcvm destroy --vm compute-02,compue-09`: a name the cluster
 		// does not have; nothing is deleted.
-		name: "destroy-vm-missing", workflow: DestroyClusterName, closed: failed, failureType: activities.ErrTypeBadInput,
+		name: "destroy-vm-missing", workflow: api.DestroyClusterName, closed: failed, failureType: api.ErrTypeBadInput,
 		scheduled:    []string{"InspectCluster"},
 		notScheduled: []string{"DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "DeletePool", "DeleteNetwork"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.VMs = []string{"compute-02", "compue-09"}
 			return req
@@ -315,10 +315,10 @@ func historyScenarios() []historyScenario {
 	}, {
 		// A host's questions workflow answers one question of each kind
 		// as updates of one run, then continues as new.
-		name: "host-questions", workflow: HostQuestionsName, closed: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+		name: "host-questions", workflow: api.HostQuestionsName, closed: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 		scheduled: []string{"Describe", "Preflight", "ReadAuditLog", "PendingHostChanges"},
 		events:    []enumspb.EventType{enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED},
-		questions: &HostQuestionsState{Host: "hv1", PerRun: 4},
+		questions: &api.HostQuestionsState{Host: "hv1", PerRun: 4},
 		request:   testRequest,
 		script: func(t *testing.T) *fakeScript {
 			s := newFakeScript()
@@ -334,22 +334,22 @@ func historyScenarios() []historyScenario {
 				require.NoError(t, err)
 				require.NoError(t, h.Get(ctx, result), question)
 			}
-			var d Description
-			ask(QuestionDescribe, testRequest(t), &d)
+			var d api.Description
+			ask(api.QuestionDescribe, testRequest(t), &d)
 			assert.Len(t, d.Inventory.Domains, 3)
-			var r PlanReport
-			ask(QuestionPlan, testRequest(t), &r)
+			var r api.PlanReport
+			ask(api.QuestionPlan, testRequest(t), &r)
 			assert.NotEmpty(t, r.Checks)
-			var log activities.AuditLog
-			ask(QuestionAudit, activities.AuditRequest{Cluster: "lab"}, &log)
-			var pending activities.PendingChanges
-			ask(QuestionPendingHostChanges, activities.PendingRequest{}, &pending)
+			var log api.AuditLog
+			ask(api.QuestionAudit, api.AuditRequest{Cluster: "lab"}, &log)
+			var pending api.PendingChanges
+			ask(api.QuestionPendingHostChanges, api.PendingRequest{}, &pending)
 		},
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
 		},
 	}, {
-		name: "describe", workflow: DescribeClusterName, closed: completed,
+		name: "describe", workflow: api.DescribeClusterName, closed: completed,
 		scheduled: []string{"Describe"},
 		request:   testRequest,
 		script: func(t *testing.T) *fakeScript {
@@ -359,14 +359,14 @@ func historyScenarios() []historyScenario {
 		},
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
-			var d Description
+			var d api.Description
 			require.NoError(t, run.Get(context.Background(), &d))
 			assert.Len(t, d.Inventory.Domains, 3)
 		},
 	}, {
 		// A GPU node: its function is validated and claimed before
 		// anything is created; a failed start gives the claim back last.
-		name: "start-gpu-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-gpu-rollback", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled: append([]string{"Preflight", "ClaimDevices", "StartDomain", "ReleaseDevices"}, rollback...),
 		request:   gpuRequest,
 		script: func(*testing.T) *fakeScript {
@@ -381,10 +381,10 @@ func historyScenarios() []historyScenario {
 	}, {
 		// A GPU node joins a running cluster and fails: it is rolled back
 		// alone, and the device this run claimed for it is given back.
-		name: "start-gpu-node-scale-out-fails", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-gpu-node-scale-out-fails", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled:    []string{"Preflight", "ClaimDevices", "EnsureDHCPHost", "DeleteDomain", "DeleteVolume", "DeleteDHCPHost", "ReleaseDevices"},
 		notScheduled: []string{"DeletePool", "DeleteNetwork"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Spec.ComputeNodes = append(req.Spec.ComputeNodes, cluster.NodeSpec{Name: "gpu-01", MemoryMB: 128, CPUCores: 1, DiskSizeGB: 1,
 				PCIePassthrough: &cluster.PCIePassthroughSpec{Enabled: true, Devices: []cluster.PCIDeviceSpec{{PCIAddress: "0000:01:00.0", DeviceType: "gpu"}}}})
@@ -406,7 +406,7 @@ func historyScenarios() []historyScenario {
 		// dns_mode routed with the host change allowed and confirmed: the
 		// cluster joins the host's routing after its network; a failed
 		// start leaves the routing again, before the network goes.
-		name: "start-routed-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-routed-rollback", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled: append([]string{"EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain", "LeaveRouting"}, rollback...),
 		request:   routedRequest,
 		script: func(*testing.T) *fakeScript {
@@ -421,9 +421,9 @@ func historyScenarios() []historyScenario {
 	}, {
 		// dns_mode service_discovery allowed: the record is written once
 		// the VMs run.
-		name: "start-discovery", workflow: StartClusterName, closed: completed,
+		name: "start-discovery", workflow: api.StartClusterName, closed: completed,
 		scheduled: []string{"Preflight", "StartDomain", "WriteDiscoveryRecord"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "service_discovery"
 			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_service_discovery": true}, "require_confirmation": false}
@@ -437,9 +437,9 @@ func historyScenarios() []historyScenario {
 		// dns_mode shared_dns with host DNS integration: the host's
 		// resolver learns the domain after the network; a failed start
 		// takes the entry back before the network goes.
-		name: "start-shared-dns-rollback", workflow: StartClusterName, closed: failed, failureType: "StartFailed",
+		name: "start-shared-dns-rollback", workflow: api.StartClusterName, closed: failed, failureType: "StartFailed",
 		scheduled: append([]string{"Preflight", "EnsureNetwork", "WriteResolverEntry", "StartDomain", "RemoveResolverEntry"}, rollback...),
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "shared_dns"
 			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true}}
@@ -458,9 +458,9 @@ func historyScenarios() []historyScenario {
 	}, {
 		// A routed cluster started again without a yes: its routing is in
 		// place, so there is nothing to confirm and the run goes on.
-		name: "start-routed-in-place", workflow: StartClusterName, closed: completed,
+		name: "start-routed-in-place", workflow: api.StartClusterName, closed: completed,
 		scheduled: []string{"Preflight", "EnsureNetwork", "RoutedClusters", "JoinRouting", "StartDomain"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := routedRequest(t)
 			req.ConfirmedHostChanges = false
 			return req
@@ -471,7 +471,7 @@ func historyScenarios() []historyScenario {
 		},
 	}, {
 		// Every destroy of a whole cluster leaves the host's routing.
-		name: "destroy-routed", workflow: DestroyClusterName, closed: completed,
+		name: "destroy-routed", workflow: api.DestroyClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "DeleteDomain", "DeleteNetwork"},
 		request:   routedRequest,
 		script: func(t *testing.T) *fakeScript {
@@ -485,7 +485,7 @@ func historyScenarios() []historyScenario {
 	}, {
 		// ... and takes back every host change: the registry record and
 		// the host resolver's entry too.
-		name: "destroy-host-changes", workflow: DestroyClusterName, closed: completed,
+		name: "destroy-host-changes", workflow: api.DestroyClusterName, closed: completed,
 		scheduled: []string{"InspectCluster", "LeaveRouting", "RemoveDiscoveryRecord", "RemoveResolverEntry", "DeleteDomain", "DeleteNetwork"},
 		request:   routedRequest,
 		script: func(t *testing.T) *fakeScript {
@@ -497,14 +497,14 @@ func historyScenarios() []historyScenario {
 			require.NoError(t, err)
 		},
 	}, {
-		name: "plan", workflow: PlanClusterName, closed: completed,
+		name: "plan", workflow: api.PlanClusterName, closed: completed,
 		scheduled:    []string{"Preflight"},
 		notScheduled: []string{"EnsureNetwork", "ClaimDevices"},
 		request:      gpuRequest,
 		script:       func(*testing.T) *fakeScript { return newFakeScript() },
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
-			var r PlanReport
+			var r api.PlanReport
 			require.NoError(t, run.Get(context.Background(), &r))
 			assert.True(t, r.OK(), "%+v", r.Checks)
 			assert.NotEmpty(t, r.Documents)
@@ -512,10 +512,10 @@ func historyScenarios() []historyScenario {
 	}, {
 		// validate runs start's preflight: with host DNS integration
 		// allowed it looks at the resolver entry too.
-		name: "plan-host-changes", workflow: PlanClusterName, closed: completed,
+		name: "plan-host-changes", workflow: api.PlanClusterName, closed: completed,
 		scheduled:    []string{"Preflight"},
 		notScheduled: []string{"EnsureNetwork", "WriteResolverEntry", "WriteDiscoveryRecord"},
-		request: func(t *testing.T) Request {
+		request: func(t *testing.T) api.Request {
 			req := testRequest(t)
 			req.Spec.Network.DNSMode = "shared_dns"
 			req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true}}
@@ -524,7 +524,7 @@ func historyScenarios() []historyScenario {
 		script: func(*testing.T) *fakeScript { return newFakeScript() },
 		check: func(t *testing.T, run client.WorkflowRun, err error) {
 			require.NoError(t, err)
-			var r PlanReport
+			var r api.PlanReport
 			require.NoError(t, run.Get(context.Background(), &r))
 			assert.True(t, r.OK(), "%+v", r.Checks)
 		},
@@ -533,7 +533,7 @@ func historyScenarios() []historyScenario {
 
 // routedRequest is testRequest in dns_mode routed, with the routing
 // allowed and confirmed.
-func routedRequest(t *testing.T) Request {
+func routedRequest(t *testing.T) api.Request {
 	req := testRequest(t)
 	req.Spec.Network.DNSMode = "routed"
 	req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_cross_cluster_routing": true}}
@@ -543,7 +543,7 @@ func routedRequest(t *testing.T) Request {
 }
 
 // gpuRequest is testRequest with a GPU passed through to compute-01.
-func gpuRequest(t *testing.T) Request {
+func gpuRequest(t *testing.T) api.Request {
 	req := testRequest(t)
 	req.Spec.ComputeNodes[0].PCIePassthrough = &cluster.PCIePassthroughSpec{Enabled: true,
 		Devices: []cluster.PCIDeviceSpec{{PCIAddress: "0000:01:00.0", DeviceType: "gpu"}}}
@@ -565,7 +565,7 @@ type fakeActivities struct {
 // fakeScript is what the fakes do in one scenario. Calls are named as in
 // the workflow tests' recorder: "StartDomain lab-compute-02".
 type fakeScript struct {
-	inv activities.Inventory
+	inv api.Inventory
 	// failAt is the call that fails, not retryably, as libvirt would.
 	failAt string
 	// block: calls starting with it heartbeat until cancelled.
@@ -596,7 +596,7 @@ func (s *fakeScript) step(ctx context.Context, call string) error {
 		return heartbeatUntilCancelled(ctx)
 	}
 	if call == s.failAt {
-		return temporal.NewNonRetryableApplicationError("injected failure at "+call+" (history recorder)", activities.ErrTypeLibvirt, nil)
+		return temporal.NewNonRetryableApplicationError("injected failure at "+call+" (history recorder)", api.ErrTypeLibvirt, nil)
 	}
 	return nil
 }
@@ -646,7 +646,7 @@ func (f *fakeActivities) ProbeHost(ctx context.Context) (cluster.HostCapabilitie
 
 // ValidatePCI reports every requested function present, alone in an IOMMU
 // group of its own.
-func (f *fakeActivities) ValidatePCI(ctx context.Context, req activities.PCIRequest) (cluster.PCIFacts, error) {
+func (f *fakeActivities) ValidatePCI(ctx context.Context, req api.PCIRequest) (cluster.PCIFacts, error) {
 	if err := f.script().step(ctx, "ValidatePCI"); err != nil {
 		return cluster.PCIFacts{}, err
 	}
@@ -658,76 +658,76 @@ func (f *fakeActivities) ValidatePCI(ctx context.Context, req activities.PCIRequ
 	return facts, nil
 }
 
-func (f *fakeActivities) ClaimDevices(ctx context.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+func (f *fakeActivities) ClaimDevices(ctx context.Context, req api.ClaimRequest) (api.ClaimResult, error) {
 	if err := f.script().step(ctx, "ClaimDevices"); err != nil {
-		return activities.ClaimResult{}, err
+		return api.ClaimResult{}, err
 	}
-	var res activities.ClaimResult
+	var res api.ClaimResult
 	for _, d := range req.Devices {
 		res.Added = append(res.Added, d.Address)
 	}
 	return res, nil
 }
 
-func (f *fakeActivities) ReleaseDevices(ctx context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
-	return activities.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
+func (f *fakeActivities) ReleaseDevices(ctx context.Context, req api.ReleaseRequest) (api.ReleaseResult, error) {
+	return api.ReleaseResult{}, f.script().step(ctx, "ReleaseDevices")
 }
 
-func (f *fakeActivities) JoinRouting(ctx context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+func (f *fakeActivities) JoinRouting(ctx context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
 	if err := f.script().step(ctx, "JoinRouting "+req.Cluster); err != nil {
-		return activities.HostChangeResult{}, err
+		return api.HostChangeResult{}, err
 	}
-	return activities.HostChangeResult{Records: []hostchange.Record{{Cluster: req.Cluster, Action: hostchange.ActionApply,
+	return api.HostChangeResult{Records: []hostchange.Record{{Cluster: req.Cluster, Action: hostchange.ActionApply,
 		Change: "add filter rule of cluster " + req.Cluster, Outcome: hostchange.OutcomeDone}}}, nil
 }
 
-func (f *fakeActivities) LeaveRouting(ctx context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+func (f *fakeActivities) LeaveRouting(ctx context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
 	if err := f.script().step(ctx, "LeaveRouting "+req.Cluster); err != nil {
-		return activities.HostChangeResult{}, err
+		return api.HostChangeResult{}, err
 	}
-	return activities.HostChangeResult{}, nil
+	return api.HostChangeResult{}, nil
 }
 
 func (f *fakeActivities) RoutedClusters(ctx context.Context) ([]hostchange.Member, error) {
 	return nil, f.script().step(ctx, "RoutedClusters")
 }
 
-func (f *fakeActivities) ReadAuditLog(ctx context.Context, req activities.AuditRequest) (activities.AuditLog, error) {
-	return activities.AuditLog{}, f.script().step(ctx, "ReadAuditLog")
+func (f *fakeActivities) ReadAuditLog(ctx context.Context, req api.AuditRequest) (api.AuditLog, error) {
+	return api.AuditLog{}, f.script().step(ctx, "ReadAuditLog")
 }
 
-func (f *fakeActivities) DiscoveryRecordExists(ctx context.Context, req activities.DiscoveryRequest) (bool, error) {
+func (f *fakeActivities) DiscoveryRecordExists(ctx context.Context, req api.DiscoveryRequest) (bool, error) {
 	return false, f.script().step(ctx, "DiscoveryRecordExists")
 }
 
-func (f *fakeActivities) WriteDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
-	return activities.HostChangeResult{}, f.script().step(ctx, "WriteDiscoveryRecord "+req.Cluster)
+func (f *fakeActivities) WriteDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
+	return api.HostChangeResult{}, f.script().step(ctx, "WriteDiscoveryRecord "+req.Cluster)
 }
 
-func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
-	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
+func (f *fakeActivities) RemoveDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
+	return api.HostChangeResult{}, f.script().step(ctx, "RemoveDiscoveryRecord "+req.Cluster)
 }
 
 // PendingHostChanges: every host change is in place (a routed cluster
 // started again).
-func (f *fakeActivities) PendingHostChanges(ctx context.Context, req activities.PendingRequest) (activities.PendingChanges, error) {
-	return activities.PendingChanges{}, f.script().step(ctx, "PendingHostChanges")
+func (f *fakeActivities) PendingHostChanges(ctx context.Context, req api.PendingRequest) (api.PendingChanges, error) {
+	return api.PendingChanges{}, f.script().step(ctx, "PendingHostChanges")
 }
 
-func (f *fakeActivities) PruneDiscoveryRecord(ctx context.Context, req activities.DiscoveryRequest) (activities.HostChangeResult, error) {
-	return activities.HostChangeResult{}, f.script().step(ctx, "PruneDiscoveryRecord "+req.Cluster)
+func (f *fakeActivities) PruneDiscoveryRecord(ctx context.Context, req api.DiscoveryRequest) (api.HostChangeResult, error) {
+	return api.HostChangeResult{}, f.script().step(ctx, "PruneDiscoveryRecord "+req.Cluster)
 }
 
-func (f *fakeActivities) ResolverEntryExists(ctx context.Context, req activities.ResolverRequest) (bool, error) {
+func (f *fakeActivities) ResolverEntryExists(ctx context.Context, req api.ResolverRequest) (bool, error) {
 	return false, f.script().step(ctx, "ResolverEntryExists")
 }
 
-func (f *fakeActivities) WriteResolverEntry(ctx context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
-	return activities.HostChangeResult{}, f.script().step(ctx, "WriteResolverEntry "+req.Cluster)
+func (f *fakeActivities) WriteResolverEntry(ctx context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
+	return api.HostChangeResult{}, f.script().step(ctx, "WriteResolverEntry "+req.Cluster)
 }
 
-func (f *fakeActivities) RemoveResolverEntry(ctx context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
-	return activities.HostChangeResult{}, f.script().step(ctx, "RemoveResolverEntry "+req.Cluster)
+func (f *fakeActivities) RemoveResolverEntry(ctx context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
+	return api.HostChangeResult{}, f.script().step(ctx, "RemoveResolverEntry "+req.Cluster)
 }
 
 func (f *fakeActivities) ReadLedger(ctx context.Context, host string) (api.LedgerView, error) {
@@ -750,97 +750,97 @@ func (f *fakeActivities) DomainDifferences(ctx context.Context, xmls []string) (
 	return make([]string, len(xmls)), f.script().step(ctx, "DomainDifferences")
 }
 
-func (f *fakeActivities) PoolSpace(ctx context.Context, dir string) (activities.SpaceInfo, error) {
+func (f *fakeActivities) PoolSpace(ctx context.Context, dir string) (api.SpaceInfo, error) {
 	if err := f.script().step(ctx, "PoolSpace"); err != nil {
-		return activities.SpaceInfo{}, err
+		return api.SpaceInfo{}, err
 	}
-	return activities.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, nil
+	return api.SpaceInfo{Measured: "/srv", Available: 1 << 40, Total: 1 << 41}, nil
 }
 
-func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (activities.ImageInfo, error) {
+func (f *fakeActivities) InspectBaseImage(ctx context.Context, path string) (api.ImageInfo, error) {
 	if err := f.script().step(ctx, "InspectBaseImage"); err != nil {
-		return activities.ImageInfo{}, err
+		return api.ImageInfo{}, err
 	}
-	return activities.ImageInfo{Path: path, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, nil
+	return api.ImageInfo{Path: path, Format: "qcow2", VirtualSize: 1 << 28, FileSize: 1 << 24}, nil
 }
 
-func (f *fakeActivities) CheckHostPaths(ctx context.Context, req activities.PathsRequest) error {
+func (f *fakeActivities) CheckHostPaths(ctx context.Context, req api.PathsRequest) error {
 	return f.script().step(ctx, "CheckHostPaths")
 }
 
-func (f *fakeActivities) InspectCluster(ctx context.Context, req activities.InspectRequest) (activities.Inventory, error) {
+func (f *fakeActivities) InspectCluster(ctx context.Context, req api.InspectRequest) (api.Inventory, error) {
 	s := f.script()
 	if err := s.step(ctx, "InspectCluster"); err != nil {
-		return activities.Inventory{}, err
+		return api.Inventory{}, err
 	}
 	return s.inv, nil
 }
 
-func (f *fakeActivities) ensure(ctx context.Context, call string) (activities.EnsureResult, error) {
+func (f *fakeActivities) ensure(ctx context.Context, call string) (api.EnsureResult, error) {
 	if err := f.script().step(ctx, call); err != nil {
-		return activities.EnsureResult{}, err
+		return api.EnsureResult{}, err
 	}
-	return activities.EnsureResult{Created: true}, nil
+	return api.EnsureResult{Created: true}, nil
 }
 
-func (f *fakeActivities) EnsureNetwork(ctx context.Context, xml string) (activities.EnsureResult, error) {
+func (f *fakeActivities) EnsureNetwork(ctx context.Context, xml string) (api.EnsureResult, error) {
 	return f.ensure(ctx, "EnsureNetwork")
 }
 
-func (f *fakeActivities) DeleteNetwork(ctx context.Context, ref activities.NetworkRef) error {
+func (f *fakeActivities) DeleteNetwork(ctx context.Context, ref api.NetworkRef) error {
 	return f.script().step(ctx, "DeleteNetwork "+ref.Name)
 }
 
-func (f *fakeActivities) EnsureDHCPHost(ctx context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
+func (f *fakeActivities) EnsureDHCPHost(ctx context.Context, req api.DHCPHostRequest) (api.EnsureResult, error) {
 	return f.ensure(ctx, "EnsureDHCPHost "+req.Lease.Name)
 }
 
-func (f *fakeActivities) DeleteDHCPHost(ctx context.Context, req activities.DHCPHostRequest) error {
+func (f *fakeActivities) DeleteDHCPHost(ctx context.Context, req api.DHCPHostRequest) error {
 	return f.script().step(ctx, "DeleteDHCPHost "+req.Lease.Name)
 }
 
-func (f *fakeActivities) EnsurePool(ctx context.Context, xml string) (activities.EnsureResult, error) {
+func (f *fakeActivities) EnsurePool(ctx context.Context, xml string) (api.EnsureResult, error) {
 	return f.ensure(ctx, "EnsurePool")
 }
 
-func (f *fakeActivities) DeletePool(ctx context.Context, ref activities.PoolRef) error {
+func (f *fakeActivities) DeletePool(ctx context.Context, ref api.PoolRef) error {
 	return f.script().step(ctx, "DeletePool "+ref.Name)
 }
 
-func (f *fakeActivities) UploadBaseImage(ctx context.Context, req activities.UploadRequest) (activities.UploadResult, error) {
+func (f *fakeActivities) UploadBaseImage(ctx context.Context, req api.UploadRequest) (api.UploadResult, error) {
 	if err := f.script().step(ctx, "UploadBaseImage"); err != nil {
-		return activities.UploadResult{}, err
+		return api.UploadResult{}, err
 	}
 	if req.Existed {
-		return activities.UploadResult{AlreadyDone: true}, nil
+		return api.UploadResult{AlreadyDone: true}, nil
 	}
-	return activities.UploadResult{Bytes: 1 << 24}, nil
+	return api.UploadResult{Bytes: 1 << 24}, nil
 }
 
-func (f *fakeActivities) EnsureVolume(ctx context.Context, req activities.VolumeRequest) (activities.EnsureResult, error) {
+func (f *fakeActivities) EnsureVolume(ctx context.Context, req api.VolumeRequest) (api.EnsureResult, error) {
 	return f.ensure(ctx, "EnsureVolume "+volumeName(req.XML))
 }
 
-func (f *fakeActivities) DeleteVolume(ctx context.Context, ref activities.VolumeRef) error {
+func (f *fakeActivities) DeleteVolume(ctx context.Context, ref api.VolumeRef) error {
 	return f.script().step(ctx, "DeleteVolume "+ref.Name)
 }
 
-func (f *fakeActivities) EnsureDomain(ctx context.Context, xml string) (activities.EnsureResult, error) {
+func (f *fakeActivities) EnsureDomain(ctx context.Context, xml string) (api.EnsureResult, error) {
 	return f.ensure(ctx, "EnsureDomain "+domainName(xml))
 }
 
-func (f *fakeActivities) StartDomain(ctx context.Context, ref activities.DomainRef) (bool, error) {
+func (f *fakeActivities) StartDomain(ctx context.Context, ref api.DomainRef) (bool, error) {
 	if err := f.script().step(ctx, "StartDomain "+ref.Name); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-func (f *fakeActivities) ShutdownDomain(ctx context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
-	return activities.ShutdownResult{}, f.script().step(ctx, "ShutdownDomain "+req.Name)
+func (f *fakeActivities) ShutdownDomain(ctx context.Context, req api.ShutdownRequest) (api.ShutdownResult, error) {
+	return api.ShutdownResult{}, f.script().step(ctx, "ShutdownDomain "+req.Name)
 }
 
-func (f *fakeActivities) ForceOffDomain(ctx context.Context, ref activities.DomainRef) (bool, error) {
+func (f *fakeActivities) ForceOffDomain(ctx context.Context, ref api.DomainRef) (bool, error) {
 	s := f.script()
 	if err := s.step(ctx, "ForceOffDomain "+ref.Name); err != nil {
 		return false, err
@@ -862,7 +862,7 @@ func (f *fakeActivities) WaitDomainsOff(ctx context.Context, names []string) err
 	}
 }
 
-func (f *fakeActivities) DeleteDomain(ctx context.Context, ref activities.DomainRef) error {
+func (f *fakeActivities) DeleteDomain(ctx context.Context, ref api.DomainRef) error {
 	return f.script().step(ctx, "DeleteDomain "+ref.Name)
 }
 

@@ -78,12 +78,12 @@ func TestRecordHistories(t *testing.T) {
 	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
 
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	c := recordingClient(t, TaskQueue("hv1"), quiet)
+	c := recordingClient(t, api.TaskQueue("hv1"), quiet)
 	_ = recordingClient(t, api.ControlQueue, quiet) // no one else serves it either
 	fake := &fakeActivities{}
 	// As a host's worker: the clusters' workflows on the control queue,
 	// the host's activities (and its own workflows) on its queue.
-	w := worker.New(c, TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
+	w := worker.New(c, api.TaskQueue("hv1"), worker.Options{Identity: recorderIdentity})
 	Register(w)
 	registerFakeActivities(t, w, fake)
 	require.NoError(t, w.Start())
@@ -106,9 +106,9 @@ func recordScenario(t *testing.T, c client.Client, fake *fakeActivities, sc hist
 	req := sc.request(t)
 	script := sc.script(t)
 	fake.use(script)
-	id, input, queue := WorkflowID(req.Spec.Cluster.Name)+"-"+sc.name, any(req), api.ControlQueue
+	id, input, queue := api.WorkflowID(req.Spec.Cluster.Name)+"-"+sc.name, any(req), api.ControlQueue
 	if sc.questions != nil {
-		id, input, queue = HostQuestionsID(sc.questions.Host)+"-"+sc.name, *sc.questions, TaskQueue(sc.questions.Host)
+		id, input, queue = api.HostQuestionsID(sc.questions.Host)+"-"+sc.name, *sc.questions, api.TaskQueue(sc.questions.Host)
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,

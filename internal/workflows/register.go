@@ -17,14 +17,14 @@ var startCluster = StartCluster
 
 // Register registers every hpcvm workflow under its stable name.
 func Register(w Registrar) {
-	w.RegisterWorkflowWithOptions(startCluster, workflow.RegisterOptions{Name: StartClusterName})
-	w.RegisterWorkflowWithOptions(StopCluster, workflow.RegisterOptions{Name: StopClusterName})
-	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: DestroyClusterName})
-	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: DescribeClusterName})
-	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: PlanClusterName})
-	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: HostAuditName})
-	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: PendingHostChangesName})
-	w.RegisterWorkflowWithOptions(HostQuestions, workflow.RegisterOptions{Name: HostQuestionsName})
+	w.RegisterWorkflowWithOptions(startCluster, workflow.RegisterOptions{Name: api.StartClusterName})
+	w.RegisterWorkflowWithOptions(StopCluster, workflow.RegisterOptions{Name: api.StopClusterName})
+	w.RegisterWorkflowWithOptions(DestroyCluster, workflow.RegisterOptions{Name: api.DestroyClusterName})
+	w.RegisterWorkflowWithOptions(DescribeCluster, workflow.RegisterOptions{Name: api.DescribeClusterName})
+	w.RegisterWorkflowWithOptions(PlanCluster, workflow.RegisterOptions{Name: api.PlanClusterName})
+	w.RegisterWorkflowWithOptions(HostAudit, workflow.RegisterOptions{Name: api.HostAuditName})
+	w.RegisterWorkflowWithOptions(PendingHostChanges, workflow.RegisterOptions{Name: api.PendingHostChangesName})
+	w.RegisterWorkflowWithOptions(HostQuestions, workflow.RegisterOptions{Name: api.HostQuestionsName})
 	w.RegisterWorkflowWithOptions(DeviceLedger, workflow.RegisterOptions{Name: api.LedgerWorkflowName})
 	w.RegisterWorkflowWithOptions(ClusterRegistry, workflow.RegisterOptions{Name: api.RegistryWorkflowName})
 }

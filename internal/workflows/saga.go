@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -52,7 +53,7 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 		if tr.silent {
 			r, _ := routeOf(tr.ctx)
 			for _, name := range stepNames(c) {
-				tr.set(name, StepCompensationFailed, "not tried: host "+r.host+" did not answer")
+				tr.set(name, api.StepCompensationFailed, "not tried: host "+r.host+" did not answer")
 				failed = append(failed, fmt.Sprintf("%s: not tried, host %s did not answer", name, r.host))
 			}
 			continue
@@ -84,11 +85,11 @@ func (s *saga) compensate(ctx workflow.Context, tr *tracker) (undone, failed []s
 			err, tr.silent = e, true
 		}
 		if err != nil {
-			tr.set(c.name, StepCompensationFailed, rootMessage(err))
+			tr.set(c.name, api.StepCompensationFailed, rootMessage(err))
 			failed = append(failed, fmt.Sprintf("%s: %v", c.name, err))
 			continue
 		}
-		tr.set(c.name, StepCompensated, "")
+		tr.set(c.name, api.StepCompensated, "")
 		undone = append(undone, c.name)
 	}
 	return undone, failed
@@ -125,15 +126,15 @@ type tracker struct {
 	// silent is set once a step found its host silent (no worker took it
 	// within the host timeout): the undos still to run are not tried.
 	silent bool
-	steps  []Step
+	steps  []api.Step
 	index  map[string]int
 	vmOf   map[string]string // step name → the VM it works for
 }
 
 func newTracker(ctx workflow.Context) (*tracker, error) {
 	t := &tracker{ctx: ctx, index: map[string]int{}, vmOf: map[string]string{}}
-	err := workflow.SetQueryHandler(ctx, ProgressQuery, func() ([]Step, error) {
-		return append([]Step(nil), t.steps...), nil
+	err := workflow.SetQueryHandler(ctx, api.ProgressQuery, func() ([]api.Step, error) {
+		return append([]api.Step(nil), t.steps...), nil
 	})
 	return t, err
 }
@@ -143,7 +144,7 @@ func (t *tracker) set(name, status, detail string) {
 		t.steps[i].Status, t.steps[i].Detail = status, detail
 	} else {
 		t.index[name] = len(t.steps)
-		t.steps = append(t.steps, Step{Name: name, Status: status, Detail: detail, VM: t.vmOf[name]})
+		t.steps = append(t.steps, api.Step{Name: name, Status: status, Detail: detail, VM: t.vmOf[name]})
 	}
 	// Current details are not a command: setting them leaves the history,
 	// and the replay of recorded runs, as they were.
@@ -159,7 +160,7 @@ func (t *tracker) expect(vm string, names ...string) {
 			continue
 		}
 		t.index[name] = len(t.steps)
-		t.steps = append(t.steps, Step{Name: name, Status: StepPending, VM: vm})
+		t.steps = append(t.steps, api.Step{Name: name, Status: api.StepPending, VM: vm})
 	}
 }
 
@@ -168,7 +169,7 @@ func (t *tracker) expect(vm string, names ...string) {
 func (t *tracker) dropPending() {
 	kept := t.steps[:0]
 	for _, s := range t.steps {
-		if s.Status != StepPending {
+		if s.Status != api.StepPending {
 			kept = append(kept, s)
 		}
 	}
@@ -198,11 +199,11 @@ func (t *tracker) details() string {
 	finished, pending := 0, 0
 	for _, s := range t.steps {
 		switch s.Status {
-		case StepPending:
+		case api.StepPending:
 			pending++
-		case StepRunning:
+		case api.StepRunning:
 			running = append(running, s.Name)
-		case StepFailed, StepCompensationFailed:
+		case api.StepFailed, api.StepCompensationFailed:
 			failed = append(failed, s.Name)
 			finished++
 		default:

@@ -25,7 +25,7 @@ func (e *stepError) Unwrap() error { return e.err }
 // run executes one step and records its progress. fn reports whether the
 // step changed anything.
 func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
-	tr.set(name, StepRunning, "")
+	tr.set(name, api.StepRunning, "")
 	changed, err := fn()
 	if e, silent := hostSilence(tr.ctx, err); silent {
 		// Nothing more is asked of that host: its undos would wait as
@@ -34,12 +34,12 @@ func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 	}
 	switch {
 	case err != nil:
-		tr.set(name, StepFailed, rootMessage(err))
+		tr.set(name, api.StepFailed, rootMessage(err))
 		return &stepError{step: name, err: err}
 	case changed:
-		tr.set(name, StepDone, "")
+		tr.set(name, api.StepDone, "")
 	default:
-		tr.set(name, StepUnchanged, "")
+		tr.set(name, api.StepUnchanged, "")
 	}
 	return nil
 }
@@ -53,15 +53,15 @@ func run(tr *tracker, name string, fn func() (changed bool, err error)) error {
 // that already has VMs, a node that fails is rolled back alone and the
 // others stay up. The workflow decides nothing from the file or the host
 // itself: it executes the plan the preflight recorded.
-func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
+func StartCluster(ctx workflow.Context, req api.Request) (api.StartResult, error) {
 	o := req.Options.WithDefaults()
 	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
 	if err != nil {
-		return StartResult{}, err
+		return api.StartResult{}, err
 	}
 	tr, err := newTracker(ctx)
 	if err != nil {
-		return StartResult{}, err
+		return api.StartResult{}, err
 	}
 	defer tr.dropPending()
 	actx := stepContext(ctx, o)
@@ -73,7 +73,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		cp    api.ClusterPlan
 		plan  cluster.Plan
 		steps api.StartSteps
-		res   StartResult
+		res   api.StartResult
 	)
 	sg := &saga{}
 	// A preflight chose CPUs no other cluster held when it looked; a start
@@ -89,7 +89,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 		}
 		if f := cp.Refusal; f != nil {
 			err := temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil)
-			tr.set(stepPreflight, StepFailed, orDefault(f.Short, f.Message))
+			tr.set(stepPreflight, api.StepFailed, orDefault(f.Short, f.Message))
 			if f.OfRequest {
 				return res, err
 			}
@@ -99,7 +99,7 @@ func StartCluster(ctx workflow.Context, req Request) (StartResult, error) {
 			return res, temporal.NewNonRetryableApplicationError("the host's preflight returned no steps and no refusal: the worker on host "+req.Spec.Cluster.Host+" runs another hpcvm; upgrade it", api.ErrTypeBadInput, nil)
 		}
 		plan, steps = cp.Plan, *cp.Steps
-		res = StartResult{Plan: plan, Notes: steps.Notes, NotInFile: cp.NotInFile, Checks: cp.Checks}
+		res = api.StartResult{Plan: plan, Notes: steps.Notes, NotInFile: cp.NotInFile, Checks: cp.Checks}
 		err := claimDevices(ctx, o, tr, sg, plan, steps.Devices, steps.Resources)
 		var appErr *temporal.ApplicationError
 		if err != nil && attempt == 1 && errors.As(err, &appErr) && appErr.Type() == api.ErrTypeResourcesClaimed {
@@ -263,7 +263,7 @@ type hostFile struct {
 // writeHostFile writes a host change's file; the rollback removes it only
 // if this run wrote the first one and the cluster does not keep its host
 // changes on failure.
-func writeHostFile(ctx workflow.Context, o Options, tr *tracker, sg *saga, f hostFile, keepOnFailure bool, res *StartResult) error {
+func writeHostFile(ctx workflow.Context, o api.Options, tr *tracker, sg *saga, f hostFile, keepOnFailure bool, res *api.StartResult) error {
 	return run(tr, f.step, func() (bool, error) {
 		if !f.existed && !keepOnFailure {
 			sg.push(f.step, func(c workflow.Context) error {
@@ -307,7 +307,7 @@ func doneChanges(r api.HostChangeResult) []string {
 // joinRouting makes the cluster's network one of the host's routed
 // clusters, once its bridge exists. The rollback leaves the routing only if
 // this run made the cluster a member.
-func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, routing api.RoutingRequest, keepOnFailure bool, res *StartResult) error {
+func joinRouting(ctx workflow.Context, o api.Options, tr *tracker, sg *saga, routing api.RoutingRequest, keepOnFailure bool, res *api.StartResult) error {
 	actx := stepContext(ctx, o)
 	step := routingStep(routing.Bridge)
 	return run(tr, step, func() (bool, error) {
@@ -333,13 +333,13 @@ func joinRouting(ctx workflow.Context, o Options, tr *tracker, sg *saga, routing
 	})
 }
 
-func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm api.VMSteps, sg *saga, res *StartResult) error {
+func startVM(ctx workflow.Context, o api.Options, tr *tracker, plan cluster.Plan, vm api.VMSteps, sg *saga, res *api.StartResult) error {
 	actx := stepContext(ctx, o)
 	// A node rolled back alone (a scale-out) gives back the devices this
 	// run claimed for it; the whole cluster's rollback frees the rest.
 	if vm.ExclusiveDevices || vm.Claims {
 		info := workflow.GetInfo(ctx)
-		release := api.ReleaseRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
+		release := api.ReleaseRequest{Host: plan.Host, Queue: api.TaskQueue(plan.Host), Cluster: plan.Cluster, VM: vm.Name, RunID: info.FirstRunID}
 		sg.push(tr.forVM(vm.Name, "ledger claims of "+vm.Name), func(c workflow.Context) error {
 			return workflow.ExecuteActivity(stepContext(c, o), api.ActReleaseDevices, release).Get(c, nil)
 		})
@@ -398,7 +398,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 	}
 	if ensured.Kept != "" {
 		note := fmt.Sprintf("domain %s was kept as it is, though it differs from what this hpcvm defines in what no cluster.yaml key sets: %s; it was changed by hand or defined by another version of hpcvm (`hpcvm destroy --vm %s`, then start, re-creates it from the template, with a new disk)", vm.Domain, ensured.Kept, vm.Name)
-		tr.set(domStep, StepUnchanged, note)
+		tr.set(domStep, api.StepUnchanged, note)
 		res.Notes = append(res.Notes, note)
 	}
 
@@ -424,7 +424,7 @@ func startVM(ctx workflow.Context, o Options, tr *tracker, plan cluster.Plan, vm
 func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err error) error {
 	tr.dropPending() // what was not begun will not be: the progress shows the rollback
 	undone, notUndone := sg.compensate(ctx, tr)
-	f := Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
+	f := api.Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
 	var se *stepError
 	if errors.As(err, &se) {
 		f.FailedStep = se.step
@@ -442,7 +442,7 @@ func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err 
 func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
 	tr.dropPending() // what was not begun will not be: the progress shows the rollback
 	undone, notUndone := sg.compensate(ctx, tr)
-	f := Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
+	f := api.Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
 	var se *stepError
 	if errors.As(err, &se) {
 		f.FailedStep = se.step
@@ -516,14 +516,14 @@ func rootMessage(err error) string {
 // the cluster's exclusive PCI functions and every VM's pinned CPUs,
 // hugepages and memory; the compensation frees what this run claimed (a
 // claim the cluster held before stays).
-func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan cluster.Plan, devices []api.DeviceClaim, resources []api.ResourceClaim) error {
+func claimDevices(ctx workflow.Context, o api.Options, tr *tracker, sg *saga, plan cluster.Plan, devices []api.DeviceClaim, resources []api.ResourceClaim) error {
 	if len(devices) == 0 && len(resources) == 0 {
 		return nil
 	}
 	info := workflow.GetInfo(ctx)
 	// Claims are the run chain's: a reset run (a new run ID) still gives
 	// back what its first run claimed.
-	req := api.ClaimRequest{Host: plan.Host, Queue: TaskQueue(plan.Host), Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices, Resources: resources}
+	req := api.ClaimRequest{Host: plan.Host, Queue: api.TaskQueue(plan.Host), Cluster: plan.Cluster, RunID: info.FirstRunID, Devices: devices, Resources: resources}
 	release := api.ReleaseRequest{Host: plan.Host, Queue: req.Queue, Cluster: plan.Cluster, RunID: req.RunID}
 	step := "device claims"
 	if len(resources) > 0 {
@@ -550,7 +550,7 @@ func claimDevices(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan c
 
 // bindCluster binds the cluster to its host in the cluster registry; the
 // compensation unbinds it if this run made the binding.
-func bindCluster(ctx workflow.Context, o Options, tr *tracker, sg *saga, plan cluster.Plan) error {
+func bindCluster(ctx workflow.Context, o api.Options, tr *tracker, sg *saga, plan cluster.Plan) error {
 	info := workflow.GetInfo(ctx)
 	req := api.BindRequest{Cluster: plan.Cluster, Host: plan.Host, RunID: info.FirstRunID}
 	var r api.BindResult

@@ -19,29 +19,29 @@ import (
 //
 // It stops every VM the cluster owns in libvirt (by hpcvm's metadata), so it
 // needs only the cluster's name and host, whatever cluster.yaml says today.
-func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
+func StopCluster(ctx workflow.Context, req api.Request) (api.StopResult, error) {
 	o := req.Options.WithDefaults()
 	ctx, err := bindHost(ctx, req.Spec.Cluster.Host, o)
 	if err != nil {
-		return StopResult{}, err
+		return api.StopResult{}, err
 	}
 	tr, err := newTracker(ctx)
 	if err != nil {
-		return StopResult{}, err
+		return api.StopResult{}, err
 	}
 	defer tr.dropPending()
 	if err := cluster.ValidateTarget(req.Spec.Cluster.Name, req.Spec.Cluster.Host); err != nil {
-		return StopResult{}, badRequest(err)
+		return api.StopResult{}, badRequest(err)
 	}
 	var inv api.Inventory
 	if err := run(tr, "inspect", func() (bool, error) {
 		return false, workflow.ExecuteActivity(stepContext(ctx, o), api.ActInspectCluster,
 			api.InspectRequest{Cluster: req.Spec.Cluster.Name}).Get(ctx, &inv)
 	}); err != nil {
-		return StopResult{}, err
+		return api.StopResult{}, err
 	}
 
-	var res StopResult
+	var res api.StopResult
 	var running []string
 	began := workflow.Now(ctx)
 	shutdown := map[string]api.ShutdownRequest{}
@@ -72,7 +72,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 		sreq := shutdown[name]
 		err := run(tr, shutdownStep(name), func() (bool, error) {
 			if sreq.AwaitBoot > 0 {
-				tr.set(shutdownStep(name), StepRunning, fmt.Sprintf("booted %s ago: waiting up to %s for the guest to answer before pressing the power button",
+				tr.set(shutdownStep(name), api.StepRunning, fmt.Sprintf("booted %s ago: waiting up to %s for the guest to answer before pressing the power button",
 					began.Sub(sreq.BootedAt).Round(time.Second), sreq.AwaitBoot))
 			}
 			var r api.ShutdownResult
@@ -81,7 +81,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 			return true, err
 		})
 		if err == nil && sreq.AwaitBoot > 0 {
-			tr.set(shutdownStep(name), StepDone, bootWaitWords(pressed[name]))
+			tr.set(shutdownStep(name), api.StepDone, bootWaitWords(pressed[name]))
 		}
 		return err
 	}); err != nil {
@@ -90,7 +90,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	for _, name := range running {
 		if sreq := shutdown[name]; sreq.AwaitBoot > 0 {
 			r := pressed[name]
-			res.AwaitedBoot = append(res.AwaitedBoot, BootWait{VM: vmOfDomain(req.Spec.Cluster.Name, name),
+			res.AwaitedBoot = append(res.AwaitedBoot, api.BootWait{VM: vmOfDomain(req.Spec.Cluster.Name, name),
 				Booted: began.Sub(sreq.BootedAt).Round(time.Second), Waited: r.Waited, Answer: r.Answer})
 		}
 	}
@@ -107,7 +107,7 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	// of waiting for the cancel to reach it at its next heartbeat.
 	waitCtx = activityContext(waitCtx, o, timeout+o.StepTimeout, false)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	tr.set(waitPowerOffStep, StepRunning, fmt.Sprintf("up to %s, then force off", timeout.Round(time.Second)))
+	tr.set(waitPowerOffStep, api.StepRunning, fmt.Sprintf("up to %s, then force off", timeout.Round(time.Second)))
 	wait := workflow.ExecuteActivity(waitCtx, api.ActWaitDomainsOff, running)
 	timer := workflow.NewTimer(timerCtx, timeout)
 	timedOut := false
@@ -118,11 +118,11 @@ func StopCluster(ctx workflow.Context, req Request) (StopResult, error) {
 	if waitErr := wait.Get(ctx, nil); waitErr != nil && !timedOut {
 		// The wait itself failed (not cancelled by the timer): the guests
 		// still get their full time before they are forced off.
-		tr.set(waitPowerOffStep, StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
+		tr.set(waitPowerOffStep, api.StepFailed, rootMessage(waitErr)+"; waiting out the timeout")
 		_ = timer.Get(ctx, nil)
 		timedOut = true
 	} else {
-		tr.set(waitPowerOffStep, StepDone, "")
+		tr.set(waitPowerOffStep, api.StepDone, "")
 	}
 	res.TimerEnded = timedOut
 

@@ -5,6 +5,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/hpcvm/hpcvm/api"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -28,12 +29,12 @@ const (
 // DrillNote is the note the drilled release adds to a start it finishes.
 const DrillNote = "upgrade drill: the end of this run was executed by the upgraded worker"
 
-func drillStartCluster(ctx workflow.Context, req Request) (StartResult, error) {
+func drillStartCluster(ctx workflow.Context, req api.Request) (api.StartResult, error) {
 	// A new command before everything the previous release did: a run
 	// begun by it has no marker here, so it replays without the command.
 	if unguardedDrill || workflow.GetVersion(ctx, drillChangeBegin, workflow.DefaultVersion, 1) == 1 {
 		if err := workflow.Sleep(ctx, time.Millisecond); err != nil {
-			return StartResult{}, err
+			return api.StartResult{}, err
 		}
 	}
 	res, err := StartCluster(ctx, req)

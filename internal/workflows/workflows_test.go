@@ -35,11 +35,11 @@ compute_nodes:
   - {name: compute-02, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}
 `
 
-func testRequest(t *testing.T) Request {
+func testRequest(t *testing.T) api.Request {
 	t.Helper()
 	s, err := cluster.Parse([]byte(testSpec))
 	require.NoError(t, err)
-	return Request{Spec: s, Options: Options{ShutdownTimeout: time.Minute}}
+	return api.Request{Spec: s, Options: api.Options{ShutdownTimeout: time.Minute}}
 }
 
 var hostCaps = cluster.HostCapabilities{Arch: "x86_64", KVMUsable: true, Emulator: "/usr/bin/qemu-system-x86_64", MachineTypes: []string{"pc-q35-7.2"}}
@@ -51,13 +51,13 @@ type recorder struct {
 	undo   []string
 	calls  []string
 	failAt string
-	inv    activities.Inventory
+	inv    api.Inventory
 	// volumeDelay holds every EnsureVolume for that long (real time).
 	volumeDelay time.Duration
 	// failUndo names a compensating call that fails.
 	failUndo string
 	// inPlace lists the host changes already made (PendingHostChanges).
-	inPlace activities.PendingChanges
+	inPlace api.PendingChanges
 	// kept is what EnsureDomain says of an existing domain that differs
 	// from the template in what no cluster.yaml key sets, by domain.
 	kept map[string]string
@@ -151,9 +151,9 @@ func (r *recorder) fail(call string) error {
 			return temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
 		}
 		if r.badInput {
-			return temporal.NewNonRetryableApplicationError("injected refusal at "+call, activities.ErrTypeBadInput, nil)
+			return temporal.NewNonRetryableApplicationError("injected refusal at "+call, api.ErrTypeBadInput, nil)
 		}
-		return temporal.NewNonRetryableApplicationError("injected failure at "+call, activities.ErrTypeLibvirt, nil)
+		return temporal.NewNonRetryableApplicationError("injected failure at "+call, api.ErrTypeLibvirt, nil)
 	}
 	return nil
 }
@@ -174,29 +174,29 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.Describe, mock.Anything, mock.Anything).Return(func(ctx context.Context, req api.Request) (api.Description, error) {
 		return preflight.Describe(ctx, fakeHost{r}, req)
 	})
-	ensure := func(name string) func(context.Context, string) (activities.EnsureResult, error) {
-		return func(context.Context, string) (activities.EnsureResult, error) {
+	ensure := func(name string) func(context.Context, string) (api.EnsureResult, error) {
+		return func(context.Context, string) (api.EnsureResult, error) {
 			r.note(&r.calls, name)
 			if err := r.fail(name); err != nil {
-				return activities.EnsureResult{}, err
+				return api.EnsureResult{}, err
 			}
-			return activities.EnsureResult{Created: true}, nil
+			return api.EnsureResult{Created: true}, nil
 		}
 	}
-	env.OnActivity(a.ReleaseDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ReleaseRequest) (activities.ReleaseResult, error) {
+	env.OnActivity(a.ReleaseDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.ReleaseRequest) (api.ReleaseResult, error) {
 		r.note(&r.calls, "ReleaseDevices "+req.Cluster+"/"+req.VM)
-		return activities.ReleaseResult{}, r.fail("ReleaseDevices")
+		return api.ReleaseResult{}, r.fail("ReleaseDevices")
 	})
-	env.OnActivity(a.ClaimDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ClaimRequest) (activities.ClaimResult, error) {
+	env.OnActivity(a.ClaimDevices, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.ClaimRequest) (api.ClaimResult, error) {
 		r.note(&r.calls, "ClaimDevices")
 		r.mu.Lock()
 		refuse := r.claimRefusals > 0
 		r.claimRefusals--
 		r.mu.Unlock()
 		if refuse {
-			return activities.ClaimResult{}, temporal.NewNonRetryableApplicationError("CPU 1 is claimed by cluster other", api.ErrTypeResourcesClaimed, nil)
+			return api.ClaimResult{}, temporal.NewNonRetryableApplicationError("CPU 1 is claimed by cluster other", api.ErrTypeResourcesClaimed, nil)
 		}
-		return activities.ClaimResult{}, r.fail("ClaimDevices")
+		return api.ClaimResult{}, r.fail("ClaimDevices")
 	})
 	env.OnActivity(a.BindCluster, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.BindRequest) (api.BindResult, error) {
 		r.note(&r.calls, "BindCluster")
@@ -207,55 +207,55 @@ func (r *recorder) install(env *testsuite.TestWorkflowEnvironment) {
 		return api.UnbindResult{Removed: true}, nil
 	})
 	env.OnActivity(a.EnsureNetwork, mock.Anything, mock.Anything).Return(ensure("EnsureNetwork"))
-	env.OnActivity(a.EnsureDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) (activities.EnsureResult, error) {
+	env.OnActivity(a.EnsureDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.DHCPHostRequest) (api.EnsureResult, error) {
 		return ensure("EnsureDHCPHost "+req.Lease.Name)(nil, "")
 	})
-	env.OnActivity(a.DeleteDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.DHCPHostRequest) error {
+	env.OnActivity(a.DeleteDHCPHost, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.DHCPHostRequest) error {
 		r.note(&r.undo, "DeleteDHCPHost "+req.Lease.Name)
 		return nil
 	})
 	env.OnActivity(a.EnsurePool, mock.Anything, mock.Anything).Return(ensure("EnsurePool"))
-	env.OnActivity(a.UploadBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.UploadRequest) (activities.UploadResult, error) {
+	env.OnActivity(a.UploadBaseImage, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.UploadRequest) (api.UploadResult, error) {
 		r.note(&r.calls, "UploadBaseImage")
-		return activities.UploadResult{Bytes: 1 << 24}, r.fail("UploadBaseImage")
+		return api.UploadResult{Bytes: 1 << 24}, r.fail("UploadBaseImage")
 	})
-	env.OnActivity(a.EnsureVolume, mock.Anything, mock.Anything).After(r.volumeDelay).Return(func(_ context.Context, req activities.VolumeRequest) (activities.EnsureResult, error) {
+	env.OnActivity(a.EnsureVolume, mock.Anything, mock.Anything).After(r.volumeDelay).Return(func(_ context.Context, req api.VolumeRequest) (api.EnsureResult, error) {
 		name := "EnsureVolume " + volumeName(req.XML)
 		return ensure(name)(nil, "")
 	})
-	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (activities.EnsureResult, error) {
+	env.OnActivity(a.EnsureDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, xml string) (api.EnsureResult, error) {
 		res, err := ensure("EnsureDomain "+domainName(xml))(nil, "")
 		if _, existed := r.inv.Domain(domainName(xml)); existed {
 			res.Created, res.Kept = false, r.kept[domainName(xml)]
 		}
 		return res, err
 	})
-	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) (bool, error) {
+	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.DomainRef) (bool, error) {
 		name := ref.Name
 		r.note(&r.calls, "StartDomain "+name)
 		return r.fail("StartDomain "+name) == nil, r.fail("StartDomain " + name)
 	})
 	// Compensations.
-	env.OnActivity(a.DeleteNetwork, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.NetworkRef) error {
+	env.OnActivity(a.DeleteNetwork, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.NetworkRef) error {
 		r.note(&r.undo, "DeleteNetwork "+ref.Name)
 		return nil
 	})
-	env.OnActivity(a.DeletePool, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.PoolRef) error {
+	env.OnActivity(a.DeletePool, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.PoolRef) error {
 		r.note(&r.undo, "DeletePool "+ref.Name)
 		return nil
 	})
-	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.VolumeRef) error {
+	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.VolumeRef) error {
 		r.note(&r.undo, "DeleteVolume "+ref.Name)
 		return nil
 	})
-	env.OnActivity(a.DeleteDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) error {
+	env.OnActivity(a.DeleteDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.DomainRef) error {
 		r.note(&r.undo, "DeleteDomain "+ref.Name)
 		if r.failUndo == "DeleteDomain "+ref.Name {
-			return temporal.NewNonRetryableApplicationError("injected undo failure", activities.ErrTypeLibvirt, nil)
+			return temporal.NewNonRetryableApplicationError("injected undo failure", api.ErrTypeLibvirt, nil)
 		}
 		return nil
 	})
-	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref activities.DomainRef) (bool, error) {
+	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, ref api.DomainRef) (bool, error) {
 		name := ref.Name
 		r.note(&r.undo, "ForceOffDomain "+name)
 		return true, nil
@@ -359,7 +359,7 @@ func TestStartClusterCompensatesEachFailedStepInReverse(t *testing.T) {
 			}
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr))
-			var f Failure
+			var f api.Failure
 			require.NoError(t, appErr.Details(&f))
 			releases := 0
 			for _, c := range r.calls {
@@ -382,7 +382,7 @@ func TestStartClusterSucceedsAndReportsWhatItCreated(t *testing.T) {
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, testRequest(t))
 	require.NoError(t, env.GetWorkflowError())
-	var res StartResult
+	var res api.StartResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Empty(t, r.undo)
 	assert.Len(t, res.Started, 3)
@@ -403,7 +403,7 @@ func TestStartKeepsAHandEditedDomainAndSaysSo(t *testing.T) {
 	r.install(env)
 	env.ExecuteWorkflow(StartCluster, req)
 	require.NoError(t, env.GetWorkflowError())
-	var res StartResult
+	var res api.StartResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Len(t, res.Notes, 1, "%q", res.Notes)
 	assert.Contains(t, res.Notes[0], "domain lab-compute-01 was kept as it is")
@@ -447,7 +447,7 @@ func TestStartClusterCancelledRollsBack(t *testing.T) {
 func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	req := testRequest(t)
 	req.Options.ShutdownTimeout = 30 * time.Second
-	inv := activities.Inventory{Domains: []activities.DomainState{
+	inv := api.Inventory{Domains: []api.DomainState{
 		{Name: "lab-controller-01", State: "running", Owned: true},
 		{Name: "lab-compute-01", State: "running", Owned: true},
 		{Name: "lab-compute-02", State: "shut off", Owned: true},
@@ -459,20 +459,20 @@ func TestStopClusterForcesOffAfterTheDurableTimer(t *testing.T) {
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
 	var shutdown []string
-	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.ShutdownRequest) (api.ShutdownResult, error) {
 		assert.Zero(t, req.AwaitBoot, "a guest not known to have booted just now is not waited for")
 		mu.Lock()
 		defer mu.Unlock()
 		shutdown = append(shutdown, req.Name)
-		return activities.ShutdownResult{}, nil
+		return api.ShutdownResult{}, nil
 	})
 	// The guests never power off: the wait only ends when cancelled.
 	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
-	env.OnActivity(a.ForceOffDomain, mock.Anything, activities.DomainRef{Name: "lab-controller-01", Cluster: "lab"}).Return(true, nil)
-	env.OnActivity(a.ForceOffDomain, mock.Anything, activities.DomainRef{Name: "lab-compute-01", Cluster: "lab"}).Return(false, nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, api.DomainRef{Name: "lab-controller-01", Cluster: "lab"}).Return(true, nil)
+	env.OnActivity(a.ForceOffDomain, mock.Anything, api.DomainRef{Name: "lab-compute-01", Cluster: "lab"}).Return(false, nil)
 	env.ExecuteWorkflow(StopCluster, req)
 	require.NoError(t, env.GetWorkflowError())
-	var res StopResult
+	var res api.StopResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.ElementsMatch(t, []string{"lab-controller-01", "lab-compute-01"}, shutdown, "ACPI only to our running domains")
 	assert.Equal(t, []string{"lab-controller-01"}, res.ForcedOff)
@@ -490,7 +490,7 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 	env := onHost(&s, "hv1")
 	began := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	env.SetStartTime(began)
-	inv := activities.Inventory{Domains: []activities.DomainState{
+	inv := api.Inventory{Domains: []api.DomainState{
 		{Name: "lab-controller-01", State: "running", Owned: true, StartedAt: began.Add(-6 * time.Second)},
 		{Name: "lab-compute-01", State: "running", Owned: true, StartedAt: began.Add(-50 * time.Second)},
 		{Name: "lab-compute-02", State: "running", Owned: true, StartedAt: began.Add(-time.Hour)},
@@ -498,21 +498,21 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(a.InspectCluster, mock.Anything, mock.Anything).Return(inv, nil)
 	var mu sync.Mutex
-	asked := map[string]activities.ShutdownRequest{}
-	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).After(4 * time.Second).Return(func(_ context.Context, req activities.ShutdownRequest) (activities.ShutdownResult, error) {
+	asked := map[string]api.ShutdownRequest{}
+	env.OnActivity(a.ShutdownDomain, mock.Anything, mock.Anything).After(4 * time.Second).Return(func(_ context.Context, req api.ShutdownRequest) (api.ShutdownResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked[req.Name] = req
 		if req.AwaitBoot == 0 {
-			return activities.ShutdownResult{}, nil
+			return api.ShutdownResult{}, nil
 		}
-		return activities.ShutdownResult{Waited: 4 * time.Second, Answer: "its guest agent is connected"}, nil
+		return api.ShutdownResult{Waited: 4 * time.Second, Answer: "its guest agent is connected"}, nil
 	})
 	env.OnActivity(a.WaitDomainsOff, mock.Anything, mock.Anything).After(time.Hour).Return(nil)
 	env.OnActivity(a.ForceOffDomain, mock.Anything, mock.Anything).Return(true, nil)
 	env.ExecuteWorkflow(StopCluster, req)
 	require.NoError(t, env.GetWorkflowError())
-	var res StopResult
+	var res api.StopResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 
 	assert.Equal(t, 20*time.Second, asked["lab-controller-01"].AwaitBoot, "54 s of grace left, but at most half the timeout")
@@ -520,7 +520,7 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 	assert.Equal(t, began.Add(20*time.Second), asked["lab-controller-01"].AwaitUntil, "a retried step waits only what is left")
 	assert.Equal(t, 10*time.Second, asked["lab-compute-01"].AwaitBoot, "the rest of its minute of grace")
 	assert.Zero(t, asked["lab-compute-02"].AwaitBoot, "up for an hour: pressed at once")
-	assert.Equal(t, []BootWait{
+	assert.Equal(t, []api.BootWait{
 		{VM: "controller-01", Booted: 6 * time.Second, Waited: 4 * time.Second, Answer: "its guest agent is connected"},
 		{VM: "compute-01", Booted: 50 * time.Second, Waited: 4 * time.Second, Answer: "its guest agent is connected"},
 	}, res.AwaitedBoot)
@@ -529,19 +529,19 @@ func TestStopWaitsForGuestsThatBootedMomentsAgoWithinTheTimeout(t *testing.T) {
 }
 
 // existingInventory is a running cluster of the plan, all of it hpcvm's.
-func existingInventory(plan cluster.Plan) activities.Inventory {
-	inv := activities.Inventory{
-		Network: &activities.NetworkState{Name: "lab-network", UUID: plan.Network.UUID, Owned: true, Bridge: "br-lab", Active: true},
-		Pool:    &activities.PoolState{Name: "lab-pool", UUID: plan.Pool.UUID, Owned: true, Path: "/srv/pools/lab", Active: true},
-		Volumes: map[string]activities.VolumeState{
+func existingInventory(plan cluster.Plan) api.Inventory {
+	inv := api.Inventory{
+		Network: &api.NetworkState{Name: "lab-network", UUID: plan.Network.UUID, Owned: true, Bridge: "br-lab", Active: true},
+		Pool:    &api.PoolState{Name: "lab-pool", UUID: plan.Pool.UUID, Owned: true, Path: "/srv/pools/lab", Active: true},
+		Volumes: map[string]api.VolumeState{
 			"lab-base.qcow2": {Name: "lab-base.qcow2", Path: "/srv/pools/lab/lab-base.qcow2", Format: "qcow2", Capacity: 1 << 28},
 		},
 		VolumesListed: true,
 	}
 	for _, vm := range plan.VMs {
 		inv.Network.Leases = append(inv.Network.Leases, cluster.HostLease{Name: vm.Name, MAC: vm.MAC, IP: vm.IP})
-		inv.Volumes[vm.Volume] = activities.VolumeState{Name: vm.Volume, Path: "/srv/pools/lab/" + vm.Volume, BackingPath: "/srv/pools/lab/lab-base.qcow2"}
-		inv.Domains = append(inv.Domains, activities.DomainState{Name: vm.Domain, VM: vm.Name, State: "running", Owned: true,
+		inv.Volumes[vm.Volume] = api.VolumeState{Name: vm.Volume, Path: "/srv/pools/lab/" + vm.Volume, BackingPath: "/srv/pools/lab/lab-base.qcow2"}
+		inv.Domains = append(inv.Domains, api.DomainState{Name: vm.Domain, VM: vm.Name, State: "running", Owned: true,
 			Disks: []string{"/srv/pools/lab/" + vm.Volume}, Networks: []string{"lab-network"}})
 	}
 	return inv
@@ -571,8 +571,8 @@ func TestDestroyClusterDeletesOnlyWhatIsOurs(t *testing.T) {
 	}, r.undo, "the network stays: the foreign domain is attached to it")
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr))
-	assert.Equal(t, ErrTypeDestroyIncomplete, appErr.Type())
-	var res DestroyResult
+	assert.Equal(t, api.ErrTypeDestroyIncomplete, appErr.Type())
+	var res api.DestroyResult
 	require.NoError(t, appErr.Details(&res))
 	require.Len(t, res.LeftAlone, 1)
 	assert.Contains(t, res.LeftAlone[0], "lab-compute-02")
@@ -587,19 +587,19 @@ func TestDestroyRemovesEverythingTheClusterOwnsWhateverTheFileSays(t *testing.T)
 	inv := existingInventory(plan)
 	// A node the file no longer names, a half-made disk, and a base of the
 	// other format: all the cluster's.
-	inv.Domains = append(inv.Domains, activities.DomainState{Name: "lab-old", VM: "old", State: "running", Owned: true, Disks: []string{"/srv/pools/lab/old.qcow2"}})
-	inv.Volumes["old.qcow2"] = activities.VolumeState{Name: "old.qcow2", Path: "/srv/pools/lab/old.qcow2", BackingPath: "/srv/pools/lab/lab-base.qcow2"}
-	inv.Volumes["half.qcow2"] = activities.VolumeState{Name: "half.qcow2", Path: "/srv/pools/lab/half.qcow2", BackingPath: "/srv/pools/lab/lab-base.img"}
-	inv.Volumes["lab-base.img"] = activities.VolumeState{Name: "lab-base.img", Path: "/srv/pools/lab/lab-base.img"}
+	inv.Domains = append(inv.Domains, api.DomainState{Name: "lab-old", VM: "old", State: "running", Owned: true, Disks: []string{"/srv/pools/lab/old.qcow2"}})
+	inv.Volumes["old.qcow2"] = api.VolumeState{Name: "old.qcow2", Path: "/srv/pools/lab/old.qcow2", BackingPath: "/srv/pools/lab/lab-base.qcow2"}
+	inv.Volumes["half.qcow2"] = api.VolumeState{Name: "half.qcow2", Path: "/srv/pools/lab/half.qcow2", BackingPath: "/srv/pools/lab/lab-base.img"}
+	inv.Volumes["lab-base.img"] = api.VolumeState{Name: "lab-base.img", Path: "/srv/pools/lab/lab-base.img"}
 	// Only the name and host reach the workflow, as with --name.
-	only := Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
+	only := api.Request{Spec: cluster.Spec{Cluster: cluster.ClusterSpec{Name: "lab", Host: "hv1"}}, NameOnly: true}
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
 	r := &recorder{inv: inv}
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, only)
 	require.NoError(t, env.GetWorkflowError())
-	var res DestroyResult
+	var res api.DestroyResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.ElementsMatch(t, []string{
 		"DeleteDomain lab-controller-01", "DeleteDomain lab-compute-01", "DeleteDomain lab-compute-02", "DeleteDomain lab-old",
@@ -619,7 +619,7 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 	r.install(env)
 	env.ExecuteWorkflow(DestroyCluster, testRequest(t))
 	require.NoError(t, env.GetWorkflowError())
-	var res DestroyResult
+	var res api.DestroyResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Empty(t, r.undo)
 	assert.Empty(t, res.Deleted)
@@ -627,8 +627,8 @@ func TestDestroyOfAMissingClusterSucceeds(t *testing.T) {
 
 // Other workflows compose cluster creation as a child workflow, under the
 // cluster's workflow ID and on its host's queue.
-func buildLab(ctx workflow.Context, req Request) (StartResult, error) {
-	return buildLabOn(ctx, req, TaskQueue(req.Spec.Cluster.Host))
+func buildLab(ctx workflow.Context, req api.Request) (api.StartResult, error) {
+	return buildLabOn(ctx, req, api.TaskQueue(req.Spec.Cluster.Host))
 }
 
 func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
@@ -640,7 +640,7 @@ func TestStartClusterComposesAsChildWorkflow(t *testing.T) {
 	r.install(env)
 	env.ExecuteWorkflow(buildLab, testRequest(t))
 	require.NoError(t, env.GetWorkflowError())
-	var res StartResult
+	var res api.StartResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	assert.Len(t, res.Started, 3)
 }
@@ -663,7 +663,7 @@ func TestFailedUndoStopsTheUndosBeneathIt(t *testing.T) {
 	assert.Contains(t, err.Error(), "COULD NOT UNDO")
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr))
-	var f Failure
+	var f api.Failure
 	require.NoError(t, appErr.Details(&f))
 	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "volume compute-02.qcow2: skipped")
 	assert.Contains(t, strings.Join(f.NotUndone, "\n"), "network lab-network: skipped")
@@ -676,13 +676,13 @@ func (r *recorder) installRouting(env *testsuite.TestWorkflowEnvironment, member
 		r.note(&r.calls, "RoutedClusters")
 		return members, nil
 	})
-	env.OnActivity(a.JoinRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+	env.OnActivity(a.JoinRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
 		r.note(&r.calls, "JoinRouting "+req.Bridge+" "+req.Subnet+" by "+req.RequestedBy)
-		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "add filter rule", Outcome: hostchange.OutcomeDone}}}, r.fail("JoinRouting")
+		return api.HostChangeResult{Records: []hostchange.Record{{Change: "add filter rule", Outcome: hostchange.OutcomeDone}}}, r.fail("JoinRouting")
 	})
-	env.OnActivity(a.LeaveRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RoutingRequest) (activities.HostChangeResult, error) {
+	env.OnActivity(a.LeaveRouting, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.RoutingRequest) (api.HostChangeResult, error) {
 		r.note(&r.undo, "LeaveRouting "+req.Cluster)
-		return activities.HostChangeResult{}, nil
+		return api.HostChangeResult{}, nil
 	})
 }
 
@@ -691,14 +691,14 @@ func (r *recorder) installRouting(env *testsuite.TestWorkflowEnvironment, member
 // rolled back when the cluster was a member before the run or the file
 // says to keep host changes on failure.
 func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
-	run := func(req Request, members []hostchange.Member, failAt string) (*recorder, error, StartResult) {
+	run := func(req api.Request, members []hostchange.Member, failAt string) (*recorder, error, api.StartResult) {
 		var s testsuite.WorkflowTestSuite
 		env := onHost(&s, "hv1")
 		r := &recorder{failAt: failAt}
 		r.install(env)
 		r.installRouting(env, members)
 		env.ExecuteWorkflow(StartCluster, req)
-		var res StartResult
+		var res api.StartResult
 		if env.GetWorkflowError() == nil {
 			require.NoError(t, env.GetWorkflowResult(&res))
 		}
@@ -734,7 +734,7 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 	again.ConfirmedHostChanges = false
 	var s testsuite.WorkflowTestSuite
 	env := onHost(&s, "hv1")
-	r = &recorder{inPlace: activities.PendingChanges{Routing: true}}
+	r = &recorder{inPlace: api.PendingChanges{Routing: true}}
 	r.install(env)
 	r.installRouting(env, []hostchange.Member{{Cluster: "lab", Bridge: "br-lab", Subnet: "192.168.100.0/24"}})
 	env.ExecuteWorkflow(StartCluster, again)
@@ -754,17 +754,17 @@ func TestStartClusterJoinsRoutingAsASagaStep(t *testing.T) {
 // undos.
 func (r *recorder) installResolver(env *testsuite.TestWorkflowEnvironment, existed bool) {
 	r.resolverExisted = existed
-	env.OnActivity(a.WriteResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+	env.OnActivity(a.WriteResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
 		r.note(&r.calls, "WriteResolverEntry "+req.Domain+" "+req.Gateway)
-		return activities.HostChangeResult{Records: []hostchange.Record{{Change: "host resolver entry", Outcome: hostchange.OutcomeDone}}}, r.fail("WriteResolverEntry")
+		return api.HostChangeResult{Records: []hostchange.Record{{Change: "host resolver entry", Outcome: hostchange.OutcomeDone}}}, r.fail("WriteResolverEntry")
 	})
-	env.OnActivity(a.RemoveResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.ResolverRequest) (activities.HostChangeResult, error) {
+	env.OnActivity(a.RemoveResolverEntry, mock.Anything, mock.Anything).Return(func(_ context.Context, req api.ResolverRequest) (api.HostChangeResult, error) {
 		r.note(&r.undo, "RemoveResolverEntry "+req.Cluster+" "+req.Dir)
-		return activities.HostChangeResult{}, nil
+		return api.HostChangeResult{}, nil
 	})
 }
 
-func sharedDNSRequest(t *testing.T) Request {
+func sharedDNSRequest(t *testing.T) api.Request {
 	req := testRequest(t)
 	req.Spec.Network.DNSMode = "shared_dns"
 	req.Spec.HostConfiguration = map[string]any{"network": map[string]any{"enable_host_dns_integration": true, "dnsmasq_address": "127.0.53.1"}}
@@ -778,20 +778,20 @@ func sharedDNSRequest(t *testing.T) Request {
 // network sends *.local to the host's resolver. An existing network
 // whose forwarders differ is refused, untouched.
 func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
-	run := func(req Request, inv activities.Inventory, existed bool, failAt string) (*recorder, error, StartResult) {
+	run := func(req api.Request, inv api.Inventory, existed bool, failAt string) (*recorder, error, api.StartResult) {
 		var s testsuite.WorkflowTestSuite
 		env := onHost(&s, "hv1")
 		r := &recorder{failAt: failAt, inv: inv}
 		r.install(env)
 		r.installResolver(env, existed)
 		env.ExecuteWorkflow(StartCluster, req)
-		var res StartResult
+		var res api.StartResult
 		if env.GetWorkflowError() == nil {
 			require.NoError(t, env.GetWorkflowResult(&res))
 		}
 		return r, env.GetWorkflowError(), res
 	}
-	r, err, res := run(sharedDNSRequest(t), activities.Inventory{}, false, "")
+	r, err, res := run(sharedDNSRequest(t), api.Inventory{}, false, "")
 	require.NoError(t, err)
 	write := "WriteResolverEntry lab.local 192.168.100.1"
 	require.Contains(t, r.calls, "ResolverEntryExists /etc/dnsmasq.d")
@@ -801,24 +801,24 @@ func TestStartClusterTeachesTheHostResolverAsASagaStep(t *testing.T) {
 	assert.Equal(t, []string{"host resolver entry"}, res.HostChanges)
 	assert.Equal(t, "127.0.53.1", res.Plan.Network.HostResolver)
 
-	r, err, _ = run(sharedDNSRequest(t), activities.Inventory{}, false, "StartDomain lab-compute-02")
+	r, err, _ = run(sharedDNSRequest(t), api.Inventory{}, false, "StartDomain lab-compute-02")
 	require.Error(t, err)
 	i := slices.Index(r.undo, "RemoveResolverEntry lab /etc/dnsmasq.d")
 	require.GreaterOrEqual(t, i, 0, "%v", r.undo)
 	assert.Less(t, i, slices.Index(r.undo, "DeleteNetwork lab-network"))
 
-	r, err, _ = run(sharedDNSRequest(t), activities.Inventory{}, true, "StartDomain lab-compute-02")
+	r, err, _ = run(sharedDNSRequest(t), api.Inventory{}, true, "StartDomain lab-compute-02")
 	require.Error(t, err)
 	assert.NotContains(t, r.undo, "RemoveResolverEntry lab /etc/dnsmasq.d", "an entry from before the run stays")
 
 	unconfirmed := sharedDNSRequest(t)
 	unconfirmed.ConfirmedHostChanges = false
-	r, err, _ = run(unconfirmed, activities.Inventory{}, false, "")
+	r, err, _ = run(unconfirmed, api.Inventory{}, false, "")
 	require.ErrorContains(t, err, "write /etc/dnsmasq.d/hpcvm-lab.conf")
 	assert.Equal(t, []string{"PendingHostChanges"}, r.calls)
 
 	// The cluster's network exists without the host resolver: refused.
-	existing := activities.Inventory{Network: &activities.NetworkState{Name: "lab-network", UUID: cluster.NetworkUUID("lab"), Owned: true, Forward: "nat"}}
+	existing := api.Inventory{Network: &api.NetworkState{Name: "lab-network", UUID: cluster.NetworkUUID("lab"), Owned: true, Forward: "nat"}}
 	r, err, _ = run(sharedDNSRequest(t), existing, false, "")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "gives network lab-network the DNS forwarders local/127.0.53.1, 127.0.53.1, but it has none")
@@ -851,7 +851,7 @@ func TestAStepTheHostDoesNotTakeEndsTheRunWithoutUndos(t *testing.T) {
 	assert.NotContains(t, err.Error(), "nothing had been created")
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
-	var f Failure
+	var f api.Failure
 	require.NoError(t, appErr.Details(&f))
 	assert.Empty(t, f.RolledBack)
 	assert.Contains(t, f.NotUndone, "pool lab-pool: not tried, host hv1 did not answer")
