@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -87,14 +88,7 @@ type LedgerView struct {
 func (v LedgerView) Totals() map[string]LedgerTotals {
 	out := map[string]LedgerTotals{}
 	for _, r := range v.Resources {
-		t := out[r.Cluster]
-		t.VMs++
-		t.CPUs += len(r.CPUs)
-		t.MemoryMiB += r.MemoryMiB
-		for _, h := range r.Hugepages {
-			t.HugepageMiB += int(h.Pages * h.SizeKiB >> 10)
-		}
-		out[r.Cluster] = t
+		out[r.Cluster] = out[r.Cluster].Add(r)
 	}
 	for _, d := range v.Devices {
 		t := out[d.Cluster]
@@ -104,13 +98,24 @@ func (v LedgerView) Totals() map[string]LedgerTotals {
 	return out
 }
 
-// LedgerTotals is what one cluster holds of a host.
+// LedgerTotals is what one cluster (or several) holds of a host.
 type LedgerTotals struct {
 	VMs         int `json:"vms"`
 	CPUs        int `json:"pinned_cpus"`
 	HugepageMiB int `json:"hugepage_mib"`
 	MemoryMiB   int `json:"memory_mib"`
 	Devices     int `json:"devices"`
+}
+
+// Add is t with one VM's claim added.
+func (t LedgerTotals) Add(r ResourceClaim) LedgerTotals {
+	t.VMs++
+	t.CPUs += len(r.CPUs)
+	t.MemoryMiB += r.MemoryMiB
+	for _, h := range r.Hugepages {
+		t.HugepageMiB += int(h.Pages * h.SizeKiB >> 10)
+	}
+	return t
 }
 
 // ResourceConflicts says why the request's resource claims cannot be
@@ -275,14 +280,7 @@ type Binding struct {
 }
 
 // HasHost says the binding names host.
-func (b Binding) HasHost(host string) bool {
-	for _, h := range b.Hosts {
-		if h == host {
-			return true
-		}
-	}
-	return false
-}
+func (b Binding) HasHost(host string) bool { return slices.Contains(b.Hosts, host) }
 
 // BindRequest binds a cluster to a host. Adopt: a worker found the
 // cluster on its host; a binding to other hosts gains this one instead of

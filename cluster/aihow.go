@@ -3,9 +3,11 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -280,14 +282,14 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 	}
 	storage := node("base_image", image)
 	if st := c.mapping("clusters.hpc.storage", s["storage"]); st != nil {
-		for _, k := range sortedKeys(st) {
+		for _, k := range slices.Sorted(maps.Keys(st)) {
 			c.skip("clusters.hpc.storage."+k, "a cluster-wide storage service; hpcvm sets up no storage services in the guests (share host directories with virtio_fs_mounts)")
 		}
 	}
 	var inventory *yaml.Node
 	if slurm := c.mapping("clusters.hpc.slurm_config", s["slurm_config"]); slurm != nil {
 		var vars []any
-		for _, k := range sortedKeys(slurm) {
+		for _, k := range slices.Sorted(maps.Keys(slurm)) {
 			vars = append(vars, "slurm_"+k, slurm[k])
 		}
 		inventory = node("vars", node(vars...))
@@ -295,7 +297,7 @@ func (c *aiHowConverter) convert(description string) (Converted, error) {
 	}
 	known := map[string]bool{"name": true, "base_image_path": true, "network": true, "controller": true, "compute_nodes": true,
 		"hardware": true, "storage": true, "slurm_config": true}
-	for _, k := range sortedKeys(s) {
+	for _, k := range slices.Sorted(maps.Keys(s)) {
 		if !known[k] {
 			c.skip("clusters.hpc."+k, "not a setting of the Python tool's HPC cluster")
 		}
@@ -390,7 +392,7 @@ func (c *aiHowConverter) vm(path string, src map[string]any, name string, cluste
 	}
 	known := map[string]bool{"cpu_cores": true, "memory_gb": true, "disk_gb": true, "ip_address": true, "ip": true, "count": true,
 		"auto_start": true, "base_image_path": true, "pcie_passthrough": true, "virtio_fs_mounts": true}
-	for _, k := range sortedKeys(src) {
+	for _, k := range slices.Sorted(maps.Keys(src)) {
 		if !known[k] {
 			c.skip(path+"."+k, "not a VM setting of the Python tool")
 		}
@@ -547,7 +549,7 @@ func copyMap(m map[string]any) map[string]any {
 // output does not depend on Go's map order.
 func orderedCopy(m map[string]any) *yaml.Node {
 	var pairs []any
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		pairs = append(pairs, k, ordered(m[k]))
 	}
 	return node(pairs...)

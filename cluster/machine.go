@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -234,7 +235,7 @@ func negotiateCPU(m *MachinePlan, acc AccelerationSpec, host HostCapabilities) [
 		}
 	}
 	if len(unsupported) > 0 {
-		errs = append(errs, fmt.Sprintf("%s requires %s, which %s on this host cannot give a guest; it offers: %s", pathCPUFeatures, strings.Join(unsupported, ", "), kind, strings.Join(sortedKeys(offered), " ")))
+		errs = append(errs, fmt.Sprintf("%s requires %s, which %s on this host cannot give a guest; it offers: %s", pathCPUFeatures, strings.Join(unsupported, ", "), kind, strings.Join(slices.Sorted(maps.Keys(offered)), " ")))
 	}
 	if len(absent) > 0 {
 		errs = append(errs, fmt.Sprintf("%s disables %s, which neither the host's CPU nor any guest CPU libvirt offers here has: check the spelling (`virsh domcapabilities` lists the features), or remove it", pathCPUFeatures, strings.Join(absent, ", ")))
@@ -502,15 +503,6 @@ func setOf(lists ...[]string) map[string]bool {
 			out[x] = true
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

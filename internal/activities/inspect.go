@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -308,7 +309,7 @@ wait:
 		if !got[i] {
 			continue
 		}
-		for _, mac := range sortedKeys(answers[i]) {
+		for _, mac := range slices.Sorted(maps.Keys(answers[i])) {
 			for _, ip := range answers[i][mac] {
 				out = append(out, api.LiveAddress{MAC: mac, IP: ip, Source: "agent", Hostname: d.VM})
 			}
@@ -319,15 +320,6 @@ wait:
 
 // agentAnswerWithin is how long a status waits for the guest agents.
 const agentAnswerWithin = 3 * time.Second
-
-func sortedKeys(m map[string][]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // addressesInUse lists the subnets of every libvirt network of the host
 // and every route of the hypervisor's namespace (a LAN, a VPN, Docker's

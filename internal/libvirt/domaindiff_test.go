@@ -1,10 +1,11 @@
 package libvirt
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -266,7 +267,7 @@ func TestDomainFieldsComparedOrIgnored(t *testing.T) {
 
 		paths := map[string]bool{}
 		renderedPaths(reflect.ValueOf(want), "", paths)
-		for _, path := range sortedKeys(paths) {
+		for _, path := range slices.Sorted(maps.Keys(paths)) {
 			seen[path] = true
 			name, compared := comparedFields[path]
 			if _, ignored := ignoredFields[path]; !compared && !ignored {
@@ -313,15 +314,6 @@ func fixedField(name string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // libvirt reads back every rendered domain so that diffDomain finds no

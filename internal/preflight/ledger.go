@@ -67,18 +67,16 @@ func (r *run) ledgerCheck() error {
 	if msg := api.ResourceConflicts(held, api.ClaimRequest{Host: r.fresh.Host, Cluster: r.fresh.Cluster, Resources: claims, Capacity: r.ledger.Capacity}); msg != "" {
 		refusal = temporal.NewNonRetryableApplicationError(msg, api.ErrTypeResourcesClaimed, nil)
 	}
-	mine := api.LedgerView{Resources: claims}.Totals()[""]
-	others := api.LedgerTotals{}
+	var mine, others api.LedgerTotals
+	for _, c := range claims {
+		mine = mine.Add(c)
+	}
 	clusters := map[string]bool{}
 	for _, c := range r.ledger.Resources {
-		if c.Cluster == r.fresh.Cluster {
-			continue
+		if c.Cluster != r.fresh.Cluster {
+			clusters[c.Cluster] = true
+			others = others.Add(c)
 		}
-		clusters[c.Cluster] = true
-		t := api.LedgerView{Resources: []api.ResourceClaim{c}}.Totals()[c.Cluster]
-		others.CPUs += t.CPUs
-		others.HugepageMiB += t.HugepageMiB
-		others.MemoryMiB += t.MemoryMiB
 	}
 	detail := fmt.Sprintf("this cluster claims %d pinned CPU(s), %d MiB of hugepages, %d MiB of memory; %d other cluster(s) hold %d CPU(s), %d MiB of hugepages, %d MiB of memory",
 		mine.CPUs, mine.HugepageMiB, mine.MemoryMiB, len(clusters), others.CPUs, others.HugepageMiB, others.MemoryMiB)

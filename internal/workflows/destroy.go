@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -317,7 +318,7 @@ func clusterVMs(inv api.Inventory) []string {
 			seen[l.Name] = true
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func leaseNames(ls []cluster.HostLease) []string {

@@ -2,9 +2,9 @@ package workflows
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/hpcvm/hpcvm/api"
@@ -127,7 +127,7 @@ func decideDestroy(name string, inv api.Inventory, onlyVMs []string) destroyDeci
 		}
 	}
 	if partial {
-		for _, vm := range sortedKeys(only) {
+		for _, vm := range slices.Sorted(maps.Keys(only)) {
 			if !found[vm] {
 				// The domain is gone; its disk may still be there.
 				if v, ok := inv.Volumes[vm+".qcow2"]; ok && !claimed[v.Name] && basePaths[filepath.Clean(v.BackingPath)] != "" && !foreign[filepath.Clean(v.Path)] {
@@ -151,7 +151,7 @@ func decideDestroy(name string, inv api.Inventory, onlyVMs []string) destroyDeci
 		return d
 	}
 
-	for _, vname := range sortedKeys(inv.Volumes) {
+	for _, vname := range slices.Sorted(maps.Keys(inv.Volumes)) {
 		v := inv.Volumes[vname]
 		switch {
 		case claimed[vname] || isBase[vname]:
@@ -236,7 +236,7 @@ func keepBackingChains(d *destroyDecision, inv api.Inventory, foreign map[string
 		needed[name] = from
 		walk(from, inv.Volumes[name].BackingPath, depth+1)
 	}
-	for _, name := range sortedKeys(inv.Volumes) {
+	for _, name := range slices.Sorted(maps.Keys(inv.Volumes)) {
 		if !doomed[name] && inv.Volumes[name].BackingPath != "" {
 			walk(name, inv.Volumes[name].BackingPath, 0)
 		}
@@ -274,7 +274,7 @@ func basesInUse(inv api.Inventory, bases []string, deleted map[string]bool) map[
 		byPath[filepath.Clean(v.Path)] = name
 	}
 	out := map[string][]string{}
-	for _, vname := range sortedKeys(inv.Volumes) {
+	for _, vname := range slices.Sorted(maps.Keys(inv.Volumes)) {
 		if deleted[vname] {
 			continue
 		}
@@ -294,15 +294,6 @@ func basesInUse(inv api.Inventory, bases []string, deleted map[string]bool) map[
 			delete(out, k)
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/hpcvm/hpcvm/api"
@@ -143,20 +144,7 @@ func DeviceLedger(ctx workflow.Context, st api.LedgerState) error {
 // sameResources says two claims of one VM hold the same CPUs, pages and
 // memory.
 func sameResources(a, b api.ResourceClaim) bool {
-	if a.MemoryMiB != b.MemoryMiB || len(a.CPUs) != len(b.CPUs) || len(a.Hugepages) != len(b.Hugepages) {
-		return false
-	}
-	for i := range a.CPUs {
-		if a.CPUs[i] != b.CPUs[i] {
-			return false
-		}
-	}
-	for i := range a.Hugepages {
-		if a.Hugepages[i] != b.Hugepages[i] {
-			return false
-		}
-	}
-	return true
+	return a.MemoryMiB == b.MemoryMiB && slices.Equal(a.CPUs, b.CPUs) && slices.Equal(a.Hugepages, b.Hugepages)
 }
 
 // continueWhenLong waits until a long-running record (a ledger, the

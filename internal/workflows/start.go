@@ -419,16 +419,23 @@ func startVM(ctx workflow.Context, o api.Options, tr *tracker, plan cluster.Plan
 	})
 }
 
-// failNodes rolls back the nodes that failed on a cluster that was already
-// up, and says so.
-func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err error) error {
+// rollBack undoes what the saga holds, in reverse, after err, and says
+// which step failed and what was and was not undone.
+func rollBack(ctx workflow.Context, tr *tracker, sg *saga, err error) (f api.Failure, undone, notUndone []string) {
 	tr.dropPending() // what was not begun will not be: the progress shows the rollback
-	undone, notUndone := sg.compensate(ctx, tr)
-	f := api.Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
+	undone, notUndone = sg.compensate(ctx, tr)
+	f = api.Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
 	var se *stepError
 	if errors.As(err, &se) {
 		f.FailedStep = se.step
 	}
+	return f, undone, notUndone
+}
+
+// failNodes rolls back the nodes that failed on a cluster that was already
+// up, and says so.
+func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err error) error {
+	f, undone, notUndone := rollBack(ctx, tr, sg, err)
 	msg := fmt.Sprintf("step %q failed: %s; node(s) %s rolled back alone (%s); the cluster's other nodes, old and new, are up",
 		f.FailedStep, f.Cause, strings.Join(names, ", "), orDefault(strings.Join(undone, ", "), "nothing of theirs had been created"))
 	if len(notUndone) > 0 {
@@ -440,13 +447,7 @@ func failNodes(ctx workflow.Context, tr *tracker, sg *saga, names []string, err 
 // failStart rolls back and builds the error the operator reads: what failed,
 // why, and what was undone.
 func failStart(ctx workflow.Context, tr *tracker, sg *saga, err error) error {
-	tr.dropPending() // what was not begun will not be: the progress shows the rollback
-	undone, notUndone := sg.compensate(ctx, tr)
-	f := api.Failure{FailedStep: "start", Cause: rootMessage(err), RolledBack: undone, NotUndone: notUndone}
-	var se *stepError
-	if errors.As(err, &se) {
-		f.FailedStep = se.step
-	}
+	f, undone, notUndone := rollBack(ctx, tr, sg, err)
 	var msg strings.Builder
 	fmt.Fprintf(&msg, "step %q failed: %s", f.FailedStep, f.Cause)
 	switch {
