@@ -9,6 +9,7 @@ package preflight
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -64,6 +65,7 @@ const (
 	CheckPoolSpace   = "pool space"
 	CheckXML         = "xml"
 	CheckOldDomains  = "existing domains"
+	CheckSize        = "recorded size"
 )
 
 // Checks are the checks of the preflight, in the order they run. A check
@@ -72,7 +74,7 @@ const (
 // the host changes' confirmation, and reports it only when it refuses.
 var Checks = []string{CheckFile, CheckHostChanges, CheckNames, CheckBinding, CheckRouting, CheckForward, CheckRange, CheckAddresses, CheckDNS,
 	CheckHost, CheckHardware, CheckLedger, CheckPCI, CheckPaths, CheckDiscovery, CheckResolver, CheckBaseImage, CheckDiskSizes, CheckPoolSpace,
-	CheckXML, CheckOldDomains}
+	CheckXML, CheckOldDomains, CheckSize}
 
 // refused is a check that failed in a start: which, and what start's
 // progress shows for it.
@@ -168,8 +170,38 @@ func (r *run) all() error {
 	}
 	if r.failFast {
 		r.out.Steps = r.steps(docs)
+		// A start records its answer in one payload of the run's
+		// history: the report plan and validate show is left out, as
+		// the steps carry every document.
+		r.out.Documents, r.out.Objects = nil, nil
 	}
-	return nil
+	return r.sizeCheck()
+}
+
+// MaxRecordedPlan is the most the preflight's answer may weigh (JSON):
+// Temporal refuses a payload over 2 MiB (its default blob size limit),
+// and the event around it needs room too.
+const MaxRecordedPlan = 3 << 19 // 1.5 MiB
+
+// sizeCheck refuses a start whose answer Temporal could not record. A
+// plan's report too large to return leaves its documents out and says so.
+func (r *run) sizeCheck() error {
+	b, err := json.Marshal(r.out)
+	if err != nil {
+		return err
+	}
+	if len(b) <= MaxRecordedPlan {
+		r.out.Checks = append(r.out.Checks, api.Check{Name: CheckSize, OK: true, Detail: fmt.Sprintf("the plan takes %d KiB of the %d KiB a run's history records in one event", len(b)>>10, MaxRecordedPlan>>10)})
+		return nil
+	}
+	perVM := len(b) / max(1, len(r.plan.VMs))
+	refusal := fmt.Errorf("the plan of %d VMs takes %d KiB (about %d B a VM), more than the %d KiB a Temporal history records in one event: split the cluster into clusters of at most %d VMs",
+		len(r.plan.VMs), len(b)>>10, perVM, MaxRecordedPlan>>10, MaxRecordedPlan/perVM)
+	if !r.failFast {
+		r.out.Documents = nil
+		refusal = fmt.Errorf("%w (this report leaves the documents out)", refusal)
+	}
+	return r.shortCheck(CheckSize, badRequest(refusal), "", "the cluster is too large for one run")
 }
 
 // check records one outcome. In a start, a failure ends the preflight.

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -183,4 +186,50 @@ func TestStartGoesOnWhenTheRoutingCannotBeRead(t *testing.T) {
 	inv := api.Inventory{Routing: &api.RoutingState{Problem: "iptables did not answer within 5s (is the xtables lock held?)"}}
 	_, err := startOf(t, testRequest(t), &recorder{inv: inv}, false)
 	require.NoError(t, err)
+}
+
+// A start records its preflight's answer in the run's history, in one
+// payload, which Temporal caps at 2 MiB: what a start does not use (the
+// plan's report: documents, objects) stays out; a cluster whose answer
+// would still not fit is refused, before anything is created, with the
+// size it may have; plan and validate say so and leave their documents out.
+func TestARecordedStartPlanFitsTheHistoryOrIsRefused(t *testing.T) {
+	request := func(computes int) api.Request {
+		var spec strings.Builder
+		spec.WriteString(strings.Split(testSpec, "compute_nodes:")[0] + "compute_nodes:\n")
+		for i := 1; i <= computes; i++ {
+			fmt.Fprintf(&spec, "  - {name: compute-%03d, memory_mb: 128, cpu_cores: 1, disk_size_gb: 1}\n", i)
+		}
+		s, err := cluster.Parse([]byte(strings.Replace(spec.String(), "controller:", "network: {network_range: 10.40.0.0/20}\ncontroller:", 1)))
+		require.NoError(t, err)
+		return api.Request{Spec: s}
+	}
+	preflightOf := func(computes int, mode string) (api.ClusterPlan, int) {
+		cp, err := preflight.Run(context.Background(), fakeHost{&recorder{}}, api.PreflightRequest{Request: request(computes), Mode: mode})
+		require.NoError(t, err)
+		b, err := json.Marshal(cp)
+		require.NoError(t, err)
+		return cp, len(b)
+	}
+
+	fits, size := preflightOf(299, api.PreflightStart)
+	require.Nil(t, fits.Refusal)
+	require.NotNil(t, fits.Steps)
+	assert.Zero(t, len(fits.Documents), "a start does not record the plan's documents: its steps carry the XML")
+	assert.Zero(t, len(fits.Objects))
+	assert.LessOrEqual(t, size, preflight.MaxRecordedPlan)
+	t.Logf("1 + 299 VMs: a start records %d KiB (%d B a VM)", size>>10, size/300)
+
+	tooLarge, size := preflightOf(999, api.PreflightStart)
+	require.NotNil(t, tooLarge.Refusal, "%d B", size)
+	assert.Equal(t, preflight.CheckSize, tooLarge.Refusal.Check)
+	assert.Contains(t, tooLarge.Refusal.Message, "the plan of 1000 VMs takes")
+	assert.Contains(t, tooLarge.Refusal.Message, "split the cluster into clusters of at most")
+	assert.Nil(t, tooLarge.Steps)
+	assert.Less(t, size, preflight.MaxRecordedPlan, "the refusal itself is small")
+
+	report, size := preflightOf(999, api.PreflightPlan)
+	assert.Less(t, size, 2<<20, "plan's report of a cluster too large still comes back")
+	assert.Contains(t, checkNames(report.Checks), preflight.CheckSize)
+	assert.Zero(t, len(report.Documents))
 }
