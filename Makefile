@@ -55,8 +55,12 @@ test: deps libvirtd postgres ## run every test of every module: unit, workflow, 
 test-unit: ## the tests that need neither libvirtd nor Temporal
 	$(GO) test -count=1 ./api/ ./cluster/ ./internal/templates/ ./internal/preflight/ ./internal/workflows/
 
-bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; prints min/median/max, ratios per round, CPU used
-	cd e2e && $(GO) test -run '^$$' -bench StartDestroyVsVirsh -benchtime 5x -timeout $(TEST_TIMEOUT) ./
+# BENCH_BASE is the revision make bench compares this tree with, side by
+# side (the main before the control-plane work of issue 21 by default).
+BENCH_BASE ?= 46ab497
+
+bench: deps libvirtd ## start+destroy 1+7 and 1+31 VMs with hpcvm and with a plain 8-way parallel virsh script, alternating; then with this tree and BENCH_BASE side by side; prints min/median/max, ratios per round, CPU used
+	cd e2e && HPCVM_BENCH_BASE=$(BENCH_BASE) $(GO) test -run '^$$' -bench 'StartDestroyVsVirsh|StartDestroyOldVsNew' -benchtime 5x -timeout $(TEST_TIMEOUT) ./
 
 bench-upload: deps libvirtd ## upload dense raw, sparse raw and sparse qcow2 images the ways hpcvm does (stream, undigested stream, whole step) and with virsh vol-upload (--sparse), alternating; prints times, rates, ratios, allocations
 	$(GO) test -run '^$$' -bench UploadVsVirsh -benchtime 1x -timeout $(TEST_TIMEOUT) ./internal/activities/
