@@ -73,6 +73,10 @@ type Options struct {
 // times out only costs a replay of the history on the host's queue.
 const DefaultStickyTimeout = 500 * time.Millisecond
 
+// activityPollers is how many polls a host's worker keeps open on its
+// queue (see New).
+const activityPollers = 8
+
 // New registers the activities (and the workflows, for the host's own
 // runs and those older clients started there) on the host's task queue,
 // and the workflows on the control queue: the returned worker starts and
@@ -91,11 +95,16 @@ func New(c client.Client, lv *libvirt.Client, o Options) worker.Worker {
 	hw := worker.New(c, api.TaskQueue(o.Host), worker.Options{
 		WorkerStopTimeout:                  o.StopTimeout,
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities,
-		// Where the server allows eager activities (hpcvm-devserver does),
-		// every activity a workflow task schedules, up to the free slots,
-		// comes back with that task's completion: the 32 deletions of a
-		// 32-VM destroy start together instead of one poll at a time. The
-		// SDK's default takes only 3 a task.
+		// The runs are on the control queue, so their steps come to this
+		// queue by polls, not eagerly with a workflow task: with the
+		// SDK's 2 pollers, the steps a run schedules at once (a VM each)
+		// wait in the queue's backlog for a poll each. Enough pollers to
+		// take a parallel stage of a run in one go.
+		MaxConcurrentActivityTaskPollers: activityPollers,
+		// Runs of older clients still run on this queue: their steps come
+		// back eagerly with the workflow task (where the server allows it,
+		// as hpcvm-devserver does), up to the free slots; the SDK's
+		// default takes only 3 a task.
 		MaxEagerActivityReservationsPerWorkflowTask: &maxEager,
 		// The activities heartbeat through the client (KeepAlive below);
 		// the SDK's own heartbeat only brings a cancel to an activity's
